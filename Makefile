@@ -1,0 +1,50 @@
+# DPKit: the two commands a new user runs are `make demo` and `make test`.
+# Both install the Debian packages DPKit needs when they are missing (apt-get, as root or via sudo).
+
+SWIFT ?= swift
+DEB_PACKAGES := pkg-config libopenblas-dev liblapacke-dev libfftw3-dev zlib1g-dev
+DATA_PACKAGES := dataset-fashion-mnist
+DEMO_CONFIG ?= experiments/quickstart.yaml
+DEMO_OUT ?= runs/quickstart
+
+.PHONY: demo test build release deps data bench bench-suites clean
+
+# Installs the packages listed in $(1) that dpkg does not report as installed.
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+endef
+
+deps:
+	$(call apt_install,$(DEB_PACKAGES))
+
+data:
+	$(call apt_install,$(DATA_PACKAGES))
+
+release: deps
+	$(SWIFT) build -c release --product dpkit
+
+build: deps
+	$(SWIFT) build
+
+demo: release
+	.build/release/dpkit info
+	.build/release/dpkit demo --output $(DEMO_OUT)
+
+test: deps
+	$(SWIFT) test --parallel
+
+# Quick self-contained benchmark (no harness build).
+bench: release
+	.build/release/dpkit bench --workload mlp --mode private --batch-size 256 --steps 50
+
+# The ordo-one/benchmark suites (nested package, so `swift test` never builds the harness).
+bench-suites: deps
+	cd Benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark
+
+clean:
+	rm -rf .build Benchmarks/.build

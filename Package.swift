@@ -1,0 +1,72 @@
+// swift-tools-version:6.0
+// DPKit: differential-privacy research framework.
+//
+// Modules follow the direction of dependency:
+//   CBLAS, CLAPACKE  (system libraries, imported by DPTensor only)
+//   CFFTW            (system library, imported by DPAccounting only)
+//   CZlib            (system library, imported by DPData only)
+//   DPTensor         tensor kernel, BLAS/LAPACK, random numbers
+//   DPAccounting     privacy events and accountants (depends on nothing else in DPKit)
+//   DPLayers         layers with per-sample gradient rules
+//   DPData           datasets: IDX (Fashion-MNIST), CSV, synthetic
+//   DPTraining       DP-SGD: sampling, clipping, noise, optimizers, privacy engine
+//   DPExperiments    configs, sweeps, CSV logs, tables, plots
+//   dpkit            thin command-line tool
+import PackageDescription
+
+let package = Package(
+    name: "DPKit",
+    products: [
+        .library(name: "DPTensor", targets: ["DPTensor"]),
+        .library(name: "DPAccounting", targets: ["DPAccounting"]),
+        .library(name: "DPLayers", targets: ["DPLayers"]),
+        .library(name: "DPData", targets: ["DPData"]),
+        .library(name: "DPTraining", targets: ["DPTraining"]),
+        .library(name: "DPExperiments", targets: ["DPExperiments"]),
+        .executable(name: "dpkit", targets: ["dpkit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    ],
+    targets: [
+        // MARK: - System libraries
+        .systemLibrary(
+            name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev", "pkg-config"])]),
+        .systemLibrary(
+            name: "CLAPACKE", path: "Sources/CLAPACKE",
+            providers: [.apt(["liblapacke-dev"])]),
+        .systemLibrary(
+            name: "CFFTW", path: "Sources/CFFTW", pkgConfig: "fftw3",
+            providers: [.apt(["libfftw3-dev"])]),
+        .systemLibrary(
+            name: "CZlib", path: "Sources/CZlib",
+            providers: [.apt(["zlib1g-dev"])]),
+
+        // MARK: - Library modules
+        .target(name: "DPTensor", dependencies: ["CBLAS", "CLAPACKE"]),
+        .target(name: "DPAccounting", dependencies: ["CFFTW"]),
+        .target(name: "DPLayers", dependencies: ["DPTensor"]),
+        .target(name: "DPData", dependencies: ["DPTensor", "CZlib"]),
+        .target(name: "DPTraining", dependencies: ["DPTensor", "DPLayers", "DPData", "DPAccounting"]),
+        .target(
+            name: "DPExperiments",
+            dependencies: ["DPTraining", "DPAccounting", .product(name: "Yams", package: "Yams")]),
+        .executableTarget(
+            name: "dpkit",
+            dependencies: [
+                "DPExperiments", "DPTraining", "DPAccounting", "DPTensor",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+
+        // MARK: - Tests
+        .testTarget(name: "DPTensorTests", dependencies: ["DPTensor"]),
+        .testTarget(name: "DPAccountingTests", dependencies: ["DPAccounting"]),
+        .testTarget(name: "DPLayersTests", dependencies: ["DPLayers", "DPTensor"]),
+        .testTarget(name: "DPDataTests", dependencies: ["DPData", "DPTensor"]),
+        .testTarget(name: "DPTrainingTests", dependencies: ["DPTraining", "DPLayers", "DPData", "DPAccounting", "DPTensor"]),
+        .testTarget(name: "DPExperimentsTests", dependencies: ["DPExperiments", "DPTraining", "DPAccounting"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

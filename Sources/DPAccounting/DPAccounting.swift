@@ -1,0 +1,1 @@
+// DPAccounting: placeholder, filled by its issue.

@@ -1,0 +1,1 @@
+// DPData: placeholder, filled by its issue.

@@ -1,0 +1,1 @@
+// DPExperiments: placeholder, filled by its issue.

@@ -1,0 +1,1 @@
+// DPLayers: placeholder, filled by its issue.

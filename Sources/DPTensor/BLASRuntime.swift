@@ -1,0 +1,110 @@
+import CBLAS
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// What the loaded OpenBLAS runs, and the choice of its CPU kernel.
+///
+/// Debian's OpenBLAS 0.3.21 (built with `DYNAMIC_ARCH`) picks its kernel when the library loads,
+/// before `main`, and does not recognise newer CPUs (AMD Zen 4, for one): it then runs the
+/// generic 'Prescott' kernels, about 6x slower at sgemm. `OPENBLAS_CORETYPE` overrides the
+/// choice, but only if set before the library loads. ``ensureFastKernel(arguments:)`` therefore
+/// re-executes the program once with the best kernel whose instructions the CPU reports; it
+/// never overrides a value the user set, and does nothing under CI or when told not to.
+public enum BLASRuntime {
+    /// The OpenBLAS kernel in use (`openblas_get_corename`), for example "SkylakeX".
+    public static var coreName: String { String(cString: openblas_get_corename()) }
+
+    /// OpenBLAS's thread count (`OPENBLAS_NUM_THREADS` is respected by the library itself).
+    public static var threadCount: Int { Int(openblas_get_num_threads()) }
+
+    /// Sets OpenBLAS's thread count for the rest of the process.
+    public static func setThreadCount(_ n: Int) {
+        precondition(n >= 1, "BLASRuntime.setThreadCount: \(n) threads; use 1 or more")
+        openblas_set_num_threads(Int32(n))
+    }
+
+    /// The OpenBLAS build configuration string.
+    public static var configuration: String { String(cString: openblas_get_config()) }
+
+    /// The environment variable a user sets to keep DPKit from re-executing.
+    public static let noReexecVariable = "DPKIT_NO_BLAS_REEXEC"
+    /// Set by DPKit on the re-executed process, to record and to stop a loop.
+    public static let reexecMarkerVariable = "DPKIT_BLAS_REEXEC"
+
+    /// The CPU feature flags from `/proc/cpuinfo` (empty if unreadable).
+    public static func cpuFlags() -> Set<String> {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return [] }
+        for line in text.split(separator: "\n") where line.hasPrefix("flags") {
+            if let colon = line.firstIndex(of: ":") {
+                return Set(line[line.index(after: colon)...].split(separator: " ").map(String.init))
+            }
+        }
+        return []
+    }
+
+    /// The fastest OpenBLAS 0.3.21 x86-64 kernel whose instructions all appear in `flags`, or nil.
+    public static func bestCoreType(forCPUFlags flags: Set<String>) -> String? {
+        let avx512 = ["avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"].allSatisfy(flags.contains)
+        if avx512 && flags.contains("avx512_bf16") { return "Cooperlake" }
+        if avx512 { return "SkylakeX" }
+        if flags.contains("avx2") && flags.contains("fma") { return "Haswell" }
+        if flags.contains("avx") { return "Sandybridge" }
+        return nil
+    }
+
+    /// Kernels that are generic fall-backs (what OpenBLAS runs when it does not know the CPU).
+    public static let genericCores: Set<String> = ["Prescott", "Core2", "Katmai", "Coppermine", "Northwood", "Banias", "Atom", "Nano"]
+
+    /// The outcome of ``ensureFastKernel(arguments:)``.
+    public enum KernelStatus: Equatable, Sendable {
+        /// The kernel in use is already a fast one for this CPU.
+        case fast(core: String)
+        /// The user set `OPENBLAS_CORETYPE`; DPKit left it alone.
+        case userChosen(core: String, requested: String)
+        /// A slow generic kernel runs and DPKit did not switch it; `advice` says how to fix it.
+        case slow(core: String, advice: String)
+    }
+
+    /// Makes sure the process runs a fast BLAS kernel. If OpenBLAS fell back to a generic kernel,
+    /// `OPENBLAS_CORETYPE` is unset, and the CPU reports the instructions of a better kernel,
+    /// the process re-executes itself with that kernel (this call then does not return). Under
+    /// CI (`CI` set), with ``noReexecVariable`` set, or if re-execution fails, it returns
+    /// `.slow` with the exact fix, which the caller prints as a warning.
+    public static func ensureFastKernel(arguments: [String] = CommandLine.arguments) -> KernelStatus {
+        let env = ProcessInfo.processInfo.environment
+        let core = coreName
+        if let requested = env["OPENBLAS_CORETYPE"], !requested.isEmpty {
+            return .userChosen(core: core, requested: requested)
+        }
+        guard genericCores.contains(core), let better = bestCoreType(forCPUFlags: cpuFlags()) else {
+            return .fast(core: core)
+        }
+        let advice = "OpenBLAS runs its slow generic '\(core)' kernel on this CPU; this CPU supports '\(better)'. "
+            + "Fix: export OPENBLAS_CORETYPE=\(better) before running (about 6x faster sgemm)."
+        if env["CI"] != nil || env[noReexecVariable] != nil || env[reexecMarkerVariable] != nil {
+            return .slow(core: core, advice: advice)
+        }
+        setenv("OPENBLAS_CORETYPE", better, 1)
+        setenv(reexecMarkerVariable, better, 1)
+        var cArgs: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
+        cArgs.append(nil)
+        execv("/proc/self/exe", &cArgs)
+        // execv returned: it failed. Undo and warn.
+        unsetenv("OPENBLAS_CORETYPE")
+        unsetenv(reexecMarkerVariable)
+        return .slow(core: core, advice: advice + " (DPKit could not re-execute itself: errno \(errno).)")
+    }
+
+    /// True if this process was re-executed by DPKit to choose the kernel.
+    public static var kernelChosenByDPKit: String? {
+        ProcessInfo.processInfo.environment[reexecMarkerVariable]
+    }
+
+    /// A one-line description for manifests and benchmark output.
+    public static var summary: String {
+        "OpenBLAS core \(coreName), \(threadCount) thread(s)"
+            + (kernelChosenByDPKit.map { " (OPENBLAS_CORETYPE=\($0) chosen by DPKit)" } ?? "")
+    }
+}

@@ -1,0 +1,133 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC 2011):
+/// a counter-based generator. The 64-bit key is the seed; the 128-bit counter is
+/// (stream: 64 bits, block: 64 bits). Independent streams, for sampling, noise and
+/// initialisation, come from ``split(stream:)``; a run is reproducible from one seed, and any
+/// position can be reached without generating what comes before (``state``/``init(state:)``).
+public struct PhiloxRandom: RandomNumberGenerator, Sendable, Equatable, Codable {
+    /// The key (the seed).
+    public let key: UInt64
+    /// The stream: the high 64 bits of the counter.
+    public let stream: UInt64
+    /// The number of 128-bit blocks generated so far: the low 64 bits of the counter.
+    public var block: UInt64 { _block }
+    @usableFromInline var _block: UInt64
+    @usableFromInline var buffer: SIMD4<UInt32> = .zero
+    @usableFromInline var used: Int = 4
+
+    public init(seed: UInt64, stream: UInt64 = 0) {
+        self.key = seed
+        self.stream = stream
+        self._block = 0
+    }
+
+    /// A generator for another stream under the same key: independent of this one.
+    public func split(stream s: UInt64) -> PhiloxRandom { PhiloxRandom(seed: key, stream: s) }
+
+    /// The position to save in a checkpoint: key, stream, blocks consumed, words used in the last block.
+    public struct State: Codable, Sendable, Equatable {
+        public var key: UInt64, stream: UInt64, block: UInt64, used: Int
+    }
+
+    public var state: State { State(key: key, stream: stream, block: block, used: used) }
+
+    public init(state: State) {
+        self.init(seed: state.key, stream: state.stream)
+        if state.used < 4 && state.block > 0 {
+            buffer = PhiloxRandom.bijection(counter: (stream, state.block - 1), key: key)
+            _block = state.block
+            used = state.used
+        } else {
+            _block = state.block
+        }
+    }
+
+    /// The Philox4x32 bijection, 10 rounds.
+    @inlinable static func bijection(counter: (UInt64, UInt64), key: UInt64) -> SIMD4<UInt32> {
+        var c0 = UInt32(truncatingIfNeeded: counter.1), c1 = UInt32(truncatingIfNeeded: counter.1 >> 32)
+        var c2 = UInt32(truncatingIfNeeded: counter.0), c3 = UInt32(truncatingIfNeeded: counter.0 >> 32)
+        var k0 = UInt32(truncatingIfNeeded: key), k1 = UInt32(truncatingIfNeeded: key >> 32)
+        let m0: UInt32 = 0xD251_1F53, m1: UInt32 = 0xCD9E_8D57
+        for _ in 0..<10 {
+            let p0 = UInt64(m0) &* UInt64(c0)
+            let p1 = UInt64(m1) &* UInt64(c2)
+            let hi0 = UInt32(truncatingIfNeeded: p0 >> 32), lo0 = UInt32(truncatingIfNeeded: p0)
+            let hi1 = UInt32(truncatingIfNeeded: p1 >> 32), lo1 = UInt32(truncatingIfNeeded: p1)
+            c0 = hi1 ^ c1 ^ k0
+            c1 = lo1
+            c2 = hi0 ^ c3 ^ k1
+            c3 = lo0
+            k0 &+= 0x9E37_79B9
+            k1 &+= 0xBB67_AE85
+        }
+        return SIMD4(c0, c1, c2, c3)
+    }
+
+    @inlinable public mutating func next32() -> UInt32 {
+        if used == 4 {
+            buffer = PhiloxRandom.bijection(counter: (stream, _block), key: key)
+            _block &+= 1
+            used = 0
+        }
+        let v = buffer[used]
+        used += 1
+        return v
+    }
+
+    @inlinable public mutating func next() -> UInt64 {
+        UInt64(next32()) << 32 | UInt64(next32())
+    }
+
+    /// A uniform `Float` in the open interval (0, 1): never 0, so `log` of it is finite.
+    @inlinable public mutating func nextOpenUnitFloat() -> Float {
+        (Float(next32() >> 8) + 0.5) * (1.0 / 16_777_216.0)
+    }
+
+    /// A uniform `Double` in (0, 1).
+    @inlinable public mutating func nextOpenUnitDouble() -> Double {
+        (Double(next() >> 11) + 0.5) * (1.0 / 9_007_199_254_740_992.0)
+    }
+
+    /// Fills `buffer` with independent standard normal samples (Box-Muller in `Double`,
+    /// rounded to the scalar type).
+    public mutating func fillNormal<S: TensorScalar>(_ buffer: UnsafeMutableBufferPointer<S>,
+                                                     mean: S = 0, standardDeviation: S = 1) {
+        var i = 0
+        let n = buffer.count
+        while i < n {
+            let u1 = nextOpenUnitDouble(), u2 = nextOpenUnitDouble()
+            let r = (-2 * Glibc.log(u1)).squareRoot()
+            let t = 2 * Double.pi * u2
+            buffer[i] = mean + standardDeviation * S(r * Glibc.cos(t))
+            if i + 1 < n { buffer[i + 1] = mean + standardDeviation * S(r * Glibc.sin(t)) }
+            i += 2
+        }
+    }
+}
+
+extension Tensor {
+    /// Independent uniform samples in `range`.
+    public init<G: RandomNumberGenerator>(uniform shape: Shape, in range: ClosedRange<Scalar>, using rng: inout G)
+    where Scalar.RawSignificand: FixedWidthInteger {
+        self.init(zeros: shape)
+        withUnsafeMutableBufferPointer { p in
+            for i in 0..<p.count { p[i] = Scalar.random(in: range, using: &rng) }
+        }
+    }
+
+    /// Independent normal samples.
+    public init(normal shape: Shape, mean: Scalar = 0, standardDeviation: Scalar = 1, using rng: inout PhiloxRandom) {
+        self.init(zeros: shape)
+        withUnsafeMutableBufferPointer { rng.fillNormal($0, mean: mean, standardDeviation: standardDeviation) }
+    }
+
+    /// Adds independent `N(0, standardDeviation^2)` samples to every scalar, in place.
+    public mutating func addGaussianNoise(standardDeviation: Scalar, using rng: inout PhiloxRandom) {
+        var noise = Tensor(normal: shape, standardDeviation: standardDeviation, using: &rng)
+        noise.add(self)
+        self = noise
+    }
+}

@@ -1,0 +1,33 @@
+import CBLAS
+
+/// A scalar type the tensor kernel computes in. One generic code path serves `Float` and
+/// `Double`; the BLAS calls forward to `s*` or `d*` routines in `Float+BLAS.swift` and
+/// `Double+BLAS.swift`.
+public protocol TensorScalar: BinaryFloatingPoint, Sendable, CustomStringConvertible
+where Self.RawSignificand: FixedWidthInteger {
+    /// `C = alpha * op(A) * op(B) + beta * C`, row-major, with leading dimensions.
+    static func blasGemm(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Self,
+        a: UnsafePointer<Self>, lda: Int, b: UnsafePointer<Self>, ldb: Int,
+        beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
+    /// `y = alpha * op(A) * x + beta * y`, row-major A of `m` rows and `n` columns.
+    static func blasGemv(
+        trans: Bool, m: Int, n: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int,
+        x: UnsafePointer<Self>, incx: Int, beta: Self, y: UnsafeMutablePointer<Self>, incy: Int)
+    /// `y += alpha * x`.
+    static func blasAxpy(n: Int, alpha: Self, x: UnsafePointer<Self>, incx: Int, y: UnsafeMutablePointer<Self>, incy: Int)
+    /// `x *= alpha`.
+    static func blasScal(n: Int, alpha: Self, x: UnsafeMutablePointer<Self>, incx: Int)
+    /// `x . y`.
+    static func blasDot(n: Int, x: UnsafePointer<Self>, incx: Int, y: UnsafePointer<Self>, incy: Int) -> Self
+    /// Euclidean norm of `x`, computed by BLAS without overflow.
+    static func blasNrm2(n: Int, x: UnsafePointer<Self>, incx: Int) -> Self
+
+    static func exp(_ x: Self) -> Self
+    static func log(_ x: Self) -> Self
+    static func tanh(_ x: Self) -> Self
+    static func log1p(_ x: Self) -> Self
+    static func expm1(_ x: Self) -> Self
+}
+
+@inlinable func cblasTranspose(_ t: Bool) -> CBLAS_TRANSPOSE { t ? CblasTrans : CblasNoTrans }

@@ -1,0 +1,22 @@
+/// The heap buffer behind a ``Tensor``: 64-byte aligned so BLAS and SIMD loads are aligned.
+public final class TensorStorage<Scalar: TensorScalar>: @unchecked Sendable {
+    public let count: Int
+    public let pointer: UnsafeMutablePointer<Scalar>
+
+    /// Uninitialised scalars are zeroed: a buffer never exposes garbage.
+    public init(count: Int) {
+        self.count = count
+        let bytes = max(1, count) * MemoryLayout<Scalar>.stride
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+        pointer = raw.bindMemory(to: Scalar.self, capacity: max(1, count))
+    }
+
+    public func copy() -> TensorStorage {
+        let s = TensorStorage(count: count)
+        s.pointer.update(from: pointer, count: count)
+        return s
+    }
+
+    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+}

@@ -1,0 +1,1 @@
+// DPTraining: placeholder, filled by its issue.
