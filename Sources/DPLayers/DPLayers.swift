@@ -1,1 +1,0 @@
-// DPLayers: placeholder, filled by its issue.
