@@ -1,0 +1,340 @@
+import DPAccounting
+import DPData
+import DPLayers
+import DPTensor
+import Foundation
+
+/// The privacy side of a training run.
+public struct PrivacySettings: Codable, Hashable, Sendable {
+    /// sigma: the accounted noise multiplier (noise standard deviation over the clipping norm).
+    /// 0 gives a clip-only control run, which has no privacy guarantee.
+    public var noiseMultiplier: Double
+    /// C: the bound on each example's gradient norm.
+    public var clippingNorm: Double
+    public var clipping: ClippingMode
+    public var delta: Double
+    /// The budget: a step that would take epsilon (by the budget accountant) above it is refused.
+    public var targetEpsilon: Double?
+    /// Draw noise from the operating system's cryptographic generator instead of the seeded stream.
+    public var secureNoise: Bool
+
+    public init(noiseMultiplier: Double, clippingNorm: Double, clipping: ClippingMode = .flat,
+                delta: Double, targetEpsilon: Double? = nil, secureNoise: Bool = false) {
+        self.noiseMultiplier = noiseMultiplier
+        self.clippingNorm = clippingNorm
+        self.clipping = clipping
+        self.delta = delta
+        self.targetEpsilon = targetEpsilon
+        self.secureNoise = secureNoise
+    }
+
+    /// Checks the values; each error names the value and the valid range.
+    public func validate() throws {
+        guard noiseMultiplier >= 0, noiseMultiplier.isFinite else {
+            throw TrainingError.invalidSetting("noise multiplier \(noiseMultiplier) must be a finite number >= 0 (0 = clip-only control, no privacy)")
+        }
+        guard clippingNorm > 0 else {
+            throw TrainingError.invalidSetting("clipping norm \(clippingNorm) must be > 0 (use .infinity to disable clipping)")
+        }
+        guard delta > 0, delta < 1 else {
+            throw TrainingError.invalidSetting("delta \(delta) must be in (0, 1); 1e-5 or 1/n^1.1 are usual")
+        }
+        if let e = targetEpsilon, !(e > 0) {
+            throw TrainingError.invalidSetting("target epsilon \(e) must be > 0")
+        }
+        if case .automatic(let s) = clipping, !(s > 0) {
+            throw TrainingError.invalidSetting("automatic clipping stability \(s) must be > 0 (Bu et al. use 0.01)")
+        }
+        if case .adaptive(let quantile, let lr, let sb) = clipping {
+            guard quantile > 0, quantile < 1, lr > 0, sb > 0 else {
+                throw TrainingError.invalidSetting("adaptive clipping: target quantile \(quantile) must be in (0, 1), learning rate \(lr) > 0, count noise multiplier \(sb) > 0")
+            }
+        }
+    }
+}
+
+/// Everything a trainer needs besides model, data and optimizer.
+public struct TrainerConfiguration: Sendable {
+    public var sampling: SamplingScheme
+    /// Poisson: q n. Fixed size: b.
+    public var expectedBatchSize: Int
+    /// The largest chunk processed at once (virtual batches): memory stays bounded while one
+    /// logical batch still gets exactly one noise draw.
+    public var maxPhysicalBatchSize: Int
+    /// nil: ordinary (non-private) SGD with the same sampler and denominator.
+    public var privacy: PrivacySettings?
+    public var seed: UInt64
+
+    public init(sampling: SamplingScheme = .poisson, expectedBatchSize: Int, maxPhysicalBatchSize: Int = 1024,
+                privacy: PrivacySettings?, seed: UInt64) {
+        self.sampling = sampling
+        self.expectedBatchSize = expectedBatchSize
+        self.maxPhysicalBatchSize = maxPhysicalBatchSize
+        self.privacy = privacy
+        self.seed = seed
+    }
+}
+
+/// What one logical step did (diagnostics; the loss and clipped fraction are not private).
+public struct StepReport: Sendable {
+    public var step: Int
+    public var batchSize: Int
+    public var lossSum: Double
+    public var correct: Int
+    public var clippedCount: Int
+    public var clippingNorm: Double
+}
+
+/// The random streams of a run, all derived from one seed (Philox streams).
+public enum RandomStream: UInt64 {
+    case initialisation = 0, sampling = 1, noise = 2, dropout = 3, data = 4
+}
+
+/// DP-SGD (Abadi et al. 2016) as named phases: sample, forward, one backward pass, per-example
+/// norms, clip and accumulate, add noise, scale by the expected batch size, optimizer step,
+/// and composition of the step's privacy event into the ledger.
+public final class DPSGDTrainer {
+    public let model: Sequential
+    public let optimizer: Optimizer
+    public let schedule: LearningRateSchedule
+    public let baseLearningRate: Double
+    public let data: Dataset
+    public let configuration: TrainerConfiguration
+    public private(set) var sampler: BatchSampler
+    public private(set) var noiseRandom: PhiloxRandom
+    public private(set) var dropoutRandom: PhiloxRandom
+    public private(set) var step = 0
+    /// The current clipping norm (changes under adaptive clipping).
+    public private(set) var clippingNorm: Double
+    /// Every privacy event this run composed, in order. Never reset.
+    public private(set) var ledger: PrivacyLedger
+    /// The largest number of steps the budget allows (nil: no budget).
+    public let stepBudget: Int?
+
+    private let loss = SoftmaxCrossEntropy()
+    private var indices: [Int] = []
+    private var chunkIndices: [Int] = []
+    private var batch: Tensor<Float>
+    private var batchLabels: [Int] = []
+    private var norms: Tensor<Float> = Tensor(zeros: [0])
+    private var weights: Tensor<Float> = Tensor(zeros: [0])
+    private var perLayerWeights: [Tensor<Float>] = []
+    private let secureSource: SecureNormalSource?
+
+    /// - Throws: ``TrainingError`` for invalid settings, or if the budget allows no step.
+    public init(model: Sequential, optimizer: Optimizer, learningRate: Double,
+                schedule: LearningRateSchedule = .constant, data: Dataset,
+                configuration: TrainerConfiguration, ledger: PrivacyLedger = PrivacyLedger()) throws {
+        guard data.count > 0 else { throw TrainingError.invalidSetting("the training set is empty") }
+        guard configuration.expectedBatchSize >= 1, configuration.expectedBatchSize <= data.count else {
+            throw TrainingError.invalidSetting("expected batch size \(configuration.expectedBatchSize) must be in 1...\(data.count) (the training set size)")
+        }
+        guard configuration.maxPhysicalBatchSize >= 1 else {
+            throw TrainingError.invalidSetting("max physical batch size \(configuration.maxPhysicalBatchSize) must be >= 1")
+        }
+        try configuration.privacy?.validate()
+        self.model = model
+        self.optimizer = optimizer
+        self.baseLearningRate = learningRate
+        self.schedule = schedule
+        self.data = data
+        self.configuration = configuration
+        let root = PhiloxRandom(seed: configuration.seed)
+        self.sampler = BatchSampler(scheme: configuration.sampling, datasetSize: data.count,
+                                    expectedBatchSize: configuration.expectedBatchSize,
+                                    rng: root.split(stream: RandomStream.sampling.rawValue))
+        self.noiseRandom = root.split(stream: RandomStream.noise.rawValue)
+        self.dropoutRandom = root.split(stream: RandomStream.dropout.rawValue)
+        self.clippingNorm = configuration.privacy?.clippingNorm ?? .infinity
+        self.ledger = ledger
+        self.batch = Tensor(zeros: data.exampleShape.prepending(0))
+        self.secureSource = (configuration.privacy?.secureNoise ?? false) ? SecureNormalSource() : nil
+        if let p = configuration.privacy, let target = p.targetEpsilon, p.noiseMultiplier > 0 {
+            self.stepBudget = try PrivacyBudget.maximumSteps(
+                event: sampler.stepEvent(noiseMultiplier: p.noiseMultiplier), alreadySpent: ledger,
+                targetEpsilon: target, delta: p.delta)
+        } else {
+            self.stepBudget = nil
+        }
+    }
+
+    /// The accounted noise multiplier (0 when non-private).
+    public var noiseMultiplier: Double { configuration.privacy?.noiseMultiplier ?? 0 }
+
+    /// True if the trainer adds noise and the ledger describes a DP guarantee.
+    public var isPrivate: Bool { (configuration.privacy?.noiseMultiplier ?? 0) > 0 }
+
+    /// The privacy event of one step of this trainer's sampler and noise.
+    public var stepEvent: DpEvent { sampler.stepEvent(noiseMultiplier: noiseMultiplier) }
+
+    /// Takes one logical step.
+    /// - Throws: ``TrainingError/budgetExhausted(step:epsilon:)`` before a step that would exceed
+    ///   the budget (nothing changes), ``TrainingError/nonFiniteLoss(step:loss:)`` if the loss is NaN.
+    @discardableResult
+    public func trainStep() throws -> StepReport {
+        if let budget = stepBudget, ledgerSteps >= budget {
+            let eps = try PrivacyBudget.epsilon(ledger: ledger, delta: configuration.privacy!.delta)
+            throw TrainingError.budgetExhausted(step: step, epsilon: eps)
+        }
+        sampler.nextBatch(into: &indices)
+        for p in model.parameters { p.gradient.fill(0) }
+
+        var report = StepReport(step: step, batchSize: indices.count, lossSum: 0, correct: 0,
+                                clippedCount: 0, clippingNorm: clippingNorm)
+        let chunk = configuration.maxPhysicalBatchSize
+        var start = 0
+        var unclippedCount = 0
+        while start < indices.count {
+            let end = min(indices.count, start + chunk)
+            chunkIndices.removeAll(keepingCapacity: true)
+            chunkIndices.append(contentsOf: indices[start..<end])
+            let stats = try processChunk()
+            report.lossSum += stats.lossSum
+            report.correct += stats.correct
+            report.clippedCount += stats.clipped
+            unclippedCount += stats.unclipped
+            start = end
+        }
+
+        if let privacy = configuration.privacy {
+            if privacy.noiseMultiplier > 0 {
+                let sigmaGrad = try privacy.clipping.gradientNoiseMultiplier(accounted: privacy.noiseMultiplier)
+                addNoise(standardDeviation: Float(sigmaGrad * clippingNorm))
+            }
+            if case .adaptive(let quantile, let lr, let sb) = privacy.clipping {
+                // Noisy fraction of examples whose norm was within C (Andrew et al. 2021, Alg. 1).
+                var noise: Double = 0
+                if privacy.noiseMultiplier > 0 { noise = sb * normalSample() }
+                let fraction = (Double(unclippedCount) + noise) / sampler.expectedBatchSize
+                clippingNorm *= Foundation.exp(-lr * (fraction - quantile))
+            }
+        }
+        let scale = Float(1 / sampler.expectedBatchSize)
+        for p in model.parameters { p.gradient.scale(by: scale) }
+        optimizer.learningRate = schedule.learningRate(base: baseLearningRate, step: step)
+        optimizer.step(model.parameters)
+
+        if isPrivate { ledger.compose(stepEvent) }
+        step += 1
+        let mean = report.lossSum / Double(max(1, report.batchSize))
+        if !mean.isFinite { throw TrainingError.nonFiniteLoss(step: step, loss: mean) }
+        return report
+    }
+
+    /// Steps composed into the ledger by this trainer's configuration (resumed runs included).
+    public var ledgerSteps: Int { ledger.totalCount }
+
+    private struct ChunkStats { var lossSum: Double; var correct: Int; var clipped: Int; var unclipped: Int }
+
+    private func processChunk() throws -> ChunkStats {
+        let m = chunkIndices.count
+        if batch.leadingCount != m { batch = Tensor(zeros: data.exampleShape.prepending(m)) }
+        data.gather(indices: chunkIndices, into: &batch, labels: &batchLabels)
+        var context = ForwardContext(training: true, rng: dropoutRandom)
+        let logits = model.forward(batch, context: &context)
+        dropoutRandom = context.rng
+        let (lossSum, correct, dLogits) = loss.sumLossAndGradient(logits: logits, labels: batchLabels)
+        _ = model.backward(dLogits)
+
+        guard let privacy = configuration.privacy else {
+            model.accumulateGradients(exampleWeights: nil)
+            return ChunkStats(lossSum: lossSum, correct: correct, clipped: 0, unclipped: m)
+        }
+        if norms.scalarCount != m {
+            norms = Tensor(zeros: [m])
+            weights = Tensor(zeros: [m])
+        }
+        var clipped = 0
+        let c = Float(clippingNorm)
+        switch privacy.clipping {
+        case .flat, .adaptive:
+            norms.fill(0)
+            model.addPerSampleGradientSquaredNorms(into: &norms)
+            clipped = ClipFactors.flat(squaredNorms: norms, clippingNorm: c, into: &weights)
+            model.accumulateGradients(exampleWeights: weights)
+        case .automatic(let stability):
+            norms.fill(0)
+            model.addPerSampleGradientSquaredNorms(into: &norms)
+            ClipFactors.automatic(squaredNorms: norms, clippingNorm: c, stability: Float(stability), into: &weights)
+            clipped = m
+            model.accumulateGradients(exampleWeights: weights)
+        case .perLayer:
+            let layerNorms = model.perLayerSquaredNorms()
+            let perLayerC = c / Float(layerNorms.count).squareRoot()
+            perLayerWeights = layerNorms.map { n in
+                var w = Tensor<Float>(zeros: [m])
+                clipped += ClipFactors.flat(squaredNorms: n, clippingNorm: perLayerC, into: &w)
+                return w
+            }
+            model.accumulateGradients(perLayerWeights: perLayerWeights)
+        }
+        if !lossSum.isFinite { throw TrainingError.nonFiniteLoss(step: step, loss: lossSum) }
+        return ChunkStats(lossSum: lossSum, correct: correct, clipped: clipped, unclipped: m - clipped)
+    }
+
+    private func addNoise(standardDeviation: Float) {
+        for p in model.parameters {
+            if let secure = secureSource {
+                p.gradient.withUnsafeMutableBufferPointer { secure.addNoise(to: $0, standardDeviation: standardDeviation) }
+            } else {
+                p.gradient.addGaussianNoise(standardDeviation: standardDeviation, using: &noiseRandom)
+            }
+        }
+    }
+
+    private func normalSample() -> Double {
+        if let secure = secureSource { return secure.sample() }
+        var x: [Double] = [0]
+        x.withUnsafeMutableBufferPointer { noiseRandom.fillNormal($0) }
+        return x[0]
+    }
+
+    func restoreState(step: Int, clippingNorm: Double, sampler rng: PhiloxRandom, noise: PhiloxRandom,
+                      dropout: PhiloxRandom, ledger: PrivacyLedger) {
+        self.step = step
+        self.clippingNorm = clippingNorm
+        self.sampler.rng = rng
+        self.noiseRandom = noise
+        self.dropoutRandom = dropout
+        self.ledger = ledger
+    }
+
+    // MARK: - Evaluation
+
+    /// Mean loss and accuracy on `dataset`, in evaluation mode (no dropout), in chunks.
+    public func evaluate(_ dataset: Dataset, batchSize: Int = 1024) -> (loss: Double, accuracy: Double) {
+        Evaluation.evaluate(model: model, dataset: dataset, batchSize: batchSize)
+    }
+}
+
+/// Loss and accuracy of a model on a dataset.
+public enum Evaluation {
+    public static func evaluate(model: Sequential, dataset: Dataset, batchSize: Int = 1024) -> (loss: Double, accuracy: Double) {
+        let n = dataset.count
+        guard n > 0 else { return (.nan, .nan) }
+        let loss = SoftmaxCrossEntropy()
+        var total = 0.0, correct = 0
+        var x = Tensor<Float>(zeros: dataset.exampleShape.prepending(0))
+        var labels: [Int] = []
+        var idx: [Int] = []
+        var start = 0
+        while start < n {
+            let end = min(n, start + batchSize)
+            idx = Array(start..<end)
+            if x.leadingCount != idx.count { x = Tensor(zeros: dataset.exampleShape.prepending(idx.count)) }
+            dataset.gather(indices: idx, into: &x, labels: &labels)
+            var ctx = ForwardContext(training: false)
+            let logits = model.forward(x, context: &ctx)
+            let r = loss.sumLossAndGradient(logits: logits, labels: labels, computeGradient: false)
+            total += r.lossSum
+            correct += r.correct
+            start = end
+        }
+        return (total / Double(n), Double(correct) / Double(n))
+    }
+}
+
+extension Shape {
+    /// This shape with `n` in front (a batch of examples of this shape).
+    public func prepending(_ n: Int) -> Shape { Shape([n] + array) }
+}

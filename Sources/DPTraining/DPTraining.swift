@@ -1,1 +1,0 @@
-// DPTraining: placeholder, filled by its issue.

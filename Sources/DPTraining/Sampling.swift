@@ -1,0 +1,100 @@
+import DPAccounting
+import DPTensor
+import Foundation
+
+/// How each step's batch is drawn. The accounted privacy event follows from the scheme, so the
+/// trainer can only compose the event its sampler really implements.
+public enum SamplingScheme: String, Codable, Sendable, CaseIterable {
+    /// Each example joins each step's batch independently with probability q (Poisson
+    /// sampling, add/remove-one neighbouring). The batch size varies; it may be empty.
+    case poisson
+    /// Each step draws a fresh uniformly random batch of exactly b distinct examples (sampling
+    /// without replacement, replace-one neighbouring; Wang, Balle and Kasiviswanathan 2019).
+    ///
+    /// Deliberately not offered: "shuffle the data and cut it into consecutive batches", whose
+    /// epsilon no accountant here can justify (each example appears exactly once per epoch,
+    /// which the subsampling bounds do not model; Chua et al. 2024 show the gap is real).
+    case fixedSize = "fixed-size"
+}
+
+/// Draws the indices of each step's batch from its own random stream.
+public struct BatchSampler: Sendable {
+    public let scheme: SamplingScheme
+    public let datasetSize: Int
+    /// For Poisson sampling: q. For fixed size: b / n.
+    public let samplingProbability: Double
+    /// For fixed size: b. For Poisson: the expected batch size q n (not an integer in general).
+    public let batchSize: Int
+    public var rng: PhiloxRandom
+
+    /// - Parameters:
+    ///   - expectedBatchSize: q n for Poisson, b for fixed-size batches; 1 <= it <= n.
+    public init(scheme: SamplingScheme, datasetSize: Int, expectedBatchSize: Int, rng: PhiloxRandom) {
+        precondition(datasetSize > 0 && expectedBatchSize >= 1 && expectedBatchSize <= datasetSize,
+                     "BatchSampler: batch size \(expectedBatchSize) must be in 1...\(datasetSize) (the dataset size)")
+        self.scheme = scheme
+        self.datasetSize = datasetSize
+        self.batchSize = expectedBatchSize
+        self.samplingProbability = Double(expectedBatchSize) / Double(datasetSize)
+        self.rng = rng
+    }
+
+    /// The expected batch size: the denominator of the averaged noisy gradient. Never the
+    /// realised batch size, which would depend on the data of one example.
+    public var expectedBatchSize: Double { Double(batchSize) }
+
+    /// Steps in one epoch: n / b rounded, at least 1.
+    public var stepsPerEpoch: Int { max(1, Int((Double(datasetSize) / Double(batchSize)).rounded())) }
+
+    /// The privacy event of one step with Gaussian noise of multiplier `noiseMultiplier`.
+    public func stepEvent(noiseMultiplier: Double) -> DpEvent {
+        switch scheme {
+        case .poisson:
+            return .poissonSampled(probability: samplingProbability, event: .gaussian(noiseMultiplier: noiseMultiplier))
+        case .fixedSize:
+            return .sampledWithoutReplacement(sampleSize: batchSize, datasetSize: datasetSize,
+                                              event: .gaussian(noiseMultiplier: noiseMultiplier))
+        }
+    }
+
+    /// The indices of the next batch, ascending, written into `indices` (reused storage).
+    public mutating func nextBatch(into indices: inout [Int]) {
+        indices.removeAll(keepingCapacity: true)
+        switch scheme {
+        case .poisson:
+            let q = samplingProbability
+            if q >= 1 {
+                indices.append(contentsOf: 0..<datasetSize)
+                return
+            }
+            // Geometric skips: the gap to the next included index is Geometric(q),
+            // floor(log U / log(1 - q)), which gives exactly independent Bernoulli(q) inclusions.
+            let logOneMinusQ = Foundation.log1p(-q)
+            var i = -1
+            while true {
+                let u = rng.nextOpenUnitDouble()
+                let skip = Foundation.floor(Foundation.log(u) / logOneMinusQ)
+                if skip >= Double(datasetSize) { break }
+                i += Int(skip) + 1
+                if i >= datasetSize { break }
+                indices.append(i)
+            }
+        case .fixedSize:
+            // Floyd's algorithm: b distinct uniform indices in O(b) expected time.
+            var chosen = Set<Int>(minimumCapacity: batchSize)
+            for j in (datasetSize - batchSize)..<datasetSize {
+                let t = Int(rng.nextOpenUnitDouble() * Double(j + 1))
+                let pick = chosen.contains(t) ? j : min(t, j)
+                chosen.insert(pick)
+            }
+            indices.append(contentsOf: chosen.sorted())
+        }
+    }
+
+    public func nextBatch() -> [Int] {
+        var copy = self
+        var out: [Int] = []
+        copy.nextBatch(into: &out)
+        return out
+    }
+}
