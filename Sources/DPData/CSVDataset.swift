@@ -28,7 +28,8 @@ public enum CSVDataset {
     /// Parses CSV text (see ``load(_:labelColumn:classNames:featureColumns:name:)``); `path` names it in errors.
     public static func parse(_ text: String, path: String, labelColumn: String = "label", classNames: [String]? = nil,
                              featureColumns: [String]? = nil, name: String) throws -> (dataset: Dataset, featureColumns: [String]) {
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        // `isNewline` splits `\n`, `\r\n` (one Character in Swift) and `\r`.
+        let lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
         var lineIndex = 0
         while lineIndex < lines.count && clean(lines[lineIndex]).isEmpty { lineIndex += 1 }
         guard lineIndex < lines.count else {

@@ -53,8 +53,7 @@ public enum FashionMNIST {
         var x = Tensor<Float>(zeros: [n, 1, rows, columns])
         x.withUnsafeMutableBufferPointer { dst in
             images.bytes.withUnsafeBufferPointer { src in
-                let scale: Float = 1 / 255
-                for i in 0..<src.count { dst[i] = Float(src[i]) * scale }
+                for i in 0..<src.count { dst[i] = Float(src[i]) / 255 }
             }
         }
         return Dataset(name: name, features: x, labels: y, classCount: classCount, classNames: classNames)
