@@ -169,12 +169,20 @@ public enum SyntheticData {
     /// cheap to draw) and clips to `[0, 1]`.
     static func addNoise(_ image: UnsafeMutableBufferPointer<Float>, noise: Float, rng: inout PhiloxRandom) {
         guard noise > 0 else { return }
-        // (u1 + u2 - 1) has variance 1/6.
-        let scale = noise * Float(6).squareRoot() / 65536
-        for j in image.indices {
+        // Two 8-bit uniforms per pixel, two pixels per 32-bit draw: (u1 + u2 - 1) has variance
+        // about 1/6, so the scale restores the requested deviation.
+        let scale = noise * Float(6).squareRoot() / 256
+        var j = 0
+        let n = image.count
+        while j < n {
             let bits = rng.next32()
-            let sum = Float(bits & 0xffff) + Float(bits >> 16) - 65535
-            image[j] = min(max(image[j] + scale * sum, 0), 1)
+            let a = Float(bits & 0xff) + Float((bits >> 8) & 0xff) - 255
+            image[j] = min(max(image[j] + scale * a, 0), 1)
+            if j + 1 < n {
+                let b = Float((bits >> 16) & 0xff) + Float(bits >> 24) - 255
+                image[j + 1] = min(max(image[j + 1] + scale * b, 0), 1)
+            }
+            j += 2
         }
     }
 }
