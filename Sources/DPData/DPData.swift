@@ -1,1 +1,0 @@
-// DPData: placeholder, filled by its issue.
