@@ -13,6 +13,14 @@ func linear(_ i: Int, _ o: Int, bias: Bool = true, rule: PerSampleNormRule? = ni
     return l
 }
 
+func conv(_ cin: Int, _ cout: Int, kernel: Int, stride: Int, padding: Int, bias: Bool = true,
+          rule: PerSampleNormRule? = nil) -> Conv2d {
+    var rng = makeRNG()
+    let c = Conv2d(inChannels: cin, outChannels: cout, kernel: kernel, stride: stride, padding: padding, bias: bias, rng: &rng)
+    c.normRuleOverride = rule
+    return c
+}
+
 /// Every layer with parameters, in the shapes and rule variants the tests cover.
 let parameterCases: [LayerCase] = [
     LayerCase(name: "Linear 5->3", inputShape: [4, 5], make: { linear(5, 3) }),
@@ -21,6 +29,19 @@ let parameterCases: [LayerCase] = [
     LayerCase(name: "Linear sequence auto", inputShape: [3, 4, 5], make: { linear(5, 3) }),
     LayerCase(name: "Linear sequence ghost", inputShape: [3, 4, 5], make: { linear(5, 3, rule: .ghost) }),
     LayerCase(name: "Linear sequence materialise", inputShape: [3, 2, 2, 5], make: { linear(5, 3, rule: .materialize) }),
+    LayerCase(name: "Conv2d k3 s2 p1 ghost", inputShape: [3, 2, 5, 5], make: { conv(2, 3, kernel: 3, stride: 2, padding: 1, rule: .ghost) }),
+    LayerCase(name: "Conv2d k3 s2 p1 materialise", inputShape: [3, 2, 5, 5],
+              make: { conv(2, 3, kernel: 3, stride: 2, padding: 1, rule: .materialize) }),
+    LayerCase(name: "Conv2d k2 s1 p2 ghost no bias", inputShape: [2, 1, 3, 4],
+              make: { conv(1, 2, kernel: 2, stride: 1, padding: 2, bias: false, rule: .ghost) }),
+    LayerCase(name: "Conv2d k2 s1 p2 materialise no bias", inputShape: [2, 1, 3, 4],
+              make: { conv(1, 2, kernel: 2, stride: 1, padding: 2, bias: false, rule: .materialize) }),
+    LayerCase(name: "Conv2d k3 s1 p0 auto", inputShape: [2, 2, 4, 4], make: { conv(2, 2, kernel: 3, stride: 1, padding: 0) }),
+    LayerCase(name: "GroupNorm 2x4", inputShape: [3, 4, 2, 2], make: { GroupNorm(groups: 2, channels: 4) }),
+    LayerCase(name: "GroupNorm 1x3 on vectors", inputShape: [2, 3, 3], make: { GroupNorm(groups: 1, channels: 3) }),
+    LayerCase(name: "LayerNorm [5]", inputShape: [3, 5], make: { LayerNorm(shape: [5]) }),
+    LayerCase(name: "LayerNorm [4] on sequences", inputShape: [2, 3, 4], make: { LayerNorm(shape: [4]) }),
+    LayerCase(name: "LayerNorm [2, 3]", inputShape: [3, 2, 3], make: { LayerNorm(shape: [2, 3]) }),
 ]
 
 /// Every layer without parameters.
