@@ -37,6 +37,7 @@ public final class Conv2d: Layer {
     var outputGradient = Tensor<Float>(zeros: [0, 0, 0])   // [B, Cout, L], from backward
     var columnGradient = Tensor<Float>(zeros: [0, 0, 0])   // [B, K, L], backward workspace
     var positionOnes = Tensor<Float>(zeros: [0])
+    var batchOnes = Tensor<Float>(zeros: [0])
     var outerProducts = OuterProductNorms()
 
     public init(inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
@@ -149,7 +150,8 @@ public final class Conv2d: Layer {
         checkExampleWeights(exampleWeights, batchSize: batchSize, layer: description)
         guard let g = geometry, batchSize > 0 else { return }
         let k = patchSize, l = g.outputPositions, c = outChannels, batch = batchSize
-        let weights = exampleWeights ?? Tensor(repeating: 1, shape: [batch])
+        if exampleWeights == nil && batchOnes.shape != [batch] { batchOnes = Tensor(repeating: 1, shape: [batch]) }
+        let weights = exampleWeights ?? batchOnes
         if bias != nil && positionOnes.shape != [l] { positionOnes = Tensor(repeating: 1, shape: [l]) }
         weights.withUnsafeBufferPointer { w in
             columns.withUnsafeBufferPointer { cols in
@@ -177,7 +179,7 @@ public final class Conv2d: Layer {
     }
 
     public func perSampleGradients() -> [Tensor<Float>] {
-        let l = geometry?.outputPositions ?? 0, k = patchSize, c = outChannels
+        let k = patchSize, c = outChannels
         var gw = Tensor<Float>(zeros: Shape([batchSize] + weight.value.shape.array))
         var gb = Tensor<Float>(zeros: [batchSize, c])
         for i in 0..<batchSize {
@@ -187,7 +189,6 @@ public final class Conv2d: Layer {
             copyRow(gi, into: &gw, row: i)
             copyRow(di.sum(alongAxis: 1), into: &gb, row: i)
         }
-        _ = l
         return bias == nil ? [gw] : [gw, gb]
     }
 }
