@@ -91,10 +91,19 @@ public struct PhiloxRandom: RandomNumberGenerator, Sendable, Equatable, Codable 
         (Double(next() >> 11) + 0.5) * (1.0 / 9_007_199_254_740_992.0)
     }
 
-    /// Fills `buffer` with independent standard normal samples (Box-Muller in `Double`,
-    /// rounded to the scalar type).
+    /// Fills `buffer` with independent `N(mean, standardDeviation^2)` samples.
+    ///
+    /// `Float` output takes the vectorised Box-Muller path (``nextNormals8x4()``): 32 normals
+    /// per 8 Philox blocks, starting at the next block boundary, so the values depend only on
+    /// the key, the stream and the block counter. `Double` output uses Box-Muller in `Double`
+    /// with 53-bit uniforms, one pair of normals from two 64-bit words.
     public mutating func fillNormal<S: TensorScalar>(_ buffer: UnsafeMutableBufferPointer<S>,
                                                      mean: S = 0, standardDeviation: S = 1) {
+        if S.self == Float.self {
+            let p = UnsafeMutableRawPointer(buffer.baseAddress)?.assumingMemoryBound(to: Float.self)
+            fillNormalFloat(p, count: buffer.count, mean: Float(mean), standardDeviation: Float(standardDeviation), accumulate: false)
+            return
+        }
         var i = 0
         let n = buffer.count
         while i < n {
@@ -104,6 +113,43 @@ public struct PhiloxRandom: RandomNumberGenerator, Sendable, Equatable, Codable 
             buffer[i] = mean + standardDeviation * S(r * Glibc.cos(t))
             if i + 1 < n { buffer[i + 1] = mean + standardDeviation * S(r * Glibc.sin(t)) }
             i += 2
+        }
+    }
+
+    /// Adds independent `N(0, standardDeviation^2)` samples to `buffer` in place, allocating
+    /// nothing. Adds exactly the samples ``fillNormal(_:mean:standardDeviation:)`` would write.
+    public mutating func addNormal<S: TensorScalar>(to buffer: UnsafeMutableBufferPointer<S>, standardDeviation: S) {
+        if S.self == Float.self {
+            let p = UnsafeMutableRawPointer(buffer.baseAddress)?.assumingMemoryBound(to: Float.self)
+            fillNormalFloat(p, count: buffer.count, mean: 0, standardDeviation: Float(standardDeviation), accumulate: true)
+            return
+        }
+        // Double: chunks through a small stack buffer, so no second full tensor is allocated.
+        let chunk = 256
+        withUnsafeTemporaryAllocation(of: S.self, capacity: chunk) { tmp in
+            var start = 0
+            while start < buffer.count {
+                let m = Swift.min(chunk, buffer.count - start)
+                let t = UnsafeMutableBufferPointer(rebasing: tmp[0..<m])
+                fillNormal(t, mean: 0, standardDeviation: standardDeviation)
+                for j in 0..<m { buffer[start + j] += t[j] }
+                start += m
+            }
+        }
+    }
+
+    /// Fills `buffer` with independent uniform samples in `[lower, upper)`, 24 (Float) or
+    /// 53 (Double) random bits each.
+    public mutating func fillUniform<S: TensorScalar>(_ buffer: UnsafeMutableBufferPointer<S>, in lower: S = 0, _ upper: S = 1) {
+        let width = upper - lower
+        if S.self == Float.self {
+            for i in 0..<buffer.count {
+                buffer[i] = lower + width * S(Float(next32() >> 8) * (1.0 / 16_777_216.0))
+            }
+        } else {
+            for i in 0..<buffer.count {
+                buffer[i] = lower + width * S(Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0))
+            }
         }
     }
 }
@@ -124,10 +170,20 @@ extension Tensor {
         withUnsafeMutableBufferPointer { rng.fillNormal($0, mean: mean, standardDeviation: standardDeviation) }
     }
 
-    /// Adds independent `N(0, standardDeviation^2)` samples to every scalar, in place.
+    /// Adds independent `N(0, standardDeviation^2)` samples to every scalar, in place, without
+    /// allocating a second tensor. Adds exactly the samples `Tensor(normal:...)` would hold for the
+    /// same generator state.
     public mutating func addGaussianNoise(standardDeviation: Scalar, using rng: inout PhiloxRandom) {
-        var noise = Tensor(normal: shape, standardDeviation: standardDeviation, using: &rng)
-        noise.add(self)
-        self = noise
+        withUnsafeMutableBufferPointer { rng.addNormal(to: $0, standardDeviation: standardDeviation) }
+    }
+
+    /// Fills the tensor with independent uniform samples in `[lower, upper)`.
+    public mutating func fillUniform(in lower: Scalar = 0, _ upper: Scalar = 1, using rng: inout PhiloxRandom) {
+        withUnsafeMutableBufferPointer { rng.fillUniform($0, in: lower, upper) }
+    }
+
+    /// Fills the tensor with independent `N(mean, standardDeviation^2)` samples.
+    public mutating func fillNormal(mean: Scalar = 0, standardDeviation: Scalar = 1, using rng: inout PhiloxRandom) {
+        withUnsafeMutableBufferPointer { rng.fillNormal($0, mean: mean, standardDeviation: standardDeviation) }
     }
 }

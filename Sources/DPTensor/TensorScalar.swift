@@ -23,6 +23,21 @@ where Self.RawSignificand: FixedWidthInteger {
     /// Euclidean norm of `x`, computed by BLAS without overflow.
     static func blasNrm2(n: Int, x: UnsafePointer<Self>, incx: Int) -> Self
 
+    // LAPACK (row-major, through LAPACKE; `Float+LAPACK.swift`, `Double+LAPACK.swift`).
+    // Each returns LAPACK's `info`; ``LinearAlgebraError`` explains it.
+
+    /// Symmetric eigendecomposition (`?syevd`, divide and conquer): on return `a` (`n x n`,
+    /// lower triangle read) holds the eigenvectors in its columns if `vectors`, and `w` the
+    /// eigenvalues in ascending order.
+    static func lapackSyevd(vectors: Bool, n: Int, a: UnsafeMutablePointer<Self>, lda: Int,
+                            w: UnsafeMutablePointer<Self>) -> Int32
+    /// Singular value decomposition (`?gesdd`), thin (`jobz = 'S'`): `a` (`m x n`, destroyed),
+    /// `s` (`min(m, n)`, descending), `u` (`m x min(m, n)`), `vt` (`min(m, n) x n`).
+    static func lapackGesdd(m: Int, n: Int, a: UnsafeMutablePointer<Self>, lda: Int, s: UnsafeMutablePointer<Self>,
+                            u: UnsafeMutablePointer<Self>, ldu: Int, vt: UnsafeMutablePointer<Self>, ldvt: Int) -> Int32
+    /// Cholesky factorisation (`?potrf`) of the lower triangle: `A = L Lᵀ`, `L` written over it.
+    static func lapackPotrf(n: Int, a: UnsafeMutablePointer<Self>, lda: Int) -> Int32
+
     static func exp(_ x: Self) -> Self
     static func log(_ x: Self) -> Self
     static func tanh(_ x: Self) -> Self

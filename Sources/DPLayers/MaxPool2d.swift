@@ -1,0 +1,68 @@
+import DPTensor
+
+/// Max pooling over `kernel x kernel` windows with `stride`, no padding, on `[B, C, H, W]`.
+///
+/// Output `[B, C, (H - k) / s + 1, (W - k) / s + 1]`. The gradient goes to the first largest
+/// element of each window.
+public final class MaxPool2d: ParameterFreeLayer {
+    public let kernel: Int
+    public let stride: Int
+    var inputShape: Shape = [0, 0, 0, 0]
+    var argmax: [Int32] = []  // flat input index of each output's maximum
+
+    public init(kernel: Int, stride: Int? = nil) {
+        precondition(kernel > 0 && (stride ?? kernel) > 0, "MaxPool2d: kernel \(kernel) and stride \(stride ?? kernel) must be positive")
+        self.kernel = kernel
+        self.stride = stride ?? kernel
+    }
+
+    public var description: String { "MaxPool2d(\(kernel), stride: \(stride))" }
+
+    public func outputShape(forExampleShape s: Shape) -> Shape {
+        precondition(s.rank == 3, "\(description): example shape \(s) should be [C, H, W]")
+        return [s[0], pooledSize(s[1], kernel: kernel, stride: stride), pooledSize(s[2], kernel: kernel, stride: stride)]
+    }
+
+    public func forward(_ x: Tensor<Float>, context: inout ForwardContext) -> Tensor<Float> {
+        let (b, c, h, w) = nchw(x.shape, description)
+        let ho = pooledSize(h, kernel: kernel, stride: stride), wo = pooledSize(w, kernel: kernel, stride: stride)
+        inputShape = x.shape
+        var y = Tensor<Float>(zeros: [b, c, ho, wo])
+        let count = b * c * ho * wo
+        if argmax.count != count { argmax = [Int32](repeating: 0, count: count) }
+        let k = kernel, s = stride
+        x.withUnsafeBufferPointer { px in
+            y.withUnsafeMutableBufferPointer { py in
+                argmax.withUnsafeMutableBufferPointer { am in
+                    for plane in 0..<(b * c) {
+                        let inBase = plane * h * w, outBase = plane * ho * wo
+                        for oy in 0..<ho {
+                            for ox in 0..<wo {
+                                var best = inBase + oy * s * w + ox * s
+                                for ky in 0..<k {
+                                    let rowBase = inBase + (oy * s + ky) * w + ox * s
+                                    for kx in 0..<k where px[rowBase + kx] > px[best] { best = rowBase + kx }
+                                }
+                                py[outBase + oy * wo + ox] = px[best]
+                                am[outBase + oy * wo + ox] = Int32(best)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return y
+    }
+
+    public func backward(_ dy: Tensor<Float>) -> Tensor<Float> {
+        precondition(dy.scalarCount == argmax.count,
+                     "\(description).backward: gradient \(dy.shape) does not match the forward output")
+        var dx = Tensor<Float>(zeros: inputShape)
+        dy.withUnsafeBufferPointer { pd in
+            dx.withUnsafeMutableBufferPointer { px in
+                for j in 0..<pd.count { px[Int(argmax[j])] += pd[j] }
+            }
+        }
+        return dx
+    }
+}

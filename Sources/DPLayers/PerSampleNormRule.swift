@@ -1,0 +1,111 @@
+import DPTensor
+
+// MARK: - Ghost norm or materialised per-example gradient
+
+/// How a layer whose weight gradient is a sum of outer products computes per-example
+/// squared gradient norms.
+///
+/// For Linear on sequences and for Conv2d (through im2col), example `i`'s weight gradient
+/// is `G_i = D_i^T A_i`, with `A_i` the layer inputs at `L` positions (`[L, K]`, im2col
+/// columns for a convolution) and `D_i` the output gradients there (`[L, C]`). Its squared
+/// Frobenius norm can be found two ways:
+/// - ``ghost``: `||G_i||^2 = sum_{l,l'} (A_i A_i^T)[l,l'] (D_i D_i^T)[l,l']`, two Gram
+///   matrices and a dot product, about `2 L^2 (K + C)` flops, no `[C, K]` matrix per example
+///   (Li et al. 2022, "Large language models can be strong differentially private learners";
+///   Goodfellow 2015 for `L = 1`);
+/// - ``materialize``: form `G_i = D_i^T A_i` and take its norm, about `2 L K C` flops.
+///
+/// ``cheaper(positions:inputFeatures:outputFeatures:)`` picks the cheaper of the two for a
+/// layer's shape: mixed ghost clipping (Bu et al. 2022, "Scalable and efficient training of
+/// large convolutional neural networks with differential privacy"). Both rules cost the
+/// same multiple of the batch size, so the choice does not depend on it.
+public enum PerSampleNormRule: String, Sendable, Codable, CaseIterable {
+    case ghost
+    case materialize
+
+    /// The flop estimate of each rule for one example: Gram matrices `2 L^2 (K + C)` plus
+    /// their dot product `L^2`; or the per-example gradient `2 L K C` plus its norm `K C`.
+    public static func cost(of rule: PerSampleNormRule, positions l: Int, inputFeatures k: Int,
+                            outputFeatures c: Int) -> Int {
+        switch rule {
+        case .ghost: return 2 * l * l * (k + c) + l * l
+        case .materialize: return 2 * l * k * c + k * c
+        }
+    }
+
+    /// The cheaper rule for `L` positions, `K` input and `C` output features (ghost on ties).
+    public static func cheaper(positions l: Int, inputFeatures k: Int, outputFeatures c: Int) -> PerSampleNormRule {
+        cost(of: .ghost, positions: l, inputFeatures: k, outputFeatures: c)
+            <= cost(of: .materialize, positions: l, inputFeatures: k, outputFeatures: c) ? .ghost : .materialize
+    }
+}
+
+/// How one example's matrices are stored: positions as rows (`A_i` is `[L, K]`, as for
+/// Linear on `[B, T, d]`) or as columns (`A_i^T` is `[K, L]`, as im2col and NCHW give).
+enum PositionLayout {
+    case positionsFirst
+    case positionsLast
+}
+
+/// Re-allocates `tensor` only when its shape differs from `shape`.
+@inlinable
+func ensureShape(_ tensor: inout Tensor<Float>, _ shape: Shape) {
+    if tensor.shape != shape { tensor = Tensor(zeros: shape) }
+}
+
+/// Workspaces and the two rules for per-example squared norms of `G_i = D_i^T A_i` (and of
+/// the bias gradient `D_i^T 1`). Buffers are allocated once per shape and reused.
+struct OuterProductNorms {
+    var gramA = Tensor<Float>(zeros: [0, 0])
+    var gramD = Tensor<Float>(zeros: [0, 0])
+    var gradient = Tensor<Float>(zeros: [0, 0])
+    var biasGradient = Tensor<Float>(zeros: [0])
+    var ones = Tensor<Float>(zeros: [0])
+
+    /// Adds `||D_i^T A_i||^2` (and `||D_i^T 1||^2` if `bias`) to `norms[i]`.
+    ///
+    /// - Parameters:
+    ///   - a: `[B, ...]`, each example holding `L * K` scalars in `layout`.
+    ///   - d: `[B, ...]`, each example holding `L * C` scalars in `layout`.
+    mutating func addSquaredNorms(a: Tensor<Float>, d: Tensor<Float>, layout: PositionLayout,
+                                  positions l: Int, inputFeatures k: Int, outputFeatures c: Int,
+                                  bias: Bool, rule: PerSampleNormRule, into norms: inout Tensor<Float>) {
+        let batch = norms.scalarCount
+        precondition(a.scalarCount == batch * l * k && d.scalarCount == batch * l * c,
+                     "OuterProductNorms: a \(a.shape) and d \(d.shape) do not hold \(batch) examples of [\(l), \(k)] and [\(l), \(c)]")
+        if batch == 0 { return }
+        let first = layout == .positionsFirst
+        let aShape: Shape = first ? [l, k] : [k, l]
+        let dShape: Shape = first ? [l, c] : [c, l]
+        let a2 = a.reshaped([batch, l * k]), d2 = d.reshaped([batch, l * c])
+        switch rule {
+        case .ghost:
+            ensureShape(&gramA, [l, l])
+            ensureShape(&gramD, [l, l])
+        case .materialize:
+            ensureShape(&gradient, [c, k])
+        }
+        if bias {
+            ensureShape(&biasGradient, [c])
+            if ones.shape != [l] { ones = Tensor(repeating: 1, shape: [l]) }
+        }
+        norms.withUnsafeMutableBufferPointer { out in
+            for i in 0..<batch {
+                let ai = a2[row: i].reshaped(aShape), di = d2[row: i].reshaped(dShape)
+                switch rule {
+                case .ghost:
+                    gemm(ai, transposed: !first, ai, transposed: first, into: &gramA)
+                    gemm(di, transposed: !first, di, transposed: first, into: &gramD)
+                    out[i] += gramA.dot(gramD)
+                case .materialize:
+                    gemm(di, transposed: first, ai, transposed: !first, into: &gradient)
+                    out[i] += gradient.dot(gradient)
+                }
+                if bias {
+                    gemv(di, transposed: first, ones, into: &biasGradient)
+                    out[i] += biasGradient.dot(biasGradient)
+                }
+            }
+        }
+    }
+}

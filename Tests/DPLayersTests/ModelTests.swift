@@ -1,0 +1,162 @@
+@testable import DPLayers
+import DPTensor
+import Foundation
+import Testing
+
+struct ModelCase: CustomStringConvertible, Sendable {
+    let name: String
+    let inputShape: Shape  // one example
+    let options: ModelOptions
+    var description: String { name }
+}
+
+/// Every model in the registry, at small shapes (the tanh CNNs need 28x28 for 512 features).
+let modelCases: [ModelCase] = [
+    ModelCase(name: "logistic-regression", inputShape: [1, 4, 4], options: ModelOptions(classes: 3)),
+    ModelCase(name: "mlp", inputShape: [1, 3, 3], options: ModelOptions(classes: 4, hiddenSizes: [6, 5])),
+    ModelCase(name: "cnn-tanh", inputShape: [1, 28, 28], options: ModelOptions()),
+    ModelCase(name: "cnn-tanh-tramer", inputShape: [1, 28, 28], options: ModelOptions()),
+]
+
+@Test func registryCoversEveryModelCase() {
+    #expect(Set(modelCases.map(\.name)) == Set(ModelRegistry.names))
+}
+
+@Test(arguments: modelCases)
+func modelPerSampleGradientsMatchReferences(_ c: ModelCase) throws {
+    let model = try ModelBuilder.build(model: c.name, inputShape: c.inputShape, options: c.options, seed: 4)
+    let batch = 3
+    let x = randomTensor(Shape([batch] + c.inputShape.array), seed: 6)
+    let labels = (0..<batch).map { $0 % c.options.classes }
+    let logits = model(x)
+    #expect(logits.shape == [batch, c.options.classes])
+    let (_, dy) = SoftmaxCrossEntropy()(logits: logits, labels: labels)
+    checkPerSampleContract(model, input: x, outputGradient: dy)
+}
+
+@Test(arguments: modelCases)
+func modelPassesAnEmptyBatch(_ c: ModelCase) throws {
+    let model = try ModelBuilder.build(model: c.name, inputShape: c.inputShape, options: c.options, seed: 4)
+    var context = ForwardContext(training: true)
+    let y = model.forward(Tensor(zeros: Shape([0] + c.inputShape.array)), context: &context)
+    #expect(y.shape == [0, c.options.classes])
+    _ = model.backward(y)
+    #expect(model.perSampleGradientSquaredNorms().shape == [0])
+    #expect(model.perLayerSquaredNorms().allSatisfy { $0.shape == [0] })
+    model.accumulateGradients(exampleWeights: nil)
+    #expect(model.parameters.allSatisfy { $0.gradient.norm == 0 })
+}
+
+@Test func tanhCNNsHave512FeaturesAndTheCostModelChoice() throws {
+    for name in ["cnn-tanh", "cnn-tanh-tramer"] {
+        let model = try ModelBuilder.build(model: name, inputShape: [1, 28, 28], seed: 1)
+        let linears = model.layers.compactMap { $0 as? Linear }
+        #expect(linears.map(\.inputCount) == [512, 32], "\(name)")
+        let convs = model.layers.compactMap { $0 as? Conv2d }
+        // conv1: L = 196 (169), K = 64, C = 16: materialise. conv2: L = 25, K = 256, C = 32: ghost.
+        let firstShape: Shape = [1, 28, 28]
+        let secondShape = Sequential(Array(model.layers.prefix(3))).outputShape(forExampleShape: firstShape)
+        #expect(secondShape == (name == "cnn-tanh" ? [16, 13, 13] : [16, 12, 12]))
+        #expect(convs[0].normRule(forExampleShape: firstShape) == .materialize)
+        #expect(convs[1].normRule(forExampleShape: secondShape) == .ghost)
+        // Parameters: 16*64+16 + 32*256+32 + 512*32+32 + 32*10+10.
+        #expect(model.parameterCount == 1040 + 8224 + 16416 + 330)
+    }
+}
+
+@Test func unknownModelNamesTheValidOnes() {
+    #expect(throws: ModelBuilderError.unknownModel(name: "resnet", valid: ModelRegistry.names)) {
+        try ModelBuilder.build(model: "resnet", inputShape: [1, 28, 28], seed: 0)
+    }
+    let message = ModelBuilderError.unknownModel(name: "resnet", valid: ModelRegistry.names).description
+    for name in ModelRegistry.names { #expect(message.contains(name)) }
+}
+
+@Test func batchNormIsRefusedWithTheReason() throws {
+    let specs: [LayerSpec] = [.conv2d(outChannels: 4, kernel: 3), .batchNorm, .relu]
+    let error = #expect(throws: ModelBuilderError.self) {
+        try ModelBuilder.build(specs: specs, inputShape: [1, 6, 6], seed: 0)
+    }
+    #expect(error == .batchNormRefused(index: 1))
+    let message = try #require(error).description
+    #expect(message.contains("BatchNorm is refused"))
+    #expect(message.contains("every other example"))
+    #expect(message.contains("groupNorm") && message.contains("layerNorm"))
+}
+
+@Test func builderRejectsShapesThatDoNotFit() {
+    #expect(throws: ModelBuilderError.self) { try ModelBuilder.build(specs: [.linear(outputs: 3)], inputShape: [1, 4, 4], seed: 0) }
+    #expect(throws: ModelBuilderError.self) { try ModelBuilder.build(specs: [.conv2d(outChannels: 2, kernel: 5)], inputShape: [1, 4, 4], seed: 0) }
+    #expect(throws: ModelBuilderError.self) { try ModelBuilder.build(specs: [.groupNorm(groups: 3)], inputShape: [4, 2, 2], seed: 0) }
+    #expect(throws: ModelBuilderError.self) { try ModelBuilder.build(specs: [.dropout(rate: 1)], inputShape: [4], seed: 0) }
+}
+
+@Test func builderIsSeededAndInfersSizes() throws {
+    let specs: [LayerSpec] = [.conv2d(outChannels: 4, kernel: 3, padding: 1), .groupNorm(groups: 2), .temperedSigmoid(),
+                              .avgPool2d(kernel: 2), .flatten, .dropout(rate: 0.1), .layerNorm(), .linear(outputs: 3)]
+    let a = try ModelBuilder.build(specs: specs, inputShape: [2, 6, 6], seed: 9)
+    let b = try ModelBuilder.build(specs: specs, inputShape: [2, 6, 6], seed: 9)
+    let c = try ModelBuilder.build(specs: specs, inputShape: [2, 6, 6], seed: 10)
+    #expect(zip(a.parameters, b.parameters).allSatisfy { $0.value == $1.value })
+    #expect(a.parameters[0].value != c.parameters[0].value)
+    #expect(a.outputShape(forExampleShape: [2, 6, 6]) == [3])
+    #expect((a.layers[6] as? LayerNorm)?.shape == [36])
+    // The same model passes the per-sample contract (dropout is off: evaluation context).
+    let x = randomTensor([3, 2, 6, 6], seed: 2)
+    checkPerSampleContract(a, input: x, outputGradient: randomTensor([3, 3], seed: 3))
+}
+
+@Test func layerSpecCodableRoundTripAndDefaults() throws {
+    let specs: [LayerSpec] = [.linear(outputs: 3, bias: false), .conv2d(outChannels: 2, kernel: 3, stride: 2, padding: 1),
+                              .maxPool2d(kernel: 2, stride: 1), .avgPool2d(kernel: 2), .flatten, .relu, .tanh,
+                              .temperedSigmoid(scale: 1, temperature: 3, offset: 0), .groupNorm(groups: 2),
+                              .layerNorm(trailingAxes: 2), .dropout(rate: 0.25), .batchNorm]
+    let data = try JSONEncoder().encode(specs)
+    #expect(try JSONDecoder().decode([LayerSpec].self, from: data) == specs)
+    let json = #"[{"type": "conv2d", "outChannels": 16, "kernel": 8, "stride": 2}, {"type": "linear", "outputs": 10}, {"type": "maxPool2d", "kernel": 2}]"#
+    let decoded = try JSONDecoder().decode([LayerSpec].self, from: Data(json.utf8))
+    #expect(decoded == [.conv2d(outChannels: 16, kernel: 8, stride: 2, padding: 0, bias: true), .linear(outputs: 10, bias: true),
+                        .maxPool2d(kernel: 2, stride: nil)])
+    #expect(throws: DecodingError.self) { try JSONDecoder().decode([LayerSpec].self, from: Data(#"[{"type": "batchnorm2d"}]"#.utf8)) }
+}
+
+// MARK: - Sequential
+
+@Test func sequentialPerLayerNormsAndWeights() throws {
+    let model = try ModelBuilder.build(model: "mlp", inputShape: [5], options: ModelOptions(classes: 3, hiddenSizes: [4]), seed: 2)
+    let x = randomTensor([4, 5], seed: 1)
+    let (_, dy) = SoftmaxCrossEntropy()(logits: model(x), labels: [0, 1, 2, 0])
+    _ = model.backward(dy)
+    #expect(model.trainableLayers.count == 2)
+    let perLayer = model.perLayerSquaredNorms()
+    expectClose(perLayer[0] + perLayer[1], model.perSampleGradientSquaredNorms(), "per-layer norms sum to the total")
+
+    let perSample = model.perSampleGradients()  // [W1, b1, W2, b2]
+    let w1 = randomTensor([4], seed: 3, in: 0...1), w2 = randomTensor([4], seed: 4, in: 0...1)
+    model.zeroGradients()
+    model.accumulateGradients(perLayerWeights: [w1, w2])
+    for (k, p) in model.parameters.enumerated() {
+        let w = k < 2 ? w1 : w2
+        var expected = Tensor<Float>(zeros: p.value.shape)
+        for i in 0..<4 { expected.addScaled(perSample[k][row: i], by: w.scalars[i]) }
+        expectClose(p.gradient, expected, "per-layer weighted \(p.name) of layer \(k / 2)")
+    }
+    model.zeroGradients()
+    #expect(model.parameters.allSatisfy { $0.gradient.norm == 0 })
+    #expect(model.parameterCount == 5 * 4 + 4 + 4 * 3 + 3)
+}
+
+@Test func sequentialPredictAndAccuracy() {
+    var rng = PhiloxRandom(seed: 1)
+    let layer = Linear(inputs: 2, outputs: 2, bias: false, rng: &rng)
+    layer.weight.value = Tensor([1, 0, 0, 1], shape: [2, 2])  // logits = inputs
+    let model = Sequential(layer)
+    let x = Tensor<Float>([3, 1, 0, 2, 5, 4], shape: [3, 2])
+    #expect(model.predict(x, batchSize: 2) == [0, 1, 0])
+    #expect(model.accuracy(x, labels: [0, 1, 1], batchSize: 2) == 2.0 / 3.0)
+}
+
+@Test func mlpMatchesFiniteDifferences() throws {
+    let model = try ModelBuilder.build(specs: [.linear(outputs: 3), .tanh, .linear(outputs: 2)], inputShape: [3], seed: 5)
+    checkFiniteDifferences(model, input: randomTensor([2, 3], seed: 8))
+}
