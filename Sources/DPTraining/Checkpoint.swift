@@ -69,5 +69,6 @@ extension DPSGDTrainer {
         optimizer.state = c.optimizer
         restoreState(step: c.step, clippingNorm: c.clippingNorm, sampler: PhiloxRandom(state: c.sampler),
                      noise: PhiloxRandom(state: c.noise), dropout: PhiloxRandom(state: c.dropout), ledger: c.ledger)
+        try recomputeBudget()
     }
 }

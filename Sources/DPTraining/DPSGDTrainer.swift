@@ -108,8 +108,6 @@ public final class DPSGDTrainer {
     public private(set) var clippingNorm: Double
     /// Every privacy event this run composed, in order. Never reset.
     public private(set) var ledger: PrivacyLedger
-    /// The largest number of steps the budget allows (nil: no budget).
-    public let stepBudget: Int?
 
     private let loss = SoftmaxCrossEntropy()
     private var indices: [Int] = []
@@ -119,12 +117,17 @@ public final class DPSGDTrainer {
     private var norms: Tensor<Float> = Tensor(zeros: [0])
     private var weights: Tensor<Float> = Tensor(zeros: [0])
     private var perLayerWeights: [Tensor<Float>] = []
-    private let secureSource: SecureNormalSource?
+    private var secureRandom: SystemRandom?
+    /// Steps the budget still allows (nil: no budget).
+    public private(set) var stepsRemaining: Int?
+    /// The accountant that enforces the budget.
+    public let budgetAccountant: AccountantKind
 
     /// - Throws: ``TrainingError`` for invalid settings, or if the budget allows no step.
     public init(model: Sequential, optimizer: Optimizer, learningRate: Double,
                 schedule: LearningRateSchedule = .constant, data: Dataset,
-                configuration: TrainerConfiguration, ledger: PrivacyLedger = PrivacyLedger()) throws {
+                configuration: TrainerConfiguration, ledger: PrivacyLedger = PrivacyLedger(),
+                budgetAccountant: AccountantKind = .rdp) throws {
         guard data.count > 0 else { throw TrainingError.invalidSetting("the training set is empty") }
         guard configuration.expectedBatchSize >= 1, configuration.expectedBatchSize <= data.count else {
             throw TrainingError.invalidSetting("expected batch size \(configuration.expectedBatchSize) must be in 1...\(data.count) (the training set size)")
@@ -147,15 +150,24 @@ public final class DPSGDTrainer {
         self.dropoutRandom = root.split(stream: RandomStream.dropout.rawValue)
         self.clippingNorm = configuration.privacy?.clippingNorm ?? .infinity
         self.ledger = ledger
-        self.batch = Tensor(zeros: data.exampleShape.prepending(0))
-        self.secureSource = (configuration.privacy?.secureNoise ?? false) ? SecureNormalSource() : nil
-        if let p = configuration.privacy, let target = p.targetEpsilon, p.noiseMultiplier > 0 {
-            self.stepBudget = try PrivacyBudget.maximumSteps(
-                event: sampler.stepEvent(noiseMultiplier: p.noiseMultiplier), alreadySpent: ledger,
-                targetEpsilon: target, delta: p.delta)
-        } else {
-            self.stepBudget = nil
+        self.batch = Tensor(zeros: data.batchShape(0))
+        self.secureRandom = (configuration.privacy?.secureNoise ?? false) ? SystemRandom() : nil
+        self.budgetAccountant = budgetAccountant
+        try recomputeBudget()
+    }
+
+    /// The steps left before `targetEpsilon` (by ``budgetAccountant``), given the ledger.
+    func recomputeBudget() throws {
+        guard let p = configuration.privacy, let target = p.targetEpsilon else {
+            stepsRemaining = nil
+            return
         }
+        guard p.noiseMultiplier > 0 else {
+            throw TrainingError.invalidSetting(
+                "a target epsilon of \(target) needs noise: noise multiplier 0 (clip-only) gives no privacy guarantee")
+        }
+        stepsRemaining = try PrivacyBudget.maximumAdditionalSteps(
+            ledger: ledger, step: stepEvent, targetEpsilon: target, delta: p.delta, accountant: budgetAccountant)
     }
 
     /// The accounted noise multiplier (0 when non-private).
@@ -172,8 +184,9 @@ public final class DPSGDTrainer {
     ///   the budget (nothing changes), ``TrainingError/nonFiniteLoss(step:loss:)`` if the loss is NaN.
     @discardableResult
     public func trainStep() throws -> StepReport {
-        if let budget = stepBudget, ledgerSteps >= budget {
-            let eps = try PrivacyBudget.epsilon(ledger: ledger, delta: configuration.privacy!.delta)
+        if let remaining = stepsRemaining, remaining <= 0 {
+            let eps = try PrivacyBudget.epsilon(ledger: ledger, delta: configuration.privacy!.delta,
+                                                accountant: budgetAccountant)
             throw TrainingError.budgetExhausted(step: step, epsilon: eps)
         }
         sampler.nextBatch(into: &indices)
@@ -214,26 +227,28 @@ public final class DPSGDTrainer {
         optimizer.learningRate = schedule.learningRate(base: baseLearningRate, step: step)
         optimizer.step(model.parameters)
 
-        if isPrivate { ledger.compose(stepEvent) }
+        if isPrivate {
+            try ledger.record(stepEvent)
+            if let r = stepsRemaining { stepsRemaining = r - 1 }
+        }
         step += 1
         let mean = report.lossSum / Double(max(1, report.batchSize))
         if !mean.isFinite { throw TrainingError.nonFiniteLoss(step: step, loss: mean) }
         return report
     }
 
-    /// Steps composed into the ledger by this trainer's configuration (resumed runs included).
-    public var ledgerSteps: Int { ledger.totalCount }
-
     private struct ChunkStats { var lossSum: Double; var correct: Int; var clipped: Int; var unclipped: Int }
 
     private func processChunk() throws -> ChunkStats {
         let m = chunkIndices.count
-        if batch.leadingCount != m { batch = Tensor(zeros: data.exampleShape.prepending(m)) }
+        if batch.leadingCount != m { batch = Tensor(zeros: data.batchShape(m)) }
         data.gather(indices: chunkIndices, into: &batch, labels: &batchLabels)
         var context = ForwardContext(training: true, rng: dropoutRandom)
         let logits = model.forward(batch, context: &context)
         dropoutRandom = context.rng
-        let (lossSum, correct, dLogits) = loss.sumLossAndGradient(logits: logits, labels: batchLabels)
+        let (losses, dLogits) = loss(logits: logits, labels: batchLabels)
+        let lossSum = Double(losses.sum())
+        let correct = Evaluation.correctCount(logits: logits, labels: batchLabels)
         _ = model.backward(dLogits)
 
         guard let privacy = configuration.privacy else {
@@ -274,8 +289,8 @@ public final class DPSGDTrainer {
 
     private func addNoise(standardDeviation: Float) {
         for p in model.parameters {
-            if let secure = secureSource {
-                p.gradient.withUnsafeMutableBufferPointer { secure.addNoise(to: $0, standardDeviation: standardDeviation) }
+            if secureRandom != nil {
+                p.gradient.addGaussianNoise(standardDeviation: standardDeviation, using: &secureRandom!)
             } else {
                 p.gradient.addGaussianNoise(standardDeviation: standardDeviation, using: &noiseRandom)
             }
@@ -283,7 +298,7 @@ public final class DPSGDTrainer {
     }
 
     private func normalSample() -> Double {
-        if let secure = secureSource { return secure.sample() }
+        if secureRandom != nil { return secureRandom!.nextNormal() }
         var x: [Double] = [0]
         x.withUnsafeMutableBufferPointer { noiseRandom.fillNormal($0) }
         return x[0]
@@ -314,23 +329,29 @@ public enum Evaluation {
         guard n > 0 else { return (.nan, .nan) }
         let loss = SoftmaxCrossEntropy()
         var total = 0.0, correct = 0
-        var x = Tensor<Float>(zeros: dataset.exampleShape.prepending(0))
+        var x = Tensor<Float>(zeros: dataset.batchShape(0))
         var labels: [Int] = []
         var idx: [Int] = []
         var start = 0
         while start < n {
             let end = min(n, start + batchSize)
             idx = Array(start..<end)
-            if x.leadingCount != idx.count { x = Tensor(zeros: dataset.exampleShape.prepending(idx.count)) }
+            if x.leadingCount != idx.count { x = Tensor(zeros: dataset.batchShape(idx.count)) }
             dataset.gather(indices: idx, into: &x, labels: &labels)
             var ctx = ForwardContext(training: false)
             let logits = model.forward(x, context: &ctx)
-            let r = loss.sumLossAndGradient(logits: logits, labels: labels, computeGradient: false)
-            total += r.lossSum
-            correct += r.correct
+            total += Double(loss.losses(logits: logits, labels: labels).sum())
+            correct += correctCount(logits: logits, labels: labels)
             start = end
         }
         return (total / Double(n), Double(correct) / Double(n))
+    }
+
+    /// How many rows of `logits` have their largest entry at the label.
+    public static func correctCount(logits: Tensor<Float>, labels: [Int]) -> Int {
+        var c = 0
+        for (i, p) in logits.argmaxRows().enumerated() where p == labels[i] { c += 1 }
+        return c
     }
 }
 

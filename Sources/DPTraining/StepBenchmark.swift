@@ -1,0 +1,121 @@
+import DPData
+import DPLayers
+import DPTensor
+import Foundation
+
+/// `dpkit bench`: times DP-SGD (or ordinary) steps of a named workload on synthetic data of its
+/// shape, with no harness build. Fixed-size batches are used so that every timed step
+/// processes exactly the batch size (Poisson batch sizes vary from step to step).
+public enum StepBenchmark {
+    public enum Workload: String, CaseIterable, Sendable {
+        case logreg, mlp
+        case cnnTanh = "cnn-tanh"
+
+        public var modelName: String {
+            switch self {
+            case .logreg: return "logistic-regression"
+            case .mlp: return "mlp"
+            case .cnnTanh: return "cnn-tanh"
+            }
+        }
+
+        /// One example's shape.
+        public var exampleShape: Shape { self == .cnnTanh ? [1, 28, 28] : [784] }
+
+        /// Multiply-adds of one example's forward pass.
+        public var forwardMultiplyAdds: Int {
+            switch self {
+            case .logreg: return 784 * 10
+            case .mlp: return 784 * 1000 + 1000 * 10
+            // conv1: 14x14 outputs x (1x8x8) x 16; conv2: 5x5 x (16x4x4) x 32; fc 512x32 + 32x10.
+            case .cnnTanh: return 196 * 64 * 16 + 25 * 256 * 32 + 512 * 32 + 32 * 10
+            }
+        }
+    }
+
+    public struct Result: Codable, Sendable {
+        public var workload: String
+        public var mode: String
+        public var batchSize: Int
+        public var steps: Int
+        public var threads: Int
+        public var blasCore: String
+        public var msPerStep: Double
+        public var samplesPerSecond: Double
+        /// Model FLOPs (3x the forward multiply-adds x 2) per second achieved.
+        public var achievedGflops: Double
+        /// sgemm GFLOP/s measured on the spot (1024^3) at the same thread count.
+        public var gemmPeakGflops: Double
+        public var fractionOfGemmPeak: Double
+        public var peakRssMB: Double
+
+        enum CodingKeys: String, CodingKey {
+            case workload, mode, steps, threads
+            case batchSize = "batch_size"
+            case blasCore = "blas_core"
+            case msPerStep = "ms_per_step"
+            case samplesPerSecond = "samples_per_second"
+            case achievedGflops = "achieved_gflops"
+            case gemmPeakGflops = "gemm_peak_gflops"
+            case fractionOfGemmPeak = "fraction_of_gemm_peak"
+            case peakRssMB = "peak_rss_mb"
+        }
+    }
+
+    /// Runs `warmup` untimed steps, then `steps` timed ones; reports the median.
+    public static func run(workload: Workload, private isPrivate: Bool, batchSize: Int, steps: Int,
+                           warmup: Int = 3, seed: UInt64 = 1) throws -> Result {
+        let n = max(batchSize * 4, 1024)
+        var rng = PhiloxRandom(seed: seed, stream: 99)
+        let x = Tensor<Float>(uniform: workload.exampleShape.prepending(n), in: 0...1, using: &rng)
+        let labels = (0..<n).map { _ in Int(rng.next32() % 10) }
+        let data = Dataset(name: "bench-\(workload.rawValue)", features: x, labels: labels, classCount: 10)
+        let model = try ModelBuilder.build(model: workload.modelName, inputShape: workload.exampleShape, seed: seed)
+        let privacy = isPrivate
+            ? PrivacySettings(noiseMultiplier: 1.0, clippingNorm: 1.0, delta: 1e-5) : nil
+        let trainer = try DPSGDTrainer(
+            model: model, optimizer: SGD(learningRate: 0.01), learningRate: 0.01, data: data,
+            configuration: TrainerConfiguration(sampling: .fixedSize, expectedBatchSize: batchSize,
+                                                maxPhysicalBatchSize: batchSize, privacy: privacy, seed: seed))
+        for _ in 0..<warmup { try trainer.trainStep() }
+        var times: [Double] = []
+        for _ in 0..<steps {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            try trainer.trainStep()
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+        }
+        times.sort()
+        let median = times.isEmpty ? .nan : times[times.count / 2]
+        let flops = 6 * Double(workload.forwardMultiplyAdds) * Double(batchSize)
+        let achieved = flops / (median * 1e6)
+        let peak = gemmPeak()
+        return Result(workload: workload.rawValue, mode: isPrivate ? "private" : "nonprivate",
+                      batchSize: batchSize, steps: steps, threads: BLASRuntime.threadCount,
+                      blasCore: BLASRuntime.coreName, msPerStep: median,
+                      samplesPerSecond: Double(batchSize) / (median / 1000),
+                      achievedGflops: achieved, gemmPeakGflops: peak, fractionOfGemmPeak: achieved / peak,
+                      peakRssMB: peakResidentMegabytes())
+    }
+
+    /// sgemm GFLOP/s on 1024^3, best of 5.
+    public static func gemmPeak(size s: Int = 1024) -> Double {
+        var rng = PhiloxRandom(seed: 7)
+        let a = Tensor<Float>(uniform: [s, s], in: -1...1, using: &rng)
+        var c = Tensor<Float>(zeros: [s, s])
+        gemm(a, a, into: &c)
+        var best = Double.infinity
+        for _ in 0..<5 {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            gemm(a, a, into: &c)
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0))
+        }
+        return 2 * Double(s * s * s) / best
+    }
+
+    /// The process's peak resident set size (getrusage), in MiB.
+    public static func peakResidentMegabytes() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_maxrss) / 1024
+    }
+}

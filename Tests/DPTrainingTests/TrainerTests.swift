@@ -1,0 +1,306 @@
+import DPAccounting
+import DPData
+import DPLayers
+import DPTensor
+import Foundation
+import Testing
+@testable import DPTraining
+
+// MARK: - Fixtures
+
+private func smallData(count: Int = 40, seed: UInt64 = 3) -> Dataset {
+    SyntheticData.gaussianMixture(classes: 3, dimensions: 6, examplesPerClass: count / 3 + 1, separation: 2, seed: seed)
+}
+
+private func smallModel(seed: UInt64 = 5, specs: [LayerSpec]? = nil) throws -> Sequential {
+    try ModelBuilder.build(specs: specs ?? [.linear(outputs: 5, bias: true), .tanh, .linear(outputs: 3, bias: true)],
+                           inputShape: [6], seed: seed)
+}
+
+private func parameterValues(_ m: Sequential) -> [[Float]] { m.parameters.map(\.value.scalars) }
+
+/// The reference: per-example gradients by batch-of-one backward passes, clipped, summed.
+private func referenceClippedSum(model: Sequential, data: Dataset, indices: [Int], clip: (_ norms: [Double]) -> [Double]) -> [[Double]] {
+    let loss = SoftmaxCrossEntropy()
+    var perExample: [[[Float]]] = []
+    for i in indices {
+        var x = Tensor<Float>(zeros: data.batchShape(1))
+        var y: [Int] = []
+        data.gather(indices: [i], into: &x, labels: &y)
+        var ctx = ForwardContext(training: true)
+        let logits = model.forward(x, context: &ctx)
+        _ = model.backward(loss(logits: logits, labels: y).logitGradient)
+        for p in model.parameters { p.gradient.fill(0) }
+        model.accumulateGradients(exampleWeights: nil)
+        perExample.append(model.parameters.map(\.gradient.scalars))
+    }
+    let norms = perExample.map { g in g.flatMap { $0 }.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot() }
+    let w = clip(norms)
+    var sum = model.parameters.map { [Double](repeating: 0, count: $0.scalarCount) }
+    for (e, g) in perExample.enumerated() {
+        for (p, gp) in g.enumerated() { for j in 0..<gp.count { sum[p][j] += w[e] * Double(gp[j]) } }
+    }
+    for p in model.parameters { p.gradient.fill(0) }
+    return sum
+}
+
+private func makeTrainer(model: Sequential, data: Dataset, sampling: SamplingScheme = .poisson, batch: Int = 8,
+                         physical: Int = 1024, privacy: PrivacySettings?, seed: UInt64 = 11,
+                         optimizer: Optimizer = SGD(learningRate: 1)) throws -> DPSGDTrainer {
+    try DPSGDTrainer(model: model, optimizer: optimizer, learningRate: 1, data: data,
+                     configuration: TrainerConfiguration(sampling: sampling, expectedBatchSize: batch,
+                                                         maxPhysicalBatchSize: physical, privacy: privacy, seed: seed))
+}
+
+// MARK: - The clipped sum equals the one-example-at-a-time reference
+
+@Test(arguments: [ClippingMode.flat, .automatic(stability: 0.01)], [0.05, 0.5, 100.0])
+func clippedSumMatchesBatchOfOneReference(mode: ClippingMode, clippingNorm: Double) throws {
+    let data = smallData()
+    let model = try smallModel()
+    let before = parameterValues(model)
+    let privacy = PrivacySettings(noiseMultiplier: 0, clippingNorm: clippingNorm, clipping: mode, delta: 1e-5)
+    let trainer = try makeTrainer(model: model, data: data, privacy: privacy)
+    let indices = trainer.sampler.nextBatch()
+    let reference = referenceClippedSum(model: try smallModel(), data: data, indices: indices) { norms in
+        norms.map { n in
+            switch mode {
+            case .automatic(let s): return clippingNorm / (n + s)
+            default: return min(1, clippingNorm / n)
+            }
+        }
+    }
+    let report = try trainer.trainStep()
+    #expect(report.batchSize == indices.count)
+    let after = parameterValues(model)
+    // SGD with learning rate 1: the update is minus the averaged clipped sum.
+    for p in 0..<before.count {
+        for j in 0..<before[p].count {
+            let update = Double(before[p][j] - after[p][j])
+            let expected = reference[p][j] / 8
+            #expect(abs(update - expected) <= 1e-4 * max(1, abs(expected)) + 1e-6)
+        }
+    }
+}
+
+@Test func perLayerClippingBoundsEachLayer() throws {
+    let data = smallData()
+    let model = try smallModel()
+    let before = parameterValues(model)
+    let c = 0.01
+    let trainer = try makeTrainer(model: model, data: data, batch: 8,
+                                  privacy: PrivacySettings(noiseMultiplier: 0, clippingNorm: c, clipping: .perLayer, delta: 1e-5))
+    let report = try trainer.trainStep()
+    // Each example contributes at most C in total, so the summed update is at most |B| C / b.
+    let after = parameterValues(model)
+    var sq = 0.0
+    for p in 0..<before.count { for j in 0..<before[p].count { let d = Double(before[p][j] - after[p][j]); sq += d * d } }
+    #expect(sq.squareRoot() <= Double(report.batchSize) * c / 8 + 1e-6)
+    #expect(report.clippedCount > 0)
+}
+
+// MARK: - Non-private equivalence, empty batches, determinism
+
+@Test func zeroNoiseInfiniteClippingIsNonPrivateSGD() throws {
+    let data = smallData()
+    let a = try smallModel(), b = try smallModel()
+    let t1 = try makeTrainer(model: a, data: data, privacy: PrivacySettings(noiseMultiplier: 0, clippingNorm: .infinity, delta: 1e-5))
+    let t2 = try makeTrainer(model: b, data: data, privacy: nil)
+    for _ in 0..<5 {
+        try t1.trainStep()
+        try t2.trainStep()
+    }
+    for (p, q) in zip(a.parameters, b.parameters) {
+        #expect(p.value.isApproximatelyEqual(to: q.value, relativeTolerance: 1e-5, absoluteTolerance: 1e-6))
+    }
+    #expect(t2.ledger.entries.isEmpty, "a non-private run composes nothing")
+}
+
+@Test func emptyPoissonBatchIsANoiseOnlyStep() throws {
+    let data = smallData(count: 12)
+    let model = try smallModel()
+    let before = parameterValues(model)
+    // q = 1/12: find a seed whose first batch is empty.
+    var seed: UInt64 = 0
+    while true {
+        let s = BatchSampler(scheme: .poisson, datasetSize: data.count, expectedBatchSize: 1,
+                             rng: PhiloxRandom(seed: seed).split(stream: RandomStream.sampling.rawValue))
+        if s.nextBatch().isEmpty { break }
+        seed += 1
+    }
+    let trainer = try makeTrainer(model: model, data: data, batch: 1,
+                                  privacy: PrivacySettings(noiseMultiplier: 1, clippingNorm: 1, delta: 1e-5), seed: seed)
+    let report = try trainer.trainStep()
+    #expect(report.batchSize == 0)
+    let after = parameterValues(model)
+    var changed = 0
+    for p in 0..<before.count { for j in 0..<before[p].count where before[p][j] != after[p][j] { changed += 1 } }
+    #expect(changed == before.reduce(0) { $0 + $1.count }, "noise moves every parameter")
+    #expect(trainer.ledger.totalCount == 1, "the empty step is still composed")
+}
+
+@Test func sameSeedSameRun() throws {
+    func run(_ seed: UInt64) throws -> [[Float]] {
+        let model = try smallModel()
+        let t = try makeTrainer(model: model, data: smallData(),
+                                privacy: PrivacySettings(noiseMultiplier: 1.1, clippingNorm: 1, delta: 1e-5), seed: seed)
+        for _ in 0..<4 { try t.trainStep() }
+        return parameterValues(model)
+    }
+    #expect(try run(1) == run(1))
+    #expect(try run(1) != run(2))
+}
+
+@Test func virtualBatchesEqualOneBatchWithOneNoiseDraw() throws {
+    let data = smallData()
+    let a = try smallModel(), b = try smallModel()
+    let privacy = PrivacySettings(noiseMultiplier: 0.7, clippingNorm: 0.3, delta: 1e-5)
+    let t1 = try makeTrainer(model: a, data: data, batch: 16, physical: 1024, privacy: privacy)
+    let t2 = try makeTrainer(model: b, data: data, batch: 16, physical: 3, privacy: privacy)
+    for _ in 0..<3 {
+        try t1.trainStep()
+        try t2.trainStep()
+    }
+    for (p, q) in zip(a.parameters, b.parameters) {
+        #expect(p.value.isApproximatelyEqual(to: q.value, relativeTolerance: 1e-4, absoluteTolerance: 1e-5))
+    }
+    #expect(t1.noiseRandom == t2.noiseRandom, "both drew exactly the same amount of noise")
+}
+
+// MARK: - Noise has the accounted scale
+
+@Test func noiseStandardDeviationIsSigmaTimesClippingNorm() throws {
+    // Zero-gradient model (all-zero data gives nonzero gradients for biases only through labels;
+    // instead use learning rate 1 and measure the update minus the noiseless update).
+    let data = smallData(count: 300)
+    let sigma = 2.0, c = 0.5, batch = 64
+    let noisy = try smallModel(), clean = try smallModel()
+    let t1 = try makeTrainer(model: noisy, data: data, batch: batch,
+                             privacy: PrivacySettings(noiseMultiplier: sigma, clippingNorm: c, delta: 1e-5))
+    let t2 = try makeTrainer(model: clean, data: data, batch: batch,
+                             privacy: PrivacySettings(noiseMultiplier: 0, clippingNorm: c, delta: 1e-5))
+    try t1.trainStep()
+    try t2.trainStep()
+    var diffs: [Double] = []
+    for (p, q) in zip(noisy.parameters, clean.parameters) {
+        for (x, y) in zip(p.value.scalars, q.value.scalars) { diffs.append(Double(x - y) * Double(batch)) }
+    }
+    let n = Double(diffs.count)
+    let variance = diffs.reduce(0) { $0 + $1 * $1 } / n
+    // 53 parameters: the sample standard deviation is within about 30% of sigma C with high probability.
+    #expect(abs(variance.squareRoot() - sigma * c) < 0.3 * sigma * c)
+}
+
+// MARK: - Privacy events, ledger and budget
+
+@Test(arguments: SamplingScheme.allCases)
+func ledgerRecordsTheSamplersEvent(scheme: SamplingScheme) throws {
+    let data = smallData(count: 60)
+    let t = try makeTrainer(model: try smallModel(), data: data, sampling: scheme, batch: 10,
+                            privacy: PrivacySettings(noiseMultiplier: 1.3, clippingNorm: 1, delta: 1e-5))
+    for _ in 0..<7 { try t.trainStep() }
+    let expected: DpEvent
+    switch scheme {
+    case .poisson:
+        expected = .poissonSampled(probability: 10.0 / Double(data.count), event: .gaussian(noiseMultiplier: 1.3))
+    case .fixedSize:
+        expected = .sampledWithoutReplacement(sampleSize: 10, datasetSize: data.count, event: .gaussian(noiseMultiplier: 1.3))
+    }
+    #expect(t.ledger.entries.count == 1)
+    #expect(t.ledger.entries.first?.event == expected)
+    #expect(t.ledger.totalCount == 7)
+}
+
+@Test func fixedSizeBatchesHaveExactlyBDistinctExamples() throws {
+    var s = BatchSampler(scheme: .fixedSize, datasetSize: 50, expectedBatchSize: 20, rng: PhiloxRandom(seed: 4))
+    var counts = [Int](repeating: 0, count: 50)
+    var idx: [Int] = []
+    for _ in 0..<500 {
+        s.nextBatch(into: &idx)
+        #expect(idx.count == 20 && Set(idx).count == 20 && idx.allSatisfy { (0..<50).contains($0) })
+        for i in idx { counts[i] += 1 }
+    }
+    // Each example is chosen with probability 20/50 = 0.4: 200 of 500 on average.
+    #expect(counts.allSatisfy { abs($0 - 200) < 60 })
+}
+
+@Test func poissonInclusionFrequencyIsQ() throws {
+    var s = BatchSampler(scheme: .poisson, datasetSize: 1000, expectedBatchSize: 50, rng: PhiloxRandom(seed: 9))
+    var total = 0
+    var idx: [Int] = []
+    for _ in 0..<400 {
+        s.nextBatch(into: &idx)
+        #expect(idx == idx.sorted() && Set(idx).count == idx.count)
+        total += idx.count
+    }
+    // Mean batch size 50, standard error of the mean about sqrt(47.5 / 400) = 0.34.
+    #expect(abs(Double(total) / 400 - 50) < 1.5)
+}
+
+@Test func budgetRefusesTheStepThatWouldExceedIt() throws {
+    let data = smallData(count: 60)
+    let target = 3.0
+    let t = try makeTrainer(model: try smallModel(), data: data, batch: 6,
+                            privacy: PrivacySettings(noiseMultiplier: 1.5, clippingNorm: 1, delta: 1e-5, targetEpsilon: target))
+    let allowed = try #require(t.stepsRemaining)
+    #expect(allowed > 2 && allowed < 500)
+    for _ in 0..<allowed { try t.trainStep() }
+    let spent = try PrivacyBudget.epsilon(ledger: t.ledger, delta: 1e-5)
+    #expect(spent <= target)
+    var oneMore = t.ledger
+    try oneMore.record(t.stepEvent)
+    #expect(try PrivacyBudget.epsilon(ledger: oneMore, delta: 1e-5) > target)
+    let before = parameterValues(t.model)
+    #expect(throws: TrainingError.self) { try t.trainStep() }
+    #expect(parameterValues(t.model) == before, "the refused step changes nothing")
+    #expect(t.ledger.totalCount == allowed)
+}
+
+@Test func invalidSettingsNameTheValue() throws {
+    let data = smallData()
+    func message(_ p: PrivacySettings) -> String {
+        do { _ = try makeTrainer(model: try smallModel(), data: data, privacy: p); return "" } catch { return "\(error)" }
+    }
+    #expect(message(PrivacySettings(noiseMultiplier: -1, clippingNorm: 1, delta: 1e-5)).contains("noise multiplier -1"))
+    #expect(message(PrivacySettings(noiseMultiplier: 1, clippingNorm: 0, delta: 1e-5)).contains("clipping norm 0"))
+    #expect(message(PrivacySettings(noiseMultiplier: 1, clippingNorm: 1, delta: 2)).contains("delta 2"))
+    #expect(message(PrivacySettings(noiseMultiplier: 0, clippingNorm: 1, delta: 1e-5, targetEpsilon: 1)).contains("needs noise"))
+    do {
+        _ = try makeTrainer(model: try smallModel(), data: data, batch: 1000, privacy: nil)
+        Issue.record("a batch larger than the dataset must be refused")
+    } catch { #expect("\(error)".contains("expected batch size 1000")) }
+}
+
+// MARK: - Checkpoints
+
+@Test(arguments: [false, true])
+func resumedRunContinuesExactly(adam: Bool) throws {
+    let data = smallData()
+    let privacy = PrivacySettings(noiseMultiplier: 1.0, clippingNorm: 0.5, delta: 1e-5)
+    func optimizer() -> Optimizer { adam ? Adam(learningRate: 0.01) : SGD(learningRate: 0.1, momentum: 0.9) }
+    let straight = try makeTrainer(model: try smallModel(), data: data, privacy: privacy, optimizer: optimizer())
+    for _ in 0..<6 { try straight.trainStep() }
+
+    let first = try makeTrainer(model: try smallModel(), data: data, privacy: privacy, optimizer: optimizer())
+    for _ in 0..<3 { try first.trainStep() }
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("dpkit-ckpt-\(UUID().uuidString).json")
+    defer { try? FileManager.default.removeItem(at: url) }
+    try first.checkpoint().write(to: url)
+    // A fresh trainer (different init seed for the model: the checkpoint overwrites it).
+    let resumed = try makeTrainer(model: try smallModel(seed: 77), data: data, privacy: privacy, optimizer: optimizer())
+    try resumed.restore(try Checkpoint.read(from: url))
+    #expect(resumed.ledger.totalCount == 3)
+    for _ in 0..<3 { try resumed.trainStep() }
+    #expect(resumed.ledger.totalCount == 6, "the ledger is neither reset nor double-counted")
+    #expect(resumed.ledger == straight.ledger)
+    for (p, q) in zip(resumed.model.parameters, straight.model.parameters) {
+        #expect(p.value.isApproximatelyEqual(to: q.value, relativeTolerance: 1e-6, absoluteTolerance: 1e-7))
+    }
+}
+
+@Test func corruptCheckpointIsAClearError() throws {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("dpkit-bad-\(UUID().uuidString).json")
+    defer { try? FileManager.default.removeItem(at: url) }
+    try Data("{\"step\": 3".utf8).write(to: url)
+    #expect { try Checkpoint.read(from: url) } throws: { "\($0)".contains("corrupt") }
+}
