@@ -182,3 +182,15 @@ func systemRandom() {
     #expect(abs(sys.nextNormal()) < 10)
     #expect(Int.random(in: 0..<10, using: &sys) < 10)
 }
+
+@Test("the eight-lane Philox equals the scalar Philox block by block, across a carry", arguments: [UInt64(0), 5, 0xFFFF_FFFD])
+func philoxLanesMatchScalar(firstBlock: UInt64) {
+    let key: UInt64 = 0x0123_4567_89AB_CDEF, stream: UInt64 = 0xDEAD_BEEF_0000_0042
+    let (x0, x1, x2, x3) = PhiloxRandom.bijection8(firstBlock: firstBlock, stream: stream, key: key)
+    for lane in 0..<8 {
+        let ref = PhiloxRandom.bijection(counter: (stream, firstBlock &+ UInt64(lane)), key: key)
+        #expect(SIMD4(x0[lane], x1[lane], x2[lane], x3[lane]) == ref, "lane \(lane)")
+    }
+    // Known-answer: Philox4x32-10 with zero key and counter (Random123 kat_vectors).
+    #expect(PhiloxRandom.bijection(counter: (0, 0), key: 0) == SIMD4(0x6627_E8D5, 0xE169_C58D, 0xBC57_AC4C, 0x9B00_DBD8))
+}
