@@ -194,3 +194,12 @@ func philoxLanesMatchScalar(firstBlock: UInt64) {
     // Known-answer: Philox4x32-10 with zero key and counter (Random123 kat_vectors).
     #expect(PhiloxRandom.bijection(counter: (0, 0), key: 0) == SIMD4(0x6627_E8D5, 0xE169_C58D, 0xBC57_AC4C, 0x9B00_DBD8))
 }
+
+@Test("a generator resumed from its state compares equal to the original")
+func resumedEqualsOriginal() {
+    var rng = PhiloxRandom(seed: 4)
+    _ = Tensor<Float>(normal: [40], using: &rng)
+    #expect(PhiloxRandom(state: rng.state) == rng)
+    _ = rng.next32()
+    #expect(PhiloxRandom(state: rng.state) == rng)
+}
