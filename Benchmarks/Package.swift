@@ -37,7 +37,7 @@ let package = Package(
                 .product(name: "DPAccounting", package: parentIdentity),
             ],
             path: suite,
-            exclude: suite == "Kernels" ? ["thresholds.json"] : [])
+            exclude: suite == "Kernels" ? ["thresholds.json", "thresholds-epyc-zen4.json"] : [])
     },
     swiftLanguageModes: [.v5]
 )

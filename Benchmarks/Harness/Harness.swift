@@ -42,16 +42,51 @@ public final class Suite {
         let median = times[times.count / 2]
         let value = work / median
         results.append(Result(name: name, value: value, unit: unit, medianSeconds: median))
-        print(String(format: "  %-58@ %10.3f %-10@ (median %.3f ms of %d)", name as NSString, value, unit as NSString,
-                     median * 1e3, repetitions))
+        print("  " + name.padding(toLength: 58, withPad: " ", startingAt: 0)
+              + String(format: " %10.3f ", value) + unit.padding(toLength: 12, withPad: " ", startingAt: 0)
+              + String(format: " (median %.3f ms of %d)", median * 1e3, repetitions))
         return value
+    }
+
+    /// Times `a` and `b` alternately, `repetitions` times after a warm-up, and records the
+    /// median throughput of each and the median of the per-pair ratios `a / b` (throughput), so
+    /// that load from other processes affects both sides of every ratio alike. Returns the ratio.
+    @discardableResult
+    public func compare(_ nameA: String, _ nameB: String, ratioName: String, work: Double, unit: String,
+                        warmup: Int = 2, repetitions: Int = 21, _ a: () -> Void, _ b: () -> Void) -> Double {
+        if let f = filter, !(nameA.contains(f) || nameB.contains(f) || ratioName.contains(f)) { return .nan }
+        for _ in 0..<warmup { a(); b() }
+        var ta: [Double] = [], tb: [Double] = [], ratios: [Double] = []
+        for rep in 0..<repetitions {
+            // Alternate which goes first, so neither side always follows the other.
+            var x = 0.0, y = 0.0
+            if rep % 2 == 0 { x = Suite.seconds(a); y = Suite.seconds(b) } else { y = Suite.seconds(b); x = Suite.seconds(a) }
+            ta.append(x); tb.append(y); ratios.append(y / x)
+        }
+        func median(_ v: [Double]) -> Double { let s = v.sorted(); return s[s.count / 2] }
+        results.append(Result(name: nameA, value: work / median(ta), unit: unit, medianSeconds: median(ta)))
+        results.append(Result(name: nameB, value: work / median(tb), unit: unit, medianSeconds: median(tb)))
+        results.append(Result(name: ratioName, value: median(ratios), unit: "x", medianSeconds: nil))
+        for r in results.suffix(3) {
+            print("  " + r.name.padding(toLength: 58, withPad: " ", startingAt: 0) + String(format: " %10.3f ", r.value)
+                  + r.unit.padding(toLength: 12, withPad: " ", startingAt: 0)
+                  + (r.medianSeconds.map { String(format: " (median %.3f ms of %d)", $0 * 1e3, repetitions) } ?? " (median of paired runs)"))
+        }
+        return median(ratios)
+    }
+
+    /// Wall-clock seconds of one call.
+    public static func seconds(_ body: () -> Void) -> Double {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        body()
+        return Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
     }
 
     /// Records a derived figure (a ratio of two measurements, say).
     public func record(_ name: String, value: Double, unit: String) {
         if let f = filter, !name.contains(f) { return }
         results.append(Result(name: name, value: value, unit: unit, medianSeconds: nil))
-        print(String(format: "  %-58@ %10.3f %@", name as NSString, value, unit as NSString))
+        print("  " + name.padding(toLength: 58, withPad: " ", startingAt: 0) + String(format: " %10.3f ", value) + unit)
     }
 
     /// Checks thresholds if asked (`--check path`) and returns the exit status.
@@ -68,7 +103,7 @@ public final class Suite {
         for r in results {
             guard let min = table[r.name]?["min"] else { continue }
             if !(r.value >= min) {
-                print(String(format: "REGRESSION: %@: %.3f %@ is below the threshold %.3f", r.name, r.value, r.unit, min))
+                print("REGRESSION: \(r.name): " + String(format: "%.3f", r.value) + " \(r.unit) is below the threshold \(min)")
                 failures += 1
             }
         }

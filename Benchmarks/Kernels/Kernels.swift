@@ -32,31 +32,24 @@ typealias RawSgemm = @convention(c) (Int32, Int32, Int32, Int32, Int32, Int32, F
             let a = Tensor<Float>(uniform: [m, k], in: -1...1, using: &rng)
             let b = Tensor<Float>(uniform: [k, n], in: -1...1, using: &rng)
             var c = Tensor<Float>(zeros: [m, n])
-            var craw = [Float](repeating: 0, count: m * n)
+            var craw = Tensor<Float>(zeros: [m, n]) // same 64-byte aligned storage as the tensor path
             let gflop = 2 * Double(m) * Double(k) * Double(n) / 1e9
-            let reps = m * k * n >= 1 << 28 ? 7 : 21
+            let reps = m * k * n >= 1 << 28 ? 11 : 31
             let label = "\(m)x\(k)x\(n)"
-            // Interleave the two so that machine load affects both alike.
-            var tensorRuns: [Double] = [], rawRuns: [Double] = []
-            for _ in 0..<3 {
-                tensorRuns.append(suite.measure("sgemm tensor API \(label) #", work: gflop, unit: "GFLOP/s", warmup: 1, repetitions: reps) {
-                    gemm(a, b, into: &c)
-                })
-                rawRuns.append(suite.measure("sgemm raw cblas \(label) #", work: gflop, unit: "GFLOP/s", warmup: 1, repetitions: reps) {
-                    a.withUnsafeBufferPointer { pa in
-                        b.withUnsafeBufferPointer { pb in
-                            craw.withUnsafeMutableBufferPointer { pc in
-                                rawSgemm(101, 111, 111, Int32(m), Int32(n), Int32(k), 1, pa.baseAddress, Int32(k),
-                                         pb.baseAddress, Int32(n), 0, pc.baseAddress, Int32(n))
-                            }
+            // Alternate the two so that load from other processes affects both alike.
+            suite.compare("sgemm tensor API \(label)", "sgemm raw cblas \(label)", ratioName: "sgemm ratio tensor/raw \(label)",
+                          work: gflop, unit: "GFLOP/s", repetitions: reps, {
+                gemm(a, b, into: &c)
+            }, {
+                a.withUnsafeBufferPointer { pa in
+                    b.withUnsafeBufferPointer { pb in
+                        craw.withUnsafeMutableBufferPointer { pc in
+                            rawSgemm(101, 111, 111, Int32(m), Int32(n), Int32(k), 1, pa.baseAddress, Int32(k),
+                                     pb.baseAddress, Int32(n), 0, pc.baseAddress, Int32(n))
                         }
                     }
-                })
-            }
-            let t = tensorRuns.max()!, r = rawRuns.max()!
-            suite.record("sgemm tensor API \(label)", value: t, unit: "GFLOP/s")
-            suite.record("sgemm raw cblas \(label)", value: r, unit: "GFLOP/s")
-            suite.record("sgemm ratio tensor/raw \(label)", value: t / r, unit: "x")
+                }
+            })
             blackHole(c); blackHole(craw)
         }
 
@@ -94,6 +87,20 @@ typealias RawSgemm = @convention(c) (Int32, Int32, Int32, Int32, Int32, Int32, F
         }
         suite.measure("addGaussianNoise Float (795,010 per step)", work: mNormals, unit: "M normals/s") {
             noise.addGaussianNoise(standardDeviation: 0.01, using: &noiseRng)
+        }
+        // Noise must not dominate a step: its time against the step's largest GEMM (the first
+        // layer's forward pass, 256x784x1000), timed alternately.
+        do {
+            let x = Tensor<Float>(uniform: [256, 784], in: -1...1, using: &rng)
+            let w = Tensor<Float>(uniform: [784, 1000], in: -1...1, using: &rng)
+            var h = Tensor<Float>(zeros: [256, 1000])
+            suite.compare("noise per step (795,010 normals, paired)", "forward GEMM 256x784x1000 (paired)",
+                          ratioName: "GEMM 256x784x1000 time / noise-per-step time", work: 1, unit: "1/s", {
+                noise.addGaussianNoise(standardDeviation: 0.01, using: &noiseRng)
+            }, {
+                gemm(x, w, into: &h)
+            })
+            blackHole(h)
         }
         var noiseD = Tensor<Double>(zeros: [noiseCount])
         suite.measure("fillNormal Double (795,010 per step)", work: mNormals, unit: "M normals/s", repetitions: 5) {

@@ -4,15 +4,15 @@
 // gives four 32-bit words (x0, x1, x2, x3); (x0, x1) and (x2, x3) each make one Box-Muller
 // pair:
 //
-//     u1 = (x >> 1) * 2^-31 + 2^-32 in (0, 1]      r = sqrt(-2 log u1)
-//     q  = y & 3 (quadrant),  f = (y >> 8) * 2^-24 - 1/2,  theta = (q + f) * pi/2
+//     u1 = (x + 1/2) / 2^32 in (0, 1)                r = sqrt(-2 log u1)
+//     q  = y & 3 (quadrant),  f = (y >> 9) * 2^-23 - 1/2,  theta = (q + f) * pi/2
 //     z1 = r cos(theta),  z2 = r sin(theta)
 //
-// `log` is evaluated as e*ln2 + 2 atanh((m-1)/(m+1)) with m in [sqrt(1/2), sqrt(2)) (series to
-// t^9, relative error below 1e-8 before rounding), sin and cos by the Cephes minimax
-// polynomials on [-pi/4, pi/4]; both are within a few Float ulps. The smallest u1 is 2^-32, so
-// |z| <= sqrt(64 ln 2) = 6.66: the tail beyond 6.66 sigma (probability 3e-11) is cut off. Use
-// the `Double` path (53-bit uniforms, |z| <= 8.6) where that matters.
+// `log` is Cephes `logf` (about 1 ulp), sin and cos the Cephes minimax polynomials on
+// [-pi/4, pi/4], sqrt a Newton-refined reciprocal square root: all within a few Float ulps.
+// The smallest u1 is 2^-33, so |z| <= sqrt(66 ln 2) = 6.76: the tail beyond 6.76 sigma
+// (probability 1.4e-11) is cut off. Use the `Double` path (53-bit uniforms, |z| <= 8.6) where
+// that matters.
 
 extension PhiloxRandom {
     /// Philox4x32-10 on the eight counters (stream, block + 0...7): the four output words of
@@ -87,41 +87,69 @@ extension PhiloxRandom {
 }
 
 /// Box-Muller on eight pairs of 32-bit words: `(r cos theta, r sin theta)` as described above.
+/// Written with integer bit operations and float arithmetic only (no int-to-float conversion,
+/// division or `sqrt` instruction), which the compiler keeps in vector registers even at the
+/// baseline x86-64 target.
 @inlinable @inline(__always)
 func boxMullerSIMD(_ wr: SIMD8<UInt32>, _ wt: SIMD8<UInt32>) -> (SIMD8<Float>, SIMD8<Float>) {
-    let u1 = SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: wr &>> 1)) * (1.0 / 2_147_483_648.0)
-        + (1.0 / 4_294_967_296.0)
-    let r = (-2 * logPositiveSIMD(u1)).squareRoot()
+    // w + 1/2 as a Float: the high and low 16 bits through the 2^23 trick (exact), then one rounding.
+    let hi = unsafeBitCast((wr &>> 16) | 0x4B00_0000, to: SIMD8<Float>.self) - 8_388_608
+    let lo = unsafeBitCast((wr & 0xFFFF) | 0x4B00_0000, to: SIMD8<Float>.self) - 8_388_608
+    let w: SIMD8<Float> = hi * 65_536 + (lo + 0.5)
+    // -2 log u1 with u1 = (w + 1/2) / 2^32 in (0, 1).
+    let logw = logPositiveSIMD(w)
+    let minusTwoLogU: SIMD8<Float> = (32 * 1.386_294_361_1) - 2 * logw
+    let r = squareRootSIMD(minusTwoLogU)
+    // Angle: quadrant from bits 0-1, position in the quadrant from bits 9-31.
     let q = wt & 3
-    let f = SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: wt &>> 8)) * (1.0 / 16_777_216.0) - 0.5
+    let f = unsafeBitCast((wt &>> 9) | 0x3F80_0000, to: SIMD8<Float>.self) - 1.5
     let (s, c) = sinCosQuarterPi(f * (Float.pi / 2))
-    let swap = (q & 1) .!= 0
-    let a = c.replacing(with: s, where: swap)
-    let b = s.replacing(with: c, where: swap)
+    let sb = unsafeBitCast(s, to: SIMD8<UInt32>.self), cb = unsafeBitCast(c, to: SIMD8<UInt32>.self)
+    let swap = SIMD8<UInt32>.zero &- (q & 1)
+    let a = (cb & ~swap) | (sb & swap)
+    let b = (sb & ~swap) | (cb & swap)
     let cosSign = ((q &+ 1) & 2) &<< 30, sinSign = (q & 2) &<< 30
-    let cosTheta = unsafeBitCast(unsafeBitCast(a, to: SIMD8<UInt32>.self) ^ cosSign, to: SIMD8<Float>.self)
-    let sinTheta = unsafeBitCast(unsafeBitCast(b, to: SIMD8<UInt32>.self) ^ sinSign, to: SIMD8<Float>.self)
+    let cosTheta = unsafeBitCast(a ^ cosSign, to: SIMD8<Float>.self)
+    let sinTheta = unsafeBitCast(b ^ sinSign, to: SIMD8<Float>.self)
     return (r * cosTheta, r * sinTheta)
 }
 
-/// `log(x)` for positive normal `x`: `e ln 2 + 2 atanh(t)`, `t = (m - 1)/(m + 1)`,
-/// `m` in [sqrt(1/2), sqrt(2)), `|t| <= 0.1716`; atanh series to t^9.
+/// `sqrt(x)` for `x >= 0` (0 gives 0): `x / sqrt(x)` with `1 / sqrt(x)` from the bit-level
+/// estimate and three Newton steps (relative error below 1e-9 before rounding).
+@inlinable @inline(__always)
+func squareRootSIMD(_ x: SIMD8<Float>) -> SIMD8<Float> {
+    var y = unsafeBitCast(SIMD8<UInt32>(repeating: 0x5F37_59DF) &- (unsafeBitCast(x, to: SIMD8<UInt32>.self) &>> 1),
+                          to: SIMD8<Float>.self)
+    let halfX: SIMD8<Float> = 0.5 * x
+    y = y * (1.5 - halfX * y * y)
+    y = y * (1.5 - halfX * y * y)
+    y = y * (1.5 - halfX * y * y)
+    return x * y
+}
+
+/// `log(x)` for positive normal `x` (Cephes `logf`): `x = 2^e m`, `m` in [sqrt(1/2), sqrt(2)),
+/// `log m` by a degree-9 polynomial in `m - 1`; about 1 ulp.
 @inlinable @inline(__always)
 func logPositiveSIMD(_ x: SIMD8<Float>) -> SIMD8<Float> {
     let ix = unsafeBitCast(x, to: SIMD8<UInt32>.self) &+ (0x3F80_0000 &- 0x3F35_04F3)
-    let e = SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: ix &>> 23) &- 127)
+    let e = unsafeBitCast((ix &>> 23) | 0x4B00_0000, to: SIMD8<Float>.self) - (8_388_608 + 127)
     let m = unsafeBitCast((ix & 0x007F_FFFF) &+ 0x3F35_04F3, to: SIMD8<Float>.self)
-    let f = m - 1
-    let t = f / (f + 2)
-    let t2 = t * t
-    var poly: SIMD8<Float> = t2 * (1.0 / 9.0)
-    poly = t2 * (poly + (1.0 / 7.0))
-    poly = t2 * (poly + (1.0 / 5.0))
-    poly = poly + (1.0 / 3.0)
-    let twoT: SIMD8<Float> = 2 * t
-    let logm: SIMD8<Float> = twoT + (twoT * t2) * poly
-    let low: SIMD8<Float> = e * -2.121_944_4e-4 + logm
-    return e * 0.693_359_375 + low
+    let t: SIMD8<Float> = m - 1
+    let z: SIMD8<Float> = t * t
+    var p: SIMD8<Float> = t * 7.037_683_629_2e-2
+    p = t * (p + -1.151_461_031_0e-1)
+    p = t * (p + 1.167_699_874_0e-1)
+    p = t * (p + -1.242_014_084_6e-1)
+    p = t * (p + 1.424_932_278_7e-1)
+    p = t * (p + -1.666_805_766_5e-1)
+    p = t * (p + 2.000_071_476_5e-1)
+    p = t * (p + -2.499_999_399_3e-1)
+    p = p + 3.333_333_117_4e-1
+    var y: SIMD8<Float> = (t * z) * p
+    y = y + e * -2.121_944_4e-4
+    y = y - 0.5 * z
+    let tl: SIMD8<Float> = t + y
+    return tl + e * 0.693_359_375
 }
 
 /// `(sin x, cos x)` for `|x| <= pi/4` (Cephes `sinf`/`cosf` polynomials).

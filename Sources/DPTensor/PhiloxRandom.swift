@@ -24,6 +24,13 @@ public struct PhiloxRandom: RandomNumberGenerator, Sendable, Equatable, Codable 
         self._block = 0
     }
 
+    /// Two generators are equal if they produce the same words from here on: same key, stream,
+    /// block and position in the current block (a fully used block's stale words do not count).
+    public static func == (a: PhiloxRandom, b: PhiloxRandom) -> Bool {
+        a.key == b.key && a.stream == b.stream && a._block == b._block && a.used == b.used
+            && (a.used == 4 || a.buffer == b.buffer)
+    }
+
     /// A generator for another stream under the same key: independent of this one.
     public func split(stream s: UInt64) -> PhiloxRandom { PhiloxRandom(seed: key, stream: s) }
 

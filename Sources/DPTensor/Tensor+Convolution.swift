@@ -93,6 +93,7 @@ extension ConvGeometry {
 ///     (then `columns` is `[C * kh * kw, outH * outW]`).
 ///   - columns: preallocated output; every scalar is overwritten.
 /// - Precondition: shapes agree with ``ConvGeometry``; the message names both shapes.
+@inlinable
 public func im2col<S: TensorScalar>(_ input: Tensor<S>, kernel: (height: Int, width: Int),
                                     stride: (height: Int, width: Int) = (1, 1),
                                     padding: (height: Int, width: Int) = (0, 0),
@@ -102,12 +103,14 @@ public func im2col<S: TensorScalar>(_ input: Tensor<S>, kernel: (height: Int, wi
 }
 
 /// ``im2col(_:kernel:stride:padding:into:)`` with a square kernel and equal strides and paddings.
+@inlinable
 public func im2col<S: TensorScalar>(_ input: Tensor<S>, kernel: Int, stride: Int = 1, padding: Int = 0,
                                     into columns: inout Tensor<S>) {
     im2col(input, kernel: (kernel, kernel), stride: (stride, stride), padding: (padding, padding), into: &columns)
 }
 
 /// ``im2col(_:kernel:stride:padding:into:)`` for a precomputed geometry.
+@inlinable
 public func im2col<S: TensorScalar>(_ input: Tensor<S>, geometry g: ConvGeometry, into columns: inout Tensor<S>) {
     let batch = checkConvShapes(input: input.shape, columns: columns.shape, geometry: g, function: "im2col")
     let plane = g.height * g.width, inputStride = g.channels * plane
@@ -161,6 +164,7 @@ public func im2col<S: TensorScalar>(_ input: Tensor<S>, geometry g: ConvGeometry
 /// - Parameters:
 ///   - columns: `[B, C * kh * kw, outH * outW]` (or `[C * kh * kw, outH * outW]`).
 ///   - output: `[B, C, H, W]` (or `[C, H, W]`), accumulated into.
+@inlinable
 public func col2im<S: TensorScalar>(_ columns: Tensor<S>, kernel: (height: Int, width: Int),
                                     stride: (height: Int, width: Int) = (1, 1),
                                     padding: (height: Int, width: Int) = (0, 0),
@@ -170,12 +174,14 @@ public func col2im<S: TensorScalar>(_ columns: Tensor<S>, kernel: (height: Int, 
 }
 
 /// ``col2im(_:kernel:stride:padding:into:)`` with a square kernel and equal strides and paddings.
+@inlinable
 public func col2im<S: TensorScalar>(_ columns: Tensor<S>, kernel: Int, stride: Int = 1, padding: Int = 0,
                                     into output: inout Tensor<S>) {
     col2im(columns, kernel: (kernel, kernel), stride: (stride, stride), padding: (padding, padding), into: &output)
 }
 
 /// ``col2im(_:kernel:stride:padding:into:)`` for a precomputed geometry.
+@inlinable
 public func col2im<S: TensorScalar>(_ columns: Tensor<S>, geometry g: ConvGeometry, into output: inout Tensor<S>) {
     let batch = checkConvShapes(input: output.shape, columns: columns.shape, geometry: g, function: "col2im")
     let plane = g.height * g.width, inputStride = g.channels * plane
@@ -211,7 +217,7 @@ public func col2im<S: TensorScalar>(_ columns: Tensor<S>, geometry g: ConvGeomet
 }
 
 /// Checks input and column shapes against the geometry; returns the batch size (1 for rank 3).
-func checkConvShapes(input: Shape, columns: Shape, geometry g: ConvGeometry, function: String) -> Int {
+@usableFromInline func checkConvShapes(input: Shape, columns: Shape, geometry g: ConvGeometry, function: String) -> Int {
     let batched = input.rank == 4
     let batch = batched ? input[0] : 1
     let expected: Shape = batched ? g.columnShape(batch: batch) : [g.patchSize, g.outputPositions]
@@ -221,6 +227,6 @@ func checkConvShapes(input: Shape, columns: Shape, geometry g: ConvGeometry, fun
 }
 
 /// The message of a shape mismatch between a convolution input and its columns.
-func convShapeMessage(function: String, input: Shape, columns: Shape, expected: Shape, geometry: ConvGeometry) -> String {
+@usableFromInline func convShapeMessage(function: String, input: Shape, columns: Shape, expected: Shape, geometry: ConvGeometry) -> String {
     "\(function): columns \(columns) should be \(expected) for input \(input) and \(geometry)"
 }

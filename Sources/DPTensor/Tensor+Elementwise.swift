@@ -71,7 +71,12 @@ extension Tensor {
     public static prefix func - (a: Tensor) -> Tensor { a.map { -$0 } }
 
     @usableFromInline static func checkSame(_ a: Tensor, _ b: Tensor, _ op: String) {
-        precondition(a.shape == b.shape, "Tensor \(op): shapes \(a.shape) and \(b.shape) differ")
+        precondition(a.shape == b.shape, shapeMismatchMessage(op, a.shape, b.shape))
+    }
+
+    /// The message of an element-wise shape mismatch, naming both shapes.
+    @usableFromInline static func shapeMismatchMessage(_ op: String, _ a: Shape, _ b: Shape) -> String {
+        "Tensor \(op): shapes \(a) and \(b) differ"
     }
 
     // MARK: Activations, in place

@@ -33,10 +33,9 @@ public func gemm<S: TensorScalar>(_ a: Tensor<S>, transposed ta: Bool = false,
     let (br, bc) = b.matrixSize
     let m = ta ? ac : ar, k = ta ? ar : ac
     let kb = tb ? bc : br, n = tb ? br : bc
-    precondition(k == kb,
-                 "gemm: inner dimensions differ: a \(a.shape)\(ta ? "ᵀ" : "") times b \(b.shape)\(tb ? "ᵀ" : "")")
+    precondition(k == kb, gemmShapeMessage(a: a.shape, transposed: ta, b: b.shape, transposed: tb, output: nil))
     precondition(c.rank == 2 && c.shape[0] == m && c.shape[1] == n,
-                 "gemm: output shape \(c.shape) should be [\(m), \(n)] for a \(a.shape)\(ta ? "ᵀ" : "") times b \(b.shape)\(tb ? "ᵀ" : "")")
+                 gemmShapeMessage(a: a.shape, transposed: ta, b: b.shape, transposed: tb, output: c.shape))
     if m == 0 || n == 0 { return }
     if k == 0 {
         if beta == 0 { c.fill(0) } else if beta != 1 { c.scale(by: beta) }
@@ -51,6 +50,17 @@ public func gemm<S: TensorScalar>(_ a: Tensor<S>, transposed ta: Bool = false,
             }
         }
     }
+}
+
+/// The message of a `gemm` shape mismatch; names both operand shapes (with `ᵀ` for a transposed
+/// operand) and, if given, the output shape. Kept apart so tests can check its text.
+@usableFromInline
+func gemmShapeMessage(a: Shape, transposed ta: Bool, b: Shape, transposed tb: Bool, output: Shape?) -> String {
+    let operands = "a \(a)\(ta ? "ᵀ" : "") times b \(b)\(tb ? "ᵀ" : "")"
+    guard let output else { return "gemm: inner dimensions differ: " + operands }
+    let m = a.rank == 2 ? (ta ? a[1] : a[0]) : -1
+    let n = b.rank == 2 ? (tb ? b[0] : b[1]) : -1
+    return "gemm: output shape \(output) should be [\(m), \(n)] for " + operands
 }
 
 /// `y = alpha * op(a) * x + beta * y`.

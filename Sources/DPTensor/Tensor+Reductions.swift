@@ -1,26 +1,34 @@
 // MARK: - Reductions and softmax
 
 extension Tensor {
-    /// The sum of all scalars (accumulated in `Double` for accuracy).
-    public func sum() -> Scalar {
+    /// The sum of all scalars, accumulated in `Double` (eight independent partial sums, so
+    /// the loop vectorises).
+    @inlinable public func sum() -> Scalar {
         withUnsafeBufferPointer { p in
-            var s = 0.0
-            for x in p { s += Double(x) }
-            return Scalar(s)
+            var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0, s4 = 0.0, s5 = 0.0, s6 = 0.0, s7 = 0.0
+            var i = 0
+            let n = p.count
+            while i + 8 <= n {
+                s0 += Double(p[i]); s1 += Double(p[i + 1]); s2 += Double(p[i + 2]); s3 += Double(p[i + 3])
+                s4 += Double(p[i + 4]); s5 += Double(p[i + 5]); s6 += Double(p[i + 6]); s7 += Double(p[i + 7])
+                i += 8
+            }
+            while i < n { s0 += Double(p[i]); i += 1 }
+            return Scalar(((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)))
         }
     }
 
     /// The mean of all scalars; NaN for an empty tensor.
-    public func mean() -> Scalar { scalarCount == 0 ? .nan : Scalar(Double(sum()) / Double(scalarCount)) }
+    @inlinable public func mean() -> Scalar { scalarCount == 0 ? .nan : Scalar(Double(sum()) / Double(scalarCount)) }
 
     /// The largest scalar; precondition: not empty.
-    public func max() -> Scalar {
+    @inlinable public func max() -> Scalar {
         precondition(scalarCount > 0, "Tensor.max: empty tensor \(shape)")
         return withUnsafeBufferPointer { p in p.max()! }
     }
 
     /// The flat index of the largest scalar (the first one on ties).
-    public func argmax() -> Int {
+    @inlinable public func argmax() -> Int {
         precondition(scalarCount > 0, "Tensor.argmax: empty tensor \(shape)")
         return withUnsafeBufferPointer { p in
             var best = 0
@@ -30,7 +38,7 @@ extension Tensor {
     }
 
     /// The sum over `axis`, which is removed from the shape.
-    public func sum(alongAxis axis: Int) -> Tensor {
+    @inlinable public func sum(alongAxis axis: Int) -> Tensor {
         precondition(axis >= 0 && axis < rank, "Tensor.sum: axis \(axis) out of range for shape \(shape)")
         var outer = 1, inner = 1
         for i in 0..<axis { outer *= shape[i] }
@@ -53,7 +61,7 @@ extension Tensor {
     }
 
     /// The mean over `axis`, which is removed from the shape (NaN where the axis is empty).
-    public func mean(alongAxis axis: Int) -> Tensor {
+    @inlinable public func mean(alongAxis axis: Int) -> Tensor {
         let n = shape[axis]
         var s = sum(alongAxis: axis)
         if n == 0 { s.fill(.nan) } else { s.scale(by: 1 / Scalar(n)) }
@@ -61,7 +69,7 @@ extension Tensor {
     }
 
     /// The index of the largest scalar of each row (over the trailing dimensions).
-    public func argmaxRows() -> [Int] {
+    @inlinable public func argmaxRows() -> [Int] {
         let rows = shape[0], cols = shape.trailingCount
         precondition(cols > 0 || rows == 0, "argmaxRows: rows of shape \(shape) are empty")
         return withUnsafeBufferPointer { a in

@@ -1,0 +1,205 @@
+@testable import DPTensor
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Sample moments: mean, variance, kurtosis (3 for a normal).
+func moments(_ x: [Double]) -> (mean: Double, variance: Double, kurtosis: Double) {
+    let n = Double(x.count)
+    let m = x.reduce(0, +) / n
+    var m2 = 0.0, m4 = 0.0
+    for v in x { let d = (v - m) * (v - m); m2 += d; m4 += d * d }
+    m2 /= n; m4 /= n
+    return (m, m2, m4 / (m2 * m2))
+}
+
+/// The Kolmogorov-Smirnov statistic of `x` against the standard normal CDF.
+func ksStatistic(_ x: [Double]) -> Double {
+    let s = x.sorted()
+    let n = Double(s.count)
+    var d = 0.0
+    for (i, v) in s.enumerated() {
+        let f = normalCDF(v)
+        d = max(d, f - Double(i) / n, Double(i + 1) / n - f)
+    }
+    return d
+}
+
+func normalSamples<S: TensorScalar>(_: S.Type, count: Int, seed: UInt64, stream: UInt64 = 0) -> [Double] {
+    var rng = PhiloxRandom(seed: seed, stream: stream)
+    return doubles(Tensor<S>(normal: [count], using: &rng))
+}
+
+func checkGaussian<S: TensorScalar>(_: S.Type, seed: UInt64) {
+    let n = 100_000
+    let x = normalSamples(S.self, count: n, seed: seed)
+    let (m, v, k) = moments(x)
+    // Five standard errors: mean 1/sqrt(n), variance sqrt(2/n), kurtosis sqrt(24/n).
+    #expect(abs(m) < 5 / Double(n).squareRoot(), "mean \(m) (\(S.self))")
+    #expect(abs(v - 1) < 5 * (2 / Double(n)).squareRoot(), "variance \(v) (\(S.self))")
+    #expect(abs(k - 3) < 5 * (24 / Double(n)).squareRoot(), "kurtosis \(k) (\(S.self))")
+    // KS at the 0.1% level: 1.95 / sqrt(n).
+    let d = ksStatistic(x)
+    #expect(d < 1.95 / Double(n).squareRoot(), "KS statistic \(d) (\(S.self))")
+    // Tails: P(|z| > 3) = 2.6998e-3, within five standard errors.
+    let p3 = 2.699_796e-3
+    let beyond3 = Double(x.filter { abs($0) > 3 }.count)
+    #expect(abs(beyond3 - p3 * Double(n)) < 5 * (p3 * Double(n)).squareRoot(), "beyond 3 sigma: \(beyond3) (\(S.self))")
+    #expect(x.allSatisfy { $0.isFinite })
+}
+
+@Test("normal samples: mean, variance, kurtosis, KS test, 3-sigma tail", arguments: [UInt64(1), 2026])
+func normalDistribution(seed: UInt64) {
+    checkGaussian(Float.self, seed: seed)
+    checkGaussian(Double.self, seed: seed)
+}
+
+@Test("the 4-sigma tail of the Float sampler has the normal frequency")
+func fourSigmaTail() {
+    let n = 400_000
+    let x = normalSamples(Float.self, count: n, seed: 44)
+    let p4 = 6.334e-5 // P(|z| > 4)
+    let beyond4 = Double(x.filter { abs($0) > 4 }.count)
+    #expect(abs(beyond4 - p4 * Double(n)) < 5 * (p4 * Double(n)).squareRoot(), "beyond 4 sigma: \(beyond4)")
+    #expect(x.allSatisfy { abs($0) <= 6.8 })
+}
+
+@Test("the vector log, sqrt and sin/cos are accurate to a few Float ulps")
+func vectorMathAccuracy() {
+    var worstLog = 0.0, worstSqrt = 0.0, worstTrig = 0.0
+    var x = Float(0.5)
+    while x < 4.3e9 {
+        let v = SIMD8<Float>((0..<8).map { x * (1 + Float($0) * 0.013) })
+        let l = logPositiveSIMD(v), r = squareRootSIMD(v)
+        for i in 0..<8 {
+            let ref = Glibc.log(Double(v[i]))
+            worstLog = max(worstLog, abs(Double(l[i]) - ref) / Double(max(abs(Float(ref)), 1).ulp))
+            let sref = Double(v[i]).squareRoot()
+            worstSqrt = max(worstSqrt, abs(Double(r[i]) - sref) / Double(Float(sref).ulp))
+        }
+        x *= 1.37
+    }
+    for k in 0...200 {
+        let t = Float(k - 100) / 100 * (Float.pi / 4)
+        let (s, c) = sinCosQuarterPi(SIMD8<Float>(repeating: t))
+        worstTrig = max(worstTrig, abs(Double(s[0]) - Glibc.sin(Double(t))) / Double(Float.ulpOfOne),
+                        abs(Double(c[0]) - Glibc.cos(Double(t))) / Double(Float.ulpOfOne))
+    }
+    #expect(worstLog < 4, "log: \(worstLog) ulp")
+    #expect(worstSqrt < 4, "sqrt: \(worstSqrt) ulp")
+    #expect(worstTrig < 4, "sin/cos: \(worstTrig) ulp of 1")
+    #expect(squareRootSIMD(.zero) == .zero)
+}
+
+@Test("the vector Box-Muller covers all four quadrants with the right signs")
+func boxMullerQuadrants() {
+    for q in UInt32(0)..<4 {
+        // Middle of quadrant q: theta = q pi/2 (f = 0: bits 9-31 equal to 2^22).
+        let (c, s) = boxMullerSIMD(SIMD8(repeating: 0x8000_0000), SIMD8(repeating: (1 << 31) | q))
+        let r = (2 * Glibc.log(2.0)).squareRoot() // u1 = 1/2
+        let theta = Double(q) * .pi / 2
+        #expect(abs(Double(c[0]) - r * Glibc.cos(theta)) < 1e-5, "cos, quadrant \(q)")
+        #expect(abs(Double(s[0]) - r * Glibc.sin(theta)) < 1e-5, "sin, quadrant \(q)")
+    }
+}
+
+func checkReproducible<S: TensorScalar>(_: S.Type) {
+    #expect(normalSamples(S.self, count: 1001, seed: 9) == normalSamples(S.self, count: 1001, seed: 9))
+    #expect(normalSamples(S.self, count: 64, seed: 9) != normalSamples(S.self, count: 64, seed: 10))
+    // addGaussianNoise adds exactly the samples Tensor(normal:) would hold, without a second tensor.
+    for count in [0, 1, 31, 33, 1000, 4099] {
+        var a = PhiloxRandom(seed: 5), b = PhiloxRandom(seed: 5)
+        let base: Tensor<S> = randomTensor([count], seed: 6)
+        var noisy = base
+        noisy.addGaussianNoise(standardDeviation: 0.5, using: &a)
+        let noise = Tensor<S>(normal: [count], standardDeviation: 0.5, using: &b)
+        expectClose(doubles(noisy), zip(doubles(base), doubles(noise)).map(+), tol: tolerance(S.self), "addGaussianNoise \(count)")
+        #expect(a == b, "generators advance alike")
+    }
+    // mean and standard deviation are applied.
+    var rng = PhiloxRandom(seed: 12)
+    let (m, v, _) = moments(doubles(Tensor<S>(normal: [20_000], mean: 3, standardDeviation: 2, using: &rng)))
+    #expect(abs(m - 3) < 0.05 && abs(v - 4) < 0.2)
+}
+
+@Test("normals are reproducible from the seed; addGaussianNoise equals adding Tensor(normal:)")
+func normalReproducible() {
+    checkReproducible(Float.self)
+    checkReproducible(Double.self)
+}
+
+@Test("split streams are uncorrelated", arguments: [UInt64(1), 7, 1 << 40])
+func splitStreamsIndependent(stream: UInt64) {
+    let n = 50_000
+    let root = PhiloxRandom(seed: 3)
+    var a = root.split(stream: 0), b = root.split(stream: stream)
+    let x = doubles(Tensor<Float>(normal: [n], using: &a)), y = doubles(Tensor<Float>(normal: [n], using: &b))
+    let corr = zip(x, y).map(*).reduce(0, +) / Double(n)
+    #expect(abs(corr) < 5 / Double(n).squareRoot(), "correlation \(corr)")
+    // Lag-1 correlation within one stream.
+    let lag = zip(x, x.dropFirst()).map(*).reduce(0, +) / Double(n - 1)
+    #expect(abs(lag) < 5 / Double(n).squareRoot(), "lag-1 correlation \(lag)")
+}
+
+@Test("a saved state resumes the same stream")
+func stateRoundTrip() {
+    var rng = PhiloxRandom(seed: 8, stream: 2)
+    _ = rng.next32(); _ = rng.next32(); _ = rng.next32()
+    var resumed = PhiloxRandom(state: rng.state)
+    #expect((0..<10).map { _ in rng.next32() } == (0..<10).map { _ in resumed.next32() })
+    var r1 = PhiloxRandom(seed: 8)
+    _ = Tensor<Float>(normal: [100], using: &r1)
+    var r2 = PhiloxRandom(state: r1.state)
+    #expect(Tensor<Float>(normal: [50], using: &r1) == Tensor<Float>(normal: [50], using: &r2))
+}
+
+func checkUniform<S: TensorScalar>(_: S.Type) {
+    var rng = PhiloxRandom(seed: 13)
+    var t = Tensor<S>(zeros: [20_000])
+    t.fillUniform(in: -2, 3, using: &rng)
+    let x = doubles(t)
+    #expect(x.allSatisfy { $0 >= -2 && $0 < 3 })
+    let (m, v, _) = moments(x)
+    #expect(abs(m - 0.5) < 0.05 && abs(v - 25.0 / 12) < 0.1)
+}
+
+@Test("fillUniform covers [lower, upper) with the uniform mean and variance")
+func uniformFill() {
+    checkUniform(Float.self)
+    checkUniform(Double.self)
+}
+
+@Test("SystemRandom gives varying words and normal samples")
+func systemRandom() {
+    var sys = SystemRandom()
+    let words = (0..<16).map { _ in sys.next() }
+    #expect(Set(words).count == 16)
+    var t = Tensor<Double>(zeros: [20_000])
+    t.addGaussianNoise(standardDeviation: 2, using: &sys)
+    let (m, v, _) = moments(doubles(t))
+    #expect(abs(m) < 0.1 && abs(v - 4) < 0.25)
+    #expect(abs(sys.nextNormal()) < 10)
+    #expect(Int.random(in: 0..<10, using: &sys) < 10)
+}
+
+@Test("the eight-lane Philox equals the scalar Philox block by block, across a carry", arguments: [UInt64(0), 5, 0xFFFF_FFFD])
+func philoxLanesMatchScalar(firstBlock: UInt64) {
+    let key: UInt64 = 0x0123_4567_89AB_CDEF, stream: UInt64 = 0xDEAD_BEEF_0000_0042
+    let (x0, x1, x2, x3) = PhiloxRandom.bijection8(firstBlock: firstBlock, stream: stream, key: key)
+    for lane in 0..<8 {
+        let ref = PhiloxRandom.bijection(counter: (stream, firstBlock &+ UInt64(lane)), key: key)
+        #expect(SIMD4(x0[lane], x1[lane], x2[lane], x3[lane]) == ref, "lane \(lane)")
+    }
+    // Known-answer: Philox4x32-10 with zero key and counter (Random123 kat_vectors).
+    #expect(PhiloxRandom.bijection(counter: (0, 0), key: 0) == SIMD4(0x6627_E8D5, 0xE169_C58D, 0xBC57_AC4C, 0x9B00_DBD8))
+}
+
+@Test("a generator resumed from its state compares equal to the original")
+func resumedEqualsOriginal() {
+    var rng = PhiloxRandom(seed: 4)
+    _ = Tensor<Float>(normal: [40], using: &rng)
+    #expect(PhiloxRandom(state: rng.state) == rng)
+    _ = rng.next32()
+    #expect(PhiloxRandom(state: rng.state) == rng)
+}
