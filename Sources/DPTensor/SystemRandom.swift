@@ -16,7 +16,7 @@ public struct SystemRandom: RandomNumberGenerator, Sendable {
 
     /// glibc's `getrandom` (found at run time: Swift's Glibc module does not import
     /// `<sys/random.h>`), or nil on a libc without it.
-    nonisolated(unsafe) static let getrandomFunction: GetRandom? = {
+    static let getrandomFunction: GetRandom? = {
         guard let sym = dlsym(nil, "getrandom") else { return nil }
         return unsafeBitCast(sym, to: GetRandom.self)
     }()
