@@ -42,9 +42,14 @@ test: deps
 bench: release
 	.build/release/dpkit bench --workload mlp --mode private --batch-size 256 --steps 50
 
-# The ordo-one/benchmark suites (nested package, so `swift test` never builds the harness).
+# The benchmark suites (nested package with its own small harness, so `swift test` never builds
+# them; ordo-one/benchmark 1.38.1 needs a package this machine's mirror does not have).
+# Each suite exits non-zero and prints REGRESSION when a figure falls below its checked-in threshold.
 bench-suites: deps
-	cd Benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark
+	cd Benchmarks && $(SWIFT) build -c release
+	cd Benchmarks && .build/release/Kernels --check Kernels/thresholds.json
+	cd Benchmarks && .build/release/Accounting
+	cd Benchmarks && .build/release/DPSGD
 
 clean:
 	rm -rf .build Benchmarks/.build
