@@ -107,9 +107,10 @@ public struct ExperimentConfig: Sendable {
             config.accounting = try AccountingConfig.parse(section)
             try top.finish()
         case .training:
-            for key in RunConfig.sectionKeys { _ = top.raw(key) }
-            try config.expandRuns(top: top, tree: tree, context: context)
+            // Unknown top-level keys first: a misspelt section would otherwise read as a missing one.
+            for key in RunConfig.sectionKeys + ["seeds", "sweep", "include"] { _ = top.raw(key) }
             try top.finish()
+            try config.expandRuns(top: top, tree: tree, context: context)
         }
         return config
     }
