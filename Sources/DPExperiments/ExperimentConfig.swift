@@ -36,8 +36,9 @@ public struct ResolvedRun: Hashable, Sendable {
     /// `config.configHash`: shared by runs that differ only in the seed.
     public var configHash: String
     public var seed: Int
-    /// The value of every key that varies across the experiment (`ExperimentConfig.varyingKeys`),
-    /// in that order; `.null` where the key is absent from this run.
+    /// The resolved value of every key that varies across the experiment
+    /// (`ExperimentConfig.varyingKeys`), in that order; `.null` where the run does not use the key
+    /// (such as `privacy.target_epsilon` of a non-private run).
     public var varyingValues: [KeyValue]
     /// `grid` or `include[i]`.
     public var origin: String
@@ -232,7 +233,8 @@ extension ExperimentConfig {
                 }
                 throw error
             }
-            let values = varyingKeys.map { KeyValue($0, run.value(atPath: $0) ?? .null) }
+            // Values as resolved: defaults filled in, and unused privacy keys of a non-private run empty.
+            let values = varyingKeys.map { KeyValue($0, config.resolved.value(atPath: $0) ?? .null) }
             let resolved = ResolvedRun(
                 index: runs.count, config: config, runID: config.runID, configHash: config.configHash, seed: seed,
                 varyingValues: values, origin: point.origin)
