@@ -7,11 +7,35 @@ public enum ExperimentPlots {
 
     /// The name of a run's line: its model, plus every other varying value except the budget.
     static func lineLabel(_ record: [String: String], varying: [String]) -> String {
-        var parts = [record["model"] ?? "?"]
+        // runs.csv has a `model` column; epochs.csv has `model.name` only when it is swept.
+        var parts = [record["model"] ?? record["model.name"] ?? record["model.label"]].compactMap { $0 }
         for key in varying where !budgetKeys.contains(key) && key != "model.name" && key != "model.label" {
-            if let v = record[key], !v.isEmpty { parts.append("\(key.split(separator: ".").last!)=\(v)") }
+            if let v = record[key], !v.isEmpty { parts.append(shortName(key, v)) }
         }
         return parts.joined(separator: ", ")
+    }
+
+    /// The run's place on the privacy axis: `ε=1`, `σ=0.8`, `non-private` or `clip-only`.
+    static func budgetLabel(_ record: [String: String]) -> String {
+        switch record["kind"] {
+        case "non-private": return "non-private"
+        case "clip-only": return "clip-only"
+        default: break
+        }
+        if record["privacy.enabled"] == "false" { return "non-private" }
+        if let e = record["privacy.target_epsilon"], !e.isEmpty { return "ε=\(e)" }
+        if let s = record["privacy.noise_multiplier"], !s.isEmpty { return s == "0" ? "clip-only" : "σ=\(s)" }
+        return ""
+    }
+
+    /// `ε=1` for `privacy.target_epsilon`, the bare value for `model.name`, else `last_component=value`.
+    static func shortName(_ key: String, _ value: String) -> String {
+        switch key {
+        case "privacy.target_epsilon": return "ε=\(value)"
+        case "privacy.noise_multiplier": return "σ=\(value)"
+        case "model.name", "dataset.name": return value
+        default: return "\(key.split(separator: ".").last!)=\(value)"
+        }
     }
 
     static func varyingColumns(_ header: [String]) -> [String] {
@@ -83,17 +107,20 @@ public enum ExperimentPlots {
             if groups[id] == nil { order.append(id) }
             groups[id, default: []].append(record)
         }
+        // Colour by budget, dash pattern by line (model and other non-budget keys).
+        let dashes: [String?] = [nil, "6,4", "2,3", "9,3,2,3"]
+        let firstRows = order.map { groups[$0]![0] }
+        let lines = unique(firstRows.map { lineLabel($0, varying: varying) })
+        let budgets = budgetOrder(unique(firstRows.map(budgetLabel)))
         func label(_ record: [String: String]) -> String {
-            let parts = varying.compactMap { key -> String? in
-                guard let v = record[key], !v.isEmpty else { return nil }
-                if key == "privacy.enabled" { return v == "false" ? "non-private" : nil }
-                return "\(key.split(separator: ".").last!)=\(v)"
-            }
+            let parts = [lines.count > 1 ? lineLabel(record, varying: varying) : "", budgetLabel(record)].filter { !$0.isEmpty }
             return parts.isEmpty ? String((record["config_hash"] ?? "").prefix(8)) : parts.joined(separator: ", ")
         }
         var accuracy: [PlotSeries] = [], epsilon: [PlotSeries] = []
-        for (i, id) in order.enumerated() {
+        for id in order {
             let rows = groups[id]!
+            let colorIndex = budgets.firstIndex(of: budgetLabel(rows[0])) ?? 0
+            let dash = dashes[(lines.firstIndex(of: lineLabel(rows[0], varying: varying)) ?? 0) % dashes.count]
             let byEpoch = Dictionary(grouping: rows) { Int($0["epoch"] ?? "") ?? 0 }
             func curve(_ value: ([String: String]) -> Double?, scale: Double) -> [PlotPoint] {
                 byEpoch.keys.sorted().compactMap { epoch in
@@ -105,14 +132,23 @@ public enum ExperimentPlots {
             }
             let name = label(rows[0])
             let acc = curve({ Double($0["test_accuracy"] ?? "") }, scale: 100)
-            if !acc.isEmpty { accuracy.append(PlotSeries(label: name, points: acc, colorIndex: i)) }
+            if !acc.isEmpty { accuracy.append(PlotSeries(label: name, points: acc, colorIndex: colorIndex, dash: dash)) }
             let eps = curve({ Double($0["epsilon_pld_upper"] ?? "") ?? Double($0["epsilon_rdp"] ?? "") }, scale: 1)
-            if !eps.isEmpty { epsilon.append(PlotSeries(label: name, points: eps, colorIndex: i)) }
+            if !eps.isEmpty { epsilon.append(PlotSeries(label: name, points: eps, colorIndex: colorIndex, dash: dash)) }
         }
         return (
             PlotPanel(title: "Test accuracy by epoch", xLabel: "epoch", yLabel: "test accuracy (%)", series: accuracy, xLog: false),
             PlotPanel(title: "Privacy spent by epoch", xLabel: "epoch", yLabel: "ε spent (PLD upper bound, else RDP)", series: epsilon, xLog: false)
         )
+    }
+
+    /// Budgets in numeric order of their value, controls last.
+    static func budgetOrder(_ labels: [String]) -> [String] {
+        func value(_ label: String) -> Double {
+            if label.hasPrefix("ε=") || label.hasPrefix("σ=") { return Double(label.dropFirst(2)) ?? .infinity }
+            return .infinity
+        }
+        return labels.sorted { value($0) < value($1) }
     }
 
     /// The whole figure of an experiment directory as SVG: the privacy-utility curve on top,
@@ -153,12 +189,12 @@ public enum ExperimentPlots {
             let rdp = rows.compactMap { r in Double(r["epsilon_rdp"] ?? "").map { PlotPoint(x: Double(r["steps"]!)!, y: $0) } }
             let pld = rows.compactMap { r in Double(r["epsilon_pld_upper"] ?? "").map { PlotPoint(x: Double(r["steps"]!)!, y: $0) } }
             if !rdp.isEmpty { series.append(PlotSeries(label: "RDP, \(key)", points: rdp, colorIndex: i)) }
-            if !pld.isEmpty { series.append(PlotSeries(label: "PLD upper, \(key)", points: pld, colorIndex: i, dashed: true)) }
+            if !pld.isEmpty { series.append(PlotSeries(label: "PLD upper, \(key)", points: pld, colorIndex: i, dash: "6,4")) }
         }
         let delta = records.first?["delta"] ?? ""
         let panel = PlotPanel(
             title: "ε of the Poisson-subsampled Gaussian mechanism at δ = \(delta)", xLabel: "steps (compositions)",
-            yLabel: "ε", series: series, xLog: nil)
+            yLabel: "ε", series: series, xLog: nil, yLog: nil)
         return SVG.document(rows: [[panel]], panelHeight: 480, width: 1100, title: nil)
     }
 }

@@ -25,6 +25,7 @@ func niceStep(_ raw: Double) -> Double {
 
 /// Ticks of a log axis: powers of ten covering [lower, upper], with 2 and 5 between them when
 /// the range spans at most two decades.
+/// The axis runs from the last tick at or below `lower` to the first at or above `upper`.
 public func logTicks(lower: Double, upper: Double) -> [Double] {
     let lo = (log10(lower)).rounded(.down), hi = (log10(upper)).rounded(.up)
     let decades = Int(hi - lo)
@@ -34,7 +35,10 @@ public func logTicks(lower: Double, upper: Double) -> [Double] {
         ticks.append(base)
         if decades <= 2 && k < max(1, decades) { ticks += [2 * base, 5 * base] }
     }
-    return ticks
+    let tolerance = 1 + 1e-9
+    let first = ticks.lastIndex { $0 <= lower * tolerance } ?? 0
+    let last = ticks.firstIndex { $0 * tolerance >= upper } ?? ticks.count - 1
+    return Array(ticks[first...max(first + 1, last)])
 }
 
 /// Label of a tick: as few decimals as the step needs.
@@ -65,7 +69,8 @@ public struct PlotSeries: Hashable, Sendable {
     public var label: String
     public var points: [PlotPoint]
     public var colorIndex: Int
-    public var dashed = false
+    /// SVG `stroke-dasharray` (`6,4`), or nil for a solid line.
+    public var dash: String? = nil
 }
 
 /// A horizontal reference line (a control run).
@@ -86,13 +91,22 @@ public struct PlotPanel: Hashable, Sendable {
     public var references: [ReferenceLine] = []
     /// nil: log scale when the x values span more than one decade.
     public var xLog: Bool? = nil
-    public var yLog = false
+    /// nil: log scale when the y values (all positive) span more than one decade.
+    public var yLog: Bool? = false
 
     /// Whether the x axis is logarithmic.
     public var usesLogX: Bool {
         if let xLog { return xLog }
         let xs = series.flatMap { $0.points.map(\.x) }.filter { $0 > 0 }
         guard let lo = xs.min(), let hi = xs.max() else { return false }
+        return hi / lo > 10
+    }
+
+    /// Whether the y axis is logarithmic.
+    public var usesLogY: Bool {
+        if let yLog { return yLog }
+        let ys = series.flatMap { $0.points.map(\.y) } + references.map(\.y)
+        guard let lo = ys.min(), let hi = ys.max(), lo > 0 else { return false }
         return hi / lo > 10
     }
 }
@@ -136,7 +150,7 @@ public enum SVG {
 
     /// One panel in the box (x, y, width, height): plot area on the left, legend on the right.
     static func render(_ panel: PlotPanel, x: Double, y: Double, width: Double, height: Double) -> String {
-        let legendWidth = min(230, width * 0.36)
+        let legendWidth = width >= 1000 ? 280 : min(230, width * 0.36)
         let left = x + 72, right = x + width - legendWidth - 10, top = y + 40, bottom = y + height - 58
         var out = "<g class=\"panel\">\n"
         out += "<text x=\"\(f((left + right) / 2))\" y=\"\(f(y + 24))\" font-size=\"15\" font-weight=\"bold\" text-anchor=\"middle\">\(escape(panel.title))</text>\n"
@@ -149,14 +163,19 @@ public enum SVG {
         let xValues = logX ? xs.filter { $0 > 0 } : xs
         let xTicks = xValues.isEmpty ? [0, 1]
             : logX ? logTicks(lower: xValues.min()!, upper: xValues.max()!) : niceTicks(lower: xValues.min()!, upper: xValues.max()!)
-        let yTicks = niceTicks(lower: ys.min()!, upper: ys.max()!)
+        let logY = panel.usesLogY
+        if logY { ys = ys.filter { $0 > 0 } }
+        let yTicks = logY ? logTicks(lower: ys.min()!, upper: ys.max()!) : niceTicks(lower: ys.min()!, upper: ys.max()!)
         let (x0, x1) = (xTicks.first!, xTicks.last!)
         let (y0, y1) = (yTicks.first!, yTicks.last!)
         func px(_ v: Double) -> Double {
             let t = logX ? (log10(v) - log10(x0)) / (log10(x1) - log10(x0)) : (v - x0) / (x1 - x0)
             return left + t * (right - left)
         }
-        func py(_ v: Double) -> Double { bottom - (v - y0) / (y1 - y0) * (bottom - top) }
+        func py(_ v: Double) -> Double {
+            let t = logY ? (log10(max(v, y0 * 1e-3)) - log10(y0)) / (log10(y1) - log10(y0)) : (v - y0) / (y1 - y0)
+            return bottom - t * (bottom - top)
+        }
 
         // Grid, ticks and tick labels.
         let xStep = xTicks.count > 1 ? xTicks[1] - xTicks[0] : 1
@@ -175,11 +194,11 @@ public enum SVG {
         out += "</g>\n<g class=\"y-ticks\" font-size=\"12\" text-anchor=\"end\">\n"
         for t in yTicks {
             out += "<line x1=\"\(f(left - 5))\" y1=\"\(f(py(t)))\" x2=\"\(f(left))\" y2=\"\(f(py(t)))\" stroke=\"#333\"/>"
-            out += "<text x=\"\(f(left - 8))\" y=\"\(f(py(t) + 4))\">\(tickLabel(t, step: yStep))</text>\n"
+            out += "<text x=\"\(f(left - 8))\" y=\"\(f(py(t) + 4))\">\(logY ? String(format: "%g", t) : tickLabel(t, step: yStep))</text>\n"
         }
         out += "</g>\n"
         out += "<text class=\"x-label\" x=\"\(f((left + right) / 2))\" y=\"\(f(bottom + 42))\" font-size=\"13\" text-anchor=\"middle\">\(escape(panel.xLabel + (logX ? " (log scale)" : "")))</text>\n"
-        out += "<text class=\"y-label\" x=\"\(f(x + 18))\" y=\"\(f((top + bottom) / 2))\" font-size=\"13\" text-anchor=\"middle\" transform=\"rotate(-90 \(f(x + 18)) \(f((top + bottom) / 2)))\">\(escape(panel.yLabel))</text>\n"
+        out += "<text class=\"y-label\" x=\"\(f(x + 18))\" y=\"\(f((top + bottom) / 2))\" font-size=\"13\" text-anchor=\"middle\" transform=\"rotate(-90 \(f(x + 18)) \(f((top + bottom) / 2)))\">\(escape(panel.yLabel + (logY ? " (log scale)" : "")))</text>\n"
 
         // Reference lines.
         for ref in panel.references {
@@ -188,7 +207,7 @@ public enum SVG {
         // Series: error bars, line, markers.
         for s in panel.series {
             let c = color(s.colorIndex)
-            let pts = s.points.filter { !logX || $0.x > 0 }.sorted { $0.x < $1.x }
+            let pts = s.points.filter { (!logX || $0.x > 0) && (!logY || $0.y > 0) }.sorted { $0.x < $1.x }
             for p in pts {
                 if let e = p.error, e > 0 {
                     let xp = px(p.x)
@@ -197,7 +216,7 @@ public enum SVG {
             }
             if pts.count > 1 {
                 let d = pts.map { "\(f(px($0.x))),\(f(py($0.y)))" }.joined(separator: " ")
-                out += "<polyline class=\"series\" points=\"\(d)\" fill=\"none\" stroke=\"\(c)\" stroke-width=\"2\"\(s.dashed ? " stroke-dasharray=\"6,4\"" : "")/>\n"
+                out += "<polyline class=\"series\" points=\"\(d)\" fill=\"none\" stroke=\"\(c)\" stroke-width=\"2\"\(s.dash.map { " stroke-dasharray=\"\($0)\"" } ?? "")/>\n"
             }
             if pts.count <= 60 {
                 for p in pts { out += "<circle cx=\"\(f(px(p.x)))\" cy=\"\(f(py(p.y)))\" r=\"3.5\" fill=\"\(c)\"/>\n" }
@@ -205,7 +224,7 @@ public enum SVG {
         }
 
         // Legend.
-        let entries = panel.series.map { ($0.label, color($0.colorIndex), $0.dashed ? "6,4" : "") }
+        let entries = panel.series.map { ($0.label, color($0.colorIndex), $0.dash ?? "") }
             + panel.references.map { ($0.label, color($0.colorIndex), $0.dash) }
         if !entries.isEmpty {
             let lx = right + 14, ly = top

@@ -19,7 +19,8 @@ func niceTicksStepIn125(_ lower: Double, _ upper: Double, _ expected: [Double]) 
 }
 
 @Test func logTicksArePowersOfTenWithTwoAndFiveForShortRanges() {
-    #expect(logTicks(lower: 0.5, upper: 8) == [0.1, 0.2, 0.5, 1, 2, 5, 10])
+    #expect(logTicks(lower: 0.5, upper: 8) == [0.5, 1, 2, 5, 10])
+    #expect(logTicks(lower: 0.3, upper: 8) == [0.2, 0.5, 1, 2, 5, 10])
     #expect(logTicks(lower: 100, upper: 10000) == [100, 200, 500, 1000, 2000, 5000, 10000])
     #expect(logTicks(lower: 1, upper: 100000) == [1, 10, 100, 1000, 10000, 100000])
 }
@@ -65,7 +66,7 @@ func svgTexts(_ svg: String) -> [String] {
     #expect(panel.usesLogX)
     let texts = svgTexts(SVG.document(rows: [[panel]]))
     #expect(texts.contains("ε (log scale)"))
-    #expect(texts.contains("0.1") && texts.contains("10"))
+    #expect(texts.contains("0.5") && texts.contains("10"))
 }
 
 @Test func experimentDirectoryFigureHasAllPanels() throws {
@@ -76,7 +77,7 @@ func svgTexts(_ svg: String) -> [String] {
     for title in ["Privacy-utility trade-off", "Test accuracy by epoch", "Privacy spent by epoch", "epoch", "test accuracy (%)"] {
         #expect(texts.contains(title), "missing \(title)")
     }
-    #expect(texts.contains("target_epsilon=1") && texts.contains("non-private"))
+    #expect(texts.contains("ε=1") && texts.contains("non-private"))
     #expect(isWellFormedXML(svg))
 }
 
