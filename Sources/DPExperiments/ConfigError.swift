@@ -30,7 +30,7 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable, Sendable {
 func closestMatch(to word: String, in candidates: [String]) -> String? {
     let scored = candidates.map { ($0, editDistance(word.lowercased(), $0.lowercased())) }
     guard let best = scored.min(by: { $0.1 < $1.1 }) else { return nil }
-    let limit = max(2, word.count / 3)
+    let limit = max(2, word.count * 2 / 5 + 1)
     if best.1 <= limit { return best.0 }
     // A key that contains a candidate, or is contained in one (`noise` for `noise_multiplier`).
     return candidates.first { $0.contains(word) || word.contains($0) }

@@ -189,7 +189,7 @@ public struct PluginRegistries: Hashable, Sendable {
             ]),
             PluginSpec("csv", "a numeric CSV file, one example per row", parameters: [
                 ParameterSpec("label_column", .string, default: .string("label"), "name of the integer label column"),
-                ParameterSpec("test_path", .string, "a separate test file (else the last test_size rows are held out)"),
+                ParameterSpec("test_path", .string, "a separate test file; without it the last test_size rows are held out"),
                 ParameterSpec("has_header", .bool, default: .bool(true), "whether the first line names the columns"),
             ], requiresPath: true),
         ]),
@@ -215,11 +215,11 @@ public struct PluginRegistries: Hashable, Sendable {
             ]),
             PluginSpec("max-pool2d", parameters: [
                 ParameterSpec("size", .int, range: .atLeast(1), default: .int(2)),
-                ParameterSpec("stride", .int, range: .atLeast(1), "default: size"),
+                ParameterSpec("stride", .int, range: .atLeast(1), "default size"),
             ]),
             PluginSpec("avg-pool2d", parameters: [
                 ParameterSpec("size", .int, range: .atLeast(1), default: .int(2)),
-                ParameterSpec("stride", .int, range: .atLeast(1), "default: size"),
+                ParameterSpec("stride", .int, range: .atLeast(1), "default size"),
             ]),
             PluginSpec("flatten"),
             PluginSpec("tanh"),
@@ -263,15 +263,15 @@ public struct PluginRegistries: Hashable, Sendable {
         clippingModes: PluginRegistry(kind: "clipping mode", [
             PluginSpec("flat", "clip the whole per-example gradient to clipping_norm (Abadi et al. 2016)"),
             PluginSpec("per-layer", "clip each layer's gradient to its own threshold; the thresholds' l2 norm is clipping_norm", parameters: [
-                ParameterSpec("layer_norms", .doubleList, range: .positive, "thresholds per layer (default: clipping_norm / sqrt(layers) each)"),
+                ParameterSpec("layer_norms", .doubleList, range: .positive, "thresholds per layer; default clipping_norm / sqrt(layers) each"),
             ]),
-            PluginSpec("automatic", "normalise per-example gradients: g * C / (||g|| + stability) (Bu et al. 2022)", parameters: [
+            PluginSpec("automatic", "normalise per-example gradients: g C / (‖g‖ + stability) (Bu et al. 2022)", parameters: [
                 ParameterSpec("stability", .double, range: .positive, default: .double(0.01)),
             ]),
             PluginSpec("adaptive", "adapt clipping_norm to a quantile of gradient norms (Andrew et al. 2021); the private quantile estimate spends budget", parameters: [
                 ParameterSpec("target_quantile", .double, range: .openUnit, default: .double(0.5)),
                 ParameterSpec("learning_rate", .double, range: .positive, default: .double(0.2), "geometric update rate of the norm"),
-                ParameterSpec("count_noise_multiplier", .double, range: .positive, "noise on the clipped count (default: expected_batch_size / 20)"),
+                ParameterSpec("count_noise_multiplier", .double, range: .positive, "noise on the clipped count; default expected_batch_size / 20"),
             ]),
         ]),
         accountants: PluginRegistry(kind: "accountant", [
@@ -283,4 +283,46 @@ public struct PluginRegistries: Hashable, Sendable {
             PluginSpec("poisson", "each example joins each batch independently with probability q"),
             PluginSpec("shuffle", "fixed-size batches from a shuffle per epoch"),
         ]))
+}
+
+// MARK: - Reference
+
+extension PluginRegistries {
+    /// Every registry as (title, registry), in the order of the config file.
+    public var all: [(title: String, registry: PluginRegistry)] {
+        [
+            ("Datasets (`dataset.name`, options in `dataset.options`)", datasets),
+            ("Models (`model.name`, options in `model.options`)", models),
+            ("Layer types (`model.layers[].type`, parameters beside `type`)", layers),
+            ("Optimizers (`optimizer.name`, parameters beside `name`)", optimizers),
+            ("Learning-rate schedules (`optimizer.schedule.name`, options in `optimizer.schedule.options`)", schedules),
+            ("Clipping modes (`privacy.clipping`, options in `privacy.clipping_options`)", clippingModes),
+            ("Accountants (`privacy.accountant`, `accounting.accountant`)", accountants),
+            ("Sampling methods (`privacy.sampling`)", samplers),
+        ]
+    }
+
+    /// A markdown reference of every plugin and parameter (pasted into docs/experiments.md).
+    public func referenceMarkdown() -> String {
+        var out = ""
+        for (title, registry) in all {
+            out += "#### \(title)\n\n| name | parameters | description |\n|---|---|---|\n"
+            for plugin in registry.plugins {
+                let parameters = plugin.parameters.map { p -> String in
+                    var text = "`\(p.name)`: \(p.allowedDescription)"
+                    if let d = p.defaultValue { text += ", default `\(d.displayText)`" }
+                    if p.required { text += ", required" }
+                    if !p.summary.isEmpty { text += " (\(p.summary))" }
+                    return text
+                }
+                let description = plugin.summary + (plugin.requiresPath ? "; requires `dataset.path`" : "")
+                out += "| `\(plugin.name)` | \(parameters.isEmpty ? "–" : parameters.joined(separator: "; ")) | \(description) |\n"
+            }
+            for (name, reason) in registry.refused.sorted(by: { $0.key < $1.key }) {
+                out += "| `\(name)` | refused | \(reason) |\n"
+            }
+            out += "\n"
+        }
+        return out
+    }
 }

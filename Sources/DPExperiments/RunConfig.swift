@@ -283,8 +283,15 @@ extension RunConfig {
             }
             if delta == nil { throw p.error("delta", "is required for a private run; allowed: a number in (0, 1), typically below 1/n") }
             if clippingNorm == nil { throw p.error("clipping_norm", "is required for a private run; allowed: a number > 0") }
-            if case .list(let norms)? = clippingOptions["layer_norms"], let model = model.layers, norms.count > model.count {
-                throw p.error("clipping_options.layer_norms", "has \(norms.count) values for \(model.count) layers")
+            if case .list(let norms)? = clippingOptions["layer_norms"], let clippingNorm {
+                // The sensitivity of per-layer clipping is the l2 norm of the thresholds; the noise
+                // is calibrated to clipping_norm, so the two must agree.
+                let l2 = norms.compactMap(\.doubleValue).reduce(0) { $0 + $1 * $1 }.squareRoot()
+                if abs(l2 - clippingNorm) > 1e-9 * max(1, clippingNorm) {
+                    throw p.error(
+                        "clipping_options.layer_norms",
+                        "has l2 norm \(ConfigValue.numberText(l2)), but the noise is calibrated to clipping_norm \(ConfigValue.numberText(clippingNorm)); allowed: thresholds whose l2 norm equals clipping_norm")
+                }
             }
         }
         // The resolved map of a non-private run keeps only `enabled`, so its hash ignores unused keys.

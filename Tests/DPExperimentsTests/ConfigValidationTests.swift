@@ -60,6 +60,8 @@ let badConfigCases: [BadConfigCase] = [
                   path: "dataset.path", fragments: ["required for dataset `csv`"]),
     BadConfigCase(name: "private run without delta", replace: "  delta: 1.0e-5\n", with: "",
                   path: "privacy.delta", fragments: ["required for a private run"]),
+    BadConfigCase(name: "per-layer thresholds that disagree with the clipping norm", replace: "  clipping_norm: 1.0", with: "  clipping_norm: 1.0\n  clipping: per-layer\n  clipping_options: {layer_norms: [0.6, 0.6]}",
+                  path: "privacy.clipping_options.layer_norms", fragments: ["l2 norm 0.848", "clipping_norm 1"]),
     BadConfigCase(name: "adam betas of wrong length", replace: "  name: sgd", with: "  name: adam\n  betas: [0.9]",
                   path: "optimizer.betas", fragments: ["got 1 values", "length 2"]),
 ]

@@ -59,3 +59,11 @@ struct DemoExecutor: RunExecutor {
             epsilonPLDLower: eps.map { $0 * 0.99 }, epsilonPLDUpper: eps, delta: p.targetDelta)
     }
 }
+
+/// Regenerates the plugin reference of docs/experiments.md:
+///   DPKIT_WRITE_REFERENCE=/tmp/reference.md swift test --filter writePluginReference
+@Test(.enabled(if: ProcessInfo.processInfo.environment["DPKIT_WRITE_REFERENCE"] != nil))
+func writePluginReference() throws {
+    try PluginRegistries.standard.referenceMarkdown()
+        .write(toFile: ProcessInfo.processInfo.environment["DPKIT_WRITE_REFERENCE"]!, atomically: true, encoding: .utf8)
+}

@@ -108,3 +108,50 @@ func seedsComeFromSeedsOrFromASeedSweep(_ extra: String, _ count: Int) throws {
     let value = ConfigValue.map([("b", .double(0.1)), ("a", .list([.int(1), .double(2.0), .string("x\"y")])), ("c", .null)])
     #expect(value.canonicalJSON == #"{"a":[1,2,"x\"y"],"b":0.1,"c":null}"#)
 }
+
+@Test func referenceDocsListEveryPluginAndParameter() throws {
+    let docs = try String(contentsOf: repositoryRoot.appendingPathComponent("docs/experiments.md"), encoding: .utf8)
+    #expect(docs.contains(PluginRegistries.standard.referenceMarkdown()), "regenerate the plugin reference in docs/experiments.md")
+}
+
+@Test func includeEntriesMayNestMaps() throws {
+    let yaml = baseYAML + "include:\n  - {model: {options: {hidden_sizes: [4, 4]}}}\n"
+    let config = try parse(yaml)
+    #expect(config.runs.count == 2)
+    #expect(config.varyingKeys == ["model.options.hidden_sizes"])
+    #expect(config.runs[1].config.model.options["hidden_sizes"] == .list([.int(4), .int(4)]))
+    #expect(config.runs[0].varyingValues.first?.value == .list([.int(8)]))
+}
+
+@Test func ledgerJSONRoundTripsThroughConfigValue() throws {
+    let value = ConfigValue.map([
+        ("flag", .bool(true)), ("count", .int(3)), ("q", .double(0.25)), ("name", .string("gaussian")),
+        ("events", .list([.map([("sigma", .double(1.5))])])), ("none", .null),
+    ])
+    let parsed = try ConfigValue(jsonData: Data(value.jsonText().utf8))
+    #expect(parsed == value)
+}
+
+/// Returns epsilons from a formula so the file contents are known.
+struct FakeAccountant: AccountingExecutor {
+    func epsilons(_ point: AccountingPoint, accountant: String) throws -> AccountingResult {
+        let e = point.samplingProbability * Double(point.steps) / point.noiseMultiplier
+        return AccountingResult(
+            epsilonRDP: accountant == "pld" ? nil : e * 1.1,
+            epsilonPLDLower: accountant == "rdp" ? nil : e * 0.9, epsilonPLDUpper: accountant == "rdp" ? nil : e)
+    }
+}
+
+@Test func accountingRunnerWritesTheGrid() throws {
+    let config = try #require(try ExperimentConfig.load(
+        file: repositoryRoot.appendingPathComponent("experiments/accountants.yaml").path).accounting)
+    let dir = try temporaryDirectory()
+    try runAccounting(config, outputDirectory: dir, executor: FakeAccountant(), log: { _ in })
+    let (header, rows) = CSV.table(try String(contentsOf: dir.appendingPathComponent("accounting.csv"), encoding: .utf8))
+    #expect(header == accountingColumns)
+    #expect(rows.count == config.points.count)
+    let first = try #require(rows.first)
+    #expect(first["q"] == "0.004267" && first["noise_multiplier"] == "0.8" && first["steps"] == "100" && first["delta"] == "1e-05")
+    #expect(Double(first["epsilon_pld_upper"]!)! == 0.004267 * 100 / 0.8)
+    #expect(try renderAccountingTable(accountingCSV: try String(contentsOf: dir.appendingPathComponent("accounting.csv"), encoding: .utf8), format: .latex).contains("\\toprule"))
+}
