@@ -205,10 +205,11 @@ public struct ResultsTable: Hashable, Sendable {
                 if best.contains(cell) { s = "**\(s)**" }
                 return s + " (n=\(cell.n), ε=\(eps(cell.epsilon)))"
             }
-            var lines = ["| \(rowKey) | " + columnLabels.map(columnTitle).joined(separator: " | ") + " |"]
+            func md(_ s: String) -> String { s.replacingOccurrences(of: "|", with: "\\|") }
+            var lines = ["| \(md(rowKey)) | " + columnLabels.map { md(columnTitle($0)) }.joined(separator: " | ") + " |"]
             lines.append("|" + String(repeating: "---|", count: columnLabels.count + 1))
             for row in rowLabels {
-                lines.append("| \(row) | " + columnLabels.map { text(cell(row: row, column: $0)) }.joined(separator: " | ") + " |")
+                lines.append("| \(md(row)) | " + columnLabels.map { text(cell(row: row, column: $0)) }.joined(separator: " | ") + " |")
             }
             lines.append("")
             lines.append(caption)
