@@ -1,0 +1,262 @@
+import Foundation
+import Yams
+
+/// A dynamically typed configuration or JSON value whose maps keep their key order.
+///
+/// Parsed YAML becomes a `ConfigValue` tree before validation into typed structs; sweeps and
+/// `include:` entries are applied to this tree, so a swept value is validated exactly like a
+/// value written in the file. The same type carries opaque JSON (a run's privacy ledger).
+public enum ConfigValue: Hashable, Sendable {
+    case null
+    case bool(Bool)
+    case int(Int)
+    case double(Double)
+    case string(String)
+    case list([ConfigValue])
+    /// Key order is the order in the file; equality and hashing use `canonicalJSON` (order-free).
+    case map([(key: String, value: ConfigValue)])
+
+    public static func == (lhs: ConfigValue, rhs: ConfigValue) -> Bool {
+        lhs.canonicalJSON == rhs.canonicalJSON
+    }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(canonicalJSON) }
+}
+
+// MARK: - Access
+
+extension ConfigValue {
+    /// The value at `key` of a map, or nil.
+    public subscript(key: String) -> ConfigValue? {
+        guard case .map(let pairs) = self else { return nil }
+        return pairs.first(where: { $0.key == key })?.value
+    }
+
+    /// The value at a dotted key path such as `privacy.noise_multiplier`, or nil.
+    public func value(atPath path: String) -> ConfigValue? {
+        var current: ConfigValue? = self
+        for component in path.split(separator: ".", omittingEmptySubsequences: false) {
+            current = current?[String(component)]
+        }
+        return current
+    }
+
+    /// Sets (or, for `.null`, removes) the value at a dotted key path, creating maps on the way.
+    /// Returns false when a component on the way is not a map.
+    @discardableResult
+    public mutating func setValue(_ value: ConfigValue, atPath path: String) -> Bool {
+        let components = path.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        return Self.set(value, components: components[...], in: &self)
+    }
+
+    private static func set(_ value: ConfigValue, components: ArraySlice<String>, in node: inout ConfigValue) -> Bool {
+        guard let key = components.first else { node = value; return true }
+        if case .null = node { node = .map([]) }
+        guard case .map(var pairs) = node else { return false }
+        let index = pairs.firstIndex(where: { $0.key == key })
+        if components.count == 1, case .null = value {
+            if let index { pairs.remove(at: index) }
+            node = .map(pairs)
+            return true
+        }
+        var child = index.map { pairs[$0].value } ?? .null
+        guard set(value, components: components.dropFirst(), in: &child) else { return false }
+        if let index { pairs[index].value = child } else { pairs.append((key, child)) }
+        node = .map(pairs)
+        return true
+    }
+
+    /// The name of the value's type as used in error messages.
+    public var typeName: String {
+        switch self {
+        case .null: return "null"
+        case .bool: return "a boolean"
+        case .int: return "an integer"
+        case .double: return "a number"
+        case .string: return "a string"
+        case .list: return "a list"
+        case .map: return "a map"
+        }
+    }
+
+    public var doubleValue: Double? {
+        switch self {
+        case .int(let i): return Double(i)
+        case .double(let d): return d
+        default: return nil
+        }
+    }
+
+    public var stringValue: String? {
+        if case .string(let s) = self { return s }
+        return nil
+    }
+}
+
+// MARK: - Rendering
+
+extension ConfigValue {
+    /// Compact JSON with map keys sorted and numbers in Swift's shortest round-trip form.
+    /// Config hashes are computed from this text: changing it changes every hash.
+    public var canonicalJSON: String {
+        var out = ""
+        writeJSON(into: &out, sortKeys: true, indent: nil, level: 0)
+        return out
+    }
+
+    /// JSON text; keys keep their order unless `sortKeys`.
+    public func jsonText(sortKeys: Bool = false, pretty: Bool = true) -> String {
+        var out = ""
+        writeJSON(into: &out, sortKeys: sortKeys, indent: pretty ? "  " : nil, level: 0)
+        return out
+    }
+
+    private func writeJSON(into out: inout String, sortKeys: Bool, indent: String?, level: Int) {
+        let newline = indent == nil ? "" : "\n"
+        let pad = { (n: Int) in indent.map { String(repeating: $0, count: n) } ?? "" }
+        switch self {
+        case .null: out += "null"
+        case .bool(let b): out += b ? "true" : "false"
+        case .int(let i): out += String(i)
+        case .double(let d):
+            // JSON has no infinity or NaN; such values become null.
+            out += d.isFinite ? Self.numberText(d) : "null"
+        case .string(let s): out += Self.jsonQuoted(s)
+        case .list(let items):
+            if items.isEmpty { out += "[]"; return }
+            out += "[" + newline
+            for (i, item) in items.enumerated() {
+                out += pad(level + 1)
+                item.writeJSON(into: &out, sortKeys: sortKeys, indent: indent, level: level + 1)
+                out += (i + 1 < items.count ? "," : "") + newline
+            }
+            out += pad(level) + "]"
+        case .map(let pairs):
+            if pairs.isEmpty { out += "{}"; return }
+            let ordered = sortKeys ? pairs.sorted { $0.key < $1.key } : pairs
+            out += "{" + newline
+            for (i, pair) in ordered.enumerated() {
+                out += pad(level + 1) + Self.jsonQuoted(pair.key) + (indent == nil ? ":" : ": ")
+                pair.value.writeJSON(into: &out, sortKeys: sortKeys, indent: indent, level: level + 1)
+                out += (i + 1 < ordered.count ? "," : "") + newline
+            }
+            out += pad(level) + "}"
+        }
+    }
+
+    /// A double in Swift's shortest round-trip form, with integral values written without `.0`.
+    static func numberText(_ d: Double) -> String {
+        if d == d.rounded(), abs(d) < 1e15 { return String(Int(d)) }
+        return "\(d)"
+    }
+
+    static func jsonQuoted(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+
+    /// The value as it appears in a CSV cell or a table label: strings bare, numbers in shortest
+    /// form, lists as `[a, b]`, null as the empty string.
+    public var displayText: String {
+        switch self {
+        case .null: return ""
+        case .bool(let b): return b ? "true" : "false"
+        case .int(let i): return String(i)
+        case .double(let d): return Self.numberText(d)
+        case .string(let s): return s
+        case .list(let items): return "[" + items.map(\.displayText).joined(separator: ", ") + "]"
+        case .map: return canonicalJSON
+        }
+    }
+}
+
+// MARK: - Conversion from YAML and JSON
+
+extension ConfigValue {
+    /// Parses YAML text and records the line of every key path in `lines` (for error messages).
+    /// - Throws: `ConfigError` for malformed YAML, non-string keys and duplicate keys.
+    public static func parseYAML(_ text: String, file: String) throws -> (value: ConfigValue, lines: [String: Int]) {
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: text)
+        } catch {
+            throw ConfigError(file: file, path: "", message: "is not valid YAML: \(error)")
+        }
+        var lines: [String: Int] = [:]
+        guard let node else { return (.map([]), lines) }
+        let value = try convert(node, path: "", file: file, lines: &lines)
+        return (value, lines)
+    }
+
+    private static func convert(_ node: Node, path: String, file: String, lines: inout [String: Int]) throws -> ConfigValue {
+        if let line = node.mark?.line, lines[path] == nil { lines[path] = line }
+        switch node {
+        case .scalar(let scalar):
+            let tag = Tag.Name(rawValue: node.tag.description)
+            if tag == .null { return .null }
+            if tag == .bool, let b = node.bool { return .bool(b) }
+            if tag == .int, let i = node.int { return .int(i) }
+            if tag == .float, let d = node.float { return .double(d) }
+            // YAML 1.1 resolves `1e-5` (no dot) as a string; read plain scalars that are numbers as numbers.
+            if scalar.style == .plain || scalar.style == .any {
+                if let i = Int(scalar.string) { return .int(i) }
+                if let d = Double(scalar.string), d.isFinite { return .double(d) }
+            }
+            return .string(scalar.string)
+        case .sequence(let sequence):
+            return .list(try sequence.enumerated().map { i, item in
+                try convert(item, path: "\(path)[\(i)]", file: file, lines: &lines)
+            })
+        case .mapping(let mapping):
+            var pairs: [(key: String, value: ConfigValue)] = []
+            for (keyNode, valueNode) in mapping {
+                guard let key = keyNode.string else {
+                    throw ConfigError(file: file, path: path, line: keyNode.mark?.line, message: "has a key that is not a string")
+                }
+                let childPath = path.isEmpty ? key : "\(path).\(key)"
+                if pairs.contains(where: { $0.key == key }) {
+                    throw ConfigError(
+                        file: file, path: childPath, line: keyNode.mark?.line,
+                        message: "appears twice; each key may appear once")
+                }
+                if let line = keyNode.mark?.line { lines[childPath] = line }
+                pairs.append((key, try convert(valueNode, path: childPath, file: file, lines: &lines)))
+            }
+            return .map(pairs)
+        }
+    }
+
+    /// Converts an object from `JSONSerialization` (for the opaque privacy ledger).
+    public init(jsonObject: Any) {
+        switch jsonObject {
+        case let b as Bool where type(of: jsonObject) == Bool.self: self = .bool(b)
+        case let n as NSNumber:
+            if String(cString: n.objCType) == "c" { self = .bool(n.boolValue) }
+            else if let i = Int(exactly: n.doubleValue), !String(cString: n.objCType).contains("d") { self = .int(i) }
+            else { self = .double(n.doubleValue) }
+        case let i as Int: self = .int(i)
+        case let d as Double: self = .double(d)
+        case let s as String: self = .string(s)
+        case let a as [Any]: self = .list(a.map(ConfigValue.init(jsonObject:)))
+        case let m as [String: Any]:
+            self = .map(m.keys.sorted().map { ($0, ConfigValue(jsonObject: m[$0]!)) })
+        default: self = .null
+        }
+    }
+
+    /// Parses JSON data (for the opaque privacy ledger).
+    public init(jsonData: Data) throws {
+        self.init(jsonObject: try JSONSerialization.jsonObject(with: jsonData, options: [.fragmentsAllowed]))
+    }
+}

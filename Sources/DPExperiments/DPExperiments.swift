@@ -1,1 +1,0 @@
-// DPExperiments: placeholder, filled by its issue.

@@ -1,0 +1,267 @@
+import Foundation
+
+/// What a config file describes.
+public enum ExperimentKind: String, Hashable, Sendable, CaseIterable {
+    /// Training runs (the default): `dataset`, `model`, `optimizer`, `privacy`, `training`, `seeds`, `sweep`, `include`.
+    case training
+    /// Privacy accounting only, no training: an `accounting` section.
+    case accounting
+}
+
+/// A key path and a value, in a fixed order (a sweep assignment or a CSV column).
+public struct KeyValue: Hashable, Sendable {
+    public var key: String
+    public var value: ConfigValue
+
+    public init(_ key: String, _ value: ConfigValue) {
+        self.key = key
+        self.value = value
+    }
+}
+
+/// One axis of a sweep: a key path and the values it takes.
+public struct SweepAxis: Hashable, Sendable {
+    /// A dotted key path (`privacy.target_epsilon`) or `seed`.
+    public var path: String
+    public var values: [ConfigValue]
+}
+
+/// One run of an experiment: a validated `RunConfig` plus where it sits in the sweep.
+public struct ResolvedRun: Hashable, Sendable {
+    /// Position in the plan, from 0.
+    public var index: Int
+    public var config: RunConfig
+    /// `config.runID`: stable across invocations, used by `--resume`.
+    public var runID: String
+    /// `config.configHash`: shared by runs that differ only in the seed.
+    public var configHash: String
+    public var seed: Int
+    /// The resolved value of every key that varies across the experiment
+    /// (`ExperimentConfig.varyingKeys`), in that order; `.null` where the run does not use the key
+    /// (such as `privacy.target_epsilon` of a non-private run).
+    public var varyingValues: [KeyValue]
+    /// `grid` or `include[i]`.
+    public var origin: String
+
+    public var kind: RunKind { config.kind }
+
+    /// `privacy.target_epsilon=1 model.name=mlp seed=0`.
+    public var label: String {
+        (varyingValues.map { "\($0.key)=\($0.value.displayText.isEmpty ? "-" : $0.value.displayText)" } + ["seed=\(seed)"])
+            .joined(separator: " ")
+    }
+}
+
+/// A whole experiment file, validated and expanded into runs.
+public struct ExperimentConfig: Sendable {
+    /// The file as given (used in error messages and the manifest).
+    public var file: String
+    public var name: String
+    public var description: String
+    public var kind: ExperimentKind
+    /// The parsed file, before sweeps.
+    public var raw: ConfigValue
+    /// The seeds each grid point and include entry runs with (`seeds:` or `sweep.seed`).
+    public var seeds: [Int]
+    public var sweep: [SweepAxis]
+    /// Extra runs: key paths set on top of the base config (`null` removes a key).
+    public var include: [[KeyValue]]
+    /// Key paths that vary across runs (swept or set by an include entry), `seed` excluded; each
+    /// becomes a CSV column.
+    public var varyingKeys: [String]
+    /// The runs in execution order (empty for `kind: accounting`).
+    public var runs: [ResolvedRun]
+    /// The accounting section (only for `kind: accounting`).
+    public var accounting: AccountingConfig?
+    /// Privacy-relevant notes to print with the plan (never silent).
+    public var warnings: [String]
+
+    /// FNV-1a of the canonical JSON of the whole file.
+    public var experimentHash: String { fnv1a64Hex(raw.canonicalJSON) }
+
+    /// Reads and validates a config file.
+    /// - Throws: `ConfigError` naming the file, key path, value and what is allowed.
+    public static func load(file: String, registries: PluginRegistries = .standard) throws -> ExperimentConfig {
+        let text: String
+        do {
+            text = try String(contentsOfFile: file, encoding: .utf8)
+        } catch {
+            throw ConfigError(file: file, path: "", message: "cannot be read: \(error.localizedDescription)")
+        }
+        return try parse(yaml: text, file: file, registries: registries)
+    }
+
+    /// Validates config text; `file` is only used in messages.
+    public static func parse(yaml: String, file: String = "<string>", registries: PluginRegistries = .standard) throws -> ExperimentConfig {
+        let (tree, lines) = try ConfigValue.parseYAML(yaml, file: file)
+        let context = ParseContext(file: file, lines: lines, registries: registries)
+        let top = try MapReader(tree, path: "", context: context)
+        let kind = ExperimentKind(rawValue: try top.choice("kind", ExperimentKind.allCases.map(\.rawValue), default: "training")!)!
+        let name = try top.string("name", required: true)!
+        let description = try top.string("description", default: "")!
+        var config = ExperimentConfig(
+            file: file, name: name, description: description, kind: kind, raw: tree, seeds: [], sweep: [],
+            include: [], varyingKeys: [], runs: [], accounting: nil, warnings: [])
+        switch kind {
+        case .accounting:
+            let section = try top.section("accounting")
+            config.accounting = try AccountingConfig.parse(section)
+            try top.finish()
+        case .training:
+            // Unknown top-level keys first: a misspelt section would otherwise read as a missing one.
+            for key in RunConfig.sectionKeys + ["seeds", "sweep", "include"] { _ = top.raw(key) }
+            try top.finish()
+            try config.expandRuns(top: top, tree: tree, context: context)
+        }
+        return config
+    }
+}
+
+// MARK: - Sweep expansion
+
+extension ExperimentConfig {
+    private mutating func expandRuns(top: MapReader, tree: ConfigValue, context: ParseContext) throws {
+        // Sweep axes.
+        if let sweepValue = top.raw("sweep") {
+            guard case .map(let pairs) = sweepValue else {
+                throw top.error("sweep", "must be a map from key paths to lists of values, got \(sweepValue.typeName)")
+            }
+            for (path, values) in pairs {
+                let sweepPath = "sweep.\(path)"
+                let first = path.split(separator: ".").first.map(String.init) ?? path
+                guard path == "seed" || RunConfig.sectionKeys.contains(first) else {
+                    let valid = ["seed"] + RunConfig.sectionKeys.map { "\($0).<key>" }
+                    var message = "sweeps over unknown key path `\(path)`"
+                    if let guess = closestMatch(to: first, in: RunConfig.sectionKeys + ["seed"]) { message += " (did you mean `\(guess)`?)" }
+                    throw ConfigError(file: file, path: sweepPath, line: context.lines[sweepPath], message: message + "; allowed: \(valid.joined(separator: ", "))")
+                }
+                guard case .list(let list) = values, !list.isEmpty else {
+                    throw ConfigError(
+                        file: file, path: sweepPath, line: context.lines[sweepPath],
+                        message: "must be a non-empty list of values, got \(values.typeName) `\(values.displayText)`")
+                }
+                if Set(list).count != list.count {
+                    throw ConfigError(file: file, path: sweepPath, line: context.lines[sweepPath], message: "lists a value twice: \(values.displayText)")
+                }
+                sweep.append(SweepAxis(path: path, values: list))
+            }
+        }
+
+        // Seeds.
+        let seedsSpec = ParameterSpec("seeds", .intList, default: .list([.int(0)]))
+        if let axis = sweep.first(where: { $0.path == "seed" }) {
+            if top.has("seeds") {
+                throw top.error("seeds", "conflicts with `sweep.seed`; give the seeds in one place")
+            }
+            seeds = try axis.values.map { value in
+                guard case .int(let s) = try top.check(value, spec: ParameterSpec("seed", .int), path: "sweep.seed") else { return 0 }
+                return s
+            }
+        } else {
+            guard case .list(let list)? = try top.read(seedsSpec) else { return }
+            seeds = list.compactMap { if case .int(let s) = $0 { return s } else { return nil } }
+        }
+
+        // Include entries.
+        if let includeValue = top.raw("include") {
+            guard case .list(let entries) = includeValue else {
+                throw top.error("include", "must be a list of maps from key paths to values, got \(includeValue.typeName)")
+            }
+            for (i, entry) in entries.enumerated() {
+                guard case .map = entry else {
+                    throw top.error("include", "entry \(i) must be a map such as `{privacy.enabled: false}`, got \(entry.typeName)")
+                }
+                include.append(Self.flatten(entry, prefix: ""))
+            }
+        }
+
+        // Columns: swept and included key paths, seed excluded.
+        for key in sweep.map(\.path) + include.flatMap({ $0.map(\.key) }) where key != "seed" && !varyingKeys.contains(key) {
+            varyingKeys.append(key)
+        }
+
+        // The base tree: the run sections only.
+        var base = ConfigValue.map([])
+        for key in RunConfig.sectionKeys { if let v = tree[key] { base.setValue(v, atPath: key) } }
+
+        // Grid points (first axis outermost), then include entries; seeds innermost unless swept.
+        var points: [(assignments: [KeyValue], origin: String)] = [([], "grid")]
+        for axis in sweep {
+            points = points.flatMap { point in axis.values.map { (point.assignments + [KeyValue(axis.path, $0)], point.origin) } }
+        }
+        if !sweep.contains(where: { $0.path == "seed" }) {
+            points = points.flatMap { point in seeds.map { (point.assignments + [KeyValue("seed", .int($0))], point.origin) } }
+        }
+        for (i, entry) in include.enumerated() {
+            if entry.contains(where: { $0.key == "seed" }) {
+                points.append((entry, "include[\(i)]"))
+            } else {
+                points += seeds.map { (entry + [KeyValue("seed", .int($0))], "include[\(i)]") }
+            }
+        }
+
+        var seen = Set<String>()
+        for point in points {
+            var run = base
+            var runContext = context
+            var seed = 0
+            for assignment in point.assignments {
+                let originNote = point.origin == "grid" ? "sweep" : point.origin
+                if assignment.key == "seed" {
+                    guard case .int(let s) = try top.check(assignment.value, spec: ParameterSpec("seed", .int), path: "\(originNote).seed") else { continue }
+                    seed = s
+                    continue
+                }
+                guard run.setValue(assignment.value, atPath: assignment.key) else {
+                    throw ConfigError(
+                        file: file, path: point.origin == "grid" ? "sweep.\(assignment.key)" : "\(point.origin).\(assignment.key)",
+                        line: context.lines[point.origin == "grid" ? "sweep.\(assignment.key)" : "include"],
+                        message: "cannot be set: a key on the way to it holds a value, not a map")
+                }
+                runContext.origins[assignment.key] = originNote
+            }
+            let config: RunConfig
+            do {
+                config = try RunConfig.parse(run, seed: seed, context: runContext)
+            } catch var error as ConfigError where error.isUnknownKey {
+                // An unknown key that a sweep or include entry introduced: point at the entry.
+                if let assigned = point.assignments.first(where: { $0.key == error.path || $0.key.hasPrefix(error.path + ".") }) {
+                    let entryPath = point.origin == "grid" ? "sweep.\(assigned.key)" : "\(point.origin).\(assigned.key)"
+                    error.message = "sets unknown key path `\(assigned.key)`: " + error.message
+                    error.path = entryPath
+                    error.line = context.lines[point.origin == "grid" ? entryPath : "include"]
+                }
+                throw error
+            }
+            // Values as resolved: defaults filled in, and unused privacy keys of a non-private run empty.
+            let values = varyingKeys.map { KeyValue($0, config.resolved.value(atPath: $0) ?? .null) }
+            let resolved = ResolvedRun(
+                index: runs.count, config: config, runID: config.runID, configHash: config.configHash, seed: seed,
+                varyingValues: values, origin: point.origin)
+            if seen.contains(resolved.runID) {
+                warnings.append("\(resolved.label) (\(point.origin)) duplicates an earlier run with the same resolved config and seed; it runs once")
+                continue
+            }
+            seen.insert(resolved.runID)
+            runs.append(resolved)
+        }
+
+        // Privacy-relevant notes.
+        if runs.contains(where: { $0.config.privacy.enabled && $0.config.privacy.sampling == "shuffle" }) {
+            warnings.append(
+                "privacy.sampling: shuffle: the accountants analyse Poisson subsampling; epsilon reported for shuffled fixed-size batches is not covered by that analysis")
+        }
+        for run in runs where run.kind == .clipOnly {
+            warnings.append("\(run.runID) (\(run.label)): noise_multiplier 0 is the clip-only control; it has no privacy guarantee (epsilon is infinite)")
+        }
+        if runs.contains(where: { $0.config.privacy.enabled && $0.config.privacy.clipping == "adaptive" }) {
+            warnings.append("privacy.clipping: adaptive: the private quantile estimate spends budget; the executor must account for it")
+        }
+    }
+
+    /// Flattens nested maps into dotted key paths.
+    static func flatten(_ value: ConfigValue, prefix: String) -> [KeyValue] {
+        guard case .map(let pairs) = value, !(pairs.isEmpty && !prefix.isEmpty) else { return [KeyValue(prefix, value)] }
+        return pairs.flatMap { pair in flatten(pair.value, prefix: prefix.isEmpty ? pair.key : "\(prefix).\(pair.key)") }
+    }
+}

@@ -1,0 +1,111 @@
+import Foundation
+
+/// The columns of `epochs.csv` and `runs.csv`.
+///
+/// Both start with `run_id, config_hash, seed`, then one column per varying key path of the
+/// experiment (`privacy.target_epsilon`, `model.name`, ...), then fixed columns.
+public enum OutputSchema {
+    public static let leadingColumns = ["run_id", "config_hash", "seed"]
+
+    public static let epochColumns = [
+        "epoch", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
+        "epsilon_rdp", "epsilon_pld_lower", "epsilon_pld_upper", "delta", "noise_multiplier",
+        "sampling_probability", "clipping_norm", "clipped_fraction", "wall_seconds",
+    ]
+
+    public static let runColumns = [
+        "status", "kind", "dataset", "model", "target_epsilon", "epochs", "steps",
+        "train_loss", "train_accuracy", "test_loss", "test_accuracy",
+        "epsilon", "epsilon_rdp", "epsilon_pld_lower", "epsilon_pld_upper", "delta", "noise_multiplier",
+        "sampling_probability", "clipping_norm", "wall_seconds", "error",
+    ]
+
+    public static func epochsHeader(varyingKeys: [String]) -> [String] { leadingColumns + varyingKeys + epochColumns }
+    public static func runsHeader(varyingKeys: [String]) -> [String] { leadingColumns + varyingKeys + runColumns }
+
+    static func leadingFields(_ run: ResolvedRun) -> [String] {
+        [run.runID, run.configHash, String(run.seed)] + run.varyingValues.map(\.value.displayText)
+    }
+
+    static func epochRow(_ run: ResolvedRun, _ r: EpochRecord) -> [String] {
+        leadingFields(run) + [
+            String(r.epoch), String(r.step), csvNumber(r.trainLoss), csvNumber(r.trainAccuracy),
+            csvNumber(r.testLoss), csvNumber(r.testAccuracy), csvNumber(r.epsilonRDP), csvNumber(r.epsilonPLDLower),
+            csvNumber(r.epsilonPLDUpper), csvNumber(r.delta), csvNumber(r.noiseMultiplier),
+            csvNumber(r.samplingProbability), csvNumber(r.clippingNorm), csvNumber(r.clippedFraction),
+            csvNumber(r.wallSeconds),
+        ]
+    }
+
+    static func runRow(_ run: ResolvedRun, status: String, summary s: RunSummary?, wallSeconds: Double, error: String?) -> [String] {
+        let c = run.config
+        return leadingFields(run) + [
+            status, run.kind.rawValue, c.dataset.name, c.model.label, csvNumber(c.privacy.targetEpsilon),
+            s.map { String($0.epochs) } ?? "", s.map { String($0.steps) } ?? "",
+            csvNumber(s?.trainLoss), csvNumber(s?.trainAccuracy), csvNumber(s?.testLoss), csvNumber(s?.testAccuracy),
+            csvNumber(s?.epsilon), csvNumber(s?.epsilonRDP), csvNumber(s?.epsilonPLDLower), csvNumber(s?.epsilonPLDUpper),
+            csvNumber(s?.delta ?? c.privacy.targetDelta), csvNumber(s?.noiseMultiplier ?? c.privacy.noiseMultiplier),
+            csvNumber(s?.samplingProbability), csvNumber(s?.clippingNorm ?? c.privacy.clippingNorm),
+            csvNumber(wallSeconds), error ?? "",
+        ]
+    }
+}
+
+/// Facts about the machine and build recorded in the manifest, passed in by the caller.
+public struct RunEnvironment: Hashable, Sendable {
+    public var dpkitVersion: String
+    public var gitCommit: String?
+    /// The OpenBLAS core name (`Haswell`, ...).
+    public var blasCore: String?
+    public var blasThreads: String?
+
+    public init(dpkitVersion: String = "unknown", gitCommit: String? = nil, blasCore: String? = nil, blasThreads: String? = nil) {
+        self.dpkitVersion = dpkitVersion
+        self.gitCommit = gitCommit
+        self.blasCore = blasCore
+        self.blasThreads = blasThreads
+    }
+}
+
+/// The three output files of an experiment directory.
+struct OutputFiles {
+    let directory: URL
+    var epochs: URL { directory.appendingPathComponent("epochs.csv") }
+    var runs: URL { directory.appendingPathComponent("runs.csv") }
+    var manifest: URL { directory.appendingPathComponent("manifest.json") }
+
+    /// Makes sure `url` holds `header` as its first line: writes it into an empty file, cuts a
+    /// trailing partial line, and refuses a file written with other columns.
+    func prepare(_ url: URL, header: [String]) throws {
+        try DurableFile.repairTrailingPartialLine(at: url)
+        let text = (FileManager.default.contents(atPath: url.path)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        if text.isEmpty {
+            try DurableFile.append(CSV.line(header), to: url)
+            return
+        }
+        let existing = CSV.parse(String(text.prefix { $0 != "\n" }) + "\n").first ?? []
+        if existing != header {
+            let missing = header.filter { !existing.contains($0) }, extra = existing.filter { !header.contains($0) }
+            throw OutputError(
+                "\(url.path) has other columns than this config writes (missing: \(missing.joined(separator: ", ")); unexpected: \(extra.joined(separator: ", "))); use another output directory")
+        }
+    }
+
+    /// Data rows (header excluded) of a CSV file, or none when it does not exist.
+    func rows(_ url: URL) -> [[String]] {
+        guard let data = FileManager.default.contents(atPath: url.path) else { return [] }
+        return Array(CSV.parse(String(decoding: data, as: UTF8.self)).dropFirst().filter { $0 != [""] })
+    }
+
+    /// Keeps the data rows for which `keep` holds; rewrites the file atomically if any is dropped.
+    /// Returns the number of dropped rows.
+    @discardableResult
+    func filter(_ url: URL, header: [String], keep: ([String: String]) -> Bool) throws -> Int {
+        let all = rows(url)
+        let kept = all.filter { fields in
+            fields.count == header.count && keep(Dictionary(zip(header, fields).map { ($0, $1) }, uniquingKeysWith: { a, _ in a })) }
+        guard kept.count != all.count else { return 0 }
+        try DurableFile.writeAtomically(CSV.line(header) + kept.map(CSV.line).joined(), to: url)
+        return all.count - kept.count
+    }
+}

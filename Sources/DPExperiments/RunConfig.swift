@@ -1,0 +1,315 @@
+// MARK: - Sections
+
+/// How inputs are scaled before training.
+public enum Normalization: String, Hashable, Sendable, CaseIterable {
+    /// Raw values.
+    case none
+    /// Pixels scaled to [0, 1] (divide by 255 for images, min-max for tabular data).
+    case unit
+    /// Each feature shifted and scaled to mean 0 and standard deviation 1 (statistics of the training set).
+    case standardize
+}
+
+/// `dataset:` section.
+public struct DatasetConfig: Hashable, Sendable {
+    /// Registry name: `fashion-mnist`, `synthetic-shapes`, `gaussian-mixture`, `csv`.
+    public var name: String
+    /// File or directory; required by plugins with `requiresPath` (csv).
+    public var path: String?
+    public var normalize: Normalization
+    /// Use only the first `trainSize` training examples (all when nil; the size generated for synthetic data).
+    public var trainSize: Int?
+    public var testSize: Int?
+    /// The plugin's parameters with defaults filled in.
+    public var options: [String: ConfigValue]
+}
+
+/// One entry of `model.layers`.
+public struct LayerSpec: Hashable, Sendable {
+    /// Registry name: `dense`, `conv2d`, `tanh`, ...
+    public var type: String
+    /// The layer's parameters with defaults filled in.
+    public var options: [String: ConfigValue]
+}
+
+/// `model:` section: a registry model with options, or a list of layers.
+public struct ModelConfig: Hashable, Sendable {
+    /// Registry name, or nil when `layers` is given.
+    public var name: String?
+    public var options: [String: ConfigValue]
+    /// The layers of a model described in the config, or nil for a registry model.
+    public var layers: [LayerSpec]?
+    /// Display name: `label`, else `name`, else `layers`.
+    public var label: String
+}
+
+/// `optimizer.schedule:` section.
+public struct ScheduleConfig: Hashable, Sendable {
+    /// `constant`, `step`, `cosine`.
+    public var name: String
+    public var options: [String: ConfigValue]
+}
+
+/// `optimizer:` section.
+public struct OptimizerConfig: Hashable, Sendable {
+    /// `sgd`, `momentum`, `adam`.
+    public var name: String
+    public var learningRate: Double
+    /// Heavy-ball momentum (0 for adam).
+    public var momentum: Double
+    /// Adam's (beta1, beta2); empty for other optimizers.
+    public var betas: [Double]
+    public var weightDecay: Double
+    public var schedule: ScheduleConfig
+}
+
+/// `privacy:` section.
+public struct PrivacyConfig: Hashable, Sendable {
+    /// False for the non-private control: no clipping, no noise, no accounting.
+    public var enabled: Bool
+    /// sigma: noise standard deviation over clipping norm. 0 is the clip-only control (no privacy).
+    public var noiseMultiplier: Double?
+    /// Budget from which the executor calibrates sigma (with `targetDelta`).
+    public var targetEpsilon: Double?
+    /// delta of (epsilon, delta)-DP; nil when disabled.
+    public var targetDelta: Double?
+    /// C: the l2 bound per example.
+    public var clippingNorm: Double?
+    /// `flat`, `per-layer`, `automatic`, `adaptive`.
+    public var clipping: String
+    public var clippingOptions: [String: ConfigValue]
+    /// `poisson` (each example joins each batch independently with probability q = B / n) or
+    /// `shuffle` (fixed-size batches from a shuffle per epoch); decides which privacy analysis applies.
+    public var sampling: String
+    /// `rdp`, `pld`, `both`.
+    public var accountant: String
+    /// Draw noise from a cryptographically secure generator.
+    public var secureRNG: Bool
+
+    /// The run is DP-SGD with sigma = 0: clipping only, epsilon is infinite.
+    public var isClipOnly: Bool { enabled && noiseMultiplier == 0 }
+}
+
+/// `training:` section.
+public struct TrainingConfig: Hashable, Sendable {
+    /// Expected batch size B; q = B / n under Poisson sampling.
+    public var expectedBatchSize: Int
+    /// Largest batch held in memory at once (logical batches are split into physical ones).
+    public var maxPhysicalBatchSize: Int
+    /// Exactly one of `epochs` and `steps` is set.
+    public var epochs: Int?
+    public var steps: Int?
+    /// Evaluate on the test set every this many epochs (and after the last).
+    public var evalEvery: Int
+}
+
+/// What a run is, for tables and plots.
+public enum RunKind: String, Hashable, Sendable {
+    case `private`
+    /// `privacy.enabled: false`.
+    case nonPrivate = "non-private"
+    /// `privacy.noise_multiplier: 0`.
+    case clipOnly = "clip-only"
+}
+
+// MARK: - Run config
+
+/// The typed, validated configuration of one training run.
+public struct RunConfig: Hashable, Sendable {
+    public var dataset: DatasetConfig
+    public var model: ModelConfig
+    public var optimizer: OptimizerConfig
+    public var privacy: PrivacyConfig
+    public var training: TrainingConfig
+    public var seed: Int
+    /// The resolved config (every known key with defaults filled in, seed excluded) as a tree;
+    /// `configHash` is computed from its canonical JSON.
+    public var resolved: ConfigValue
+
+    public var kind: RunKind {
+        if !privacy.enabled { return .nonPrivate }
+        return privacy.isClipOnly ? .clipOnly : .private
+    }
+
+    /// FNV-1a (64-bit) of `resolved.canonicalJSON`, 16 hex digits. Runs that differ only in their
+    /// seed share it, so it identifies the cell that tables average over.
+    public var configHash: String { fnv1a64Hex(resolved.canonicalJSON) }
+
+    /// `<first 10 hex digits of configHash>-s<seed>`: stable across invocations and resumes.
+    public var runID: String { "\(configHash.prefix(10))-s\(seed)" }
+}
+
+/// FNV-1a 64-bit hash of the UTF-8 bytes of `text`, as 16 lowercase hex digits.
+public func fnv1a64Hex(_ text: String) -> String {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    for byte in text.utf8 {
+        hash ^= UInt64(byte)
+        hash &*= 0x0000_0100_0000_01b3
+    }
+    let hex = String(hash, radix: 16)
+    return String(repeating: "0", count: 16 - hex.count) + hex
+}
+
+// MARK: - Parsing
+
+extension RunConfig {
+    /// The sections of a training run, in file order.
+    static let sectionKeys = ["dataset", "model", "optimizer", "privacy", "training"]
+
+    /// Validates the run sections of `tree` (a whole config file after sweep values were applied).
+    static func parse(_ tree: ConfigValue, seed: Int, context: ParseContext) throws -> RunConfig {
+        let root = try MapReader(tree, path: "", context: context)
+        let registries = context.registries
+
+        // dataset
+        let d = try root.section("dataset")
+        let datasetPlugin = try d.pluginName("name", registries.datasets)
+        let path = try d.string("path")
+        if datasetPlugin.requiresPath && path == nil {
+            throw d.error("path", "is required for dataset `\(datasetPlugin.name)`")
+        }
+        let normalize = try d.choice("normalize", Normalization.allCases.map(\.rawValue), default: "none")!
+        let trainSize = try d.int("train_size", range: .atLeast(1))
+        let testSize = try d.int("test_size", range: .atLeast(1))
+        let datasetOptionsReader = try d.section("options")
+        let datasetOptions = try datasetOptionsReader.pluginParameters(datasetPlugin, kind: "dataset")
+        d.close(datasetOptionsReader, as: "options")
+        try d.finish()
+        root.close(d, as: "dataset")
+        let dataset = DatasetConfig(
+            name: datasetPlugin.name, path: path, normalize: Normalization(rawValue: normalize)!,
+            trainSize: trainSize, testSize: testSize, options: datasetOptions)
+
+        // model
+        let m = try root.section("model")
+        let model: ModelConfig
+        let label = try m.string("label")
+        let hasName = m.has("name"), hasLayers = m.has("layers")
+        if hasName == hasLayers {
+            throw m.context.error(
+                m.path, hasName
+                    ? "has both `name` and `layers`; give exactly one (a registry model or a list of layers)"
+                    : "needs `name` (one of \(registries.models.names.joined(separator: ", "))) or `layers` (a list of layer specs)")
+        }
+        if hasName {
+            let plugin = try m.pluginName("name", registries.models)
+            let optionsReader = try m.section("options")
+            let options = try optionsReader.pluginParameters(plugin, kind: "model")
+            m.close(optionsReader, as: "options")
+            model = ModelConfig(name: plugin.name, options: options, layers: nil, label: label ?? plugin.name)
+        } else {
+            guard case .list(let items)? = m.raw("layers"), !items.isEmpty else {
+                throw m.error("layers", "must be a non-empty list of layer specs such as `{type: dense, units: 10}`")
+            }
+            var layers: [LayerSpec] = []
+            var resolvedLayers: [ConfigValue] = []
+            for (i, item) in items.enumerated() {
+                let layerReader = try MapReader(item, path: m.childPath("layers") + "[\(i)]", context: context)
+                let plugin = try layerReader.pluginName("type", registries.layers)
+                let options = try layerReader.pluginParameters(plugin, kind: "layer")
+                layers.append(LayerSpec(type: plugin.name, options: options))
+                resolvedLayers.append(.map(layerReader.resolved))
+            }
+            m.record("layers", .list(resolvedLayers))
+            model = ModelConfig(name: nil, options: [:], layers: layers, label: label ?? "layers")
+        }
+        try m.finish()
+        root.close(m, as: "model")
+
+        // optimizer
+        let o = try root.section("optimizer")
+        let optimizerPlugin = try o.pluginName("name", registries.optimizers)
+        let learningRate = try o.double("learning_rate", range: .positive, required: true)!
+        let s = try o.section("schedule")
+        let schedulePlugin = try s.pluginName("name", registries.schedules, default: "constant")
+        let scheduleOptionsReader = try s.section("options")
+        let scheduleOptions = try scheduleOptionsReader.pluginParameters(schedulePlugin, kind: "schedule")
+        s.close(scheduleOptionsReader, as: "options")
+        try s.finish()
+        o.close(s, as: "schedule")
+        let optimizerOptions = try o.pluginParameters(optimizerPlugin, kind: "optimizer")
+        let optimizer = OptimizerConfig(
+            name: optimizerPlugin.name, learningRate: learningRate,
+            momentum: optimizerOptions["momentum"]?.doubleValue ?? 0,
+            betas: { if case .list(let b)? = optimizerOptions["betas"] { return b.compactMap(\.doubleValue) } else { return [] } }(),
+            weightDecay: optimizerOptions["weight_decay"]?.doubleValue ?? 0,
+            schedule: ScheduleConfig(name: schedulePlugin.name, options: scheduleOptions))
+        root.close(o, as: "optimizer")
+
+        // training (read before privacy: the adaptive clipping default depends on the batch size)
+        let t = try root.section("training")
+        let expectedBatchSize = try t.int("expected_batch_size", range: .atLeast(1), required: true)!
+        let maxPhysical = try t.int("max_physical_batch_size", range: .atLeast(1), default: expectedBatchSize)!
+        let epochs = try t.int("epochs", range: .atLeast(1))
+        let steps = try t.int("steps", range: .atLeast(1))
+        if (epochs == nil) == (steps == nil) {
+            throw t.context.error(
+                t.childPath(epochs == nil ? "epochs" : "steps"),
+                epochs == nil ? "is missing; give exactly one of `training.epochs` and `training.steps`"
+                    : "conflicts with `training.epochs`; give exactly one of `training.epochs` and `training.steps`")
+        }
+        let evalEvery = try t.int("eval_every", range: .atLeast(1), default: 1)!
+        try t.finish()
+        let training = TrainingConfig(
+            expectedBatchSize: expectedBatchSize, maxPhysicalBatchSize: maxPhysical,
+            epochs: epochs, steps: steps, evalEvery: evalEvery)
+
+        // privacy
+        let p = try root.section("privacy")
+        let enabled = try p.bool("enabled", default: true)
+        let noiseMultiplier = try p.double("noise_multiplier", range: .nonNegative)
+        let targetEpsilon = try p.double("target_epsilon", range: .positive)
+        let delta = try p.double("delta", range: .openUnit)
+        let clippingNorm = try p.double("clipping_norm", range: .positive)
+        let clippingPlugin = try p.pluginName("clipping", registries.clippingModes, default: "flat")
+        let clippingOptionsReader = try p.section("clipping_options")
+        let clippingOptions = try clippingOptionsReader.pluginParameters(clippingPlugin, kind: "clipping mode")
+        p.close(clippingOptionsReader, as: "clipping_options")
+        let sampling = try p.pluginName("sampling", registries.samplers, default: "poisson")
+        let accountant = try p.pluginName("accountant", registries.accountants, default: "rdp")
+        let secureRNG = try p.bool("secure_rng", default: false)
+        try p.finish()
+        if enabled {
+            switch (noiseMultiplier, targetEpsilon) {
+            case (nil, nil):
+                throw p.context.error(
+                    p.childPath("noise_multiplier"),
+                    "is missing: a private run needs exactly one of `privacy.noise_multiplier` and `privacy.target_epsilon` (or `privacy.enabled: false` for a non-private control)")
+            case (let sigma?, let eps?):
+                throw p.context.error(
+                    p.childPath("target_epsilon"),
+                    "\(ConfigValue.numberText(eps)) conflicts with `privacy.noise_multiplier: \(ConfigValue.numberText(sigma))`; give exactly one (remove the other with `null` in a sweep or include entry)")
+            default: break
+            }
+            if delta == nil { throw p.error("delta", "is required for a private run; allowed: a number in (0, 1), typically below 1/n") }
+            if clippingNorm == nil { throw p.error("clipping_norm", "is required for a private run; allowed: a number > 0") }
+            if case .list(let norms)? = clippingOptions["layer_norms"], let clippingNorm {
+                // The sensitivity of per-layer clipping is the l2 norm of the thresholds; the noise
+                // is calibrated to clipping_norm, so the two must agree.
+                let l2 = norms.compactMap(\.doubleValue).reduce(0) { $0 + $1 * $1 }.squareRoot()
+                if abs(l2 - clippingNorm) > 1e-9 * max(1, clippingNorm) {
+                    throw p.error(
+                        "clipping_options.layer_norms",
+                        "has l2 norm \(ConfigValue.numberText(l2)), but the noise is calibrated to clipping_norm \(ConfigValue.numberText(clippingNorm)); allowed: thresholds whose l2 norm equals clipping_norm")
+                }
+            }
+        }
+        // The resolved map of a non-private run keeps only `enabled`, so its hash ignores unused keys.
+        if !enabled { p.resolved = [("enabled", .bool(false))] }
+        let privacy = PrivacyConfig(
+            enabled: enabled,
+            noiseMultiplier: enabled ? noiseMultiplier : nil, targetEpsilon: enabled ? targetEpsilon : nil,
+            targetDelta: enabled ? delta : nil, clippingNorm: enabled ? clippingNorm : nil,
+            clipping: clippingPlugin.name, clippingOptions: enabled ? clippingOptions : [:],
+            sampling: sampling.name, accountant: accountant.name,
+            secureRNG: secureRNG)
+        root.close(p, as: "privacy")
+        root.close(t, as: "training")
+
+        // Keep the resolved map in section order for readability of the manifest.
+        let resolved = ConfigValue.map(sectionKeys.compactMap { key in root.resolved.first { $0.key == key } })
+        return RunConfig(
+            dataset: dataset, model: model, optimizer: optimizer, privacy: privacy, training: training,
+            seed: seed, resolved: resolved)
+    }
+}

@@ -1,0 +1,138 @@
+/// What an executor predicts for a run before training: printed with the plan.
+public struct RunPlan: Hashable, Sendable {
+    /// sigma the run will use (calibrated from `target_epsilon` when that was given); nil when non-private.
+    public var noiseMultiplier: Double?
+    /// q = expected_batch_size / training-set size; nil when non-private.
+    public var samplingProbability: Double?
+    /// Optimizer steps the run will take.
+    public var steps: Int
+    public var stepsPerEpoch: Int
+    /// epsilon at the end of the run, per accountant; nil when not computed or non-private.
+    public var epsilonRDP: Double?
+    public var epsilonPLDLower: Double?
+    public var epsilonPLDUpper: Double?
+    /// Anything the user should read before the run starts.
+    public var notes: [String]
+
+    public init(
+        noiseMultiplier: Double? = nil, samplingProbability: Double? = nil, steps: Int, stepsPerEpoch: Int,
+        epsilonRDP: Double? = nil, epsilonPLDLower: Double? = nil, epsilonPLDUpper: Double? = nil, notes: [String] = []
+    ) {
+        self.noiseMultiplier = noiseMultiplier
+        self.samplingProbability = samplingProbability
+        self.steps = steps
+        self.stepsPerEpoch = stepsPerEpoch
+        self.epsilonRDP = epsilonRDP
+        self.epsilonPLDLower = epsilonPLDLower
+        self.epsilonPLDUpper = epsilonPLDUpper
+        self.notes = notes
+    }
+}
+
+/// The figures of one epoch, reported by the executor through `progress`; one `epochs.csv` row.
+public struct EpochRecord: Hashable, Sendable {
+    /// From 1.
+    public var epoch: Int
+    /// Optimizer steps taken so far.
+    public var step: Int
+    public var trainLoss: Double?
+    public var trainAccuracy: Double?
+    /// nil in epochs without evaluation (`training.eval_every`).
+    public var testLoss: Double?
+    public var testAccuracy: Double?
+    /// epsilon spent so far, per accountant (nil when not computed; `.infinity` for sigma = 0).
+    public var epsilonRDP: Double?
+    public var epsilonPLDLower: Double?
+    public var epsilonPLDUpper: Double?
+    public var delta: Double?
+    public var noiseMultiplier: Double?
+    public var samplingProbability: Double?
+    /// The clipping norm in use (changes under adaptive clipping).
+    public var clippingNorm: Double?
+    /// Fraction of per-example gradients whose norm exceeded the clipping norm in this epoch.
+    public var clippedFraction: Double?
+    /// Seconds since the run started; nil lets the runner measure it.
+    public var wallSeconds: Double?
+
+    public init(
+        epoch: Int, step: Int, trainLoss: Double? = nil, trainAccuracy: Double? = nil, testLoss: Double? = nil,
+        testAccuracy: Double? = nil, epsilonRDP: Double? = nil, epsilonPLDLower: Double? = nil,
+        epsilonPLDUpper: Double? = nil, delta: Double? = nil, noiseMultiplier: Double? = nil,
+        samplingProbability: Double? = nil, clippingNorm: Double? = nil, clippedFraction: Double? = nil,
+        wallSeconds: Double? = nil
+    ) {
+        self.epoch = epoch
+        self.step = step
+        self.trainLoss = trainLoss
+        self.trainAccuracy = trainAccuracy
+        self.testLoss = testLoss
+        self.testAccuracy = testAccuracy
+        self.epsilonRDP = epsilonRDP
+        self.epsilonPLDLower = epsilonPLDLower
+        self.epsilonPLDUpper = epsilonPLDUpper
+        self.delta = delta
+        self.noiseMultiplier = noiseMultiplier
+        self.samplingProbability = samplingProbability
+        self.clippingNorm = clippingNorm
+        self.clippedFraction = clippedFraction
+        self.wallSeconds = wallSeconds
+    }
+
+    /// The epsilon to report: PLD upper bound when present, else RDP.
+    public var epsilon: Double? { epsilonPLDUpper ?? epsilonRDP }
+}
+
+/// The final figures of a finished run; one `runs.csv` row.
+public struct RunSummary: Hashable, Sendable {
+    public var epochs: Int
+    public var steps: Int
+    public var trainLoss: Double?
+    public var trainAccuracy: Double?
+    public var testLoss: Double?
+    public var testAccuracy: Double?
+    public var epsilonRDP: Double?
+    public var epsilonPLDLower: Double?
+    public var epsilonPLDUpper: Double?
+    public var delta: Double?
+    public var noiseMultiplier: Double?
+    public var samplingProbability: Double?
+    public var clippingNorm: Double?
+    /// The run's privacy ledger (the composed privacy events), stored as is in the manifest.
+    public var privacyLedger: ConfigValue?
+
+    public init(
+        epochs: Int, steps: Int, trainLoss: Double? = nil, trainAccuracy: Double? = nil, testLoss: Double? = nil,
+        testAccuracy: Double? = nil, epsilonRDP: Double? = nil, epsilonPLDLower: Double? = nil,
+        epsilonPLDUpper: Double? = nil, delta: Double? = nil, noiseMultiplier: Double? = nil,
+        samplingProbability: Double? = nil, clippingNorm: Double? = nil, privacyLedger: ConfigValue? = nil
+    ) {
+        self.epochs = epochs
+        self.steps = steps
+        self.trainLoss = trainLoss
+        self.trainAccuracy = trainAccuracy
+        self.testLoss = testLoss
+        self.testAccuracy = testAccuracy
+        self.epsilonRDP = epsilonRDP
+        self.epsilonPLDLower = epsilonPLDLower
+        self.epsilonPLDUpper = epsilonPLDUpper
+        self.delta = delta
+        self.noiseMultiplier = noiseMultiplier
+        self.samplingProbability = samplingProbability
+        self.clippingNorm = clippingNorm
+        self.privacyLedger = privacyLedger
+    }
+
+    /// The epsilon to report: PLD upper bound when present, else RDP.
+    public var epsilon: Double? { epsilonPLDUpper ?? epsilonRDP }
+}
+
+/// Trains one run; implemented over DPTraining by the lead, and by a fake in the tests.
+public protocol RunExecutor {
+    /// Predicts sigma, q, steps and the final epsilon without training (for the printed plan).
+    func plan(_ run: ResolvedRun) throws -> RunPlan
+
+    /// Trains `run`, calling `progress` after every epoch (in order; the call throws when the
+    /// record cannot be written, and the executor must then stop by rethrowing).
+    /// - Throws: any error: the run is recorded as failed and the experiment goes on.
+    func execute(_ run: ResolvedRun, progress: (EpochRecord) throws -> Void) throws -> RunSummary
+}
