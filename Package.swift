@@ -52,7 +52,10 @@ let package = Package(
         .target(name: "DPTraining", dependencies: ["DPTensor", "DPLayers", "DPData", "DPAccounting"]),
         .target(
             name: "DPExperiments",
-            dependencies: ["DPTraining", "DPAccounting", .product(name: "Yams", package: "Yams")]),
+            dependencies: [
+                "DPTraining", "DPAccounting", "DPData", "DPLayers", "DPTensor",
+                .product(name: "Yams", package: "Yams"),
+            ]),
         .executableTarget(
             name: "dpkit",
             dependencies: [

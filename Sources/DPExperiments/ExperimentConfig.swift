@@ -247,9 +247,10 @@ extension ExperimentConfig {
         }
 
         // Privacy-relevant notes.
-        if runs.contains(where: { $0.config.privacy.enabled && $0.config.privacy.sampling == "shuffle" }) {
+        if runs.contains(where: { $0.config.privacy.enabled && $0.config.privacy.sampling == "fixed-size"
+                                  && $0.config.privacy.accountant != "rdp" }) {
             warnings.append(
-                "privacy.sampling: shuffle: the accountants analyse Poisson subsampling; epsilon reported for shuffled fixed-size batches is not covered by that analysis")
+                "privacy.sampling: fixed-size: fixed-size batches are accounted with the RDP sampling-without-replacement bound (replace-one neighbouring); an accountant that cannot account for them reports no epsilon")
         }
         for run in runs where run.kind == .clipOnly {
             warnings.append("\(run.runID) (\(run.label)): noise_multiplier 0 is the clip-only control; it has no privacy guarantee (epsilon is infinite)")

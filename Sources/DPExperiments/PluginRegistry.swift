@@ -179,7 +179,6 @@ public struct PluginRegistries: Hashable, Sendable {
             PluginSpec("fashion-mnist", "Fashion-MNIST 28x28 grey images, 10 classes (IDX files; `path` is their directory, default: the Debian package's)"),
             PluginSpec("synthetic-shapes", "generated images of simple shapes, one class per shape", parameters: [
                 ParameterSpec("image_size", .int, range: .atLeast(8), default: .int(28), "side of the square image in pixels"),
-                ParameterSpec("classes", .int, range: .closed(2, 10), default: .int(4), "number of shapes"),
                 ParameterSpec("noise", .double, range: .nonNegative, default: .double(0.1), "standard deviation of pixel noise"),
             ]),
             PluginSpec("gaussian-mixture", "points from one Gaussian per class", parameters: [
@@ -199,11 +198,8 @@ public struct PluginRegistries: Hashable, Sendable {
                 ParameterSpec("hidden_sizes", .intList, range: .atLeast(1), default: .list([.int(128)]), "widths of the hidden layers"),
                 ParameterSpec("activation", .choice(["tanh", "relu", "sigmoid"]), default: .string("tanh")),
             ]),
-            PluginSpec("cnn-tanh", "convolutional network with tanh activations (Papernot et al. 2021, tempered sigmoids)", parameters: [
-                ParameterSpec("channels", .intList, range: .atLeast(1), default: .list([.int(16), .int(32)]), "channels of the conv layers"),
-                ParameterSpec("hidden_size", .int, range: .atLeast(1), default: .int(32), "width of the dense layer"),
-            ]),
-            PluginSpec("cnn-tanh-tramer", "the CNN of Tramer & Boneh 2021 (Table 9), tanh activations"),
+            PluginSpec("cnn-tanh", "convolutional network with tanh activations (Papernot et al. 2021, tempered sigmoids): conv 16 8x8/2 pad 3, max-pool 2/1, conv 32 4x4/2, max-pool 2/1, dense 32, dense classes"),
+            PluginSpec("cnn-tanh-tramer", "cnn-tanh with the first convolution's padding 2, as Tramer & Boneh 2021 trained it"),
         ]),
         layers: PluginRegistry(kind: "layer type", [
             PluginSpec("dense", parameters: [ParameterSpec("units", .int, range: .atLeast(1), required: true)]),
@@ -231,6 +227,8 @@ public struct PluginRegistries: Hashable, Sendable {
                 ParameterSpec("offset", .double, default: .double(1)),
             ]),
             PluginSpec("group-norm", parameters: [ParameterSpec("groups", .int, range: .atLeast(1), required: true)]),
+            PluginSpec("layer-norm", "normalise each example over its last `axes` axes", parameters: [ParameterSpec("axes", .int, range: .atLeast(1), default: .int(1))]),
+            PluginSpec("dropout", parameters: [ParameterSpec("rate", .double, range: .halfOpenUnit, required: true)]),
         ], refused: [
             "batch-norm": "batch normalisation mixes examples of a batch, so per-example gradients and DP-SGD's guarantee break; use group-norm",
             "batchnorm": "batch normalisation mixes examples of a batch, so per-example gradients and DP-SGD's guarantee break; use group-norm",
@@ -281,7 +279,7 @@ public struct PluginRegistries: Hashable, Sendable {
         ]),
         samplers: PluginRegistry(kind: "sampling method", [
             PluginSpec("poisson", "each example joins each batch independently with probability q"),
-            PluginSpec("shuffle", "fixed-size batches from a shuffle per epoch"),
+            PluginSpec("fixed-size", "each step draws a fresh uniformly random batch of exactly expected_batch_size examples (sampling without replacement; replace-one neighbouring; RDP accountant)"),
         ]))
 }
 

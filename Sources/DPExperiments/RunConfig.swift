@@ -79,7 +79,7 @@ public struct PrivacyConfig: Hashable, Sendable {
     public var clipping: String
     public var clippingOptions: [String: ConfigValue]
     /// `poisson` (each example joins each batch independently with probability q = B / n) or
-    /// `shuffle` (fixed-size batches from a shuffle per epoch); decides which privacy analysis applies.
+    /// `fixed-size` (a fresh uniformly random batch of exactly b examples each step); decides which privacy analysis applies.
     public var sampling: String
     /// `rdp`, `pld`, `both`.
     public var accountant: String

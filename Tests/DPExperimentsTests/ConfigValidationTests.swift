@@ -39,7 +39,7 @@ let badConfigCases: [BadConfigCase] = [
     BadConfigCase(name: "unknown plugin option", replace: "hidden_sizes: [8]", with: "hidden_size: [8]",
                   path: "model.options.hidden_size", fragments: ["unknown parameter of model `mlp`", "did you mean `hidden_sizes`"]),
     BadConfigCase(name: "bad choice", replace: "  delta: 1.0e-5", with: "  delta: 1.0e-5\n  sampling: uniform",
-                  path: "privacy.sampling", fragments: ["unknown sampling method `uniform`", "poisson, shuffle"]),
+                  path: "privacy.sampling", fragments: ["unknown sampling method `uniform`", "poisson, fixed-size"]),
     BadConfigCase(name: "epochs and steps", replace: "epochs: 3", with: "epochs: 3\n  steps: 100",
                   path: "training.steps", fragments: ["exactly one of `training.epochs` and `training.steps`"]),
     BadConfigCase(name: "sweep over unknown key path", replace: "seeds: [0]", with: "seeds: [0]\nsweep:\n  privacy.noise_multiplir: [1, 2]",
