@@ -33,7 +33,10 @@ build: deps
 
 demo: release
 	.build/release/dpkit info
-	.build/release/dpkit demo --output $(DEMO_OUT)
+	rm -rf $(DEMO_OUT)
+	.build/release/dpkit run $(DEMO_CONFIG) --output $(DEMO_OUT)
+	.build/release/dpkit table $(DEMO_OUT)
+	.build/release/dpkit plot $(DEMO_OUT)
 
 test: deps
 	$(SWIFT) test --parallel

@@ -1,5 +1,11 @@
 import ArgumentParser
 import DPTensor
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// Progress lines appear as they happen, also when standard output is a file or a pipe.
+setlinebuf(stdout)
 
 // Choose the fast BLAS kernel before any work (re-executes once if needed).
 switch BLASRuntime.ensureFastKernel() {
