@@ -26,11 +26,12 @@ import Foundation
 ///   pair dominates `(P, Q)` (its hockey-stick curve is the chord interpolation of the true
 ///   one in `e^eps`), and domination survives composition. Loss beyond the grid goes to
 ///   `+inf` (upper tail) or the lowest point (lower tail), again keeping the pair dominating.
-/// - Lower bound ("optimistic"): a pair dominated by `(P, Q)`: the true curve `delta(e^eps)` is
-///   convex, and on each interval the chord exceeds it by at most
-///   `(x_{k+1} - x_k)(Q-mass of the interval) / 4`; subtracting that margin at the grid points
-///   and taking the lower convex hull gives a curve below the true one that is itself the
-///   curve of a discrete PLD on the grid.
+/// - Lower bound ("optimistic"): a pair dominated by `(P, Q)`: the true curve `delta(x)`,
+///   `x = e^eps`, is convex with slope `-Q(L > eps)`, so on each interval the chord exceeds it
+///   by at most `(c - d_a)(d_b - c)(x_{k+1} - x_k) / (d_b - d_a)` (end slopes `d_a`, `d_b`,
+///   chord slope `c`); subtracting that margin at the grid points and taking the lower convex
+///   hull gives a curve below the true one that is itself the curve of a discrete PLD on the
+///   grid (P-mass and Q-mass at most 1).
 /// - Truncation: the FFT window is chosen by a Chernoff bound so that at most `tau = 1e-15` of
 ///   composed mass falls outside; `tau` is added to delta for the upper bound and subtracted for
 ///   the lower bound.
@@ -188,15 +189,20 @@ public struct PLDAccountant: PrivacyAccountant {
         return result
     }
 
-    /// The grid step: the requested one, raised so the composed loss (estimated as 24 standard
-    /// deviations plus the widest single-step range) fits in `maxGridSize` points.
+    /// The grid step: the requested one, refined to 1/50 of the smallest single-step loss
+    /// standard deviation (a grid coarser than the loss itself makes the bounds loose), then
+    /// raised so the composed loss (estimated as 24 standard deviations plus the widest
+    /// single-step range) fits in `maxGridSize` points.
     func gridInterval(for active: [Component]) throws -> Double {
         var variance = 0.0, widest = 0.0, sumRanges = 0.0
+        var smallestDeviation = Double.infinity
         for c in active {
             var v = 0.0, r = 0.0
             for direction in [LossDirection.remove, .add] {
                 let m = SubsampledGaussianLoss(q: c.probability, sigma: c.noiseMultiplier, direction: direction)
-                v = Swift.max(v, m.lossVariance())
+                let vd = m.lossVariance()
+                v = Swift.max(v, vd)
+                if vd > 0 { smallestDeviation = Swift.min(smallestDeviation, vd.squareRoot()) }
                 let range = m.lossRange
                 guard range.upper < 600, range.lower > -600 else {
                     throw AccountingError.unsupportedEvent(
@@ -209,7 +215,8 @@ public struct PLDAccountant: PrivacyAccountant {
             sumRanges += Double(c.count) * r
         }
         let width = Swift.min(sumRanges, 24 * variance.squareRoot() + widest)
-        return Swift.max(valueDiscretizationInterval, width / Double(maxGridSize),
+        let fine = Swift.min(valueDiscretizationInterval, smallestDeviation / 50)
+        return Swift.max(fine, width / Double(maxGridSize),
                          widest / Double(4 * maxGridSize))
     }
 }
@@ -310,16 +317,31 @@ struct SubsampledGaussianLoss {
         // Upper bound: connect the dots.
         var up = [Double](repeating: 0, count: n)
         up[0] = Swift.max(0, 1 - sp[0])  // lower tail folded onto the lowest point
-        var qMass = [Double](repeating: 0, count: n)
+        // margin[k]: how far the lower bound's curve is lowered at x_k (see below).
+        var margin = [Double](repeating: 0, count: n)
         for k in 0..<(n - 1) {
             let pb = Swift.max(0, sp[k] - sp[k + 1]), qb = Swift.max(0, sq[k] - sq[k + 1])
-            qMass[k] = qb
             if pb == 0 { continue }
             // u = e^{eps_k} Q_b / P_b in [e^{-h}, 1]; the upper end gets P_b (1 - u) / (1 - e^{-h}).
             let u = qb > 0 ? exp(eps(k) + log(qb) - log(pb)) : 0
             let c = pb * Swift.min(1, Swift.max(0, (1 - u) / shrink))
             up[k] += pb - c
             up[k + 1] += c
+            // With r = c e^{-eps_{k+1}} (the Q-mass sent up), the curve's end slopes differ from
+            // the chord's by Q_b - r and r: the tangents at the ends meet at the fraction
+            // t = r / Q_b of the interval, where the chord is (Q_b - r) r w / Q_b above them
+            // (w = x_{k+1} - x_k). Lowering the end nearer the meeting point by
+            // gap / (1 - t) = r w (left, t < 1/2) or gap / t = (Q_b - r) w (right) puts the
+            // chord below both tangents, hence below the curve.
+            if qb > 0 {
+                let r = Swift.min(qb, c * exp(-eps(k + 1)))
+                let w = exp(eps(k)) * expm1(h)
+                if r < qb / 2 {
+                    margin[k] = Swift.max(margin[k], r * w)
+                } else {
+                    margin[k + 1] = Swift.max(margin[k + 1], (qb - r) * w)
+                }
+            }
         }
         let tailP = sp[n - 1], tailQ = sq[n - 1]
         let atTop = tailQ > 0 ? Swift.min(tailP, exp(eps(n - 1) + log(tailQ))) : 0
@@ -327,14 +349,13 @@ struct SubsampledGaussianLoss {
         let upper = DiscretePLD(offset: kLo, pmf: up, infinityMass: Swift.max(0, tailP - atTop))
 
         // Lower bound: delta curve minus the chord margin, then its lower convex hull in x = e^eps.
+        // The curve lies above both end tangents (slopes -Q(L > eps)); a line through the lowered
+        // end points lies below the curve if it lies below the tangents where they meet.
         var xs = [Double](repeating: 0, count: n), fs = [Double](repeating: 0, count: n)
-        var margin = [Double](repeating: 0, count: n)
-        for k in 0..<(n - 1) { margin[k] = expm1(h) * exp(eps(k) + log(qMass[k])) / 4 }
         for k in 0..<n {
             xs[k] = exp(eps(k))
             let g = sp[k] - (sq[k] > 0 ? exp(eps(k) + log(sq[k])) : 0)
-            let m = Swift.max(margin[k], k > 0 ? margin[k - 1] : 0)
-            fs[k] = Swift.max(0, g - m)
+            fs[k] = Swift.max(0, g - margin[k])
         }
         // A valid curve has P-mass f(0) <= 1 and Q-mass (the slope magnitude) <= 1: cap the
         // first point at 1 - x_0 and so that no chord from it is steeper than 1. Lowering a
