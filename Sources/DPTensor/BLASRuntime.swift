@@ -67,34 +67,51 @@ public enum BLASRuntime {
         case slow(core: String, advice: String)
     }
 
+    /// What to do about the loaded kernel: the pure decision behind ``ensureFastKernel(arguments:)``.
+    public enum KernelDecision: Equatable, Sendable {
+        /// Nothing to do; the status to report.
+        case keep(KernelStatus)
+        /// Re-execute with `OPENBLAS_CORETYPE` set to this kernel.
+        case reexecute(coreType: String, advice: String)
+    }
+
+    /// Decides from the loaded kernel, the environment and the CPU's flags. Never overrides an
+    /// `OPENBLAS_CORETYPE` the user set; never re-executes under CI, when told not to, or twice.
+    public static func decide(core: String, environment env: [String: String], cpuFlags: Set<String>) -> KernelDecision {
+        if let requested = env["OPENBLAS_CORETYPE"], !requested.isEmpty {
+            return .keep(.userChosen(core: core, requested: requested))
+        }
+        guard genericCores.contains(core), let better = bestCoreType(forCPUFlags: cpuFlags) else {
+            return .keep(.fast(core: core))
+        }
+        let advice = "OpenBLAS runs its slow generic '\(core)' kernel on this CPU; this CPU supports '\(better)'. "
+            + "Fix: export OPENBLAS_CORETYPE=\(better) before running (about 6x faster sgemm)."
+        if env["CI"] != nil || env[noReexecVariable] != nil || env[reexecMarkerVariable] != nil {
+            return .keep(.slow(core: core, advice: advice))
+        }
+        return .reexecute(coreType: better, advice: advice)
+    }
+
     /// Makes sure the process runs a fast BLAS kernel. If OpenBLAS fell back to a generic kernel,
     /// `OPENBLAS_CORETYPE` is unset, and the CPU reports the instructions of a better kernel,
     /// the process re-executes itself with that kernel (this call then does not return). Under
     /// CI (`CI` set), with ``noReexecVariable`` set, or if re-execution fails, it returns
     /// `.slow` with the exact fix, which the caller prints as a warning.
     public static func ensureFastKernel(arguments: [String] = CommandLine.arguments) -> KernelStatus {
-        let env = ProcessInfo.processInfo.environment
-        let core = coreName
-        if let requested = env["OPENBLAS_CORETYPE"], !requested.isEmpty {
-            return .userChosen(core: core, requested: requested)
+        switch decide(core: coreName, environment: ProcessInfo.processInfo.environment, cpuFlags: cpuFlags()) {
+        case .keep(let status):
+            return status
+        case .reexecute(let better, let advice):
+            setenv("OPENBLAS_CORETYPE", better, 1)
+            setenv(reexecMarkerVariable, better, 1)
+            var cArgs: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
+            cArgs.append(nil)
+            execv("/proc/self/exe", &cArgs)
+            // execv returned: it failed. Undo and warn.
+            unsetenv("OPENBLAS_CORETYPE")
+            unsetenv(reexecMarkerVariable)
+            return .slow(core: coreName, advice: advice + " (DPKit could not re-execute itself: errno \(errno).)")
         }
-        guard genericCores.contains(core), let better = bestCoreType(forCPUFlags: cpuFlags()) else {
-            return .fast(core: core)
-        }
-        let advice = "OpenBLAS runs its slow generic '\(core)' kernel on this CPU; this CPU supports '\(better)'. "
-            + "Fix: export OPENBLAS_CORETYPE=\(better) before running (about 6x faster sgemm)."
-        if env["CI"] != nil || env[noReexecVariable] != nil || env[reexecMarkerVariable] != nil {
-            return .slow(core: core, advice: advice)
-        }
-        setenv("OPENBLAS_CORETYPE", better, 1)
-        setenv(reexecMarkerVariable, better, 1)
-        var cArgs: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
-        cArgs.append(nil)
-        execv("/proc/self/exe", &cArgs)
-        // execv returned: it failed. Undo and warn.
-        unsetenv("OPENBLAS_CORETYPE")
-        unsetenv(reexecMarkerVariable)
-        return .slow(core: core, advice: advice + " (DPKit could not re-execute itself: errno \(errno).)")
     }
 
     /// True if this process was re-executed by DPKit to choose the kernel.
