@@ -12,12 +12,24 @@ struct RunCommand: ParsableCommand {
     @Argument(help: "The experiment config (YAML).") var config: String
     @Option(help: "Output directory (default runs/<config name>).") var output: String?
     @Flag(help: "Skip the runs already finished in the output directory and redo only unfinished ones.") var resume = false
+    @Option(name: .customLong("seed"), help: "Run only the runs with this seed (repeatable); the config's other seeds are left out and the manifest records it.")
+    var onlySeeds: [Int] = []
 
     func run() throws {
-        let experiment: ExperimentConfig
+        var experiment: ExperimentConfig
         do { experiment = try ExperimentConfig.load(file: config) } catch {
             FileHandleStderr.write("error: \(error)\n")
             throw ExitCode.failure
+        }
+        if !onlySeeds.isEmpty {
+            let unknown = onlySeeds.filter { !experiment.seeds.contains($0) }
+            guard unknown.isEmpty else {
+                FileHandleStderr.write("error: --seed \(unknown.map(String.init).joined(separator: ", ")): not among the config's seeds \(experiment.seeds)\n")
+                throw ExitCode.failure
+            }
+            experiment.runs = experiment.runs.filter { onlySeeds.contains($0.seed) }
+            experiment.seeds = onlySeeds
+            experiment.warnings.append("--seed \(onlySeeds.map(String.init).joined(separator: ", ")): only these seeds of \(config) were run")
         }
         let out = URL(fileURLWithPath: output ?? "runs/\(experiment.name)")
         print("DPKit \(DPKitVersion.string); \(BLASRuntime.summary)")
