@@ -170,8 +170,10 @@ func shippedConfigsAreValid(_ name: String) throws {
         #expect(run.optimizer.learningRate == 4 && run.optimizer.momentum == 0.9)
         #expect(run.dataset.normalize == .standardize && run.model.name == "cnn-tanh")
     case "fashion-mnist-budgets.yaml":
-        #expect(config.runs.count == (5 + 1) * 3)
+        #expect(config.runs.count == (5 + 2) * 3)
         #expect(Set(config.runs.compactMap(\.config.privacy.targetEpsilon)) == [0.5, 1, 2, 4, 8])
+        #expect(config.runs.filter { $0.kind == .nonPrivate }.allSatisfy { $0.config.optimizer.learningRate == 0.05 })
+        #expect(config.runs.filter { $0.kind == .clipOnly }.count == 3)
     default:
         #expect(config.kind == .accounting)
         let accounting = try #require(config.accounting)
