@@ -97,20 +97,8 @@ public enum StepBenchmark {
                       peakRssMB: peakResidentMegabytes())
     }
 
-    /// sgemm GFLOP/s on 1024^3, best of 5.
-    public static func gemmPeak(size s: Int = 1024) -> Double {
-        var rng = PhiloxRandom(seed: 7)
-        let a = Tensor<Float>(uniform: [s, s], in: -1...1, using: &rng)
-        var c = Tensor<Float>(zeros: [s, s])
-        gemm(a, a, into: &c)
-        var best = Double.infinity
-        for _ in 0..<5 {
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            gemm(a, a, into: &c)
-            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0))
-        }
-        return 2 * Double(s * s * s) / best
-    }
+    /// sgemm GFLOP/s on 1024^3, best of 5 (``KernelSelfCheck/sgemmGFLOPS(size:repetitions:)``).
+    public static func gemmPeak(size s: Int = 1024) -> Double { KernelSelfCheck.sgemmGFLOPS(size: s) }
 
     /// The process's peak resident set size (getrusage), in MiB.
     public static func peakResidentMegabytes() -> Double {
