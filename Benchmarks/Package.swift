@@ -35,9 +35,10 @@ let package = Package(
                 .product(name: "DPLayers", package: parentIdentity),
                 .product(name: "DPTraining", package: parentIdentity),
                 .product(name: "DPAccounting", package: parentIdentity),
-            ],
+            ] + (suite == "DPSGD" ? [.product(name: "DPData", package: parentIdentity)] : []),
             path: suite,
-            exclude: suite == "Kernels" ? ["thresholds.json", "thresholds-epyc-zen4.json"] : [])
+            exclude: suite == "Kernels" ? ["thresholds.json", "thresholds-epyc-zen4.json"]
+                : suite == "DPSGD" ? ["thresholds.json"] : [])
     },
     swiftLanguageModes: [.v5]
 )
