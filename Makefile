@@ -52,7 +52,7 @@ bench-suites: deps
 	cd Benchmarks && $(SWIFT) build -c release
 	cd Benchmarks && .build/release/Kernels --check Kernels/thresholds.json
 	cd Benchmarks && .build/release/Accounting
-	cd Benchmarks && .build/release/DPSGD
+	cd Benchmarks && .build/release/DPSGD --check DPSGD/thresholds.json
 
 clean:
 	rm -rf .build Benchmarks/.build
