@@ -1,1 +1,0 @@
-// DPAccounting: placeholder, filled by its issue.
