@@ -26,6 +26,10 @@ public final class Linear: Layer {
     /// Forces a norm rule for sequence input (tests); `nil` lets the cost model choose.
     var normRuleOverride: PerSampleNormRule?
 
+    /// `false` skips the input gradient (``Layer/needsInputGradient``): ``backward(_:)`` returns zeros.
+    public var needsInputGradient = true
+    var zeroInputGradient = Tensor<Float>(zeros: [0, 0])
+
     // Cached by forward/backward.
     var input = Tensor<Float>(zeros: [0, 0])          // [rows, inputs], rows = B * L
     var outputGradient = Tensor<Float>(zeros: [0, 0]) // [rows, outputs]
@@ -88,10 +92,14 @@ public final class Linear: Layer {
         precondition(dy.scalarCount == rows * outputCount,
                      "\(description).backward: output gradient \(dy.shape) does not match the forward output ([\(rows), \(outputCount)])")
         outputGradient = dy.reshaped([rows, outputCount])
-        var dx = Tensor<Float>(zeros: [rows, inputCount])
-        gemm(outputGradient, weight.value, into: &dx)
         var inShape = dy.shape
         inShape[inShape.rank - 1] = inputCount
+        if !needsInputGradient {
+            if zeroInputGradient.shape != inShape { zeroInputGradient = Tensor(zeros: inShape) }
+            return zeroInputGradient
+        }
+        var dx = Tensor<Float>(zeros: [rows, inputCount])
+        gemm(outputGradient, weight.value, into: &dx)
         return dx.reshaped(inShape)
     }
 

@@ -137,6 +137,8 @@ public final class DPSGDTrainer {
         }
         try configuration.privacy?.validate()
         self.model = model
+        // The step discards the gradient w.r.t. the data: let the first layer skip it.
+        model.needsInputGradient = false
         self.optimizer = optimizer
         self.baseLearningRate = learningRate
         self.schedule = schedule
