@@ -30,21 +30,31 @@ public final class MaxPool2d: ParameterFreeLayer {
         var y = Tensor<Float>(zeros: [b, c, ho, wo])
         let count = b * c * ho * wo
         if argmax.count != count { argmax = [Int32](repeating: 0, count: count) }
+        precondition(x.scalarCount <= Int(Int32.max), "\(description): input \(x.shape) too large for 32-bit indices")
         let k = kernel, s = stride
-        x.withUnsafeBufferPointer { px in
-            y.withUnsafeMutableBufferPointer { py in
-                argmax.withUnsafeMutableBufferPointer { am in
+        x.withUnsafeBufferPointer { xb in
+            y.withUnsafeMutableBufferPointer { yb in
+                argmax.withUnsafeMutableBufferPointer { ab in
+                    let px = xb.baseAddress!, py = yb.baseAddress!, am = ab.baseAddress!
                     for plane in 0..<(b * c) {
                         let inBase = plane * h * w, outBase = plane * ho * wo
                         for oy in 0..<ho {
+                            let outRow = outBase + oy * wo
                             for ox in 0..<wo {
+                                // Branch-free running maximum; strict `>` keeps the first largest.
                                 var best = inBase + oy * s * w + ox * s
+                                var bestValue = px[best]
                                 for ky in 0..<k {
                                     let rowBase = inBase + (oy * s + ky) * w + ox * s
-                                    for kx in 0..<k where px[rowBase + kx] > px[best] { best = rowBase + kx }
+                                    for kx in 0..<k {
+                                        let v = px[rowBase + kx]
+                                        let better = v > bestValue
+                                        bestValue = better ? v : bestValue
+                                        best = better ? rowBase + kx : best
+                                    }
                                 }
-                                py[outBase + oy * wo + ox] = px[best]
-                                am[outBase + oy * wo + ox] = Int32(best)
+                                py[outRow + ox] = bestValue
+                                am[outRow + ox] = Int32(truncatingIfNeeded: best)
                             }
                         }
                     }
@@ -60,7 +70,9 @@ public final class MaxPool2d: ParameterFreeLayer {
         var dx = Tensor<Float>(zeros: inputShape)
         dy.withUnsafeBufferPointer { pd in
             dx.withUnsafeMutableBufferPointer { px in
-                for j in 0..<pd.count { px[Int(argmax[j])] += pd[j] }
+                argmax.withUnsafeBufferPointer { am in
+                    for j in 0..<pd.count { px[Int(am[j])] += pd[j] }
+                }
             }
         }
         return dx
