@@ -40,6 +40,21 @@ public final class MaxPool2d: ParameterFreeLayer {
                         let inBase = plane * h * w, outBase = plane * ho * wo
                         for oy in 0..<ho {
                             let outRow = outBase + oy * wo
+                            if k == 2 {
+                                // The common 2x2 window, unrolled: the same rule as below.
+                                let r0 = inBase + oy * s * w, r1 = r0 + w
+                                for ox in 0..<wo {
+                                    let c0 = ox * s
+                                    var best = r0 + c0, bestValue = px[best]
+                                    let v1 = px[r0 + c0 + 1], v2 = px[r1 + c0], v3 = px[r1 + c0 + 1]
+                                    if v1 > bestValue { bestValue = v1; best = r0 + c0 + 1 }
+                                    if v2 > bestValue { bestValue = v2; best = r1 + c0 }
+                                    if v3 > bestValue { bestValue = v3; best = r1 + c0 + 1 }
+                                    py[outRow + ox] = bestValue
+                                    am[outRow + ox] = Int32(truncatingIfNeeded: best)
+                                }
+                                continue
+                            }
                             for ox in 0..<wo {
                                 // Branch-free running maximum; strict `>` keeps the first largest.
                                 var best = inBase + oy * s * w + ox * s
