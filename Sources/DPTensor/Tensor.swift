@@ -125,9 +125,7 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
     }
 
     @usableFromInline mutating func makeUniqueCopy() {
-        let s = TensorStorage<Scalar>(count: scalarCount)
-        s.pointer.update(from: storage.pointer + offset, count: scalarCount)
-        storage = s
+        storage = TensorStorage<Scalar>(copying: storage.pointer + offset, count: scalarCount)
         offset = 0
     }
 

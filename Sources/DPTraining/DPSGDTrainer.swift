@@ -113,6 +113,9 @@ public final class DPSGDTrainer {
     private var indices: [Int] = []
     private var chunkIndices: [Int] = []
     private var batch: Tensor<Float>
+    /// The other half of a double buffer: the layers keep the previous chunk's input cached,
+    /// so gathering into it would copy it first (copy-on-write); alternating avoids that copy.
+    private var spareBatch: Tensor<Float>
     private var batchLabels: [Int] = []
     private var norms: Tensor<Float> = Tensor(zeros: [0])
     private var weights: Tensor<Float> = Tensor(zeros: [0])
@@ -153,6 +156,7 @@ public final class DPSGDTrainer {
         self.clippingNorm = configuration.privacy?.clippingNorm ?? .infinity
         self.ledger = ledger
         self.batch = Tensor(zeros: data.batchShape(0))
+        self.spareBatch = Tensor(zeros: data.batchShape(0))
         self.secureRandom = (configuration.privacy?.secureNoise ?? false) ? SystemRandom() : nil
         self.budgetAccountant = budgetAccountant
         try recomputeBudget()
@@ -243,6 +247,7 @@ public final class DPSGDTrainer {
 
     private func processChunk() throws -> ChunkStats {
         let m = chunkIndices.count
+        swap(&batch, &spareBatch)
         if batch.leadingCount != m { batch = Tensor(zeros: data.batchShape(m)) }
         data.gather(indices: chunkIndices, into: &batch, labels: &batchLabels)
         var context = ForwardContext(training: true, rng: dropoutRandom)
