@@ -95,8 +95,9 @@ public final class Conv2d: Layer {
         let k = patchSize, l = g.outputPositions, c = outChannels
         ensureShape(&columns, g.columnShape(batch: batchSize))
         im2col(x, geometry: g, into: &columns)
-        var y = Tensor<Float>(zeros: [batchSize, c, g.outputHeight, g.outputWidth])
-        if batchSize == 0 { return y }
+        if batchSize == 0 { return Tensor(zeros: [0, c, g.outputHeight, g.outputWidth]) }
+        // Every output is written below (bias fill, or a GEMM with beta 0): no zero fill.
+        var y = Tensor<Float>(unsafeUninitializedShape: [batchSize, c, g.outputHeight, g.outputWidth]) { _ in }
         let biasValue = bias?.value
         weight.value.withUnsafeBufferPointer { w in
             columns.withUnsafeBufferPointer { cols in

@@ -79,7 +79,8 @@ public final class Linear: Layer {
         let rows = x.scalarCount / inputCount
         positions = batchSize == 0 ? x.shape.trailingCount / inputCount : rows / batchSize
         input = x.reshaped([rows, inputCount])
-        var y = Tensor<Float>(zeros: [rows, outputCount])
+        // gemm with beta 0 writes every output (inputCount > 0): no zero fill.
+        var y = Tensor<Float>(unsafeUninitializedShape: [rows, outputCount]) { _ in }
         gemm(input, transposed: false, weight.value, transposed: true, into: &y)
         if let b = bias { y.addRowVector(b.value) }
         var outShape = x.shape
@@ -98,7 +99,8 @@ public final class Linear: Layer {
             if zeroInputGradient.shape != inShape { zeroInputGradient = Tensor(zeros: inShape) }
             return zeroInputGradient
         }
-        var dx = Tensor<Float>(zeros: [rows, inputCount])
+        // gemm with beta 0 writes every scalar (outputCount > 0): no zero fill.
+        var dx = Tensor<Float>(unsafeUninitializedShape: [rows, inputCount]) { _ in }
         gemm(outputGradient, weight.value, into: &dx)
         return dx.reshaped(inShape)
     }

@@ -27,7 +27,8 @@ public final class MaxPool2d: ParameterFreeLayer {
         let (b, c, h, w) = nchw(x.shape, description)
         let ho = pooledSize(h, kernel: kernel, stride: stride), wo = pooledSize(w, kernel: kernel, stride: stride)
         inputShape = x.shape
-        var y = Tensor<Float>(zeros: [b, c, ho, wo])
+        // Every output is written below: no zero fill.
+        var y = Tensor<Float>(unsafeUninitializedShape: [b, c, ho, wo]) { _ in }
         let count = b * c * ho * wo
         if argmax.count != count { argmax = [Int32](repeating: 0, count: count) }
         precondition(x.scalarCount <= Int(Int32.max), "\(description): input \(x.shape) too large for 32-bit indices")

@@ -20,11 +20,9 @@ extension Tensor {
 
     /// A new tensor with `f` applied to each scalar.
     @inlinable public func map(_ f: (Scalar) -> Scalar) -> Tensor {
-        var out = Tensor(zeros: shape)
         withUnsafeBufferPointer { a in
-            out.withUnsafeMutableBufferPointer { o in for i in 0..<a.count { o[i] = f(a[i]) } }
+            Tensor(unsafeUninitializedShape: shape) { o in for i in 0..<a.count { o[i] = f(a[i]) } }
         }
-        return out
     }
 
     @inlinable public mutating func add(_ other: Tensor) { combine(other, +) }
@@ -112,9 +110,8 @@ extension Tensor {
 /// For Float, ``Float/vectorizableTanh(_:)`` (within 2 ulp of libm, vectorised).
 @inlinable public func tanh<S: TensorScalar>(_ x: Tensor<S>) -> Tensor<S> {
     if S.self == Float.self {
-        var out = Tensor<S>(zeros: x.shape)
-        x.withUnsafeBufferPointer { a in
-            out.withUnsafeMutableBufferPointer { o in
+        return x.withUnsafeBufferPointer { a in
+            Tensor<S>(unsafeUninitializedShape: x.shape) { o in
                 a.withMemoryRebound(to: Float.self) { af in
                     o.withMemoryRebound(to: Float.self) { of in
                         guard let src = af.baseAddress, let dst = of.baseAddress else { return }
@@ -123,7 +120,6 @@ extension Tensor {
                 }
             }
         }
-        return out
     }
     return x.map { S.tanh($0) }
 }

@@ -12,6 +12,16 @@ public final class TensorStorage<Scalar: TensorScalar>: @unchecked Sendable {
         pointer = raw.bindMemory(to: Scalar.self, capacity: max(1, count))
     }
 
+    /// A buffer whose scalars are not initialised: the caller writes every one before anything
+    /// reads them (``Tensor/init(unsafeUninitializedShape:initializingWith:)``).
+    @usableFromInline init(uninitializedCount count: Int) {
+        self.count = count
+        let bytes = max(1, count) * MemoryLayout<Scalar>.stride
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        if count == 0 { raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes) }
+        pointer = raw.bindMemory(to: Scalar.self, capacity: max(1, count))
+    }
+
     /// A buffer holding a copy of `count` scalars at `source`: written once, never zeroed first.
     @usableFromInline init(copying source: UnsafePointer<Scalar>, count: Int) {
         self.count = count
