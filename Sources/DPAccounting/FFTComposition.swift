@@ -44,9 +44,13 @@ enum FFTComposition {
             let power = Double(t)
             for i in 0..<bins {
                 let (re, im) = spectrum[i]
-                let r = (re * re + im * im).squareRoot()
-                if r == 0 { acc[i] = (0, 0); continue }
-                let mag = pow(r, power)
+                let (ar0, ai0) = acc[i]
+                if ar0 == 0 && ai0 == 0 { continue }
+                let r2 = re * re + im * im
+                // |z|^T underflows for most bins of a long composition: skip the trigonometry.
+                let logMag = 0.5 * power * log(r2)
+                if !(logMag > -745) { acc[i] = (0, 0); continue }
+                let mag = exp(logMag)
                 let ang = power * atan2(im, re)
                 let (cr, ci) = (mag * cos(ang), mag * sin(ang))
                 let (ar, ai) = acc[i]
