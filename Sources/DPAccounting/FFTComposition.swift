@@ -20,9 +20,11 @@ enum FFTComposition {
         let parts = parts.filter { $0.1 > 0 }
         var logNoInfinity = 0.0
         var baseOffset = 0
+        var shift = 0.0
         for (d, t) in parts {
             logNoInfinity += Double(t) * log1p(-Swift.min(d.infinityMass, 1))
             baseOffset += t * d.offset
+            shift += Double(t) * d.shift
         }
         let infinityMass = -expm1(logNoInfinity)
         if parts.isEmpty {
@@ -64,7 +66,7 @@ enum FFTComposition {
             pmf[j] = Swift.max(0, real[(kMin + j) % n] * scale)
         }
         return ComposedPLD(offset: baseOffset + kMin, pmf: pmf, infinityMass: infinityMass,
-                           interval: h, slack: tailMass, pessimistic: pessimistic)
+                           interval: h, slack: tailMass, pessimistic: pessimistic, shift: shift)
     }
 
     /// `[kMin, kMax]` in offset units holding all but `tailMass` of the composed mass.

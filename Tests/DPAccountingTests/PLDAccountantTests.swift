@@ -97,6 +97,7 @@ struct InvariantTests {
         let p = try pld.epsilon(delta: delta)
         #expect(p.epsilonLower! <= p.epsilonUpper!)
         #expect(p.epsilonUpper! <= r * (1 + 1e-3) + 1e-6, "PLD \(p.epsilonUpper!) RDP \(r)")
+        #expect(p.epsilonUpper! - p.epsilonLower! <= 0.01 * p.epsilonUpper! + 1e-4, "the certified interval is tight")
     }
 
     @Test("q = 1, one step: RDP is alpha / (2 sigma^2) and PLD brackets the analytic Gaussian",
