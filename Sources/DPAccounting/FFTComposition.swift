@@ -46,16 +46,12 @@ enum FFTComposition {
             let power = Double(t)
             for i in 0..<bins {
                 let (re, im) = spectrum[i]
-                let (ar0, ai0) = acc[i]
-                if ar0 == 0 && ai0 == 0 { continue }
-                let r2 = re * re + im * im
-                // |z|^T underflows for most bins of a long composition: skip the trigonometry.
-                let logMag = 0.5 * power * log(r2)
-                if !(logMag > -745) { acc[i] = (0, 0); continue }
-                let mag = exp(logMag)
-                let ang = power * atan2(im, re)
-                let (cr, ci) = (mag * cos(ang), mag * sin(ang))
                 let (ar, ai) = acc[i]
+                if ar == 0 && ai == 0 { continue }
+                let r2 = re * re + im * im
+                // |z|^T underflows for most bins of a long composition: skip those.
+                if !(0.5 * power * log(r2) > -745) { acc[i] = (0, 0); continue }
+                let (cr, ci) = complexPower(re, im, t)
                 acc[i] = (ar * cr - ai * ci, ar * ci + ai * cr)
             }
         }
@@ -67,6 +63,21 @@ enum FFTComposition {
         }
         return ComposedPLD(offset: baseOffset + kMin, pmf: pmf, infinityMass: infinityMass,
                            interval: h, slack: tailMass, pessimistic: pessimistic, shift: shift)
+    }
+
+    /// `(re + i im)^n` by binary exponentiation (about 2 log2(n) complex products; the
+    /// relative error grows like log2(n) ulps). Callers skip bases whose power underflows.
+    @inline(__always)
+    static func complexPower(_ re: Double, _ im: Double, _ n: Int) -> (Double, Double) {
+        var (br, bi) = (re, im)
+        var (rr, ri) = (1.0, 0.0)
+        var e = n
+        while e > 0 {
+            if e & 1 == 1 { (rr, ri) = (rr * br - ri * bi, rr * bi + ri * br) }
+            e >>= 1
+            if e > 0 { (br, bi) = (br * br - bi * bi, 2 * br * bi) }
+        }
+        return (rr, ri)
     }
 
     /// `[kMin, kMax]` in offset units holding all but `tailMass` of the composed mass.
@@ -85,7 +96,7 @@ enum FFTComposition {
         let scale = Swift.max(1, variance.squareRoot())
         let logTail = log(2 / tailMass)
         var upper = Double(maxIndex), lower = 0.0
-        for j in -8...12 {
+        for j in stride(from: -8, through: 12, by: 2) {
             let t = pow(10, Double(j) / 4) / scale
             for sign in [1.0, -1.0] {
                 let lambda = sign * t

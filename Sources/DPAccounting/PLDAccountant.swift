@@ -53,6 +53,9 @@ public struct PLDAccountant: PrivacyAccountant {
     public let valueDiscretizationInterval: Double
     /// The grid step is raised until the composed distribution needs at most this many points.
     public let maxGridSize: Int
+    /// The grid step is refined to at most 1/`gridPointsPerDeviation` of the smallest
+    /// single-step loss standard deviation.
+    public let gridPointsPerDeviation: Double
     /// Composed mass allowed outside the FFT window (counted against the bounds).
     public let tailMassTruncation: Double
     /// The composed steps, identical steps merged.
@@ -62,12 +65,17 @@ public struct PLDAccountant: PrivacyAccountant {
     ///   - valueDiscretizationInterval: the smallest grid step of the privacy loss (default
     ///     1e-4, as `dp_accounting`); must be > 0.
     ///   - maxGridSize: the largest composed grid before the step is raised (default 2^18).
+    ///   - gridPointsPerDeviation: the step is refined to at most this fraction of the
+    ///     smallest single-step loss standard deviation (default 50; lower is faster and looser).
     ///   - neighboringRelation: only `.addOrRemoveOne` is supported; any event composed into an
     ///     accountant with `.replaceOne` is refused.
     public init(valueDiscretizationInterval: Double = 1e-4, maxGridSize: Int = 1 << 18,
+                gridPointsPerDeviation: Double = 50,
                 neighboringRelation: NeighboringRelation = .addOrRemoveOne) {
         precondition(valueDiscretizationInterval > 0, "valueDiscretizationInterval must be > 0")
         precondition(maxGridSize >= 1024, "maxGridSize must be >= 1024")
+        precondition(gridPointsPerDeviation >= 1, "gridPointsPerDeviation must be >= 1")
+        self.gridPointsPerDeviation = gridPointsPerDeviation
         self.valueDiscretizationInterval = valueDiscretizationInterval
         self.maxGridSize = maxGridSize
         self.neighboringRelation = neighboringRelation
@@ -189,7 +197,7 @@ public struct PLDAccountant: PrivacyAccountant {
         return result
     }
 
-    /// The grid step: the requested one, refined to 1/50 of the smallest single-step loss
+    /// The grid step: the requested one, refined to 1/``gridPointsPerDeviation`` of the smallest single-step loss
     /// standard deviation (a grid coarser than the loss itself makes the bounds loose), then
     /// raised so the composed loss (estimated as 24 standard deviations plus the widest
     /// single-step range) fits in `maxGridSize` points.
@@ -215,7 +223,7 @@ public struct PLDAccountant: PrivacyAccountant {
             sumRanges += Double(c.count) * r
         }
         let width = Swift.min(sumRanges, 24 * variance.squareRoot() + widest)
-        let fine = Swift.min(valueDiscretizationInterval, smallestDeviation / 50)
+        let fine = Swift.min(valueDiscretizationInterval, smallestDeviation / gridPointsPerDeviation)
         return Swift.max(fine, width / Double(maxGridSize),
                          widest / Double(4 * maxGridSize))
     }

@@ -26,7 +26,7 @@ struct PLDAccountantTests {
           arguments: [(0.8, 1), (2.0, 1), (5.0, 1), (3.0, 10)] as [(Double, Int)])
     func analyticGaussian(_ sc: (Double, Int)) throws {
         let (sigma, steps) = sc
-        var a = PLDAccountant(valueDiscretizationInterval: 1e-3)
+        var a = PLDAccountant.coarse
         try a.compose(.gaussian(noiseMultiplier: sigma), count: steps)
         let bounds = try a.composedBounds()
         for delta in [1e-5, 1e-3] {
@@ -90,7 +90,7 @@ struct InvariantTests {
     @Test("PLD lower <= PLD upper <= RDP", arguments: grid, [1e-5, 1e-6])
     func ordering(_ c: (Double, Double, Int), delta: Double) throws {
         let (q, s, t) = c
-        var rdp = RDPAccountant(), pld = PLDAccountant(valueDiscretizationInterval: heavyTests ? 1e-4 : 1e-3)
+        var rdp = RDPAccountant(), pld = (heavyTests ? PLDAccountant() : PLDAccountant.coarse)
         try rdp.compose(step(q, s), count: t)
         try pld.compose(step(q, s), count: t)
         let r = try rdp.epsilon(delta: delta).epsilon
@@ -103,7 +103,7 @@ struct InvariantTests {
     @Test("q = 1, one step: RDP is alpha / (2 sigma^2) and PLD brackets the analytic Gaussian",
           arguments: [0.5, 1.0, 4.0, 10.0])
     func fullBatch(_ sigma: Double) throws {
-        var pld = PLDAccountant(valueDiscretizationInterval: 1e-3)
+        var pld = PLDAccountant.coarse
         try pld.compose(step(1, sigma))
         var rdp = RDPAccountant()
         try rdp.compose(step(1, sigma))
