@@ -156,10 +156,12 @@ struct EpsilonCommand: ParsableCommand {
     }
 
     static func jsonFields(_ r: EpsilonReport) -> [String: Any] {
-        var f: [String: Any] = ["epsilon": r.epsilon, "accountant": r.accountant, "warnings": r.warnings]
+        // JSON has no infinity: an unbounded epsilon is written as the string "Infinity".
+        func number(_ x: Double) -> Any { x.isFinite ? x : (x > 0 ? "Infinity" : "NaN") }
+        var f: [String: Any] = ["epsilon": number(r.epsilon), "accountant": r.accountant, "warnings": r.warnings]
         if let o = r.order { f["order"] = o }
-        if let l = r.epsilonLower { f["epsilon_lower"] = l }
-        if let u = r.epsilonUpper { f["epsilon_upper"] = u }
+        if let l = r.epsilonLower { f["epsilon_lower"] = number(l) }
+        if let u = r.epsilonUpper { f["epsilon_upper"] = number(u) }
         return f
     }
 
