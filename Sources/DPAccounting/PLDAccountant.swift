@@ -147,7 +147,8 @@ public struct PLDAccountant: PrivacyAccountant {
         lower = Swift.min(lower, upper)
         var warnings: [String] = []
         if upper == .infinity {
-            warnings.append("delta = \(delta) is below the probability of an unbounded privacy loss; epsilon is infinite")
+            let floor = c.map { $0.upper.infinityMass + $0.upper.slack }.max() ?? 0
+            warnings.append("delta = \(delta) is below \(floor), the mass the PLD cannot bound (privacy loss at infinity plus the truncated tails); the upper bound is infinite: use a larger delta or the RDP accountant")
         }
         if let h = c.first?.upper.interval, h > valueDiscretizationInterval * 1.0001 {
             warnings.append("discretisation interval raised to \(h) to fit \(maxGridSize) grid points")

@@ -47,6 +47,16 @@ struct PLDAccountantTests {
         }
     }
 
+    @Test("a delta below the truncated mass gives an infinite upper bound, with a warning")
+    func tinyDelta() throws {
+        var a = PLDAccountant.coarse
+        try a.compose(step(0.01, 1.0), count: 100)
+        let r = try a.epsilon(delta: 1e-17)
+        #expect(r.epsilonUpper == .infinity && r.epsilon == .infinity)
+        #expect(r.epsilonLower!.isFinite)
+        #expect(r.warnings.contains { $0.contains("cannot bound") })
+    }
+
     @Test("the replace-one relation is refused")
     func replaceOne() {
         var a = PLDAccountant(neighboringRelation: .replaceOne)
