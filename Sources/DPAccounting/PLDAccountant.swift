@@ -9,8 +9,9 @@ import Foundation
 /// divergence `delta(eps) = E_P[(1 - e^{eps - L})_+]` (Meiser, Mohammadi 2018; Sommer, Meiser,
 /// Mohammadi 2019; Koskela, Jalko, Honkela 2020). Composition adds independent losses, so the
 /// composed PLD is a convolution, computed here by FFT (FFTW, real-to-complex) on a grid of
-/// step `h` (``valueDiscretizationInterval``, raised automatically when the composed
-/// distribution would not fit in ``maxGridSize`` points).
+/// step `h` (``valueDiscretizationInterval``, refined to 1/``gridPointsPerDeviation`` of the
+/// single-step loss standard deviation when that is narrower, and raised when the composed
+/// distribution would not fit in ``maxGridSize`` points, with a warning in the report).
 ///
 /// Supported: `.poissonSampled(q, .gaussian(sigma))` and `.gaussian(sigma)` (q = 1), any
 /// self-composition and composition of them, under the add/remove-one relation. With
@@ -26,12 +27,14 @@ import Foundation
 ///   pair dominates `(P, Q)` (its hockey-stick curve is the chord interpolation of the true
 ///   one in `e^eps`), and domination survives composition. Loss beyond the grid goes to
 ///   `+inf` (upper tail) or the lowest point (lower tail), again keeping the pair dominating.
-/// - Lower bound ("optimistic"): a pair dominated by `(P, Q)`: the true curve `delta(x)`,
-///   `x = e^eps`, is convex with slope `-Q(L > eps)`, so on each interval the chord exceeds it
-///   by at most `(c - d_a)(d_b - c)(x_{k+1} - x_k) / (d_b - d_a)` (end slopes `d_a`, `d_b`,
-///   chord slope `c`); subtracting that margin at the grid points and taking the lower convex
-///   hull gives a curve below the true one that is itself the curve of a discrete PLD on the
-///   grid (P-mass and Q-mass at most 1).
+/// - Lower bound ("optimistic"): a pair dominated by `(P, Q)`. The true curve `delta(x)`,
+///   `x = e^eps`, is convex with slope `-Q(L > eps)`, so it lies above the tangents at the
+///   ends of each interval; lowering one end point by the chord's excess over those tangents
+///   (see `dominatedPMF`) and taking the lower convex hull gives a curve below the true one
+///   that is itself the curve of a discrete PLD on the grid (P-mass and Q-mass at most 1).
+///   In the remove direction the loss mass piles up just above `log(1 - q)`: all loss up to
+///   `log(1 - q) + h` is merged into one atom at its exact merged loss (merging is a
+///   post-processing, so the pair stays dominated) and the lower grid is shifted onto it.
 /// - Truncation: the FFT window is chosen by a Chernoff bound so that at most `tau = 1e-15` of
 ///   composed mass falls outside; `tau` is added to delta for the upper bound and subtracted for
 ///   the lower bound.
@@ -49,7 +52,7 @@ public struct PLDAccountant: PrivacyAccountant {
 
     public var name: String { "pld" }
     public let neighboringRelation: NeighboringRelation
-    /// The smallest grid step `h` of the privacy loss.
+    /// The requested grid step `h` of the privacy loss (see the type's discussion).
     public let valueDiscretizationInterval: Double
     /// The grid step is raised until the composed distribution needs at most this many points.
     public let maxGridSize: Int
@@ -62,7 +65,7 @@ public struct PLDAccountant: PrivacyAccountant {
     public private(set) var components: [Component] = []
 
     /// - Parameters:
-    ///   - valueDiscretizationInterval: the smallest grid step of the privacy loss (default
+    ///   - valueDiscretizationInterval: the requested grid step of the privacy loss (default
     ///     1e-4, as `dp_accounting`); must be > 0.
     ///   - maxGridSize: the largest composed grid before the step is raised (default 2^18).
     ///   - gridPointsPerDeviation: the step is refined to at most this fraction of the
