@@ -11,7 +11,7 @@ struct DPKitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dpkit",
         abstract: "DPKit: differentially private training, accounting and experiments.",
-        subcommands: [InfoCommand.self, BenchCommand.self])
+        subcommands: [InfoCommand.self, BenchCommand.self, EpsilonCommand.self, CalibrateCommand.self])
 }
 
 struct InfoCommand: ParsableCommand {

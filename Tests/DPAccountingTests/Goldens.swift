@@ -1,4 +1,5 @@
 // Golden values shared by the tests.
+import Testing
 @testable import DPAccounting
 
 /// A Poisson-sampled Gaussian setting with `dp_accounting` 0.6 reference epsilons at
@@ -25,4 +26,3 @@ struct Golden: Sendable, CustomTestStringConvertible {
     ]
 }
 
-import Testing
