@@ -20,9 +20,11 @@ enum FFTComposition {
         let parts = parts.filter { $0.1 > 0 }
         var logNoInfinity = 0.0
         var baseOffset = 0
+        var shift = 0.0
         for (d, t) in parts {
             logNoInfinity += Double(t) * log1p(-Swift.min(d.infinityMass, 1))
             baseOffset += t * d.offset
+            shift += Double(t) * d.shift
         }
         let infinityMass = -expm1(logNoInfinity)
         if parts.isEmpty {
@@ -44,12 +46,12 @@ enum FFTComposition {
             let power = Double(t)
             for i in 0..<bins {
                 let (re, im) = spectrum[i]
-                let r = (re * re + im * im).squareRoot()
-                if r == 0 { acc[i] = (0, 0); continue }
-                let mag = pow(r, power)
-                let ang = power * atan2(im, re)
-                let (cr, ci) = (mag * cos(ang), mag * sin(ang))
                 let (ar, ai) = acc[i]
+                if ar == 0 && ai == 0 { continue }
+                let r2 = re * re + im * im
+                // |z|^T underflows for most bins of a long composition: skip those.
+                if !(0.5 * power * log(r2) > -745) { acc[i] = (0, 0); continue }
+                let (cr, ci) = complexPower(re, im, t)
                 acc[i] = (ar * cr - ai * ci, ar * ci + ai * cr)
             }
         }
@@ -60,7 +62,22 @@ enum FFTComposition {
             pmf[j] = Swift.max(0, real[(kMin + j) % n] * scale)
         }
         return ComposedPLD(offset: baseOffset + kMin, pmf: pmf, infinityMass: infinityMass,
-                           interval: h, slack: tailMass, pessimistic: pessimistic)
+                           interval: h, slack: tailMass, pessimistic: pessimistic, shift: shift)
+    }
+
+    /// `(re + i im)^n` by binary exponentiation (about 2 log2(n) complex products; the
+    /// relative error grows like log2(n) ulps). Callers skip bases whose power underflows.
+    @inline(__always)
+    static func complexPower(_ re: Double, _ im: Double, _ n: Int) -> (Double, Double) {
+        var (br, bi) = (re, im)
+        var (rr, ri) = (1.0, 0.0)
+        var e = n
+        while e > 0 {
+            if e & 1 == 1 { (rr, ri) = (rr * br - ri * bi, rr * bi + ri * br) }
+            e >>= 1
+            if e > 0 { (br, bi) = (br * br - bi * bi, 2 * br * bi) }
+        }
+        return (rr, ri)
     }
 
     /// `[kMin, kMax]` in offset units holding all but `tailMass` of the composed mass.
@@ -79,7 +96,7 @@ enum FFTComposition {
         let scale = Swift.max(1, variance.squareRoot())
         let logTail = log(2 / tailMass)
         var upper = Double(maxIndex), lower = 0.0
-        for j in -8...12 {
+        for j in stride(from: -8, through: 12, by: 2) {
             let t = pow(10, Double(j) / 4) / scale
             for sign in [1.0, -1.0] {
                 let lambda = sign * t

@@ -9,8 +9,9 @@ import Foundation
 /// divergence `delta(eps) = E_P[(1 - e^{eps - L})_+]` (Meiser, Mohammadi 2018; Sommer, Meiser,
 /// Mohammadi 2019; Koskela, Jalko, Honkela 2020). Composition adds independent losses, so the
 /// composed PLD is a convolution, computed here by FFT (FFTW, real-to-complex) on a grid of
-/// step `h` (``valueDiscretizationInterval``, raised automatically when the composed
-/// distribution would not fit in ``maxGridSize`` points).
+/// step `h` (``valueDiscretizationInterval``, refined to 1/``gridPointsPerDeviation`` of the
+/// single-step loss standard deviation when that is narrower, and raised when the composed
+/// distribution would not fit in ``maxGridSize`` points, with a warning in the report).
 ///
 /// Supported: `.poissonSampled(q, .gaussian(sigma))` and `.gaussian(sigma)` (q = 1), any
 /// self-composition and composition of them, under the add/remove-one relation. With
@@ -26,12 +27,14 @@ import Foundation
 ///   pair dominates `(P, Q)` (its hockey-stick curve is the chord interpolation of the true
 ///   one in `e^eps`), and domination survives composition. Loss beyond the grid goes to
 ///   `+inf` (upper tail) or the lowest point (lower tail), again keeping the pair dominating.
-/// - Lower bound ("optimistic"): a pair dominated by `(P, Q)`: the true curve `delta(x)`,
-///   `x = e^eps`, is convex with slope `-Q(L > eps)`, so on each interval the chord exceeds it
-///   by at most `(c - d_a)(d_b - c)(x_{k+1} - x_k) / (d_b - d_a)` (end slopes `d_a`, `d_b`,
-///   chord slope `c`); subtracting that margin at the grid points and taking the lower convex
-///   hull gives a curve below the true one that is itself the curve of a discrete PLD on the
-///   grid (P-mass and Q-mass at most 1).
+/// - Lower bound ("optimistic"): a pair dominated by `(P, Q)`. The true curve `delta(x)`,
+///   `x = e^eps`, is convex with slope `-Q(L > eps)`, so it lies above the tangents at the
+///   ends of each interval; lowering one end point by the chord's excess over those tangents
+///   (see `dominatedPMF`) and taking the lower convex hull gives a curve below the true one
+///   that is itself the curve of a discrete PLD on the grid (P-mass and Q-mass at most 1).
+///   In the remove direction the loss mass piles up just above `log(1 - q)`: all loss up to
+///   `log(1 - q) + h` is merged into one atom at its exact merged loss (merging is a
+///   post-processing, so the pair stays dominated) and the lower grid is shifted onto it.
 /// - Truncation: the FFT window is chosen by a Chernoff bound so that at most `tau = 1e-15` of
 ///   composed mass falls outside; `tau` is added to delta for the upper bound and subtracted for
 ///   the lower bound.
@@ -49,25 +52,33 @@ public struct PLDAccountant: PrivacyAccountant {
 
     public var name: String { "pld" }
     public let neighboringRelation: NeighboringRelation
-    /// The smallest grid step `h` of the privacy loss.
+    /// The requested grid step `h` of the privacy loss (see the type's discussion).
     public let valueDiscretizationInterval: Double
     /// The grid step is raised until the composed distribution needs at most this many points.
     public let maxGridSize: Int
+    /// The grid step is refined to at most 1/`gridPointsPerDeviation` of the smallest
+    /// single-step loss standard deviation.
+    public let gridPointsPerDeviation: Double
     /// Composed mass allowed outside the FFT window (counted against the bounds).
     public let tailMassTruncation: Double
     /// The composed steps, identical steps merged.
     public private(set) var components: [Component] = []
 
     /// - Parameters:
-    ///   - valueDiscretizationInterval: the smallest grid step of the privacy loss (default
+    ///   - valueDiscretizationInterval: the requested grid step of the privacy loss (default
     ///     1e-4, as `dp_accounting`); must be > 0.
     ///   - maxGridSize: the largest composed grid before the step is raised (default 2^18).
+    ///   - gridPointsPerDeviation: the step is refined to at most this fraction of the
+    ///     smallest single-step loss standard deviation (default 50; lower is faster and looser).
     ///   - neighboringRelation: only `.addOrRemoveOne` is supported; any event composed into an
     ///     accountant with `.replaceOne` is refused.
     public init(valueDiscretizationInterval: Double = 1e-4, maxGridSize: Int = 1 << 18,
+                gridPointsPerDeviation: Double = 50,
                 neighboringRelation: NeighboringRelation = .addOrRemoveOne) {
         precondition(valueDiscretizationInterval > 0, "valueDiscretizationInterval must be > 0")
         precondition(maxGridSize >= 1024, "maxGridSize must be >= 1024")
+        precondition(gridPointsPerDeviation >= 1, "gridPointsPerDeviation must be >= 1")
+        self.gridPointsPerDeviation = gridPointsPerDeviation
         self.valueDiscretizationInterval = valueDiscretizationInterval
         self.maxGridSize = maxGridSize
         self.neighboringRelation = neighboringRelation
@@ -139,7 +150,8 @@ public struct PLDAccountant: PrivacyAccountant {
         lower = Swift.min(lower, upper)
         var warnings: [String] = []
         if upper == .infinity {
-            warnings.append("delta = \(delta) is below the probability of an unbounded privacy loss; epsilon is infinite")
+            let floor = c.map { $0.upper.infinityMass + $0.upper.slack }.max() ?? 0
+            warnings.append("delta = \(delta) is below \(floor), the mass the PLD cannot bound (privacy loss at infinity plus the truncated tails); the upper bound is infinite: use a larger delta or the RDP accountant")
         }
         if let h = c.first?.upper.interval, h > valueDiscretizationInterval * 1.0001 {
             warnings.append("discretisation interval raised to \(h) to fit \(maxGridSize) grid points")
@@ -189,7 +201,7 @@ public struct PLDAccountant: PrivacyAccountant {
         return result
     }
 
-    /// The grid step: the requested one, refined to 1/50 of the smallest single-step loss
+    /// The grid step: the requested one, refined to 1/``gridPointsPerDeviation`` of the smallest single-step loss
     /// standard deviation (a grid coarser than the loss itself makes the bounds loose), then
     /// raised so the composed loss (estimated as 24 standard deviations plus the widest
     /// single-step range) fits in `maxGridSize` points.
@@ -215,7 +227,7 @@ public struct PLDAccountant: PrivacyAccountant {
             sumRanges += Double(c.count) * r
         }
         let width = Swift.min(sumRanges, 24 * variance.squareRoot() + widest)
-        let fine = Swift.min(valueDiscretizationInterval, smallestDeviation / 50)
+        let fine = Swift.min(valueDiscretizationInterval, smallestDeviation / gridPointsPerDeviation)
         return Swift.max(fine, width / Double(maxGridSize),
                          widest / Double(4 * maxGridSize))
     }
@@ -317,8 +329,6 @@ struct SubsampledGaussianLoss {
         // Upper bound: connect the dots.
         var up = [Double](repeating: 0, count: n)
         up[0] = Swift.max(0, 1 - sp[0])  // lower tail folded onto the lowest point
-        // margin[k]: how far the lower bound's curve is lowered at x_k (see below).
-        var margin = [Double](repeating: 0, count: n)
         for k in 0..<(n - 1) {
             let pb = Swift.max(0, sp[k] - sp[k + 1]), qb = Swift.max(0, sq[k] - sq[k + 1])
             if pb == 0 { continue }
@@ -327,30 +337,68 @@ struct SubsampledGaussianLoss {
             let c = pb * Swift.min(1, Swift.max(0, (1 - u) / shrink))
             up[k] += pb - c
             up[k + 1] += c
-            // With r = c e^{-eps_{k+1}} (the Q-mass sent up), the curve's end slopes differ from
-            // the chord's by Q_b - r and r: the tangents at the ends meet at the fraction
-            // t = r / Q_b of the interval, where the chord is (Q_b - r) r w / Q_b above them
-            // (w = x_{k+1} - x_k). Lowering the end nearer the meeting point by
-            // gap / (1 - t) = r w (left, t < 1/2) or gap / t = (Q_b - r) w (right) puts the
-            // chord below both tangents, hence below the curve.
-            if qb > 0 {
-                let r = Swift.min(qb, c * exp(-eps(k + 1)))
-                let w = exp(eps(k)) * expm1(h)
-                if r < qb / 2 {
-                    margin[k] = Swift.max(margin[k], r * w)
-                } else {
-                    margin[k + 1] = Swift.max(margin[k + 1], (qb - r) * w)
-                }
-            }
         }
         let tailP = sp[n - 1], tailQ = sq[n - 1]
         let atTop = tailQ > 0 ? Swift.min(tailP, exp(eps(n - 1) + log(tailQ))) : 0
         up[n - 1] += atTop
         let upper = DiscretePLD(offset: kLo, pmf: up, infinityMass: Swift.max(0, tailP - atTop))
 
-        // Lower bound: delta curve minus the chord margin, then its lower convex hull in x = e^eps.
-        // The curve lies above both end tangents (slopes -Q(L > eps)); a line through the lowered
-        // end points lies below the curve if it lies below the tangents where they meet.
+        // Lower bound. In the remove direction the loss piles up just above its minimum
+        // log(1 - q) (most of the y-line maps there): merge all loss up to log(1 - q) + h into
+        // one atom at its exact merged loss l* = log(P(cell) / Q(cell)) (merging is a
+        // post-processing, so the pair stays dominated) and put the lower grid at l* + k h, so
+        // the pile sits exactly on a grid point instead of costing a margin every step.
+        if direction == .remove, q < 1 {
+            let top = log1p(-q) + h
+            let t = threshold(top)
+            let pCell = (1 - q) * Special.normalCDF(t / sigma) + q * Special.normalCDF((t - 1) / sigma)
+            let qCell = Special.normalCDF(t / sigma)
+            if pCell > 0, qCell > 0 {
+                let merged = Swift.min(top, Swift.max(log1p(-q), log(pCell) - log(qCell)))
+                let m = Swift.max(2, Int(((range.upper - merged) / h).rounded(.up)) + 1)
+                var lp = [Double](repeating: 0, count: m), lq = [Double](repeating: 0, count: m)
+                lp[0] = 1 - pCell; lq[0] = 1 - qCell
+                for k in 1..<m {
+                    let sv = survival(merged + Double(k) * h)
+                    lp[k] = sv.p; lq[k] = sv.q
+                }
+                let pmf = Self.dominatedPMF(eps: { merged + Double($0) * h }, sp: lp, sq: lq, h: h)
+                return (upper, DiscretePLD(offset: 0, pmf: pmf, infinityMass: 0, shift: merged))
+            }
+        }
+        let pmf = Self.dominatedPMF(eps: eps, sp: sp, sq: sq, h: h)
+        return (upper, DiscretePLD(offset: kLo, pmf: pmf, infinityMass: 0))
+    }
+
+    /// A discrete PLD on the grid `eps(k)` dominated by the pair whose survival functions at the
+    /// grid points are `sp`, `sq` (no mass below `eps(0)`).
+    ///
+    /// The true curve `delta(x) = P(L > eps) - x Q(L > eps)`, `x = e^eps`, is convex with slope
+    /// `-Q(L > eps)`, so it lies above the tangents at the ends of each interval. With the
+    /// interval's masses `P_b`, `Q_b` and `r = (P_b - x_k Q_b) / w` (`w = x_{k+1} - x_k`), the end
+    /// slopes differ from the chord's by `Q_b - r` and `r`; the tangents meet at the fraction
+    /// `t = r / Q_b`, where the chord is `(Q_b - r) r w / Q_b` above them. Lowering the end
+    /// nearer that point by `gap / (1 - t) = r w` (left, `t < 1/2`) or `gap / t = (Q_b - r) w`
+    /// (right) puts the chord below both tangents, hence below the curve. The lower convex hull
+    /// of the lowered points (capped so that P-mass and Q-mass stay <= 1) is the curve of the
+    /// returned PLD.
+    static func dominatedPMF(eps: (Int) -> Double, sp: [Double], sq: [Double], h: Double) -> [Double] {
+        let n = sp.count
+        let shrink = -expm1(-h)
+        var margin = [Double](repeating: 0, count: n)
+        for k in 0..<(n - 1) {
+            let pb = Swift.max(0, sp[k] - sp[k + 1]), qb = Swift.max(0, sq[k] - sq[k + 1])
+            if pb == 0 || qb == 0 { continue }
+            let u = exp(eps(k) + log(qb) - log(pb))
+            let c = pb * Swift.min(1, Swift.max(0, (1 - u) / shrink))  // P-mass sent up
+            let r = Swift.min(qb, c * exp(-eps(k + 1)))
+            let w = exp(eps(k)) * expm1(h)
+            if r < qb / 2 {
+                margin[k] = Swift.max(margin[k], r * w)
+            } else {
+                margin[k + 1] = Swift.max(margin[k + 1], (qb - r) * w)
+            }
+        }
         var xs = [Double](repeating: 0, count: n), fs = [Double](repeating: 0, count: n)
         for k in 0..<n {
             xs[k] = exp(eps(k))
@@ -384,8 +432,7 @@ struct SubsampledGaussianLoss {
             low[v] = Swift.max(0, xs[v] * (prevSlope - slope))
             prevSlope = slope
         }
-        let lower = DiscretePLD(offset: kLo, pmf: low, infinityMass: 0)
-        return (upper, lower)
+        return low
     }
 }
 
@@ -396,6 +443,8 @@ struct DiscretePLD {
     var offset: Int
     var pmf: [Double]
     var infinityMass: Double
+    /// Loss of index `k` is `(offset + k) * h + shift`.
+    var shift: Double = 0
 }
 
 /// A composed PLD with the truncation slack that the bound must absorb.
@@ -407,6 +456,8 @@ struct ComposedPLD {
     /// Mass possibly misplaced by truncation: added to delta (upper) or subtracted (lower).
     var slack: Double
     var pessimistic: Bool
+    /// Loss of index `k` is `(offset + k) * interval + shift`.
+    var shift: Double = 0
 
     static let identity = ComposedPLD(offset: 0, pmf: [1], infinityMass: 0, interval: 1e-4,
                                       slack: 0, pessimistic: true)
@@ -417,7 +468,7 @@ struct ComposedPLD {
     func delta(epsilon eps: Double) -> Double {
         var s = constant
         for k in stride(from: pmf.count - 1, through: 0, by: -1) {
-            let l = Double(offset + k) * interval
+            let l = Double(offset + k) * interval + shift
             if l <= eps { break }
             s += pmf[k] * -expm1(eps - l)
         }
@@ -436,7 +487,7 @@ struct ComposedPLD {
         var a = c, b = 0.0
         var k = pmf.count - 1
         while k >= 0 {
-            let l = Double(offset + k) * interval
+            let l = Double(offset + k) * interval + shift
             if a - b > target {
                 return Swift.max(0, l + log((a - target) / b))
             }
@@ -447,7 +498,7 @@ struct ComposedPLD {
         }
         // delta(l_0 - h) <= target: the crossing is below the grid, where
         // delta(eps) = a - e^{eps - l_0 + h} b.
-        let l = Double(offset - 1) * interval
+        let l = Double(offset - 1) * interval + shift
         if b == 0 || a <= target { return 0 }
         return Swift.max(0, l + log((a - target) / b))
     }

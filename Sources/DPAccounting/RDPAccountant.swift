@@ -46,6 +46,9 @@ public struct RDPAccountant: PrivacyAccountant {
     public let orders: [Double]
     /// The accumulated RDP `rho(alpha)` at each order of ``orders``.
     public private(set) var rdp: [Double]
+    /// The last event composed and its RDP curve: a trainer composes the same step every
+    /// iteration, and the curve (fractional-order series at every order) dominates the cost.
+    private var lastCurve: (event: DpEvent, curve: [Double])?
 
     /// - Parameters:
     ///   - orders: Renyi orders, each > 1 (sorted and de-duplicated here).
@@ -62,7 +65,13 @@ public struct RDPAccountant: PrivacyAccountant {
     public mutating func compose(_ event: DpEvent, count: Int = 1) throws {
         try Validate.count(count)
         try event.validate()
-        let r = try Self.rdp(of: event, orders: orders, relation: neighboringRelation)
+        let r: [Double]
+        if let last = lastCurve, last.event == event {
+            r = last.curve
+        } else {
+            r = try Self.rdp(of: event, orders: orders, relation: neighboringRelation)
+            lastCurve = (event, r)
+        }
         let c = Double(count)
         for i in rdp.indices where count > 0 { rdp[i] += c * r[i] }
     }
@@ -187,15 +196,14 @@ enum SampledGaussianRDP {
     static func logAInteger(q: Double, sigma: Double, alpha: Int) -> Double {
         let logQ = log(q), log1mQ = log1p(-q)
         let s2 = 2 * sigma * sigma
-        var logA = -Double.infinity
+        var sum = Special.LogSum()
         var logBinom = 0.0  // log C(alpha, 0)
         for i in 0...alpha {
-            if i > 0 { logBinom += log(Double(alpha - i + 1)) - log(Double(i)) }
+            if i > 0 { logBinom += log(Double(alpha - i + 1) / Double(i)) }
             let di = Double(i)
-            let term = logBinom + di * logQ + Double(alpha - i) * log1mQ + (di * di - di) / s2
-            logA = Special.logAdd(logA, term)
+            sum.add(logBinom + di * logQ + Double(alpha - i) * log1mQ + (di * di - di) / s2)
         }
-        return logA
+        return sum.value
     }
 
     /// `log A_alpha` for fractional alpha by the two-sided series of Mironov, Talwar, Zhang
@@ -205,7 +213,7 @@ enum SampledGaussianRDP {
     /// summed until both terms fall below `e^-30` (the binomial coefficients change sign past
     /// `alpha`, so positive and negative parts are kept apart in log space).
     static func logAFractional(q: Double, sigma: Double, alpha: Double) -> Double {
-        var logA0 = -Double.infinity, logA1 = -Double.infinity
+        var positive = Special.LogSum(), negative = Special.LogSum()
         let logQ = log(q), log1mQ = log1p(-q)
         let s2 = 2 * sigma * sigma
         let z0 = sigma * sigma * log(1 / q - 1) + 0.5
@@ -227,16 +235,14 @@ enum SampledGaussianRDP {
             let logS0 = logT0 + (di * di - di) / s2 + logE0
             let logS1 = logT1 + (j * j - j) / s2 + logE1
             if coefPositive {
-                logA0 = Special.logAdd(logA0, logS0)
-                logA1 = Special.logAdd(logA1, logS1)
+                positive.add(logS0); positive.add(logS1)
             } else {
-                logA0 = Special.logSub(logA0, logS0)
-                logA1 = Special.logSub(logA1, logS1)
+                negative.add(logS0); negative.add(logS1)
             }
             i += 1
             if Swift.max(logS0, logS1) < -30, di > alpha { break }
         }
-        return Special.logAdd(logA0, logA1)
+        return Special.logSub(positive.value, negative.value)
     }
 
     /// Sampling `m` of `n` records without replacement (`gamma = m/n`), replace-one, by the

@@ -42,4 +42,23 @@ enum Special {
     /// Standard normal distribution function `Phi(z)`.
     @inline(__always)
     static func normalCDF(_ z: Double) -> Double { 0.5 * erfc(-z * 0.7071067811865476) }
+
+    /// Streams `log sum exp(t_i)` with one `exp` per term: keeps the running maximum `m` and
+    /// `s = sum exp(t_i - m)`, rescaling when the maximum moves.
+    struct LogSum {
+        private var m = -Double.infinity
+        private var s = 0.0
+
+        @inline(__always)
+        mutating func add(_ t: Double) {
+            if t <= m {
+                s += exp(t - m)
+            } else if t > -.infinity {
+                s = s * exp(m - t) + 1
+                m = t
+            }
+        }
+
+        var value: Double { m == -.infinity ? -.infinity : m + log(s) }
+    }
 }

@@ -31,6 +31,10 @@ public final class Conv2d: Layer {
     /// Forces a norm rule (tests); `nil` lets the cost model choose.
     var normRuleOverride: PerSampleNormRule?
 
+    /// `false` skips the input gradient (``Layer/needsInputGradient``): ``backward(_:)`` returns zeros.
+    public var needsInputGradient = true
+    var zeroInputGradient = Tensor<Float>(zeros: [0, 0, 0, 0])
+
     var geometry: ConvGeometry?
     var batchSize = 0
     var columns = Tensor<Float>(zeros: [0, 0, 0])          // [B, K, L], from forward
@@ -91,8 +95,9 @@ public final class Conv2d: Layer {
         let k = patchSize, l = g.outputPositions, c = outChannels
         ensureShape(&columns, g.columnShape(batch: batchSize))
         im2col(x, geometry: g, into: &columns)
-        var y = Tensor<Float>(zeros: [batchSize, c, g.outputHeight, g.outputWidth])
-        if batchSize == 0 { return y }
+        if batchSize == 0 { return Tensor(zeros: [0, c, g.outputHeight, g.outputWidth]) }
+        // Every output is written below (bias fill, or a GEMM with beta 0): no zero fill.
+        var y = Tensor<Float>(unsafeUninitializedShape: [batchSize, c, g.outputHeight, g.outputWidth]) { _ in }
         let biasValue = bias?.value
         weight.value.withUnsafeBufferPointer { w in
             columns.withUnsafeBufferPointer { cols in
@@ -117,8 +122,12 @@ public final class Conv2d: Layer {
         precondition(dy.scalarCount == batchSize * c * l,
                      "\(description).backward: gradient \(dy.shape) should be [\(batchSize), \(c), \(g.outputHeight), \(g.outputWidth)]")
         outputGradient = dy.reshaped([batchSize, c, l])
-        var dx = Tensor<Float>(zeros: [batchSize, inChannels, g.height, g.width])
-        if batchSize == 0 { return dx }
+        let inputShape: Shape = [batchSize, inChannels, g.height, g.width]
+        if !needsInputGradient || batchSize == 0 {
+            if zeroInputGradient.shape != inputShape { zeroInputGradient = Tensor(zeros: inputShape) }
+            return zeroInputGradient
+        }
+        var dx = Tensor<Float>(zeros: inputShape)
         ensureShape(&columnGradient, g.columnShape(batch: batchSize))
         weight.value.withUnsafeBufferPointer { w in
             outputGradient.withUnsafeBufferPointer { d in

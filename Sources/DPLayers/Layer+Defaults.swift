@@ -16,6 +16,16 @@ extension ParameterFreeLayer {
     public func perSampleGradients() -> [Tensor<Float>] { [] }
 }
 
+// MARK: - Input gradient
+
+extension Layer {
+    /// Layers that always compute their input gradient: reading gives `true`, setting is ignored.
+    public var needsInputGradient: Bool {
+        get { true }
+        set {}
+    }
+}
+
 // MARK: - Helpers for per-layer clipping
 
 extension Layer {

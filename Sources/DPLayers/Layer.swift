@@ -54,6 +54,13 @@ public protocol Layer: AnyObject {
     func outputShape(forExampleShape inputShape: Shape) -> Shape
     func forward(_ input: Tensor<Float>, context: inout ForwardContext) -> Tensor<Float>
     func backward(_ outputGradient: Tensor<Float>) -> Tensor<Float>
+    /// Whether ``backward(_:)`` must compute the gradient w.r.t. the input (default `true`).
+    ///
+    /// When `false` the layer still caches what the per-sample phases need, but may skip the
+    /// input gradient and return zeros of the input's shape instead: a model's first layer,
+    /// whose input is data, needs no input gradient (for a convolution that saves the
+    /// `W^T dY` GEMM and the col2im). Layers that cannot skip anything ignore it.
+    var needsInputGradient: Bool { get set }
     func addPerSampleGradientSquaredNorms(into norms: inout Tensor<Float>)
     func accumulateGradients(exampleWeights: Tensor<Float>?)
     /// The slow reference: the gradient of each parameter for each example, as

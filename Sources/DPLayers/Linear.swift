@@ -26,6 +26,10 @@ public final class Linear: Layer {
     /// Forces a norm rule for sequence input (tests); `nil` lets the cost model choose.
     var normRuleOverride: PerSampleNormRule?
 
+    /// `false` skips the input gradient (``Layer/needsInputGradient``): ``backward(_:)`` returns zeros.
+    public var needsInputGradient = true
+    var zeroInputGradient = Tensor<Float>(zeros: [0, 0])
+
     // Cached by forward/backward.
     var input = Tensor<Float>(zeros: [0, 0])          // [rows, inputs], rows = B * L
     var outputGradient = Tensor<Float>(zeros: [0, 0]) // [rows, outputs]
@@ -75,7 +79,8 @@ public final class Linear: Layer {
         let rows = x.scalarCount / inputCount
         positions = batchSize == 0 ? x.shape.trailingCount / inputCount : rows / batchSize
         input = x.reshaped([rows, inputCount])
-        var y = Tensor<Float>(zeros: [rows, outputCount])
+        // gemm with beta 0 writes every output (inputCount > 0): no zero fill.
+        var y = Tensor<Float>(unsafeUninitializedShape: [rows, outputCount]) { _ in }
         gemm(input, transposed: false, weight.value, transposed: true, into: &y)
         if let b = bias { y.addRowVector(b.value) }
         var outShape = x.shape
@@ -88,10 +93,15 @@ public final class Linear: Layer {
         precondition(dy.scalarCount == rows * outputCount,
                      "\(description).backward: output gradient \(dy.shape) does not match the forward output ([\(rows), \(outputCount)])")
         outputGradient = dy.reshaped([rows, outputCount])
-        var dx = Tensor<Float>(zeros: [rows, inputCount])
-        gemm(outputGradient, weight.value, into: &dx)
         var inShape = dy.shape
         inShape[inShape.rank - 1] = inputCount
+        if !needsInputGradient {
+            if zeroInputGradient.shape != inShape { zeroInputGradient = Tensor(zeros: inShape) }
+            return zeroInputGradient
+        }
+        // gemm with beta 0 writes every scalar (outputCount > 0): no zero fill.
+        var dx = Tensor<Float>(unsafeUninitializedShape: [rows, inputCount]) { _ in }
+        gemm(outputGradient, weight.value, into: &dx)
         return dx.reshaped(inShape)
     }
 

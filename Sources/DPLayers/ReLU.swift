@@ -15,8 +15,17 @@ public final class ReLU: ParameterFreeLayer {
 
     public func backward(_ dy: Tensor<Float>) -> Tensor<Float> {
         precondition(dy.shape == output.shape, "ReLU.backward: gradient \(dy.shape) differs from output \(output.shape)")
-        var dx = dy
-        dx.combine(output) { d, y in y > 0 ? d : 0 }
-        return dx
+        // One pass into a fresh tensor: `dy` is still referenced by the caller (and cached by
+        // the layer after), so modifying a copy of it would copy it first.
+        return dy.withUnsafeBufferPointer { pd in
+            output.withUnsafeBufferPointer { py in
+                Tensor(unsafeUninitializedShape: dy.shape) { dx in
+                    for i in 0..<dx.count {
+                        let d = pd[i], y = py[i]
+                        dx[i] = y > 0 ? d : 0
+                    }
+                }
+            }
+        }
     }
 }

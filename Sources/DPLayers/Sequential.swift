@@ -14,6 +14,21 @@ public final class Sequential: Layer {
         self.layers = layers
     }
 
+    /// Whether ``backward(_:)`` returns the gradient w.r.t. the model input (default `true`).
+    /// Forwarded to the leading layers up to and including the first one with parameters: a
+    /// trainer that discards the input gradient sets this to `false`, and the first
+    /// convolution or dense layer on the data skips computing it; ``backward(_:)`` then returns
+    /// zeros of the input's shape.
+    public var needsInputGradient: Bool {
+        get { layers.first?.needsInputGradient ?? true }
+        set {
+            for layer in layers {
+                layer.needsInputGradient = newValue
+                if !layer.parameters.isEmpty { break }
+            }
+        }
+    }
+
     public convenience init(_ layers: any Layer...) { self.init(layers) }
 
     public var description: String {

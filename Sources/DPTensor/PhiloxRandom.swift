@@ -163,6 +163,9 @@ public struct PhiloxRandom: RandomNumberGenerator, Sendable, Equatable, Codable 
 
 extension Tensor {
     /// Independent uniform samples in `range`.
+    /// Inlinable so that it is specialised for the caller's scalar and generator (unspecialised,
+    /// the generic `random(in:using:)` dominated the set-up of benchmarks).
+    @inlinable
     public init<G: RandomNumberGenerator>(uniform shape: Shape, in range: ClosedRange<Scalar>, using rng: inout G)
     where Scalar.RawSignificand: FixedWidthInteger {
         self.init(zeros: shape)

@@ -25,6 +25,23 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
         if value != 0 { storage.pointer.update(repeating: value, count: shape.scalarCount) }
     }
 
+    /// A tensor whose scalars `body` writes, without zeroing them first (for outputs a kernel
+    /// overwrites completely, such as a GEMM with `beta = 0`).
+    ///
+    /// - Precondition: `body` writes every scalar; reading one before it is written reads
+    ///   garbage. If `body` throws, the scalars are zeroed before the error propagates.
+    @inlinable
+    public init(unsafeUninitializedShape shape: Shape,
+                initializingWith body: (UnsafeMutableBufferPointer<Scalar>) throws -> Void) rethrows {
+        let storage = TensorStorage<Scalar>(uninitializedCount: shape.scalarCount)
+        self.init(storage: storage, offset: 0, shape: shape)
+        let buffer = UnsafeMutableBufferPointer(start: storage.pointer, count: shape.scalarCount)
+        do { try body(buffer) } catch {
+            buffer.update(repeating: 0)
+            throw error
+        }
+    }
+
     /// A tensor from scalars in row-major order.
     public init(_ scalars: [Scalar], shape: Shape) {
         precondition(scalars.count == shape.scalarCount,
@@ -125,9 +142,7 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
     }
 
     @usableFromInline mutating func makeUniqueCopy() {
-        let s = TensorStorage<Scalar>(count: scalarCount)
-        s.pointer.update(from: storage.pointer + offset, count: scalarCount)
-        storage = s
+        storage = TensorStorage<Scalar>(copying: storage.pointer + offset, count: scalarCount)
         offset = 0
     }
 

@@ -113,6 +113,9 @@ public final class DPSGDTrainer {
     private var indices: [Int] = []
     private var chunkIndices: [Int] = []
     private var batch: Tensor<Float>
+    /// The other half of a double buffer: the layers keep the previous chunk's input cached,
+    /// so gathering into it would copy it first (copy-on-write); alternating avoids that copy.
+    private var spareBatch: Tensor<Float>
     private var batchLabels: [Int] = []
     private var norms: Tensor<Float> = Tensor(zeros: [0])
     private var weights: Tensor<Float> = Tensor(zeros: [0])
@@ -137,6 +140,8 @@ public final class DPSGDTrainer {
         }
         try configuration.privacy?.validate()
         self.model = model
+        // The step discards the gradient w.r.t. the data: let the first layer skip it.
+        model.needsInputGradient = false
         self.optimizer = optimizer
         self.baseLearningRate = learningRate
         self.schedule = schedule
@@ -151,6 +156,7 @@ public final class DPSGDTrainer {
         self.clippingNorm = configuration.privacy?.clippingNorm ?? .infinity
         self.ledger = ledger
         self.batch = Tensor(zeros: data.batchShape(0))
+        self.spareBatch = Tensor(zeros: data.batchShape(0))
         self.secureRandom = (configuration.privacy?.secureNoise ?? false) ? SystemRandom() : nil
         self.budgetAccountant = budgetAccountant
         try recomputeBudget()
@@ -241,6 +247,7 @@ public final class DPSGDTrainer {
 
     private func processChunk() throws -> ChunkStats {
         let m = chunkIndices.count
+        swap(&batch, &spareBatch)
         if batch.leadingCount != m { batch = Tensor(zeros: data.batchShape(m)) }
         data.gather(indices: chunkIndices, into: &batch, labels: &batchLabels)
         var context = ForwardContext(training: true, rng: dropoutRandom)

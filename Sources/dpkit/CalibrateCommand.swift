@@ -10,7 +10,7 @@ struct CalibrateCommand: ParsableCommand {
 
     @OptionGroup var schedule: ScheduleOptions
 
-    @Option(help: "Target epsilon > 0.")
+    @Option(parsing: .unconditional, help: "Target epsilon > 0.")
     var epsilon: Double
 
     @Option(help: "Accountant: rdp or pld.")

@@ -15,19 +15,19 @@ enum SamplingChoice: String, ExpressibleByArgument, CaseIterable {
 
 /// The training schedule shared by `epsilon` and `calibrate`.
 struct ScheduleOptions: ParsableArguments {
-    @Option(help: "Sampling probability q in (0, 1] (batch size / dataset size).")
+    @Option(parsing: .unconditional, help: "Sampling probability q in (0, 1] (batch size / dataset size).")
     var samplingProbability: Double
 
-    @Option(help: "Number of training steps T >= 0.")
+    @Option(parsing: .unconditional, help: "Number of training steps T >= 0.")
     var steps: Int
 
-    @Option(help: "Target delta in (0, 1).")
+    @Option(parsing: .unconditional, help: "Target delta in (0, 1).")
     var delta: Double
 
     @Option(help: "Batch sampler: poisson (add/remove-one) or without-replacement (fixed batches of round(q N), replace-one; needs --dataset-size).")
     var sampling: SamplingChoice = .poisson
 
-    @Option(help: "Dataset size N >= 1 (only with --sampling without-replacement).")
+    @Option(parsing: .unconditional, help: "Dataset size N >= 1 (only with --sampling without-replacement).")
     var datasetSize: Int?
 
     func validate() throws {
@@ -112,7 +112,7 @@ struct EpsilonCommand: ParsableCommand {
 
     @OptionGroup var schedule: ScheduleOptions
 
-    @Option(help: "Noise multiplier sigma > 0 (noise std / sensitivity).")
+    @Option(parsing: .unconditional, help: "Noise multiplier sigma > 0 (noise std / sensitivity).")
     var noiseMultiplier: Double
 
     @Option(help: "Accountant: rdp or pld (default: both in text output, rdp in JSON).")
@@ -156,10 +156,12 @@ struct EpsilonCommand: ParsableCommand {
     }
 
     static func jsonFields(_ r: EpsilonReport) -> [String: Any] {
-        var f: [String: Any] = ["epsilon": r.epsilon, "accountant": r.accountant, "warnings": r.warnings]
+        // JSON has no infinity: an unbounded epsilon is written as the string "Infinity".
+        func number(_ x: Double) -> Any { x.isFinite ? x : (x > 0 ? "Infinity" : "NaN") }
+        var f: [String: Any] = ["epsilon": number(r.epsilon), "accountant": r.accountant, "warnings": r.warnings]
         if let o = r.order { f["order"] = o }
-        if let l = r.epsilonLower { f["epsilon_lower"] = l }
-        if let u = r.epsilonUpper { f["epsilon_upper"] = u }
+        if let l = r.epsilonLower { f["epsilon_lower"] = number(l) }
+        if let u = r.epsilonUpper { f["epsilon_upper"] = number(u) }
         return f
     }
 

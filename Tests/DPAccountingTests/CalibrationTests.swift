@@ -19,7 +19,7 @@ struct CalibrationTests {
                                         steps: t.steps, accountant: RDPAccountant())
         case .pld:
             sigma = try noiseMultiplier(targetEpsilon: t.epsilon, delta: 1e-5, samplingProbability: t.q,
-                                        steps: t.steps, accountant: PLDAccountant(valueDiscretizationInterval: 1e-3))
+                                        steps: t.steps, accountant: PLDAccountant.coarse)
         }
         var a = kind.make()
         try a.compose(step(t.q, sigma), count: t.steps)
@@ -59,7 +59,7 @@ struct CalibrationTests {
         switch kind {
         case .rdp: t = try maxSteps(targetEpsilon: 2, delta: 1e-5, samplingProbability: 0.01, noiseMultiplier: 1.0)
         case .pld: t = try maxSteps(targetEpsilon: 2, delta: 1e-5, samplingProbability: 0.01, noiseMultiplier: 1.0,
-                                    accountant: PLDAccountant(valueDiscretizationInterval: 1e-3))
+                                    accountant: PLDAccountant.coarse)
         }
         func eps(_ n: Int) throws -> Double {
             var a = kind.make()

@@ -26,7 +26,7 @@ struct PLDAccountantTests {
           arguments: [(0.8, 1), (2.0, 1), (5.0, 1), (3.0, 10)] as [(Double, Int)])
     func analyticGaussian(_ sc: (Double, Int)) throws {
         let (sigma, steps) = sc
-        var a = PLDAccountant(valueDiscretizationInterval: 1e-3)
+        var a = PLDAccountant.coarse
         try a.compose(.gaussian(noiseMultiplier: sigma), count: steps)
         let bounds = try a.composedBounds()
         for delta in [1e-5, 1e-3] {
@@ -45,6 +45,16 @@ struct PLDAccountantTests {
             let dLower = bounds.map { $0.lower.delta(epsilon: exact) }.max()!
             #expect(dLower <= delta * (1 + 1e-9) && delta <= dUpper * (1 + 1e-9))
         }
+    }
+
+    @Test("a delta below the truncated mass gives an infinite upper bound, with a warning")
+    func tinyDelta() throws {
+        var a = PLDAccountant.coarse
+        try a.compose(step(0.01, 1.0), count: 100)
+        let r = try a.epsilon(delta: 1e-17)
+        #expect(r.epsilonUpper == .infinity && r.epsilon == .infinity)
+        #expect(r.epsilonLower!.isFinite)
+        #expect(r.warnings.contains { $0.contains("cannot bound") })
     }
 
     @Test("the replace-one relation is refused")
@@ -90,19 +100,20 @@ struct InvariantTests {
     @Test("PLD lower <= PLD upper <= RDP", arguments: grid, [1e-5, 1e-6])
     func ordering(_ c: (Double, Double, Int), delta: Double) throws {
         let (q, s, t) = c
-        var rdp = RDPAccountant(), pld = PLDAccountant(valueDiscretizationInterval: heavyTests ? 1e-4 : 1e-3)
+        var rdp = RDPAccountant(), pld = (heavyTests ? PLDAccountant() : PLDAccountant.coarse)
         try rdp.compose(step(q, s), count: t)
         try pld.compose(step(q, s), count: t)
         let r = try rdp.epsilon(delta: delta).epsilon
         let p = try pld.epsilon(delta: delta)
         #expect(p.epsilonLower! <= p.epsilonUpper!)
         #expect(p.epsilonUpper! <= r * (1 + 1e-3) + 1e-6, "PLD \(p.epsilonUpper!) RDP \(r)")
+        #expect(p.epsilonUpper! - p.epsilonLower! <= 0.01 * p.epsilonUpper! + 1e-4, "the certified interval is tight")
     }
 
     @Test("q = 1, one step: RDP is alpha / (2 sigma^2) and PLD brackets the analytic Gaussian",
           arguments: [0.5, 1.0, 4.0, 10.0])
     func fullBatch(_ sigma: Double) throws {
-        var pld = PLDAccountant(valueDiscretizationInterval: 1e-3)
+        var pld = PLDAccountant.coarse
         try pld.compose(step(1, sigma))
         var rdp = RDPAccountant()
         try rdp.compose(step(1, sigma))

@@ -7,12 +7,12 @@ enum AccountantKind: String, CaseIterable, Sendable, CustomTestStringConvertible
     case rdp, pld
     var testDescription: String { rawValue }
 
-    /// A fresh accountant. The PLD uses a coarser grid than production (1e-3) to keep the debug
+    /// A fresh accountant. The PLD uses a coarser grid than production to keep the debug
     /// build fast; the production grid is exercised by the golden tests.
     func make() -> any PrivacyAccountant {
         switch self {
         case .rdp: return RDPAccountant()
-        case .pld: return PLDAccountant(valueDiscretizationInterval: 1e-3)
+        case .pld: return PLDAccountant.coarse
         }
     }
 }
@@ -57,3 +57,8 @@ func isClose(_ a: Double, _ b: Double, rel: Double, abs absTol: Double = 0) -> B
 
 /// Heavier sweeps run only with `DPKIT_HEAVY_TESTS=1`.
 let heavyTests = ProcessInfo.processInfo.environment["DPKIT_HEAVY_TESTS"] == "1"
+
+extension PLDAccountant {
+    /// A coarse grid for fast tests (1e-3, at least 10 points per loss standard deviation).
+    static let coarse = PLDAccountant(valueDiscretizationInterval: 1e-3, gridPointsPerDeviation: 10)
+}

@@ -214,3 +214,13 @@ func inPlaceKeepsUniqueStorage() {
     a.add(1)
     #expect(a.withUnsafeBufferPointer { $0.baseAddress } == id)
 }
+
+@Test("init(unsafeUninitializedShape:initializingWith:) keeps what the body writes; an empty shape works")
+func unsafeUninitializedInit() {
+    let t = Tensor<Float>(unsafeUninitializedShape: [2, 3]) { p in for i in 0..<p.count { p[i] = Float(i) } }
+    #expect(t == Tensor([0, 1, 2, 3, 4, 5], shape: [2, 3]))
+    let e = Tensor<Double>(unsafeUninitializedShape: [0, 4]) { p in #expect(p.count == 0) }
+    #expect(e.shape == [0, 4] && e.scalarCount == 0)
+    struct Stop: Error {}
+    #expect(throws: Stop.self) { _ = try Tensor<Float>(unsafeUninitializedShape: [3]) { _ in throw Stop() } }
+}
