@@ -304,7 +304,7 @@ struct PrivacyPlan {
             sigma = s
         } else if let target = p.targetEpsilon {
             let steps = self.steps
-            let accountant = budgetAccountant.make()
+            let accountant = budgetAccountant.make(relation: sampler.neighboringRelation)
             sigma = try DPAccounting.noiseMultiplier(targetEpsilon: target, delta: delta, accountant: accountant) { s in
                 .selfComposed(event: sampler.stepEvent(noiseMultiplier: s), count: steps)
             }

@@ -5,11 +5,11 @@ import DPAccounting
 public enum AccountantKind: String, Codable, Sendable, CaseIterable {
     case rdp, pld
 
-    /// A fresh accountant of this kind.
-    public func make() -> any PrivacyAccountant {
+    /// A fresh accountant of this kind for events under `relation`.
+    public func make(relation: NeighboringRelation = .addOrRemoveOne) -> any PrivacyAccountant {
         switch self {
-        case .rdp: return RDPAccountant()
-        case .pld: return PLDAccountant()
+        case .rdp: return RDPAccountant(neighboringRelation: relation)
+        case .pld: return PLDAccountant(neighboringRelation: relation)
         }
     }
 }
@@ -27,7 +27,7 @@ public enum PrivacyBudget {
             return EpsilonReport(epsilon: 0, delta: delta, accountant: accountant.rawValue,
                                  epsilonLower: accountant == .pld ? 0 : nil, epsilonUpper: accountant == .pld ? 0 : nil)
         }
-        return try ledger.epsilon(delta: delta, accountant: accountant.make())
+        return try ledger.epsilon(delta: delta, accountant: accountant.make(relation: try ledger.neighboringRelation()))
     }
 
     /// The largest k such that `ledger` followed by k runs of `step` stays within `targetEpsilon`
@@ -59,4 +59,26 @@ public enum PrivacyBudget {
 extension PrivacyLedger {
     /// The number of steps recorded (the sum of the entries' counts).
     public var totalCount: Int { entries.reduce(0) { $0 + $1.count } }
+
+    /// The neighbouring relation the ledger's events are analysed under: replace-one if it holds
+    /// sampling without replacement, add/remove-one otherwise.
+    /// - Throws: if it mixes both (their guarantees do not compose into one statement).
+    public func neighboringRelation() throws -> NeighboringRelation {
+        var relations = Set<NeighboringRelation>()
+        func visit(_ e: DpEvent) {
+            switch e {
+            case .sampledWithoutReplacement: relations.insert(.replaceOne)
+            case .poissonSampled: relations.insert(.addOrRemoveOne)
+            case .selfComposed(let inner, _): visit(inner)
+            case .composed(let list): list.forEach(visit)
+            default: break
+            }
+        }
+        entries.forEach { visit($0.event) }
+        if relations.count > 1 {
+            throw AccountingError.unsupportedEvent(
+                "the ledger mixes Poisson sampling (add/remove-one) and fixed-size sampling (replace-one); no single epsilon covers both relations")
+        }
+        return relations.first ?? .addOrRemoveOne
+    }
 }

@@ -46,15 +46,27 @@ public struct BatchSampler: Sendable {
     /// Steps in one epoch: n / b rounded, at least 1.
     public var stepsPerEpoch: Int { max(1, Int((Double(datasetSize) / Double(batchSize)).rounded())) }
 
-    /// The privacy event of one step with Gaussian noise of multiplier `noiseMultiplier`.
+    /// The privacy event of one step whose noise has standard deviation `noiseMultiplier * C`
+    /// on the sum of gradients clipped to C.
+    ///
+    /// A noise multiplier is the noise standard deviation over the sensitivity under the
+    /// neighbouring relation of the analysis. Under add/remove-one (Poisson) the sum's
+    /// sensitivity is C; under replace-one (fixed-size batches) it is 2C, so the same noise is
+    /// the Gaussian mechanism with multiplier `noiseMultiplier / 2` (as dp-accounting and the
+    /// accountant here define it).
     public func stepEvent(noiseMultiplier: Double) -> DpEvent {
         switch scheme {
         case .poisson:
             return .poissonSampled(probability: samplingProbability, event: .gaussian(noiseMultiplier: noiseMultiplier))
         case .fixedSize:
             return .sampledWithoutReplacement(sampleSize: batchSize, datasetSize: datasetSize,
-                                              event: .gaussian(noiseMultiplier: noiseMultiplier))
+                                              event: .gaussian(noiseMultiplier: noiseMultiplier / 2))
         }
+    }
+
+    /// The neighbouring relation under which this sampler's events are accounted.
+    public var neighboringRelation: NeighboringRelation {
+        scheme == .poisson ? .addOrRemoveOne : .replaceOne
     }
 
     /// The indices of the next batch, ascending, written into `indices` (reused storage).

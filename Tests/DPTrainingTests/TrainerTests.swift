@@ -204,11 +204,32 @@ func ledgerRecordsTheSamplersEvent(scheme: SamplingScheme) throws {
     case .poisson:
         expected = .poissonSampled(probability: 10.0 / Double(data.count), event: .gaussian(noiseMultiplier: 1.3))
     case .fixedSize:
-        expected = .sampledWithoutReplacement(sampleSize: 10, datasetSize: data.count, event: .gaussian(noiseMultiplier: 1.3))
+        // Replace-one sensitivity is 2C: the same noise is multiplier 1.3 / 2 under that relation.
+        expected = .sampledWithoutReplacement(sampleSize: 10, datasetSize: data.count, event: .gaussian(noiseMultiplier: 0.65))
     }
     #expect(t.ledger.entries.count == 1)
     #expect(t.ledger.entries.first?.event == expected)
     #expect(t.ledger.totalCount == 7)
+}
+
+@Test func fixedSizeRunsAreAccountedUnderReplaceOne() throws {
+    let data = smallData(count: 60)
+    let t = try makeTrainer(model: try smallModel(), data: data, sampling: .fixedSize, batch: 6,
+                            privacy: PrivacySettings(noiseMultiplier: 2, clippingNorm: 1, delta: 1e-5, targetEpsilon: 4))
+    let allowed = try #require(t.stepsRemaining)
+    #expect(allowed > 0)
+    for _ in 0..<min(allowed, 5) { try t.trainStep() }
+    #expect(try t.ledger.neighboringRelation() == .replaceOne)
+    var reference = RDPAccountant(neighboringRelation: .replaceOne)
+    try reference.compose(.sampledWithoutReplacement(sampleSize: 6, datasetSize: data.count, event: .gaussian(noiseMultiplier: 1)),
+                          count: min(allowed, 5))
+    #expect(abs(try PrivacyBudget.epsilon(ledger: t.ledger, delta: 1e-5) - (try reference.epsilon(delta: 1e-5).epsilon)) < 1e-9)
+    // PLD does not analyse sampling without replacement: it refuses rather than guess.
+    #expect(throws: AccountingError.self) { try PrivacyBudget.epsilon(ledger: t.ledger, delta: 1e-5, accountant: .pld) }
+    // A ledger that mixes the two relations has no single epsilon.
+    var mixed = t.ledger
+    try mixed.record(.poissonSampled(probability: 0.1, event: .gaussian(noiseMultiplier: 1)))
+    #expect(throws: AccountingError.self) { try mixed.neighboringRelation() }
 }
 
 @Test func fixedSizeBatchesHaveExactlyBDistinctExamples() throws {
