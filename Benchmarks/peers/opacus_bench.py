@@ -89,7 +89,8 @@ def make_data(workload: str, batch_size: int, generator: torch.Generator):
 
 # MARK: - Step
 
-def build(workload: str, mode: str, batch_size: int, seed: int):
+def build(workload: str, mode: str, batch_size: int, seed: int,
+          noise_multiplier: float = NOISE_MULTIPLIER, max_grad_norm: float = MAX_GRAD_NORM):
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     x, y = make_data(workload, batch_size, generator)
@@ -109,8 +110,8 @@ def build(workload: str, mode: str, batch_size: int, seed: int):
             optimizer=optimizer,
             data_loader=loader,
             criterion=criterion,
-            noise_multiplier=NOISE_MULTIPLIER,
-            max_grad_norm=MAX_GRAD_NORM,
+            noise_multiplier=noise_multiplier,
+            max_grad_norm=max_grad_norm,
             poisson_sampling=False,
             grad_sample_mode=mode,  # "hooks" or "ghost"
         )
@@ -132,12 +133,14 @@ def build(workload: str, mode: str, batch_size: int, seed: int):
         loss.backward()
         optimizer.step()
 
-    return step
+    return step, model
 
 
 def run(args) -> dict:
     torch.set_num_threads(args.threads)
-    step = build(args.workload, args.mode, args.batch_size, args.seed)
+    # ru_maxrss after the imports: what PyTorch (a CUDA build here) costs before any work.
+    rss_after_import_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    step, _ = build(args.workload, args.mode, args.batch_size, args.seed)
     for i in range(args.warmup):
         step(i)
     times = []
@@ -158,6 +161,7 @@ def run(args) -> dict:
         "max_ms_per_step": max(times) * 1e3,
         # ru_maxrss is in KiB on Linux.
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "rss_after_import_mb": rss_after_import_mb,
         "torch_version": torch.__version__,
         "opacus_version": opacus_version(),
     }
@@ -172,6 +176,65 @@ def opacus_version() -> str:
         return "not installed"
 
 
+# MARK: - Self-check
+
+def self_check(batch_size: int = 8) -> int:
+    """Check that the private modes run the DP-SGD step they claim to, on every workload.
+
+    Compares the gradient each step leaves in `.grad` (what SGD applied). With noise 0: a
+    clipping norm far above every per-sample gradient norm must give the non-private mean
+    gradient, and with a small clipping norm hooks and ghost must both match a
+    one-example-at-a-time reference (sum of clipped per-sample gradients over the batch size).
+    """
+    torch.set_num_threads(1)
+    failures = 0
+
+    def update(workload, mode, max_grad_norm):
+        """The gradient one step applied (the step zeroes gradients before, not after)."""
+        step, model = build(workload, mode, batch_size, seed=1, noise_multiplier=0.0, max_grad_norm=max_grad_norm)
+        step(0)
+        return torch.cat([p.grad.detach().reshape(-1) for p in model.parameters()])
+
+    def close(got, want):
+        return torch.allclose(got, want, rtol=1e-3, atol=1e-3 * want.abs().max().item())
+
+    def reference(workload, max_grad_norm):
+        torch.manual_seed(1)
+        generator = torch.Generator().manual_seed(1)
+        x, y = make_data(workload, batch_size, generator)
+        model = make_model(workload)
+        total = [torch.zeros_like(p) for p in model.parameters()]
+        for i in range(batch_size):
+            model.zero_grad()
+            nn.functional.cross_entropy(model(x[i : i + 1]), y[i : i + 1]).backward()
+            grads = [p.grad for p in model.parameters()]
+            norm = torch.sqrt(sum((g * g).sum() for g in grads))
+            factor = min(1.0, max_grad_norm / (norm.item() + 1e-6))
+            for t, g in zip(total, grads):
+                t += factor * g
+        return torch.cat([(t / batch_size).reshape(-1) for t in total])
+
+    for workload in WORKLOADS:
+        plain = update(workload, "nonprivate", 1.0)
+        small = {}
+        for mode in ("hooks", "ghost"):
+            loose = update(workload, mode, 1e6)
+            small[mode] = update(workload, mode, 1e-3)
+            for name, got, want in (
+                (f"{mode}, no clipping vs non-private", loose, plain),
+                (f"{mode}, clipped vs per-example reference", small[mode], reference(workload, 1e-3)),
+            ):
+                ok = close(got, want)
+                failures += not ok
+                print(f"{'ok  ' if ok else 'FAIL'} {workload}: {name} (max abs diff "
+                      f"{(got - want).abs().max().item():.1e}, largest entry {want.abs().max().item():.1e})")
+        ok = not close(small["ghost"], plain)
+        failures += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} {workload}: clipping changes the update")
+    print(f"{3 * len(WORKLOADS) * 2 + len(WORKLOADS) - failures} passed, {failures} failed")
+    return 1 if failures else 0
+
+
 # MARK: - CLI
 
 def positive_int(text: str) -> int:
@@ -183,19 +246,26 @@ def positive_int(text: str) -> int:
 
 def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--workload", choices=WORKLOADS, required=True)
-    p.add_argument("--mode", choices=MODES, required=True)
+    p.add_argument("--workload", choices=WORKLOADS)
+    p.add_argument("--mode", choices=MODES)
     p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--steps", type=positive_int, default=50, help="timed steps")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    return p.parse_args(argv)
+    p.add_argument("--self-check", action="store_true",
+                   help="check hooks and ghost against non-private and per-example references, then exit")
+    args = p.parse_args(argv)
+    if not args.self_check and (args.workload is None or args.mode is None):
+        p.error("--workload and --mode are required (or --self-check)")
+    return args
 
 
 def main(argv=None) -> int:
     args = parse(argv)
+    if args.self_check:
+        return self_check()
     result = run(args)
     if args.json:
         print(json.dumps(result))
