@@ -143,6 +143,13 @@ def render(runs, errors, args):
         f"batch {args.batch_size}, {args.steps} timed steps a run, median of {args.repeats} interleaved runs "
         f"(each a fresh process). DPKit: {args.dpkit_note}."
     )
+    after_import = [r["result"]["rss_after_import_mb"] for r in runs
+                    if r["tool"] == "opacus" and isinstance(r["result"].get("rss_after_import_mb"), (int, float))]
+    if after_import:
+        lines.append(
+            f"Peak RSS of a PyTorch process includes {statistics.median(after_import):,.0f} MB already resident "
+            f"right after `import torch, opacus` (this torch build links the CUDA libraries)."
+        )
     if spreads:
         spreads.sort()
         rel = [s for s, _ in spreads]

@@ -163,7 +163,7 @@ one_run() {
         printf '{"tool":"%s","repeat":%d,"workload":"%s","mode":"%s","threads":%d,"result":%s}\n' \
             "$tool" "$repeat" "$workload" "$mode" "$threads" "$json" >> "$RAW"
         printf '  %-6s %-8s %-10s t=%s  %s\n' "$tool" "$workload" "$mode" "$threads" \
-            "$(printf '%s' "$json" | "$PY" -c 'import json,sys; d=json.load(sys.stdin); print(f"{d[\"samples_per_second\"]:,.0f} samples/s")' 2>/dev/null || echo '?')" >&2
+            "$(printf '%s' "$json" | "$PY" -c 'import json, sys; print(format(json.load(sys.stdin)["samples_per_second"], ",.0f"), "samples/s")' 2>/dev/null || echo '?')" >&2
     else
         FAILED=$((FAILED + 1))
         local msg
