@@ -20,7 +20,7 @@ Modes:
 Every step uses exactly --batch-size examples (no Poisson sampling), SGD lr 0.01,
 noise multiplier 1.0, max grad norm 1.0. What is timed is one full step (forward, loss,
 backward, clip, noise, optimizer step, zero_grad) on batches already in memory; data
-loading is not timed. The reported figure is the median over --steps timed steps,
+loading is not timed unless --data loader. The reported figure is the median over --steps timed steps,
 after --warmup untimed ones.
 """
 
@@ -90,7 +90,8 @@ def make_data(workload: str, batch_size: int, generator: torch.Generator):
 # MARK: - Step
 
 def build(workload: str, mode: str, batch_size: int, seed: int,
-          noise_multiplier: float = NOISE_MULTIPLIER, max_grad_norm: float = MAX_GRAD_NORM):
+          noise_multiplier: float = NOISE_MULTIPLIER, max_grad_norm: float = MAX_GRAD_NORM,
+          data: str = "tensors"):
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     x, y = make_data(workload, batch_size, generator)
@@ -100,6 +101,7 @@ def build(workload: str, mode: str, batch_size: int, seed: int,
     # A plain, shuffling DataLoader with a fixed batch size; Opacus reads the batch size
     # (expected batch size for noise scaling) from it. poisson_sampling=False keeps it as is.
     loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True, drop_last=True)
+    loader_iter = iter(())
 
     if mode != "nonprivate":
         from opacus import PrivacyEngine
@@ -126,8 +128,19 @@ def build(workload: str, mode: str, batch_size: int, seed: int,
     batches = [(xb, yb) for xb, yb in zip(x.split(batch_size), y.split(batch_size))]
     assert all(xb.shape[0] == batch_size for xb, _ in batches)
 
+    def next_from_loader():
+        nonlocal loader_iter
+        try:
+            return next(loader_iter)
+        except StopIteration:
+            loader_iter = iter(loader)
+            return next(loader_iter)
+
     def step(i: int) -> None:
-        xb, yb = batches[i % len(batches)]
+        if data == "loader":
+            xb, yb = next_from_loader()  # shuffle, index and collate B examples: timed too
+        else:
+            xb, yb = batches[i % len(batches)]
         optimizer.zero_grad(set_to_none=True)
         loss = criterion(model(xb), yb)
         loss.backward()
@@ -140,7 +153,7 @@ def run(args) -> dict:
     torch.set_num_threads(args.threads)
     # ru_maxrss after the imports: what PyTorch (a CUDA build here) costs before any work.
     rss_after_import_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    step, _ = build(args.workload, args.mode, args.batch_size, args.seed)
+    step, _ = build(args.workload, args.mode, args.batch_size, args.seed, data=args.data)
     for i in range(args.warmup):
         step(i)
     times = []
@@ -155,6 +168,7 @@ def run(args) -> dict:
         "batch_size": args.batch_size,
         "threads": torch.get_num_threads(),
         "steps": args.steps,
+        "data": args.data,
         "ms_per_step": median * 1e3,
         "samples_per_second": args.batch_size / median,
         "min_ms_per_step": min(times) * 1e3,
@@ -253,6 +267,9 @@ def parse(argv):
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", choices=("tensors", "loader"), default="tensors",
+                   help="tensors: batches already in memory (default, data loading not timed); "
+                        "loader: each step draws its batch from the DataLoader inside the timed region")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--self-check", action="store_true",
                    help="check hooks and ghost against non-private and per-example references, then exit")
