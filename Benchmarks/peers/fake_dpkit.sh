@@ -8,7 +8,8 @@ shift
 workload=logreg mode=private batch=256 threads=1
 while [[ $# -gt 0 ]]; do
     case "$1" in
-        --help) echo "fake dpkit bench"; exit 0 ;;
+        --help) echo "fake dpkit bench: --workload --mode --batch-size --steps --warmup --threads --json"; exit 0 ;;
+        --warmup) shift 2 ;;
         --workload) workload="$2"; shift 2 ;;
         --mode) mode="$2"; shift 2 ;;
         --batch-size) batch="$2"; shift 2 ;;

@@ -140,6 +140,11 @@ fi
 if [[ "$DPKIT_OK" == 0 && "$OPACUS_ONLY" == 0 ]]; then
     echo "run.sh: $DPKIT_WHY; printing the Opacus-only table" >&2
 fi
+# Give DPKit the same untimed warm-up as Opacus when its bench takes the flag.
+DPKIT_WARMUP=()
+if [[ "$DPKIT_OK" == 1 ]] && "$DPKIT" bench --help 2>&1 | grep -q -- '--warmup'; then
+    DPKIT_WARMUP=(--warmup "$WARMUP")
+fi
 
 # MARK: - Interleaved runs
 
@@ -153,7 +158,7 @@ one_run() {
     local out status=0 json
     if [[ "$tool" == dpkit ]]; then
         out="$("$DPKIT" bench --workload "$workload" --mode "$mode" --batch-size "$BATCH" \
-            --steps "$STEPS" --threads "$threads" --json 2>&1)" || status=$?
+            --steps "$STEPS" ${DPKIT_WARMUP[@]+"${DPKIT_WARMUP[@]}"} --threads "$threads" --json 2>&1)" || status=$?
     else
         out="$("$PY" "$HERE/opacus_bench.py" --workload "$workload" --mode "$mode" --batch-size "$BATCH" \
             --steps "$STEPS" --warmup "$WARMUP" --threads "$threads" --json 2>&1)" || status=$?
