@@ -24,7 +24,7 @@ struct ScheduleOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Target delta in (0, 1).")
     var delta: Double
 
-    @Option(help: "Batch sampler: poisson (add/remove-one) or without-replacement (fixed batches of round(q N), replace-one; needs --dataset-size).")
+    @Option(help: "Batch sampler: poisson (add/remove-one) or without-replacement (fixed batches of round(q N), replace-one, where the clipped sum's sensitivity is 2C; needs --dataset-size).")
     var sampling: SamplingChoice = .poisson
 
     @Option(parsing: .unconditional, help: "Dataset size N >= 1 (only with --sampling without-replacement).")
@@ -59,17 +59,21 @@ struct ScheduleOptions: ParsableArguments {
 
     var relation: NeighboringRelation { sampling == .poisson ? .addOrRemoveOne : .replaceOne }
 
-    /// The composed event for noise multiplier `sigma`.
+    /// The composed event for training noise multiplier `sigma` (noise standard deviation over
+    /// the clipping norm C, as everywhere in DPKit). Under replace-one the sensitivity of the
+    /// clipped sum is 2C, so the same noise is the Gaussian mechanism of multiplier sigma / 2
+    /// there (the trainer's `BatchSampler.stepEvent` composes exactly this event).
     func event(noiseMultiplier sigma: Double) -> DpEvent {
-        let gaussian = DpEvent.gaussian(noiseMultiplier: sigma)
         switch sampling {
         case .poisson:
-            return .selfComposed(event: .poissonSampled(probability: samplingProbability, event: gaussian),
+            return .selfComposed(event: .poissonSampled(probability: samplingProbability,
+                                                        event: .gaussian(noiseMultiplier: sigma)),
                                  count: steps)
         case .withoutReplacement:
             return .selfComposed(event: .sampledWithoutReplacement(sampleSize: sampleSize,
                                                                    datasetSize: datasetSize ?? 0,
-                                                                   event: gaussian), count: steps)
+                                                                   event: .gaussian(noiseMultiplier: sigma / 2)),
+                                 count: steps)
         }
     }
 
@@ -112,7 +116,7 @@ struct EpsilonCommand: ParsableCommand {
 
     @OptionGroup var schedule: ScheduleOptions
 
-    @Option(parsing: .unconditional, help: "Noise multiplier sigma > 0 (noise std / sensitivity).")
+    @Option(parsing: .unconditional, help: "Noise multiplier sigma > 0: noise std / clipping norm C, as in training (accounted as sigma / 2 under without-replacement, where the sensitivity is 2C).")
     var noiseMultiplier: Double
 
     @Option(help: "Accountant: rdp or pld (default: both in text output, rdp in JSON).")
