@@ -128,9 +128,12 @@ void dpk_philox_normal_f32(uint64_t key, uint64_t stream, uint64_t first_block,
         dpk_normals(key, stream, block, z);
         float *o = out + i;
         if (accumulate) {
+            // Through a buffer in output order: storing straight into `o` here, clang emits gathers.
+            float t[4 * DPK_LANES] __attribute__((aligned(64)));
             for (int g = 0; g < DPK_LANES / 8; g++)
                 for (int k = 0; k < 4; k++)
-                    for (int l = 0; l < 8; l++) o[g * 32 + k * 8 + l] = o[g * 32 + k * 8 + l] + stddev * z[k][g * 8 + l];
+                    for (int l = 0; l < 8; l++) t[g * 32 + k * 8 + l] = stddev * z[k][g * 8 + l];
+            for (int j = 0; j < 4 * DPK_LANES; j++) o[j] = o[j] + t[j];
         } else {
             for (int g = 0; g < DPK_LANES / 8; g++)
                 for (int k = 0; k < 4; k++)
@@ -138,13 +141,14 @@ void dpk_philox_normal_f32(uint64_t key, uint64_t stream, uint64_t first_block,
         }
     }
     if (i < count) {
-        // The rest (fewer than 64): the same values in the same places; blocks past the last
-        // needed group are computed and dropped, not consumed.
+        // The rest (fewer than 64): the same values in the same places, through a buffer in
+        // output order; blocks past the last needed group are computed and dropped, not consumed.
+        float t[4 * DPK_LANES] __attribute__((aligned(64)));
         dpk_normals(key, stream, block, z);
-        for (int64_t j = 0; i + j < count; j++) {
-            int64_t g = j / 32, k = (j % 32) / 8, l = j % 8;
-            float v = stddev * z[k][g * 8 + l];
-            out[i + j] = accumulate ? out[i + j] + v : mean + v;
-        }
+        for (int g = 0; g < DPK_LANES / 8; g++)
+            for (int k = 0; k < 4; k++)
+                for (int l = 0; l < 8; l++) t[g * 32 + k * 8 + l] = stddev * z[k][g * 8 + l];
+        int64_t rest = count - i;
+        for (int64_t j = 0; j < rest; j++) out[i + j] = accumulate ? out[i + j] + t[j] : mean + t[j];
     }
 }
