@@ -5,6 +5,7 @@
 //   CBLAS, CLAPACKE  (system libraries, imported by DPTensor only)
 //   CFFTW            (system library, imported by DPAccounting only)
 //   CZlib            (system library, imported by DPData only)
+//   CDPKernels       C kernels (normal sampling), imported by DPTensor only
 //   DPTensor         tensor kernel, BLAS/LAPACK, random numbers
 //   DPAccounting     privacy events and accountants (depends on nothing else in DPKit)
 //   DPLayers         layers with per-sample gradient rules
@@ -44,8 +45,11 @@ let package = Package(
             name: "CZlib", path: "Sources/CZlib",
             providers: [.apt(["zlib1g-dev"])]),
 
+        // MARK: - C kernels (multiversioned for AVX-512/AVX2/baseline x86-64; no -march flags)
+        .target(name: "CDPKernels", path: "Sources/CDPKernels"),
+
         // MARK: - Library modules
-        .target(name: "DPTensor", dependencies: ["CBLAS", "CLAPACKE"]),
+        .target(name: "DPTensor", dependencies: ["CBLAS", "CLAPACKE", "CDPKernels"]),
         .target(name: "DPAccounting", dependencies: ["CFFTW"]),
         .target(name: "DPLayers", dependencies: ["DPTensor"]),
         .target(name: "DPData", dependencies: ["DPTensor", "CZlib"]),

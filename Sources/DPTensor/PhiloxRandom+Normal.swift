@@ -1,3 +1,5 @@
+import CDPKernels
+
 // MARK: - Vectorised normal sampling (Float)
 //
 // Box-Muller on eight Philox4x32-10 blocks at once. Each block (counter = stream, block)
@@ -55,9 +57,24 @@ extension PhiloxRandom {
         return (ca, sa, cb, sb)
     }
 
-    /// Writes (or adds, if `accumulate`) `mean + standardDeviation * z` to `count` Floats at `p`.
-    @inlinable
+    /// Writes (or adds, if `accumulate`) `mean + standardDeviation * z` to `count` Floats at `p`:
+    /// the values of ``fillNormalFloatReference(_:count:mean:standardDeviation:accumulate:)``,
+    /// computed by the C kernel `dpk_philox_normal_f32` (vectorised for AVX-512 or AVX2 where the
+    /// CPU has them, baseline x86-64 otherwise). The kernel computes the same operations in the
+    /// same order without fused multiply-adds, so the values match the Swift path; the tests allow
+    /// 4 ulps. Consumes `8 * ceil(count / 32)` blocks, as the reference does.
     mutating func fillNormalFloat(_ p: UnsafeMutablePointer<Float>?, count n: Int, mean: Float,
+                                  standardDeviation sd: Float, accumulate: Bool) {
+        guard n > 0, let p else { return }
+        dpk_philox_normal_f32(key, stream, _block, p, Int64(n), mean, sd, accumulate ? 1 : 0)
+        _block &+= 8 &* UInt64((n + 31) / 32)
+        used = 4
+    }
+
+    /// The Swift implementation of ``fillNormalFloat(_:count:mean:standardDeviation:accumulate:)``,
+    /// 32 normals per ``nextNormals8x4()``: the reference the C kernel is tested against.
+    @inlinable
+    mutating func fillNormalFloatReference(_ p: UnsafeMutablePointer<Float>?, count n: Int, mean: Float,
                                   standardDeviation sd: Float, accumulate: Bool) {
         guard n > 0, let p else { return }
         let raw = UnsafeMutableRawPointer(p)

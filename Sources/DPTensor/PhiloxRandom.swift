@@ -100,7 +100,8 @@ public struct PhiloxRandom: RandomNumberGenerator, Sendable, Equatable, Codable 
 
     /// Fills `buffer` with independent `N(mean, standardDeviation^2)` samples.
     ///
-    /// `Float` output takes the vectorised Box-Muller path (``nextNormals8x4()``): 32 normals
+    /// `Float` output takes the vectorised Box-Muller path (``nextNormals8x4()``, run by the C
+    /// kernel `dpk_philox_normal_f32` with AVX-512 or AVX2 where present): 32 normals
     /// per 8 Philox blocks, starting at the next block boundary, so the values depend only on
     /// the key, the stream and the block counter. `Double` output uses Box-Muller in `Double`
     /// with 53-bit uniforms, one pair of normals from two 64-bit words.

@@ -1,0 +1,28 @@
+// CDPKernels: small C kernels that DPTensor calls where Swift, compiled for baseline x86-64,
+// cannot use the vector units. Each kernel is multiversioned (AVX-512, AVX2, baseline) and
+// picked at load time, so the binary still runs on any x86-64.
+#ifndef DPKERNELS_H
+#define DPKERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Writes `mean + stddev * z` (or, if `accumulate` is non-zero, adds `stddev * z`) to
+/// `out[0..<count]`, where `z` are the standard normals of DPTensor's Float path
+/// (`PhiloxRandom.nextNormals8x4`): Philox4x32-10 under `key` on the counters
+/// (stream, first_block + j), eight blocks per 32 outputs, Box-Muller with Cephes polynomials.
+/// Consumes `8 * ceil(count / 32)` blocks; the caller advances its block counter by that.
+///
+/// Floating-point contraction is off, so every clone computes the same operations in the same
+/// order as the Swift reference and the outputs are the same on every x86-64 CPU.
+void dpk_philox_normal_f32(uint64_t key, uint64_t stream, uint64_t first_block,
+                           float *out, int64_t count, float mean, float stddev, int accumulate);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
