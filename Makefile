@@ -51,7 +51,7 @@ bench: release
 bench-suites: deps
 	cd Benchmarks && $(SWIFT) build -c release
 	cd Benchmarks && .build/release/Kernels --check Kernels/thresholds.json
-	cd Benchmarks && .build/release/Accounting
+	cd Benchmarks && .build/release/Accounting --check Accounting/thresholds.json
 	cd Benchmarks && .build/release/DPSGD --check DPSGD/thresholds.json
 
 clean:

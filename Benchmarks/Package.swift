@@ -38,7 +38,7 @@ let package = Package(
             ] + (suite == "DPSGD" ? [.product(name: "DPData", package: parentIdentity)] : []),
             path: suite,
             exclude: suite == "Kernels" ? ["thresholds.json", "thresholds-epyc-zen4.json"]
-                : suite == "DPSGD" ? ["thresholds.json"] : [])
+                : ["thresholds.json"])
     },
     swiftLanguageModes: [.v5]
 )

@@ -1,10 +1,17 @@
-// The Accounting suite: RDP and PLD accountants on the settings of the README.
-// Run: cd Benchmarks && swift package --allow-writing-to-package-directory benchmark --target Accounting
-import Benchmark
 import DPAccounting
+import DPTensor
+import Foundation
+import Harness
 
-/// The four golden settings (delta = 1e-5): q, sigma, steps.
-private let goldens: [(q: Double, sigma: Double, steps: Int)] = [
+// The Accounting suite: the RDP and PLD accountants on the reference settings of issue 3.
+//
+//     cd Benchmarks && swift build -c release && .build/release/Accounting --check Accounting/thresholds.json
+//
+// Targets: RDP epsilon for 1e5 composed steps well under a millisecond; PLD bounds for each of
+// the four reference settings under 100 ms on one core.
+
+/// The four reference settings (delta = 1e-5): q, sigma, steps.
+private let references: [(q: Double, sigma: Double, steps: Int)] = [
     (256.0 / 60000, 1.1, 14062), (0.004, 1.3, 3750), (0.01, 4.0, 10000), (0.01, 2.0, 10000),
 ]
 
@@ -12,48 +19,34 @@ private func step(_ q: Double, _ sigma: Double) -> DpEvent {
     .poissonSampled(probability: q, event: .gaussian(noiseMultiplier: sigma))
 }
 
-let benchmarks: @Sendable () -> Void = {
-    Benchmark.defaultConfiguration.maxDuration = .seconds(2)
-    Benchmark.defaultConfiguration.metrics = [.wallClock, .cpuTotal, .mallocCountTotal]
+@main enum AccountingBenchmarks {
+    static func main() {
+        let suite = Suite(name: "Accounting")
+        print("Accounting suite (figures are calls per second; 1000 / value = ms per call)")
 
-    // A fresh accountant composes 1e5 steps of a new event (the RDP curve at all 265 orders is
-    // computed) and converts to epsilon.
-    Benchmark("RDP: compose 1e5 steps + epsilon (q=0.01, sigma=1.0)") { benchmark in
-        let event = step(0.01, 1.0)
+        // A fresh accountant composes 1e5 steps of a new event (the RDP curve at every order)
+        // and converts to epsilon.
         let prototype = RDPAccountant()
-        benchmark.startMeasurement()
-        for _ in benchmark.scaledIterations {
+        let event = step(0.01, 1.0)
+        suite.measure("RDP: compose 1e5 steps + epsilon", work: 1, unit: "calls/s", repetitions: 51) {
             var a = prototype
             do {
                 try a.compose(event, count: 100_000)
                 blackHole(try a.epsilon(delta: 1e-5))
             } catch { fatalError("\(error)") }
         }
-        benchmark.stopMeasurement()
-    }
 
-    // The epsilon query alone on an accountant that already holds 1e5 steps.
-    Benchmark("RDP: epsilon query on 1e5 composed steps") { benchmark in
-        var a = RDPAccountant()
-        do { try a.compose(step(0.01, 1.0), count: 100_000) } catch { fatalError("\(error)") }
-        benchmark.startMeasurement()
-        for _ in benchmark.scaledIterations {
-            blackHole(try? a.epsilon(delta: 1e-5))
-        }
-        benchmark.stopMeasurement()
-    }
-
-    // PLD bounds (both directions, upper and lower) on each golden setting at the production grid.
-    for g in goldens {
-        Benchmark("PLD: epsilon bounds q=\(g.q) sigma=\(g.sigma) T=\(g.steps)",
-                  configuration: .init(maxIterations: 50)) { benchmark in
-            var a = PLDAccountant()
-            do { try a.compose(step(g.q, g.sigma), count: g.steps) } catch { fatalError("\(error)") }
-            benchmark.startMeasurement()
-            for _ in benchmark.scaledIterations {
-                blackHole(try? a.epsilon(delta: 1e-5))
+        // PLD bounds (both directions, upper and lower) on each reference setting.
+        for r in references {
+            suite.measure("PLD: compose + bounds q=\(r.q) sigma=\(r.sigma) T=\(r.steps)",
+                          work: 1, unit: "calls/s", warmup: 1, repetitions: 7) {
+                var a = PLDAccountant()
+                do {
+                    try a.compose(step(r.q, r.sigma), count: r.steps)
+                    blackHole(try a.epsilon(delta: 1e-5))
+                } catch { fatalError("\(error)") }
             }
-            benchmark.stopMeasurement()
         }
+        exit(suite.finish())
     }
 }
