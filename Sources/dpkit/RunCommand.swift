@@ -28,6 +28,7 @@ struct RunCommand: ParsableCommand {
                 throw ExitCode.failure
             }
             experiment.runs = experiment.runs.filter { onlySeeds.contains($0.seed) }
+            for i in experiment.runs.indices { experiment.runs[i].index = i }
             experiment.seeds = onlySeeds
             experiment.warnings.append("--seed \(onlySeeds.map(String.init).joined(separator: ", ")): only these seeds of \(config) were run")
         }
