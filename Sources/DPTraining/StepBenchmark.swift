@@ -22,14 +22,21 @@ public enum StepBenchmark {
         /// One example's shape.
         public var exampleShape: Shape { self == .cnnTanh ? [1, 28, 28] : [784] }
 
-        /// Multiply-adds of one example's forward pass.
-        public var forwardMultiplyAdds: Int {
+        /// Multiply-adds of one example's forward pass, per layer with parameters, in order.
+        public var layerMultiplyAdds: [Int] {
             switch self {
-            case .logreg: return 784 * 10
-            case .mlp: return 784 * 1000 + 1000 * 10
-            // conv1: 14x14 outputs x (1x8x8) x 16; conv2: 5x5 x (16x4x4) x 32; fc 512x32 + 32x10.
-            case .cnnTanh: return 196 * 64 * 16 + 25 * 256 * 32 + 512 * 32 + 32 * 10
+            case .logreg: return [784 * 10]
+            case .mlp: return [784 * 1000, 1000 * 10]
+            // conv1: 14x14 outputs x (1x8x8) x 16; conv2: 5x5 x (16x4x4) x 32; fc 512x32 and 32x10.
+            case .cnnTanh: return [196 * 64 * 16, 25 * 256 * 32, 512 * 32, 32 * 10]
             }
+        }
+
+        /// Floating-point operations of one example's training step: forward (2 per
+        /// multiply-add) and weight gradient (2) for every layer, input gradient (2) for all but
+        /// the first layer with parameters, whose input gradient the trainer skips.
+        public var trainingFlopsPerExample: Double {
+            layerMultiplyAdds.enumerated().reduce(0) { $0 + Double($1.element) * ($1.offset == 0 ? 4 : 6) }
         }
     }
 
@@ -42,7 +49,7 @@ public enum StepBenchmark {
         public var blasCore: String
         public var msPerStep: Double
         public var samplesPerSecond: Double
-        /// Model FLOPs (3x the forward multiply-adds x 2) per second achieved.
+        /// Training FLOPs (``Workload/trainingFlopsPerExample``) per second achieved.
         public var achievedGflops: Double
         /// sgemm GFLOP/s measured on the spot (1024^3) at the same thread count.
         public var gemmPeakGflops: Double
@@ -86,7 +93,7 @@ public enum StepBenchmark {
         }
         times.sort()
         let median = times.isEmpty ? .nan : times[times.count / 2]
-        let flops = 6 * Double(workload.forwardMultiplyAdds) * Double(batchSize)
+        let flops = workload.trainingFlopsPerExample * Double(batchSize)
         let achieved = flops / (median * 1e6)
         let peak = gemmPeak()
         return Result(workload: workload.rawValue, mode: isPrivate ? "private" : "nonprivate",
