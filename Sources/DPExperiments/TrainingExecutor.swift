@@ -63,7 +63,10 @@ public struct TrainingExecutor: RunExecutor {
                     seen += r.batchSize
                     clipped += r.clippedCount
                     done += 1
-                } catch TrainingError.budgetExhausted {
+                } catch let TrainingError.budgetExhausted(step, epsilon) {
+                    // The budget refused the next step before it ran: say so, keep the results.
+                    FileHandle.standardError.write(Data(
+                        "run \(run.runID): stopped at step \(step), epsilon \(epsilon) (\(setup.budgetAccountant.rawValue)): the next step would exceed target epsilon \(c.privacy.targetEpsilon ?? .nan)\n".utf8))
                     stopped = true
                     break
                 }
