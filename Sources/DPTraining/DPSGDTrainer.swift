@@ -215,6 +215,10 @@ public final class DPSGDTrainer {
             start = end
         }
 
+        // A NaN or infinite loss stops before anything is updated or composed.
+        if !report.lossSum.isFinite {
+            throw TrainingError.nonFiniteLoss(step: step, loss: report.lossSum / Double(max(1, report.batchSize)))
+        }
         if let privacy = configuration.privacy {
             if privacy.noiseMultiplier > 0 {
                 let sigmaGrad = try privacy.clipping.gradientNoiseMultiplier(accounted: privacy.noiseMultiplier)
@@ -238,8 +242,6 @@ public final class DPSGDTrainer {
             if let r = stepsRemaining { stepsRemaining = r - 1 }
         }
         step += 1
-        let mean = report.lossSum / Double(max(1, report.batchSize))
-        if !mean.isFinite { throw TrainingError.nonFiniteLoss(step: step, loss: mean) }
         return report
     }
 

@@ -1,7 +1,9 @@
 /// User-facing training errors: each names the value and the fix.
 public enum TrainingError: Error, CustomStringConvertible, Equatable {
     case invalidSetting(String)
-    /// The loss became NaN or infinite; results written so far are kept.
+    /// The loss became NaN or infinite; nothing of the step is applied or composed, and results
+    /// written so far are kept. (Whether training stops depends on the data, which no accountant
+    /// covers: treat a NaN as a bug to fix and rerun, not as a released result.)
     case nonFiniteLoss(step: Int, loss: Double)
     /// The privacy budget would be exceeded by the next step.
     case budgetExhausted(step: Int, epsilon: Double)

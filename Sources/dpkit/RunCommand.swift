@@ -43,7 +43,13 @@ struct RunCommand: ParsableCommand {
                                      blasCore: BLASRuntime.coreName, blasThreads: String(BLASRuntime.threadCount))
             let runner = ExperimentRunner(config: experiment, outputDirectory: out, executor: TrainingExecutor(),
                                           resume: resume, environment: env)
-            _ = try runner.run()
+            let report = try runner.run()
+            if !report.failed.isEmpty {
+                FileHandleStderr.write("error: \(report.failed.count) run(s) failed (\(report.failed.joined(separator: ", "))); their errors are in \(out.path)/runs.csv, the other results are kept. Fix the cause and rerun with --resume to redo only those.\n")
+                throw ExitCode.failure
+            }
+        } catch let exit as ExitCode {
+            throw exit
         } catch {
             FileHandleStderr.write("error: \(error)\n")
             throw ExitCode.failure

@@ -292,6 +292,23 @@ func ledgerRecordsTheSamplersEvent(scheme: SamplingScheme) throws {
     } catch { #expect("\(error)".contains("expected batch size 1000")) }
 }
 
+@Test func nanLossStopsWithAClearError() throws {
+    var data = smallData()
+    data.mapFeatures { $0.fill(.nan) }
+    let model = try smallModel()
+    let before = parameterValues(model)
+    let t = try makeTrainer(model: model, data: data, privacy: PrivacySettings(noiseMultiplier: 1, clippingNorm: 1, delta: 1e-5))
+    do {
+        try t.trainStep()
+        Issue.record("a NaN loss must stop training")
+    } catch let e as TrainingError {
+        #expect(parameterValues(model) == before, "nothing is updated")
+        #expect(t.ledger.entries.isEmpty, "nothing is composed")
+        guard case .nonFiniteLoss = e else { Issue.record("unexpected \(e)"); return }
+        #expect("\(e)".contains("lower the learning rate"))
+    }
+}
+
 // MARK: - Checkpoints
 
 @Test(arguments: [false, true])
