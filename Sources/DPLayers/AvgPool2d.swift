@@ -10,16 +10,13 @@ public final class AvgPool2d: ParameterFreeLayer {
     var inputShape: Shape = [0, 0, 0, 0]
 
     public init(kernel: Int, stride: Int? = nil) {
-        precondition(kernel > 0 && (stride ?? kernel) > 0, "AvgPool2d: kernel \(kernel) and stride \(stride ?? kernel) must be positive")
-        self.kernel = kernel
-        self.stride = stride ?? kernel
+        (self.kernel, self.stride) = poolingWindow(kernel: kernel, stride: stride, layer: "AvgPool2d")
     }
 
     public var description: String { "AvgPool2d(\(kernel), stride: \(stride))" }
 
     public func outputShape(forExampleShape s: Shape) -> Shape {
-        precondition(s.rank == 3, "\(description): example shape \(s) should be [C, H, W]")
-        return [s[0], pooledSize(s[1], kernel: kernel, stride: stride), pooledSize(s[2], kernel: kernel, stride: stride)]
+        pooledExampleShape(s, kernel: kernel, stride: stride, layer: description)
     }
 
     public func forward(_ x: Tensor<Float>, context: inout ForwardContext) -> Tensor<Float> {

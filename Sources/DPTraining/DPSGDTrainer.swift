@@ -285,10 +285,11 @@ public final class DPSGDTrainer {
         case .perLayer:
             let layerNorms = model.perLayerSquaredNorms()
             let perLayerC = c / Float(layerNorms.count).squareRoot()
-            perLayerWeights = layerNorms.map { n in
-                var w = Tensor<Float>(zeros: [m])
-                clipped += ClipFactors.flat(squaredNorms: n, clippingNorm: perLayerC, into: &w)
-                return w
+            if perLayerWeights.count != layerNorms.count || perLayerWeights.first?.scalarCount != m {
+                perLayerWeights = layerNorms.map { _ in Tensor<Float>(zeros: [m]) }
+            }
+            for (l, n) in layerNorms.enumerated() {
+                clipped += ClipFactors.flat(squaredNorms: n, clippingNorm: perLayerC, into: &perLayerWeights[l])
             }
             model.accumulateGradients(perLayerWeights: perLayerWeights)
         }
@@ -308,9 +309,10 @@ public final class DPSGDTrainer {
 
     private func normalSample() -> Double {
         if secureRandom != nil { return secureRandom!.nextNormal() }
-        var x: [Double] = [0]
-        x.withUnsafeMutableBufferPointer { noiseRandom.fillNormal($0) }
-        return x[0]
+        return withUnsafeTemporaryAllocation(of: Double.self, capacity: 1) { x in
+            noiseRandom.fillNormal(x)
+            return x[0]
+        }
     }
 
     func restoreState(step: Int, clippingNorm: Double, sampler rng: PhiloxRandom, noise: PhiloxRandom,

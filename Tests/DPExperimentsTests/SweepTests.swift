@@ -111,7 +111,16 @@ func seedsComeFromSeedsOrFromASeedSweep(_ extra: String, _ count: Int) throws {
 
 @Test func referenceDocsListEveryPluginAndParameter() throws {
     let docs = try String(contentsOf: repositoryRoot.appendingPathComponent("docs/experiments.md"), encoding: .utf8)
-    #expect(docs.contains(PluginRegistries.standard.referenceMarkdown()), "regenerate the plugin reference in docs/experiments.md")
+    #expect(docs.contains(PluginRegistries.standard.referenceMarkdown()),
+            "regenerate it: DPKIT_WRITE_REFERENCE=/tmp/reference.md swift test --filter writePluginReference, then paste it under `## Plugin reference` in docs/experiments.md")
+}
+
+/// Not a check: writes the plugin reference of docs/experiments.md when asked.
+///   DPKIT_WRITE_REFERENCE=/tmp/reference.md swift test --filter writePluginReference
+@Test(.enabled(if: ProcessInfo.processInfo.environment["DPKIT_WRITE_REFERENCE"] != nil))
+func writePluginReference() throws {
+    try PluginRegistries.standard.referenceMarkdown()
+        .write(toFile: ProcessInfo.processInfo.environment["DPKIT_WRITE_REFERENCE"]!, atomically: true, encoding: .utf8)
 }
 
 @Test func includeEntriesMayNestMaps() throws {

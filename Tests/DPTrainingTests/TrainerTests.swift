@@ -83,6 +83,49 @@ func clippedSumMatchesBatchOfOneReference(mode: ClippingMode, clippingNorm: Doub
     }
 }
 
+@Test(arguments: [0.01, 0.3, 10.0])
+func perLayerClippingMatchesPerExampleReference(clippingNorm c: Double) throws {
+    let data = smallData()
+    let model = try smallModel()
+    let before = parameterValues(model)
+    let trainer = try makeTrainer(model: model, data: data,
+                                  privacy: PrivacySettings(noiseMultiplier: 0, clippingNorm: c, clipping: .perLayer, delta: 1e-5))
+    let indices = trainer.sampler.nextBatch()
+    // Reference: per-example gradients of each layer (batch-validated in DPLayersTests), each
+    // layer clipped to C / sqrt(L) separately, summed.
+    let ref = try smallModel()
+    var x = Tensor<Float>(zeros: data.batchShape(indices.count))
+    var y: [Int] = []
+    data.gather(indices: indices, into: &x, labels: &y)
+    var ctx = ForwardContext(training: true)
+    let logits = ref.forward(x, context: &ctx)
+    _ = ref.backward(SoftmaxCrossEntropy()(logits: logits, labels: y).logitGradient)
+    let layers = ref.trainableLayers
+    let perLayerC = c / Double(layers.count).squareRoot()
+    var expected: [[Double]] = []
+    for layer in layers {
+        let grads = layer.perSampleGradients()  // one [B] + shape per parameter
+        let perExample = grads.map { $0.scalarCount / max(1, indices.count) }
+        var sums = grads.map { [Double](repeating: 0, count: $0.scalarCount / max(1, indices.count)) }
+        for e in 0..<indices.count {
+            var sq = 0.0
+            for (g, n) in zip(grads, perExample) { for j in 0..<n { let v = Double(g.scalars[e * n + j]); sq += v * v } }
+            let w = min(1, perLayerC / sq.squareRoot())
+            for (p, (g, n)) in zip(grads, perExample).enumerated() { for j in 0..<n { sums[p][j] += w * Double(g.scalars[e * n + j]) } }
+        }
+        expected.append(contentsOf: sums)
+    }
+    try trainer.trainStep()
+    let after = parameterValues(model)
+    for p in 0..<before.count {
+        for j in 0..<before[p].count {
+            let update = Double(before[p][j] - after[p][j])
+            let e = expected[p][j] / 8
+            #expect(abs(update - e) <= 1e-4 * max(1, abs(e)) + 1e-6)
+        }
+    }
+}
+
 @Test func perLayerClippingBoundsEachLayer() throws {
     let data = smallData()
     let model = try smallModel()
