@@ -89,6 +89,9 @@ public indirect enum DpEvent: Codable, Hashable, Sendable {
 public enum NeighboringRelation: String, Codable, Sendable, CaseIterable {
     case addOrRemoveOne
     case replaceOne
+
+    /// The name in results files and tables: `add-remove` or `replace-one`.
+    public var name: String { self == .addOrRemoveOne ? "add-remove" : "replace-one" }
 }
 
 /// Why an accountant could not produce a guarantee. Privacy-relevant failures are never silent.

@@ -198,3 +198,13 @@ extension Tensor {
         withUnsafeMutableBufferPointer { rng.fillNormal($0, mean: mean, standardDeviation: standardDeviation) }
     }
 }
+
+extension PhiloxRandom {
+    /// One standard normal `Double`: the first value ``fillNormal(_:mean:standardDeviation:)``
+    /// would write into a one-element `Double` buffer (53-bit uniforms, |z| <= 8.6).
+    public mutating func nextNormalDouble() -> Double {
+        var z = 0.0
+        withUnsafeMutablePointer(to: &z) { fillNormal(UnsafeMutableBufferPointer(start: $0, count: 1)) }
+        return z
+    }
+}

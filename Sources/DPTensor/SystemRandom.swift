@@ -76,6 +76,11 @@ public struct SystemRandom: RandomNumberGenerator, Sendable {
         }
     }
 
+    /// A uniform `Double` in the open interval (0, 1), 53 random bits.
+    public mutating func nextOpenUnitDouble() -> Double {
+        (Double(next() >> 11) + 0.5) * (1.0 / 9_007_199_254_740_992.0)
+    }
+
     /// One standard normal sample.
     public mutating func nextNormal() -> Double {
         var z = 0.0

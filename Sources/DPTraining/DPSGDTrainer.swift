@@ -15,17 +15,17 @@ public struct PrivacySettings: Codable, Hashable, Sendable {
     public var delta: Double
     /// The budget: a step that would take epsilon (by the budget accountant) above it is refused.
     public var targetEpsilon: Double?
-    /// Draw noise from the operating system's cryptographic generator instead of the seeded stream.
-    public var secureNoise: Bool
+    /// Where batch sampling, the noise and dropout draw their randomness from.
+    public var randomness: RandomnessSource
 
     public init(noiseMultiplier: Double, clippingNorm: Double, clipping: ClippingMode = .flat,
-                delta: Double, targetEpsilon: Double? = nil, secureNoise: Bool = false) {
+                delta: Double, targetEpsilon: Double? = nil, randomness: RandomnessSource = .seeded) {
         self.noiseMultiplier = noiseMultiplier
         self.clippingNorm = clippingNorm
         self.clipping = clipping
         self.delta = delta
         self.targetEpsilon = targetEpsilon
-        self.secureNoise = secureNoise
+        self.randomness = randomness
     }
 
     /// Checks the values; each error names the value and the valid range.
@@ -81,6 +81,8 @@ public struct StepReport: Sendable {
     public var batchSize: Int
     public var lossSum: Double
     public var correct: Int
+    /// Examples whose gradient was scaled down: under per-layer clipping, those with any layer
+    /// clipped, so `clippedCount <= batchSize` in every mode.
     public var clippedCount: Int
     public var clippingNorm: Double
 }
@@ -88,6 +90,34 @@ public struct StepReport: Sendable {
 /// The random streams of a run, all derived from one seed (Philox streams).
 public enum RandomStream: UInt64 {
     case initialisation = 0, sampling = 1, noise = 2, dropout = 3, data = 4
+    /// Noise of differentially private input statistics (``PrivateStandardization``).
+    case statistics = 5
+}
+
+/// Where the random choices that a privacy guarantee rests on come from: batch sampling (the
+/// amplification by subsampling), the Gaussian noise (on gradients, on the adaptive-clipping
+/// count, on input statistics) and dropout masks.
+public enum RandomnessSource: String, Codable, Hashable, Sendable, CaseIterable {
+    /// Philox streams derived from the run's seed: reproducible, for research. The guarantee
+    /// holds only against an adversary who does not know the seed: the seed determines every
+    /// batch and every noise draw, so publishing the seed (runs.csv, manifest.json) publishes
+    /// the noise and the batches, and the reported epsilon no longer describes the release.
+    case seeded
+    /// The operating system's cryptographic generator (`getrandom`) for every one of those
+    /// choices; nothing about them is derived from the seed or written anywhere. Runs are not
+    /// reproducible. The seed still fixes initialisation and generated data, which the
+    /// guarantee does not depend on.
+    case secure
+
+    /// One sentence for plans, manifests and tables.
+    public var statement: String {
+        switch self {
+        case .seeded:
+            return "seeded: batches and noise are a deterministic function of the recorded seed; for research and reproducibility only: the guarantee holds only against someone who does not know the seed, and publishing the manifest publishes the noise"
+        case .secure:
+            return "secure: batch sampling, noise and dropout come from the operating system's cryptographic generator and are recorded nowhere; the seed fixes only initialisation and generated data"
+        }
+    }
 }
 
 /// DP-SGD (Abadi et al. 2016) as named phases: sample, forward, one backward pass, per-example
@@ -148,16 +178,18 @@ public final class DPSGDTrainer {
         self.data = data
         self.configuration = configuration
         let root = PhiloxRandom(seed: configuration.seed)
+        let secure = configuration.privacy?.randomness == .secure
         self.sampler = BatchSampler(scheme: configuration.sampling, datasetSize: data.count,
                                     expectedBatchSize: configuration.expectedBatchSize,
-                                    rng: root.split(stream: RandomStream.sampling.rawValue))
+                                    rng: root.split(stream: RandomStream.sampling.rawValue),
+                                    randomness: secure ? .secure : .seeded)
         self.noiseRandom = root.split(stream: RandomStream.noise.rawValue)
         self.dropoutRandom = root.split(stream: RandomStream.dropout.rawValue)
         self.clippingNorm = configuration.privacy?.clippingNorm ?? .infinity
         self.ledger = ledger
         self.batch = Tensor(zeros: data.batchShape(0))
         self.spareBatch = Tensor(zeros: data.batchShape(0))
-        self.secureRandom = (configuration.privacy?.secureNoise ?? false) ? SystemRandom() : nil
+        self.secureRandom = secure ? SystemRandom() : nil
         self.budgetAccountant = budgetAccountant
         try recomputeBudget()
     }
@@ -203,6 +235,7 @@ public final class DPSGDTrainer {
         let chunk = configuration.maxPhysicalBatchSize
         var start = 0
         var unclippedCount = 0
+        var layerClippedCount = 0
         while start < indices.count {
             let end = min(indices.count, start + chunk)
             chunkIndices.removeAll(keepingCapacity: true)
@@ -212,6 +245,7 @@ public final class DPSGDTrainer {
             report.correct += stats.correct
             report.clippedCount += stats.clipped
             unclippedCount += stats.unclipped
+            layerClippedCount += stats.layerClipped
             start = end
         }
 
@@ -225,11 +259,11 @@ public final class DPSGDTrainer {
                 addNoise(standardDeviation: Float(sigmaGrad * clippingNorm))
             }
             if case .adaptive(let quantile, let lr, let sb) = privacy.clipping {
-                // Noisy fraction of examples whose norm was within C (Andrew et al. 2021, Alg. 1).
                 var noise: Double = 0
                 if privacy.noiseMultiplier > 0 { noise = sb * normalSample() }
-                let fraction = (Double(unclippedCount) + noise) / sampler.expectedBatchSize
-                clippingNorm *= Foundation.exp(-lr * (fraction - quantile))
+                clippingNorm = AdaptiveClipping.nextClippingNorm(
+                    clippingNorm, unclipped: unclippedCount, batchSize: report.batchSize, noise: noise,
+                    expectedBatchSize: sampler.expectedBatchSize, targetQuantile: quantile, learningRate: lr)
             }
         }
         let scale = Float(1 / sampler.expectedBatchSize)
@@ -245,16 +279,24 @@ public final class DPSGDTrainer {
         return report
     }
 
-    private struct ChunkStats { var lossSum: Double; var correct: Int; var clipped: Int; var unclipped: Int }
+    private struct ChunkStats {
+        var lossSum: Double, correct: Int
+        /// Examples scaled down (per-layer: any layer), and examples left whole.
+        var clipped: Int, unclipped: Int
+        /// Per-layer clipping: (example, layer) pairs clipped; 0 otherwise.
+        var layerClipped = 0
+    }
 
     private func processChunk() throws -> ChunkStats {
         let m = chunkIndices.count
         swap(&batch, &spareBatch)
         if batch.leadingCount != m { batch = Tensor(zeros: data.batchShape(m)) }
         data.gather(indices: chunkIndices, into: &batch, labels: &batchLabels)
-        var context = ForwardContext(training: true, rng: dropoutRandom)
+        // Secure mode: each forward pass keys its dropout masks with fresh OS randomness.
+        let dropoutKey = secureRandom != nil ? PhiloxRandom(seed: secureRandom!.next()) : dropoutRandom
+        var context = ForwardContext(training: true, rng: dropoutKey)
         let logits = model.forward(batch, context: &context)
-        dropoutRandom = context.rng
+        if secureRandom == nil { dropoutRandom = context.rng }
         let (losses, dLogits) = loss(logits: logits, labels: batchLabels)
         let lossSum = Double(losses.sum())
         let correct = Evaluation.correctCount(logits: logits, labels: batchLabels)
@@ -268,17 +310,20 @@ public final class DPSGDTrainer {
             norms = Tensor(zeros: [m])
             weights = Tensor(zeros: [m])
         }
-        var clipped = 0
+        if !lossSum.isFinite { throw TrainingError.nonFiniteLoss(step: step, loss: lossSum) }
+        var clipped = 0, layerClipped = 0
         let c = Float(clippingNorm)
         switch privacy.clipping {
         case .flat, .adaptive:
             norms.fill(0)
             model.addPerSampleGradientSquaredNorms(into: &norms)
+            try checkFinite(norms)
             clipped = ClipFactors.flat(squaredNorms: norms, clippingNorm: c, into: &weights)
             model.accumulateGradients(exampleWeights: weights)
         case .automatic(let stability):
             norms.fill(0)
             model.addPerSampleGradientSquaredNorms(into: &norms)
+            try checkFinite(norms)
             ClipFactors.automatic(squaredNorms: norms, clippingNorm: c, stability: Float(stability), into: &weights)
             clipped = m
             model.accumulateGradients(exampleWeights: weights)
@@ -289,12 +334,24 @@ public final class DPSGDTrainer {
                 perLayerWeights = layerNorms.map { _ in Tensor<Float>(zeros: [m]) }
             }
             for (l, n) in layerNorms.enumerated() {
-                clipped += ClipFactors.flat(squaredNorms: n, clippingNorm: perLayerC, into: &perLayerWeights[l])
+                try checkFinite(n)
+                layerClipped += ClipFactors.flat(squaredNorms: n, clippingNorm: perLayerC, into: &perLayerWeights[l])
             }
+            clipped = ClipFactors.countAnyClipped(perLayerWeights)
             model.accumulateGradients(perLayerWeights: perLayerWeights)
         }
-        if !lossSum.isFinite { throw TrainingError.nonFiniteLoss(step: step, loss: lossSum) }
-        return ChunkStats(lossSum: lossSum, correct: correct, clipped: clipped, unclipped: m - clipped)
+        return ChunkStats(lossSum: lossSum, correct: correct, clipped: clipped, unclipped: m - clipped,
+                          layerClipped: layerClipped)
+    }
+
+    /// A NaN or infinite per-example norm would get clip weight 1 (NaN) or poison the sum (inf):
+    /// stop before anything is accumulated, updated or composed.
+    private func checkFinite(_ squaredNorms: Tensor<Float>) throws {
+        let bad = squaredNorms.withUnsafeBufferPointer { n in n.firstIndex { !$0.isFinite } }
+        if let i = bad {
+            let value = squaredNorms.withUnsafeBufferPointer { Double($0[i]) }
+            throw TrainingError.nonFiniteGradientNorm(step: step, exampleInBatch: i, squaredNorm: value)
+        }
     }
 
     private func addNoise(standardDeviation: Float) {
@@ -309,10 +366,7 @@ public final class DPSGDTrainer {
 
     private func normalSample() -> Double {
         if secureRandom != nil { return secureRandom!.nextNormal() }
-        return withUnsafeTemporaryAllocation(of: Double.self, capacity: 1) { x in
-            noiseRandom.fillNormal(x)
-            return x[0]
-        }
+        return noiseRandom.nextNormalDouble()
     }
 
     func restoreState(step: Int, clippingNorm: Double, sampler rng: PhiloxRandom, noise: PhiloxRandom,

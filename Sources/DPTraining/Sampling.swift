@@ -15,6 +15,12 @@ public enum SamplingScheme: String, Codable, Sendable, CaseIterable {
     /// epsilon no accountant here can justify (each example appears exactly once per epoch,
     /// which the subsampling bounds do not model; Chua et al. 2024 show the gap is real).
     case fixedSize = "fixed-size"
+
+    /// The neighbouring relation this scheme's privacy events are analysed under: the one rule,
+    /// used by the trainer, the plan, the CLI and results files.
+    public var neighboringRelation: NeighboringRelation {
+        self == .poisson ? .addOrRemoveOne : .replaceOne
+    }
 }
 
 /// Draws the indices of each step's batch from its own random stream.
@@ -25,11 +31,16 @@ public struct BatchSampler: Sendable {
     public let samplingProbability: Double
     /// For fixed size: b. For Poisson: the expected batch size q n (not an integer in general).
     public let batchSize: Int
+    /// The seeded stream (unused in secure mode).
     public var rng: PhiloxRandom
+    /// `.secure`: every draw comes from the OS CSPRNG, and ``rng`` is never used, so batches
+    /// cannot be reproduced from the seed (amplification by sampling needs the batches secret).
+    public let randomness: RandomnessSource
 
     /// - Parameters:
     ///   - expectedBatchSize: q n for Poisson, b for fixed-size batches; 1 <= it <= n.
-    public init(scheme: SamplingScheme, datasetSize: Int, expectedBatchSize: Int, rng: PhiloxRandom) {
+    public init(scheme: SamplingScheme, datasetSize: Int, expectedBatchSize: Int, rng: PhiloxRandom,
+                randomness: RandomnessSource = .seeded) {
         precondition(datasetSize > 0 && expectedBatchSize >= 1 && expectedBatchSize <= datasetSize,
                      "BatchSampler: batch size \(expectedBatchSize) must be in 1...\(datasetSize) (the dataset size)")
         self.scheme = scheme
@@ -37,6 +48,16 @@ public struct BatchSampler: Sendable {
         self.batchSize = expectedBatchSize
         self.samplingProbability = Double(expectedBatchSize) / Double(datasetSize)
         self.rng = rng
+        self.randomness = randomness
+    }
+
+    /// A uniform Double in (0, 1) from the seeded stream or, in secure mode, the OS CSPRNG.
+    private mutating func nextUniform() -> Double {
+        if randomness == .secure {
+            var system = SystemRandom()
+            return system.nextOpenUnitDouble()
+        }
+        return rng.nextOpenUnitDouble()
     }
 
     /// The expected batch size: the denominator of the averaged noisy gradient. Never the
@@ -65,9 +86,7 @@ public struct BatchSampler: Sendable {
     }
 
     /// The neighbouring relation under which this sampler's events are accounted.
-    public var neighboringRelation: NeighboringRelation {
-        scheme == .poisson ? .addOrRemoveOne : .replaceOne
-    }
+    public var neighboringRelation: NeighboringRelation { scheme.neighboringRelation }
 
     /// The indices of the next batch, ascending, written into `indices` (reused storage).
     public mutating func nextBatch(into indices: inout [Int]) {
@@ -84,7 +103,7 @@ public struct BatchSampler: Sendable {
             let logOneMinusQ = Foundation.log1p(-q)
             var i = -1
             while true {
-                let u = rng.nextOpenUnitDouble()
+                let u = nextUniform()
                 let skip = Foundation.floor(Foundation.log(u) / logOneMinusQ)
                 if skip >= Double(datasetSize) { break }
                 i += Int(skip) + 1
@@ -95,7 +114,7 @@ public struct BatchSampler: Sendable {
             // Floyd's algorithm: b distinct uniform indices in O(b) expected time.
             var chosen = Set<Int>(minimumCapacity: batchSize)
             for j in (datasetSize - batchSize)..<datasetSize {
-                let t = Int(rng.nextOpenUnitDouble() * Double(j + 1))
+                let t = Int(nextUniform() * Double(j + 1))
                 let pick = chosen.contains(t) ? j : min(t, j)
                 chosen.insert(pick)
             }

@@ -210,29 +210,7 @@ func perLayerClippingMatchesPerExampleReference(clippingNorm c: Double) throws {
     #expect(t1.noiseRandom == t2.noiseRandom, "both drew exactly the same amount of noise")
 }
 
-// MARK: - Noise has the accounted scale
-
-@Test func noiseStandardDeviationIsSigmaTimesClippingNorm() throws {
-    // Zero-gradient model (all-zero data gives nonzero gradients for biases only through labels;
-    // instead use learning rate 1 and measure the update minus the noiseless update).
-    let data = smallData(count: 300)
-    let sigma = 2.0, c = 0.5, batch = 64
-    let noisy = try smallModel(), clean = try smallModel()
-    let t1 = try makeTrainer(model: noisy, data: data, batch: batch,
-                             privacy: PrivacySettings(noiseMultiplier: sigma, clippingNorm: c, delta: 1e-5))
-    let t2 = try makeTrainer(model: clean, data: data, batch: batch,
-                             privacy: PrivacySettings(noiseMultiplier: 0, clippingNorm: c, delta: 1e-5))
-    try t1.trainStep()
-    try t2.trainStep()
-    var diffs: [Double] = []
-    for (p, q) in zip(noisy.parameters, clean.parameters) {
-        for (x, y) in zip(p.value.scalars, q.value.scalars) { diffs.append(Double(x - y) * Double(batch)) }
-    }
-    let n = Double(diffs.count)
-    let variance = diffs.reduce(0) { $0 + $1 * $1 } / n
-    // 53 parameters: the sample standard deviation is within about 30% of sigma C with high probability.
-    #expect(abs(variance.squareRoot() - sigma * c) < 0.3 * sigma * c)
-}
+// MARK: - Noise has the accounted scale: MechanismTests.swift
 
 // MARK: - Privacy events, ledger and budget
 
