@@ -97,3 +97,29 @@ extension TrainTestSplit {
         return s
     }
 }
+
+extension Dataset {
+    /// Standardises every example by its own statistics, in place: per channel (the leading
+    /// axis) for images `[C, H, W]`, over all features otherwise. An example's result depends
+    /// on that example only, so it costs no privacy. A constant group (standard deviation
+    /// below `1e-6`) is only centred.
+    public mutating func standardizePerExample() {
+        let groups = exampleShape.rank == 3 ? exampleShape[0] : 1
+        let size = exampleSize, block = size / groups, count = self.count
+        mapFeatures { features in
+            features.withUnsafeMutableBufferPointer { p in
+                for e in 0..<count {
+                    for g in 0..<groups {
+                        let base = e * size + g * block
+                        var s = 0.0, q = 0.0
+                        for j in 0..<block { let x = Double(p[base + j]); s += x; q += x * x }
+                        let m = s / Double(block)
+                        let sd = max(0, q / Double(block) - m * m).squareRoot()
+                        let r = Float(sd < 1e-6 ? 1 : 1 / sd), mf = Float(m)
+                        for j in 0..<block { p[base + j] = (p[base + j] - mf) * r }
+                    }
+                }
+            }
+        }
+    }
+}

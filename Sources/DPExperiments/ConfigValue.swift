@@ -91,6 +91,11 @@ extension ConfigValue {
         if case .string(let s) = self { return s }
         return nil
     }
+
+    public var listValue: [ConfigValue]? {
+        if case .list(let l) = self { return l }
+        return nil
+    }
 }
 
 // MARK: - Rendering

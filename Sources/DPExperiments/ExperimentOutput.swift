@@ -16,8 +16,8 @@ public enum OutputSchema {
     public static let runColumns = [
         "status", "kind", "dataset", "model", "target_epsilon", "epochs", "steps",
         "train_loss", "train_accuracy", "test_loss", "test_accuracy",
-        "epsilon", "epsilon_rdp", "epsilon_pld_lower", "epsilon_pld_upper", "delta", "noise_multiplier",
-        "sampling_probability", "clipping_norm", "wall_seconds", "error",
+        "epsilon", "epsilon_rdp", "epsilon_pld_lower", "epsilon_pld_upper", "neighboring_relation", "privacy_unit",
+        "randomness", "delta", "noise_multiplier", "sampling_probability", "clipping_norm", "wall_seconds", "error",
     ]
 
     public static func epochsHeader(varyingKeys: [String]) -> [String] { leadingColumns + varyingKeys + epochColumns }
@@ -44,6 +44,7 @@ public enum OutputSchema {
             s.map { String($0.epochs) } ?? "", s.map { String($0.steps) } ?? "",
             csvNumber(s?.trainLoss), csvNumber(s?.trainAccuracy), csvNumber(s?.testLoss), csvNumber(s?.testAccuracy),
             csvNumber(s?.epsilon), csvNumber(s?.epsilonRDP), csvNumber(s?.epsilonPLDLower), csvNumber(s?.epsilonPLDUpper),
+            s?.privacy?.neighboringRelation ?? "", s?.privacy?.privacyUnit ?? "", s?.privacy?.randomness ?? "",
             csvNumber(s?.delta ?? c.privacy.targetDelta), csvNumber(s?.noiseMultiplier ?? c.privacy.noiseMultiplier),
             csvNumber(s?.samplingProbability), csvNumber(s?.clippingNorm ?? c.privacy.clippingNorm),
             csvNumber(wallSeconds), error ?? "",

@@ -93,6 +93,7 @@ public final class ExperimentRunner {
             if let e = plan.epsilonRDP { line += ", eps_rdp \(format(e))" }
             if let lo = plan.epsilonPLDLower, let hi = plan.epsilonPLDUpper { line += ", eps_pld [\(format(lo)), \(format(hi))]" }
             if let delta = run.config.privacy.targetDelta { line += " at delta \(format(delta))" }
+            if let st = plan.privacy { line += " (\(st.neighboringRelation), per \(st.privacyUnit), \(st.randomness))" }
             if done.contains(run.runID) { line += "  (finished: skipped)" }
             log(line)
             for note in plan.notes { log("    note: \(note)") }
@@ -178,6 +179,12 @@ public final class ExperimentRunner {
                     ])
                 } ?? .null),
                 ("config", run.config.resolved),
+                ("privacy", plan?.privacy.map { st in
+                    .map([
+                        ("neighboring_relation", .string(st.neighboringRelation)), ("privacy_unit", .string(st.privacyUnit)),
+                        ("randomness", .string(st.randomness)), ("randomness_statement", .string(st.randomnessStatement)),
+                    ])
+                } ?? .null),
                 ("privacy_ledger", ledgers[run.runID] ?? .null),
             ])
         }

@@ -23,6 +23,9 @@ public struct AggregateCell: Hashable, Sendable {
     public var values: [Double]
     /// Mean of `epsilon` over the seeds; `.infinity` for controls; nil when no run reported it.
     public var epsilon: Double?
+    /// The neighbouring relation(s) of the cell's epsilons (`add-remove`, `replace-one`, or
+    /// `unrecorded` for runs.csv files written before the column existed).
+    public var relations: [String] = []
 
     public var n: Int { values.count }
     public var mean: Double { values.reduce(0, +) / Double(values.count) }
@@ -46,6 +49,12 @@ public struct ResultsTable: Hashable, Sendable {
     /// Runs left out because they did not finish.
     public var excludedRuns: Int
     public var deltas: [Double]
+    /// Every neighbouring relation among the private cells, and every privacy unit.
+    public var relations: [String] = []
+    public var privacyUnits: [String] = []
+    /// True when the private cells' epsilons are not all of one relation: each cell then
+    /// names its own, so no column silently mixes them.
+    public var mixesRelations: Bool { relations.count > 1 }
 
     /// Whether larger values of the metric are better (false for losses).
     public var higherIsBetter: Bool { !metric.contains("loss") }
@@ -100,6 +109,12 @@ public struct ResultsTable: Hashable, Sendable {
                 order.append(id)
             }
             groups[id]!.values.append(value)
+            if kind == .private {
+                let relation = (record["neighboring_relation"] ?? "").isEmpty ? "unrecorded" : record["neighboring_relation"]!
+                if !groups[id]!.relations.contains(relation) { groups[id]!.relations.append(relation) }
+                if !table.relations.contains(relation) { table.relations.append(relation) }
+                if let unit = record["privacy_unit"], !unit.isEmpty, !table.privacyUnits.contains(unit) { table.privacyUnits.append(unit) }
+            }
             if let delta = Double(record["delta"] ?? ""), kind == .private, !table.deltas.contains(delta) { table.deltas.append(delta) }
         }
         // Mean epsilon spent per cell.
@@ -174,6 +189,21 @@ public struct ResultsTable: Hashable, Sendable {
             guard let e else { return "?" }
             return e.isInfinite ? "∞" : String(format: "%.3g", e)
         }
+        // A cell names its relation when the table mixes them.
+        func relationMark(_ cell: AggregateCell) -> String {
+            mixesRelations && cell.kind == .private ? ", " + cell.relations.joined(separator: "+") : ""
+        }
+        let relationText: String
+        if relations.isEmpty {
+            relationText = ""
+        } else if mixesRelations {
+            relationText = "; epsilons of different neighbouring relations (\(relations.joined(separator: ", "))) are not comparable: each cell names its own"
+        } else if relations == ["unrecorded"] {
+            relationText = "; neighbouring relation not recorded in this runs.csv (written before DPKit recorded it)"
+        } else {
+            relationText = "; ε for \(relations[0]) neighbouring datasets"
+        }
+        let unitText = privacyUnits.isEmpty ? "" : ", privacy unit: one \(privacyUnits.joined(separator: "/"))"
         let metricName = metric + (inPercent ? " (%)" : "")
         let columnTitle = { (label: String) -> String in
             guard let key = self.columnKey else { return metricName }
@@ -181,17 +211,19 @@ public struct ResultsTable: Hashable, Sendable {
         }
         let caption = "\(metricName): mean ± sample standard deviation over seeds (n runs); ε: mean epsilon spent"
             + (deltas.count == 1 ? " at δ = \(ConfigValue.numberText(deltas[0]))" : "")
+            + relationText + unitText
             + "; best private cell per \(marking.rawValue) in bold"
             + (excludedRuns > 0 ? "; \(excludedRuns) unfinished runs left out" : "")
 
         switch format {
         case .csv:
-            var out = CSV.line([rowKey, columnKey ?? "column", "kind", "n", "mean", "std", "epsilon", "best"])
+            var out = CSV.line([rowKey, columnKey ?? "column", "kind", "n", "mean", "std", "epsilon", "neighboring_relation", "best"])
             for row in rowLabels {
                 for cell in cells where cell.row == row {
                     out += CSV.line([
                         cell.row, cell.column, cell.kind.rawValue, String(cell.n), csvNumber(cell.mean),
-                        csvNumber(cell.standardDeviation), csvNumber(cell.epsilon), best.contains(cell) ? "true" : "false",
+                        csvNumber(cell.standardDeviation), csvNumber(cell.epsilon), cell.relations.joined(separator: "+"),
+                        best.contains(cell) ? "true" : "false",
                     ])
                 }
             }
@@ -203,7 +235,7 @@ public struct ResultsTable: Hashable, Sendable {
                 var s = number(cell.mean)
                 if let sd = cell.standardDeviation { s += " ± " + number(sd) }
                 if best.contains(cell) { s = "**\(s)**" }
-                return s + " (n=\(cell.n), ε=\(eps(cell.epsilon)))"
+                return s + " (n=\(cell.n), ε=\(eps(cell.epsilon))\(relationMark(cell)))"
             }
             func md(_ s: String) -> String { s.replacingOccurrences(of: "|", with: "\\|") }
             var lines = ["| \(md(rowKey)) | " + columnLabels.map { md(columnTitle($0)) }.joined(separator: " | ") + " |"]
@@ -233,7 +265,7 @@ public struct ResultsTable: Hashable, Sendable {
                 if let sd = cell.standardDeviation { s += " \\pm " + number(sd) }
                 s = best.contains(cell) ? "$\\mathbf{\(s)}$" : "$\(s)$"
                 let e = cell.epsilon.map { $0.isInfinite ? "\\infty" : String(format: "%.3g", $0) } ?? "?"
-                return s + " {\\scriptsize ($n{=}\(cell.n)$, $\\varepsilon{=}\(e)$)}"
+                return s + " {\\scriptsize ($n{=}\(cell.n)$, $\\varepsilon{=}\(e)$\(tex(relationMark(cell))))}"
             }
             var lines = ["\\begin{table}", "\\centering", "\\begin{tabular}{l" + String(repeating: "c", count: columnLabels.count) + "}", "\\toprule"]
             lines.append(tex(rowKey) + " & " + columnLabels.map { tex(columnTitle($0)) }.joined(separator: " & ") + " \\\\")

@@ -1,13 +1,40 @@
 // MARK: - Sections
 
-/// How inputs are scaled before training.
-public enum Normalization: String, Hashable, Sendable, CaseIterable {
-    /// Raw values.
+/// How inputs are scaled before training (`dataset.normalize`, options in
+/// `dataset.normalize_options`).
+///
+/// A private run may not fit anything on its private training set without paying for it:
+/// `standardize` (statistics of the training set, unaccounted) is refused there; the three
+/// honest choices are `fixed`, `per-example` and `private-standardize`.
+public enum Normalization: Hashable, Sendable {
+    /// Raw values (images are already in [0, 1]).
     case none
-    /// Pixels scaled to [0, 1] (divide by 255 for images, min-max for tabular data).
-    case unit
-    /// Each feature shifted and scaled to mean 0 and standard deviation 1 (statistics of the training set).
+    /// Declared constants, fixed before seeing the data: `x' = (x - mean) / std`, one value or
+    /// one per channel. No privacy cost.
+    case fixed(mean: [Double], standardDeviation: [Double])
+    /// Each example standardised by its own mean and standard deviation (per channel for
+    /// images): touches no other example, so it costs no privacy.
+    case perExample
+    /// Mean and standard deviation fitted on the training set without privacy. Refused in
+    /// private runs; allowed for non-private and clip-only controls.
     case standardize
+    /// Mean and standard deviation from the Gaussian mechanism on per-example statistics of
+    /// values clipped to [lower, upper]; the event is composed into the run's ledger
+    /// (``PrivateStandardization``).
+    case privateStandardize(noiseMultiplier: Double, lower: Double, upper: Double)
+
+    /// The names `dataset.normalize` accepts.
+    public static let names = ["none", "fixed", "per-example", "standardize", "private-standardize"]
+
+    public var name: String {
+        switch self {
+        case .none: return "none"
+        case .fixed: return "fixed"
+        case .perExample: return "per-example"
+        case .standardize: return "standardize"
+        case .privateStandardize: return "private-standardize"
+        }
+    }
 }
 
 /// `dataset:` section.
@@ -168,7 +195,32 @@ extension RunConfig {
         if datasetPlugin.requiresPath && path == nil {
             throw d.error("path", "is required for dataset `\(datasetPlugin.name)`")
         }
-        let normalize = try d.choice("normalize", Normalization.allCases.map(\.rawValue), default: "none")!
+        let normalizeName = try d.choice("normalize", Normalization.names, default: "none")!
+        let no = try d.section("normalize_options")
+        let normalize: Normalization
+        switch normalizeName {
+        case "fixed":
+            let mean = try no.read(ParameterSpec("mean", .doubleList, required: true, "declared mean: one value, or one per channel"))
+            let sd = try no.read(ParameterSpec("std", .doubleList, range: .positive, required: true, "declared standard deviation, > 0"))
+            let means = mean?.listValue?.compactMap(\.doubleValue) ?? [], sds = sd?.listValue?.compactMap(\.doubleValue) ?? []
+            guard means.count == sds.count else {
+                throw no.error("std", "has \(sds.count) values but `mean` has \(means.count); give one of each, or one per channel")
+            }
+            normalize = .fixed(mean: means, standardDeviation: sds)
+        case "private-standardize":
+            let sigma = try no.double("noise_multiplier", range: .positive, required: true)!
+            let lower = try no.double("lower", default: 0)!
+            let upper = try no.double("upper", default: 1)!
+            guard upper > lower else {
+                throw no.error("upper", "\(ConfigValue.numberText(upper)) must exceed lower \(ConfigValue.numberText(lower)) (the public range every input value is clipped to)")
+            }
+            normalize = .privateStandardize(noiseMultiplier: sigma, lower: lower, upper: upper)
+        case "per-example": normalize = .perExample
+        case "standardize": normalize = .standardize
+        default: normalize = .none
+        }
+        try no.finish()
+        if !no.resolved.isEmpty { d.close(no, as: "normalize_options") }
         let trainSize = try d.int("train_size", range: .atLeast(1))
         let testSize = try d.int("test_size", range: .atLeast(1))
         let datasetOptionsReader = try d.section("options")
@@ -177,7 +229,7 @@ extension RunConfig {
         try d.finish()
         root.close(d, as: "dataset")
         let dataset = DatasetConfig(
-            name: datasetPlugin.name, path: path, normalize: Normalization(rawValue: normalize)!,
+            name: datasetPlugin.name, path: path, normalize: normalize,
             trainSize: trainSize, testSize: testSize, options: datasetOptions)
 
         // model
@@ -296,6 +348,11 @@ extension RunConfig {
         }
         // The resolved map of a non-private run keeps only `enabled`, so its hash ignores unused keys.
         if !enabled { p.resolved = [("enabled", .bool(false))] }
+        if enabled, noiseMultiplier != 0, case .standardize = normalize {
+            throw context.error(
+                "dataset.normalize",
+                "`standardize` fits the mean and standard deviation on the private training set, which no privacy ledger accounts for, so a private run refuses it; use `fixed` (declared constants: normalize_options {mean, std}), `per-example` (each example by its own statistics, no privacy cost) or `private-standardize` (Gaussian-mechanism statistics composed into the run's ledger: normalize_options {noise_multiplier, lower, upper})")
+        }
         let privacy = PrivacyConfig(
             enabled: enabled,
             noiseMultiplier: enabled ? noiseMultiplier : nil, targetEpsilon: enabled ? targetEpsilon : nil,

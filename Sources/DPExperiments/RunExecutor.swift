@@ -1,5 +1,26 @@
+/// What an epsilon is about: every reported epsilon carries these.
+public struct PrivacyStatement: Hashable, Sendable {
+    /// `add-remove` or `replace-one`: epsilons of different relations are not comparable.
+    public var neighboringRelation: String
+    /// What one neighbouring step changes: `example` (record-level DP) today.
+    public var privacyUnit: String
+    /// `seeded` or `secure` (``DPTraining/RandomnessSource``).
+    public var randomness: String
+    /// The sentence that says what the randomness means for the guarantee.
+    public var randomnessStatement: String
+
+    public init(neighboringRelation: String, privacyUnit: String, randomness: String, randomnessStatement: String) {
+        self.neighboringRelation = neighboringRelation
+        self.privacyUnit = privacyUnit
+        self.randomness = randomness
+        self.randomnessStatement = randomnessStatement
+    }
+}
+
 /// What an executor predicts for a run before training: printed with the plan.
 public struct RunPlan: Hashable, Sendable {
+    /// What the run's epsilon is about; nil when no epsilon is reported.
+    public var privacy: PrivacyStatement?
     /// sigma the run will use (calibrated from `target_epsilon` when that was given); nil when non-private.
     public var noiseMultiplier: Double?
     /// q = expected_batch_size / training-set size; nil when non-private.
@@ -84,6 +105,8 @@ public struct EpochRecord: Hashable, Sendable {
 
 /// The final figures of a finished run; one `runs.csv` row.
 public struct RunSummary: Hashable, Sendable {
+    /// What the run's epsilon is about; nil when no epsilon is reported.
+    public var privacy: PrivacyStatement?
     public var epochs: Int
     public var steps: Int
     public var trainLoss: Double?

@@ -19,6 +19,7 @@ public struct TrainingExecutor: RunExecutor {
         let setup = try PrivacyPlan(config: c, trainingSetSize: n)
         var plan = RunPlan(noiseMultiplier: setup.noiseMultiplier, samplingProbability: setup.samplingProbability,
                            steps: setup.steps, stepsPerEpoch: setup.stepsPerEpoch, notes: setup.notes)
+        if setup.stepEvent != nil { plan.privacy = setup.statement }
         if let ledger = setup.ledger(steps: setup.steps) {
             let eps = try setup.epsilons(ledger: ledger)
             plan.epsilonRDP = eps.rdp
@@ -32,9 +33,24 @@ public struct TrainingExecutor: RunExecutor {
 
     public func execute(_ run: ResolvedRun, progress: (EpochRecord) throws -> Void) throws -> RunSummary {
         let c = run.config
-        let split = try loadData(c)
+        var split = try loadData(c)
         let setup = try PrivacyPlan(config: c, trainingSetSize: split.train.count)
         let seed = UInt64(c.seed)
+        var ledger = PrivacyLedger()
+        if case .privateStandardize(let sigma, let lower, let upper) = c.dataset.normalize {
+            // Input statistics through the Gaussian mechanism, from the run's privacy randomness.
+            let mechanism = PrivateStandardization(noiseMultiplier: sigma, lower: lower, upper: upper,
+                                                   perChannel: split.train.exampleShape.rank == 3)
+            var seeded = PhiloxRandom(seed: seed).split(stream: RandomStream.statistics.rawValue)
+            var system = SystemRandom()
+            let secure = setup.privacySettings?.randomness == .secure
+            let (statistics, event) = mechanism.fit(to: split.train, relation: setup.relation) {
+                secure ? system.nextNormal() : seeded.nextNormalDouble()
+            }
+            statistics.apply(to: &split.train)
+            statistics.apply(to: &split.test)
+            if setup.stepEvent != nil { try ledger.record(event) }
+        }
         let model = try buildModel(c.model, inputShape: split.train.exampleShape, classes: split.train.classCount, seed: seed)
         let optimizer = try makeOptimizer(c.optimizer)
         let schedule = try makeSchedule(c.optimizer.schedule, learningRate: c.optimizer.learningRate,
@@ -45,10 +61,11 @@ public struct TrainingExecutor: RunExecutor {
             configuration: TrainerConfiguration(
                 sampling: setup.sampling, expectedBatchSize: c.training.expectedBatchSize,
                 maxPhysicalBatchSize: c.training.maxPhysicalBatchSize, privacy: setup.privacySettings, seed: seed),
-            budgetAccountant: setup.budgetAccountant)
+            ledger: ledger, budgetAccountant: setup.budgetAccountant)
 
         var summary = RunSummary(epochs: 0, steps: 0, delta: setup.delta, noiseMultiplier: setup.noiseMultiplier,
                                  samplingProbability: setup.samplingProbability, clippingNorm: c.privacy.clippingNorm)
+        if setup.stepEvent != nil { summary.privacy = setup.statement }
         let epochs = Int((Double(setup.steps) / Double(setup.stepsPerEpoch)).rounded(.up))
         var done = 0
         var stopped = false
@@ -120,8 +137,10 @@ public struct TrainingExecutor: RunExecutor {
         }
     }
 
-    /// Loads the dataset the config names and applies `train_size`, `test_size` and `normalize`
-    /// (statistics from the training set only).
+    /// Loads the dataset the config names and applies `train_size`, `test_size` and the
+    /// data-independent `normalize` choices (`fixed`, `per-example`) or, for controls,
+    /// `standardize` (statistics of the training set). `private-standardize` is left to
+    /// ``execute(_:progress:)``, which draws its noise and records its event.
     public func loadData(_ c: RunConfig) throws -> TrainTestSplit {
         let d = c.dataset
         let o = d.options
@@ -167,8 +186,20 @@ public struct TrainingExecutor: RunExecutor {
         if let n = d.trainSize, n < split.train.count { split.train = split.train.subset(Array(0..<n)) }
         if let n = d.testSize, n < split.test.count { split.test = split.test.subset(Array(0..<n)) }
         switch d.normalize {
-        case .none, .unit: break
+        case .none, .privateStandardize: break
         case .standardize: split.standardize(perChannel: split.train.exampleShape.rank == 3)
+        case .perExample:
+            split.train.standardizePerExample()
+            split.test.standardizePerExample()
+        case .fixed(let mean, let sd):
+            let channels = split.train.exampleShape.rank == 3 ? split.train.exampleShape[0] : split.train.exampleSize
+            guard mean.count == 1 || mean.count == channels else {
+                throw TrainingError.invalidSetting(
+                    "dataset.normalize_options: \(mean.count) means and deviations for examples of shape \(split.train.exampleShape); give one value, or one per channel (\(channels))")
+            }
+            let s = Standardization(mean: mean.map(Float.init), standardDeviation: sd.map(Float.init))
+            s.apply(to: &split.train)
+            s.apply(to: &split.test)
         }
         return split
     }
@@ -277,6 +308,13 @@ struct PrivacyPlan {
     var budgetAccountant: AccountantKind
     var notes: [String] = []
     var stepEvent: DpEvent?
+    /// The neighbouring relation of every epsilon of this run (from the sampler).
+    var relation: NeighboringRelation
+    /// What the guarantee protects: one training example (record-level DP).
+    let privacyUnit = "example"
+    /// The privacy event of the input statistics (`private-standardize`), composed before the
+    /// first step; nil when the inputs cost no privacy.
+    var preprocessingEvent: DpEvent?
 
     init(config c: RunConfig, trainingSetSize n: Int) throws {
         let p = c.privacy
@@ -290,6 +328,7 @@ struct PrivacyPlan {
             throw TrainingError.invalidSetting("training.expected_batch_size: \(b) exceeds the training set size \(n)")
         }
         samplingProbability = Double(b) / Double(n)
+        relation = sampling.neighboringRelation
         stepsPerEpoch = max(1, Int((Double(n) / Double(b)).rounded()))
         steps = c.training.steps ?? (c.training.epochs ?? 1) * stepsPerEpoch
         accountants = p.accountant == "both" ? [.rdp, .pld] : [p.accountant == "pld" ? .pld : .rdp]
@@ -302,6 +341,11 @@ struct PrivacyPlan {
         let delta = p.targetDelta ?? 1e-5
         self.delta = delta
         let sampler = BatchSampler(scheme: sampling, datasetSize: n, expectedBatchSize: b, rng: PhiloxRandom(seed: 0))
+        if case .privateStandardize(let s, let lower, let upper) = c.dataset.normalize {
+            preprocessingEvent = PrivateStandardization(noiseMultiplier: s, lower: lower, upper: upper, perChannel: false)
+                .event(relation: relation)
+        }
+        let pre = preprocessingEvent
         let sigma: Double
         if let s = p.noiseMultiplier {
             sigma = s
@@ -309,7 +353,8 @@ struct PrivacyPlan {
             let steps = self.steps
             let accountant = budgetAccountant.make(relation: sampler.neighboringRelation)
             sigma = try DPAccounting.noiseMultiplier(targetEpsilon: target, delta: delta, accountant: accountant) { s in
-                .selfComposed(event: sampler.stepEvent(noiseMultiplier: s), count: steps)
+                let training = DpEvent.selfComposed(event: sampler.stepEvent(noiseMultiplier: s), count: steps)
+                return pre.map { .composed([$0, training]) } ?? training
             }
             notes.append("sigma \(String(format: "%.4f", sigma)) calibrated to epsilon \(target) at delta \(delta) over \(steps) steps (\(budgetAccountant.rawValue))")
         } else {
@@ -332,18 +377,31 @@ struct PrivacyPlan {
         default: throw TrainingError.invalidSetting("privacy.clipping: `\(p.clipping)`; allowed: flat, per-layer, automatic, adaptive")
         }
         privacySettings = PrivacySettings(noiseMultiplier: sigma, clippingNorm: p.clippingNorm ?? 1, clipping: clipping,
-                                          delta: delta, targetEpsilon: p.targetEpsilon, secureNoise: p.secureRNG)
+                                          delta: delta, targetEpsilon: p.targetEpsilon, randomness: p.secureRNG ? .secure : .seeded)
         if sigma > 0 {
             stepEvent = sampler.stepEvent(noiseMultiplier: sigma)
+            notes.append("epsilon is for \(relation == .addOrRemoveOne ? "add-remove" : "replace-one") neighbouring datasets; privacy unit: one training \(privacyUnit)")
+            notes.append("randomness \(privacySettings!.randomness.statement)")
+            if let pre = preprocessingEvent {
+                notes.append("input statistics (private-standardize) cost \(pre.summary), composed before the first step")
+            }
         } else {
             notes.append("noise multiplier 0: a clip-only control with no privacy guarantee; no epsilon is reported")
         }
+    }
+
+    /// Relation, unit and randomness of this run's epsilon (for results files).
+    var statement: PrivacyStatement {
+        PrivacyStatement(neighboringRelation: relation.name, privacyUnit: privacyUnit,
+                         randomness: privacySettings?.randomness.rawValue ?? RandomnessSource.seeded.rawValue,
+                         randomnessStatement: (privacySettings?.randomness ?? .seeded).statement)
     }
 
     /// The ledger of `steps` steps (nil when nothing private runs).
     func ledger(steps: Int) -> PrivacyLedger? {
         guard let e = stepEvent else { return nil }
         var l = PrivacyLedger()
+        if let pre = preprocessingEvent { try? l.record(pre) }
         try? l.record(e, count: steps)
         return l
     }

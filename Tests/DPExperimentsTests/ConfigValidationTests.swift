@@ -62,6 +62,16 @@ let badConfigCases: [BadConfigCase] = [
                   path: "privacy.delta", fragments: ["required for a private run"]),
     BadConfigCase(name: "per-layer thresholds that disagree with the clipping norm", replace: "  clipping_norm: 1.0", with: "  clipping_norm: 1.0\n  clipping: per-layer\n  clipping_options: {layer_norms: [0.6, 0.6]}",
                   path: "privacy.clipping_options.layer_norms", fragments: ["l2 norm 0.848", "clipping_norm 1"]),
+    BadConfigCase(name: "statistics fitted on private data", replace: "  name: gaussian-mixture", with: "  name: gaussian-mixture\n  normalize: standardize",
+                  path: "dataset.normalize", fragments: ["private run refuses it", "`fixed`", "`per-example`", "`private-standardize`"]),
+    BadConfigCase(name: "fixed normalisation without std", replace: "  name: gaussian-mixture", with: "  name: gaussian-mixture\n  normalize: fixed\n  normalize_options: {mean: 0.5}",
+                  path: "dataset.normalize_options.std", fragments: ["is required"]),
+    BadConfigCase(name: "fixed normalisation of unequal lengths", replace: "  name: gaussian-mixture", with: "  name: gaussian-mixture\n  normalize: fixed\n  normalize_options: {mean: [0.5, 0.5], std: 0.5}",
+                  path: "dataset.normalize_options.std", fragments: ["has 1 values but `mean` has 2"]),
+    BadConfigCase(name: "private statistics without noise", replace: "  name: gaussian-mixture", with: "  name: gaussian-mixture\n  normalize: private-standardize",
+                  path: "dataset.normalize_options.noise_multiplier", fragments: ["is required"]),
+    BadConfigCase(name: "private statistics with an empty range", replace: "  name: gaussian-mixture", with: "  name: gaussian-mixture\n  normalize: private-standardize\n  normalize_options: {noise_multiplier: 5, lower: 1, upper: 1}",
+                  path: "dataset.normalize_options.upper", fragments: ["must exceed lower 1"]),
     BadConfigCase(name: "adam betas of wrong length", replace: "  name: sgd", with: "  name: adam\n  betas: [0.9]",
                   path: "optimizer.betas", fragments: ["got 1 values", "length 2"]),
 ]
@@ -168,7 +178,7 @@ func shippedConfigsAreValid(_ name: String) throws {
         #expect(run.training.expectedBatchSize == 2048 && run.training.epochs == 40)
         #expect(run.privacy.noiseMultiplier == 2.15 && run.privacy.clippingNorm == 0.1 && run.privacy.targetDelta == 1e-5)
         #expect(run.optimizer.learningRate == 4 && run.optimizer.momentum == 0.9)
-        #expect(run.dataset.normalize == .standardize && run.model.name == "cnn-tanh")
+        #expect(run.dataset.normalize == .privateStandardize(noiseMultiplier: 100, lower: 0, upper: 1) && run.model.name == "cnn-tanh")
     case "fashion-mnist-budgets.yaml":
         #expect(config.runs.count == (5 + 2) * 3)
         #expect(Set(config.runs.compactMap(\.config.privacy.targetEpsilon)) == [0.5, 1, 2, 4, 8])

@@ -4,13 +4,14 @@ import Testing
 
 /// A runs.csv row with the given figures; other columns empty.
 func runsRow(_ id: String, hash: String, seed: Int, eps: String, model: String, kind: String = "private",
-             status: String = "finished", accuracy: Double?, spent: Double?) -> String {
+             status: String = "finished", accuracy: Double?, spent: Double?, relation: String = "add-remove") -> String {
     let header = OutputSchema.runsHeader(varyingKeys: ["privacy.target_epsilon"])
     var fields = [String](repeating: "", count: header.count)
     func set(_ key: String, _ value: String) { fields[header.firstIndex(of: key)!] = value }
     set("run_id", id); set("config_hash", hash); set("seed", String(seed)); set("privacy.target_epsilon", eps)
     set("status", status); set("kind", kind); set("model", model); set("test_accuracy", csvNumber(accuracy))
     set("epsilon", csvNumber(spent)); set("delta", kind == "private" ? "1e-05" : "")
+    if kind == "private" { set("neighboring_relation", relation); set("privacy_unit", "example") }
     return CSV.line(fields)
 }
 
@@ -74,7 +75,7 @@ let knownRunsCSV: String = CSV.line(OutputSchema.runsHeader(varyingKeys: ["priva
 @Test func csvTableRoundTrips() throws {
     let text = try ResultsTable.aggregate(runsCSV: knownRunsCSV).render(.csv)
     let (header, rows) = CSV.table(text)
-    #expect(header == ["model", "privacy.target_epsilon", "kind", "n", "mean", "std", "epsilon", "best"])
+    #expect(header == ["model", "privacy.target_epsilon", "kind", "n", "mean", "std", "epsilon", "neighboring_relation", "best"])
     #expect(rows.count == 5)
     #expect(rows.first { $0["model"] == "mlp" && $0["privacy.target_epsilon"] == "1" }?["best"] == "true")
 }
@@ -97,4 +98,23 @@ let knownRunsCSV: String = CSV.line(OutputSchema.runsHeader(varyingKeys: ["priva
     let text = try renderAccountingTable(accountingCSV: csv, format: .markdown)
     #expect(text.contains("| q, σ | steps = 100 | steps = 1000 |"))
     #expect(text.contains("| q = 0.01, σ = 1 | RDP 1.5 / PLD [1.2, 1.3] | RDP 3.1 / PLD [2.7, 2.8] |"))
+}
+
+@Test("a table names the relation of its epsilons, and marks every cell when relations differ")
+func tableNamesNeighbouringRelations() throws {
+    let one = try ResultsTable.aggregate(runsCSV: knownRunsCSV).render(.markdown)
+    #expect(one.contains("ε for add-remove neighbouring datasets, privacy unit: one example"))
+    #expect(!one.contains(", add-remove)"))
+    let mixed = CSV.line(OutputSchema.runsHeader(varyingKeys: ["privacy.target_epsilon"]))
+        + runsRow("a-s0", hash: "a", seed: 0, eps: "1", model: "mlp", accuracy: 0.80, spent: 0.99)
+        + runsRow("b-s0", hash: "b", seed: 0, eps: "1", model: "cnn", accuracy: 0.85, spent: 0.98, relation: "replace-one")
+    let table = try ResultsTable.aggregate(runsCSV: mixed)
+    #expect(table.mixesRelations)
+    let text = table.render(.markdown)
+    #expect(text.contains("ε=0.99, add-remove)") && text.contains("ε=0.98, replace-one)"))
+    #expect(text.contains("are not comparable"))
+    #expect(table.render(.latex).contains("replace-one"))
+    // A runs.csv written before the relation was recorded says so.
+    let old = knownRunsCSV.replacingOccurrences(of: ",add-remove,example,", with: ",,,")
+    #expect(try ResultsTable.aggregate(runsCSV: old).render(.markdown).contains("neighbouring relation not recorded"))
 }

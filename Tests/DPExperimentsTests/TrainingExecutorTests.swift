@@ -68,3 +68,35 @@ include:
     #expect(try #require(r.epsilonPLDLower) <= (try #require(r.epsilonPLDUpper)))
     #expect(try #require(r.epsilonPLDUpper) <= (try #require(r.epsilonRDP)))
 }
+
+@Test("private-standardize: its Gaussian event comes first in the ledger, calibration pays for it, runs.csv and the manifest name relation, unit and randomness")
+func privateStatisticsAreAccountedInTheRun() throws {
+    let yaml = tinyYAML.replacingOccurrences(
+        of: "  name: gaussian-mixture\n",
+        with: "  name: gaussian-mixture\n  normalize: private-standardize\n  normalize_options: {noise_multiplier: 3, lower: -6, upper: 6}\n")
+        .replacingOccurrences(of: "include:\n  - privacy.enabled: false", with: "")
+    let config = try ExperimentConfig.parse(yaml: yaml, file: "tiny.yaml")
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dpkit-stats-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: dir) }
+    var lines: [String] = []
+    let report = try ExperimentRunner(config: config, outputDirectory: dir, executor: TrainingExecutor(), log: { lines.append($0) }).run()
+    #expect(report.finished.count == 1)
+    let manifest = try ConfigValue(jsonData: Data(contentsOf: dir.appendingPathComponent("manifest.json")))
+    guard case .list(let runs)? = manifest["runs"], let run = runs.first else { Issue.record("no runs"); return }
+    let ledger = try JSONDecoder().decode(PrivacyLedger.self, from: try #require(run["privacy_ledger"]).jsonText().data(using: .utf8)!)
+    #expect(ledger.entries.first?.event == .gaussian(noiseMultiplier: 3) && ledger.entries.first?.count == 1)
+    #expect(ledger.entries.count == 2, "statistics, then the steps")
+    // Calibrated to epsilon 2 with the statistics included: the whole ledger is within budget.
+    let eps = try PrivacyBudget.epsilon(ledger: ledger, delta: 1e-4)
+    #expect(eps <= 2 && eps >= 1.98)
+    #expect(run["privacy"]?["neighboring_relation"] == .string("add-remove"))
+    #expect(run["privacy"]?["privacy_unit"] == .string("example"))
+    #expect(run["privacy"]?["randomness"] == .string("seeded"))
+    #expect(run["privacy"]?["randomness_statement"]?.stringValue?.contains("publishing the manifest publishes the noise") == true)
+    #expect(lines.contains { $0.contains("(add-remove, per example, seeded)") })
+    #expect(lines.contains { $0.contains("input statistics (private-standardize) cost gaussian(noiseMultiplier: 3.0)") }, "\(lines)")
+    let csv = try String(contentsOf: dir.appendingPathComponent("runs.csv"), encoding: .utf8)
+    let (_, rows) = CSV.table(csv)
+    #expect(rows.first?["neighboring_relation"] == "add-remove" && rows.first?["privacy_unit"] == "example"
+            && rows.first?["randomness"] == "seeded")
+}
