@@ -123,3 +123,21 @@ extension Dataset {
         }
     }
 }
+
+/// The input scaling a model was trained with. Stored beside an exported model (and in a run's
+/// checkpoint), so that evaluation and a resumed run apply exactly the same scaling.
+public enum InputTransform: Codable, Equatable, Sendable {
+    case none
+    /// ``Dataset/standardizePerExample()``.
+    case perExample
+    /// Fixed statistics (declared, fitted for a control run, or differentially private).
+    case standardization(Standardization)
+
+    public func apply(to dataset: inout Dataset) {
+        switch self {
+        case .none: break
+        case .perExample: dataset.standardizePerExample()
+        case .standardization(let s): s.apply(to: &dataset)
+        }
+    }
+}

@@ -133,4 +133,33 @@ public enum DurableFile {
         let dir = open(url.deletingLastPathComponent().path, O_RDONLY)
         if dir >= 0 { _ = fsync(dir); close(dir) }
     }
+
+    /// Binary files (checkpoints, models): temporary file, one write, fsync, rename, fsync of
+    /// the directory.
+    public static func writeAtomically(_ data: Data, to url: URL) throws {
+        let temp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp")
+        try? FileManager.default.removeItem(at: temp)
+        let fd = open(temp.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw OutputError("cannot create \(temp.path): \(String(cString: strerror(errno)))") }
+        var offset = 0
+        let ok = data.withUnsafeBytes { raw -> Bool in
+            while offset < raw.count {
+                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 { if errno == EINTR { continue }; return false }
+                offset += n
+            }
+            return fsync(fd) == 0
+        }
+        let failure = String(cString: strerror(errno))
+        close(fd)
+        guard ok else {
+            try? FileManager.default.removeItem(at: temp)
+            throw OutputError("cannot write \(temp.path) (\(offset) of \(data.count) bytes): \(failure)")
+        }
+        guard rename(temp.path, url.path) == 0 else {
+            throw OutputError("cannot rename \(temp.path) to \(url.path): \(String(cString: strerror(errno)))")
+        }
+        let dir = open(url.deletingLastPathComponent().path, O_RDONLY)
+        if dir >= 0 { _ = fsync(dir); close(dir) }
+    }
 }

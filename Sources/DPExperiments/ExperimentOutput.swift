@@ -74,6 +74,12 @@ struct OutputFiles {
     var epochs: URL { directory.appendingPathComponent("epochs.csv") }
     var runs: URL { directory.appendingPathComponent("runs.csv") }
     var manifest: URL { directory.appendingPathComponent("manifest.json") }
+    /// Per-run checkpoints, written after every epoch and removed when the run finishes.
+    var checkpoints: URL { directory.appendingPathComponent("checkpoints") }
+    func checkpoint(_ runID: String) -> URL { checkpoints.appendingPathComponent("\(runID).json") }
+    /// Trained models, one safetensors file per finished run.
+    var models: URL { directory.appendingPathComponent("models") }
+    func model(_ runID: String) -> URL { models.appendingPathComponent("\(runID).safetensors") }
 
     /// Makes sure `url` holds `header` as its first line: writes it into an empty file, cuts a
     /// trailing partial line, and refuses a file written with other columns.

@@ -9,6 +9,8 @@ public struct ExperimentReport: Hashable, Sendable {
     /// Rows of unfinished runs removed from `epochs.csv` and `runs.csv` on resume.
     public var removedEpochRows = 0
     public var removedRunRows = 0
+    /// Unfinished runs that continue from a checkpoint, with the epoch they continue after.
+    public var resumedFromCheckpoint: [String: Int] = [:]
 }
 
 /// Runs every run of an experiment through an executor and writes `epochs.csv`, `runs.csv` and
@@ -75,7 +77,18 @@ public final class ExperimentRunner {
             let statusIndex = runsHeader.firstIndex(of: "status")!
             done = Set(files.rows(files.runs).filter { $0.count == runsHeader.count && $0[statusIndex] == "finished" }.map { $0[0] })
             report.removedRunRows = try files.filter(files.runs, header: runsHeader) { done.contains($0["run_id"] ?? "") }
-            report.removedEpochRows = try files.filter(files.epochs, header: epochsHeader) { done.contains($0["run_id"] ?? "") }
+            // An unfinished run continues from its checkpoint: keep its rows up to that epoch.
+            var resumeEpoch: [String: Int] = [:]
+            for run in config.runs where !done.contains(run.runID) {
+                if let e = RunCheckpoint.epoch(at: files.checkpoint(run.runID)) { resumeEpoch[run.runID] = e }
+            }
+            report.removedEpochRows = try files.filter(files.epochs, header: epochsHeader) { row in
+                let id = row["run_id"] ?? ""
+                if done.contains(id) { return true }
+                guard let last = resumeEpoch[id], let e = Int(row["epoch"] ?? "") else { return false }
+                return e <= last
+            }
+            report.resumedFromCheckpoint = resumeEpoch
             loadPreviousManifest()
             for id in done { statuses[id] = "finished" }
         }
@@ -98,6 +111,9 @@ public final class ExperimentRunner {
             log(line)
             for note in plan.notes { log("    note: \(note)") }
         }
+        for (id, epoch) in report.resumedFromCheckpoint.sorted(by: { $0.key < $1.key }) {
+            log("resume: \(id) continues from its checkpoint after epoch \(epoch)")
+        }
         if report.removedEpochRows + report.removedRunRows > 0 {
             log("resume: removed \(report.removedEpochRows) epochs.csv and \(report.removedRunRows) runs.csv rows of unfinished runs")
         }
@@ -116,7 +132,10 @@ public final class ExperimentRunner {
             statuses[run.runID] = "running"
             var lastStep = 0
             do {
-                let summary = try executor.execute(run) { record in
+                try FileManager.default.createDirectory(at: files.checkpoints, withIntermediateDirectories: true)
+                try FileManager.default.createDirectory(at: files.models, withIntermediateDirectories: true)
+                let context = RunContext(checkpoint: files.checkpoint(run.runID), model: files.model(run.runID))
+                let summary = try executor.execute(run, context: context) { record in
                     var record = record
                     if record.wallSeconds == nil { record.wallSeconds = self.clock() - runStart }
                     try DurableFile.append(CSV.line(OutputSchema.epochRow(run, record)), to: self.files.epochs)
@@ -135,6 +154,7 @@ public final class ExperimentRunner {
                 let row = OutputSchema.runRow(run, status: "finished", summary: summary, wallSeconds: clock() - runStart, error: nil)
                 try DurableFile.append(CSV.line(row), to: files.runs)
                 if let ledger = summary.privacyLedger { ledgers[run.runID] = ledger }
+                try? FileManager.default.removeItem(at: files.checkpoint(run.runID))
                 statuses[run.runID] = "finished"
                 report.finished.append(run.runID)
                 log("run \(run.index + 1)/\(runs.count) \(run.runID) finished: test_acc \(summary.testAccuracy.map(format) ?? "-") eps \(summary.epsilon.map(format) ?? "-")")

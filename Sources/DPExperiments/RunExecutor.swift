@@ -1,3 +1,5 @@
+import Foundation
+
 /// What an epsilon is about: every reported epsilon carries these.
 public struct PrivacyStatement: Hashable, Sendable {
     /// `add-remove` or `replace-one`: epsilons of different relations are not comparable.
@@ -158,4 +160,28 @@ public protocol RunExecutor {
     /// record cannot be written, and the executor must then stop by rethrowing).
     /// - Throws: any error: the run is recorded as failed and the experiment goes on.
     func execute(_ run: ResolvedRun, progress: (EpochRecord) throws -> Void) throws -> RunSummary
+
+    /// As ``execute(_:progress:)``, with a checkpoint to continue from and save to, and a place
+    /// for the trained model (see ``RunContext``). Defaults to ignoring the context.
+    func execute(_ run: ResolvedRun, context: RunContext, progress: (EpochRecord) throws -> Void) throws -> RunSummary
+}
+
+/// Where an executor keeps a run's state and writes its model (both optional).
+public struct RunContext: Sendable {
+    /// The run's checkpoint file: written atomically after every epoch; read to continue.
+    public var checkpoint: URL?
+    /// Where the trained model goes (safetensors).
+    public var model: URL?
+
+    public init(checkpoint: URL? = nil, model: URL? = nil) {
+        self.checkpoint = checkpoint
+        self.model = model
+    }
+}
+
+extension RunExecutor {
+    /// Executors without checkpoints or model export ignore the context.
+    public func execute(_ run: ResolvedRun, context: RunContext, progress: (EpochRecord) throws -> Void) throws -> RunSummary {
+        try execute(run, progress: progress)
+    }
 }

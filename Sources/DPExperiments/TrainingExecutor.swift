@@ -32,25 +32,33 @@ public struct TrainingExecutor: RunExecutor {
     // MARK: - Execute
 
     public func execute(_ run: ResolvedRun, progress: (EpochRecord) throws -> Void) throws -> RunSummary {
+        try execute(run, context: RunContext(), progress: progress)
+    }
+
+    /// Trains `run`; with `context.checkpoint`, saves the whole state atomically after every
+    /// epoch and, when a checkpoint of this run is already there, continues from it (the result
+    /// equals an uninterrupted run's in seeded mode); with `context.model`, writes the trained
+    /// model there (safetensors, PyTorch names, the input scaling in the metadata).
+    public func execute(_ run: ResolvedRun, context: RunContext, progress: (EpochRecord) throws -> Void) throws -> RunSummary {
         let c = run.config
         var split = try loadData(c)
         let setup = try PrivacyPlan(config: c, trainingSetSize: split.train.count)
         let seed = UInt64(c.seed)
-        var ledger = PrivacyLedger()
-        if case .privateStandardize(let sigma, let lower, let upper) = c.dataset.normalize {
-            // Input statistics through the Gaussian mechanism, from the run's privacy randomness.
-            let mechanism = PrivateStandardization(noiseMultiplier: sigma, lower: lower, upper: upper,
-                                                   perChannel: split.train.exampleShape.rank == 3)
-            var seeded = PhiloxRandom(seed: seed).split(stream: RandomStream.statistics.rawValue)
-            var system = SystemRandom()
-            let secure = setup.privacySettings?.randomness == .secure
-            let (statistics, event) = mechanism.fit(to: split.train, relation: setup.relation) {
-                secure ? system.nextNormal() : seeded.nextNormalDouble()
-            }
-            statistics.apply(to: &split.train)
-            statistics.apply(to: &split.test)
-            if setup.stepEvent != nil { try ledger.record(event) }
+        let resumed = try context.checkpoint.flatMap { url in
+            FileManager.default.fileExists(atPath: url.path) ? try RunCheckpoint.read(from: url, runID: run.runID) : nil
         }
+        var ledger = PrivacyLedger()
+        let transform: InputTransform
+        if let resumed {
+            // The scaling the interrupted run used (secure-mode statistics are not drawn again).
+            transform = resumed.transform
+        } else {
+            let prepared = try prepareInputs(c, train: split.train, setup: setup)
+            transform = prepared.transform
+            if let event = prepared.event, setup.stepEvent != nil { try ledger.record(event) }
+        }
+        transform.apply(to: &split.train)
+        transform.apply(to: &split.test)
         let model = try buildModel(c.model, inputShape: split.train.exampleShape, classes: split.train.classCount, seed: seed)
         let optimizer = try makeOptimizer(c.optimizer)
         let schedule = try makeSchedule(c.optimizer.schedule, learningRate: c.optimizer.learningRate,
@@ -69,7 +77,21 @@ public struct TrainingExecutor: RunExecutor {
         let epochs = Int((Double(setup.steps) / Double(setup.stepsPerEpoch)).rounded(.up))
         var done = 0
         var stopped = false
-        for epoch in 1...max(1, epochs) {
+        var firstEpoch = 1
+        var elapsedBefore = 0.0
+        if let resumed {
+            try trainer.restore(resumed.trainer)
+            done = resumed.trainer.step
+            firstEpoch = resumed.epoch + 1
+            stopped = resumed.stopped
+            elapsedBefore = resumed.wallSeconds
+            summary.epochs = resumed.epoch
+            summary.steps = done
+            resumed.figures.apply(to: &summary)
+        }
+        let start = Date()
+        var epoch = firstEpoch
+        while !stopped, epoch <= max(1, epochs) {
             let stepsThisEpoch = min(setup.stepsPerEpoch, setup.steps - done)
             var lossSum = 0.0, correct = 0, seen = 0, clipped = 0
             for _ in 0..<stepsThisEpoch {
@@ -109,22 +131,77 @@ public struct TrainingExecutor: RunExecutor {
             record.noiseMultiplier = setup.noiseMultiplier
             record.samplingProbability = setup.samplingProbability
             record.clippingNorm = setup.privacySettings == nil ? nil : trainer.clippingNorm
-            try progress(record)
+            record.wallSeconds = elapsedBefore + Date().timeIntervalSince(start)
             summary.epochs = epoch
             summary.steps = done
-            summary.trainLoss = record.trainLoss ?? summary.trainLoss
-            summary.trainAccuracy = record.trainAccuracy ?? summary.trainAccuracy
-            summary.testLoss = record.testLoss ?? summary.testLoss
-            summary.testAccuracy = record.testAccuracy ?? summary.testAccuracy
-            summary.epsilonRDP = record.epsilonRDP
-            summary.epsilonPLDLower = record.epsilonPLDLower
-            summary.epsilonPLDUpper = record.epsilonPLDUpper
+            RunFigures(record).apply(to: &summary)
+            // The row first, then the checkpoint: a kill between the two leaves the checkpoint of
+            // the epoch before, the runner drops rows after the checkpoint's epoch on resume, and
+            // this epoch runs again to the same result.
+            try progress(record)
+            if let url = context.checkpoint {
+                try RunCheckpoint(runID: run.runID, epoch: epoch, stopped: stopped || done >= setup.steps,
+                                  wallSeconds: record.wallSeconds ?? 0, trainer: trainer.checkpoint(),
+                                  transform: transform, figures: RunFigures(summary)).write(to: url)
+            }
             if stopped || done >= setup.steps { break }
+            epoch += 1
         }
         if trainer.isPrivate {
             summary.privacyLedger = try ConfigValue(jsonData: JSONEncoder().encode(trainer.ledger))
         }
+        if let url = context.model {
+            try writeModel(model, to: url, run: run, transform: transform, summary: summary)
+        }
         return summary
+    }
+
+    /// Writes the trained model as safetensors; the metadata says how to use it.
+    func writeModel(_ model: Sequential, to url: URL, run: ResolvedRun, transform: InputTransform, summary: RunSummary) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        var metadata: [String: String] = [
+            "format": "dpkit-model-1", "run_id": run.runID, "config_hash": run.configHash, "seed": String(run.seed),
+            "dataset": run.config.dataset.name,
+            "input_transform": String(decoding: try encoder.encode(transform), as: UTF8.self),
+        ]
+        if let e = summary.epsilon { metadata["epsilon"] = csvNumber(e) }
+        if let d = summary.delta { metadata["delta"] = csvNumber(d) }
+        if let p = summary.privacy {
+            metadata["neighboring_relation"] = p.neighboringRelation
+            metadata["privacy_unit"] = p.privacyUnit
+            metadata["randomness"] = p.randomness
+        }
+        try DurableFile.writeAtomically(model.safetensors(metadata: metadata), to: url)
+    }
+
+    /// The input scaling of `c` fitted on `train` (only `private-standardize` and, in controls,
+    /// `standardize` look at the data), and the privacy event it costs.
+    func prepareInputs(_ c: RunConfig, train: Dataset, setup: PrivacyPlan) throws -> (transform: InputTransform, event: DpEvent?) {
+        switch c.dataset.normalize {
+        case .none: return (.none, nil)
+        case .perExample: return (.perExample, nil)
+        case .standardize:
+            return (.standardization(Standardization.fit(to: train, perChannel: train.exampleShape.rank == 3)), nil)
+        case .fixed(let mean, let sd):
+            let channels = train.exampleShape.rank == 3 ? train.exampleShape[0] : train.exampleSize
+            guard mean.count == 1 || mean.count == channels else {
+                throw TrainingError.invalidSetting(
+                    "dataset.normalize_options: \(mean.count) means and deviations for examples of shape \(train.exampleShape); give one value, or one per channel (\(channels))")
+            }
+            return (.standardization(Standardization(mean: mean.map(Float.init), standardDeviation: sd.map(Float.init))), nil)
+        case .privateStandardize(let sigma, let lower, let upper):
+            // Input statistics through the Gaussian mechanism, from the run's privacy randomness.
+            let mechanism = PrivateStandardization(noiseMultiplier: sigma, lower: lower, upper: upper,
+                                                   perChannel: train.exampleShape.rank == 3)
+            var seeded = PhiloxRandom(seed: UInt64(c.seed)).split(stream: RandomStream.statistics.rawValue)
+            var system = SystemRandom()
+            let secure = setup.privacySettings?.randomness == .secure
+            let (statistics, event) = mechanism.fit(to: train, relation: setup.relation) {
+                secure ? system.nextNormal() : seeded.nextNormalDouble()
+            }
+            return (.standardization(statistics), event)
+        }
     }
 
     // MARK: - Data
@@ -137,10 +214,8 @@ public struct TrainingExecutor: RunExecutor {
         }
     }
 
-    /// Loads the dataset the config names and applies `train_size`, `test_size` and the
-    /// data-independent `normalize` choices (`fixed`, `per-example`) or, for controls,
-    /// `standardize` (statistics of the training set). `private-standardize` is left to
-    /// ``execute(_:progress:)``, which draws its noise and records its event.
+    /// Loads the dataset the config names and applies `train_size` and `test_size`; the
+    /// scaling (`normalize`) is ``prepareInputs(_:train:setup:)``'s.
     public func loadData(_ c: RunConfig) throws -> TrainTestSplit {
         let d = c.dataset
         let o = d.options
@@ -185,22 +260,6 @@ public struct TrainingExecutor: RunExecutor {
         }
         if let n = d.trainSize, n < split.train.count { split.train = split.train.subset(Array(0..<n)) }
         if let n = d.testSize, n < split.test.count { split.test = split.test.subset(Array(0..<n)) }
-        switch d.normalize {
-        case .none, .privateStandardize: break
-        case .standardize: split.standardize(perChannel: split.train.exampleShape.rank == 3)
-        case .perExample:
-            split.train.standardizePerExample()
-            split.test.standardizePerExample()
-        case .fixed(let mean, let sd):
-            let channels = split.train.exampleShape.rank == 3 ? split.train.exampleShape[0] : split.train.exampleSize
-            guard mean.count == 1 || mean.count == channels else {
-                throw TrainingError.invalidSetting(
-                    "dataset.normalize_options: \(mean.count) means and deviations for examples of shape \(split.train.exampleShape); give one value, or one per channel (\(channels))")
-            }
-            let s = Standardization(mean: mean.map(Float.init), standardDeviation: sd.map(Float.init))
-            s.apply(to: &split.train)
-            s.apply(to: &split.test)
-        }
         return split
     }
 

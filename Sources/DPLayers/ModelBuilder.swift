@@ -50,7 +50,9 @@ public enum ModelBuilder {
             shape = layer.outputShape(forExampleShape: shape)
             layers.append(layer)
         }
-        return Sequential(layers)
+        let model = Sequential(layers)
+        model.architecture = ModelArchitecture(specs: specs, inputShape: inputShape.array)
+        return model
     }
 
     /// A named model from ``ModelRegistry``.

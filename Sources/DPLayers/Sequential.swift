@@ -10,6 +10,10 @@ public final class Sequential: Layer {
     /// The batch size of the last forward pass.
     public private(set) var batchSize = 0
 
+    /// The specs and input shape this model was built from (set by ``ModelBuilder``), so an
+    /// exported model can be rebuilt without its config; nil for hand-assembled models.
+    public var architecture: ModelArchitecture?
+
     public init(_ layers: [any Layer]) {
         self.layers = layers
     }

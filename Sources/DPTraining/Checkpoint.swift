@@ -20,9 +20,21 @@ public struct Checkpoint: Codable {
     public var dropout: PhiloxRandom.State
     public var ledger: PrivacyLedger
 
+    /// JSON coders that keep an infinite clipping norm (non-private runs) as `"inf"`.
+    public static var encoder: JSONEncoder {
+        let e = JSONEncoder()
+        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return e
+    }
+    public static var decoder: JSONDecoder {
+        let d = JSONDecoder()
+        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return d
+    }
+
     /// Writes atomically (temporary file, then rename): a kill never leaves half a checkpoint.
     public func write(to url: URL) throws {
-        let data = try JSONEncoder().encode(self)
+        let data = try Checkpoint.encoder.encode(self)
         try data.write(to: url, options: .atomic)
     }
 
@@ -32,7 +44,7 @@ public struct Checkpoint: Codable {
             throw TrainingError.checkpoint("cannot read \(url.path): \(error.localizedDescription)")
         }
         let c: Checkpoint
-        do { c = try JSONDecoder().decode(Checkpoint.self, from: data) } catch {
+        do { c = try Checkpoint.decoder.decode(Checkpoint.self, from: data) } catch {
             throw TrainingError.checkpoint("\(url.path) is not a DPKit checkpoint or is corrupt (\(error)); delete it to start the run afresh")
         }
         guard c.formatVersion == Checkpoint.formatVersion else {

@@ -38,7 +38,7 @@ include:
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dpkit-exec-\(UUID().uuidString)")
     defer { try? FileManager.default.removeItem(at: dir) }
     let report = try ExperimentRunner(config: config, outputDirectory: dir, executor: TrainingExecutor(), log: { _ in }).run()
-    #expect(report.finished.count == 2 && report.failed.isEmpty)
+    #expect(report.finished.count == 2 && report.failed.isEmpty, "\(report)")
 
     let runs = try String(contentsOf: dir.appendingPathComponent("runs.csv"), encoding: .utf8)
     let lines = runs.split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }

@@ -1,0 +1,96 @@
+import DPData
+import DPTraining
+import Foundation
+
+/// The figures of a run so far (the last epoch's), carried from a checkpoint into the summary.
+struct RunFigures: Codable, Equatable {
+    var trainLoss, trainAccuracy, testLoss, testAccuracy: Double?
+    var epsilonRDP, epsilonPLDLower, epsilonPLDUpper: Double?
+
+    init(_ r: EpochRecord) {
+        trainLoss = r.trainLoss
+        trainAccuracy = r.trainAccuracy
+        testLoss = r.testLoss
+        testAccuracy = r.testAccuracy
+        epsilonRDP = r.epsilonRDP
+        epsilonPLDLower = r.epsilonPLDLower
+        epsilonPLDUpper = r.epsilonPLDUpper
+    }
+
+    init(_ s: RunSummary) {
+        trainLoss = s.trainLoss
+        trainAccuracy = s.trainAccuracy
+        testLoss = s.testLoss
+        testAccuracy = s.testAccuracy
+        epsilonRDP = s.epsilonRDP
+        epsilonPLDLower = s.epsilonPLDLower
+        epsilonPLDUpper = s.epsilonPLDUpper
+    }
+
+    /// Fills the summary with these figures; a figure an epoch did not compute (no evaluation
+    /// that epoch) keeps the summary's earlier value.
+    func apply(to s: inout RunSummary) {
+        s.trainLoss = trainLoss ?? s.trainLoss
+        s.trainAccuracy = trainAccuracy ?? s.trainAccuracy
+        s.testLoss = testLoss ?? s.testLoss
+        s.testAccuracy = testAccuracy ?? s.testAccuracy
+        s.epsilonRDP = epsilonRDP
+        s.epsilonPLDLower = epsilonPLDLower
+        s.epsilonPLDUpper = epsilonPLDUpper
+    }
+}
+
+/// A run's state at the end of an epoch: the trainer's checkpoint (model, optimizer, every
+/// random stream, ledger), the input scaling in use, and the runner's bookkeeping.
+struct RunCheckpoint: Codable {
+    static let formatVersion = 1
+    var formatVersion = RunCheckpoint.formatVersion
+    var runID: String
+    /// The last completed epoch (epochs.csv holds exactly the rows up to it).
+    var epoch: Int
+    /// True when the run had nothing left to do (budget reached or all steps taken).
+    var stopped: Bool
+    var wallSeconds: Double
+    var trainer: Checkpoint
+    var transform: InputTransform
+    var figures: RunFigures
+
+    init(runID: String, epoch: Int, stopped: Bool, wallSeconds: Double, trainer: Checkpoint,
+         transform: InputTransform, figures: RunFigures) {
+        self.runID = runID
+        self.epoch = epoch
+        self.stopped = stopped
+        self.wallSeconds = wallSeconds
+        self.trainer = trainer
+        self.transform = transform
+        self.figures = figures
+    }
+
+    /// Atomic and durable (temporary file, fsync, rename): a kill leaves the previous one.
+    func write(to url: URL) throws {
+        try DurableFile.writeAtomically(Checkpoint.encoder.encode(self), to: url)
+    }
+
+    /// The checkpoint at `url`.
+    /// - Throws: ``OutputError`` naming the file when it is unreadable, corrupt, of another
+    ///   format version or of another run (delete it to start that run afresh).
+    static func read(from url: URL, runID: String) throws -> RunCheckpoint {
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw OutputError("cannot read the checkpoint \(url.path); delete it to start run \(runID) afresh")
+        }
+        guard let c = try? Checkpoint.decoder.decode(RunCheckpoint.self, from: data) else {
+            throw OutputError("\(url.path) is not a DPKit run checkpoint or is corrupt; delete it to start run \(runID) afresh")
+        }
+        guard c.formatVersion == formatVersion, c.runID == runID else {
+            throw OutputError("\(url.path) belongs to run \(c.runID) (format \(c.formatVersion)), not \(runID) (format \(formatVersion)); delete it to start afresh")
+        }
+        return c
+    }
+
+    /// The epoch of the checkpoint at `url`, or nil when there is none or it cannot be read.
+    static func epoch(at url: URL) -> Int? {
+        guard let data = FileManager.default.contents(atPath: url.path),
+              let c = try? Checkpoint.decoder.decode(RunCheckpoint.self, from: data) else { return nil }
+        return c.epoch
+    }
+}

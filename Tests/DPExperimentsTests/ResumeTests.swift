@@ -1,0 +1,165 @@
+import DPAccounting
+import DPLayers
+import DPTensor
+import DPTraining
+import Foundation
+import Testing
+@testable import DPExperiments
+
+// Mid-run resume: a run killed after some epochs continues from its last checkpoint and ends
+// exactly as an uninterrupted run (seeded mode): same epoch rows, same summary, same model bytes.
+
+private let resumeYAML = """
+name: resume
+dataset:
+  name: gaussian-mixture
+  train_size: 3000
+  test_size: 300
+  normalize: private-standardize
+  normalize_options: {noise_multiplier: 10, lower: -8, upper: 8}
+  options: {dimensions: 20, classes: 3, separation: 2.0}
+model:
+  name: mlp
+  options: {hidden_sizes: [64], activation: tanh}
+optimizer:
+  name: momentum
+  learning_rate: 0.2
+  momentum: 0.9
+privacy:
+  noise_multiplier: 1.0
+  delta: 1.0e-5
+  clipping_norm: 1.0
+  clipping: adaptive
+training:
+  expected_batch_size: 100
+  epochs: EPOCHS
+seeds: [3]
+"""
+
+private func tempDir(_ tag: String) -> URL {
+    FileManager.default.temporaryDirectory.appendingPathComponent("dpkit-\(tag)-\(UUID().uuidString)")
+}
+
+/// epochs.csv or runs.csv without the wall-clock column, which differs between processes.
+private func rowsWithoutTime(_ url: URL) throws -> [[String: String]] {
+    let (_, rows) = CSV.table(try String(contentsOf: url, encoding: .utf8))
+    return rows.map { $0.filter { $0.key != "wall_seconds" } }
+}
+
+@Test("an interrupted run continues from its checkpoint and equals the uninterrupted run (records, summary, model)")
+func interruptedRunContinuesFromItsCheckpoint() throws {
+    let config = try ExperimentConfig.parse(yaml: resumeYAML.replacingOccurrences(of: "EPOCHS", with: "4"), file: "resume.yaml")
+    let run = try #require(config.runs.first)
+    let dir = tempDir("ckpt")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let executor = TrainingExecutor()
+
+    var full: [EpochRecord] = []
+    let fullContext = RunContext(model: dir.appendingPathComponent("full.safetensors"))
+    let fullSummary = try executor.execute(run, context: fullContext) { full.append($0) }
+
+    struct Killed: Error {}
+    let context = RunContext(checkpoint: dir.appendingPathComponent("run.json"), model: dir.appendingPathComponent("resumed.safetensors"))
+    var first: [EpochRecord] = []
+    #expect(throws: Killed.self) {
+        _ = try executor.execute(run, context: context) { r in
+            if r.epoch == 3 { throw Killed() }  // after epoch 2's checkpoint, before epoch 3's
+            first.append(r)
+        }
+    }
+    #expect(RunCheckpoint.epoch(at: context.checkpoint!) == 2)
+    var rest: [EpochRecord] = []
+    let summary = try executor.execute(run, context: context) { rest.append($0) }
+    func same(_ a: EpochRecord, _ b: EpochRecord) -> Bool {
+        var a = a, b = b
+        a.wallSeconds = nil
+        b.wallSeconds = nil
+        return a == b
+    }
+    #expect(rest.map(\.epoch) == [3, 4])
+    #expect(zip(first + rest, full).allSatisfy(same), "resumed records differ from the uninterrupted run")
+    var s1 = summary, s2 = fullSummary
+    s1.privacyLedger = nil
+    s2.privacyLedger = nil
+    #expect(s1 == s2)
+    #expect(summary.privacyLedger == fullSummary.privacyLedger, "the ledger is neither reset nor double counted")
+    let a = try Data(contentsOf: fullContext.model!), b = try Data(contentsOf: context.model!)
+    #expect(a == b, "the resumed model differs from the uninterrupted one")
+}
+
+/// The `dpkit` executable beside the test bundle (built with the package).
+private func dpkitExecutable() -> URL? {
+    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for _ in 0..<3 {
+        let candidate = dir.appendingPathComponent("dpkit")
+        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        dir = dir.deletingLastPathComponent()
+    }
+    return nil
+}
+
+private func dpkit(_ arguments: [String], log: URL? = nil) throws -> Process {
+    let p = Process()
+    p.executableURL = try #require(dpkitExecutable(), "the dpkit executable is not beside the tests: run `swift build --build-tests` first")
+    p.arguments = arguments
+    var env = ProcessInfo.processInfo.environment
+    env["DPKIT_NO_BLAS_REEXEC"] = "1"
+    p.environment = env
+    if let log {
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        p.standardOutput = handle
+        p.standardError = handle
+    } else {
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+    }
+    try p.run()
+    return p
+}
+
+@Test("dpkit run killed with SIGKILL mid-run, then --resume, equals an uninterrupted dpkit run")
+func sigkilledRunResumesToTheSameResult() throws {
+    let root = tempDir("kill")
+    try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: root) }
+    let configURL = root.appendingPathComponent("resume.yaml")
+    try resumeYAML.replacingOccurrences(of: "EPOCHS", with: "30").write(to: configURL, atomically: true, encoding: .utf8)
+    let killed = root.appendingPathComponent("killed"), clean = root.appendingPathComponent("clean")
+
+    let child = try dpkit(["run", configURL.path, "--output", killed.path])
+    // Kill it once it has written at least two epochs (and before it finishes).
+    let epochs = killed.appendingPathComponent("epochs.csv")
+    let deadline = Date().addingTimeInterval(120)
+    while Date() < deadline, child.isRunning {
+        let lines = (try? String(contentsOf: epochs, encoding: .utf8))?.split(separator: "\n").count ?? 0
+        if lines >= 3 { break }
+        usleep(2_000)
+    }
+    #expect(child.isRunning, "the run finished before it could be killed; make the test run longer")
+    kill(child.processIdentifier, SIGKILL)
+    child.waitUntilExit()
+    #expect(child.terminationReason == .uncaughtSignal)
+    let finishedBefore = try rowsWithoutTime(killed.appendingPathComponent("runs.csv")).filter { $0["status"] == "finished" }
+    #expect(finishedBefore.isEmpty)
+
+    let resumeLog = root.appendingPathComponent("resume.log")
+    let resume = try dpkit(["run", configURL.path, "--output", killed.path, "--resume"], log: resumeLog)
+    let reference = try dpkit(["run", configURL.path, "--output", clean.path])
+    resume.waitUntilExit()
+    reference.waitUntilExit()
+    #expect(resume.terminationStatus == 0 && reference.terminationStatus == 0)
+    let log = try String(contentsOf: resumeLog, encoding: .utf8)
+    #expect(log.contains("continues from its checkpoint after epoch"), "the resumed run started over: \(log)")
+
+    #expect(try rowsWithoutTime(killed.appendingPathComponent("epochs.csv")) == rowsWithoutTime(clean.appendingPathComponent("epochs.csv")))
+    #expect(try rowsWithoutTime(killed.appendingPathComponent("runs.csv")) == rowsWithoutTime(clean.appendingPathComponent("runs.csv")))
+    let models = try FileManager.default.contentsOfDirectory(atPath: clean.appendingPathComponent("models").path)
+    #expect(models.count == 1)
+    for m in models {
+        #expect(try Data(contentsOf: killed.appendingPathComponent("models/\(m)")) == Data(contentsOf: clean.appendingPathComponent("models/\(m)")))
+    }
+    #expect(try FileManager.default.contentsOfDirectory(atPath: killed.appendingPathComponent("checkpoints").path).isEmpty,
+            "a finished run's checkpoint is removed")
+}
