@@ -160,9 +160,14 @@ public struct TrainingExecutor: RunExecutor {
     func writeModel(_ model: Sequential, to url: URL, run: ResolvedRun, transform: InputTransform, summary: RunSummary) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
+        let d = run.config.dataset
+        var dataset: [(key: String, value: ConfigValue)] = [("name", .string(d.name)), ("options", .map(d.options.sorted { $0.key < $1.key }))]
+        if let p = d.path { dataset.append(("path", .string(p))) }
+        if let n = d.trainSize { dataset.append(("train_size", .int(n))) }
+        if let n = d.testSize { dataset.append(("test_size", .int(n))) }
         var metadata: [String: String] = [
             "format": "dpkit-model-1", "run_id": run.runID, "config_hash": run.configHash, "seed": String(run.seed),
-            "dataset": run.config.dataset.name,
+            "dataset": d.name, ModelEvaluation.datasetKey: ConfigValue.map(dataset).jsonText(sortKeys: true, pretty: false),
             "input_transform": String(decoding: try encoder.encode(transform), as: UTF8.self),
         ]
         if let e = summary.epsilon { metadata["epsilon"] = csvNumber(e) }
@@ -217,9 +222,13 @@ public struct TrainingExecutor: RunExecutor {
     /// Loads the dataset the config names and applies `train_size` and `test_size`; the
     /// scaling (`normalize`) is ``prepareInputs(_:train:setup:)``'s.
     public func loadData(_ c: RunConfig) throws -> TrainTestSplit {
-        let d = c.dataset
+        try loadData(c.dataset, seed: c.seed)
+    }
+
+    /// The dataset `d` names, generated from `seed` where it is synthetic.
+    public func loadData(_ d: DatasetConfig, seed runSeed: Int) throws -> TrainTestSplit {
         let o = d.options
-        let seed = UInt64(c.seed)
+        let seed = UInt64(runSeed)
         var split: TrainTestSplit
         switch d.name {
         case "fashion-mnist":
@@ -388,7 +397,7 @@ struct PrivacyPlan {
         }
         samplingProbability = Double(b) / Double(n)
         relation = sampling.neighboringRelation
-        stepsPerEpoch = max(1, Int((Double(n) / Double(b)).rounded()))
+        stepsPerEpoch = SamplingScheme.stepsPerEpoch(datasetSize: n, batchSize: b)
         steps = c.training.steps ?? (c.training.epochs ?? 1) * stepsPerEpoch
         accountants = p.accountant == "both" ? [.rdp, .pld] : [p.accountant == "pld" ? .pld : .rdp]
         budgetAccountant = accountants.contains(.pld) && p.accountant == "pld" ? .pld : .rdp
@@ -399,7 +408,8 @@ struct PrivacyPlan {
         }
         let delta = p.targetDelta ?? 1e-5
         self.delta = delta
-        let sampler = BatchSampler(scheme: sampling, datasetSize: n, expectedBatchSize: b, rng: PhiloxRandom(seed: 0))
+        let scheme = sampling, q = samplingProbability
+        let eventOf = { (s: Double) in scheme.stepEvent(samplingProbability: q, batchSize: b, datasetSize: n, noiseMultiplier: s) }
         if case .privateStandardize(let s, let lower, let upper) = c.dataset.normalize {
             preprocessingEvent = PrivateStandardization(noiseMultiplier: s, lower: lower, upper: upper, perChannel: false)
                 .event(relation: relation)
@@ -410,9 +420,9 @@ struct PrivacyPlan {
             sigma = s
         } else if let target = p.targetEpsilon {
             let steps = self.steps
-            let accountant = budgetAccountant.make(relation: sampler.neighboringRelation)
+            let accountant = budgetAccountant.make(relation: relation)
             sigma = try DPAccounting.noiseMultiplier(targetEpsilon: target, delta: delta, accountant: accountant) { s in
-                let training = DpEvent.selfComposed(event: sampler.stepEvent(noiseMultiplier: s), count: steps)
+                let training = DpEvent.selfComposed(event: eventOf(s), count: steps)
                 return pre.map { .composed([$0, training]) } ?? training
             }
             notes.append("sigma \(String(format: "%.4f", sigma)) calibrated to epsilon \(target) at delta \(delta) over \(steps) steps (\(budgetAccountant.rawValue))")
@@ -438,8 +448,8 @@ struct PrivacyPlan {
         privacySettings = PrivacySettings(noiseMultiplier: sigma, clippingNorm: p.clippingNorm ?? 1, clipping: clipping,
                                           delta: delta, targetEpsilon: p.targetEpsilon, randomness: p.secureRNG ? .secure : .seeded)
         if sigma > 0 {
-            stepEvent = sampler.stepEvent(noiseMultiplier: sigma)
-            notes.append("epsilon is for \(relation == .addOrRemoveOne ? "add-remove" : "replace-one") neighbouring datasets; privacy unit: one training \(privacyUnit)")
+            stepEvent = eventOf(sigma)
+            notes.append("epsilon is for \(relation.name) neighbouring datasets; privacy unit: one training \(privacyUnit)")
             notes.append("randomness \(privacySettings!.randomness.statement)")
             if let pre = preprocessingEvent {
                 notes.append("input statistics (private-standardize) cost \(pre.summary), composed before the first step")

@@ -42,7 +42,7 @@ public enum Safetensors {
         guard data.count >= 8 else { throw SafetensorsError("the file has \(data.count) bytes; a safetensors file starts with an 8-byte header length") }
         let n = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
         guard n <= UInt64(maximumHeaderLength), Int(n) <= data.count - 8 else {
-            throw SafetensorsError("the header length \(n) does not fit a file of \(data.count) bytes")
+            throw SafetensorsError("not a safetensors file: its header length \(n) does not fit a file of \(data.count) bytes")
         }
         let headerBytes = data.subdata(in: (data.startIndex + 8)..<(data.startIndex + 8 + Int(n)))
         guard let object = try? JSONSerialization.jsonObject(with: headerBytes), let header = object as? [String: Any] else {

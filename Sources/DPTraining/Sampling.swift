@@ -21,6 +21,29 @@ public enum SamplingScheme: String, Codable, Sendable, CaseIterable {
     public var neighboringRelation: NeighboringRelation {
         self == .poisson ? .addOrRemoveOne : .replaceOne
     }
+
+    /// The privacy event of one step: the one rule, used by the trainer's sampler, the
+    /// experiment plan and the CLI.
+    ///
+    /// A noise multiplier is the noise standard deviation over the sensitivity under the
+    /// neighbouring relation of the analysis. Under add/remove-one (Poisson, probability `q`)
+    /// the clipped sum's sensitivity is C; under replace-one (fixed-size batches of `b` of `n`)
+    /// it is 2C, so the same noise is the Gaussian mechanism with multiplier
+    /// `noiseMultiplier / 2` (as dp-accounting and the accountants here define it).
+    public func stepEvent(samplingProbability q: Double, batchSize b: Int, datasetSize n: Int,
+                          noiseMultiplier sigma: Double) -> DpEvent {
+        switch self {
+        case .poisson:
+            return .poissonSampled(probability: q, event: .gaussian(noiseMultiplier: sigma))
+        case .fixedSize:
+            return .sampledWithoutReplacement(sampleSize: b, datasetSize: n, event: .gaussian(noiseMultiplier: sigma / 2))
+        }
+    }
+
+    /// Steps in one epoch of `n` examples in batches of (expected) size `b`: n / b rounded, at least 1.
+    public static func stepsPerEpoch(datasetSize n: Int, batchSize b: Int) -> Int {
+        max(1, Int((Double(n) / Double(b)).rounded()))
+    }
 }
 
 /// Draws the indices of each step's batch from its own random stream.
@@ -65,24 +88,13 @@ public struct BatchSampler: Sendable {
     public var expectedBatchSize: Double { Double(batchSize) }
 
     /// Steps in one epoch: n / b rounded, at least 1.
-    public var stepsPerEpoch: Int { max(1, Int((Double(datasetSize) / Double(batchSize)).rounded())) }
+    public var stepsPerEpoch: Int { SamplingScheme.stepsPerEpoch(datasetSize: datasetSize, batchSize: batchSize) }
 
     /// The privacy event of one step whose noise has standard deviation `noiseMultiplier * C`
-    /// on the sum of gradients clipped to C.
-    ///
-    /// A noise multiplier is the noise standard deviation over the sensitivity under the
-    /// neighbouring relation of the analysis. Under add/remove-one (Poisson) the sum's
-    /// sensitivity is C; under replace-one (fixed-size batches) it is 2C, so the same noise is
-    /// the Gaussian mechanism with multiplier `noiseMultiplier / 2` (as dp-accounting and the
-    /// accountant here define it).
+    /// on the sum of gradients clipped to C (``SamplingScheme/stepEvent(samplingProbability:batchSize:datasetSize:noiseMultiplier:)``).
     public func stepEvent(noiseMultiplier: Double) -> DpEvent {
-        switch scheme {
-        case .poisson:
-            return .poissonSampled(probability: samplingProbability, event: .gaussian(noiseMultiplier: noiseMultiplier))
-        case .fixedSize:
-            return .sampledWithoutReplacement(sampleSize: batchSize, datasetSize: datasetSize,
-                                              event: .gaussian(noiseMultiplier: noiseMultiplier / 2))
-        }
+        scheme.stepEvent(samplingProbability: samplingProbability, batchSize: batchSize, datasetSize: datasetSize,
+                         noiseMultiplier: noiseMultiplier)
     }
 
     /// The neighbouring relation under which this sampler's events are accounted.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DPAccounting
+import DPTraining
 import Foundation
 
 /// `dpkit calibrate`: the smallest noise multiplier (to 1%) that meets an epsilon budget.
@@ -14,7 +15,7 @@ struct CalibrateCommand: ParsableCommand {
     var epsilon: Double
 
     @Option(help: "Accountant: rdp or pld.")
-    var accountant: AccountantChoice = .rdp
+    var accountant: AccountantKind = .rdp
 
     @Flag(help: "Print one JSON object.")
     var json = false
@@ -23,11 +24,11 @@ struct CalibrateCommand: ParsableCommand {
         guard epsilon > 0, epsilon.isFinite else {
             throw ValidationError("--epsilon must be finite and > 0, got \(epsilon)")
         }
-        guard schedule.steps >= 1 else {
-            throw ValidationError("--steps must be >= 1 to calibrate, got \(schedule.steps)")
+        guard schedule.stepCount >= 1 else {
+            throw ValidationError("--steps must be >= 1 to calibrate, got \(schedule.stepCount)")
         }
-        if accountant == .pld, schedule.sampling == .withoutReplacement {
-            throw ValidationError("--accountant pld does not support --sampling without-replacement (replace-one); use --accountant rdp")
+        if accountant == .pld, schedule.sampling == .fixedSize {
+            throw ValidationError("--accountant pld does not support --sampling fixed-size (replace-one); use --accountant rdp")
         }
     }
 

@@ -11,7 +11,8 @@ struct DPKitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dpkit",
         abstract: "DPKit: differentially private training, accounting and experiments.",
-        subcommands: [InfoCommand.self, RunCommand.self, TableCommand.self, PlotCommand.self,
+        version: "DPKit \(DPKitVersion.string)",
+        subcommands: [InfoCommand.self, RunCommand.self, TableCommand.self, PlotCommand.self, EvaluateCommand.self,
                       EpsilonCommand.self, CalibrateCommand.self, BenchCommand.self])
 }
 

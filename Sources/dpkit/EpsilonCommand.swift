@@ -1,99 +1,101 @@
 import ArgumentParser
 import DPAccounting
+import DPTraining
 import Foundation
 
-/// Which accountant a command uses.
-enum AccountantChoice: String, ExpressibleByArgument, CaseIterable {
-    case rdp, pld
-}
+extension AccountantKind: ExpressibleByArgument {}
 
-/// How each training batch was drawn.
-enum SamplingChoice: String, ExpressibleByArgument, CaseIterable {
-    case poisson
-    case withoutReplacement = "without-replacement"
-}
+extension SamplingScheme: ExpressibleByArgument {}
 
-/// The training schedule shared by `epsilon` and `calibrate`.
+/// The training schedule shared by `epsilon` and `calibrate`: either q and T directly, or the
+/// sizes a user thinks in (dataset size, batch size, epochs), turned into q and T exactly as
+/// the trainer does (q = B / N, an epoch is round(N / B) steps).
 struct ScheduleOptions: ParsableArguments {
-    @Option(parsing: .unconditional, help: "Sampling probability q in (0, 1] (batch size / dataset size).")
-    var samplingProbability: Double
+    @Option(parsing: .unconditional, help: "Sampling probability q in (0, 1] (batch size / dataset size); or give --dataset-size and --batch-size.")
+    var samplingProbability: Double?
 
-    @Option(parsing: .unconditional, help: "Number of training steps T >= 0.")
-    var steps: Int
+    @Option(parsing: .unconditional, help: "Number of training steps T >= 0; or give --epochs with --dataset-size and --batch-size.")
+    var steps: Int?
 
     @Option(parsing: .unconditional, help: "Target delta in (0, 1).")
     var delta: Double
 
-    @Option(help: "Batch sampler: poisson (add/remove-one) or without-replacement (fixed batches of round(q N), replace-one, where the clipped sum's sensitivity is 2C; needs --dataset-size).")
-    var sampling: SamplingChoice = .poisson
+    @Option(help: "Batch sampler, as `privacy.sampling` in configs: poisson (add/remove-one) or fixed-size (batches of exactly B = round(q N), replace-one, where the clipped sum's sensitivity is 2C; needs --dataset-size).")
+    var sampling: SamplingScheme = .poisson
 
-    @Option(parsing: .unconditional, help: "Dataset size N >= 1 (only with --sampling without-replacement).")
+    @Option(parsing: .unconditional, help: "Dataset size N >= 1.")
     var datasetSize: Int?
 
+    @Option(parsing: .unconditional, help: "Expected batch size B in 1...N (with --dataset-size): q = B / N.")
+    var batchSize: Int?
+
+    @Option(parsing: .unconditional, help: "Epochs E >= 1 (with --dataset-size and --batch-size): T = E round(N / B).")
+    var epochs: Int?
+
     func validate() throws {
-        guard samplingProbability > 0, samplingProbability <= 1 else {
-            throw ValidationError("--sampling-probability must be in (0, 1], got \(samplingProbability)")
-        }
-        guard steps >= 0 else { throw ValidationError("--steps must be >= 0, got \(steps)") }
-        guard delta > 0, delta < 1 else {
-            throw ValidationError("--delta must be in (0, 1), got \(delta)")
-        }
-        switch sampling {
-        case .poisson:
-            if datasetSize != nil {
-                throw ValidationError("--dataset-size is only used with --sampling without-replacement")
+        guard delta > 0, delta < 1 else { throw ValidationError("--delta must be in (0, 1), got \(delta)") }
+        if let n = datasetSize, n < 1 { throw ValidationError("--dataset-size must be >= 1, got \(n)") }
+        if let b = batchSize {
+            guard let n = datasetSize else { throw ValidationError("--batch-size needs --dataset-size N") }
+            guard b >= 1, b <= n else { throw ValidationError("--batch-size must be in 1...\(n) (the dataset size), got \(b)") }
+            if samplingProbability != nil { throw ValidationError("give either --sampling-probability or --batch-size, not both") }
+        } else {
+            guard let q = samplingProbability else {
+                throw ValidationError("give --sampling-probability q, or --dataset-size N with --batch-size B")
             }
-        case .withoutReplacement:
-            guard let n = datasetSize else {
-                throw ValidationError("--sampling without-replacement needs --dataset-size N (N >= 1)")
-            }
-            guard n >= 1 else { throw ValidationError("--dataset-size must be >= 1, got \(n)") }
+            guard q > 0, q <= 1 else { throw ValidationError("--sampling-probability must be in (0, 1], got \(q)") }
+        }
+        if let e = epochs {
+            guard batchSize != nil else { throw ValidationError("--epochs needs --dataset-size and --batch-size (an epoch is round(N / B) steps)") }
+            guard e >= 1 else { throw ValidationError("--epochs must be >= 1, got \(e)") }
+            if steps != nil { throw ValidationError("give either --steps or --epochs, not both") }
+        } else {
+            guard let t = steps else { throw ValidationError("give --steps T, or --epochs E with --dataset-size and --batch-size") }
+            guard t >= 0 else { throw ValidationError("--steps must be >= 0, got \(t)") }
+        }
+        if sampling == .fixedSize {
+            guard datasetSize != nil else { throw ValidationError("--sampling fixed-size needs --dataset-size N (N >= 1)") }
             guard sampleSize >= 1 else {
-                throw ValidationError("--sampling-probability x --dataset-size must round to a batch of at least 1 record, got \(samplingProbability * Double(n))")
+                throw ValidationError("--sampling-probability x --dataset-size must round to a batch of at least 1 record, got \(q * Double(datasetSize ?? 0))")
             }
+        } else if datasetSize != nil, batchSize == nil {
+            throw ValidationError("--dataset-size is only used with --batch-size or --sampling fixed-size")
         }
     }
 
-    /// The fixed batch size `round(q N)` for sampling without replacement.
-    var sampleSize: Int { Int((samplingProbability * Double(datasetSize ?? 0)).rounded()) }
+    /// q: given, or B / N.
+    var q: Double { samplingProbability ?? Double(batchSize ?? 1) / Double(datasetSize ?? 1) }
 
-    var relation: NeighboringRelation { sampling == .poisson ? .addOrRemoveOne : .replaceOne }
+    /// T: given, or E epochs of round(N / B) steps.
+    var stepCount: Int {
+        if let steps { return steps }
+        return (epochs ?? 1) * SamplingScheme.stepsPerEpoch(datasetSize: datasetSize ?? 1, batchSize: batchSize ?? 1)
+    }
+
+    /// The fixed batch size: B, or round(q N).
+    var sampleSize: Int { batchSize ?? Int((q * Double(datasetSize ?? 0)).rounded()) }
+
+    var relation: NeighboringRelation { sampling.neighboringRelation }
 
     /// The composed event for training noise multiplier `sigma` (noise standard deviation over
-    /// the clipping norm C, as everywhere in DPKit). Under replace-one the sensitivity of the
-    /// clipped sum is 2C, so the same noise is the Gaussian mechanism of multiplier sigma / 2
-    /// there (the trainer's `BatchSampler.stepEvent` composes exactly this event).
+    /// the clipping norm C, as everywhere in DPKit): the trainer's rule, ``SamplingScheme/stepEvent``.
     func event(noiseMultiplier sigma: Double) -> DpEvent {
-        switch sampling {
-        case .poisson:
-            return .selfComposed(event: .poissonSampled(probability: samplingProbability,
-                                                        event: .gaussian(noiseMultiplier: sigma)),
-                                 count: steps)
-        case .withoutReplacement:
-            return .selfComposed(event: .sampledWithoutReplacement(sampleSize: sampleSize,
-                                                                   datasetSize: datasetSize ?? 0,
-                                                                   event: .gaussian(noiseMultiplier: sigma / 2)),
-                                 count: steps)
-        }
+        .selfComposed(event: sampling.stepEvent(samplingProbability: q, batchSize: sampleSize, datasetSize: datasetSize ?? 0,
+                                                noiseMultiplier: sigma),
+                      count: stepCount)
     }
 
-    func accountant(_ choice: AccountantChoice) -> any PrivacyAccountant {
-        switch choice {
-        case .rdp: return RDPAccountant(neighboringRelation: relation)
-        case .pld: return PLDAccountant(neighboringRelation: relation)
-        }
-    }
+    func accountant(_ choice: AccountantKind) -> any PrivacyAccountant { choice.make(relation: relation) }
 
     /// JSON fields describing the schedule.
     var jsonFields: [String: Any] {
         var f: [String: Any] = [
-            "sampling_probability": samplingProbability, "steps": steps, "delta": delta,
-            "sampling": sampling.rawValue, "neighboring_relation": relation.rawValue,
+            "sampling_probability": q, "steps": stepCount, "delta": delta,
+            "sampling": sampling.rawValue, "neighboring_relation": relation.name,
         ]
-        if sampling == .withoutReplacement {
-            f["dataset_size"] = datasetSize ?? 0
-            f["sample_size"] = sampleSize
-        }
+        if let n = datasetSize { f["dataset_size"] = n }
+        if sampling == .fixedSize || batchSize != nil { f["batch_size"] = sampleSize }
+        if let e = epochs { f["epochs"] = e }
         return f
     }
 }
@@ -116,11 +118,11 @@ struct EpsilonCommand: ParsableCommand {
 
     @OptionGroup var schedule: ScheduleOptions
 
-    @Option(parsing: .unconditional, help: "Noise multiplier sigma > 0: noise std / clipping norm C, as in training (accounted as sigma / 2 under without-replacement, where the sensitivity is 2C).")
+    @Option(parsing: .unconditional, help: "Noise multiplier sigma > 0: noise std / clipping norm C, as in training (accounted as sigma / 2 under fixed-size sampling, where the sensitivity is 2C).")
     var noiseMultiplier: Double
 
     @Option(help: "Accountant: rdp or pld (default: both in text output, rdp in JSON).")
-    var accountant: AccountantChoice?
+    var accountant: AccountantKind?
 
     @Flag(help: "Print one JSON object.")
     var json = false
@@ -129,12 +131,12 @@ struct EpsilonCommand: ParsableCommand {
         guard noiseMultiplier > 0, noiseMultiplier.isFinite else {
             throw ValidationError("--noise-multiplier must be finite and > 0, got \(noiseMultiplier)")
         }
-        if accountant == .pld, schedule.sampling == .withoutReplacement {
-            throw ValidationError("--accountant pld does not support --sampling without-replacement (replace-one); use --accountant rdp")
+        if accountant == .pld, schedule.sampling == .fixedSize {
+            throw ValidationError("--accountant pld does not support --sampling fixed-size (replace-one); use --accountant rdp")
         }
     }
 
-    func report(_ choice: AccountantChoice) throws -> EpsilonReport {
+    func report(_ choice: AccountantKind) throws -> EpsilonReport {
         var a = schedule.accountant(choice)
         try a.compose(schedule.event(noiseMultiplier: noiseMultiplier), count: 1)
         return try a.epsilon(delta: schedule.delta)
@@ -150,9 +152,9 @@ struct EpsilonCommand: ParsableCommand {
                 try printJSON(f)
                 return
             }
-            let choices: [AccountantChoice] = accountant.map { [$0] }
+            let choices: [AccountantKind] = accountant.map { [$0] }
                 ?? (schedule.sampling == .poisson ? [.rdp, .pld] : [.rdp])
-            print("q = \(schedule.samplingProbability), sigma = \(noiseMultiplier), T = \(schedule.steps), delta = \(schedule.delta), \(schedule.sampling.rawValue) sampling (\(schedule.relation.rawValue))")
+            print("q = \(schedule.q), sigma = \(noiseMultiplier), T = \(schedule.stepCount), delta = \(schedule.delta), \(schedule.sampling.rawValue) sampling (\(schedule.relation.name) neighbouring, per example)")
             for c in choices { print(EpsilonCommand.describe(try report(c))) }
         } catch let e as AccountingError {
             throw ValidationError(e.description)

@@ -100,3 +100,19 @@ func privateStatisticsAreAccountedInTheRun() throws {
     #expect(rows.first?["neighboring_relation"] == "add-remove" && rows.first?["privacy_unit"] == "example"
             && rows.first?["randomness"] == "seeded")
 }
+
+@Test("every finished run writes its model; dpkit evaluate's path rebuilds it and gets the run's test accuracy")
+func exportedModelEvaluatesToTheRunsAccuracy() throws {
+    let config = try ExperimentConfig.parse(yaml: tinyYAML, file: "tiny.yaml")
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dpkit-model-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: dir) }
+    _ = try ExperimentRunner(config: config, outputDirectory: dir, executor: TrainingExecutor(), log: { _ in }).run()
+    let (_, rows) = CSV.table(try String(contentsOf: dir.appendingPathComponent("runs.csv"), encoding: .utf8))
+    #expect(rows.count == 2)
+    for row in rows {
+        let id = try #require(row["run_id"])
+        let result = try ModelEvaluation.evaluate(file: dir.appendingPathComponent("models/\(id).safetensors"))
+        #expect(result.accuracy == Double(row["test_accuracy"] ?? ""), "run \(id)")
+        #expect(result.examples == 100 && result.dataset == "gaussian-mixture")
+    }
+}

@@ -1,0 +1,74 @@
+import DPData
+import DPLayers
+import DPTensor
+import DPTraining
+import Foundation
+
+/// Test loss and accuracy of a model exported by a run (`models/<run_id>.safetensors`), on
+/// the test set of the dataset it was trained on (rebuilt from the metadata, generated data
+/// from the run's seed) or of another dataset, with the input scaling it was trained with.
+public enum ModelEvaluation {
+    /// Metadata key of the dataset section (name, options, sizes, path) as JSON.
+    public static let datasetKey = "dpkit.dataset"
+
+    public struct Result: Sendable {
+        public var runID: String?
+        public var dataset: String
+        public var examples: Int
+        public var loss: Double
+        public var accuracy: Double
+        public var epsilon: String?
+    }
+
+    /// - Parameters:
+    ///   - file: a safetensors file written by `dpkit run`.
+    ///   - dataset: another dataset's name (its default options), instead of the run's.
+    /// - Throws: ``OutputError`` naming the file and the problem.
+    public static func evaluate(file: URL, dataset override: String? = nil) throws -> Result {
+        guard let bytes = FileManager.default.contents(atPath: file.path) else {
+            throw OutputError("cannot read \(file.path): \(FileManager.default.fileExists(atPath: file.path) ? "permission denied or not a file" : "no such file")")
+        }
+        let model: Sequential, metadata: [String: String]
+        do { (model, metadata) = try Sequential.fromSafetensors(bytes) } catch {
+            throw OutputError("\(file.path): \(error)")
+        }
+        let transform: InputTransform
+        if let t = metadata["input_transform"] {
+            guard let decoded = try? JSONDecoder().decode(InputTransform.self, from: Data(t.utf8)) else {
+                throw OutputError("\(file.path): unreadable input_transform in the metadata")
+            }
+            transform = decoded
+        } else {
+            transform = .none
+        }
+        var config: DatasetConfig
+        if let name = override {
+            config = DatasetConfig(name: name, path: nil, normalize: .none, trainSize: nil, testSize: nil, options: [:])
+        } else {
+            guard let text = metadata[datasetKey], let tree = try? ConfigValue(jsonData: Data(text.utf8)),
+                  case .string(let name)? = tree["name"] else {
+                throw OutputError("\(file.path): no dataset in the metadata; name one with --dataset")
+            }
+            var options: [String: ConfigValue] = [:]
+            if case .map(let pairs)? = tree["options"] { for (k, v) in pairs { options[k] = v } }
+            config = DatasetConfig(name: name, path: tree["path"]?.stringValue, normalize: .none,
+                                   trainSize: tree["train_size"].flatMap(\.intValue), testSize: tree["test_size"].flatMap(\.intValue),
+                                   options: options)
+        }
+        // Evaluation reads the test set only; a small training size keeps generation cheap.
+        config.trainSize = min(config.trainSize ?? 1, 1)
+        var split = try TrainingExecutor().loadData(config, seed: Int(metadata["seed"] ?? "0") ?? 0)
+        transform.apply(to: &split.test)
+        let expected = model.architecture.map { Shape($0.inputShape) }
+        guard expected == nil || expected == split.test.exampleShape else {
+            throw OutputError("\(file.path) expects examples of shape \(expected!.array); \(config.name) has \(split.test.exampleShape.array)")
+        }
+        let outputs = model.outputShape(forExampleShape: split.test.exampleShape)
+        guard outputs.array == [split.test.classCount] else {
+            throw OutputError("\(file.path) has \(outputs.array) outputs; \(config.name) has \(split.test.classCount) classes")
+        }
+        let (loss, accuracy) = Evaluation.evaluate(model: model, dataset: split.test)
+        return Result(runID: metadata["run_id"], dataset: config.name, examples: split.test.count, loss: loss,
+                      accuracy: accuracy, epsilon: metadata["epsilon"])
+    }
+}
