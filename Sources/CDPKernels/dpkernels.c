@@ -111,46 +111,42 @@ static inline __attribute__((always_inline)) uint64_t dpk_lane_block(int j) {
 }
 
 // The four words of block first_block + dpk_lane_block(j) in c0[j]...c3[j], j = 0...47
-// (Philox4x32-10). The state is kept two lanes to a 64-bit word (lane 2i in the low half, lane
-// 2i + 1 in the high half), so that each 32 x 32 -> 64-bit multiply is one `vpmuludq` on the
-// even lanes and one on the odd lanes, and the high and low halves of the products come back by
-// shifts and masks: auto-vectorised from 32-bit lanes, clang spends most of a round shuffling.
-// All 48 lanes go through each round together: three independent chains hide the latency.
+// (Philox4x32-10). Each 32-bit word is kept in a 64-bit lane (only its low half counts), so that
+// each 32 x 32 -> 64-bit multiply is one `vpmuludq` and the halves of the product come back by a
+// shift: auto-vectorised from 32-bit lanes, clang spends most of a round widening, narrowing and
+// shuffling. All 48 lanes go through each round together, which hides the multiplier latency.
 static inline __attribute__((always_inline)) void dpk_philox48(uint64_t key, uint64_t stream, uint64_t first_block,
                                                                uint32_t c0[48], uint32_t c1[48], uint32_t c2[48],
                                                                uint32_t c3[48]) {
-    const uint64_t lo32 = 0xFFFFFFFFull, hi32 = ~lo32;
-    uint64_t x0[24], x1[24], x2[24], x3[24];
-    for (int i = 0; i < 24; i++) {
-        uint64_t be = first_block + dpk_lane_block(2 * i), bo = first_block + dpk_lane_block(2 * i + 1);
-        x0[i] = (be & lo32) | (bo << 32);
-        x1[i] = (be >> 32) | (bo & hi32);
-        x2[i] = (stream & lo32) | (stream << 32);
-        x3[i] = (stream >> 32) | (stream & hi32);
+    const uint64_t lo32 = 0xFFFFFFFFull;
+    uint64_t x0[48], x1[48], x2[48], x3[48];
+    for (int j = 0; j < 48; j++) {
+        uint64_t b = first_block + dpk_lane_block(j);
+        x0[j] = b & lo32;
+        x1[j] = b >> 32;
+        x2[j] = stream & lo32;
+        x3[j] = stream >> 32;
     }
     uint64_t k0 = key & lo32, k1 = key >> 32;
     for (int round = 0; round < 10; round++) {
-        uint64_t kk0 = k0 | (k0 << 32), kk1 = k1 | (k1 << 32);
-        for (int i = 0; i < 24; i++) {
-            uint64_t p0e = (x0[i] & lo32) * 0xD2511F53u, p0o = (x0[i] >> 32) * 0xD2511F53u;
-            uint64_t p1e = (x2[i] & lo32) * 0xCD9E8D57u, p1o = (x2[i] >> 32) * 0xCD9E8D57u;
-            uint64_t hi0 = (p0e >> 32) | (p0o & hi32), lo0 = (p0e & lo32) | (p0o << 32);
-            uint64_t hi1 = (p1e >> 32) | (p1o & hi32), lo1 = (p1e & lo32) | (p1o << 32);
-            uint64_t n0 = hi1 ^ x1[i] ^ kk0;
-            uint64_t n2 = hi0 ^ x3[i] ^ kk1;
-            x1[i] = lo1;
-            x3[i] = lo0;
-            x0[i] = n0;
-            x2[i] = n2;
+        for (int j = 0; j < 48; j++) {
+            uint64_t p0 = (x0[j] & lo32) * 0xD2511F53u;
+            uint64_t p1 = (x2[j] & lo32) * 0xCD9E8D57u;
+            uint64_t n0 = (p1 >> 32) ^ x1[j] ^ k0; // high halves of x1, x3: don't care
+            uint64_t n2 = (p0 >> 32) ^ x3[j] ^ k1;
+            x1[j] = p1;
+            x3[j] = p0;
+            x0[j] = n0;
+            x2[j] = n2;
         }
         k0 = (k0 + 0x9E3779B9u) & lo32;
         k1 = (k1 + 0xBB67AE85u) & lo32;
     }
-    for (int i = 0; i < 24; i++) {
-        c0[2 * i] = (uint32_t)x0[i]; c0[2 * i + 1] = (uint32_t)(x0[i] >> 32);
-        c1[2 * i] = (uint32_t)x1[i]; c1[2 * i + 1] = (uint32_t)(x1[i] >> 32);
-        c2[2 * i] = (uint32_t)x2[i]; c2[2 * i + 1] = (uint32_t)(x2[i] >> 32);
-        c3[2 * i] = (uint32_t)x3[i]; c3[2 * i + 1] = (uint32_t)(x3[i] >> 32);
+    for (int j = 0; j < 48; j++) {
+        c0[j] = (uint32_t)x0[j];
+        c1[j] = (uint32_t)x1[j];
+        c2[j] = (uint32_t)x2[j];
+        c3[j] = (uint32_t)x3[j];
     }
 }
 
