@@ -15,13 +15,15 @@ import CDPKernels
 // so 64 normals per 24 blocks.
 //
 // Why a 64-bit radius word. With the noise cut at radius c, an output that one neighbour's noise
-// can reach and the other's cannot has unbounded privacy loss; the accountants' delta must pay
-// for the Gaussian mass beyond c. From a 32-bit uniform the smallest u1 is 2^-33 and |z| <=
-// sqrt(66 ln 2) = 6.76: a Gaussian pair leaves that disc with probability 2^-33 = 1.2e-10, far
-// too much for a million coordinates per step. From 64 bits the smallest u1 is 2^-65, so r <= sqrt(130 ln 2) = 9.49 and a
-// Gaussian pair leaves the disc with probability exp(-r^2/2) = 2^-65 = 2.7e-20; near 0, u1 moves in
-// steps of 2^-64, so the tail is sampled finely out to about 9 sigma (u1 at 8.5 sigma is about
-// 3,800 steps, at 9 sigma about 48). The cost is in docs/accounting.md ("The sampler's tail cut").
+// can reach and the other's cannot has unbounded privacy loss; the accountants' delta must pay for
+// the Gaussian mass beyond c. From a 32-bit uniform the smallest u1 is 2^-33 and |z| <=
+// sqrt(66 ln 2) = 6.76: a Gaussian pair leaves that disc with probability 2^-33 = 1.2e-10, far too
+// much for a million coordinates per step. From 64 bits the smallest u1 is 2^-65, so r <=
+// sqrt(130 ln 2) = 9.49 and a Gaussian pair leaves the disc with probability exp(-r^2/2) = 2^-65 =
+// 2.7e-20; near 0, u1 moves in steps of 2^-64, so the tail is sampled finely out to about 9 sigma
+// (u1 at 8.5 sigma is about 3,800 steps, at 9 sigma about 48). What the cut costs:
+// docs/accounting.md, "The noise the accountants assume".
+//
 // Why three words per pair rather than four: the angle uses 25 bits (quadrant and 23-bit position)
 // and needs no more, and three words cost 1.5 times the Philox work per normal of the 32-bit
 // layout rather than twice; Box-Muller itself costs the same per pair.
@@ -38,7 +40,8 @@ import CDPKernels
 //
 // -2 log u1 is computed as 0 - 2 log(u1) from the Float u1, not as 128 ln 2 - 2 log(u1 2^64): no
 // cancellation near u1 = 1. `log` is at most 0 on every Float in [2^-126, 1] (checked for each of
-// them, with the C twin of `logPositiveSIMD`), so -2 log u1 >= 0, and `0 -` makes log 1 = 0 give +0 rather than -0.
+// them, with the C twin of `logPositiveSIMD`), so -2 log u1 >= 0, and `0 -` makes log 1 = 0 give
+// +0 rather than -0.
 //
 // `log` is Cephes `logf` (about 1 ulp), sin and cos the Cephes minimax polynomials on
 // [-pi/4, pi/4], sqrt a Newton-refined reciprocal square root: all within a few Float ulps.
