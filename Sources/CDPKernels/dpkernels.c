@@ -15,7 +15,10 @@
 // Swift path give the same bits.
 #pragma clang fp contract(off)
 
-#define DPK_LANES 16 // Philox blocks per iteration: two groups of eight (64 outputs)
+// Per iteration: two groups of 24 Philox blocks (48 blocks), 64 Box-Muller pairs, 128 outputs.
+#define DPK_LANES 48
+#define DPK_PAIRS 64
+#define DPK_OUT 128
 
 static inline uint32_t dpk_f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static inline float dpk_u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
@@ -53,12 +56,28 @@ static inline __attribute__((always_inline)) float dpk_sqrt(float x) {
     return x * y;
 }
 
-// (r cos theta, r sin theta) from the words (wr, wt).
-static inline __attribute__((always_inline)) void dpk_box_muller(uint32_t wr, uint32_t wt, float *zc, float *zs) {
-    float hi = dpk_u2f((wr >> 16) | 0x4B000000u) - 8388608.0f;
-    float lo = dpk_u2f((wr & 0xFFFFu) | 0x4B000000u) - 8388608.0f;
-    float w = hi * 65536.0f + (lo + 0.5f);
-    float minus_two_log_u = (32.0f * 1.3862943611f) - 2.0f * dpk_log_positive(w);
+// u1 = (hi 2^32 + lo + 1/2) / 2^64, correctly rounded, in [2^-65, 1] (see `openUnitFloatSIMD`):
+// n = v >> k with k = 8 * (the number of significant bytes of hi), then n + 1/2 by halves and
+// one rounding, scaled exactly by 2^(k - 64).
+static inline __attribute__((always_inline)) float dpk_open_unit_64(uint32_t hi, uint32_t lo) {
+    uint32_t b1 = hi != 0, b2 = (hi >> 8) != 0, b3 = (hi >> 16) != 0, b4 = (hi >> 24) != 0;
+    uint32_t n = lo;
+    n = b1 ? (hi << 24) | (lo >> 8) : n;
+    n = b2 ? (hi << 16) | (lo >> 16) : n;
+    n = b3 ? (hi << 8) | (lo >> 24) : n;
+    n = b4 ? hi : n;
+    float scale = dpk_u2f((63u + 8u * (b1 + b2 + b3 + b4)) << 23);
+    float n_hi = dpk_u2f((n >> 16) | 0x4B000000u) - 8388608.0f;
+    float n_lo = dpk_u2f((n & 0xFFFFu) | 0x4B000000u) - 8388608.0f;
+    float w = n_hi * 65536.0f + (n_lo + 0.5f);
+    return w * scale;
+}
+
+// (r cos theta, r sin theta) from the radius words (wr_hi, wr_lo) and the angle word wt.
+static inline __attribute__((always_inline)) void dpk_box_muller(uint32_t wr_hi, uint32_t wr_lo, uint32_t wt,
+                                                                 float *zc, float *zs) {
+    float u1 = dpk_open_unit_64(wr_hi, wr_lo);
+    float minus_two_log_u = 0.0f - 2.0f * dpk_log_positive(u1);
     float r = dpk_sqrt(minus_two_log_u);
     uint32_t q = wt & 3u;
     float f = dpk_u2f((wt >> 9) | 0x3F800000u) - 1.5f;
@@ -81,38 +100,86 @@ static inline __attribute__((always_inline)) void dpk_box_muller(uint32_t wr, ui
     *zs = r * dpk_u2f(b ^ sin_sign);
 }
 
-// MARK: - Philox4x32-10 on DPK_LANES blocks, then Box-Muller
+// MARK: - Philox4x32-10 on two groups of 24 blocks, then Box-Muller
 
-// z[k][g * 8 + l] for block first_block + 8 g + l: k = 0 r_A cos, 1 r_A sin, 2 r_B cos, 3 r_B sin.
-static inline __attribute__((always_inline)) void dpk_normals(uint64_t key, uint64_t stream, uint64_t first_block,
-                                                              float z[4][DPK_LANES]) {
-    uint32_t c0[DPK_LANES], c1[DPK_LANES], c2[DPK_LANES], c3[DPK_LANES];
-    for (int l = 0; l < DPK_LANES; l++) {
-        uint64_t b = first_block + (uint64_t)l;
-        c0[l] = (uint32_t)b;
-        c1[l] = (uint32_t)(b >> 32);
-        c2[l] = (uint32_t)stream;
-        c3[l] = (uint32_t)(stream >> 32);
+// Lane j = 16 g + 8 s + l (g = 0, 1, 2; s = 0, 1; l = 0...7) holds block
+// first_block + 24 s + 8 g + l: word vector g of group s, lane l, in the Swift reference's terms
+// (g = 0, 1, 2 are the vectors A, B, C). With this order each of the reference's word vectors
+// A0...C3, for both groups, is one run of 16 lanes.
+static inline __attribute__((always_inline)) uint64_t dpk_lane_block(int j) {
+    return (uint64_t)(8 * (j / 16) + 24 * ((j / 8) % 2) + j % 8);
+}
+
+// The four words of block first_block + dpk_lane_block(j) in c0[j]...c3[j], j = 0...47
+// (Philox4x32-10). Each 32-bit word is kept in a 64-bit lane (only its low half counts), so that
+// each 32 x 32 -> 64-bit multiply is one `vpmuludq` and the halves of the product come back by a
+// shift: auto-vectorised from 32-bit lanes, clang spends most of a round widening, narrowing and
+// shuffling. All 48 lanes go through each round together, which hides the multiplier latency.
+static inline __attribute__((always_inline)) void dpk_philox48(uint64_t key, uint64_t stream, uint64_t first_block,
+                                                               uint32_t c0[48], uint32_t c1[48], uint32_t c2[48],
+                                                               uint32_t c3[48]) {
+    const uint64_t lo32 = 0xFFFFFFFFull;
+    uint64_t x0[48], x1[48], x2[48], x3[48];
+    for (int j = 0; j < 48; j++) {
+        uint64_t b = first_block + dpk_lane_block(j);
+        x0[j] = b & lo32;
+        x1[j] = b >> 32;
+        x2[j] = stream & lo32;
+        x3[j] = stream >> 32;
     }
-    uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
+    uint64_t k0 = key & lo32, k1 = key >> 32;
     for (int round = 0; round < 10; round++) {
-        for (int l = 0; l < DPK_LANES; l++) {
-            uint64_t p0 = (uint64_t)c0[l] * 0xD2511F53u;
-            uint64_t p1 = (uint64_t)c2[l] * 0xCD9E8D57u;
-            uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1[l] ^ k0;
-            uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3[l] ^ k1;
-            c1[l] = (uint32_t)p1;
-            c3[l] = (uint32_t)p0;
-            c0[l] = n0;
-            c2[l] = n2;
+        for (int j = 0; j < 48; j++) {
+            uint64_t p0 = (x0[j] & lo32) * 0xD2511F53u;
+            uint64_t p1 = (x2[j] & lo32) * 0xCD9E8D57u;
+            uint64_t n0 = (p1 >> 32) ^ x1[j] ^ k0; // high halves of x1, x3: don't care
+            uint64_t n2 = (p0 >> 32) ^ x3[j] ^ k1;
+            x1[j] = p1;
+            x3[j] = p0;
+            x0[j] = n0;
+            x2[j] = n2;
         }
-        k0 += 0x9E3779B9u;
-        k1 += 0xBB67AE85u;
+        k0 = (k0 + 0x9E3779B9u) & lo32;
+        k1 = (k1 + 0xBB67AE85u) & lo32;
     }
-    for (int l = 0; l < DPK_LANES; l++) {
-        dpk_box_muller(c0[l], c1[l], &z[0][l], &z[1][l]);
-        dpk_box_muller(c2[l], c3[l], &z[2][l], &z[3][l]);
+    for (int j = 0; j < 48; j++) {
+        c0[j] = (uint32_t)x0[j];
+        c1[j] = (uint32_t)x1[j];
+        c2[j] = (uint32_t)x2[j];
+        c3[j] = (uint32_t)x3[j];
     }
+}
+
+// Box-Muller on 16 lanes of (radius high, radius low, angle) words.
+static inline __attribute__((always_inline)) void dpk_pairs16(const uint32_t *hi, const uint32_t *lo, const uint32_t *angle,
+                                                              float *zc, float *zs) {
+    for (int l = 0; l < 16; l++) dpk_box_muller(hi[l], lo[l], angle[l], &zc[l], &zs[l]);
+}
+
+// The 64 Box-Muller pairs of the two groups of 24 blocks from first_block: pair group p of group
+// s, lane l, in zc[16 p + 8 s + l] (r cos theta) and zs[16 p + 8 s + l] (r sin theta). Pair groups
+// take the word vectors (A0, A1, A2), (A3, B0, B1), (B2, B3, C0), (C1, C2, C3) as (radius high,
+// radius low, angle); in the lane order above, Ak of both groups is ck[0...15], Bk ck[16...31],
+// Ck ck[32...47]. Box-Muller then runs on whole 16-lane runs (one AVX-512 register).
+static inline __attribute__((always_inline)) void dpk_normals(uint64_t key, uint64_t stream, uint64_t first_block,
+                                                              float zc[64], float zs[64]) {
+    uint32_t c0[48], c1[48], c2[48], c3[48];
+    dpk_philox48(key, stream, first_block, c0, c1, c2, c3);
+    dpk_pairs16(c0, c1, c2, zc, zs);                     // A0 A1 A2
+    dpk_pairs16(c3, c0 + 16, c1 + 16, zc + 16, zs + 16); // A3 B0 B1
+    dpk_pairs16(c2 + 16, c3 + 16, c0 + 32, zc + 32, zs + 32); // B2 B3 C0
+    dpk_pairs16(c1 + 32, c2 + 32, c3 + 32, zc + 48, zs + 48); // C1 C2 C3
+}
+
+// stddev * z in output order: group s, then pair group p, eight cosines then eight sines.
+static inline __attribute__((always_inline)) void dpk_scaled(const float zc[64], const float zs[64], float stddev,
+                                                             float t[128]) {
+    for (int s = 0; s < 2; s++)
+        for (int p = 0; p < 4; p++)
+            for (int l = 0; l < 8; l++) {
+                t[64 * s + 16 * p + l] = stddev * zc[16 * p + 8 * s + l];
+                t[64 * s + 16 * p + 8 + l] = stddev * zs[16 * p + 8 * s + l];
+            }
 }
 
 // MARK: - Entry points
@@ -120,35 +187,33 @@ static inline __attribute__((always_inline)) void dpk_normals(uint64_t key, uint
 DPK_CLONES
 void dpk_philox_normal_f32(uint64_t key, uint64_t stream, uint64_t first_block,
                            float *out, int64_t count, float mean, float stddev, int accumulate) {
-    float z[4][DPK_LANES] __attribute__((aligned(64)));
-    const int64_t per = 4 * DPK_LANES; // outputs per iteration
+    float zc[DPK_PAIRS] __attribute__((aligned(64))), zs[DPK_PAIRS] __attribute__((aligned(64)));
+    float t[DPK_OUT] __attribute__((aligned(64)));
     uint64_t block = first_block;
     int64_t i = 0;
-    for (; i + per <= count; i += per, block += DPK_LANES) {
-        dpk_normals(key, stream, block, z);
+    for (; i + DPK_OUT <= count; i += DPK_OUT, block += DPK_LANES) {
+        dpk_normals(key, stream, block, zc, zs);
+        // Through a buffer in output order: storing straight into `out` here, clang emits gathers.
+        dpk_scaled(zc, zs, stddev, t);
         float *o = out + i;
         if (accumulate) {
-            // Through a buffer in output order: storing straight into `o` here, clang emits gathers.
-            float t[4 * DPK_LANES] __attribute__((aligned(64)));
-            for (int g = 0; g < DPK_LANES / 8; g++)
-                for (int k = 0; k < 4; k++)
-                    for (int l = 0; l < 8; l++) t[g * 32 + k * 8 + l] = stddev * z[k][g * 8 + l];
-            for (int j = 0; j < 4 * DPK_LANES; j++) o[j] = o[j] + t[j];
+            for (int j = 0; j < DPK_OUT; j++) o[j] = o[j] + t[j];
         } else {
-            for (int g = 0; g < DPK_LANES / 8; g++)
-                for (int k = 0; k < 4; k++)
-                    for (int l = 0; l < 8; l++) o[g * 32 + k * 8 + l] = mean + stddev * z[k][g * 8 + l];
+            for (int j = 0; j < DPK_OUT; j++) o[j] = mean + t[j];
         }
     }
     if (i < count) {
-        // The rest (fewer than 64): the same values in the same places, through a buffer in
-        // output order; blocks past the last needed group are computed and dropped, not consumed.
-        float t[4 * DPK_LANES] __attribute__((aligned(64)));
-        dpk_normals(key, stream, block, z);
-        for (int g = 0; g < DPK_LANES / 8; g++)
-            for (int k = 0; k < 4; k++)
-                for (int l = 0; l < 8; l++) t[g * 32 + k * 8 + l] = stddev * z[k][g * 8 + l];
+        // The rest (fewer than DPK_OUT): the same values in the same places. The blocks past the
+        // last needed group of 24 are computed and dropped; the caller consumes whole groups
+        // (24 ceil(count / 64) blocks), as the Swift reference does.
+        dpk_normals(key, stream, block, zc, zs);
+        dpk_scaled(zc, zs, stddev, t);
         int64_t rest = count - i;
         for (int64_t j = 0; j < rest; j++) out[i + j] = accumulate ? out[i + j] + t[j] : mean + t[j];
     }
+}
+
+// Not multiversioned: the same inline code, contraction off, so every clone gives these values.
+void dpk_box_muller_f32(uint32_t radius_hi, uint32_t radius_lo, uint32_t angle, float *zc, float *zs) {
+    dpk_box_muller(radius_hi, radius_lo, angle, zc, zs);
 }

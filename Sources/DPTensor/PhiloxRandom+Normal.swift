@@ -2,19 +2,59 @@ import CDPKernels
 
 // MARK: - Vectorised normal sampling (Float)
 //
-// Box-Muller on eight Philox4x32-10 blocks at once. Each block (counter = stream, block)
-// gives four 32-bit words (x0, x1, x2, x3); (x0, x1) and (x2, x3) each make one Box-Muller
-// pair:
+// Box-Muller on 24 Philox4x32-10 blocks at once, in three groups of eight (one block per lane).
+// The twelve word vectors A0...A3, B0...B3, C0...C3 (Ak: word k of blocks 0-7, Bk: of blocks
+// 8-15, Ck: of blocks 16-23) make four groups of eight Box-Muller pairs, three words each:
+// (A0, A1, A2), (A3, B0, B1), (B2, B3, C0), (C1, C2, C3), read as (radius high word h, radius
+// low word l, angle word y):
 //
-//     u1 = (x + 1/2) / 2^32 in (0, 1)                r = sqrt(-2 log u1)
+//     u1 = (h 2^32 + l + 1/2) / 2^64 in (0, 1)       r = sqrt(-2 log u1)
 //     q  = y & 3 (quadrant),  f = (y >> 9) * 2^-23 - 1/2,  theta = (q + f) * pi/2
 //     z1 = r cos(theta),  z2 = r sin(theta)
 //
+// so 64 normals per 24 blocks.
+//
+// Why a 64-bit radius word. With the noise cut at radius c, an output that one neighbour's noise
+// can reach and the other's cannot has unbounded privacy loss; the accountants' delta must pay for
+// the Gaussian mass beyond c. From a 32-bit uniform the smallest u1 is 2^-33 and |z| <=
+// sqrt(66 ln 2) = 6.76: a Gaussian pair leaves that disc with probability 2^-33 = 1.2e-10, far too
+// much for a million coordinates per step. From 64 bits the smallest u1 is 2^-65, so r <=
+// sqrt(130 ln 2) = 9.49 and a Gaussian pair leaves the disc with probability exp(-r^2/2) = 2^-65 =
+// 2.7e-20; near 0, u1 moves in steps of 2^-64, so the tail is sampled finely out to about 9 sigma
+// (u1 at 8.5 sigma is about 3,800 steps, at 9 sigma about 48). What the cut costs:
+// docs/accounting.md, "The noise the accountants assume".
+//
+// Why three words per pair rather than four: the angle uses 25 bits (quadrant and 23-bit position)
+// and needs no more, and three words cost 1.5 times the Philox work per normal of the 32-bit
+// layout rather than twice; Box-Muller itself costs the same per pair.
+//
+// u1 as a Float, with one rounding and no int-to-float conversion. Let v = h 2^32 + l and k = 8 *
+// (the number of significant bytes of h), so that n = v >> k < 2^32. If h = 0, then k = 0 and
+// n + 1/2 = l + 1/2 is u1 2^64 itself: exact for l < 2^23, so the far tail (u1 < 2^-41) is
+// represented exactly. Otherwise n >= 2^24, and v + 1/2 and n 2^k + 2^(k-1) both lie strictly
+// between n 2^k and (n + 1) 2^k, an interval with no Float and no rounding boundary of a Float
+// inside (at n >= 2^24 both are integers), so rounding n + 1/2 rounds (v + 1/2) / 2^k. n + 1/2
+// is converted by the 2^23 trick on its 16-bit halves (exact) and one addition (the one rounding);
+// the scaling by 2^(k-64) is exact. So u1 is the correctly rounded value, at least 2^-65 (a normal
+// Float) and never 0; at most 1, reached when h >= 2^32 - 2^7 (r = 0).
+//
+// -2 log u1 is computed as 0 - 2 log(u1) from the Float u1, not as 128 ln 2 - 2 log(u1 2^64): no
+// cancellation near u1 = 1. `log` is at most 0 on every Float in [2^-126, 1] (checked for each of
+// them, with the C twin of `logPositiveSIMD`), so -2 log u1 >= 0, and `0 -` makes log 1 = 0 give
+// +0 rather than -0.
+//
 // `log` is Cephes `logf` (about 1 ulp), sin and cos the Cephes minimax polynomials on
 // [-pi/4, pi/4], sqrt a Newton-refined reciprocal square root: all within a few Float ulps.
-// The smallest u1 is 2^-33, so |z| <= sqrt(66 ln 2) = 6.76: the tail beyond 6.76 sigma
-// (probability 1.4e-11) is cut off. Use the `Double` path (53-bit uniforms, |z| <= 8.6) where
-// that matters.
+//
+// Floating point. The cut above is the only truncation; these samples are still not exactly
+// Gaussian: u1 takes 2^64 values and the angle 2^25, sin, cos and log are polynomials, and every
+// result is rounded to the Float grid, so the support of `mean + sd * z` is a finite set that
+// moves with `mean` (Mironov, "On significance of the least significant bits for differential
+// privacy", CCS 2012; Jin et al., "Are we there yet? Timing and floating-point attacks on
+// differential privacy systems", IEEE S&P 2022). The accountants do not model that; see
+// docs/accounting.md. The `Double` path (``PhiloxRandom/fillNormal(_:mean:standardDeviation:)``
+// on `Double`, and `SystemRandom`) uses 53-bit uniforms: the smallest u1 is 2^-54, so
+// |z| <= sqrt(108 ln 2) = 8.65, with only three radii above 8.45 (8.65, 8.52, 8.46).
 
 extension PhiloxRandom {
     /// Philox4x32-10 on the eight counters (stream, block + 0...7): the four output words of
@@ -45,16 +85,22 @@ extension PhiloxRandom {
         return (c0, c1, c2, c3)
     }
 
-    /// The next 32 standard normal `Float`s from the next eight blocks, as four vectors
-    /// (`r_A cos`, `r_A sin`, `r_B cos`, `r_B sin`). Discards what is left of a partly used block.
+    /// The next 64 standard normal `Float`s from the next 24 blocks, as eight vectors: for each of
+    /// the four pair groups (A0, A1, A2), (A3, B0, B1), (B2, B3, C0), (C1, C2, C3) described above,
+    /// `r cos theta` then `r sin theta`. Discards what is left of a partly used block.
     @inlinable
-    public mutating func nextNormals8x4() -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
-        let (x0, x1, x2, x3) = PhiloxRandom.bijection8(firstBlock: _block, stream: stream, key: key)
-        _block &+= 8
+    public mutating func nextNormals8x8() -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>,
+                                              SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+        let (a0, a1, a2, a3) = PhiloxRandom.bijection8(firstBlock: _block, stream: stream, key: key)
+        let (b0, b1, b2, b3) = PhiloxRandom.bijection8(firstBlock: _block &+ 8, stream: stream, key: key)
+        let (c0, c1, c2, c3) = PhiloxRandom.bijection8(firstBlock: _block &+ 16, stream: stream, key: key)
+        _block &+= 24
         used = 4
-        let (ca, sa) = boxMullerSIMD(x0, x1)
-        let (cb, sb) = boxMullerSIMD(x2, x3)
-        return (ca, sa, cb, sb)
+        let (z0, z1) = boxMullerSIMD(a0, a1, a2)
+        let (z2, z3) = boxMullerSIMD(a3, b0, b1)
+        let (z4, z5) = boxMullerSIMD(b2, b3, c0)
+        let (z6, z7) = boxMullerSIMD(c1, c2, c3)
+        return (z0, z1, z2, z3, z4, z5, z6, z7)
     }
 
     /// Writes (or adds, if `accumulate`) `mean + standardDeviation * z` to `count` Floats at `p`:
@@ -62,17 +108,25 @@ extension PhiloxRandom {
     /// computed by the C kernel `dpk_philox_normal_f32` (vectorised for AVX-512 or AVX2 where the
     /// CPU has them, baseline x86-64 otherwise). The kernel computes the same operations in the
     /// same order without fused multiply-adds, so the values match the Swift path; the tests allow
-    /// 4 ulps. Consumes `8 * ceil(count / 32)` blocks, as the reference does.
+    /// 4 ulps. Consumes `24 * ceil(count / 64)` blocks, as the reference does.
     mutating func fillNormalFloat(_ p: UnsafeMutablePointer<Float>?, count n: Int, mean: Float,
                                   standardDeviation sd: Float, accumulate: Bool) {
         guard n > 0, let p else { return }
         dpk_philox_normal_f32(key, stream, _block, p, Int64(n), mean, sd, accumulate ? 1 : 0)
-        _block &+= 8 &* UInt64((n + 31) / 32)
+        _block &+= 24 &* UInt64((n + 63) / 64)
         used = 4
     }
 
+    /// One Box-Muller pair computed by the C kernel's code (`dpk_box_muller_f32`) from chosen
+    /// words, `(r cos theta, r sin theta)`: for tests, which cannot steer Philox to given words.
+    static func kernelBoxMuller(radiusHigh: UInt32, radiusLow: UInt32, angle: UInt32) -> (Float, Float) {
+        var c: Float = 0, s: Float = 0
+        dpk_box_muller_f32(radiusHigh, radiusLow, angle, &c, &s)
+        return (c, s)
+    }
+
     /// The Swift implementation of ``fillNormalFloat(_:count:mean:standardDeviation:accumulate:)``,
-    /// 32 normals per ``nextNormals8x4()``: the reference the C kernel is tested against.
+    /// 64 normals per ``nextNormals8x8()``: the reference the C kernel is tested against.
     @inlinable
     mutating func fillNormalFloatReference(_ p: UnsafeMutablePointer<Float>?, count n: Int, mean: Float,
                                   standardDeviation sd: Float, accumulate: Bool) {
@@ -88,13 +142,14 @@ extension PhiloxRandom {
                 raw.storeBytes(of: mean + sd * z, toByteOffset: off, as: SIMD8<Float>.self)
             }
         }
-        while i + 32 <= n {
-            let (z0, z1, z2, z3) = nextNormals8x4()
+        while i + 64 <= n {
+            let (z0, z1, z2, z3, z4, z5, z6, z7) = nextNormals8x8()
             put(z0, i); put(z1, i + 8); put(z2, i + 16); put(z3, i + 24)
-            i += 32
+            put(z4, i + 32); put(z5, i + 40); put(z6, i + 48); put(z7, i + 56)
+            i += 64
         }
         if i < n {
-            var z = nextNormals8x4()
+            var z = nextNormals8x8()
             withUnsafeBytes(of: &z) { zb in
                 let f = zb.bindMemory(to: Float.self)
                 for j in 0..<(n - i) { p[i + j] = accumulate ? p[i + j] + sd * f[j] : mean + sd * f[j] }
@@ -103,19 +158,16 @@ extension PhiloxRandom {
     }
 }
 
-/// Box-Muller on eight pairs of 32-bit words: `(r cos theta, r sin theta)` as described above.
-/// Written with integer bit operations and float arithmetic only (no int-to-float conversion,
-/// division or `sqrt` instruction), which the compiler keeps in vector registers even at the
-/// baseline x86-64 target.
+/// Box-Muller on eight triples of 32-bit words (radius high word, radius low word, angle word):
+/// `(r cos theta, r sin theta)` as described above. Written with integer bit operations and float
+/// arithmetic only (no int-to-float conversion, division or `sqrt` instruction), which the
+/// compiler keeps in vector registers even at the baseline x86-64 target.
 @inlinable @inline(__always)
-func boxMullerSIMD(_ wr: SIMD8<UInt32>, _ wt: SIMD8<UInt32>) -> (SIMD8<Float>, SIMD8<Float>) {
-    // w + 1/2 as a Float: the high and low 16 bits through the 2^23 trick (exact), then one rounding.
-    let hi = unsafeBitCast((wr &>> 16) | 0x4B00_0000, to: SIMD8<Float>.self) - 8_388_608
-    let lo = unsafeBitCast((wr & 0xFFFF) | 0x4B00_0000, to: SIMD8<Float>.self) - 8_388_608
-    let w: SIMD8<Float> = hi * 65_536 + (lo + 0.5)
-    // -2 log u1 with u1 = (w + 1/2) / 2^32 in (0, 1).
-    let logw = logPositiveSIMD(w)
-    let minusTwoLogU: SIMD8<Float> = (32 * 1.386_294_361_1) - 2 * logw
+func boxMullerSIMD(_ radiusHigh: SIMD8<UInt32>, _ radiusLow: SIMD8<UInt32>, _ wt: SIMD8<UInt32>)
+    -> (SIMD8<Float>, SIMD8<Float>)
+{
+    let u1 = openUnitFloatSIMD(high: radiusHigh, low: radiusLow)
+    let minusTwoLogU: SIMD8<Float> = 0 - 2 * logPositiveSIMD(u1)
     let r = squareRootSIMD(minusTwoLogU)
     // Angle: quadrant from bits 0-1, position in the quadrant from bits 9-31.
     let q = wt & 3
@@ -129,6 +181,32 @@ func boxMullerSIMD(_ wr: SIMD8<UInt32>, _ wt: SIMD8<UInt32>) -> (SIMD8<Float>, S
     let cosTheta = unsafeBitCast(a ^ cosSign, to: SIMD8<Float>.self)
     let sinTheta = unsafeBitCast(b ^ sinSign, to: SIMD8<Float>.self)
     return (r * cosTheta, r * sinTheta)
+}
+
+/// `u1 = (high 2^32 + low + 1/2) / 2^64` correctly rounded to `Float`, in [2^-65, 1]: exact when
+/// `high = 0` and `low < 2^23`. See "u1 as a Float" above for why the one rounding is the right one.
+@inlinable @inline(__always)
+func openUnitFloatSIMD(high h: SIMD8<UInt32>, low l: SIMD8<UInt32>) -> SIMD8<Float> {
+    // 1 where x != 0, else 0.
+    @inline(__always) func nonZero(_ x: SIMD8<UInt32>) -> SIMD8<UInt32> { (x | (SIMD8<UInt32>.zero &- x)) &>> 31 }
+    @inline(__always) func select(_ m: SIMD8<UInt32>, _ yes: SIMD8<UInt32>, _ no: SIMD8<UInt32>) -> SIMD8<UInt32> {
+        (yes & m) | (no & ~m)
+    }
+    // b(j+1) = 1 if h >= 2^(8 j), j = 0...3: their sum is the number of significant bytes of h.
+    let b1 = nonZero(h), b2 = nonZero(h &>> 8), b3 = nonZero(h &>> 16), b4 = nonZero(h &>> 24)
+    // n = v >> k with k = 8 (b1 + b2 + b3 + b4); the four cases nest, so later ones override.
+    var n = l
+    n = select(SIMD8.zero &- b1, (h &<< 24) | (l &>> 8), n)
+    n = select(SIMD8.zero &- b2, (h &<< 16) | (l &>> 16), n)
+    n = select(SIMD8.zero &- b3, (h &<< 8) | (l &>> 24), n)
+    n = select(SIMD8.zero &- b4, h, n)
+    // 2^(k - 64) as a Float: biased exponent 127 + k - 64.
+    let scale = unsafeBitCast((63 &+ 8 &* (b1 &+ b2 &+ b3 &+ b4)) &<< 23, to: SIMD8<Float>.self)
+    // n + 1/2 through the 2^23 trick on the 16-bit halves (exact), then one rounding.
+    let nHigh = unsafeBitCast((n &>> 16) | 0x4B00_0000, to: SIMD8<Float>.self) - 8_388_608
+    let nLow = unsafeBitCast((n & 0xFFFF) | 0x4B00_0000, to: SIMD8<Float>.self) - 8_388_608
+    let w: SIMD8<Float> = nHigh * 65_536 + (nLow + 0.5)
+    return w * scale
 }
 
 /// `sqrt(x)` for `x >= 0` (0 gives 0): `x / sqrt(x)` with `1 / sqrt(x)` from the bit-level

@@ -100,11 +100,14 @@ public struct PhiloxRandom: RandomNumberGenerator, Sendable, Equatable, Codable 
 
     /// Fills `buffer` with independent `N(mean, standardDeviation^2)` samples.
     ///
-    /// `Float` output takes the vectorised Box-Muller path (``nextNormals8x4()``, run by the C
-    /// kernel `dpk_philox_normal_f32` with AVX-512 or AVX2 where present): 32 normals
-    /// per 8 Philox blocks, starting at the next block boundary, so the values depend only on
-    /// the key, the stream and the block counter. `Double` output uses Box-Muller in `Double`
-    /// with 53-bit uniforms, one pair of normals from two 64-bit words.
+    /// `Float` output takes the vectorised Box-Muller path (``nextNormals8x8()``, run by the C
+    /// kernel `dpk_philox_normal_f32` with AVX-512 or AVX2 where present): 64 normals per 24
+    /// Philox blocks (three 32-bit words per pair: a 64-bit radius word, so |z| <= 9.49, and an
+    /// angle word), starting at the next block boundary and consuming whole groups of 24 blocks,
+    /// so the values depend only on the key, the stream and the block counter. `Double` output
+    /// uses Box-Muller in `Double` with 53-bit uniforms, one pair of normals from two 64-bit
+    /// words (smallest u1 2^-54, so |z| <= 8.65). Neither is exactly Gaussian: see the notes in
+    /// `PhiloxRandom+Normal.swift` and docs/accounting.md.
     public mutating func fillNormal<S: TensorScalar>(_ buffer: UnsafeMutableBufferPointer<S>,
                                                      mean: S = 0, standardDeviation: S = 1) {
         if S.self == Float.self {

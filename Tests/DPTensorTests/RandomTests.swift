@@ -62,13 +62,14 @@ func fourSigmaTail() {
     let p4 = 6.334e-5 // P(|z| > 4)
     let beyond4 = Double(x.filter { abs($0) > 4 }.count)
     #expect(abs(beyond4 - p4 * Double(n)) < 5 * (p4 * Double(n)).squareRoot(), "beyond 4 sigma: \(beyond4)")
-    #expect(x.allSatisfy { abs($0) <= 6.8 })
+    #expect(x.allSatisfy { abs($0) <= 9.5 })
 }
 
 @Test("the vector log, sqrt and sin/cos are accurate to a few Float ulps")
 func vectorMathAccuracy() {
     var worstLog = 0.0, worstSqrt = 0.0, worstTrig = 0.0
-    var x = Float(0.5)
+    // From below the smallest u1 (2^-65: log's domain) to above 2^32.
+    var x = Float(0x1p-66)
     while x < 4.3e9 {
         let v = SIMD8<Float>((0..<8).map { x * (1 + Float($0) * 0.013) })
         let l = logPositiveSIMD(v), r = squareRootSIMD(v)
@@ -96,11 +97,106 @@ func vectorMathAccuracy() {
 func boxMullerQuadrants() {
     for q in UInt32(0)..<4 {
         // Middle of quadrant q: theta = q pi/2 (f = 0: bits 9-31 equal to 2^22).
-        let (c, s) = boxMullerSIMD(SIMD8(repeating: 0x8000_0000), SIMD8(repeating: (1 << 31) | q))
-        let r = (2 * Glibc.log(2.0)).squareRoot() // u1 = 1/2
+        let (c, s) = boxMullerSIMD(SIMD8(repeating: 0x8000_0000), .zero, SIMD8(repeating: (1 << 31) | q))
+        let r = (2 * Glibc.log(2.0)).squareRoot() // u1 = (2^63 + 1/2) / 2^64, 1/2 as a Float
         let theta = Double(q) * .pi / 2
         #expect(abs(Double(c[0]) - r * Glibc.cos(theta)) < 1e-5, "cos, quadrant \(q)")
         #expect(abs(Double(s[0]) - r * Glibc.sin(theta)) < 1e-5, "sin, quadrant \(q)")
+    }
+}
+
+// MARK: - The tail: the 64-bit radius word
+
+/// u1 = (high 2^32 + low + 1/2) / 2^64 correctly rounded to Float, by the hardware conversion:
+/// exact in `Double` when high = 0; otherwise the 1/2 only breaks ties, as `| 1` does.
+func referenceOpenUnit(high: UInt32, low: UInt32) -> Float {
+    let u = high == 0 ? Float(Double(low) + 0.5) : Float((UInt64(high) << 32 | UInt64(low)) | 1)
+    return u * 0x1p-64
+}
+
+/// Radius words at every place where the conversion changes case (the significant bytes of the
+/// high word) and at the ends of the low word.
+let edgeRadiusWords: [(UInt32, UInt32)] = {
+    let highs: [UInt32] = [0, 1, 2, 0xFF, 0x100, 0x101, 0xFFFF, 0x1_0000, 0xFF_FFFF, 0x100_0000, 0x7FFF_FFFF,
+                           0x8000_0000, 0xFFFF_FF7F, 0xFFFF_FF80, 0xFFFF_FFFF]
+    let lows: [UInt32] = [0, 1, 2, 0x7F_FFFF, 0x80_0000, 0x80_0001, 0xFFFF_FF, 0x8000_0000, 0xFFFF_FFFE, 0xFFFF_FFFF]
+    return highs.flatMap { h in lows.map { (h, $0) } }
+}()
+
+@Test("the Float sampler reaches beyond 8.5 sigma: radius words (0, 0) give r = sqrt(130 ln 2) = 9.49, in Swift and in the C kernel")
+func farTailReachable() {
+    let largest = (130 * Glibc.log(2.0)).squareRoot() // u1 = 2^-65
+    let next = (-2 * Glibc.log(1.5 * 0x1p-64)).squareRoot() // radius words (0, 1): 9.376
+    for (low, expected) in [(UInt32(0), largest), (1, next)] {
+        // Angle word with theta = 0 (quadrant 0, middle bits 2^22), then any angle: r is the same.
+        for angle: UInt32 in [1 << 31, 0x1234_5677, 0xFFFF_FFFF] {
+            let (c, s) = boxMullerSIMD(.zero, SIMD8(repeating: low), SIMD8(repeating: angle))
+            let r = (Double(c[0]) * Double(c[0]) + Double(s[0]) * Double(s[0])).squareRoot()
+            #expect(r.isFinite && r > 8.5, "Swift: largest radius \(r)")
+            #expect(abs(r - expected) < 1e-5 * expected, "Swift: radius \(r), expected \(expected) (low word \(low))")
+            let (kc, ks) = PhiloxRandom.kernelBoxMuller(radiusHigh: 0, radiusLow: low, angle: angle)
+            let kr = (Double(kc) * Double(kc) + Double(ks) * Double(ks)).squareRoot()
+            #expect(kr.isFinite && kr > 8.5, "C kernel: largest radius \(kr)")
+            #expect(abs(kr - expected) < 1e-5 * expected, "C kernel: radius \(kr), expected \(expected) (low word \(low))")
+        }
+    }
+}
+
+@Test("u1 from the 64-bit radius word is the correctly rounded Float, never 0, at most 1")
+func radiusUniformRounding() {
+    var words = edgeRadiusWords
+    var rng = PhiloxRandom(seed: 77)
+    // High words of every length (and 0), so that each of the five conversion cases is exercised.
+    while words.count < 20_000 {
+        let high = rng.next32() >> (rng.next32() % 32)
+        words.append((rng.next32() % 5 == 0 ? 0 : high, rng.next32()))
+    }
+    for chunk in stride(from: 0, to: words.count, by: 8) {
+        let w = Array(words[chunk..<(chunk + 8)])
+        let u = openUnitFloatSIMD(high: SIMD8(w.map { $0.0 }), low: SIMD8(w.map { $0.1 }))
+        for i in 0..<8 {
+            let ref = referenceOpenUnit(high: w[i].0, low: w[i].1)
+            #expect(u[i] == ref, "u1(\(w[i].0), \(w[i].1)) = \(u[i]), correctly rounded \(ref)")
+            #expect(u[i] > 0 && u[i] <= 1)
+        }
+    }
+    // Exact in the far tail: high = 0 and low < 2^23.
+    let exact = openUnitFloatSIMD(high: .zero, low: SIMD8(0, 1, 2, 3, 1000, 0x40_0000, 0x7F_FFFE, 0x7F_FFFF))
+    for (i, low) in [0, 1, 2, 3, 1000, 0x40_0000, 0x7F_FFFE, 0x7F_FFFF].enumerated() {
+        #expect(Double(exact[i]) == (Double(low) + 0.5) * 0x1p-64)
+    }
+}
+
+@Test("-2 log u1 is never negative; u1 = 1 gives r = +0")
+func radiusNeverNegative() {
+    // log is at most 0 below 1: every Float in [1 - 2^-10, 1] (the cancellation-prone end; the
+    // whole of [2^-126, 1] was checked once offline), and a sample of the rest down to 2^-65.
+    var x = Float(1)
+    while x >= 1 - 0x1p-10 {
+        let l = logPositiveSIMD(SIMD8(repeating: x))
+        #expect(l[0] <= 0, "log(\(x)) = \(l[0])")
+        x = x.nextDown
+    }
+    var y = Float(0x1p-65)
+    while y < 1 {
+        #expect(logPositiveSIMD(SIMD8(repeating: y))[0] < 0, "log(\(y))")
+        y *= 1.000_7
+    }
+    // The largest radius words round u1 up to 1: r = +0 in both implementations.
+    let (c, s) = boxMullerSIMD(SIMD8(repeating: 0xFFFF_FFFF), SIMD8(repeating: 0xFFFF_FFFF), SIMD8(repeating: 1 << 31))
+    #expect(c[0] == 0 && c[0].sign == .plus && s[0] == 0, "r cos theta \(c[0]), r sin theta \(s[0])")
+    let (kc, ks) = PhiloxRandom.kernelBoxMuller(radiusHigh: 0xFFFF_FFFF, radiusLow: 0xFFFF_FFFF, angle: 1 << 31)
+    #expect(kc == 0 && kc.sign == .plus && ks == 0)
+}
+
+@Test("the C kernel's Box-Muller equals the Swift one on the edge radius words, within 4 ulps")
+func kernelBoxMullerMatchesSwift() {
+    for (k, (high, low)) in edgeRadiusWords.enumerated() {
+        let angle = UInt32(truncatingIfNeeded: k &* 0x9E37_79B9)
+        let (c, s) = boxMullerSIMD(SIMD8(repeating: high), SIMD8(repeating: low), SIMD8(repeating: angle))
+        let (kc, ks) = PhiloxRandom.kernelBoxMuller(radiusHigh: high, radiusLow: low, angle: angle)
+        #expect(ulps(c[0], kc) <= 4 || abs(c[0] - kc) <= 1e-6, "cos: (\(high), \(low), \(angle)): \(c[0]) vs \(kc)")
+        #expect(ulps(s[0], ks) <= 4 || abs(s[0] - ks) <= 1e-6, "sin: (\(high), \(low), \(angle)): \(s[0]) vs \(ks)")
     }
 }
 
@@ -225,7 +321,9 @@ func ulps(_ a: Float, _ b: Float) -> Float {
       arguments: [(UInt64(1), UInt64(0), 0), (2026, 3, 5), (0x0123_4567_89AB_CDEF, 1 << 40, 4099),
                   (7, 0xDEAD_BEEF_0000_0042, 2)])
 func normalKernelMatchesReference(key: UInt64, stream: UInt64, words: Int) {
-    for (count, accumulate) in [(10_000, false), (10_007, false), (10_000, true), (1, false), (33, true), (97, false)] {
+    // Counts around the kernel's 128 outputs per iteration and the 64 per group of 24 blocks.
+    for (count, accumulate) in [(10_000, false), (10_007, false), (10_000, true), (1, false), (33, true), (97, false),
+                                (64, false), (128, true), (129, false), (193, true)] {
         var fast = philox(key: key, stream: stream, words: words)
         var slow = fast
         let base = (0..<count).map { Float($0 % 17) * 0.25 - 2 }
