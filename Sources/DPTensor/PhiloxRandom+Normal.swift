@@ -53,8 +53,8 @@ import CDPKernels
 // privacy", CCS 2012; Jin et al., "Are we there yet? Timing and floating-point attacks on
 // differential privacy systems", IEEE S&P 2022). The accountants do not model that; see
 // docs/accounting.md. The `Double` path (``PhiloxRandom/fillNormal(_:mean:standardDeviation:)``
-// on `Double`, and `SystemRandom`) uses 53-bit uniforms: the smallest u1 is 2^-54, so
-// |z| <= sqrt(108 ln 2) = 8.65, with only three radii above 8.45 (8.65, 8.52, 8.46).
+// on `Double`, and `SystemRandom`) takes its radius from a whole 64-bit word as well
+// (``PhiloxRandom/radiusUniform(_:)``): the same cut at 9.49.
 
 extension PhiloxRandom {
     /// Philox4x32-10 on the eight counters (stream, block + 0...7): the four output words of

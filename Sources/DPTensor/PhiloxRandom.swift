@@ -98,6 +98,15 @@ public struct PhiloxRandom: RandomNumberGenerator, Sendable, Equatable, Codable 
         (Double(next() >> 11) + 0.5) * (1.0 / 9_007_199_254_740_992.0)
     }
 
+    /// The radius uniform of a `Double` Box-Muller pair from one 64-bit word: `(w + 1/2) / 2^64`,
+    /// exact for `w < 2^53` and rounded once above, in (0, 1]: the smallest is 2^-65, so a pair's
+    /// radius sqrt(-2 log u1) reaches sqrt(130 ln 2) = 9.49 (the `Float` sampler's cut), where
+    /// 53-bit uniforms stop at 8.65. Used by ``fillNormal(_:mean:standardDeviation:)`` for
+    /// `Double` and by ``SystemRandom``.
+    @inlinable public static func radiusUniform(_ w: UInt64) -> Double {
+        Swift.min(1, (Double(w) + 0.5) * 0x1p-64)
+    }
+
     /// Fills `buffer` with independent `N(mean, standardDeviation^2)` samples.
     ///
     /// `Float` output takes the vectorised Box-Muller path (``nextNormals8x8()``, run by the C
@@ -105,8 +114,9 @@ public struct PhiloxRandom: RandomNumberGenerator, Sendable, Equatable, Codable 
     /// Philox blocks (three 32-bit words per pair: a 64-bit radius word, so |z| <= 9.49, and an
     /// angle word), starting at the next block boundary and consuming whole groups of 24 blocks,
     /// so the values depend only on the key, the stream and the block counter. `Double` output
-    /// uses Box-Muller in `Double` with 53-bit uniforms, one pair of normals from two 64-bit
-    /// words (smallest u1 2^-54, so |z| <= 8.65). Neither is exactly Gaussian: see the notes in
+    /// uses Box-Muller in `Double`, one pair of normals from two 64-bit words: the radius from
+    /// ``radiusUniform(_:)`` (smallest u1 2^-65, so |z| <= 9.49), the angle from 53 bits.
+    /// Neither is exactly Gaussian: see the notes in
     /// `PhiloxRandom+Normal.swift` and docs/accounting.md.
     public mutating func fillNormal<S: TensorScalar>(_ buffer: UnsafeMutableBufferPointer<S>,
                                                      mean: S = 0, standardDeviation: S = 1) {
@@ -118,7 +128,7 @@ public struct PhiloxRandom: RandomNumberGenerator, Sendable, Equatable, Codable 
         var i = 0
         let n = buffer.count
         while i < n {
-            let u1 = nextOpenUnitDouble(), u2 = nextOpenUnitDouble()
+            let u1 = PhiloxRandom.radiusUniform(next()), u2 = nextOpenUnitDouble()
             let r = (-2 * Glibc.log(u1)).squareRoot()
             let t = 2 * Double.pi * u2
             buffer[i] = mean + standardDeviation * S(r * Glibc.cos(t))
@@ -204,7 +214,7 @@ extension Tensor {
 
 extension PhiloxRandom {
     /// One standard normal `Double`: the first value ``fillNormal(_:mean:standardDeviation:)``
-    /// would write into a one-element `Double` buffer (53-bit uniforms, |z| <= 8.6).
+    /// would write into a one-element `Double` buffer (|z| <= 9.49).
     public mutating func nextNormalDouble() -> Double {
         var z = 0.0
         withUnsafeMutablePointer(to: &z) { fillNormal(UnsafeMutableBufferPointer(start: $0, count: 1)) }

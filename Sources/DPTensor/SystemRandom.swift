@@ -52,7 +52,9 @@ public struct SystemRandom: RandomNumberGenerator, Sendable {
     }
 
     /// Fills `buffer` with independent `N(mean, standardDeviation^2)` samples: Box-Muller in
-    /// `Double` on 53-bit uniforms from the OS CSPRNG (512 bytes per system call).
+    /// `Double` from the OS CSPRNG (512 bytes per system call): the radius from a whole 64-bit
+    /// word (``PhiloxRandom/radiusUniform(_:)``, |z| <= 9.49, the same cut as the `Float`
+    /// sampler), the angle from 53 bits.
     public mutating func fillNormal<S: TensorScalar>(_ buffer: UnsafeMutableBufferPointer<S>,
                                                      mean: S = 0, standardDeviation: S = 1) {
         let wordsPerCall = 64
@@ -63,7 +65,7 @@ public struct SystemRandom: RandomNumberGenerator, Sendable {
                 fill(UnsafeMutableRawBufferPointer(words))
                 var w = 0
                 while w + 1 < wordsPerCall && i < n {
-                    let u1 = (Double(words[w] >> 11) + 0.5) * (1.0 / 9_007_199_254_740_992.0)
+                    let u1 = PhiloxRandom.radiusUniform(words[w])
                     let u2 = Double(words[w + 1] >> 11) * (1.0 / 9_007_199_254_740_992.0)
                     let r = (-2 * Glibc.log(u1)).squareRoot()
                     let t = 2 * Double.pi * u2

@@ -352,3 +352,14 @@ func normalKernelResumes() {
     #expect(Tensor<Float>(normal: [5_003], using: &rng) == Tensor<Float>(normal: [5_003], using: &resumed))
     #expect(rng == resumed)
 }
+
+@Test("the Double and secure-mode samplers reach the same far tail as the Float sampler (radius 9.49, never NaN)")
+func doubleRadiusTail() {
+    // The largest radius comes from word 0; 53-bit uniforms stopped at sqrt(108 ln 2) = 8.65.
+    let r0 = (-2 * log(PhiloxRandom.radiusUniform(0))).squareRoot()
+    #expect(r0 > 9.49 && r0 < 9.5)
+    #expect((-2 * log(PhiloxRandom.radiusUniform(1))).squareRoot() > 9.3)
+    // The top word rounds to u1 = 1: radius 0, not NaN.
+    #expect(PhiloxRandom.radiusUniform(.max) == 1)
+    #expect(PhiloxRandom.radiusUniform(1 << 60) == (Double(1 << 60) + 0.5) * 0x1p-64)
+}
