@@ -77,6 +77,9 @@ struct OutputFiles {
     /// Per-run checkpoints, written after every epoch and removed when the run finishes.
     var checkpoints: URL { directory.appendingPathComponent("checkpoints") }
     func checkpoint(_ runID: String) -> URL { checkpoints.appendingPathComponent("\(runID).json") }
+    /// Per-step metrics, one JSON Lines file per run.
+    var metrics: URL { directory.appendingPathComponent("metrics") }
+    func metrics(_ runID: String) -> URL { metrics.appendingPathComponent("\(runID).jsonl") }
     /// Trained models, one safetensors file per finished run.
     var models: URL { directory.appendingPathComponent("models") }
     func model(_ runID: String) -> URL { models.appendingPathComponent("\(runID).safetensors") }

@@ -30,6 +30,11 @@ public final class ExperimentRunner {
     public var clock: () -> Double
     /// Where the plan and progress lines go.
     public var log: (String) -> Void
+    /// Progress within an epoch (step, samples/s, ETA), called at most every
+    /// ``statusInterval`` seconds; nil: none. `dpkit run` redraws one line on a terminal and
+    /// prints plain lines otherwise.
+    public var status: ((String) -> Void)?
+    public var statusInterval = 0.5
 
     private var files: OutputFiles { OutputFiles(directory: outputDirectory) }
     private var ledgers: [String: ConfigValue] = [:]
@@ -134,7 +139,30 @@ public final class ExperimentRunner {
             do {
                 try FileManager.default.createDirectory(at: files.checkpoints, withIntermediateDirectories: true)
                 try FileManager.default.createDirectory(at: files.models, withIntermediateDirectories: true)
-                let context = RunContext(checkpoint: files.checkpoint(run.runID), model: files.model(run.runID))
+                try FileManager.default.createDirectory(at: files.metrics, withIntermediateDirectories: true)
+                var lastStatus = clock(), samples = 0, samplesSince = clock()
+                let totalRuns = runs.count
+                let context = RunContext(
+                    checkpoint: files.checkpoint(run.runID), model: files.model(run.runID), metrics: files.metrics(run.runID),
+                    onStep: { [self] m in
+                        samples += m.batchSize
+                        guard let status = self.status else { return }
+                        let now = self.clock()
+                        guard now - lastStatus >= self.statusInterval else { return }
+                        let rate = Double(samples) / max(1e-9, now - samplesSince)
+                        let elapsed = now - experimentStart
+                        let doneSteps = stepsDone + m.step
+                        var line = "run \(run.index + 1)/\(totalRuns) \(run.runID) epoch \(m.epoch) step \(m.step)/\(m.totalSteps)"
+                            + String(format: " loss %.4g, %.0f samples/s", m.loss, rate)
+                        if let e = m.epsilonRDP { line += String(format: ", eps_rdp %.4g", e) }
+                        if doneSteps > 0, elapsed > 0, totalSteps > doneSteps {
+                            line += " ETA \(Self.duration(elapsed / Double(doneSteps) * Double(totalSteps - doneSteps)))"
+                        }
+                        status(line)
+                        lastStatus = now
+                        samples = 0
+                        samplesSince = now
+                    })
                 let summary = try executor.execute(run, context: context) { record in
                     var record = record
                     if record.wallSeconds == nil { record.wallSeconds = self.clock() - runStart }

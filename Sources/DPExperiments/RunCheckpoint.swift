@@ -94,3 +94,18 @@ struct RunCheckpoint: Codable {
         return c.epoch
     }
 }
+
+/// A run's `metrics.jsonl`.
+enum MetricsLog {
+    /// Keeps the lines up to and including `step` (0: none), dropping what an interrupted run
+    /// wrote after its checkpoint; atomic.
+    static func keep(_ url: URL, throughStep step: Int) throws {
+        guard let data = FileManager.default.contents(atPath: url.path) else { return }
+        let kept = String(decoding: data, as: UTF8.self).split(separator: "\n").filter { line in
+            guard let range = line.range(of: "\"step\":"),
+                  let s = Int(line[range.upperBound...].prefix { $0.isNumber }) else { return false }
+            return s <= step
+        }
+        try DurableFile.writeAtomically(kept.isEmpty ? "" : kept.joined(separator: "\n") + "\n", to: url)
+    }
+}

@@ -166,16 +166,52 @@ public protocol RunExecutor {
     func execute(_ run: ResolvedRun, context: RunContext, progress: (EpochRecord) throws -> Void) throws -> RunSummary
 }
 
-/// Where an executor keeps a run's state and writes its model (both optional).
-public struct RunContext: Sendable {
+/// Where an executor keeps a run's state, writes its model and per-step metrics, and reports
+/// progress within an epoch (all optional).
+public struct RunContext {
     /// The run's checkpoint file: written atomically after every epoch; read to continue.
     public var checkpoint: URL?
     /// Where the trained model goes (safetensors).
     public var model: URL?
+    /// The run's `metrics.jsonl`: one JSON object per step (see ``StepMetrics``), synced at the
+    /// end of every epoch; on resume, lines after the checkpoint's step are dropped.
+    public var metrics: URL?
+    /// Called after every step (progress lines).
+    public var onStep: ((StepMetrics) -> Void)?
 
-    public init(checkpoint: URL? = nil, model: URL? = nil) {
+    public init(checkpoint: URL? = nil, model: URL? = nil, metrics: URL? = nil, onStep: ((StepMetrics) -> Void)? = nil) {
         self.checkpoint = checkpoint
         self.model = model
+        self.metrics = metrics
+        self.onStep = onStep
+    }
+}
+
+/// One optimizer step's figures: a line of `metrics.jsonl` and the in-epoch progress.
+public struct StepMetrics: Hashable, Sendable {
+    /// Steps taken so far (1 after the first step).
+    public var step: Int
+    public var totalSteps: Int
+    public var epoch: Int
+    /// The realised batch size (non-private diagnostic).
+    public var batchSize: Int
+    /// Mean training loss over the batch (non-private diagnostic).
+    public var loss: Double
+    /// Fraction of the batch whose gradient was clipped; nil for non-private runs.
+    public var clippedFraction: Double?
+    /// The clipping norm after the step (changes under adaptive clipping); nil for non-private runs.
+    public var clippingNorm: Double?
+    /// Epsilon spent so far by the RDP accountant at the run's delta; nil when not private.
+    public var epsilonRDP: Double?
+
+    /// The `metrics.jsonl` line (keys sorted, no spaces).
+    public var jsonLine: String {
+        func number(_ x: Double?) -> String {
+            guard let x else { return "null" }
+            return x.isFinite ? csvNumber(x) : "\"\(csvNumber(x))\""
+        }
+        return "{\"batch_size\":\(batchSize),\"clipped_fraction\":\(number(clippedFraction)),\"clipping_norm\":\(number(clippingNorm)),"
+            + "\"epoch\":\(epoch),\"epsilon_rdp\":\(number(epsilonRDP)),\"loss\":\(number(loss)),\"step\":\(step)}"
     }
 }
 

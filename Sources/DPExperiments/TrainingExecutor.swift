@@ -89,6 +89,22 @@ public struct TrainingExecutor: RunExecutor {
             summary.steps = done
             resumed.figures.apply(to: &summary)
         }
+        // Per-step epsilon for metrics.jsonl: the ledger's events other than the step (input
+        // statistics), composed once, with the step's RDP curve cached (count 0); each step then
+        // adds `steps * curve`, the same arithmetic as accounting the whole ledger, so the last
+        // line equals runs.csv's epsilon_rdp and a resumed run writes the same numbers.
+        var stepAccountant: RDPAccountant?
+        let privateStep = trainer.stepEventIfPrivate
+        if context.metrics != nil, let step = privateStep {
+            var a = RDPAccountant(neighboringRelation: setup.relation)
+            for e in trainer.ledger.entries where e.event != step { try a.compose(e.event, count: e.count) }
+            try a.compose(step, count: 0)
+            stepAccountant = a
+        }
+        if let url = context.metrics {
+            try MetricsLog.keep(url, throughStep: done)
+        }
+        var metricLines = ""
         let start = Date()
         var epoch = firstEpoch
         while !stopped, epoch <= max(1, epochs) {
@@ -102,6 +118,20 @@ public struct TrainingExecutor: RunExecutor {
                     seen += r.batchSize
                     clipped += r.clippedCount
                     done += 1
+                    if context.metrics != nil || context.onStep != nil {
+                        let isPrivate = trainer.configuration.privacy != nil
+                        var m = StepMetrics(step: done, totalSteps: setup.steps, epoch: epoch, batchSize: r.batchSize,
+                                            loss: r.batchSize > 0 ? r.lossSum / Double(r.batchSize) : .nan,
+                                            clippedFraction: isPrivate && r.batchSize > 0 ? Double(r.clippedCount) / Double(r.batchSize) : nil,
+                                            clippingNorm: isPrivate ? trainer.clippingNorm : nil)
+                        if var a = stepAccountant, let delta = setup.delta, let step = privateStep {
+                            let count = trainer.ledger.entries.reduce(0) { $0 + ($1.event == step ? $1.count : 0) }
+                            try a.compose(step, count: count)
+                            m.epsilonRDP = try a.epsilon(delta: delta).epsilon
+                        }
+                        if context.metrics != nil { metricLines += m.jsonLine + "\n" }
+                        context.onStep?(m)
+                    }
                 } catch let TrainingError.budgetExhausted(step, epsilon) {
                     // The budget refused the next step before it ran: say so, keep the results.
                     FileHandle.standardError.write(Data(
@@ -135,6 +165,10 @@ public struct TrainingExecutor: RunExecutor {
             summary.epochs = epoch
             summary.steps = done
             RunFigures(record).apply(to: &summary)
+            if let url = context.metrics, !metricLines.isEmpty {
+                try DurableFile.append(metricLines, to: url)
+                metricLines = ""
+            }
             // The row first, then the checkpoint: a kill between the two leaves the checkpoint of
             // the epoch before, the runner drops rows after the checkpoint's epoch on resume, and
             // this epoch runs again to the same result.

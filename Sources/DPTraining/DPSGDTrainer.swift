@@ -217,6 +217,9 @@ public final class DPSGDTrainer {
     /// The privacy event of one step of this trainer's sampler and noise.
     public var stepEvent: DpEvent { sampler.stepEvent(noiseMultiplier: noiseMultiplier) }
 
+    /// The event each step composes into the ledger; nil when the trainer is not private.
+    public var stepEventIfPrivate: DpEvent? { isPrivate ? stepEvent : nil }
+
     /// Takes one logical step.
     /// - Throws: ``TrainingError/budgetExhausted(step:epsilon:)`` before a step that would exceed
     ///   the budget (nothing changes), ``TrainingError/nonFiniteLoss(step:loss:)`` if the loss is NaN.

@@ -43,6 +43,17 @@ struct RunCommand: ParsableCommand {
                                      blasCore: BLASRuntime.coreName, blasThreads: String(BLASRuntime.threadCount))
             let runner = ExperimentRunner(config: experiment, outputDirectory: out, executor: TrainingExecutor(),
                                           resume: resume, environment: env)
+            // Progress within an epoch: one redrawn line on a terminal, a plain line every 30 s otherwise.
+            if isatty(STDERR_FILENO) != 0 {
+                runner.status = { FileHandleStderr.write("\r\u{1B}[K" + $0) }
+                runner.log = { line in
+                    FileHandleStderr.write("\r\u{1B}[K")
+                    print(line)
+                }
+            } else {
+                runner.status = { print($0) }
+                runner.statusInterval = 30
+            }
             let report = try runner.run()
             if !report.failed.isEmpty {
                 FileHandleStderr.write("error: \(report.failed.count) run(s) failed (\(report.failed.joined(separator: ", "))); their errors are in \(out.path)/runs.csv, the other results are kept. Fix the cause and rerun with --resume to redo only those.\n")

@@ -160,6 +160,11 @@ func sigkilledRunResumesToTheSameResult() throws {
     for m in models {
         #expect(try Data(contentsOf: killed.appendingPathComponent("models/\(m)")) == Data(contentsOf: clean.appendingPathComponent("models/\(m)")))
     }
+    for m in try FileManager.default.contentsOfDirectory(atPath: clean.appendingPathComponent("metrics").path) {
+        #expect(try String(contentsOf: killed.appendingPathComponent("metrics/\(m)"), encoding: .utf8)
+                == String(contentsOf: clean.appendingPathComponent("metrics/\(m)"), encoding: .utf8),
+                "metrics.jsonl of the resumed run differs (lines after the checkpoint must be dropped)")
+    }
     #expect(try FileManager.default.contentsOfDirectory(atPath: killed.appendingPathComponent("checkpoints").path).isEmpty,
             "a finished run's checkpoint is removed")
 }

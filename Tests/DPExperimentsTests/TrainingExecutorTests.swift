@@ -116,3 +116,30 @@ func exportedModelEvaluatesToTheRunsAccuracy() throws {
         #expect(result.examples == 100 && result.dataset == "gaussian-mixture")
     }
 }
+
+@Test("metrics.jsonl: one JSON line per step; its last epsilon is the run's RDP epsilon")
+func metricsLogHasEveryStep() throws {
+    let config = try ExperimentConfig.parse(yaml: tinyYAML, file: "tiny.yaml")
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dpkit-metrics-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let runner = ExperimentRunner(config: config, outputDirectory: dir, executor: TrainingExecutor(), log: { _ in })
+    var statusLines: [String] = []
+    runner.status = { statusLines.append($0) }
+    runner.statusInterval = 0
+    _ = try runner.run()
+    let (_, rows) = CSV.table(try String(contentsOf: dir.appendingPathComponent("runs.csv"), encoding: .utf8))
+    for row in rows {
+        let id = try #require(row["run_id"])
+        let text = try String(contentsOf: dir.appendingPathComponent("metrics/\(id).jsonl"), encoding: .utf8)
+        let lines = text.split(separator: "\n").map { try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        #expect(lines.count == Int(row["steps"] ?? ""), "one line per step")
+        #expect(lines.map { $0["step"] as! Int } == Array(1...lines.count))
+        if let eps = Double(row["epsilon_rdp"] ?? "") {
+            let last = try #require(lines.last?["epsilon_rdp"] as? Double)
+            #expect(abs(last - eps) <= 1e-9 * eps)
+        } else {
+            #expect(lines.last?["epsilon_rdp"] is NSNull, "non-private runs report no epsilon")
+        }
+    }
+    #expect(statusLines.contains { $0.contains("samples/s") && $0.contains("step ") })
+}
