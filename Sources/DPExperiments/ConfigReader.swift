@@ -11,7 +11,7 @@ struct ParseContext {
         var message = message
         var line = lines[path]
         // A value set by a sweep: point at the sweep entry.
-        if let origin = origins.first(where: { path == $0.key || path.hasPrefix($0.key + ".") }) {
+        if let origin = origins.first(where: { path == $0.key || path.hasPrefix($0.key + ".") || path.hasPrefix($0.key + "[") }) {
             message += " (value from \(origin.value))"
             line = lines[origin.value.hasPrefix("sweep") ? "sweep.\(origin.key)" : "include"] ?? line
         }

@@ -363,6 +363,9 @@ extension RunConfig {
         root.close(p, as: "privacy")
         root.close(t, as: "training")
 
+        // The model must fit the data: shape inference from the dataset config, no data read.
+        try checkShapes(dataset: dataset, model: model, context: context)
+
         // Keep the resolved map in section order for readability of the manifest.
         let resolved = ConfigValue.map(sectionKeys.compactMap { key in root.resolved.first { $0.key == key } })
         return RunConfig(
