@@ -81,6 +81,8 @@ final class MapReader {
             guard let d = v.doubleValue, !(integral && (d != d.rounded() || abs(d) > 1e15)) else {
                 throw bad("got \(v.typeName) \(v.displayText.isEmpty ? "null" : "`\(v.displayText)`")")
             }
+            // `.nan` and `.inf` are YAML floats; no parameter takes them.
+            guard d.isFinite else { throw bad("got `\(v.displayText)`, which is not a finite number") }
             if let range = spec.range, !range.contains(d) {
                 throw bad("\(v.displayText) is out of range")
             }
