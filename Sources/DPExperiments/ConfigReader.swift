@@ -79,7 +79,7 @@ final class MapReader {
         }
         func number(_ v: ConfigValue, integral: Bool) throws -> ConfigValue {
             guard let d = v.doubleValue, !(integral && (d != d.rounded() || abs(d) > 1e15)) else {
-                throw bad("got \(v.typeName) \(v.displayText.isEmpty ? "null" : "`\(v.displayText)`")")
+                throw bad(v == .string("") ? "got an empty string" : "got \(v.typeName) \(v.displayText.isEmpty ? "null" : "`\(v.displayText)`")")
             }
             // `.nan` and `.inf` are YAML floats; no parameter takes them.
             guard d.isFinite else { throw bad("got `\(v.displayText)`, which is not a finite number") }

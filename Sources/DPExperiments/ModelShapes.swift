@@ -184,9 +184,9 @@ extension ModelConfig {
             } else if shape.count != 1 {
                 text = "\(layerName) gives \(shape) per example, but the logits must be one vector of \(classes) values (one per class): add `{type: flatten}` before it"
             } else if shape[0] < classes {
-                text = "\(layerName) gives \(shape[0]) logits but \(dataset) has \(classes) classes: the labels \(shape[0])..<\(classes) would have no logit; set `units: \(classes)`"
+                text = "\(layerName) gives \(shape[0]) logits for \(classes) classes: the labels \(shape[0])..<\(classes) would have no logit; set `units: \(classes)`"
             } else {
-                text = "\(layerName) gives \(shape[0]) logits but \(dataset) has \(classes) classes: the logits \(classes)..<\(shape[0]) would belong to no class yet take part in the softmax and in the predicted class; set `units: \(classes)`"
+                text = "\(layerName) gives \(shape[0]) logits for \(classes) classes: the logits \(classes)..<\(shape[0]) would belong to no class yet take part in the softmax and in the predicted class; set `units: \(classes)`"
             }
         case .noLayers:
             text = "the model has no layers"
