@@ -73,7 +73,9 @@ let package = Package(
         .testTarget(name: "DPLayersTests", dependencies: ["DPLayers", "DPTensor"]),
         .testTarget(name: "DPDataTests", dependencies: ["DPData", "DPTensor"]),
         .testTarget(name: "DPTrainingTests", dependencies: ["DPTraining", "DPLayers", "DPData", "DPAccounting", "DPTensor"]),
-        .testTarget(name: "DPExperimentsTests", dependencies: ["DPExperiments", "DPTraining", "DPAccounting"]),
+        .testTarget(
+            name: "DPExperimentsTests",
+            dependencies: ["DPExperiments", "DPTraining", "DPAccounting", "DPLayers", "DPData", "DPTensor"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -8,6 +8,9 @@ import DPTensor
 /// are separated by commas and may be surrounded by spaces or double quotes (quoted commas
 /// are not supported). Blank lines are skipped; `\r\n` line ends are accepted.
 public enum CSVDataset {
+    /// The most classes integer labels may make (`0...largest label`).
+    public static let maxIntegerClasses = 100_000
+
     /// Reads `path`.
     ///
     /// - Parameters:
@@ -91,6 +94,12 @@ public enum CSVDataset {
                     throw DataError.csv(path: path, line: labelLines[k], column: labelColumnName,
                                         problem: "integer label \(y) is negative",
                                         fix: "number the classes 0, 1, 2, ...")
+                }
+                // Integer labels make classes 0...largest: a stray huge label would make that many.
+                guard y < maxIntegerClasses else {
+                    throw DataError.csv(path: path, line: labelLines[k], column: labelColumnName,
+                                        problem: "integer label \(y) would make \(y + 1) classes; at most \(maxIntegerClasses) are allowed",
+                                        fix: "number the classes 0, 1, 2, ... (or write the labels as names, which are mapped in sorted order).")
                 }
                 largest = max(largest, y)
             }

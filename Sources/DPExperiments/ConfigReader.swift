@@ -11,7 +11,7 @@ struct ParseContext {
         var message = message
         var line = lines[path]
         // A value set by a sweep: point at the sweep entry.
-        if let origin = origins.first(where: { path == $0.key || path.hasPrefix($0.key + ".") }) {
+        if let origin = origins.first(where: { path == $0.key || path.hasPrefix($0.key + ".") || path.hasPrefix($0.key + "[") }) {
             message += " (value from \(origin.value))"
             line = lines[origin.value.hasPrefix("sweep") ? "sweep.\(origin.key)" : "include"] ?? line
         }
@@ -79,8 +79,10 @@ final class MapReader {
         }
         func number(_ v: ConfigValue, integral: Bool) throws -> ConfigValue {
             guard let d = v.doubleValue, !(integral && (d != d.rounded() || abs(d) > 1e15)) else {
-                throw bad("got \(v.typeName) \(v.displayText.isEmpty ? "null" : "`\(v.displayText)`")")
+                throw bad(v == .string("") ? "got an empty string" : "got \(v.typeName) \(v.displayText.isEmpty ? "null" : "`\(v.displayText)`")")
             }
+            // `.nan` and `.inf` are YAML floats; no parameter takes them.
+            guard d.isFinite else { throw bad("got `\(v.displayText)`, which is not a finite number") }
             if let range = spec.range, !range.contains(d) {
                 throw bad("\(v.displayText) is out of range")
             }

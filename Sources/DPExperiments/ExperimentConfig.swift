@@ -148,13 +148,14 @@ extension ExperimentConfig {
         }
 
         // Seeds.
-        let seedsSpec = ParameterSpec("seeds", .intList, default: .list([.int(0)]))
+        // Seeds become UInt64 Philox keys: non-negative.
+        let seedsSpec = ParameterSpec("seeds", .intList, range: .nonNegative, default: .list([.int(0)]))
         if let axis = sweep.first(where: { $0.path == "seed" }) {
             if top.has("seeds") {
                 throw top.error("seeds", "conflicts with `sweep.seed`; give the seeds in one place")
             }
             seeds = try axis.values.map { value in
-                guard case .int(let s) = try top.check(value, spec: ParameterSpec("seed", .int), path: "sweep.seed") else { return 0 }
+                guard case .int(let s) = try top.check(value, spec: ParameterSpec("seed", .int, range: .nonNegative), path: "sweep.seed") else { return 0 }
                 return s
             }
         } else {
@@ -208,7 +209,7 @@ extension ExperimentConfig {
             for assignment in point.assignments {
                 let originNote = point.origin == "grid" ? "sweep" : point.origin
                 if assignment.key == "seed" {
-                    guard case .int(let s) = try top.check(assignment.value, spec: ParameterSpec("seed", .int), path: "\(originNote).seed") else { continue }
+                    guard case .int(let s) = try top.check(assignment.value, spec: ParameterSpec("seed", .int, range: .nonNegative), path: "\(originNote).seed") else { continue }
                     seed = s
                     continue
                 }

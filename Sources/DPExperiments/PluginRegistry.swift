@@ -178,13 +178,13 @@ public struct PluginRegistries: Hashable, Sendable {
         datasets: PluginRegistry(kind: "dataset", [
             PluginSpec("fashion-mnist", "Fashion-MNIST 28x28 grey images, 10 classes (IDX files; `path` is their directory, default: the Debian package's)"),
             PluginSpec("synthetic-shapes", "generated images of simple shapes, one class per shape", parameters: [
-                ParameterSpec("image_size", .int, range: .atLeast(8), default: .int(28), "side of the square image in pixels"),
-                ParameterSpec("noise", .double, range: .nonNegative, default: .double(0.1), "standard deviation of pixel noise"),
+                ParameterSpec("image_size", .int, range: .closed(8, 1024), default: .int(28), "side of the square image in pixels"),
+                ParameterSpec("noise", .double, range: .closed(0, 10), default: .double(0.1), "standard deviation of pixel noise"),
             ]),
             PluginSpec("gaussian-mixture", "points from one Gaussian per class", parameters: [
-                ParameterSpec("dimensions", .int, range: .atLeast(1), default: .int(20), "input dimension"),
-                ParameterSpec("classes", .int, range: .atLeast(2), default: .int(2), "number of classes"),
-                ParameterSpec("separation", .double, range: .positive, default: .double(2.0), "distance between class means in units of the standard deviation"),
+                ParameterSpec("dimensions", .int, range: .closed(1, 1_000_000), default: .int(20), "input dimension"),
+                ParameterSpec("classes", .int, range: .closed(2, 100_000), default: .int(2), "number of classes"),
+                ParameterSpec("separation", .double, range: ValueRange(lower: 0, lowerInclusive: false, upper: 1e6), default: .double(2.0), "distance between class means in units of the standard deviation"),
             ]),
             PluginSpec("csv", "a numeric CSV file, one example per row", parameters: [
                 ParameterSpec("label_column", .string, default: .string("label"), "name of the integer label column"),
@@ -222,9 +222,9 @@ public struct PluginRegistries: Hashable, Sendable {
             PluginSpec("relu"),
             PluginSpec("sigmoid"),
             PluginSpec("tempered-sigmoid", "s * sigmoid(T x) - o (Papernot et al. 2021)", parameters: [
-                ParameterSpec("scale", .double, range: .positive, default: .double(2)),
-                ParameterSpec("temperature", .double, range: .positive, default: .double(2)),
-                ParameterSpec("offset", .double, default: .double(1)),
+                ParameterSpec("scale", .double, range: ValueRange(lower: 0, lowerInclusive: false, upper: 1e6), default: .double(2)),
+                ParameterSpec("temperature", .double, range: ValueRange(lower: 0, lowerInclusive: false, upper: 1e6), default: .double(2)),
+                ParameterSpec("offset", .double, range: .closed(-1e6, 1e6), default: .double(1)),
             ]),
             PluginSpec("group-norm", parameters: [ParameterSpec("groups", .int, range: .atLeast(1), required: true)]),
             PluginSpec("layer-norm", "normalise each example over its last `axes` axes", parameters: [ParameterSpec("axes", .int, range: .atLeast(1), default: .int(1))]),
@@ -250,12 +250,12 @@ public struct PluginRegistries: Hashable, Sendable {
         schedules: PluginRegistry(kind: "learning-rate schedule", [
             PluginSpec("constant"),
             PluginSpec("step", "multiply the learning rate by gamma every step_epochs epochs", parameters: [
-                ParameterSpec("step_epochs", .int, range: .atLeast(1), default: .int(10)),
+                ParameterSpec("step_epochs", .int, range: .closed(1, 1e6), default: .int(10)),
                 ParameterSpec("gamma", .double, range: .unitExcludingZero, default: .double(0.1)),
             ]),
             PluginSpec("cosine", "cosine decay to min_learning_rate after warmup_epochs of linear warm-up", parameters: [
                 ParameterSpec("min_learning_rate", .double, range: .nonNegative, default: .double(0)),
-                ParameterSpec("warmup_epochs", .int, range: .nonNegative, default: .int(0)),
+                ParameterSpec("warmup_epochs", .int, range: .closed(0, 1e6), default: .int(0)),
             ]),
         ]),
         clippingModes: PluginRegistry(kind: "clipping mode", [

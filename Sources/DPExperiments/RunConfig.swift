@@ -200,17 +200,20 @@ extension RunConfig {
         let normalize: Normalization
         switch normalizeName {
         case "fixed":
-            let mean = try no.read(ParameterSpec("mean", .doubleList, required: true, "declared mean: one value, or one per channel"))
-            let sd = try no.read(ParameterSpec("std", .doubleList, range: .positive, required: true, "declared standard deviation, > 0"))
+            // Bounds that keep the constants, their ratio and 1 / std finite and non-zero in Float.
+            let mean = try no.read(ParameterSpec("mean", .doubleList, range: .closed(-1e30, 1e30), required: true, "declared mean: one value, or one per channel"))
+            let sd = try no.read(ParameterSpec("std", .doubleList, range: .closed(1e-30, 1e30), required: true, "declared standard deviation, > 0"))
             let means = mean?.listValue?.compactMap(\.doubleValue) ?? [], sds = sd?.listValue?.compactMap(\.doubleValue) ?? []
             guard means.count == sds.count else {
                 throw no.error("std", "has \(sds.count) values but `mean` has \(means.count); give one of each, or one per channel")
             }
             normalize = .fixed(mean: means, standardDeviation: sds)
         case "private-standardize":
-            let sigma = try no.double("noise_multiplier", range: .positive, required: true)!
-            let lower = try no.double("lower", default: 0)!
-            let upper = try no.double("upper", default: 1)!
+            // Bounds that keep the noisy statistics finite (no overflow to infinity or NaN in
+            // PrivateStandardization.fit): |lower|, |upper| <= 1e6 and sigma <= 1e6.
+            let sigma = try no.double("noise_multiplier", range: ValueRange(lower: 0, lowerInclusive: false, upper: 1e6), required: true)!
+            let lower = try no.double("lower", range: .closed(-1e6, 1e6), default: 0)!
+            let upper = try no.double("upper", range: .closed(-1e6, 1e6), default: 1)!
             guard upper > lower else {
                 throw no.error("upper", "\(ConfigValue.numberText(upper)) must exceed lower \(ConfigValue.numberText(lower)) (the public range every input value is clipped to)")
             }
@@ -292,8 +295,9 @@ extension RunConfig {
         let t = try root.section("training")
         let expectedBatchSize = try t.int("expected_batch_size", range: .atLeast(1), required: true)!
         let maxPhysical = try t.int("max_physical_batch_size", range: .atLeast(1), default: expectedBatchSize)!
-        let epochs = try t.int("epochs", range: .atLeast(1))
-        let steps = try t.int("steps", range: .atLeast(1))
+        // Upper bounds keep epochs x steps per epoch (and schedules in steps) within Int.
+        let epochs = try t.int("epochs", range: .closed(1, 1e6))
+        let steps = try t.int("steps", range: .closed(1, 1e9))
         if (epochs == nil) == (steps == nil) {
             throw t.context.error(
                 t.childPath(epochs == nil ? "epochs" : "steps"),
@@ -362,6 +366,9 @@ extension RunConfig {
             secureRNG: secureRNG)
         root.close(p, as: "privacy")
         root.close(t, as: "training")
+
+        // The model must fit the data: shape inference from the dataset config, no data read.
+        try checkShapes(dataset: dataset, model: model, context: context)
 
         // Keep the resolved map in section order for readability of the manifest.
         let resolved = ConfigValue.map(sectionKeys.compactMap { key in root.resolved.first { $0.key == key } })

@@ -308,61 +308,19 @@ public struct TrainingExecutor: RunExecutor {
 
     // MARK: - Model and optimizer
 
+    /// The model of `m` for examples of `inputShape` and `classes` classes: the specs and the
+    /// shape inference that validated the config (`ModelShapes.swift`), now on the loaded data
+    /// (which is where a csv file's feature and class counts are first known).
+    /// - Throws: `TrainingError.invalidSetting` naming the layer's key path and the shapes.
     func buildModel(_ m: ModelConfig, inputShape: Shape, classes: Int, seed: UInt64) throws -> Sequential {
-        if let layers = m.layers {
-            var specs = try layers.map(Self.layerSpec)
-            if specs.isEmpty || specs.last.map({ if case .linear = $0 { return false } else { return true } }) ?? true {
-                specs.append(.linear(outputs: classes, bias: true))
-            }
-            return try ModelBuilder.build(specs: specs, inputShape: inputShape, seed: seed)
+        let specs: [DPLayers.LayerSpec]
+        do {
+            specs = try m.checkedLayerSpecs(inputShape: inputShape, classes: classes,
+                                            dataset: "the loaded data: examples \(inputShape), \(classes) classes").specs
+        } catch let error as ModelShapeError {
+            throw TrainingError.invalidSetting(error.description)
         }
-        let name = m.name ?? "mlp"
-        switch name {
-        case "mlp":
-            let hidden = m.options["hidden_sizes"]?.intListValue ?? [128]
-            let activation = m.options["activation"]?.stringValue ?? "tanh"
-            var specs: [DPLayers.LayerSpec] = inputShape.rank > 1 ? [.flatten] : []
-            for h in hidden {
-                specs.append(.linear(outputs: h, bias: true))
-                specs.append(try Self.activation(activation))
-            }
-            specs.append(.linear(outputs: classes, bias: true))
-            return try ModelBuilder.build(specs: specs, inputShape: inputShape, seed: seed)
-        default:
-            return try ModelBuilder.build(model: name, inputShape: inputShape,
-                                          options: ModelOptions(classes: classes), seed: seed)
-        }
-    }
-
-    static func activation(_ name: String) throws -> DPLayers.LayerSpec {
-        switch name {
-        case "tanh": return .tanh
-        case "relu": return .relu
-        case "sigmoid": return .temperedSigmoid(scale: 1, temperature: 1, offset: 0)
-        default: throw TrainingError.invalidSetting("model.options.activation: `\(name)`; allowed: tanh, relu, sigmoid")
-        }
-    }
-
-    /// The config's layer spec (registry names) as a DPLayers layer spec.
-    static func layerSpec(_ l: LayerSpec) throws -> DPLayers.LayerSpec {
-        let o = l.options
-        switch l.type {
-        case "dense": return .linear(outputs: o["units"]?.intValue ?? 1, bias: true)
-        case "conv2d":
-            return .conv2d(outChannels: o["channels"]?.intValue ?? 1, kernel: o["kernel_size"]?.intValue ?? 3,
-                           stride: o["stride"]?.intValue ?? 1, padding: o["padding"]?.intValue ?? 0, bias: true)
-        case "max-pool2d": return .maxPool2d(kernel: o["size"]?.intValue ?? 2, stride: o["stride"]?.intValue)
-        case "avg-pool2d": return .avgPool2d(kernel: o["size"]?.intValue ?? 2, stride: o["stride"]?.intValue)
-        case "flatten": return .flatten
-        case "tanh", "relu", "sigmoid": return try activation(l.type)
-        case "tempered-sigmoid":
-            return .temperedSigmoid(scale: Float(o["scale"]?.doubleValue ?? 2), temperature: Float(o["temperature"]?.doubleValue ?? 2),
-                                    offset: Float(o["offset"]?.doubleValue ?? 1))
-        case "group-norm": return .groupNorm(groups: o["groups"]?.intValue ?? 1, eps: 1e-5)
-        case "layer-norm": return .layerNorm(trailingAxes: o["axes"]?.intValue ?? 1, eps: 1e-5)
-        case "dropout": return .dropout(rate: Float(o["rate"]?.doubleValue ?? 0.5))
-        default: throw TrainingError.invalidSetting("model.layers: no layer `\(l.type)`")
-        }
+        return try ModelBuilder.build(specs: specs, inputShape: inputShape, seed: seed)
     }
 
     func makeOptimizer(_ o: OptimizerConfig) throws -> Optimizer {

@@ -8,7 +8,9 @@ public final class MaxPool2d: ParameterFreeLayer {
     public let kernel: Int
     public let stride: Int
     var inputShape: Shape = [0, 0, 0, 0]
-    var argmax: [Int32] = []  // flat input index of each output's maximum
+    /// The index of each output's maximum within its input plane (`H W` scalars), so 32 bits
+    /// suffice for any plane below 2^31 scalars whatever the batch size.
+    var argmax: [Int32] = []
 
     public init(kernel: Int, stride: Int? = nil) {
         (self.kernel, self.stride) = poolingWindow(kernel: kernel, stride: stride, layer: "MaxPool2d")
@@ -28,7 +30,7 @@ public final class MaxPool2d: ParameterFreeLayer {
         var y = Tensor<Float>(unsafeUninitializedShape: [b, c, ho, wo]) { _ in }
         let count = b * c * ho * wo
         if argmax.count != count { argmax = [Int32](repeating: 0, count: count) }
-        precondition(x.scalarCount <= Int(Int32.max), "\(description): input \(x.shape) too large for 32-bit indices")
+        precondition(h * w <= Int(Int32.max), "\(description): input planes \(h)x\(w) too large for 32-bit indices")
         let k = kernel, s = stride
         x.withUnsafeBufferPointer { xb in
             y.withUnsafeMutableBufferPointer { yb in
@@ -49,7 +51,7 @@ public final class MaxPool2d: ParameterFreeLayer {
                                     if v2 > bestValue { bestValue = v2; best = r1 + c0 }
                                     if v3 > bestValue { bestValue = v3; best = r1 + c0 + 1 }
                                     py[outRow + ox] = bestValue
-                                    am[outRow + ox] = Int32(truncatingIfNeeded: best)
+                                    am[outRow + ox] = Int32(truncatingIfNeeded: best - inBase)
                                 }
                                 continue
                             }
@@ -67,7 +69,7 @@ public final class MaxPool2d: ParameterFreeLayer {
                                     }
                                 }
                                 py[outRow + ox] = bestValue
-                                am[outRow + ox] = Int32(truncatingIfNeeded: best)
+                                am[outRow + ox] = Int32(truncatingIfNeeded: best - inBase)
                             }
                         }
                     }
@@ -81,10 +83,15 @@ public final class MaxPool2d: ParameterFreeLayer {
         precondition(dy.scalarCount == argmax.count,
                      "\(description).backward: gradient \(dy.shape) does not match the forward output")
         var dx = Tensor<Float>(zeros: inputShape)
+        let (b, c, h, w) = nchw(inputShape, description)
+        let planeIn = h * w, planeOut = b * c == 0 ? 0 : argmax.count / (b * c)
         dy.withUnsafeBufferPointer { pd in
             dx.withUnsafeMutableBufferPointer { px in
                 argmax.withUnsafeBufferPointer { am in
-                    for j in 0..<pd.count { px[Int(am[j])] += pd[j] }
+                    for plane in 0..<(b * c) {
+                        let inBase = plane * planeIn, outBase = plane * planeOut
+                        for j in outBase..<(outBase + planeOut) { px[inBase + Int(am[j])] += pd[j] }
+                    }
                 }
             }
         }

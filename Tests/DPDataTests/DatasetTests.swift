@@ -112,6 +112,7 @@ struct DatasetTests {
         ("a,b,label\n1,2,0\n3,4\n", "t.csv: line 3: ragged row: 2 fields, the header has 3"),
         ("a,b,class\n1,2,0\n", "t.csv: line 1: no label column 'label' in the header (columns: a, b, class)"),
         ("a,label\n1,-1\n", "line 2, column 'label' (2): integer label -1 is negative"),
+        ("a,label\n1,0\n2,1000000000000\n", "line 3, column 'label' (2): integer label 1000000000000 would make 1000000000001 classes"),
         ("a,label\n", "no data rows after the header"),
         ("", "t.csv: line 1: the file is empty"),
     ]

@@ -115,7 +115,7 @@ func badConfigNamesFileKeyPathAndAllowedValues(_ c: BadConfigCase) throws {
 }
 
 @Test func layersDescribeAModelWithoutCode() throws {
-    let yaml = baseYAML.replacingOccurrences(
+    let yaml = baseYAML.replacingOccurrences(of: "  name: gaussian-mixture", with: "  name: synthetic-shapes").replacingOccurrences(
         of: "  name: mlp\n  options:\n    hidden_sizes: [8]",
         with: "  layers:\n    - {type: conv2d, channels: 16, kernel_size: 8, stride: 2, padding: 3}\n    - {type: tanh}\n    - {type: max-pool2d}\n    - {type: flatten}\n    - {type: dense, units: 10}")
     let model = try #require(try parse(yaml).runs.first).config.model

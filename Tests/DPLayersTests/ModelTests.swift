@@ -160,3 +160,91 @@ func modelPassesAnEmptyBatch(_ c: ModelCase) throws {
     let model = try ModelBuilder.build(specs: [.linear(outputs: 3), .tanh, .linear(outputs: 2)], inputShape: [3], seed: 5)
     checkFiniteDifferences(model, input: randomTensor([2, 3], seed: 8))
 }
+
+// MARK: - Shape inference
+
+@Test func shapeInferenceMatchesTheBuiltLayersAndAllocatesNothing() throws {
+    let specs: [LayerSpec] = [.conv2d(outChannels: 4, kernel: 3, stride: 2, padding: 1), .groupNorm(groups: 2), .tanh,
+                              .maxPool2d(kernel: 2, stride: 1), .avgPool2d(kernel: 2), .flatten, .linear(outputs: 5)]
+    let inferred = try ModelBuilder.inferShapes(specs: specs, inputShape: [2, 9, 9])
+    #expect(inferred.map(\.outputShape) == [[4, 5, 5], [4, 5, 5], [4, 5, 5], [4, 4, 4], [4, 2, 2], [16], [5]])
+    #expect(inferred[0].exampleScalars == 2 * 3 * 3 * 25, "the im2col columns outgrow the output")
+    let model = try ModelBuilder.build(specs: specs, inputShape: [2, 9, 9], seed: 1)
+    #expect(model.parameterCount == inferred.reduce(0) { $0 + $1.parameterCount })
+    #expect(model(Tensor(zeros: [2, 2, 9, 9])).shape == [2, 5])
+}
+
+struct ShapeErrorCase: CustomStringConvertible, Sendable {
+    var name: String
+    var specs: [LayerSpec]
+    var input: Shape
+    var index: Int?
+    var fragment: String
+    var description: String { name }
+}
+
+let shapeErrorCases: [ShapeErrorCase] = [
+    ShapeErrorCase(name: "kernel larger than the input", specs: [.conv2d(outChannels: 2, kernel: 5), .flatten],
+                   input: [1, 4, 4], index: 0, fragment: "the 5x5 window is larger than the 4x4 input"),
+    ShapeErrorCase(name: "kernel larger than the padded input", specs: [.conv2d(outChannels: 2, kernel: 7, padding: 1)],
+                   input: [1, 4, 4], index: 0, fragment: "larger than the padded 6x6 input"),
+    ShapeErrorCase(name: "pooling after the map has shrunk", specs: [.conv2d(outChannels: 2, kernel: 3, stride: 3), .maxPool2d(kernel: 3)],
+                   input: [1, 6, 6], index: 1, fragment: "cannot take examples of shape [2, 2, 2]"),
+    ShapeErrorCase(name: "convolution on vectors", specs: [.conv2d(outChannels: 2, kernel: 1)], input: [8], index: 0,
+                   fragment: "needs images [C, H, W]"),
+    ShapeErrorCase(name: "dense on images", specs: [.linear(outputs: 3)], input: [1, 4, 4], index: 0, fragment: "add a flatten before it"),
+    ShapeErrorCase(name: "zero outputs", specs: [.linear(outputs: 0)], input: [4], index: 0, fragment: "outputs must be positive"),
+    ShapeErrorCase(name: "negative stride", specs: [.avgPool2d(kernel: 2, stride: -1)], input: [1, 4, 4], index: 0,
+                   fragment: "kernel and stride must be positive"),
+    ShapeErrorCase(name: "zero-sized input", specs: [.linear(outputs: 3)], input: [0], index: 0, fragment: "every size of an example must be positive"),
+    ShapeErrorCase(name: "groups that do not divide", specs: [.groupNorm(groups: 3)], input: [4, 2, 2], index: 0, fragment: "4 channels do not split into 3"),
+    ShapeErrorCase(name: "layer norm over too many axes", specs: [.layerNorm(trailingAxes: 2)], input: [4], index: 0,
+                   fragment: "last 2 axes of a rank-1 example"),
+    ShapeErrorCase(name: "dropout rate rounding to 1 in Float", specs: [.dropout(rate: Float(0.9999999999))], input: [4], index: 0,
+                   fragment: "must be in [0, 1)"),
+    ShapeErrorCase(name: "weights beyond the limit", specs: [.flatten, .linear(outputs: 1 << 20)], input: [1, 28, 28], index: 1,
+                   fragment: "weight matrix would hold 822083584 scalars; the limit is 268435456"),
+    ShapeErrorCase(name: "sizes whose product overflows Int", specs: [.conv2d(outChannels: 1 << 40, kernel: 1 << 20, padding: 1 << 40)],
+                   input: [1, 4, 4], index: 0, fragment: "more scalars than a 64-bit integer counts"),
+    ShapeErrorCase(name: "no layers", specs: [], input: [4], index: nil, fragment: "no layers"),
+]
+
+@Test(arguments: shapeErrorCases)
+func shapeInferenceNamesTheLayerAndTheShapes(_ c: ShapeErrorCase) throws {
+    let error = #expect(throws: ModelBuilderError.self) { try ModelBuilder.inferShapes(specs: c.specs, inputShape: c.input) }
+    #expect(error?.index == c.index)
+    #expect(error?.description.contains(c.fragment) == true, "\(String(describing: error))")
+    // Building checks the same rules, before allocating anything.
+    #expect(throws: ModelBuilderError.self) { try ModelBuilder.build(specs: c.specs, inputShape: c.input, seed: 0) }
+}
+
+@Test func classifierNeedsALastLinearLayerWithOneLogitPerClass() throws {
+    let body: [LayerSpec] = [.flatten, .linear(outputs: 8), .tanh]
+    for (last, fragment) in [(LayerSpec.linear(outputs: 9), "fewer outputs than classes: the labels 9..<10 would have no logit"),
+                             (.linear(outputs: 11), "more outputs than classes: the logits 10..<11 would belong to no class"),
+                             (.tanh, "the last layer gives the logits, so it must be a linear layer")] {
+        let error = #expect(throws: ModelBuilderError.self) {
+            try ModelBuilder.inferClassifierShapes(specs: body + [last], inputShape: [1, 4, 4], classes: 10)
+        }
+        #expect(error?.index == 3)
+        #expect(error?.description.contains(fragment) == true, "\(String(describing: error))")
+    }
+    let sequence = #expect(throws: ModelBuilderError.self) {
+        try ModelBuilder.inferClassifierShapes(specs: [.layerNorm(), .linear(outputs: 3)], inputShape: [5, 4], classes: 3)
+    }
+    #expect(sequence?.description.contains("flatten before it") == true)
+    #expect(try ModelBuilder.inferClassifierShapes(specs: body + [.linear(outputs: 10)], inputShape: [1, 4, 4], classes: 10).last?.outputShape == [10])
+    // Named models are checked as classifiers of their class count, on their input.
+    #expect(throws: ModelBuilderError.self) { try ModelBuilder.build(model: "cnn-tanh", inputShape: [1, 8, 8], seed: 0) }
+}
+
+@Test func maxPoolGradientReachesTheMaximumOfEveryPlane() throws {
+    // Per-plane argmax offsets: each plane's gradient lands in that plane.
+    let pool = MaxPool2d(kernel: 2)
+    var x = Tensor<Float>(zeros: [2, 3, 2, 2])
+    x.withUnsafeMutableBufferPointer { p in for plane in 0..<6 { p[plane * 4 + plane % 4] = 1 } }
+    var context = ForwardContext(training: true)
+    #expect(pool.forward(x, context: &context).shape == [2, 3, 1, 1])
+    let dx = pool.backward(Tensor(repeating: 1, shape: [2, 3, 1, 1]))
+    #expect(dx == x)
+}
