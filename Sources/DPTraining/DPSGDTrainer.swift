@@ -169,6 +169,11 @@ public final class DPSGDTrainer {
             throw TrainingError.invalidSetting("max physical batch size \(configuration.maxPhysicalBatchSize) must be >= 1")
         }
         try configuration.privacy?.validate()
+        let outputs = model.outputShape(forExampleShape: data.exampleShape)
+        guard outputs.array == [data.classCount] else {
+            throw TrainingError.invalidSetting(
+                "the model gives \(outputs.array) outputs per example, but the data has \(data.classCount) classes: the last layer must be linear with \(data.classCount) outputs")
+        }
         self.model = model
         // The step discards the gradient w.r.t. the data: let the first layer skip it.
         model.needsInputGradient = false
