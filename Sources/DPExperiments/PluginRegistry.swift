@@ -189,7 +189,6 @@ public struct PluginRegistries: Hashable, Sendable {
             PluginSpec("csv", "a numeric CSV file, one example per row", parameters: [
                 ParameterSpec("label_column", .string, default: .string("label"), "name of the integer label column"),
                 ParameterSpec("test_path", .string, "a separate test file; without it the last test_size rows are held out"),
-                ParameterSpec("has_header", .bool, default: .bool(true), "whether the first line names the columns"),
             ], requiresPath: true),
         ]),
         models: PluginRegistry(kind: "model", [

@@ -342,11 +342,10 @@ public struct TrainingExecutor: RunExecutor {
             return .step(everySteps: (s.options["step_epochs"]?.intValue ?? 10) * stepsPerEpoch,
                          factor: s.options["gamma"]?.doubleValue ?? 0.1)
         case "cosine":
-            if let w = s.options["warmup_epochs"]?.intValue, w > 0 {
-                throw TrainingError.invalidSetting("optimizer.schedule.options.warmup_epochs: \(w); warm-up is not implemented yet, use 0")
-            }
+            let warmup = (s.options["warmup_epochs"]?.intValue ?? 0) * stepsPerEpoch
             let minimum = s.options["min_learning_rate"]?.doubleValue ?? 0
-            return .cosine(totalSteps: totalSteps, minimumFactor: learningRate > 0 ? minimum / learningRate : 0)
+            return .cosine(totalSteps: totalSteps, minimumFactor: learningRate > 0 ? minimum / learningRate : 0,
+                           warmupSteps: min(warmup, totalSteps))
         default:
             throw TrainingError.invalidSetting("optimizer.schedule.name: no schedule `\(s.name)`")
         }
@@ -426,10 +425,7 @@ struct PrivacyPlan {
         switch p.clipping {
         case "flat": clipping = .flat
         case "per-layer":
-            if p.clippingOptions["layer_norms"] != nil {
-                throw TrainingError.invalidSetting("privacy.clipping_options.layer_norms: unequal per-layer thresholds are not implemented; leave it out for C / sqrt(layers) each")
-            }
-            clipping = .perLayer
+            clipping = .perLayer(thresholds: p.clippingOptions["layer_norms"]?.listValue?.compactMap(\.doubleValue))
         case "automatic": clipping = .automatic(stability: p.clippingOptions["stability"]?.doubleValue ?? 0.01)
         case "adaptive":
             clipping = .adaptive(targetQuantile: p.clippingOptions["target_quantile"]?.doubleValue ?? 0.5,

@@ -7,8 +7,10 @@ import Foundation
 public enum ClippingMode: Codable, Hashable, Sendable {
     /// `g_i * min(1, C / ||g_i||)` over all parameters (Abadi et al. 2016). The default.
     case flat
-    /// Each of the L layers clipped to `C / sqrt(L)`, so the whole gradient is within C.
-    case perLayer
+    /// Each of the L trainable layers clipped to its own threshold `C_l`: `thresholds` (one per
+    /// layer, with `sqrt(sum C_l^2) = C`), or `C / sqrt(L)` each when nil; either way the whole
+    /// gradient is within C (McMahan et al. 2018).
+    case perLayer(thresholds: [Double]?)
     /// Automatic (normalised) clipping, Bu et al. 2023: `g_i * C / (||g_i|| + stability)`;
     /// every example has norm below C.
     case automatic(stability: Double)

@@ -45,6 +45,12 @@ public struct PrivacySettings: Codable, Hashable, Sendable {
         if case .automatic(let s) = clipping, !(s > 0) {
             throw TrainingError.invalidSetting("automatic clipping stability \(s) must be > 0 (Bu et al. use 0.01)")
         }
+        if case .perLayer(let thresholds?) = clipping {
+            let l2 = thresholds.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            guard thresholds.allSatisfy({ $0 > 0 && $0.isFinite }), abs(l2 - clippingNorm) <= 1e-9 * clippingNorm else {
+                throw TrainingError.invalidSetting("per-layer thresholds \(thresholds) must be positive with l2 norm equal to the clipping norm \(clippingNorm) (it is \(l2)): the noise is calibrated to the clipping norm")
+            }
+        }
         if case .adaptive(let quantile, let lr, let sb) = clipping {
             guard quantile > 0, quantile < 1, lr > 0, sb > 0 else {
                 throw TrainingError.invalidSetting("adaptive clipping: target quantile \(quantile) must be in (0, 1), learning rate \(lr) > 0, count noise multiplier \(sb) > 0")
@@ -169,6 +175,9 @@ public final class DPSGDTrainer {
             throw TrainingError.invalidSetting("max physical batch size \(configuration.maxPhysicalBatchSize) must be >= 1")
         }
         try configuration.privacy?.validate()
+        if case .perLayer(let thresholds?)? = configuration.privacy?.clipping, thresholds.count != model.trainableLayers.count {
+            throw TrainingError.invalidSetting("\(thresholds.count) per-layer thresholds for a model with \(model.trainableLayers.count) trainable layers; give one per layer with parameters")
+        }
         let outputs = model.outputShape(forExampleShape: data.exampleShape)
         guard outputs.array == [data.classCount] else {
             throw TrainingError.invalidSetting(
@@ -335,14 +344,15 @@ public final class DPSGDTrainer {
             ClipFactors.automatic(squaredNorms: norms, clippingNorm: c, stability: Float(stability), into: &weights)
             clipped = m
             model.accumulateGradients(exampleWeights: weights)
-        case .perLayer:
+        case .perLayer(let thresholds):
             let layerNorms = model.perLayerSquaredNorms()
-            let perLayerC = c / Float(layerNorms.count).squareRoot()
+            let equalC = c / Float(layerNorms.count).squareRoot()
             if perLayerWeights.count != layerNorms.count || perLayerWeights.first?.scalarCount != m {
                 perLayerWeights = layerNorms.map { _ in Tensor<Float>(zeros: [m]) }
             }
             for (l, n) in layerNorms.enumerated() {
                 try checkFinite(n)
+                let perLayerC = thresholds.map { Float($0[l]) } ?? equalC
                 layerClipped += ClipFactors.flat(squaredNorms: n, clippingNorm: perLayerC, into: &perLayerWeights[l])
             }
             clipped = ClipFactors.countAnyClipped(perLayerWeights)

@@ -8,8 +8,9 @@ public enum LearningRateSchedule: Codable, Hashable, Sendable {
     case constant
     /// Multiply by `factor` every `everySteps` steps.
     case step(everySteps: Int, factor: Double)
-    /// Cosine decay from the base rate to `minimumFactor` times it over `totalSteps`.
-    case cosine(totalSteps: Int, minimumFactor: Double)
+    /// Linear warm-up over `warmupSteps` (step t uses `(t + 1) / warmupSteps` of the base rate),
+    /// then cosine decay from the base rate to `minimumFactor` times it at `totalSteps`.
+    case cosine(totalSteps: Int, minimumFactor: Double, warmupSteps: Int = 0)
 
     public func learningRate(base: Double, step: Int) -> Double {
         switch self {
@@ -17,8 +18,9 @@ public enum LearningRateSchedule: Codable, Hashable, Sendable {
             return base
         case .step(let every, let factor):
             return base * Foundation.pow(factor, Double(step / max(1, every)))
-        case .cosine(let total, let minimumFactor):
-            let t = min(1, Double(step) / Double(max(1, total)))
+        case .cosine(let total, let minimumFactor, let warmup):
+            if step < warmup { return base * Double(step + 1) / Double(warmup) }
+            let t = min(1, Double(step - warmup) / Double(max(1, total - warmup)))
             return base * (minimumFactor + (1 - minimumFactor) * 0.5 * (1 + Foundation.cos(Double.pi * t)))
         }
     }

@@ -269,7 +269,7 @@ func perLayerClippedFractionIsAtMostOne() throws {
     let model = try ModelBuilder.build(specs: [.linear(outputs: 5, bias: true), .tanh, .linear(outputs: 3, bias: true)],
                                        inputShape: [6], seed: 2)
     let t = try trainer(model, data, batch: 20,
-                        privacy: PrivacySettings(noiseMultiplier: 1, clippingNorm: 1e-6, clipping: .perLayer, delta: 1e-5))
+                        privacy: PrivacySettings(noiseMultiplier: 1, clippingNorm: 1e-6, clipping: .perLayer(thresholds: nil), delta: 1e-5))
     for _ in 0..<5 {
         let r = try t.trainStep()
         #expect(r.clippedCount == r.batchSize, "every example has both layers clipped: \(r.clippedCount) of \(r.batchSize)")

@@ -83,13 +83,15 @@ func clippedSumMatchesBatchOfOneReference(mode: ClippingMode, clippingNorm: Doub
     }
 }
 
-@Test(arguments: [0.01, 0.3, 10.0])
-func perLayerClippingMatchesPerExampleReference(clippingNorm c: Double) throws {
+@Test("per-layer clipping equals a per-example, per-layer reference (equal split and given thresholds)",
+      arguments: [(0.01, nil), (0.3, nil), (10.0, nil), (0.3, [0.1, (0.09 - 0.01).squareRoot()]), (0.05, [0.048, 0.014])] as [(Double, [Double]?)])
+func perLayerClippingMatchesPerExampleReference(_ setting: (Double, [Double]?)) throws {
+    let (c, thresholds) = setting
     let data = smallData()
     let model = try smallModel()
     let before = parameterValues(model)
     let trainer = try makeTrainer(model: model, data: data,
-                                  privacy: PrivacySettings(noiseMultiplier: 0, clippingNorm: c, clipping: .perLayer, delta: 1e-5))
+                                  privacy: PrivacySettings(noiseMultiplier: 0, clippingNorm: c, clipping: .perLayer(thresholds: thresholds), delta: 1e-5))
     let indices = trainer.sampler.nextBatch()
     // Reference: per-example gradients of each layer (batch-validated in DPLayersTests), each
     // layer clipped to C / sqrt(L) separately, summed.
@@ -101,9 +103,9 @@ func perLayerClippingMatchesPerExampleReference(clippingNorm c: Double) throws {
     let logits = ref.forward(x, context: &ctx)
     _ = ref.backward(SoftmaxCrossEntropy()(logits: logits, labels: y).logitGradient)
     let layers = ref.trainableLayers
-    let perLayerC = c / Double(layers.count).squareRoot()
     var expected: [[Double]] = []
-    for layer in layers {
+    for (l, layer) in layers.enumerated() {
+        let perLayerC = thresholds?[l] ?? c / Double(layers.count).squareRoot()
         let grads = layer.perSampleGradients()  // one [B] + shape per parameter
         let perExample = grads.map { $0.scalarCount / max(1, indices.count) }
         var sums = grads.map { [Double](repeating: 0, count: $0.scalarCount / max(1, indices.count)) }
@@ -132,7 +134,7 @@ func perLayerClippingMatchesPerExampleReference(clippingNorm c: Double) throws {
     let before = parameterValues(model)
     let c = 0.01
     let trainer = try makeTrainer(model: model, data: data, batch: 8,
-                                  privacy: PrivacySettings(noiseMultiplier: 0, clippingNorm: c, clipping: .perLayer, delta: 1e-5))
+                                  privacy: PrivacySettings(noiseMultiplier: 0, clippingNorm: c, clipping: .perLayer(thresholds: nil), delta: 1e-5))
     let report = try trainer.trainStep()
     // Each example contributes at most C in total, so the summed update is at most |B| C / b.
     let after = parameterValues(model)
@@ -362,4 +364,25 @@ func resumedRunContinuesExactly(adam: Bool) throws {
     defer { try? FileManager.default.removeItem(at: url) }
     try Data("{\"step\": 3".utf8).write(to: url)
     #expect { try Checkpoint.read(from: url) } throws: { "\($0)".contains("corrupt") }
+}
+
+@Test func perLayerThresholdsMustMatchTheModelAndTheClippingNorm() throws {
+    let data = smallData()
+    #expect(throws: TrainingError.self) {
+        _ = try makeTrainer(model: try smallModel(), data: data,
+                            privacy: PrivacySettings(noiseMultiplier: 1, clippingNorm: 1, clipping: .perLayer(thresholds: [1]), delta: 1e-5))
+    }
+    #expect(throws: TrainingError.self) {
+        _ = try makeTrainer(model: try smallModel(), data: data,
+                            privacy: PrivacySettings(noiseMultiplier: 1, clippingNorm: 1, clipping: .perLayer(thresholds: [0.5, 0.5]), delta: 1e-5))
+    }
+}
+
+@Test func cosineWarmUpRisesLinearlyThenDecays() {
+    let s = LearningRateSchedule.cosine(totalSteps: 110, minimumFactor: 0, warmupSteps: 10)
+    #expect(s.learningRate(base: 2, step: 0) == 0.2)
+    #expect(s.learningRate(base: 2, step: 9) == 2)
+    #expect(s.learningRate(base: 2, step: 10) == 2)
+    #expect(abs(s.learningRate(base: 2, step: 60) - 1) < 1e-12)
+    #expect(s.learningRate(base: 2, step: 110) < 1e-12)
 }
