@@ -4,7 +4,8 @@ import Testing
 
 /// A runs.csv row with the given figures; other columns empty.
 func runsRow(_ id: String, hash: String, seed: Int, eps: String, model: String, kind: String = "private",
-             status: String = "finished", accuracy: Double?, spent: Double?, relation: String = "add-remove") -> String {
+             status: String = "finished", accuracy: Double?, spent: Double?, relation: String = "add-remove",
+             extra: [String: String] = [:]) -> String {
     let header = OutputSchema.runsHeader(varyingKeys: ["privacy.target_epsilon"])
     var fields = [String](repeating: "", count: header.count)
     func set(_ key: String, _ value: String) { fields[header.firstIndex(of: key)!] = value }
@@ -12,6 +13,7 @@ func runsRow(_ id: String, hash: String, seed: Int, eps: String, model: String, 
     set("status", status); set("kind", kind); set("model", model); set("test_accuracy", csvNumber(accuracy))
     set("epsilon", csvNumber(spent)); set("delta", kind == "private" ? "1e-05" : "")
     if kind == "private" { set("neighboring_relation", relation); set("privacy_unit", "example") }
+    for (key, value) in extra { set(key, value) }
     return CSV.line(fields)
 }
 
@@ -75,7 +77,7 @@ let knownRunsCSV: String = CSV.line(OutputSchema.runsHeader(varyingKeys: ["priva
 @Test func csvTableRoundTrips() throws {
     let text = try ResultsTable.aggregate(runsCSV: knownRunsCSV).render(.csv)
     let (header, rows) = CSV.table(text)
-    #expect(header == ["model", "privacy.target_epsilon", "kind", "n", "mean", "std", "epsilon", "neighboring_relation", "best"])
+    #expect(header == ["model", "privacy.target_epsilon", "kind", "metric", "n", "mean", "std", "epsilon", "neighboring_relation", "best"])
     #expect(rows.count == 5)
     #expect(rows.first { $0["model"] == "mlp" && $0["privacy.target_epsilon"] == "1" }?["best"] == "true")
 }

@@ -59,6 +59,8 @@ final class FakeExecutor: RunExecutor {
     /// Run ids that throw after `failAfterEpochs` epochs.
     var failing: Set<String> = []
     var failAfterEpochs = 1
+    /// Called as each run starts (tests use it to act while a runner holds the folder).
+    var onExecute: ((ResolvedRun) throws -> Void)?
 
     func plan(_ run: ResolvedRun) throws -> RunPlan {
         let epochs = run.config.training.epochs ?? 1
@@ -77,6 +79,7 @@ final class FakeExecutor: RunExecutor {
 
     func execute(_ run: ResolvedRun, progress: (EpochRecord) throws -> Void) throws -> RunSummary {
         executed.append(run.runID)
+        try onExecute?(run)
         let epochs = run.config.training.epochs ?? 1
         let p = run.config.privacy
         for epoch in 1...epochs {
