@@ -63,19 +63,16 @@ func aKilledHolderLeavesNoStaleLock() throws {
     guard FileManager.default.isExecutableFile(atPath: flockTool) else { return }
     let child = Process()
     child.executableURL = URL(fileURLWithPath: "/bin/sh")
-    child.arguments = ["-c", "exec 9>>\"$0\"; \(flockTool) -x 9; exec sleep 60", dir.appendingPathComponent(OutputLock.fileName).path]
+    // `echo` runs after flock(1) has exited, so from then on the shell (then `sleep`) alone holds it.
+    child.arguments = ["-c", "exec 9>>\"$0\"; \(flockTool) -x 9; echo locked; exec sleep 60",
+                       dir.appendingPathComponent(OutputLock.fileName).path]
+    let output = Pipe()
+    child.standardOutput = output
     try child.run()
     defer { if child.isRunning { kill(child.processIdentifier, SIGKILL) } }
-    var blocked = false
-    for _ in 0..<500 where !blocked {
-        do {
-            try OutputLock(directory: dir, holder: .current(command: "test")).release()
-            usleep(10_000)
-        } catch let error as OutputError where error.kind == .locked {
-            blocked = true
-        }
-    }
-    #expect(blocked, "the other process never took the lock")
+    let marker = output.fileHandleForReading.readData(ofLength: 7)
+    #expect(String(decoding: marker, as: UTF8.self) == "locked\n")
+    #expect(throws: OutputError.self) { try OutputLock(directory: dir, holder: .current(command: "test")) }
     kill(child.processIdentifier, SIGKILL)
     child.waitUntilExit()
     // Killed: the lock is free at once, and the runner runs.
