@@ -41,6 +41,8 @@ public final class ExperimentRunner {
     private var ledgers: [String: ConfigValue] = [:]
     private var statuses: [String: String] = [:]
     private var plans: [String: RunPlan] = [:]
+    /// Errors of runs that cannot be planned, with their run ids.
+    private var planErrors: [String: [String]] = [:]
     /// Runs and experiment configs recorded by earlier invocations (`--resume`).
     private var history = ManifestHistory()
 
@@ -100,8 +102,20 @@ public final class ExperimentRunner {
         let runs = config.runs
         log("Experiment \(config.name): \(runs.count) runs (\(Set(runs.map(\.configHash)).count) configs x seeds) -> \(outputDirectory.path)")
         for warning in config.warnings { log("note: \(warning)") }
+        // Every run is planned before the first trains; one that cannot be planned (a target
+        // epsilon no noise reaches) is named with the others, and nothing trains.
+        var unplanned: [String] = []
         for run in runs {
-            let plan = try executor.plan(run)
+            let plan: RunPlan
+            do {
+                plan = try executor.plan(run)
+            } catch {
+                let message = plainDescription(of: error)
+                log("  \(run.index + 1)/\(runs.count) \(run.runID) [\(run.kind.rawValue)] \(run.label): CANNOT BE PLANNED: \(message)")
+                planErrors[message, default: []].append(run.runID)
+                unplanned.append(run.runID)
+                continue
+            }
             plans[run.runID] = plan
             var line = "  \(run.index + 1)/\(runs.count) \(run.runID) [\(run.kind.rawValue)] \(run.label): \(plan.steps) steps"
             if let sigma = plan.noiseMultiplier { line += ", sigma \(format(sigma))" }
@@ -118,7 +132,15 @@ public final class ExperimentRunner {
         if report.removedEpochRows + report.removedRunRows > 0 {
             log("resume: removed \(report.removedEpochRows) epochs.csv and \(report.removedRunRows) runs.csv rows of unfinished runs")
         }
-        let earlier = history.runs.filter { !plans.keys.contains($0.id) }
+        if !unplanned.isEmpty {
+            try writeManifest()
+            throw ConfigError(
+                file: config.file, path: "",
+                message: "\(unplanned.count) of \(runs.count) runs cannot be planned, so no run was trained: "
+                    + planErrors.map { "\($0.key) (runs \($0.value.joined(separator: ", ")))" }.sorted().joined(separator: "; "))
+        }
+        let planned = Set(runs.map(\.runID))
+        let earlier = history.runs.filter { !planned.contains($0.id) }
         if !earlier.isEmpty {
             log("resume: \(earlier.count) runs of an earlier config stay in \(outputDirectory.path) as recorded (not in this plan; the manifest keeps their configs and ledgers)")
         }
@@ -262,6 +284,7 @@ public final class ExperimentRunner {
             }
         }
         return order.map { "\($0) (runs \(runIDs[$0]!.joined(separator: ", ")))" }
+            + planErrors.keys.sorted().map { "cannot be planned: \($0) (runs \(planErrors[$0]!.joined(separator: ", ")))" }
     }
 
     private func writeManifest() throws {
