@@ -157,19 +157,21 @@ public enum DurableFile {
     /// the old or the new file, never a mix. On failure the old file is left as it was.
     public static func writeAtomically(_ text: String, to url: URL) throws {
         let temp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp")
+        let kept = FileManager.default.fileExists(atPath: url.path) ? "the previous \(url.lastPathComponent) is kept" : nil
         unlink(temp.path)
         do {
             try append(text.isEmpty || text.hasSuffix("\n") ? text : text + "\n", to: temp)
         } catch var error as FileError {
             unlink(temp.path)
             error.path = url.path
-            error.hint = [error.hint, "the previous \(url.lastPathComponent) is kept"].compactMap { $0 }.joined(separator: "; ")
+            error.hint = kept  // the partial temporary file is gone
             throw error
         }
         guard rename(temp.path, url.path) == 0 else {
             let e = errno
             unlink(temp.path)
-            throw FileError(.write, path: url.path, errno: e, hint: "renaming \(temp.lastPathComponent) over it failed; the previous file is kept")
+            throw FileError(.write, path: url.path, errno: e,
+                            hint: ["renaming \(temp.lastPathComponent) over it failed", kept].compactMap { $0 }.joined(separator: "; "))
         }
         let dir = open(url.deletingLastPathComponent().path, O_RDONLY | O_CLOEXEC)
         if dir >= 0 { _ = fsync(dir); close(dir) }

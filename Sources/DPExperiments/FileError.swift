@@ -82,7 +82,7 @@ public struct FileError: Error, CustomStringConvertible, Equatable, Sendable {
         public var text: String {
             switch self {
             case .permissionDenied: return "permission denied"
-            case .notADirectory: return "not a directory (it, or a folder on the way to it, is a file)"
+            case .notADirectory: return "not a directory"
             case .isADirectory: return "is a folder, not a file"
             case .readOnlyFileSystem: return "read-only file system"
             case .diskFull: return "disk full (no space left on the device)"
@@ -156,11 +156,17 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
         """
         Exit status:
           0   success
-          1   a run failed (the other runs' results are kept; --resume redoes it), or a table or plot has no finished runs to show
-          64  usage or config error: a bad flag, or a config that is missing, a folder, not UTF-8 or invalid
-          73  cannot create output: the output path is a file, a folder on the way is a file, permission denied, read-only file system, or the folder holds other results
-          74  I/O error while reading or writing results: disk full, permission denied, not UTF-8 (results already written are kept)
-          75  the output folder is locked by another dpkit process (the message names it); try again when it ends
+          1   a run failed (the other results are kept; --resume redoes it),
+              or a table or plot has no finished run to show yet
+          64  usage or config error: a bad flag, or a config file that is
+              missing, a folder, not UTF-8 or invalid
+          73  cannot create output: the output path (or a folder on the way)
+              is a file, permission denied, read-only file system, or the
+              folder already holds results (use --resume)
+          74  I/O error reading or writing results: disk full, permission
+              denied, not UTF-8 (results already written are kept)
+          75  the output folder is locked by another dpkit process (the
+              message names it); run again when it has ended
         """
     }
 }
@@ -254,7 +260,7 @@ public enum FileIO {
         if stat(path, &st) == 0 {
             guard (st.st_mode & S_IFMT) == S_IFDIR else {
                 throw FileError(.createOutput, path: path, reason: .notADirectory,
-                                hint: "\(path) is a file; choose another output folder")
+                                hint: "it is a file; choose another output folder")
             }
             return
         }
@@ -264,7 +270,7 @@ public enum FileIO {
             if stat(prefix, &st) == 0 {
                 guard (st.st_mode & S_IFMT) == S_IFDIR else {
                     throw FileError(.createOutput, path: path, reason: .notADirectory,
-                                    hint: "\(prefix) is a file, not a folder")
+                                    hint: "\(prefix) is a file, not a folder; choose another output folder")
                 }
                 continue
             }

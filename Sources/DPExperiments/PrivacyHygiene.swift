@@ -90,10 +90,8 @@ public enum PrivacyHygiene {
             + "; raise the target, train fewer steps or use smaller batches"
     }
 
-    static func number(_ x: Double) -> String {
-        if x != 0 && (abs(x) < 1e-3 || abs(x) >= 1e5) { return String(format: "%.3g", x) }
-        return ConfigValue.numberText((x * 1e4).rounded() / 1e4)
-    }
+    /// Four significant digits: `0.0025`, `62.33`, `1e-05`.
+    static func number(_ x: Double) -> String { String(format: "%.4g", x) }
 }
 
 // MARK: - The plan's warnings
