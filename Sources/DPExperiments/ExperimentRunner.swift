@@ -142,7 +142,7 @@ public final class ExperimentRunner {
         let planned = Set(runs.map(\.runID))
         let earlier = history.runs.filter { !planned.contains($0.id) }
         if !earlier.isEmpty {
-            log("resume: \(earlier.count) runs of an earlier config stay in \(outputDirectory.path) as recorded (not in this plan; the manifest keeps their configs and ledgers)")
+            log("resume: \(earlier.count) runs recorded earlier are not in this plan (an earlier config, or seeds left out with --seed); they stay in \(outputDirectory.path) as recorded, and the manifest keeps their configs and ledgers")
         }
         try writeManifest()
 

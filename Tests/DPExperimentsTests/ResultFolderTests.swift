@@ -92,7 +92,7 @@ func resumeAfterEditingTheConfigKeepsHistoryAndSplitsCells() throws {
     let edited = FakeExecutor()
     let (report, log) = try runExperiment(dir, executor: edited, resume: true, yaml: editedRunnerYAML)
     #expect(report.finished.count == 6 && edited.executed.count == 6 && report.removedRunRows == 0)
-    #expect(log.contains { $0.contains("6 runs of an earlier config stay") })
+    #expect(log.contains { $0.contains("6 runs recorded earlier are not in this plan") })
 
     // runs.csv: the 6 old and the 6 new runs, each once.
     let runs = try readTable(dir.appendingPathComponent("runs.csv"))
@@ -198,4 +198,24 @@ func tableSplitsCellsThatWouldMixConfigs() throws {
     // Rows and columns that separate the configs need no split and give no warning.
     let (_, none) = try tableText(forDirectory: dir, format: .markdown, rows: "model", columns: "privacy.noise_multiplier")
     #expect(none.isEmpty)
+}
+
+@Test("--seed 0, then --seed 1 --resume: one config in the history, every run in the manifest, n = 2 per cell")
+func seedSubsetsAddUpInOneFolder() throws {
+    let dir = try temporaryDirectory()
+    for (seed, resume) in [(0, false), (1, true)] {
+        var config = try parse(runnerYAML, file: "runner.yaml")
+        config.runs = config.runs.filter { $0.seed == seed }
+        for i in config.runs.indices { config.runs[i].index = i }
+        config.seeds = [seed]
+        _ = try ExperimentRunner(config: config, outputDirectory: dir, executor: FakeExecutor(), resume: resume, log: { _ in }).run()
+    }
+    let manifest = try ConfigValue(jsonData: Data(contentsOf: dir.appendingPathComponent("manifest.json")))
+    #expect(manifest["config_history"]?.listValue?.count == 1)
+    #expect(manifest["runs"]?.listValue?.count == 6)
+    #expect(manifest["runs"]?.listValue?.allSatisfy { $0["status"] == .string("finished") && $0["privacy_ledger"] != .null } == true)
+    let (_, warnings) = try tableText(forDirectory: dir, format: .markdown)
+    #expect(warnings.isEmpty)
+    let table = try ResultsTable.aggregate(runsCSV: String(contentsOf: dir.appendingPathComponent("runs.csv"), encoding: .utf8))
+    #expect(table.cells.allSatisfy { $0.n == 2 })
 }
