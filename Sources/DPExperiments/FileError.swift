@@ -158,8 +158,9 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
           0   success
           1   a run failed (the other results are kept; --resume redoes it),
               or a table or plot has no finished run to show yet
-          64  usage or config error: a bad flag, or a config file that is
-              missing, a folder, not UTF-8 or invalid
+          64  usage or config error: a bad flag, a config file that is
+              missing, a folder, not UTF-8 or invalid, or a run that cannot
+              be planned (a target epsilon no noise reaches)
           73  cannot create output: the output path (or a folder on the way)
               is a file, permission denied, read-only file system, or the
               folder already holds results (use --resume)
