@@ -39,8 +39,14 @@ public final class OutputLock {
         /// This process, now.
         public static func current(command: String, now: Date = Date()) -> Holder {
             let formatter = ISO8601DateFormatter()
-            return Holder(pid: getpid(), host: ProcessInfo.processInfo.hostName, started: formatter.string(from: now),
-                          command: command)
+            return Holder(pid: getpid(), host: hostName(), started: formatter.string(from: now), command: command)
+        }
+
+        /// `gethostname`, without the DNS lookup `ProcessInfo.hostName` may make.
+        static func hostName() -> String {
+            var buffer = [CChar](repeating: 0, count: 256)
+            guard gethostname(&buffer, buffer.count - 1) == 0 else { return "unknown" }
+            return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         }
 
         var text: String { "pid: \(pid)\nhost: \(host)\nstarted: \(started)\ncommand: \(command)\n" }
