@@ -79,7 +79,7 @@ public let accountingColumns = [
 public func runAccounting(
     _ config: AccountingConfig, outputDirectory: URL, executor: AccountingExecutor, log: (String) -> Void = { print($0) }
 ) throws -> [AccountingPoint: AccountingResult] {
-    try FileManager.default.createDirectory(at: outputDirectory, withIntermediateDirectories: true)
+    try FileIO.createDirectory(outputDirectory)
     var rows: [[String]] = []
     var results: [AccountingPoint: AccountingResult] = [:]
     let points = config.points

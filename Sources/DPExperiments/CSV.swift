@@ -82,27 +82,56 @@ public func csvNumber(_ value: Double?) -> String {
     return ConfigValue.numberText(value)
 }
 
-/// Error of file output.
+/// An error about results (not about a file's bytes: those are ``FileError``s).
 public struct OutputError: Error, CustomStringConvertible, Sendable {
+    /// What kind of problem; decides the exit status.
+    public enum Kind: Sendable {
+        /// The user asked for something the files cannot give (a missing column, a wrong folder).
+        case usage
+        /// The output folder holds other results, or files written with other columns.
+        case cannotCreateOutput
+        /// The files are inconsistent or cannot be written.
+        case io
+        /// No finished run to tabulate or plot yet.
+        case nothingToShow
+        /// Another dpkit process holds the output folder's lock.
+        case locked
+
+        var exitStatus: ExitStatus {
+            switch self {
+            case .usage: return .usage
+            case .cannotCreateOutput: return .cannotCreateOutput
+            case .io: return .ioError
+            case .nothingToShow: return .failure
+            case .locked: return .locked
+            }
+        }
+    }
+
     public var description: String
-    public init(_ description: String) { self.description = description }
+    public var kind: Kind
+    public init(_ description: String, kind: Kind = .io) {
+        self.description = description
+        self.kind = kind
+    }
 }
 
 /// Append-only files whose every line is complete: one `write` call per complete line, `fsync`
 /// after it, and a trailing partial line (left by a kill) cut off when the file is opened.
+/// Every failure is a ``FileError`` naming the path and the reason in words.
 public enum DurableFile {
     /// Cuts a trailing partial line; returns the number of bytes removed.
     @discardableResult
     public static func repairTrailingPartialLine(at url: URL) throws -> Int {
-        guard let data = FileManager.default.contents(atPath: url.path), !data.isEmpty, data.last != UInt8(ascii: "\n") else {
+        guard let data = try FileIO.readBytes(url.path), !data.isEmpty, data.last != UInt8(ascii: "\n") else {
             return 0
         }
         let keep = data.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0
-        let fd = open(url.path, O_WRONLY)
-        guard fd >= 0 else { throw OutputError("cannot open \(url.path) to repair it: \(String(cString: strerror(errno)))") }
+        let fd = open(url.path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileError(.write, path: url.path, errno: errno, hint: "cutting off a partial last line") }
         defer { close(fd) }
         guard ftruncate(fd, off_t(keep)) == 0, fsync(fd) == 0 else {
-            throw OutputError("cannot truncate \(url.path): \(String(cString: strerror(errno)))")
+            throw FileError(.write, path: url.path, errno: errno, hint: "cutting off a partial last line")
         }
         return data.count - keep
     }
@@ -110,27 +139,41 @@ public enum DurableFile {
     /// Appends complete lines with one `write` call and syncs them to disk.
     public static func append(_ text: String, to url: URL) throws {
         precondition(text.isEmpty || text.hasSuffix("\n"), "DurableFile.append takes complete lines")
-        let fd = open(url.path, O_WRONLY | O_APPEND | O_CREAT, 0o644)
-        guard fd >= 0 else { throw OutputError("cannot open \(url.path): \(String(cString: strerror(errno)))") }
+        let fd = open(url.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw FileError(.write, path: url.path, errno: errno) }
         defer { close(fd) }
         let bytes = Array(text.utf8)
         let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         guard written == bytes.count else {
-            throw OutputError("short write to \(url.path) (\(written) of \(bytes.count) bytes): \(String(cString: strerror(errno)))")
+            // A short write without an error is the device running full.
+            let e = written < 0 ? errno : ENOSPC
+            throw FileError(.write, path: url.path, errno: e,
+                            hint: written > 0 ? "\(written) of \(bytes.count) bytes written; the partial line is cut off at the next start" : nil)
         }
-        guard fsync(fd) == 0 else { throw OutputError("fsync of \(url.path) failed: \(String(cString: strerror(errno)))") }
+        guard fsync(fd) == 0 else { throw FileError(.write, path: url.path, errno: errno, hint: "fsync failed") }
     }
 
     /// Writes a file via a temporary file in the same directory, fsync and rename, so readers see
-    /// the old or the new file, never a mix.
+    /// the old or the new file, never a mix. On failure the old file is left as it was.
     public static func writeAtomically(_ text: String, to url: URL) throws {
         let temp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp")
-        try? FileManager.default.removeItem(at: temp)
-        try append(text.isEmpty || text.hasSuffix("\n") ? text : text + "\n", to: temp)
-        guard rename(temp.path, url.path) == 0 else {
-            throw OutputError("cannot rename \(temp.path) to \(url.path): \(String(cString: strerror(errno)))")
+        let kept = FileManager.default.fileExists(atPath: url.path) ? "the previous \(url.lastPathComponent) is kept" : nil
+        unlink(temp.path)
+        do {
+            try append(text.isEmpty || text.hasSuffix("\n") ? text : text + "\n", to: temp)
+        } catch var error as FileError {
+            unlink(temp.path)
+            error.path = url.path
+            error.hint = kept  // the partial temporary file is gone
+            throw error
         }
-        let dir = open(url.deletingLastPathComponent().path, O_RDONLY)
+        guard rename(temp.path, url.path) == 0 else {
+            let e = errno
+            unlink(temp.path)
+            throw FileError(.write, path: url.path, errno: e,
+                            hint: ["renaming \(temp.lastPathComponent) over it failed", kept].compactMap { $0 }.joined(separator: "; "))
+        }
+        let dir = open(url.deletingLastPathComponent().path, O_RDONLY | O_CLOEXEC)
         if dir >= 0 { _ = fsync(dir); close(dir) }
     }
 

@@ -80,13 +80,18 @@ public struct ExperimentConfig: Sendable {
     public var experimentHash: String { fnv1a64Hex(raw.canonicalJSON) }
 
     /// Reads and validates a config file.
-    /// - Throws: `ConfigError` naming the file, key path, value and what is allowed.
+    /// - Throws: `ConfigError` naming the file, key path, value and what is allowed; for a file
+    ///   that cannot be read, the reason in words (`no such file or folder`, `is a folder, not a
+    ///   file`, `permission denied`, `not UTF-8 text: byte 0xE9 at line 3, column 12`).
     public static func load(file: String, registries: PluginRegistries = .standard) throws -> ExperimentConfig {
         let text: String
         do {
-            text = try String(contentsOfFile: file, encoding: .utf8)
-        } catch {
-            throw ConfigError(file: file, path: "", message: "cannot be read: \(error.localizedDescription)")
+            guard let read = try FileIO.readText(file, action: .readConfig) else {
+                throw FileError(.readConfig, path: file, reason: .notFound)
+            }
+            text = read
+        } catch let error as FileError {
+            throw ConfigError(file: file, path: "", message: "cannot be read: " + error.reason.text + (error.hint.map { "; \($0)" } ?? ""))
         }
         return try parse(yaml: text, file: file, registries: registries)
     }

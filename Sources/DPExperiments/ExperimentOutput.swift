@@ -88,7 +88,7 @@ struct OutputFiles {
     /// trailing partial line, and refuses a file written with other columns.
     func prepare(_ url: URL, header: [String]) throws {
         try DurableFile.repairTrailingPartialLine(at: url)
-        let text = (FileManager.default.contents(atPath: url.path)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        let text = try FileIO.readText(url.path) ?? ""
         if text.isEmpty {
             try DurableFile.append(CSV.line(header), to: url)
             return
@@ -97,21 +97,47 @@ struct OutputFiles {
         if existing != header {
             let missing = header.filter { !existing.contains($0) }, extra = existing.filter { !header.contains($0) }
             throw OutputError(
-                "\(url.path) has other columns than this config writes (missing: \(missing.joined(separator: ", ")); unexpected: \(extra.joined(separator: ", "))); use another output directory")
+                "\(url.path) has other columns than this config writes (missing: \(missing.joined(separator: ", ")); unexpected: \(extra.joined(separator: ", "))); use another output directory",
+                kind: .cannotCreateOutput)
         }
     }
 
     /// Data rows (header excluded) of a CSV file, or none when it does not exist.
-    func rows(_ url: URL) -> [[String]] {
-        guard let data = FileManager.default.contents(atPath: url.path) else { return [] }
-        return Array(CSV.parse(String(decoding: data, as: UTF8.self)).dropFirst().filter { $0 != [""] })
+    /// - Throws: `FileError` when it exists and cannot be read or is not UTF-8.
+    func rows(_ url: URL) throws -> [[String]] {
+        guard let text = try FileIO.readText(url.path) else { return [] }
+        return Array(CSV.parse(text).dropFirst().filter { $0 != [""] })
+    }
+
+    /// Refuses to start a run whose id already has rows: a run is written once (another writer
+    /// or a bug would otherwise duplicate it, and tables would count it twice).
+    /// `epochsThrough`: a run continuing from its checkpoint keeps its epochs.csv rows up to that epoch.
+    func checkNoRows(of runID: String, epochsThrough kept: Int = 0) throws {
+        let header = try rows(epochs).isEmpty ? [] : CSV.parse(String(decoding: FileManager.default.contents(atPath: epochs.path) ?? Data(), as: UTF8.self)).first ?? []
+        let epochColumn = header.firstIndex(of: "epoch")
+        let clash: (URL, [String]) -> Bool = { url, row in
+            guard row.first == runID else { return false }
+            if url == self.epochs, let c = epochColumn, c < row.count, let e = Int(row[c]), e <= kept { return false }
+            return true
+        }
+        for url in [runs, epochs] where try rows(url).contains(where: { clash(url, $0) }) {
+            throw OutputError("\(url.path) already holds rows of run \(runID), which is about to run; a run is written once. Was the folder written by another process?")
+        }
+    }
+
+    /// Appends a `runs.csv` row after checking that its run id is not there yet.
+    func appendRunRow(_ row: [String]) throws {
+        if let id = row.first, try rows(runs).contains(where: { $0.first == id }) {
+            throw OutputError("\(runs.path) already holds run \(id); a run id is written once, so this row is not appended")
+        }
+        try DurableFile.append(CSV.line(row), to: runs)
     }
 
     /// Keeps the data rows for which `keep` holds; rewrites the file atomically if any is dropped.
     /// Returns the number of dropped rows.
     @discardableResult
     func filter(_ url: URL, header: [String], keep: ([String: String]) -> Bool) throws -> Int {
-        let all = rows(url)
+        let all = try rows(url)
         let kept = all.filter { fields in
             fields.count == header.count && keep(Dictionary(zip(header, fields).map { ($0, $1) }, uniquingKeysWith: { a, _ in a })) }
         guard kept.count != all.count else { return 0 }

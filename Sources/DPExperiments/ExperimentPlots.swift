@@ -54,10 +54,15 @@ public enum ExperimentPlots {
     public static func privacyUtility(runsCSV text: String, metric: String = "test_accuracy") throws -> PlotPanel {
         let (header, records) = CSV.table(text)
         guard header.contains(metric), header.contains("epsilon") else {
-            throw OutputError("not a runs.csv with `\(metric)` and `epsilon` columns")
+            throw OutputError("not a runs.csv with `\(metric)` and `epsilon` columns", kind: .usage)
         }
         let varying = varyingColumns(header)
         let finished = records.filter { $0["status"] == "finished" && Double($0[metric] ?? "") != nil }
+        guard !finished.isEmpty else {
+            throw OutputError(records.isEmpty ? "no finished runs yet: runs.csv lists no runs"
+                              : "no finished runs yet: runs.csv lists \(records.count) runs, none finished with a \(metric) value",
+                              kind: .nothingToShow)
+        }
         let scale = metric.hasSuffix("accuracy") ? 100.0 : 1.0
         var lineOrder: [String] = []
         var cells: [String: [String: [[String: String]]]] = [:]  // line -> config_hash -> records
@@ -98,7 +103,7 @@ public enum ExperimentPlots {
     /// (b) Test accuracy and epsilon against epoch, one line per config (mean over seeds).
     public static func epochCurves(epochsCSV text: String) throws -> (accuracy: PlotPanel, epsilon: PlotPanel) {
         let (header, records) = CSV.table(text)
-        guard header.contains("epoch"), header.contains("test_accuracy") else { throw OutputError("not an epochs.csv") }
+        guard header.contains("epoch"), header.contains("test_accuracy") else { throw OutputError("not an epochs.csv", kind: .usage) }
         let varying = varyingColumns(header)
         var order: [String] = []
         var groups: [String: [[String: String]]] = [:]
@@ -153,27 +158,32 @@ public enum ExperimentPlots {
 
     /// The whole figure of an experiment directory as SVG: the privacy-utility curve on top,
     /// accuracy and epsilon by epoch below. For a directory with `accounting.csv`, the accounting figure.
+    /// - Throws: `OutputError` of kind ``OutputError/Kind/nothingToShow`` when the folder has no
+    ///   finished run yet, ``OutputError/Kind/usage`` when it is no experiment folder;
+    ///   `FileError` when a file cannot be read or is not UTF-8.
     public static func svg(forDirectory directory: URL) throws -> String {
-        let accounting = directory.appendingPathComponent("accounting.csv")
-        if let data = FileManager.default.contents(atPath: accounting.path) {
-            return try accountingSVG(accountingCSV: String(decoding: data, as: UTF8.self))
+        let files = try ExperimentFolder(directory)
+        if let accounting = try files.text("accounting.csv") {
+            return try accountingSVG(accountingCSV: accounting)
         }
-        guard let runs = FileManager.default.contents(atPath: directory.appendingPathComponent("runs.csv").path) else {
-            throw OutputError("\(directory.path) has no runs.csv or accounting.csv")
+        let runs = try files.runsCSV()
+        let utility: PlotPanel
+        do {
+            utility = try privacyUtility(runsCSV: runs)
+        } catch let error as OutputError where error.kind == .nothingToShow {
+            throw OutputError("\(directory.path): \(error.description)", kind: .nothingToShow)
         }
-        let utility = try privacyUtility(runsCSV: String(decoding: runs, as: UTF8.self))
         var rows: [[PlotPanel]] = [[utility]]
-        if let epochs = FileManager.default.contents(atPath: directory.appendingPathComponent("epochs.csv").path) {
-            let (acc, eps) = try epochCurves(epochsCSV: String(decoding: epochs, as: UTF8.self))
+        if let epochs = try files.text("epochs.csv") {
+            let (acc, eps) = try epochCurves(epochsCSV: epochs)
             rows.append([acc, eps])
         }
-        let name = manifestName(directory) ?? directory.lastPathComponent
+        let name = manifestName(files) ?? directory.lastPathComponent
         return SVG.document(rows: rows, panelHeight: 420, width: 1280, title: name)
     }
 
-    static func manifestName(_ directory: URL) -> String? {
-        guard let data = FileManager.default.contents(atPath: directory.appendingPathComponent("manifest.json").path),
-              let manifest = try? ConfigValue(jsonData: data) else { return nil }
+    static func manifestName(_ files: ExperimentFolder) -> String? {
+        guard let text = try? files.text("manifest.json"), let manifest = try? ConfigValue(jsonData: Data(text.utf8)) else { return nil }
         return manifest["experiment"]?.stringValue
     }
 
@@ -181,7 +191,7 @@ public enum ExperimentPlots {
     /// PLD upper bound dashed.
     public static func accountingSVG(accountingCSV text: String) throws -> String {
         let (header, records) = CSV.table(text)
-        guard header == accountingColumns else { throw OutputError("not an accounting.csv") }
+        guard header == accountingColumns else { throw OutputError("not an accounting.csv", kind: .usage) }
         let keys = unique(records.map { "q = \($0["q"]!), σ = \($0["noise_multiplier"]!)" })
         var series: [PlotSeries] = []
         for (i, key) in keys.enumerated() {

@@ -18,8 +18,14 @@ public struct ExperimentReport: Hashable, Sendable {
 ///
 /// Rows are appended as they finish (one `write` per complete line, then `fsync`), so a kill
 /// leaves at most one partial line, which the next start cuts off. With `resume`, runs already
-/// finished in `runs.csv` are skipped; rows of the others are removed (atomic rewrite) and the
-/// runs are redone.
+/// finished in `runs.csv` are skipped; rows of the runs this plan redoes are removed (atomic
+/// rewrite) and the runs are redone.
+///
+/// A run is its resolved config and seed (`run_id`), so after an edit of the config the changed
+/// runs are new runs: the rows of the old ones stay as they are, beside the new ones, and the
+/// manifest keeps their config and ledger (`config_history`, runs with `in_current_plan: false`).
+/// No run id is ever written twice to `runs.csv`, and the folder is locked (``OutputLock``)
+/// while the runner writes into it.
 public final class ExperimentRunner {
     public let config: ExperimentConfig
     public let outputDirectory: URL
@@ -35,11 +41,17 @@ public final class ExperimentRunner {
     /// prints plain lines otherwise.
     public var status: ((String) -> Void)?
     public var statusInterval = 0.5
+    /// The command line recorded in the output folder's lock (named to a second process).
+    public var command: String = CommandLine.arguments.joined(separator: " ")
 
     private var files: OutputFiles { OutputFiles(directory: outputDirectory) }
     private var ledgers: [String: ConfigValue] = [:]
     private var statuses: [String: String] = [:]
     private var plans: [String: RunPlan] = [:]
+    /// Errors of runs that cannot be planned, with their run ids.
+    private var planErrors: [String: [String]] = [:]
+    /// Runs and experiment configs recorded by earlier invocations (`--resume`).
+    private var history = ManifestHistory()
 
     public init(
         config: ExperimentConfig, outputDirectory: URL, executor: RunExecutor, resume: Bool = false,
@@ -58,43 +70,49 @@ public final class ExperimentRunner {
 
     /// Prints the plan, runs every run not yet finished and writes the output files.
     /// - Throws: `OutputError` when the directory holds results and `resume` is false, or holds
-    ///   files with other columns; errors of `executor.plan`. Errors of `execute` are recorded as
-    ///   failed runs and do not stop the experiment.
+    ///   files with other columns, or another process holds its lock; `FileError` when a file
+    ///   cannot be created, read or written; errors of `executor.plan`. Errors of `execute` are
+    ///   recorded as failed runs and do not stop the experiment.
     @discardableResult
     public func run() throws -> ExperimentReport {
         guard config.kind == .training else {
-            throw OutputError("\(config.file) is a `kind: \(config.kind.rawValue)` config; it has no training runs")
+            throw OutputError("\(config.file) is a `kind: \(config.kind.rawValue)` config; it has no training runs", kind: .usage)
         }
         var report = ExperimentReport()
-        try FileManager.default.createDirectory(at: outputDirectory, withIntermediateDirectories: true)
+        try FileIO.createDirectory(outputDirectory)
+        let lock = try OutputLock(directory: outputDirectory, holder: .current(command: command))
+        defer { lock.release() }
         let epochsHeader = OutputSchema.epochsHeader(varyingKeys: config.varyingKeys)
         let runsHeader = OutputSchema.runsHeader(varyingKeys: config.varyingKeys)
 
         // Existing results.
-        if !resume, !files.rows(files.runs).isEmpty || !files.rows(files.epochs).isEmpty {
+        if !resume, try !files.rows(files.runs).isEmpty || !files.rows(files.epochs).isEmpty {
             throw OutputError(
-                "\(outputDirectory.path) already holds results; pass --resume to continue them, or choose another output directory")
+                "\(outputDirectory.path) already holds results; pass --resume to continue them, or choose another output directory",
+                kind: .cannotCreateOutput)
         }
         try files.prepare(files.runs, header: runsHeader)
         try files.prepare(files.epochs, header: epochsHeader)
         var done = Set<String>()
         if resume {
             let statusIndex = runsHeader.firstIndex(of: "status")!
-            done = Set(files.rows(files.runs).filter { $0.count == runsHeader.count && $0[statusIndex] == "finished" }.map { $0[0] })
-            report.removedRunRows = try files.filter(files.runs, header: runsHeader) { done.contains($0["run_id"] ?? "") }
-            // An unfinished run continues from its checkpoint: keep its rows up to that epoch.
+            done = Set(try files.rows(files.runs).filter { $0.count == runsHeader.count && $0[statusIndex] == "finished" }.map { $0[0] })
+            // Only the rows of runs this plan redoes go; runs of an earlier config stay as recorded.
+            let redo = Set(config.runs.map(\.runID)).subtracting(done)
+            report.removedRunRows = try files.filter(files.runs, header: runsHeader) { !redo.contains($0["run_id"] ?? "") }
+            // A run to redo continues from its checkpoint when it has one: keep its rows up to that epoch.
             var resumeEpoch: [String: Int] = [:]
-            for run in config.runs where !done.contains(run.runID) {
-                if let e = RunCheckpoint.epoch(at: files.checkpoint(run.runID)) { resumeEpoch[run.runID] = e }
+            for id in redo {
+                if let e = RunCheckpoint.epoch(at: files.checkpoint(id)) { resumeEpoch[id] = e }
             }
             report.removedEpochRows = try files.filter(files.epochs, header: epochsHeader) { row in
                 let id = row["run_id"] ?? ""
-                if done.contains(id) { return true }
+                if !redo.contains(id) { return true }
                 guard let last = resumeEpoch[id], let e = Int(row["epoch"] ?? "") else { return false }
                 return e <= last
             }
             report.resumedFromCheckpoint = resumeEpoch
-            loadPreviousManifest()
+            try loadPreviousManifest()
             for id in done { statuses[id] = "finished" }
         }
 
@@ -102,8 +120,20 @@ public final class ExperimentRunner {
         let runs = config.runs
         log("Experiment \(config.name): \(runs.count) runs (\(Set(runs.map(\.configHash)).count) configs x seeds) -> \(outputDirectory.path)")
         for warning in config.warnings { log("note: \(warning)") }
+        // Every run is planned before the first trains; one that cannot be planned (a target
+        // epsilon no noise reaches) is named with the others, and nothing trains.
+        var unplanned: [String] = []
         for run in runs {
-            let plan = try executor.plan(run)
+            let plan: RunPlan
+            do {
+                plan = try executor.plan(run)
+            } catch {
+                let message = plainDescription(of: error)
+                log("  \(run.index + 1)/\(runs.count) \(run.runID) [\(run.kind.rawValue)] \(run.label): CANNOT BE PLANNED: \(message)")
+                planErrors[message, default: []].append(run.runID)
+                unplanned.append(run.runID)
+                continue
+            }
             plans[run.runID] = plan
             var line = "  \(run.index + 1)/\(runs.count) \(run.runID) [\(run.kind.rawValue)] \(run.label): \(plan.steps) steps"
             if let sigma = plan.noiseMultiplier { line += ", sigma \(format(sigma))" }
@@ -115,12 +145,25 @@ public final class ExperimentRunner {
             if done.contains(run.runID) { line += "  (finished: skipped)" }
             log(line)
             for note in plan.notes { log("    note: \(note)") }
+            for warning in plan.warnings { log("    warning: \(warning)") }
         }
         for (id, epoch) in report.resumedFromCheckpoint.sorted(by: { $0.key < $1.key }) {
             log("resume: \(id) continues from its checkpoint after epoch \(epoch)")
         }
         if report.removedEpochRows + report.removedRunRows > 0 {
             log("resume: removed \(report.removedEpochRows) epochs.csv and \(report.removedRunRows) runs.csv rows of unfinished runs")
+        }
+        if !unplanned.isEmpty {
+            try writeManifest()
+            throw ConfigError(
+                file: config.file, path: "",
+                message: "\(unplanned.count) of \(runs.count) runs cannot be planned, so no run was trained: "
+                    + planErrors.map { "\($0.key) (runs \($0.value.joined(separator: ", ")))" }.sorted().joined(separator: "; "))
+        }
+        let planned = Set(runs.map(\.runID))
+        let earlier = history.runs.filter { !planned.contains($0.id) }
+        if !earlier.isEmpty {
+            log("resume: \(earlier.count) runs recorded earlier are not in this plan (an earlier config, or seeds left out with --seed); they stay in \(outputDirectory.path) as recorded, and the manifest keeps their configs and ledgers")
         }
         try writeManifest()
 
@@ -136,6 +179,7 @@ public final class ExperimentRunner {
             let totalEpochs = run.config.training.epochs ?? max(1, (plan.steps + plan.stepsPerEpoch - 1) / max(1, plan.stepsPerEpoch))
             statuses[run.runID] = "running"
             var lastStep = 0
+            try files.checkNoRows(of: run.runID, epochsThrough: report.resumedFromCheckpoint[run.runID] ?? 0)
             do {
                 try FileManager.default.createDirectory(at: files.checkpoints, withIntermediateDirectories: true)
                 try FileManager.default.createDirectory(at: files.models, withIntermediateDirectories: true)
@@ -180,7 +224,7 @@ public final class ExperimentRunner {
                     self.log(line)
                 }
                 let row = OutputSchema.runRow(run, status: "finished", summary: summary, wallSeconds: clock() - runStart, error: nil)
-                try DurableFile.append(CSV.line(row), to: files.runs)
+                try files.appendRunRow(row)
                 if let ledger = summary.privacyLedger { ledgers[run.runID] = ledger }
                 try? FileManager.default.removeItem(at: files.checkpoint(run.runID))
                 statuses[run.runID] = "finished"
@@ -188,10 +232,12 @@ public final class ExperimentRunner {
                 log("run \(run.index + 1)/\(runs.count) \(run.runID) finished: test_acc \(summary.testAccuracy.map(format) ?? "-") eps \(summary.epsilon.map(format) ?? "-")")
             } catch let error as OutputError {
                 throw error
+            } catch let error as FileError {
+                throw error
             } catch {
-                let message = "\(error)"
+                let message = plainDescription(of: error)
                 let row = OutputSchema.runRow(run, status: "failed", summary: nil, wallSeconds: clock() - runStart, error: message)
-                try DurableFile.append(CSV.line(row), to: files.runs)
+                try files.appendRunRow(row)
                 statuses[run.runID] = "failed"
                 report.failed.append(run.runID)
                 log("run \(run.index + 1)/\(runs.count) \(run.runID) FAILED: \(message)")
@@ -206,6 +252,13 @@ public final class ExperimentRunner {
     // MARK: - Manifest
 
     /// The manifest as a value (also written to `manifest.json`).
+    ///
+    /// `runs` lists the runs of this plan, then every run an earlier invocation recorded that
+    /// this plan does not hold (`in_current_plan: false`, status as recorded, `running` turned
+    /// into `interrupted`), each with its resolved config and privacy ledger. `config_history`
+    /// lists every experiment config that has written into the folder, oldest first; each run
+    /// names the one that planned it (`experiment_hash`). `warnings` holds the config's
+    /// privacy notes and every plan warning, naming its runs.
     public func manifest() -> ConfigValue {
         func opt(_ s: String?) -> ConfigValue { s.map(ConfigValue.string) ?? .null }
         func num(_ d: Double?) -> ConfigValue {
@@ -217,6 +270,7 @@ public final class ExperimentRunner {
             return .map([
                 ("run_id", .string(run.runID)), ("config_hash", .string(run.configHash)), ("seed", .int(run.seed)),
                 ("kind", .string(run.kind.rawValue)), ("origin", .string(run.origin)),
+                ("experiment_hash", .string(config.experimentHash)), ("in_current_plan", .bool(true)),
                 ("varying", .map(run.varyingValues.map { ($0.key, $0.value) })),
                 ("status", .string(statuses[run.runID] ?? "pending")),
                 ("plan", plan.map { p in
@@ -224,6 +278,7 @@ public final class ExperimentRunner {
                         ("noise_multiplier", num(p.noiseMultiplier)), ("sampling_probability", num(p.samplingProbability)),
                         ("steps", .int(p.steps)), ("epsilon_rdp", num(p.epsilonRDP)),
                         ("epsilon_pld_lower", num(p.epsilonPLDLower)), ("epsilon_pld_upper", num(p.epsilonPLDUpper)),
+                        ("warnings", .list(p.warnings.map(ConfigValue.string))),
                     ])
                 } ?? .null),
                 ("config", run.config.resolved),
@@ -236,6 +291,21 @@ public final class ExperimentRunner {
                 ("privacy_ledger", ledgers[run.runID] ?? .null),
             ])
         }
+        let planned = Set(config.runs.map(\.runID))
+        let earlier: [ConfigValue] = history.runs.filter { !planned.contains($0.id) }.map { id, entry in
+            var entry = entry
+            _ = entry.setValue(.bool(false), atPath: "in_current_plan")
+            if entry["status"] == .string("running") { _ = entry.setValue(.string("interrupted"), atPath: "status") }
+            if let ledger = ledgers[id] { _ = entry.setValue(ledger, atPath: "privacy_ledger") }
+            return entry
+        }
+        var configs = history.configs
+        if !configs.contains(where: { $0["experiment_hash"] == .string(config.experimentHash) }) {
+            configs.append(.map([
+                ("experiment_hash", .string(config.experimentHash)), ("config_file", .string(config.file)),
+                ("seeds", .list(config.seeds.map(ConfigValue.int))), ("config", config.raw),
+            ]))
+        }
         return .map([
             ("experiment", .string(config.name)), ("description", .string(config.description)),
             ("config_file", .string(config.file)), ("experiment_hash", .string(config.experimentHash)),
@@ -244,25 +314,63 @@ public final class ExperimentRunner {
             ("seeds", .list(config.seeds.map(ConfigValue.int))),
             ("sweep", .map(config.sweep.map { ($0.path, .list($0.values)) })),
             ("varying_keys", .list(config.varyingKeys.map(ConfigValue.string))),
-            ("warnings", .list(config.warnings.map(ConfigValue.string))),
+            ("warnings", .list((config.warnings + planWarnings()).map(ConfigValue.string))),
             ("config", config.raw),
-            ("runs", .list(runs)),
+            ("config_history", .list(configs)),
+            ("runs", .list(runs + earlier)),
         ])
+    }
+
+    /// Each distinct plan warning once, with the runs it concerns.
+    private func planWarnings() -> [String] {
+        var order: [String] = []
+        var runIDs: [String: [String]] = [:]
+        for run in config.runs {
+            for warning in plans[run.runID]?.warnings ?? [] {
+                if runIDs[warning] == nil { order.append(warning) }
+                runIDs[warning, default: []].append(run.runID)
+            }
+        }
+        return order.map { "\($0) (runs \(runIDs[$0]!.joined(separator: ", ")))" }
+            + planErrors.keys.sorted().map { "cannot be planned: \($0) (runs \(planErrors[$0]!.joined(separator: ", ")))" }
     }
 
     private func writeManifest() throws {
         try DurableFile.writeAtomically(manifest().jsonText(), to: files.manifest)
     }
 
-    /// Keeps the ledgers of runs finished by an earlier invocation.
-    private func loadPreviousManifest() {
-        guard let data = FileManager.default.contents(atPath: files.manifest.path),
-              let manifest = try? ConfigValue(jsonData: data), case .list(let runs)? = manifest["runs"]
-        else { return }
+    /// Keeps what an earlier invocation recorded: the ledgers of its runs, its run entries and
+    /// its experiment configs (also those of configs since edited).
+    /// - Throws: `OutputError` when `manifest.json` is not JSON (it is only ever replaced
+    ///   atomically, so that is not a kill's doing): resuming would lose its history.
+    private func loadPreviousManifest() throws {
+        guard let text = try FileIO.readText(files.manifest.path) else { return }
+        let manifest: ConfigValue
+        do {
+            manifest = try ConfigValue(jsonData: Data(text.utf8))
+        } catch {
+            throw OutputError(
+                "\(files.manifest.path) is not a JSON manifest (\(error)); resuming would lose the configs and ledgers it records. Move it aside to resume without them, or choose another output folder")
+        }
+        if case .list(let configs)? = manifest["config_history"] {
+            history.configs = configs
+        } else if let hash = manifest["experiment_hash"], let raw = manifest["config"] {
+            // A manifest written before the history existed: its one config.
+            history.configs = [.map([
+                ("experiment_hash", hash), ("config_file", manifest["config_file"] ?? .null),
+                ("seeds", manifest["seeds"] ?? .null), ("config", raw),
+            ])]
+        }
+        guard case .list(let runs)? = manifest["runs"] else { return }
         for run in runs {
-            if case .string(let id)? = run["run_id"], let ledger = run["privacy_ledger"], ledger != .null {
-                ledgers[id] = ledger
+            guard case .string(let id)? = run["run_id"] else { continue }
+            if let ledger = run["privacy_ledger"], ledger != .null { ledgers[id] = ledger }
+            var entry = run
+            if entry["experiment_hash"] == nil, let hash = manifest["experiment_hash"] {
+                _ = entry.setValue(hash, atPath: "experiment_hash")
             }
+            history.runs.removeAll { $0.id == id }
+            history.runs.append((id, entry))
         }
     }
 
@@ -281,4 +389,12 @@ public final class ExperimentRunner {
         if s >= 60 { return String(format: "%dm%02ds", s / 60, s % 60) }
         return "\(s)s"
     }
+}
+
+/// What earlier invocations recorded in an output folder's manifest.
+struct ManifestHistory {
+    /// Run entries as recorded, by run id.
+    var runs: [(id: String, entry: ConfigValue)] = []
+    /// `config_history` entries, oldest first.
+    var configs: [ConfigValue] = []
 }

@@ -14,7 +14,28 @@ public enum BestMarking: String, Hashable, Sendable, CaseIterable {
     case none
 }
 
-/// The mean and sample standard deviation of one metric over the seeds of one table cell.
+/// Which way a metric improves; decides which cell is marked best.
+public enum MetricDirection: String, Hashable, Sendable {
+    case higherIsBetter = "higher is better"
+    case lowerIsBetter = "lower is better"
+    /// A setting or a count (`noise_multiplier`, `steps`): no cell is better.
+    case none = "no better direction"
+
+    /// Accuracies go up; losses, epsilons, delta and time go down; anything else has no direction.
+    public init(metric: String) {
+        if metric.hasSuffix("accuracy") {
+            self = .higherIsBetter
+        } else if metric.hasSuffix("loss") || metric == "epsilon" || metric.hasPrefix("epsilon_")
+            || metric == "delta" || metric == "wall_seconds" {
+            self = .lowerIsBetter
+        } else {
+            self = .none
+        }
+    }
+}
+
+/// The mean and sample standard deviation of one metric over the seeds of one table cell: the
+/// runs of one resolved config (one `config_hash`), never of several.
 public struct AggregateCell: Hashable, Sendable {
     public var row: String
     /// The column value; empty for a control run whose column key is unset (shown in every column).
@@ -26,6 +47,8 @@ public struct AggregateCell: Hashable, Sendable {
     /// The neighbouring relation(s) of the cell's epsilons (`add-remove`, `replace-one`, or
     /// `unrecorded` for runs.csv files written before the column existed).
     public var relations: [String] = []
+    /// The config all of the cell's runs share.
+    public var configHash: String = ""
 
     public var n: Int { values.count }
     public var mean: Double { values.reduce(0, +) / Double(values.count) }
@@ -38,6 +61,15 @@ public struct AggregateCell: Hashable, Sendable {
 }
 
 /// runs.csv aggregated over seeds into a rows x columns table of one metric.
+///
+/// A cell averages the seeds of one config (`config_hash`) only. When the chosen rows and
+/// columns would put runs of different configs into one cell (`--rows seed --columns
+/// model.name` over a sweep of noise multipliers, or the runs of an edited config beside the old
+/// ones), the cell is split: each config gets its own row, labelled with the keys that tell the
+/// configs apart (`0 [privacy.noise_multiplier=1.1]`), and ``warnings`` names those keys and
+/// their values. Split rather than merged with a warning, because a merged mean ± sd mixes
+/// the effect of the differing setting with seed noise: it is an estimate of no config anyone
+/// ran, and a warning on stderr is lost as soon as the table is pasted into a paper.
 public struct ResultsTable: Hashable, Sendable {
     public var rowKey: String
     /// nil: a single column.
@@ -48,35 +80,55 @@ public struct ResultsTable: Hashable, Sendable {
     public var cells: [AggregateCell]
     /// Runs left out because they did not finish.
     public var excludedRuns: Int
+    /// Finished runs left out because they have no value of the metric.
+    public var runsWithoutMetric = 0
     public var deltas: [Double]
     /// Every neighbouring relation among the private cells, and every privacy unit.
     public var relations: [String] = []
     public var privacyUnits: [String] = []
+    /// What the reader of the table must know and the table itself cannot show: configs split
+    /// out of one cell (naming the keys that differ), run ids listed twice in runs.csv.
+    public var warnings: [String] = []
+    /// Keys whose values label the rows of configs that would otherwise share a cell.
+    public var splitKeys: [String] = []
     /// True when the private cells' epsilons are not all of one relation: each cell then
     /// names its own, so no column silently mixes them.
     public var mixesRelations: Bool { relations.count > 1 }
 
-    /// Whether larger values of the metric are better (false for losses).
-    public var higherIsBetter: Bool { !metric.contains("loss") }
+    /// Which way the metric improves.
+    public var direction: MetricDirection { MetricDirection(metric: metric) }
     /// Accuracies are shown in percent.
     public var inPercent: Bool { metric.hasSuffix("accuracy") }
+    /// The metric is itself an epsilon: the cell shows it, without a second ε beside it.
+    public var metricIsEpsilon: Bool { metric == "epsilon" || metric.hasPrefix("epsilon_") }
+
+    /// Columns of runs.csv that describe a run's config, compared when no resolved config is known.
+    static let configColumns = ["kind", "dataset", "model", "target_epsilon", "delta", "noise_multiplier",
+                                "sampling_probability", "clipping_norm"]
 
     /// Aggregates the text of a runs.csv.
     /// - Parameters:
     ///   - rows: column of runs.csv naming the rows (default `model`).
     ///   - columns: column naming the table columns (default `privacy.target_epsilon`, else
     ///     `privacy.noise_multiplier`, else the first varying column, else one column).
-    /// - Throws: `OutputError` for a key or metric that runs.csv lacks, naming the valid ones.
-    public static func aggregate(runsCSV text: String, rows: String? = nil, columns: String? = nil, metric: String = "test_accuracy") throws -> ResultsTable {
-        let (header, records) = CSV.table(text)
+    ///   - configs: the resolved config of each `config_hash` (from `manifest.json`, see
+    ///     ``configs(manifestJSON:)``), used to name the keys that differ between configs that
+    ///     would share a cell; without it, the runs.csv columns are compared.
+    /// - Throws: `OutputError` for a key or metric that runs.csv lacks, naming the valid ones;
+    ///   of kind ``OutputError/Kind/nothingToShow`` when no finished run has a value of the metric.
+    public static func aggregate(
+        runsCSV text: String, rows: String? = nil, columns: String? = nil, metric: String = "test_accuracy",
+        configs: [String: ConfigValue] = [:]
+    ) throws -> ResultsTable {
+        let (header, allRecords) = CSV.table(text)
         guard header.contains("run_id"), header.contains("status") else {
-            throw OutputError("not a runs.csv: the header lacks run_id and status")
+            throw OutputError("not a runs.csv: the header lacks run_id and status", kind: .usage)
         }
         func check(_ key: String, _ what: String) throws {
             guard header.contains(key) else {
                 var message = "runs.csv has no column `\(key)` for \(what)"
                 if let guess = closestMatch(to: key, in: header) { message += " (did you mean `\(guess)`?)" }
-                throw OutputError(message + "; columns: \(header.joined(separator: ", "))")
+                throw OutputError(message + "; columns: \(header.joined(separator: ", "))", kind: .usage)
             }
         }
         try check(metric, "--metric")
@@ -85,59 +137,157 @@ public struct ResultsTable: Hashable, Sendable {
         let fixed = Set(OutputSchema.leadingColumns + OutputSchema.runColumns)
         let varying = header.filter { !fixed.contains($0) }
         let columnKey: String? = columns ?? ["privacy.target_epsilon", "privacy.noise_multiplier"].first { key in
-            varying.contains(key) && records.contains { !($0[key] ?? "").isEmpty }
+            varying.contains(key) && allRecords.contains { !($0[key] ?? "").isEmpty }
         } ?? varying.first { $0 != rowKey && $0 != "privacy.enabled" }
         if let columnKey { try check(columnKey, "--columns") }
 
         var table = ResultsTable(
             rowKey: rowKey, columnKey: columnKey, metric: metric, rowLabels: [], columnLabels: [], cells: [],
             excludedRuns: 0, deltas: [])
-        var groups: [String: AggregateCell] = [:]
-        var order: [String] = []
-        for record in records {
-            guard record["status"] == "finished", let value = Double(record[metric] ?? "") else {
-                table.excludedRuns += 1
+
+        // Each run once: a run id listed twice (two writers before the folder lock existed)
+        // counts once, its first finished row.
+        var records: [[String: String]] = []
+        var index: [String: Int] = [:]
+        var repeats: [String: Int] = [:]
+        for record in allRecords {
+            let id = record["run_id"] ?? ""
+            guard let i = index[id] else {
+                index[id] = records.count
+                records.append(record)
                 continue
             }
+            repeats[id, default: 1] += 1
+            if records[i]["status"] != "finished" && record["status"] == "finished" { records[i] = record }
+        }
+        if !repeats.isEmpty {
+            let listed = repeats.keys.sorted().prefix(5).map { "\($0) (\(repeats[$0]!) times)" }.joined(separator: ", ")
+            table.warnings.append(
+                "runs.csv lists \(repeats.count) run id(s) more than once (\(listed)\(repeats.count > 5 ? ", ..." : "")), as two processes writing one folder leave it; each run is counted once")
+        }
+
+        let finished = records.filter { $0["status"] == "finished" }
+        table.excludedRuns = records.count - finished.count
+        let usable = finished.filter { Double($0[metric] ?? "") != nil }
+        table.runsWithoutMetric = finished.count - usable.count
+        if usable.isEmpty {
+            if finished.isEmpty {
+                let counts = Dictionary(grouping: records) { ($0["status"] ?? "").isEmpty ? "unknown" : $0["status"]! }
+                let summary = counts.keys.sorted().map { "\(counts[$0]!.count) \($0)" }.joined(separator: ", ")
+                throw OutputError(
+                    records.isEmpty ? "no finished runs yet: runs.csv lists no runs" : "no finished runs yet: runs.csv lists \(summary)",
+                    kind: .nothingToShow)
+            }
+            throw OutputError("none of the \(finished.count) finished runs has a value of `\(metric)`", kind: .nothingToShow)
+        }
+
+        // Groups: (row, column, config).
+        struct Group { var row: String; var column: String; var hash: String; var kind: RunKind; var records: [[String: String]] }
+        var groups: [Group] = []
+        for record in usable {
             let kind = RunKind(rawValue: record["kind"] ?? "") ?? .private
             var row = record[rowKey] ?? ""
             if kind != .private { row = row.isEmpty ? Self.controlName(kind) : "\(row) (\(Self.controlName(kind)))" }
             let column = columnKey.map { record[$0] ?? "" } ?? ""
-            let id = "\(row)\u{1}\(column)"
-            if groups[id] == nil {
-                groups[id] = AggregateCell(row: row, column: column, kind: kind, values: [], epsilon: nil)
-                order.append(id)
-            }
-            groups[id]!.values.append(value)
-            if kind == .private {
-                let relation = (record["neighboring_relation"] ?? "").isEmpty ? "unrecorded" : record["neighboring_relation"]!
-                if !groups[id]!.relations.contains(relation) { groups[id]!.relations.append(relation) }
-                if !table.relations.contains(relation) { table.relations.append(relation) }
-                if let unit = record["privacy_unit"], !unit.isEmpty, !table.privacyUnits.contains(unit) { table.privacyUnits.append(unit) }
-            }
-            if let delta = Double(record["delta"] ?? ""), kind == .private, !table.deltas.contains(delta) { table.deltas.append(delta) }
-        }
-        // Mean epsilon spent per cell.
-        for id in order {
-            var cell = groups[id]!
-            if cell.kind != .private {
-                cell.epsilon = .infinity
+            let hash = (record["config_hash"] ?? "").isEmpty ? (record["run_id"] ?? "") : record["config_hash"]!
+            if let i = groups.firstIndex(where: { $0.row == row && $0.column == column && $0.hash == hash }) {
+                groups[i].records.append(record)
             } else {
-                let eps = records.filter { record in
-                    record["status"] == "finished" && (record["kind"] ?? "private") == "private"
-                        && (record[rowKey] ?? "") == cell.row && (columnKey.map { record[$0] ?? "" } ?? "") == cell.column
-                }.compactMap { Double($0["epsilon"] ?? "") }
-                cell.epsilon = eps.isEmpty ? nil : eps.reduce(0, +) / Double(eps.count)
+                groups.append(Group(row: row, column: column, hash: hash, kind: kind, records: [record]))
             }
-            groups[id] = cell
         }
-        table.cells = order.map { groups[$0]! }
+
+        // Configs that would share a cell: split them by the keys that differ, and say so.
+        func settings(_ group: Group) -> [String: String] {
+            if let config = configs[group.hash] {
+                var out: [String: String] = [:]
+                for kv in ExperimentConfig.flatten(config, prefix: "") { out[kv.key] = kv.value.displayText }
+                return out
+            }
+            var out: [String: String] = [:]
+            for key in varying + Self.configColumns where key != rowKey && key != columnKey {
+                out[key] = group.records[0][key] ?? ""
+            }
+            return out
+        }
+        let positions = unique(groups.map { "\($0.row)\u{1}\($0.column)" })
+        var differing: [(key: String, values: [String])] = []
+        for position in positions {
+            let shared = groups.filter { "\($0.row)\u{1}\($0.column)" == position }
+            guard shared.count > 1 else { continue }
+            let maps = shared.map(settings)
+            let keys = unique(maps.flatMap { $0.keys.sorted() })
+            for key in keys {
+                let values = unique(maps.map { $0[key] ?? "" })
+                guard values.count > 1 else { continue }
+                if let i = differing.firstIndex(where: { $0.key == key }) {
+                    differing[i].values = unique(differing[i].values + values)
+                } else {
+                    differing.append((key, values))
+                }
+            }
+        }
+        // Without configs, runs.csv repeats a swept key in a summary column (`noise_multiplier`
+        // beside `privacy.noise_multiplier`): name the swept one only.
+        if differing.contains(where: { varying.contains($0.key) }) && groups.contains(where: { configs[$0.hash] == nil }) {
+            differing.removeAll { Self.configColumns.contains($0.key) && !varying.contains($0.key) }
+        }
+        let conflicts = positions.filter { p in groups.filter { "\($0.row)\u{1}\($0.column)" == p }.count > 1 }
+        if !conflicts.isEmpty {
+            table.splitKeys = differing.map(\.key)
+            for i in groups.indices {
+                let map = settings(groups[i])
+                let parts = table.splitKeys.compactMap { key in map[key].flatMap { $0.isEmpty ? nil : "\(key)=\($0)" } }
+                if !parts.isEmpty { groups[i].row += " [\(parts.joined(separator: ", "))]" }
+            }
+            // Configs the compared keys cannot tell apart: name them by hash.
+            for i in groups.indices where groups.contains(where: {
+                $0.row == groups[i].row && $0.column == groups[i].column && $0.hash != groups[i].hash }) {
+                groups[i].row += " [config \(groups[i].hash.prefix(8))]"
+            }
+            let what = differing.isEmpty
+                ? "they differ in keys runs.csv does not show (no manifest.json with their configs); each config_hash gets its own row"
+                : differing.map { "\($0.key) differs: \($0.values.map { $0.isEmpty ? "unset" : $0 }.joined(separator: " vs "))" }.joined(separator: "; ")
+            let layout = "rows `\(rowKey)`" + (columnKey.map { " x columns `\($0)`" } ?? "")
+            table.warnings.append(
+                "\(layout) would put runs of different configs into one cell (\(conflicts.count) cells): \(what). Those cells are split: each config gets its own row, labelled with the differing keys, and seeds are averaged only within one config; choose --rows/--columns among these keys to lay them out yourself")
+        }
+
+        for group in groups {
+            var cell = AggregateCell(row: group.row, column: group.column, kind: group.kind,
+                                     values: group.records.compactMap { Double($0[metric] ?? "") }, epsilon: nil,
+                                     configHash: group.hash)
+            if group.kind == .private {
+                for record in group.records {
+                    let relation = (record["neighboring_relation"] ?? "").isEmpty ? "unrecorded" : record["neighboring_relation"]!
+                    if !cell.relations.contains(relation) { cell.relations.append(relation) }
+                    if !table.relations.contains(relation) { table.relations.append(relation) }
+                    if let unit = record["privacy_unit"], !unit.isEmpty, !table.privacyUnits.contains(unit) { table.privacyUnits.append(unit) }
+                    if let delta = Double(record["delta"] ?? ""), !table.deltas.contains(delta) { table.deltas.append(delta) }
+                }
+                let eps = group.records.compactMap { Double($0["epsilon"] ?? "") }
+                cell.epsilon = eps.isEmpty ? nil : eps.reduce(0, +) / Double(eps.count)
+            } else {
+                cell.epsilon = .infinity
+            }
+            table.cells.append(cell)
+        }
         let privateRows = Self.sorted(unique(table.cells.filter { $0.kind == .private }.map(\.row)))
         let controlRows = unique(table.cells.filter { $0.kind != .private }.map(\.row))
         table.rowLabels = privateRows + controlRows.filter { !privateRows.contains($0) }
         table.columnLabels = Self.sorted(unique(table.cells.map(\.column).filter { !$0.isEmpty }))
         if table.columnLabels.isEmpty { table.columnLabels = [""] }
         return table
+    }
+
+    /// The resolved config of every `config_hash` a manifest records (current and earlier runs).
+    public static func configs(manifestJSON text: String) -> [String: ConfigValue] {
+        guard let manifest = try? ConfigValue(jsonData: Data(text.utf8)), case .list(let runs)? = manifest["runs"] else { return [:] }
+        var out: [String: ConfigValue] = [:]
+        for run in runs {
+            if case .string(let hash)? = run["config_hash"], let config = run["config"], config != .null { out[hash] = config }
+        }
+        return out
     }
 
     static func controlName(_ kind: RunKind) -> String {
@@ -170,8 +320,9 @@ public struct ResultsTable: Hashable, Sendable {
         case .column: groups = columnLabels.map { column in privateCells.filter { $0.column == column } }
         }
         var best = Set<AggregateCell>()
+        guard direction != .none else { return [] }
         for group in groups where group.count > 1 {
-            let target = higherIsBetter ? group.map(\.mean).max()! : group.map(\.mean).min()!
+            let target = direction == .higherIsBetter ? group.map(\.mean).max()! : group.map(\.mean).min()!
             for cell in group where cell.mean == target { best.insert(cell) }
         }
         return best
@@ -209,19 +360,28 @@ public struct ResultsTable: Hashable, Sendable {
             guard let key = self.columnKey else { return metricName }
             return label.isEmpty ? key : "\(key) = \(label)"
         }
-        let caption = "\(metricName): mean ± sample standard deviation over seeds (n runs); ε: mean epsilon spent"
-            + (deltas.count == 1 ? " at δ = \(ConfigValue.numberText(deltas[0]))" : "")
+        let bestText: String
+        switch (marking, direction) {
+        case (.none, _): bestText = ""
+        case (_, .none): bestText = "; no cell marked best: \(metric) has no better direction"
+        default: bestText = "; best private cell per \(marking.rawValue) in bold (\(direction.rawValue))"
+        }
+        let deltaText = deltas.count == 1 ? " at δ = \(ConfigValue.numberText(deltas[0]))" : ""
+        let caption = "\(metricName): mean ± sample standard deviation over the seeds of one config (n runs)"
+            + (metricIsEpsilon ? deltaText : "; ε: mean epsilon spent" + deltaText)
             + relationText + unitText
-            + "; best private cell per \(marking.rawValue) in bold"
+            + bestText
             + (excludedRuns > 0 ? "; \(excludedRuns) unfinished runs left out" : "")
+            + (runsWithoutMetric > 0 ? "; \(runsWithoutMetric) finished runs without a \(metric) value left out" : "")
+            + (splitKeys.isEmpty ? "" : "; rows split by \(splitKeys.joined(separator: ", ")) so that no cell mixes configs")
 
         switch format {
         case .csv:
-            var out = CSV.line([rowKey, columnKey ?? "column", "kind", "n", "mean", "std", "epsilon", "neighboring_relation", "best"])
+            var out = CSV.line([rowKey, columnKey ?? "column", "kind", "metric", "n", "mean", "std", "epsilon", "neighboring_relation", "best"])
             for row in rowLabels {
                 for cell in cells where cell.row == row {
                     out += CSV.line([
-                        cell.row, cell.column, cell.kind.rawValue, String(cell.n), csvNumber(cell.mean),
+                        cell.row, cell.column, cell.kind.rawValue, metric, String(cell.n), csvNumber(cell.mean),
                         csvNumber(cell.standardDeviation), csvNumber(cell.epsilon), cell.relations.joined(separator: "+"),
                         best.contains(cell) ? "true" : "false",
                     ])
@@ -235,7 +395,7 @@ public struct ResultsTable: Hashable, Sendable {
                 var s = number(cell.mean)
                 if let sd = cell.standardDeviation { s += " ± " + number(sd) }
                 if best.contains(cell) { s = "**\(s)**" }
-                return s + " (n=\(cell.n), ε=\(eps(cell.epsilon))\(relationMark(cell)))"
+                return s + " (n=\(cell.n)\(metricIsEpsilon ? "" : ", ε=\(eps(cell.epsilon))")\(relationMark(cell)))"
             }
             func md(_ s: String) -> String { s.replacingOccurrences(of: "|", with: "\\|") }
             var lines = ["| \(md(rowKey)) | " + columnLabels.map { md(columnTitle($0)) }.joined(separator: " | ") + " |"]
@@ -265,7 +425,8 @@ public struct ResultsTable: Hashable, Sendable {
                 if let sd = cell.standardDeviation { s += " \\pm " + number(sd) }
                 s = best.contains(cell) ? "$\\mathbf{\(s)}$" : "$\(s)$"
                 let e = cell.epsilon.map { $0.isInfinite ? "\\infty" : String(format: "%.3g", $0) } ?? "?"
-                return s + " {\\scriptsize ($n{=}\(cell.n)$, $\\varepsilon{=}\(e)$\(tex(relationMark(cell))))}"
+                let epsilonText = metricIsEpsilon ? "" : ", $\\varepsilon{=}\(e)$"
+                return s + " {\\scriptsize ($n{=}\(cell.n)$\(epsilonText)\(tex(relationMark(cell))))}"
             }
             var lines = ["\\begin{table}", "\\centering", "\\begin{tabular}{l" + String(repeating: "c", count: columnLabels.count) + "}", "\\toprule"]
             lines.append(tex(rowKey) + " & " + columnLabels.map { tex(columnTitle($0)) }.joined(separator: " & ") + " \\\\")
@@ -284,6 +445,62 @@ public struct ResultsTable: Hashable, Sendable {
     }
 }
 
+// MARK: - Experiment folders
+
+/// The result files of a folder that `table` and `plot` read.
+struct ExperimentFolder {
+    let directory: URL
+
+    /// - Throws: `OutputError` (usage) when the path does not exist or is a file.
+    init(_ directory: URL) throws {
+        self.directory = directory
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory) else {
+            throw OutputError("\(directory.path): no such folder", kind: .usage)
+        }
+        guard isDirectory.boolValue else {
+            throw OutputError("\(directory.path) is a file, not an experiment output folder", kind: .usage)
+        }
+    }
+
+    /// A file's text, nil when it does not exist.
+    func text(_ name: String) throws -> String? { try FileIO.readText(directory.appendingPathComponent(name).path) }
+
+    /// runs.csv; without it, nothing to show (a run has started here) or not an experiment folder.
+    func runsCSV() throws -> String {
+        if let text = try text("runs.csv") { return text }
+        let started = ["manifest.json", "epochs.csv", OutputLock.fileName].contains {
+            FileManager.default.fileExists(atPath: directory.appendingPathComponent($0).path)
+        }
+        if started { throw OutputError("\(directory.path): no finished runs yet (no runs.csv)", kind: .nothingToShow) }
+        throw OutputError("\(directory.path) is not an experiment output folder: it has no runs.csv or accounting.csv", kind: .usage)
+    }
+
+    /// The resolved configs recorded in manifest.json, by config hash (empty without one).
+    func configs() throws -> [String: ConfigValue] {
+        try text("manifest.json").map(ResultsTable.configs(manifestJSON:)) ?? [:]
+    }
+}
+
+/// What `dpkit table DIR` prints, and the warnings it writes to standard error.
+/// - Throws: as ``ExperimentPlots/svg(forDirectory:)``; `OutputError` (usage) for an unknown key.
+public func tableText(
+    forDirectory directory: URL, format: TableFormat, rows: String? = nil, columns: String? = nil,
+    metric: String = "test_accuracy", best: BestMarking = .column
+) throws -> (text: String, warnings: [String]) {
+    let files = try ExperimentFolder(directory)
+    if let accounting = try files.text("accounting.csv"), try files.text("runs.csv") == nil {
+        return (try renderAccountingTable(accountingCSV: accounting, format: format), [])
+    }
+    do {
+        let table = try ResultsTable.aggregate(runsCSV: try files.runsCSV(), rows: rows, columns: columns, metric: metric,
+                                               configs: try files.configs())
+        return (table.render(format, best: best), table.warnings)
+    } catch let error as OutputError where error.kind == .nothingToShow && !error.description.hasPrefix(directory.path) {
+        throw OutputError("\(directory.path): \(error.description)", kind: .nothingToShow)
+    }
+}
+
 /// Elements in first-appearance order without repeats.
 func unique(_ items: [String]) -> [String] {
     var seen = Set<String>()
@@ -297,7 +514,7 @@ func unique(_ items: [String]) -> [String] {
 public func renderAccountingTable(accountingCSV text: String, format: TableFormat) throws -> String {
     let (header, records) = CSV.table(text)
     guard header == accountingColumns else {
-        throw OutputError("not an accounting.csv: expected columns \(accountingColumns.joined(separator: ", "))")
+        throw OutputError("not an accounting.csv: expected columns \(accountingColumns.joined(separator: ", "))", kind: .usage)
     }
     if format == .csv { return text }
     let rowKeys = unique(records.map { "q = \($0["q"]!), σ = \($0["noise_multiplier"]!)" })

@@ -36,10 +36,14 @@ public struct RunPlan: Hashable, Sendable {
     public var epsilonPLDUpper: Double?
     /// Anything the user should read before the run starts.
     public var notes: [String]
+    /// Settings that make the run's epsilon misleading (``PrivacyHygiene``): printed as
+    /// warnings with the plan and recorded in the manifest.
+    public var warnings: [String]
 
     public init(
         noiseMultiplier: Double? = nil, samplingProbability: Double? = nil, steps: Int, stepsPerEpoch: Int,
-        epsilonRDP: Double? = nil, epsilonPLDLower: Double? = nil, epsilonPLDUpper: Double? = nil, notes: [String] = []
+        epsilonRDP: Double? = nil, epsilonPLDLower: Double? = nil, epsilonPLDUpper: Double? = nil, notes: [String] = [],
+        warnings: [String] = []
     ) {
         self.noiseMultiplier = noiseMultiplier
         self.samplingProbability = samplingProbability
@@ -49,6 +53,7 @@ public struct RunPlan: Hashable, Sendable {
         self.epsilonPLDLower = epsilonPLDLower
         self.epsilonPLDUpper = epsilonPLDUpper
         self.notes = notes
+        self.warnings = warnings
     }
 }
 

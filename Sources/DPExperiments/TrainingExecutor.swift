@@ -26,6 +26,7 @@ public struct TrainingExecutor: RunExecutor {
             plan.epsilonPLDLower = eps.pldLower
             plan.epsilonPLDUpper = eps.pldUpper
         }
+        plan.warnings = setup.warnings(epsilonRDP: plan.epsilonRDP, epsilonPLDUpper: plan.epsilonPLDUpper)
         return plan
     }
 
@@ -367,6 +368,10 @@ struct PrivacyPlan {
     var budgetAccountant: AccountantKind
     var notes: [String] = []
     var stepEvent: DpEvent?
+    /// n, for the delta >= 1/n check (``PrivacyHygiene``).
+    var trainingSetSize: Int
+    /// The accountant sigma was calibrated with; nil when the config gives sigma.
+    var calibratedWith: AccountantKind?
     /// The neighbouring relation of every epsilon of this run (from the sampler).
     var relation: NeighboringRelation
     /// What the guarantee protects: one training example (record-level DP).
@@ -377,6 +382,7 @@ struct PrivacyPlan {
 
     init(config c: RunConfig, trainingSetSize n: Int) throws {
         let p = c.privacy
+        trainingSetSize = n
         switch p.sampling {
         case "poisson": sampling = .poisson
         case "fixed-size": sampling = .fixedSize
@@ -412,10 +418,16 @@ struct PrivacyPlan {
         } else if let target = p.targetEpsilon {
             let steps = self.steps
             let accountant = budgetAccountant.make(relation: relation)
-            sigma = try DPAccounting.noiseMultiplier(targetEpsilon: target, delta: delta, accountant: accountant) { s in
-                let training = DpEvent.selfComposed(event: eventOf(s), count: steps)
-                return pre.map { .composed([$0, training]) } ?? training
+            do {
+                sigma = try DPAccounting.noiseMultiplier(targetEpsilon: target, delta: delta, accountant: accountant) { s in
+                    let training = DpEvent.selfComposed(event: eventOf(s), count: steps)
+                    return pre.map { .composed([$0, training]) } ?? training
+                }
+            } catch AccountingError.calibrationFailed {
+                throw TrainingError.invalidSetting(PrivacyHygiene.unreachableTarget(
+                    target, delta: delta, steps: steps, accountant: budgetAccountant, preprocessing: pre != nil))
             }
+            calibratedWith = budgetAccountant
             notes.append("sigma \(String(format: "%.4f", sigma)) calibrated to epsilon \(target) at delta \(delta) over \(steps) steps (\(budgetAccountant.rawValue))")
         } else {
             throw TrainingError.invalidSetting("privacy: give noise_multiplier or target_epsilon")

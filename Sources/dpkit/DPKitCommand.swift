@@ -1,4 +1,5 @@
 import ArgumentParser
+import DPExperiments
 import DPTensor
 import Foundation
 
@@ -7,10 +8,21 @@ enum FileHandleStderr {
     static func write(_ s: String) { FileHandle.standardError.write(s.data(using: .utf8)!) }
 }
 
+/// Prints an error in words (the path and the reason for file errors) to standard error and
+/// returns the exit status documented in `dpkit --help`.
+func reportFailure(_ error: Error, hint: String? = nil) -> ExitCode {
+    let status = ExitStatus(for: error)
+    // "Nothing to show yet" is a state, not a fault: said plainly.
+    let prefix = (error as? OutputError)?.kind == .nothingToShow ? "" : "error: "
+    FileHandleStderr.write(prefix + plainDescription(of: error) + (hint.map { "; \($0)" } ?? "") + "\n")
+    return ExitCode(status.rawValue)
+}
+
 struct DPKitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dpkit",
         abstract: "DPKit: differentially private training, accounting and experiments.",
+        discussion: ExitStatus.documentation,
         version: "DPKit \(DPKitVersion.string)",
         subcommands: [InfoCommand.self, RunCommand.self, TableCommand.self, PlotCommand.self, EvaluateCommand.self,
                       EpsilonCommand.self, CalibrateCommand.self, BenchCommand.self])

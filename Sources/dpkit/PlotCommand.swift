@@ -6,7 +6,7 @@ struct PlotCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "plot",
         abstract: "Write an SVG figure of an experiment: privacy-utility curve, accuracy and epsilon by epoch (or RDP vs PLD for accounting.csv).",
-        discussion: "Also writes a PNG next to the SVG when rsvg-convert or ImageMagick's convert is on PATH.")
+        discussion: "Also writes a PNG next to the SVG when rsvg-convert or ImageMagick's convert is on PATH. Without finished runs, it says so and exits 1.")
 
     @Argument(help: "Experiment output directory (holding runs.csv and epochs.csv, or accounting.csv).")
     var directory: String
@@ -19,15 +19,19 @@ struct PlotCommand: ParsableCommand {
 
     func run() throws {
         let dir = URL(fileURLWithPath: directory)
-        let svg: String
         do {
-            svg = try ExperimentPlots.svg(forDirectory: dir)
-        } catch let error as OutputError {
-            throw ValidationError(error.description)
+            let svg = try ExperimentPlots.svg(forDirectory: dir)
+            let url = output.map { URL(fileURLWithPath: $0) } ?? dir.appendingPathComponent("figure.svg")
+            do {
+                try DurableFile.writeAtomically(svg, to: url)
+            } catch var error as FileError {
+                error.action = .createFile
+                throw error
+            }
+            print("wrote \(url.path)")
+            if !noPng, let png = SVG.convertToPNG(url) { print("wrote \(png.path)") }
+        } catch {
+            throw reportFailure(error)
         }
-        let url = output.map { URL(fileURLWithPath: $0) } ?? dir.appendingPathComponent("figure.svg")
-        try svg.write(to: url, atomically: true, encoding: .utf8)
-        print("wrote \(url.path)")
-        if !noPng, let png = SVG.convertToPNG(url) { print("wrote \(png.path)") }
     }
 }

@@ -18,14 +18,12 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         var experiment: ExperimentConfig
         do { experiment = try ExperimentConfig.load(file: config) } catch {
-            FileHandleStderr.write("error: \(error)\n")
-            throw ExitCode.failure
+            throw reportFailure(error)
         }
         if !onlySeeds.isEmpty {
             let unknown = onlySeeds.filter { !experiment.seeds.contains($0) }
             guard unknown.isEmpty else {
-                FileHandleStderr.write("error: --seed \(unknown.map(String.init).joined(separator: ", ")): not among the config's seeds \(experiment.seeds)\n")
-                throw ExitCode.failure
+                throw ValidationError("--seed \(unknown.map(String.init).joined(separator: ", ")): not among the config's seeds \(experiment.seeds)")
             }
             experiment.runs = experiment.runs.filter { onlySeeds.contains($0.seed) }
             for i in experiment.runs.indices { experiment.runs[i].index = i }
@@ -34,6 +32,7 @@ struct RunCommand: ParsableCommand {
         }
         let out = URL(fileURLWithPath: output ?? "runs/\(experiment.name)")
         print("DPKit \(DPKitVersion.string); \(BLASRuntime.summary)")
+        var started = false
         do {
             if experiment.kind == .accounting, let accounting = experiment.accounting {
                 _ = try runAccounting(accounting, outputDirectory: out, executor: AccountantExecutor())
@@ -54,16 +53,19 @@ struct RunCommand: ParsableCommand {
                 runner.status = { print($0) }
                 runner.statusInterval = 30
             }
+            started = true
             let report = try runner.run()
             if !report.failed.isEmpty {
                 FileHandleStderr.write("error: \(report.failed.count) run(s) failed (\(report.failed.joined(separator: ", "))); their errors are in \(out.path)/runs.csv, the other results are kept. Fix the cause and rerun with --resume to redo only those.\n")
-                throw ExitCode.failure
+                throw ExitCode(ExitStatus.failure.rawValue)
             }
         } catch let exit as ExitCode {
             throw exit
         } catch {
-            FileHandleStderr.write("error: \(error)\n")
-            throw ExitCode.failure
+            // Rows are appended durably as runs finish: an I/O error loses none of them.
+            let keep = started && ExitStatus(for: error) == .ioError
+                ? "results written before this error are kept in \(out.path); fix the cause and rerun with --resume" : nil
+            throw reportFailure(error, hint: keep)
         }
     }
 

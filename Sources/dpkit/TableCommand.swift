@@ -8,7 +8,14 @@ extension BestMarking: ExpressibleByArgument {}
 struct TableCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "table",
-        abstract: "Aggregate an experiment's runs.csv over seeds into a table (or accounting.csv into an epsilon table).")
+        abstract: "Aggregate an experiment's runs.csv over seeds into a table (or accounting.csv into an epsilon table).",
+        discussion: """
+            A cell averages the seeds of one config (config_hash). When --rows and --columns would put \
+            runs of different configs into one cell, the cell is split into one row per config, \
+            labelled with the keys that differ, and a warning on standard error names them. The best \
+            cell follows the metric's direction: accuracies up; losses, epsilons, delta and time down; \
+            none for settings. Without finished runs, it says so and exits 1.
+            """)
 
     @Argument(help: "Experiment output directory (holding runs.csv or accounting.csv).")
     var directory: String
@@ -28,27 +35,14 @@ struct TableCommand: ParsableCommand {
     @Option(help: "Mark the best private cell per: \(BestMarking.allCases.map(\.rawValue).joined(separator: ", ")).")
     var best: BestMarking = .column
 
-    func validate() throws {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw ValidationError("DIRECTORY '\(directory)' is not a directory")
-        }
-    }
-
     func run() throws {
-        let dir = URL(fileURLWithPath: directory)
         do {
-            if let data = FileManager.default.contents(atPath: dir.appendingPathComponent("runs.csv").path) {
-                let table = try ResultsTable.aggregate(
-                    runsCSV: String(decoding: data, as: UTF8.self), rows: rows, columns: columns, metric: metric)
-                print(table.render(format, best: best), terminator: "")
-            } else if let data = FileManager.default.contents(atPath: dir.appendingPathComponent("accounting.csv").path) {
-                print(try renderAccountingTable(accountingCSV: String(decoding: data, as: UTF8.self), format: format), terminator: "")
-            } else {
-                throw ValidationError("\(directory) has no runs.csv or accounting.csv")
-            }
-        } catch let error as OutputError {
-            throw ValidationError(error.description)
+            let (text, warnings) = try tableText(forDirectory: URL(fileURLWithPath: directory), format: format, rows: rows,
+                                                 columns: columns, metric: metric, best: best)
+            for warning in warnings { FileHandleStderr.write("warning: \(warning)\n") }
+            print(text, terminator: "")
+        } catch {
+            throw reportFailure(error)
         }
     }
 }

@@ -58,11 +58,11 @@ include:
 
 """
 
-func runExperiment(_ dir: URL, executor: FakeExecutor, resume: Bool = false) throws -> (ExperimentReport, [String]) {
+func runExperiment(_ dir: URL, executor: FakeExecutor, resume: Bool = false, yaml: String = runnerYAML) throws -> (ExperimentReport, [String]) {
     var lines: [String] = []
     let clock = FakeClock()
     let runner = ExperimentRunner(
-        config: try parse(runnerYAML, file: "runner.yaml"), outputDirectory: dir, executor: executor, resume: resume,
+        config: try parse(yaml, file: "runner.yaml"), outputDirectory: dir, executor: executor, resume: resume,
         environment: RunEnvironment(dpkitVersion: "0.1.0", gitCommit: "abc123", blasCore: "Haswell", blasThreads: "2"),
         clock: clock.read, log: { lines.append($0) })
     let report = try runner.run()

@@ -59,14 +59,20 @@ final class FakeExecutor: RunExecutor {
     /// Run ids that throw after `failAfterEpochs` epochs.
     var failing: Set<String> = []
     var failAfterEpochs = 1
+    /// Called as each run starts (tests use it to act while a runner holds the folder).
+    var onExecute: ((ResolvedRun) throws -> Void)?
+    /// Warnings every plan carries, and run ids whose plan throws.
+    var planWarnings: [String] = []
+    var unplannable: Set<String> = []
 
     func plan(_ run: ResolvedRun) throws -> RunPlan {
+        if unplannable.contains(run.runID) { throw FakeFailure() }
         let epochs = run.config.training.epochs ?? 1
         let p = run.config.privacy
         return RunPlan(
             noiseMultiplier: p.enabled ? (p.noiseMultiplier ?? 10 / (p.targetEpsilon ?? 1)) : nil,
             samplingProbability: p.enabled ? 0.1 : nil, steps: epochs * 10, stepsPerEpoch: 10,
-            epsilonRDP: p.enabled ? (p.targetEpsilon ?? 2) : nil)
+            epsilonRDP: p.enabled ? (p.targetEpsilon ?? 2) : nil, warnings: p.enabled ? planWarnings : [])
     }
 
     /// test accuracy of a run: depends on target epsilon and seed.
@@ -77,6 +83,7 @@ final class FakeExecutor: RunExecutor {
 
     func execute(_ run: ResolvedRun, progress: (EpochRecord) throws -> Void) throws -> RunSummary {
         executed.append(run.runID)
+        try onExecute?(run)
         let epochs = run.config.training.epochs ?? 1
         let p = run.config.privacy
         for epoch in 1...epochs {
