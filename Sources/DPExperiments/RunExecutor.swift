@@ -209,13 +209,14 @@ public struct StepMetrics: Hashable, Sendable {
     /// Epsilon spent so far by the RDP accountant at the run's delta; nil when not private.
     public var epsilonRDP: Double?
 
-    /// The `metrics.jsonl` line (keys sorted, no spaces).
-    public var jsonLine: String {
+    /// The `metrics.jsonl` line (keys sorted, no spaces). `secure`: the realised batch size is
+    /// written as null, since in secure mode nothing about the sampling is recorded.
+    public func jsonLine(secure: Bool = false) -> String {
         func number(_ x: Double?) -> String {
             guard let x else { return "null" }
             return x.isFinite ? csvNumber(x) : "\"\(csvNumber(x))\""
         }
-        return "{\"batch_size\":\(batchSize),\"clipped_fraction\":\(number(clippedFraction)),\"clipping_norm\":\(number(clippingNorm)),"
+        return "{\"batch_size\":\(secure ? "null" : String(batchSize)),\"clipped_fraction\":\(number(clippedFraction)),\"clipping_norm\":\(number(clippingNorm)),"
             + "\"epoch\":\(epoch),\"epsilon_rdp\":\(number(epsilonRDP)),\"loss\":\(number(loss)),\"step\":\(step)}"
     }
 }

@@ -130,7 +130,9 @@ public struct TrainingExecutor: RunExecutor {
                             try a.compose(step, count: count)
                             m.epsilonRDP = try a.epsilon(delta: delta).epsilon
                         }
-                        if context.metrics != nil { metricLines += m.jsonLine + "\n" }
+                        if context.metrics != nil {
+                            metricLines += m.jsonLine(secure: setup.privacySettings?.randomness == .secure) + "\n"
+                        }
                         context.onStep?(m)
                     }
                 } catch let TrainingError.budgetExhausted(step, epsilon) {

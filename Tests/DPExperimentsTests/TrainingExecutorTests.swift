@@ -143,3 +143,20 @@ func metricsLogHasEveryStep() throws {
     }
     #expect(statusLines.contains { $0.contains("samples/s") && $0.contains("step ") })
 }
+
+@Test("secure mode: the manifest and runs.csv say so, and metrics.jsonl records nothing about the sampling")
+func secureRunRecordsNoSampling() throws {
+    let yaml = tinyYAML.replacingOccurrences(of: "  accountant: both\n", with: "  accountant: both\n  secure_rng: true\n")
+        .replacingOccurrences(of: "include:\n  - privacy.enabled: false", with: "")
+    let config = try ExperimentConfig.parse(yaml: yaml, file: "tiny.yaml")
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dpkit-secure-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: dir) }
+    _ = try ExperimentRunner(config: config, outputDirectory: dir, executor: TrainingExecutor(), log: { _ in }).run()
+    let (_, rows) = CSV.table(try String(contentsOf: dir.appendingPathComponent("runs.csv"), encoding: .utf8))
+    let row = try #require(rows.first)
+    #expect(row["randomness"] == "secure")
+    let metrics = try String(contentsOf: dir.appendingPathComponent("metrics/\(row["run_id"]!).jsonl"), encoding: .utf8)
+    #expect(!metrics.isEmpty && metrics.split(separator: "\n").allSatisfy { $0.contains("\"batch_size\":null") })
+    let manifest = try String(contentsOf: dir.appendingPathComponent("manifest.json"), encoding: .utf8)
+    #expect(manifest.contains("recorded nowhere"))
+}
