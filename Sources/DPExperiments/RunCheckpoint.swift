@@ -2,12 +2,26 @@ import DPData
 import DPTraining
 import Foundation
 
+/// What an epoch record and a run summary both report.
+protocol RunFiguresSource {
+    var trainLoss: Double? { get }
+    var trainAccuracy: Double? { get }
+    var testLoss: Double? { get }
+    var testAccuracy: Double? { get }
+    var epsilonRDP: Double? { get }
+    var epsilonPLDLower: Double? { get }
+    var epsilonPLDUpper: Double? { get }
+}
+
+extension EpochRecord: RunFiguresSource {}
+extension RunSummary: RunFiguresSource {}
+
 /// The figures of a run so far (the last epoch's), carried from a checkpoint into the summary.
 struct RunFigures: Codable, Equatable {
     var trainLoss, trainAccuracy, testLoss, testAccuracy: Double?
     var epsilonRDP, epsilonPLDLower, epsilonPLDUpper: Double?
 
-    init(_ r: EpochRecord) {
+    init(_ r: some RunFiguresSource) {
         trainLoss = r.trainLoss
         trainAccuracy = r.trainAccuracy
         testLoss = r.testLoss
@@ -15,16 +29,6 @@ struct RunFigures: Codable, Equatable {
         epsilonRDP = r.epsilonRDP
         epsilonPLDLower = r.epsilonPLDLower
         epsilonPLDUpper = r.epsilonPLDUpper
-    }
-
-    init(_ s: RunSummary) {
-        trainLoss = s.trainLoss
-        trainAccuracy = s.trainAccuracy
-        testLoss = s.testLoss
-        testAccuracy = s.testAccuracy
-        epsilonRDP = s.epsilonRDP
-        epsilonPLDLower = s.epsilonPLDLower
-        epsilonPLDUpper = s.epsilonPLDUpper
     }
 
     /// Fills the summary with these figures; a figure an epoch did not compute (no evaluation
