@@ -7,7 +7,7 @@ DATA_PACKAGES := dataset-fashion-mnist
 DEMO_CONFIG ?= experiments/quickstart.yaml
 DEMO_OUT ?= runs/quickstart
 
-.PHONY: demo test build release deps data bench bench-suites clean
+.PHONY: demo test build release deps data bench bench-suites examples clean
 
 # Installs the packages listed in $(1) that dpkg does not report as installed.
 define apt_install
@@ -54,5 +54,13 @@ bench-suites: deps
 	cd Benchmarks && .build/release/Accounting --check Accounting/thresholds.json
 	cd Benchmarks && .build/release/DPSGD --check DPSGD/thresholds.json
 
+# DPKit used as a library from a nested package (Examples/, depending on the root by path):
+# builds it (debug) and runs each program; they exit non-zero when their result is off.
+# DocSnippets compiles the Swift snippets of README.md, docs/ and the DocC articles.
+EXAMPLES := TrainCustomModel AccountCustomMechanism ReadmeProgram DocSnippets
+examples: deps
+	cd Examples && $(SWIFT) build
+	@for e in $(EXAMPLES); do echo "== Examples: $$e"; (cd Examples && ./.build/debug/$$e) || exit 1; done
+
 clean:
-	rm -rf .build Benchmarks/.build
+	rm -rf .build Benchmarks/.build Examples/.build

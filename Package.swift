@@ -73,9 +73,12 @@ let package = Package(
         .testTarget(name: "DPLayersTests", dependencies: ["DPLayers", "DPTensor"]),
         .testTarget(name: "DPDataTests", dependencies: ["DPData", "DPTensor"]),
         .testTarget(name: "DPTrainingTests", dependencies: ["DPTraining", "DPLayers", "DPData", "DPAccounting", "DPTensor"]),
+        // README.md, docs/ and the DocC articles: every Swift snippet is compiled in Examples/.
+        .testTarget(name: "DocumentationTests"),
         .testTarget(
             name: "DPExperimentsTests",
             dependencies: ["DPExperiments", "DPTraining", "DPAccounting", "DPLayers", "DPData", "DPTensor"]),
     ],
     swiftLanguageModes: [.v5]
 )
+
