@@ -82,3 +82,8 @@ let package = Package(
     swiftLanguageModes: [.v5]
 )
 
+// `make docs` only (DPKIT_DOCS set, scratch folder .build-docs): the DocC plugin. Ordinary
+// builds, `make test` and CI neither resolve nor fetch it.
+if Context.environment["DPKIT_DOCS"] != nil {
+    package.dependencies.append(.package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"))
+}

@@ -169,7 +169,7 @@ public final class DPSGDTrainer {
     /// `Adam(learningRate:)`); `schedule` scales it step by step.
     ///
     /// On a generic (slow) OpenBLAS kernel, the first trainer of the process prints a one-time
-    /// warning with the fix (see ``DPTensor/BLASRuntime/check()``).
+    /// warning with the fix (see `BLASRuntime.check()` in DPTensor).
     /// - Throws: ``TrainingError/invalidSetting(_:)`` for invalid settings, or if the privacy
     ///   budget (`targetEpsilon`) allows no step at all given `ledger`.
     public init(model: Sequential, optimizer: Optimizer,
