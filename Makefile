@@ -7,7 +7,7 @@ DATA_PACKAGES := dataset-fashion-mnist
 DEMO_CONFIG ?= experiments/quickstart.yaml
 DEMO_OUT ?= runs/quickstart
 
-.PHONY: demo test build release deps data bench bench-suites examples docs clean
+.PHONY: demo test build release deps data bench bench-suites examples docs format lint clean
 
 # Installs the packages listed in $(1) that dpkg does not report as installed.
 define apt_install
@@ -75,6 +75,15 @@ docs: deps
 	    $(foreach t,$(DOC_TARGETS),--target $(t)); status=$$?; \
 	  if [ -f .build-docs/Package.resolved.saved ]; then mv .build-docs/Package.resolved.saved Package.resolved; \
 	  else rm -f Package.resolved; fi; exit $$status
+
+# swift-format (ships with the toolchain), configured by .swift-format. `make lint` reports and
+# does not fail while the tree is not formatted yet; `make format` rewrites files in place.
+FORMAT_PATHS := Package.swift Sources Tests Examples Benchmarks
+format:
+	$(SWIFT) format format --in-place --recursive --parallel $(FORMAT_PATHS)
+
+lint:
+	$(SWIFT) format lint --recursive --parallel $(FORMAT_PATHS)
 
 clean:
 	rm -rf .build .build-docs Benchmarks/.build Examples/.build
