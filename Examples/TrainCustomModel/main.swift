@@ -7,6 +7,14 @@ import DPLayers
 import DPTensor
 import DPTraining
 
+// MARK: - The BLAS kernel: check() changes nothing; it says which kernel runs and how to get a
+// faster one (the first trainer also prints that advice once, to standard error).
+
+switch BLASRuntime.check() {
+case .fast(let core), .userChosen(let core, _): print("OpenBLAS kernel \(core)")
+case .slow(let core, _): print("OpenBLAS kernel \(core): slow and generic (the first trainer prints the fix to standard error)")
+}
+
 // MARK: - Data: four Gaussian classes in 16 dimensions, a training set and a test set
 
 let train = SyntheticData.gaussianMixture(classes: 4, dimensions: 16, examplesPerClass: 1500,
