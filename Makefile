@@ -7,7 +7,7 @@ DATA_PACKAGES := dataset-fashion-mnist
 DEMO_CONFIG ?= experiments/quickstart.yaml
 DEMO_OUT ?= runs/quickstart
 
-.PHONY: demo test build release deps data bench bench-suites clean
+.PHONY: demo test build release deps data bench bench-suites examples docs format lint clean
 
 # Installs the packages listed in $(1) that dpkg does not report as installed.
 define apt_install
@@ -54,5 +54,36 @@ bench-suites: deps
 	cd Benchmarks && .build/release/Accounting --check Accounting/thresholds.json
 	cd Benchmarks && .build/release/DPSGD --check DPSGD/thresholds.json
 
+# DPKit used as a library from a nested package (Examples/, depending on the root by path):
+# builds it (debug) and runs each program; they exit non-zero when their result is off.
+# DocSnippets compiles the Swift snippets of README.md, docs/ and the DocC articles.
+EXAMPLES := TrainCustomModel AccountCustomMechanism ReadmeProgram DocSnippets
+examples: deps
+	cd Examples && $(SWIFT) build
+	@for e in $(EXAMPLES); do echo "== Examples: $$e"; (cd Examples && ./.build/debug/$$e) || exit 1; done
+
+# API documentation (DocC catalogs: Sources/<Module>/<Module>.docc) through
+# swiftlang/swift-docc-plugin 1.5.0. The manifest adds that dependency only when DPKIT_DOCS is
+# set, and the build goes to its own scratch folder, so `make test` and CI never resolve,
+# fetch or build the plugin. Archives: .build-docs/plugins/Swift-DocC/outputs/<Module>.doccarchive
+DOC_TARGETS := DPTensor DPAccounting DPLayers DPData DPTraining DPExperiments
+# Package.resolved (not committed) is put back afterwards, so the plugin's pin does not linger.
+docs: deps
+	@mkdir -p .build-docs; rm -f .build-docs/Package.resolved.saved; \
+	  if [ -f Package.resolved ]; then cp Package.resolved .build-docs/Package.resolved.saved; fi; \
+	  DPKIT_DOCS=1 $(SWIFT) package --scratch-path .build-docs generate-documentation \
+	    $(foreach t,$(DOC_TARGETS),--target $(t)); status=$$?; \
+	  if [ -f .build-docs/Package.resolved.saved ]; then mv .build-docs/Package.resolved.saved Package.resolved; \
+	  else rm -f Package.resolved; fi; exit $$status
+
+# swift-format (ships with the toolchain), configured by .swift-format. `make lint` reports and
+# does not fail while the tree is not formatted yet; `make format` rewrites files in place.
+FORMAT_PATHS := Package.swift Sources Tests Examples Benchmarks
+format:
+	$(SWIFT) format format --in-place --recursive --parallel $(FORMAT_PATHS)
+
+lint:
+	$(SWIFT) format lint --recursive --parallel $(FORMAT_PATHS)
+
 clean:
-	rm -rf .build Benchmarks/.build
+	rm -rf .build .build-docs Benchmarks/.build Examples/.build

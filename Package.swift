@@ -73,9 +73,17 @@ let package = Package(
         .testTarget(name: "DPLayersTests", dependencies: ["DPLayers", "DPTensor"]),
         .testTarget(name: "DPDataTests", dependencies: ["DPData", "DPTensor"]),
         .testTarget(name: "DPTrainingTests", dependencies: ["DPTraining", "DPLayers", "DPData", "DPAccounting", "DPTensor"]),
+        // README.md, docs/ and the DocC articles: every Swift snippet is compiled in Examples/.
+        .testTarget(name: "DocumentationTests"),
         .testTarget(
             name: "DPExperimentsTests",
             dependencies: ["DPExperiments", "DPTraining", "DPAccounting", "DPLayers", "DPData", "DPTensor"]),
     ],
     swiftLanguageModes: [.v5]
 )
+
+// `make docs` only (DPKIT_DOCS set, scratch folder .build-docs): the DocC plugin. Ordinary
+// builds, `make test` and CI neither resolve nor fetch it.
+if Context.environment["DPKIT_DOCS"] != nil {
+    package.dependencies.append(.package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"))
+}

@@ -86,7 +86,7 @@ import Harness
         let model = try ModelBuilder.build(model: workload.modelName, inputShape: workload.exampleShape, seed: seed)
         let privacy = isPrivate ? PrivacySettings(noiseMultiplier: 1.0, clippingNorm: 1.0, clipping: .flat, delta: 1e-5) : nil
         return try DPSGDTrainer(
-            model: model, optimizer: SGD(learningRate: 0.01), learningRate: 0.01, data: data,
+            model: model, optimizer: SGD(learningRate: 0.01), data: data,
             configuration: TrainerConfiguration(sampling: .fixedSize, expectedBatchSize: batchSize,
                                                 maxPhysicalBatchSize: batchSize, privacy: privacy, seed: seed))
     }

@@ -65,7 +65,7 @@ public struct TrainingExecutor: RunExecutor {
         let schedule = try makeSchedule(c.optimizer.schedule, learningRate: c.optimizer.learningRate,
                                         stepsPerEpoch: setup.stepsPerEpoch, totalSteps: setup.steps)
         let trainer = try DPSGDTrainer(
-            model: model, optimizer: optimizer, learningRate: c.optimizer.learningRate, schedule: schedule,
+            model: model, optimizer: optimizer, schedule: schedule,
             data: split.train,
             configuration: TrainerConfiguration(
                 sampling: setup.sampling, expectedBatchSize: c.training.expectedBatchSize,

@@ -114,6 +114,56 @@ public enum BLASRuntime {
         }
     }
 
+    // MARK: - For library users
+
+    /// The loaded kernel, judged without changing anything (no re-execution, nothing set):
+    /// `.fast`, `.userChosen` (the user set `OPENBLAS_CORETYPE`), or `.slow` with advice naming
+    /// the exact `export OPENBLAS_CORETYPE=...` line. A program that links DPKit as a library
+    /// gets the kernel OpenBLAS chose when it loaded; to get the fast one, either export the
+    /// variable before the program starts, or call ``ensureFastKernel(arguments:)`` first thing
+    /// in `main` (it re-executes the process once, as the `dpkit` tool does).
+    public static func check() -> KernelStatus {
+        let env = ProcessInfo.processInfo.environment
+        switch decide(core: coreName, environment: env, cpuFlags: cpuFlags()) {
+        case .keep(let status): return status
+        case .reexecute(_, let advice): return .slow(core: coreName, advice: advice)
+        }
+    }
+
+    /// The environment variable that silences ``warnOnceIfSlowKernel()``.
+    public static let quietVariable = "DPKIT_NO_BLAS_WARNING"
+
+    /// The one-time warning for `status`, or nil when there is nothing to say.
+    public static func slowKernelWarning(for status: KernelStatus) -> String? {
+        guard case .slow(_, let advice) = status else { return nil }
+        return "DPKit warning: \(advice) Or call BLASRuntime.ensureFastKernel() first thing in main "
+            + "(it re-executes the program once). Set \(quietVariable)=1 or BLASRuntime.slowKernelWarningEnabled = false to silence this."
+    }
+
+    private static let warningState = WarningState()
+
+    /// Whether ``warnOnceIfSlowKernel()`` prints (true unless ``quietVariable`` is set).
+    public static var slowKernelWarningEnabled: Bool {
+        get { warningState.withLock { $0.enabled } }
+        set { warningState.withLock { $0.enabled = newValue } }
+    }
+
+    /// Prints ``slowKernelWarning(for:)`` of ``check()`` to standard error, once per process,
+    /// unless silenced. `DPSGDTrainer.init` calls it, so a library user on a slow kernel hears
+    /// about it at the first trainer. Returns true if it printed.
+    @discardableResult
+    public static func warnOnceIfSlowKernel() -> Bool {
+        let proceed = warningState.withLock { s -> Bool in
+            guard s.enabled, !s.warned else { return false }
+            s.warned = true
+            return true
+        }
+        guard proceed, ProcessInfo.processInfo.environment[quietVariable] == nil,
+              let text = slowKernelWarning(for: check()) else { return false }
+        FileHandle.standardError.write(Data((text + "\n").utf8))
+        return true
+    }
+
     /// True if this process was re-executed by DPKit to choose the kernel.
     public static var kernelChosenByDPKit: String? {
         ProcessInfo.processInfo.environment[reexecMarkerVariable]
@@ -123,5 +173,17 @@ public enum BLASRuntime {
     public static var summary: String {
         "OpenBLAS core \(coreName), \(threadCount) thread(s)"
             + (kernelChosenByDPKit.map { " (OPENBLAS_CORETYPE=\($0) chosen by DPKit)" } ?? "")
+    }
+}
+
+/// The once-per-process flags of the slow-kernel warning, behind a lock.
+private final class WarningState: @unchecked Sendable {
+    struct Flags { var enabled = true, warned = false }
+    private let lock = NSLock()
+    private var flags = Flags()
+    func withLock<T>(_ body: (inout Flags) -> T) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(&flags)
     }
 }

@@ -133,6 +133,9 @@ public final class DPSGDTrainer {
     public let model: Sequential
     public let optimizer: Optimizer
     public let schedule: LearningRateSchedule
+    /// The optimizer's learning rate when the trainer was made: the one authoritative rate.
+    /// Step t uses `schedule.learningRate(base: baseLearningRate, step: t)`, which the trainer
+    /// writes into `optimizer.learningRate` before each update.
     public let baseLearningRate: Double
     public let data: Dataset
     public let configuration: TrainerConfiguration
@@ -162,8 +165,14 @@ public final class DPSGDTrainer {
     /// The accountant that enforces the budget.
     public let budgetAccountant: AccountantKind
 
-    /// - Throws: ``TrainingError`` for invalid settings, or if the budget allows no step.
-    public init(model: Sequential, optimizer: Optimizer, learningRate: Double,
+    /// Makes a trainer. The learning rate is the optimizer's (`SGD(learningRate:)`,
+    /// `Adam(learningRate:)`); `schedule` scales it step by step.
+    ///
+    /// On a generic (slow) OpenBLAS kernel, the first trainer of the process prints a one-time
+    /// warning with the fix (see `BLASRuntime.check()` in DPTensor).
+    /// - Throws: ``TrainingError/invalidSetting(_:)`` for invalid settings, or if the privacy
+    ///   budget (`targetEpsilon`) allows no step at all given `ledger`.
+    public init(model: Sequential, optimizer: Optimizer,
                 schedule: LearningRateSchedule = .constant, data: Dataset,
                 configuration: TrainerConfiguration, ledger: PrivacyLedger = PrivacyLedger(),
                 budgetAccountant: AccountantKind = .rdp) throws {
@@ -187,7 +196,7 @@ public final class DPSGDTrainer {
         // The step discards the gradient w.r.t. the data: let the first layer skip it.
         model.needsInputGradient = false
         self.optimizer = optimizer
-        self.baseLearningRate = learningRate
+        self.baseLearningRate = optimizer.learningRate
         self.schedule = schedule
         self.data = data
         self.configuration = configuration
@@ -206,6 +215,25 @@ public final class DPSGDTrainer {
         self.secureRandom = secure ? SystemRandom() : nil
         self.budgetAccountant = budgetAccountant
         try recomputeBudget()
+        if stepsRemaining == 0, let p = configuration.privacy, let target = p.targetEpsilon {
+            let spent = try PrivacyBudget.epsilon(ledger: ledger, delta: p.delta, accountant: budgetAccountant)
+            var oneStep = ledger
+            try oneStep.record(stepEvent)
+            let next = try PrivacyBudget.epsilon(ledger: oneStep, delta: p.delta, accountant: budgetAccountant)
+            throw TrainingError.invalidSetting(
+                "target epsilon \(target) allows no step: the ledger is at epsilon \(spent) and one step (noise multiplier \(p.noiseMultiplier), sampling probability \(sampler.samplingProbability)) takes it to \(next) (\(budgetAccountant.rawValue), delta \(p.delta)); raise the target epsilon or the noise multiplier, or lower the batch size")
+        }
+        BLASRuntime.warnOnceIfSlowKernel()
+    }
+
+    /// The learning rate used to be given twice (here and to the optimizer) and the trainer's
+    /// silently won. It is now the optimizer's alone.
+    @available(*, unavailable, message: "pass the learning rate to the optimizer only, e.g. SGD(learningRate:); the schedule scales it")
+    public convenience init(model: Sequential, optimizer: Optimizer, learningRate: Double,
+                            schedule: LearningRateSchedule = .constant, data: Dataset,
+                            configuration: TrainerConfiguration, ledger: PrivacyLedger = PrivacyLedger(),
+                            budgetAccountant: AccountantKind = .rdp) throws {
+        fatalError("unavailable")
     }
 
     /// The steps left before `targetEpsilon` (by ``budgetAccountant``), given the ledger.

@@ -81,7 +81,7 @@ public enum StepBenchmark {
         let privacy = isPrivate
             ? PrivacySettings(noiseMultiplier: 1.0, clippingNorm: 1.0, delta: 1e-5) : nil
         let trainer = try DPSGDTrainer(
-            model: model, optimizer: SGD(learningRate: 0.01), learningRate: 0.01, data: data,
+            model: model, optimizer: SGD(learningRate: 0.01), data: data,
             configuration: TrainerConfiguration(sampling: .fixedSize, expectedBatchSize: batchSize,
                                                 maxPhysicalBatchSize: batchSize, privacy: privacy, seed: seed))
         for _ in 0..<warmup { try trainer.trainStep() }

@@ -13,4 +13,6 @@ case .slow(_, let advice):
     FileHandleStderr.write("warning: \(advice)\n")
 default: break
 }
+// The tool has said what it has to say about the kernel: trainers need not repeat it.
+BLASRuntime.slowKernelWarningEnabled = false
 DPKitCommand.main()

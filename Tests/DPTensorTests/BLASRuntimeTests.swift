@@ -45,3 +45,23 @@ func ciOptOutAndLoopGuardWarnWithTheFix(variable: String) {
     #expect(BLASRuntime.threadCount >= 1)
     #expect(BLASRuntime.summary.contains(BLASRuntime.coreName))
 }
+
+// MARK: - The library user's check and warning
+
+@Test func checkNeverReexecutesAndAgreesWithTheLoadedKernel() {
+    let status = BLASRuntime.check()
+    switch status {
+    case .fast(let core), .slow(let core, _): #expect(core == BLASRuntime.coreName)
+    case .userChosen(let core, _): #expect(core == BLASRuntime.coreName)
+    }
+}
+
+@Test func slowKernelWarningNamesTheFixAndHowToSilenceIt() {
+    let advice = "OpenBLAS runs its slow generic 'Prescott' kernel; Fix: export OPENBLAS_CORETYPE=SkylakeX before running."
+    let text = BLASRuntime.slowKernelWarning(for: .slow(core: "Prescott", advice: advice))
+    #expect(text?.contains("export OPENBLAS_CORETYPE=SkylakeX") == true)
+    #expect(text?.contains("BLASRuntime.ensureFastKernel()") == true)
+    #expect(text?.contains(BLASRuntime.quietVariable) == true)
+    #expect(BLASRuntime.slowKernelWarning(for: .fast(core: "SkylakeX")) == nil)
+    #expect(BLASRuntime.slowKernelWarning(for: .userChosen(core: "Prescott", requested: "Prescott")) == nil)
+}

@@ -25,7 +25,7 @@ private func mixture(count: Int, dimensions: Int, seed: UInt64 = 7) -> Dataset {
 
 private func trainer(_ model: Sequential, _ data: Dataset, batch: Int, privacy: PrivacySettings?,
                      sampling: SamplingScheme = .poisson, learningRate: Double = 1, seed: UInt64 = 21) throws -> DPSGDTrainer {
-    try DPSGDTrainer(model: model, optimizer: SGD(learningRate: learningRate), learningRate: learningRate, data: data,
+    try DPSGDTrainer(model: model, optimizer: SGD(learningRate: learningRate), data: data,
                      configuration: TrainerConfiguration(sampling: sampling, expectedBatchSize: batch,
                                                          privacy: privacy, seed: seed))
 }

@@ -47,7 +47,7 @@ private func referenceClippedSum(model: Sequential, data: Dataset, indices: [Int
 private func makeTrainer(model: Sequential, data: Dataset, sampling: SamplingScheme = .poisson, batch: Int = 8,
                          physical: Int = 1024, privacy: PrivacySettings?, seed: UInt64 = 11,
                          optimizer: Optimizer = SGD(learningRate: 1)) throws -> DPSGDTrainer {
-    try DPSGDTrainer(model: model, optimizer: optimizer, learningRate: 1, data: data,
+    try DPSGDTrainer(model: model, optimizer: optimizer, data: data,
                      configuration: TrainerConfiguration(sampling: sampling, expectedBatchSize: batch,
                                                          maxPhysicalBatchSize: physical, privacy: privacy, seed: seed))
 }
@@ -300,6 +300,45 @@ func ledgerRecordsTheSamplersEvent(scheme: SamplingScheme) throws {
     #expect(t.ledger.totalCount == allowed)
 }
 
+@Test(arguments: [0.01, 0.3])
+func initRefusesABudgetThatAllowsNoStep(target: Double) throws {
+    // One step at sigma 0.5, q = 0.5 costs far more than these targets.
+    let data = smallData(count: 60)
+    do {
+        _ = try makeTrainer(model: try smallModel(), data: data, batch: 30,
+                            privacy: PrivacySettings(noiseMultiplier: 0.5, clippingNorm: 1, delta: 1e-5, targetEpsilon: target))
+        Issue.record("a budget that allows no step must be refused at init")
+    } catch let TrainingError.invalidSetting(message) {
+        #expect(message.contains("target epsilon \(target) allows no step"))
+        #expect(message.contains("raise the target epsilon or the noise multiplier"))
+    }
+}
+
+@Test func initRefusesALedgerThatAlreadySpentTheBudget() throws {
+    let data = smallData(count: 60)
+    var ledger = PrivacyLedger()
+    try ledger.record(.gaussian(noiseMultiplier: 0.3))
+    #expect(throws: TrainingError.self) {
+        _ = try DPSGDTrainer(model: try smallModel(), optimizer: SGD(learningRate: 1), data: data,
+                             configuration: TrainerConfiguration(expectedBatchSize: 6, privacy: PrivacySettings(
+                                 noiseMultiplier: 2, clippingNorm: 1, delta: 1e-5, targetEpsilon: 1), seed: 1),
+                             ledger: ledger)
+    }
+}
+
+@Test(arguments: [LearningRateSchedule.constant, .step(everySteps: 1, factor: 0.5)])
+func theOptimizersLearningRateIsTheOneUsed(schedule: LearningRateSchedule) throws {
+    let data = smallData()
+    let optimizer = SGD(learningRate: 0.25)
+    let t = try DPSGDTrainer(model: try smallModel(), optimizer: optimizer, schedule: schedule, data: data,
+                             configuration: TrainerConfiguration(expectedBatchSize: 8, privacy: nil, seed: 1))
+    #expect(t.baseLearningRate == 0.25)
+    for step in 0..<3 {
+        try t.trainStep()
+        #expect(optimizer.learningRate == schedule.learningRate(base: 0.25, step: step))
+    }
+}
+
 @Test func invalidSettingsNameTheValue() throws {
     let data = smallData()
     func message(_ p: PrivacySettings) -> String {
@@ -385,4 +424,33 @@ func resumedRunContinuesExactly(adam: Bool) throws {
     #expect(s.learningRate(base: 2, step: 10) == 2)
     #expect(abs(s.learningRate(base: 2, step: 60) - 1) < 1e-12)
     #expect(s.learningRate(base: 2, step: 110) < 1e-12)
+}
+
+// MARK: - fit
+
+@Test func fitRunsEpochsAndReportsEveryStep() throws {
+    let data = smallData(count: 60)
+    let t = try makeTrainer(model: try smallModel(), data: data, batch: 10,
+                            privacy: PrivacySettings(noiseMultiplier: 1, clippingNorm: 1, delta: 1e-5))
+    var steps: [Int] = []
+    var epochs: [EpochReport] = []
+    let summary = try t.fit(epochs: 2, evaluateOn: data, onStep: { steps.append($0.step) }, onEpoch: { epochs.append($0) })
+    #expect(steps == Array(0..<(2 * t.stepsPerEpoch)))
+    #expect(epochs.map(\.epoch) == [1, 2])
+    #expect(summary.steps == 2 * t.stepsPerEpoch && summary.epochs == 2 && !summary.stoppedByBudget)
+    #expect(summary.ledger.totalCount == summary.steps)
+    let eps = try #require(summary.epsilon)
+    #expect(eps == (try PrivacyBudget.epsilon(ledger: t.ledger, delta: 1e-5)))
+    #expect(epochs[1].testAccuracy != nil && epochs[0].epsilon! < eps)
+}
+
+@Test func fitStopsAtTheBudgetWithoutError() throws {
+    let data = smallData(count: 60)
+    let t = try makeTrainer(model: try smallModel(), data: data, batch: 6,
+                            privacy: PrivacySettings(noiseMultiplier: 1.5, clippingNorm: 1, delta: 1e-5, targetEpsilon: 3))
+    let allowed = try #require(t.stepsRemaining)
+    let summary = try t.fit(epochs: allowed)  // far more steps than the budget allows
+    #expect(summary.stoppedByBudget)
+    #expect(summary.steps == allowed)
+    #expect(try #require(summary.epsilon) <= 3)
 }
