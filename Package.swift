@@ -6,6 +6,7 @@
 //   CFFTW            (system library, imported by DPAccounting only)
 //   CZlib            (system library, imported by DPData only)
 //   CDPKernels       C kernels (normal sampling), imported by DPTensor only
+//   DPSchema         config values and plugin parameter schemas (depends on nothing)
 //   DPTensor         tensor kernel, BLAS/LAPACK, random numbers
 //   DPAccounting     privacy events and accountants (depends on nothing else in DPKit)
 //   DPLayers         layers with per-sample gradient rules
@@ -18,6 +19,7 @@ import PackageDescription
 let package = Package(
     name: "DPKit",
     products: [
+        .library(name: "DPSchema", targets: ["DPSchema"]),
         .library(name: "DPTensor", targets: ["DPTensor"]),
         .library(name: "DPAccounting", targets: ["DPAccounting"]),
         .library(name: "DPLayers", targets: ["DPLayers"]),
@@ -49,15 +51,16 @@ let package = Package(
         .target(name: "CDPKernels", path: "Sources/CDPKernels"),
 
         // MARK: - Library modules
+        .target(name: "DPSchema"),
         .target(name: "DPTensor", dependencies: ["CBLAS", "CLAPACKE", "CDPKernels"]),
         .target(name: "DPAccounting", dependencies: ["CFFTW"]),
-        .target(name: "DPLayers", dependencies: ["DPTensor"]),
-        .target(name: "DPData", dependencies: ["DPTensor", "CZlib"]),
-        .target(name: "DPTraining", dependencies: ["DPTensor", "DPLayers", "DPData", "DPAccounting"]),
+        .target(name: "DPLayers", dependencies: ["DPSchema", "DPTensor"]),
+        .target(name: "DPData", dependencies: ["DPSchema", "DPTensor", "CZlib"]),
+        .target(name: "DPTraining", dependencies: ["DPSchema", "DPTensor", "DPLayers", "DPData", "DPAccounting"]),
         .target(
             name: "DPExperiments",
             dependencies: [
-                "DPTraining", "DPAccounting", "DPData", "DPLayers", "DPTensor",
+                "DPSchema", "DPTraining", "DPAccounting", "DPData", "DPLayers", "DPTensor",
                 .product(name: "Yams", package: "Yams"),
             ]),
         .executableTarget(
@@ -70,8 +73,8 @@ let package = Package(
         // MARK: - Tests
         .testTarget(name: "DPTensorTests", dependencies: ["DPTensor"]),
         .testTarget(name: "DPAccountingTests", dependencies: ["DPAccounting"]),
-        .testTarget(name: "DPLayersTests", dependencies: ["DPLayers", "DPTensor"]),
-        .testTarget(name: "DPDataTests", dependencies: ["DPData", "DPTensor"]),
+        .testTarget(name: "DPLayersTests", dependencies: ["DPLayers", "DPSchema", "DPTensor"]),
+        .testTarget(name: "DPDataTests", dependencies: ["DPData", "DPSchema", "DPTensor"]),
         .testTarget(name: "DPTrainingTests", dependencies: ["DPTraining", "DPLayers", "DPData", "DPAccounting", "DPTensor"]),
         // README.md, docs/ and the DocC articles: every Swift snippet is compiled in Examples/.
         .testTarget(name: "DocumentationTests"),

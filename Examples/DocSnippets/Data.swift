@@ -5,7 +5,8 @@ import DPTensor
 func dataLoading() throws {
     let someIndices = Array(0..<256)
     // snippet: data-loading
-    var pair = try DatasetRegistry.standard.load("synthetic-shapes", options: ["train-count": "60000", "seed": "1"])
+    let registry = DatasetRegistry.standard
+    var pair = try registry.load(registry.request("synthetic-shapes", parameters: ["noise": .double(0.2)], trainSize: 60000, seed: 1))
     let stats = pair.standardize(perChannel: true)      // fitted on pair.train only, applied to both
     var batch = Tensor<Float>(zeros: pair.train.batchShape(256)); var y: [Int] = []
     pair.train.gather(indices: someIndices, into: &batch, labels: &y)   // no allocation once sized

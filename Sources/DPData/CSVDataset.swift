@@ -28,6 +28,13 @@ public enum CSVDataset {
                          classNames: classNames, featureColumns: featureColumns, name: name ?? path)
     }
 
+    /// The number of examples in `path` (its non-blank lines after the header), without parsing them.
+    public static func rowCount(_ path: String) throws -> Int {
+        let bytes = try FileBytes.read(path, missingFix: "check the path of the CSV file.")
+        let lines = String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isNewline)
+        return max(0, lines.filter { !clean($0).isEmpty }.count - 1)
+    }
+
     /// Parses CSV text (see ``load(_:labelColumn:classNames:featureColumns:name:)``); `path` names it in errors.
     public static func parse(_ text: String, path: String, labelColumn: String = "label", classNames: [String]? = nil,
                              featureColumns: [String]? = nil, name: String) throws -> (dataset: Dataset, featureColumns: [String]) {

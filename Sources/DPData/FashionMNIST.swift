@@ -8,6 +8,8 @@ import DPTensor
 /// `/usr/share/datasets/fashion-mnist/`.
 public enum FashionMNIST {
     public static let defaultDirectory = "/usr/share/datasets/fashion-mnist"
+    /// Images in the training and test files.
+    public static let trainCount = 60_000, testCount = 10_000
     public static let classNames = [
         "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",

@@ -1,3 +1,4 @@
+import DPTraining
 import Foundation
 
 /// `accounting:` section of a `kind: accounting` config: epsilon of the subsampled Gaussian
@@ -13,8 +14,8 @@ public struct AccountingConfig: Hashable, Sendable {
     public var steps: [Int]
     /// delta in (0, 1).
     public var targetDelta: Double
-    /// `rdp`, `pld` or `both`.
-    public var accountant: String
+    /// The accountants asked for (`accountant: both` is RDP and PLD).
+    public var accountants: [AccountantKind]
 
     /// The grid in output order: q outermost, then sigma, then steps.
     public var points: [AccountingPoint] {
@@ -33,11 +34,13 @@ public struct AccountingConfig: Hashable, Sendable {
         let qs = doubles(try r.read(ParameterSpec("sampling_probability", .doubleList, range: .unitExcludingZero, required: true)))
         let sigmas = doubles(try r.read(ParameterSpec("noise_multiplier", .doubleList, range: .positive, required: true)))
         let steps = doubles(try r.read(ParameterSpec("steps", .intList, range: .atLeast(1), required: true))).map { Int($0) }
-        let delta = try r.double("delta", range: .openUnit, required: true)!
+        let delta = try r.requiredDouble("delta", range: .openUnit)
         let accountant = try r.pluginName("accountant", r.context.registries.accountants, default: "both")
         try r.finish()
+        // The schema is AccountantKind's own, so every name it accepts converts.
+        let accountants = AccountantKind.selection(named: accountant.name) ?? [.rdp, .pld]
         return AccountingConfig(
-            samplingProbabilities: qs, noiseMultipliers: sigmas, steps: steps, targetDelta: delta, accountant: accountant.name)
+            samplingProbabilities: qs, noiseMultipliers: sigmas, steps: steps, targetDelta: delta, accountants: accountants)
     }
 }
 
@@ -65,8 +68,8 @@ public struct AccountingResult: Hashable, Sendable {
 /// Computes epsilons for an accounting config; implemented over DPAccounting by the lead.
 public protocol AccountingExecutor {
     /// epsilon(delta) of `point.steps` compositions of the Poisson-subsampled Gaussian mechanism.
-    /// - Parameter accountant: `rdp`, `pld` or `both`.
-    func epsilons(_ point: AccountingPoint, accountant: String) throws -> AccountingResult
+    /// - Parameter accountants: the accountants asked for.
+    func epsilons(_ point: AccountingPoint, accountants: [AccountantKind]) throws -> AccountingResult
 }
 
 /// The columns of `accounting.csv`.
@@ -84,7 +87,7 @@ public func runAccounting(
     var results: [AccountingPoint: AccountingResult] = [:]
     let points = config.points
     for (i, point) in points.enumerated() {
-        let result = try executor.epsilons(point, accountant: config.accountant)
+        let result = try executor.epsilons(point, accountants: config.accountants)
         results[point] = result
         rows.append([
             csvNumber(point.samplingProbability), csvNumber(point.noiseMultiplier), String(point.steps),

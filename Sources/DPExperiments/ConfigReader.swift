@@ -127,13 +127,31 @@ final class MapReader {
 
     // MARK: Typed shortcuts
 
-    func double(_ key: String, range: ValueRange? = nil, default value: Double? = nil, required: Bool = false) throws -> Double? {
-        try read(ParameterSpec(key, .double, range: range, default: value.map(ConfigValue.double), required: required))?.doubleValue
+    /// An optional number: nil when absent.
+    func double(_ key: String, range: ValueRange? = nil) throws -> Double? {
+        try read(ParameterSpec(key, .double, range: range))?.doubleValue
     }
 
-    func int(_ key: String, range: ValueRange? = nil, default value: Int? = nil, required: Bool = false) throws -> Int? {
-        guard case .int(let i)? = try read(ParameterSpec(key, .int, range: range, default: value.map(ConfigValue.int), required: required)) else { return nil }
-        return i
+    /// A number that is required, or has `default`.
+    func requiredDouble(_ key: String, range: ValueRange? = nil, default value: Double? = nil) throws -> Double {
+        let spec = ParameterSpec(key, .double, range: range, default: value.map(ConfigValue.double), required: value == nil)
+        return try present(spec, read(spec)?.doubleValue)
+    }
+
+    /// An optional integer: nil when absent.
+    func int(_ key: String, range: ValueRange? = nil) throws -> Int? {
+        try read(ParameterSpec(key, .int, range: range))?.intValue
+    }
+
+    /// An integer that is required, or has `default`.
+    func requiredInt(_ key: String, range: ValueRange? = nil, default value: Int? = nil) throws -> Int {
+        let spec = ParameterSpec(key, .int, range: range, default: value.map(ConfigValue.int), required: value == nil)
+        return try present(spec, read(spec)?.intValue)
+    }
+
+    /// A list of numbers that is required.
+    func requiredDoubles(_ spec: ParameterSpec) throws -> [Double] {
+        try present(spec, read(spec)?.listValue?.compactMap(\.doubleValue))
     }
 
     func bool(_ key: String, default value: Bool) throws -> Bool {
@@ -141,12 +159,34 @@ final class MapReader {
         return b
     }
 
-    func string(_ key: String, default value: String? = nil, required: Bool = false) throws -> String? {
-        try read(ParameterSpec(key, .string, default: value.map(ConfigValue.string), required: required))?.stringValue
+    /// An optional string: nil when absent.
+    func string(_ key: String) throws -> String? {
+        try read(ParameterSpec(key, .string))?.stringValue
     }
 
-    func choice(_ key: String, _ options: [String], default value: String? = nil, required: Bool = false) throws -> String? {
-        try read(ParameterSpec(key, .choice(options), default: value.map(ConfigValue.string), required: required))?.stringValue
+    /// A string that is required, or has `default`.
+    func requiredString(_ key: String, default value: String? = nil) throws -> String {
+        let spec = ParameterSpec(key, .string, default: value.map(ConfigValue.string), required: value == nil)
+        return try present(spec, read(spec)?.stringValue)
+    }
+
+    /// One of `options`, required or with `default`.
+    func requiredChoice(_ key: String, _ options: [String], default value: String? = nil) throws -> String {
+        let spec = ParameterSpec(key, .choice(options), default: value.map(ConfigValue.string), required: value == nil)
+        return try present(spec, read(spec)?.stringValue)
+    }
+
+    /// A case of `E` by its raw value, with `default`.
+    func requiredCase<E: RawRepresentable & CaseIterable>(_ key: String, default value: E) throws -> E where E.RawValue == String {
+        let name = try requiredChoice(key, E.allCases.map(\.rawValue), default: value.rawValue)
+        return E(rawValue: name) ?? value  // the choice check admits raw values only
+    }
+
+    /// The value `read` returned for a required (or defaulted) spec: `read` throws for a missing
+    /// required key and fills in the default, so nil here means the value had the wrong type.
+    private func present<T>(_ spec: ParameterSpec, _ value: T?) throws -> T {
+        guard let value else { throw error(spec.name, "is required; allowed: \(spec.allowedDescription)") }
+        return value
     }
 
     /// Reads the name of a plugin from `registry`, with a suggestion for a misspelt one.

@@ -101,9 +101,9 @@ public struct ExperimentConfig: Sendable {
         let (tree, lines) = try ConfigValue.parseYAML(yaml, file: file)
         let context = ParseContext(file: file, lines: lines, registries: registries)
         let top = try MapReader(tree, path: "", context: context)
-        let kind = ExperimentKind(rawValue: try top.choice("kind", ExperimentKind.allCases.map(\.rawValue), default: "training")!)!
-        let name = try top.string("name", required: true)!
-        let description = try top.string("description", default: "")!
+        let kind = try top.requiredCase("kind", default: ExperimentKind.training)
+        let name = try top.requiredString("name")
+        let description = try top.requiredString("description", default: "")
         var config = ExperimentConfig(
             file: file, name: name, description: description, kind: kind, raw: tree, seeds: [], sweep: [],
             include: [], varyingKeys: [], runs: [], accounting: nil, warnings: [])
@@ -122,11 +122,53 @@ public struct ExperimentConfig: Sendable {
     }
 }
 
+// MARK: - Seed selection
+
+/// Seeds asked for that the config does not run.
+public struct UnknownSeedsError: Error, Equatable, CustomStringConvertible {
+    public var unknown: [Int]
+    public var configSeeds: [Int]
+    public var description: String {
+        "\(unknown.map(String.init).joined(separator: ", ")): not among the config's seeds \(configSeeds)"
+    }
+}
+
+extension ExperimentConfig {
+    /// Keeps only the runs of `selected` seeds (renumbered from 0), records them as the
+    /// experiment's seeds, and adds a warning naming them and `source` so the manifest says
+    /// that the other seeds were left out.
+    /// - Throws: ``UnknownSeedsError`` for a seed the config does not run.
+    public mutating func restrict(toSeeds selected: [Int], source: String) throws {
+        guard !selected.isEmpty else { return }
+        let unknown = selected.filter { !seeds.contains($0) }
+        guard unknown.isEmpty else { throw UnknownSeedsError(unknown: unknown, configSeeds: seeds) }
+        runs = runs.filter { selected.contains($0.seed) }
+        for i in runs.indices { runs[i].index = i }
+        seeds = selected
+        warnings.append("--seed \(selected.map(String.init).joined(separator: ", ")): only these seeds of \(source) were run")
+    }
+}
+
 // MARK: - Sweep expansion
 
 extension ExperimentConfig {
     private mutating func expandRuns(top: MapReader, tree: ConfigValue, context: ParseContext) throws {
-        // Sweep axes.
+        try readSweep(top: top, context: context)
+        try readSeeds(top: top)
+        try readInclude(top: top)
+        // Columns: swept and included key paths, seed excluded.
+        for key in sweep.map(\.path) + include.flatMap({ $0.map(\.key) }) where key != "seed" && !varyingKeys.contains(key) {
+            varyingKeys.append(key)
+        }
+        // The base tree: the run sections only.
+        var base = ConfigValue.map([])
+        for key in RunConfig.sectionKeys { if let v = tree[key] { base.setValue(v, atPath: key) } }
+        try resolveRuns(points: runPoints(), base: base, top: top, context: context)
+        addPrivacyWarnings()
+    }
+
+    /// `sweep:`: the axes, in file order.
+    private mutating func readSweep(top: MapReader, context: ParseContext) throws {
         if let sweepValue = top.raw("sweep") {
             guard case .map(let pairs) = sweepValue else {
                 throw top.error("sweep", "must be a map from key paths to lists of values, got \(sweepValue.typeName)")
@@ -152,8 +194,10 @@ extension ExperimentConfig {
             }
         }
 
-        // Seeds.
-        // Seeds become UInt64 Philox keys: non-negative.
+    }
+
+    /// `seeds:` or `sweep.seed`; seeds become UInt64 Philox keys, so they are non-negative.
+    private mutating func readSeeds(top: MapReader) throws {
         let seedsSpec = ParameterSpec("seeds", .intList, range: .nonNegative, default: .list([.int(0)]))
         if let axis = sweep.first(where: { $0.path == "seed" }) {
             if top.has("seeds") {
@@ -168,7 +212,10 @@ extension ExperimentConfig {
             seeds = list.compactMap { if case .int(let s) = $0 { return s } else { return nil } }
         }
 
-        // Include entries.
+    }
+
+    /// `include:`: extra runs as flattened key paths.
+    private mutating func readInclude(top: MapReader) throws {
         if let includeValue = top.raw("include") {
             guard case .list(let entries) = includeValue else {
                 throw top.error("include", "must be a list of maps from key paths to values, got \(includeValue.typeName)")
@@ -181,16 +228,10 @@ extension ExperimentConfig {
             }
         }
 
-        // Columns: swept and included key paths, seed excluded.
-        for key in sweep.map(\.path) + include.flatMap({ $0.map(\.key) }) where key != "seed" && !varyingKeys.contains(key) {
-            varyingKeys.append(key)
-        }
+    }
 
-        // The base tree: the run sections only.
-        var base = ConfigValue.map([])
-        for key in RunConfig.sectionKeys { if let v = tree[key] { base.setValue(v, atPath: key) } }
-
-        // Grid points (first axis outermost), then include entries; seeds innermost unless swept.
+    /// Grid points (first axis outermost), then include entries; seeds innermost unless swept.
+    private func runPoints() -> [(assignments: [KeyValue], origin: String)] {
         var points: [(assignments: [KeyValue], origin: String)] = [([], "grid")]
         for axis in sweep {
             points = points.flatMap { point in axis.values.map { (point.assignments + [KeyValue(axis.path, $0)], point.origin) } }
@@ -206,6 +247,12 @@ extension ExperimentConfig {
             }
         }
 
+        return points
+    }
+
+    /// Validates each point's run config and appends the runs, once per run id.
+    private mutating func resolveRuns(points: [(assignments: [KeyValue], origin: String)], base: ConfigValue,
+                                      top: MapReader, context: ParseContext) throws {
         var seen = Set<String>()
         for point in points {
             var run = base
@@ -251,17 +298,19 @@ extension ExperimentConfig {
             seen.insert(resolved.runID)
             runs.append(resolved)
         }
+    }
 
-        // Privacy-relevant notes.
-        if runs.contains(where: { $0.config.privacy.enabled && $0.config.privacy.sampling == "fixed-size"
-                                  && $0.config.privacy.accountant != "rdp" }) {
+    /// Privacy-relevant notes, printed with the plan (never silent).
+    private mutating func addPrivacyWarnings() {
+        if runs.contains(where: { $0.config.privacy.enabled && $0.config.privacy.sampling == .fixedSize
+                                  && $0.config.privacy.accountants != [.rdp] }) {
             warnings.append(
                 "privacy.sampling: fixed-size: fixed-size batches are accounted with the RDP sampling-without-replacement bound (replace-one neighbouring); an accountant that cannot account for them reports no epsilon")
         }
         for run in runs where run.kind == .clipOnly {
             warnings.append("\(run.runID) (\(run.label)): noise_multiplier 0 is the clip-only control; it has no privacy guarantee (epsilon is infinite)")
         }
-        if runs.contains(where: { $0.config.privacy.enabled && $0.config.privacy.clipping == "adaptive" }) {
+        if runs.contains(where: { $0.config.privacy.enabled && $0.config.privacy.clipping.name == "adaptive" }) {
             warnings.append("privacy.clipping: adaptive: the private quantile estimate spends budget; the executor must account for it")
         }
     }

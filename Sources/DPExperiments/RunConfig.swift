@@ -1,3 +1,7 @@
+import DPData
+import DPLayers
+import DPTraining
+
 // MARK: - Sections
 
 /// How inputs are scaled before training (`dataset.normalize`, options in
@@ -39,7 +43,7 @@ public enum Normalization: Hashable, Sendable {
 
 /// `dataset:` section.
 public struct DatasetConfig: Hashable, Sendable {
-    /// Registry name: `fashion-mnist`, `synthetic-shapes`, `gaussian-mixture`, `csv`.
+    /// A name of ``DatasetRegistry`` (DPData): `fashion-mnist`, `synthetic-shapes`, `gaussian-mixture`, `csv`.
     public var name: String
     /// File or directory; required by plugins with `requiresPath` (csv).
     public var path: String?
@@ -49,23 +53,29 @@ public struct DatasetConfig: Hashable, Sendable {
     public var testSize: Int?
     /// The plugin's parameters with defaults filled in.
     public var options: [String: ConfigValue]
-}
 
-/// One entry of `model.layers`.
-public struct LayerSpec: Hashable, Sendable {
-    /// Registry name: `dense`, `conv2d`, `tanh`, ...
-    public var type: String
-    /// The layer's parameters with defaults filled in.
-    public var options: [String: ConfigValue]
+    /// What this section asks of the dataset registry, with generated data drawn from `seed`.
+    /// - Throws: ``DataError/unknownDataset(name:valid:)`` when `registry` has no such dataset.
+    public func request(seed: Int, registry: DatasetRegistry = .standard) throws -> DatasetRequest {
+        try registry.request(name, parameters: options, path: path, trainSize: trainSize, testSize: testSize,
+                             seed: UInt64(seed))
+    }
+
+    /// The examples this section describes, without reading data; nil when only the file knows (csv).
+    public func declaredExamples(registry: DatasetRegistry = .standard) throws -> DeclaredExamples? {
+        try registry.declaredExamples(request(seed: 0, registry: registry))
+    }
 }
 
 /// `model:` section: a registry model with options, or a list of layers.
 public struct ModelConfig: Hashable, Sendable {
-    /// Registry name, or nil when `layers` is given.
+    /// A name of ``ModelRegistry`` (DPLayers), or nil when `layers` is given.
     public var name: String?
     public var options: [String: ConfigValue]
     /// The layers of a model described in the config, or nil for a registry model.
     public var layers: [LayerSpec]?
+    /// The `type` of each entry of `layers`, as written (for messages); empty for a registry model.
+    public var layerTypes: [String]
     /// Display name: `label`, else `name`, else `layers`.
     public var label: String
 }
@@ -102,14 +112,12 @@ public struct PrivacyConfig: Hashable, Sendable {
     public var targetDelta: Double?
     /// C: the l2 bound per example.
     public var clippingNorm: Double?
-    /// `flat`, `per-layer`, `automatic`, `adaptive`.
-    public var clipping: String
-    public var clippingOptions: [String: ConfigValue]
-    /// `poisson` (each example joins each batch independently with probability q = B / n) or
-    /// `fixed-size` (a fresh uniformly random batch of exactly b examples each step); decides which privacy analysis applies.
-    public var sampling: String
-    /// `rdp`, `pld`, `both`.
-    public var accountant: String
+    /// `privacy.clipping` with its `clipping_options` (defaults filled in).
+    public var clipping: ClippingMode
+    /// `privacy.sampling`: decides which privacy analysis applies (``SamplingScheme/stepEvent(samplingProbability:batchSize:datasetSize:noiseMultiplier:)``).
+    public var sampling: SamplingScheme
+    /// `privacy.accountant`: the accountants that report epsilon (`both` is RDP and PLD).
+    public var accountants: [AccountantKind]
     /// Draw noise from a cryptographically secure generator.
     public var secureRNG: Bool
 
@@ -186,185 +194,13 @@ extension RunConfig {
     /// Validates the run sections of `tree` (a whole config file after sweep values were applied).
     static func parse(_ tree: ConfigValue, seed: Int, context: ParseContext) throws -> RunConfig {
         let root = try MapReader(tree, path: "", context: context)
-        let registries = context.registries
-
-        // dataset
-        let d = try root.section("dataset")
-        let datasetPlugin = try d.pluginName("name", registries.datasets)
-        let path = try d.string("path")
-        if datasetPlugin.requiresPath && path == nil {
-            throw d.error("path", "is required for dataset `\(datasetPlugin.name)`")
-        }
-        let normalizeName = try d.choice("normalize", Normalization.names, default: "none")!
-        let no = try d.section("normalize_options")
-        let normalize: Normalization
-        switch normalizeName {
-        case "fixed":
-            // Bounds that keep the constants, their ratio and 1 / std finite and non-zero in Float.
-            let mean = try no.read(ParameterSpec("mean", .doubleList, range: .closed(-1e30, 1e30), required: true, "declared mean: one value, or one per channel"))
-            let sd = try no.read(ParameterSpec("std", .doubleList, range: .closed(1e-30, 1e30), required: true, "declared standard deviation, > 0"))
-            let means = mean?.listValue?.compactMap(\.doubleValue) ?? [], sds = sd?.listValue?.compactMap(\.doubleValue) ?? []
-            guard means.count == sds.count else {
-                throw no.error("std", "has \(sds.count) values but `mean` has \(means.count); give one of each, or one per channel")
-            }
-            normalize = .fixed(mean: means, standardDeviation: sds)
-        case "private-standardize":
-            // Bounds that keep the noisy statistics finite (no overflow to infinity or NaN in
-            // PrivateStandardization.fit): |lower|, |upper| <= 1e6 and sigma <= 1e6.
-            let sigma = try no.double("noise_multiplier", range: ValueRange(lower: 0, lowerInclusive: false, upper: 1e6), required: true)!
-            let lower = try no.double("lower", range: .closed(-1e6, 1e6), default: 0)!
-            let upper = try no.double("upper", range: .closed(-1e6, 1e6), default: 1)!
-            guard upper > lower else {
-                throw no.error("upper", "\(ConfigValue.numberText(upper)) must exceed lower \(ConfigValue.numberText(lower)) (the public range every input value is clipped to)")
-            }
-            normalize = .privateStandardize(noiseMultiplier: sigma, lower: lower, upper: upper)
-        case "per-example": normalize = .perExample
-        case "standardize": normalize = .standardize
-        default: normalize = .none
-        }
-        try no.finish()
-        if !no.resolved.isEmpty { d.close(no, as: "normalize_options") }
-        let trainSize = try d.int("train_size", range: .atLeast(1))
-        let testSize = try d.int("test_size", range: .atLeast(1))
-        let datasetOptionsReader = try d.section("options")
-        let datasetOptions = try datasetOptionsReader.pluginParameters(datasetPlugin, kind: "dataset")
-        d.close(datasetOptionsReader, as: "options")
-        try d.finish()
-        root.close(d, as: "dataset")
-        let dataset = DatasetConfig(
-            name: datasetPlugin.name, path: path, normalize: normalize,
-            trainSize: trainSize, testSize: testSize, options: datasetOptions)
-
-        // model
-        let m = try root.section("model")
-        let model: ModelConfig
-        let label = try m.string("label")
-        let hasName = m.has("name"), hasLayers = m.has("layers")
-        if hasName == hasLayers {
-            throw m.context.error(
-                m.path, hasName
-                    ? "has both `name` and `layers`; give exactly one (a registry model or a list of layers)"
-                    : "needs `name` (one of \(registries.models.names.joined(separator: ", "))) or `layers` (a list of layer specs)")
-        }
-        if hasName {
-            let plugin = try m.pluginName("name", registries.models)
-            let optionsReader = try m.section("options")
-            let options = try optionsReader.pluginParameters(plugin, kind: "model")
-            m.close(optionsReader, as: "options")
-            model = ModelConfig(name: plugin.name, options: options, layers: nil, label: label ?? plugin.name)
-        } else {
-            guard case .list(let items)? = m.raw("layers"), !items.isEmpty else {
-                throw m.error("layers", "must be a non-empty list of layer specs such as `{type: dense, units: 10}`")
-            }
-            var layers: [LayerSpec] = []
-            var resolvedLayers: [ConfigValue] = []
-            for (i, item) in items.enumerated() {
-                let layerReader = try MapReader(item, path: m.childPath("layers") + "[\(i)]", context: context)
-                let plugin = try layerReader.pluginName("type", registries.layers)
-                let options = try layerReader.pluginParameters(plugin, kind: "layer")
-                layers.append(LayerSpec(type: plugin.name, options: options))
-                resolvedLayers.append(.map(layerReader.resolved))
-            }
-            m.record("layers", .list(resolvedLayers))
-            model = ModelConfig(name: nil, options: [:], layers: layers, label: label ?? "layers")
-        }
-        try m.finish()
-        root.close(m, as: "model")
-
-        // optimizer
-        let o = try root.section("optimizer")
-        let optimizerPlugin = try o.pluginName("name", registries.optimizers)
-        let learningRate = try o.double("learning_rate", range: .positive, required: true)!
-        let s = try o.section("schedule")
-        let schedulePlugin = try s.pluginName("name", registries.schedules, default: "constant")
-        let scheduleOptionsReader = try s.section("options")
-        let scheduleOptions = try scheduleOptionsReader.pluginParameters(schedulePlugin, kind: "schedule")
-        s.close(scheduleOptionsReader, as: "options")
-        try s.finish()
-        o.close(s, as: "schedule")
-        let optimizerOptions = try o.pluginParameters(optimizerPlugin, kind: "optimizer")
-        let optimizer = OptimizerConfig(
-            name: optimizerPlugin.name, learningRate: learningRate,
-            momentum: optimizerOptions["momentum"]?.doubleValue ?? 0,
-            betas: { if case .list(let b)? = optimizerOptions["betas"] { return b.compactMap(\.doubleValue) } else { return [] } }(),
-            weightDecay: optimizerOptions["weight_decay"]?.doubleValue ?? 0,
-            schedule: ScheduleConfig(name: schedulePlugin.name, options: scheduleOptions))
-        root.close(o, as: "optimizer")
-
-        // training (read before privacy: the adaptive clipping default depends on the batch size)
+        let dataset = try parseDataset(root, context: context)
+        let model = try parseModel(root, context: context)
+        let optimizer = try parseOptimizer(root, context: context)
+        // training before privacy: the adaptive clipping default depends on the batch size.
         let t = try root.section("training")
-        let expectedBatchSize = try t.int("expected_batch_size", range: .atLeast(1), required: true)!
-        let maxPhysical = try t.int("max_physical_batch_size", range: .atLeast(1), default: expectedBatchSize)!
-        // Upper bounds keep epochs x steps per epoch (and schedules in steps) within Int.
-        let epochs = try t.int("epochs", range: .closed(1, 1e6))
-        let steps = try t.int("steps", range: .closed(1, 1e9))
-        if (epochs == nil) == (steps == nil) {
-            throw t.context.error(
-                t.childPath(epochs == nil ? "epochs" : "steps"),
-                epochs == nil ? "is missing; give exactly one of `training.epochs` and `training.steps`"
-                    : "conflicts with `training.epochs`; give exactly one of `training.epochs` and `training.steps`")
-        }
-        let evalEvery = try t.int("eval_every", range: .atLeast(1), default: 1)!
-        try t.finish()
-        let training = TrainingConfig(
-            expectedBatchSize: expectedBatchSize, maxPhysicalBatchSize: maxPhysical,
-            epochs: epochs, steps: steps, evalEvery: evalEvery)
-
-        // privacy
-        let p = try root.section("privacy")
-        let enabled = try p.bool("enabled", default: true)
-        let noiseMultiplier = try p.double("noise_multiplier", range: .nonNegative)
-        let targetEpsilon = try p.double("target_epsilon", range: .positive)
-        let delta = try p.double("delta", range: .openUnit)
-        let clippingNorm = try p.double("clipping_norm", range: .positive)
-        let clippingPlugin = try p.pluginName("clipping", registries.clippingModes, default: "flat")
-        let clippingOptionsReader = try p.section("clipping_options")
-        let clippingOptions = try clippingOptionsReader.pluginParameters(clippingPlugin, kind: "clipping mode")
-        p.close(clippingOptionsReader, as: "clipping_options")
-        let sampling = try p.pluginName("sampling", registries.samplers, default: "poisson")
-        let accountant = try p.pluginName("accountant", registries.accountants, default: "rdp")
-        let secureRNG = try p.bool("secure_rng", default: false)
-        try p.finish()
-        if enabled {
-            switch (noiseMultiplier, targetEpsilon) {
-            case (nil, nil):
-                throw p.context.error(
-                    p.childPath("noise_multiplier"),
-                    "is missing: a private run needs exactly one of `privacy.noise_multiplier` and `privacy.target_epsilon` (or `privacy.enabled: false` for a non-private control)")
-            case (let sigma?, let eps?):
-                throw p.context.error(
-                    p.childPath("target_epsilon"),
-                    "\(ConfigValue.numberText(eps)) conflicts with `privacy.noise_multiplier: \(ConfigValue.numberText(sigma))`; give exactly one (remove the other with `null` in a sweep or include entry)")
-            default: break
-            }
-            if delta == nil { throw p.error("delta", "is required for a private run; allowed: a number in (0, 1), typically below 1/n") }
-            if clippingNorm == nil { throw p.error("clipping_norm", "is required for a private run; allowed: a number > 0") }
-            if case .list(let norms)? = clippingOptions["layer_norms"], let clippingNorm {
-                // The sensitivity of per-layer clipping is the l2 norm of the thresholds; the noise
-                // is calibrated to clipping_norm, so the two must agree.
-                let l2 = norms.compactMap(\.doubleValue).reduce(0) { $0 + $1 * $1 }.squareRoot()
-                if abs(l2 - clippingNorm) > 1e-9 * max(1, clippingNorm) {
-                    throw p.error(
-                        "clipping_options.layer_norms",
-                        "has l2 norm \(ConfigValue.numberText(l2)), but the noise is calibrated to clipping_norm \(ConfigValue.numberText(clippingNorm)); allowed: thresholds whose l2 norm equals clipping_norm")
-                }
-            }
-        }
-        // The resolved map of a non-private run keeps only `enabled`, so its hash ignores unused keys.
-        if !enabled { p.resolved = [("enabled", .bool(false))] }
-        if enabled, noiseMultiplier != 0, case .standardize = normalize {
-            throw context.error(
-                "dataset.normalize",
-                "`standardize` fits the mean and standard deviation on the private training set, which no privacy ledger accounts for, so a private run refuses it; use `fixed` (declared constants: normalize_options {mean, std}), `per-example` (each example by its own statistics, no privacy cost) or `private-standardize` (Gaussian-mechanism statistics composed into the run's ledger: normalize_options {noise_multiplier, lower, upper})")
-        }
-        let privacy = PrivacyConfig(
-            enabled: enabled,
-            noiseMultiplier: enabled ? noiseMultiplier : nil, targetEpsilon: enabled ? targetEpsilon : nil,
-            targetDelta: enabled ? delta : nil, clippingNorm: enabled ? clippingNorm : nil,
-            clipping: clippingPlugin.name, clippingOptions: enabled ? clippingOptions : [:],
-            sampling: sampling.name, accountant: accountant.name,
-            secureRNG: secureRNG)
-        root.close(p, as: "privacy")
+        let training = try parseTraining(t)
+        let privacy = try parsePrivacy(root, training: training, normalize: dataset.normalize, context: context)
         root.close(t, as: "training")
 
         // The model must fit the data: shape inference from the dataset config, no data read.
@@ -375,5 +211,221 @@ extension RunConfig {
         return RunConfig(
             dataset: dataset, model: model, optimizer: optimizer, privacy: privacy, training: training,
             seed: seed, resolved: resolved)
+    }
+
+    // MARK: dataset
+
+    static func parseDataset(_ root: MapReader, context: ParseContext) throws -> DatasetConfig {
+        let d = try root.section("dataset")
+        let plugin = try d.pluginName("name", context.registries.datasets.schema)
+        let path = try d.string("path")
+        if plugin.requiresPath && path == nil {
+            throw d.error("path", "is required for dataset `\(plugin.name)`")
+        }
+        let normalize = try parseNormalization(d)
+        let trainSize = try d.int("train_size", range: .atLeast(1))
+        let testSize = try d.int("test_size", range: .atLeast(1))
+        let optionsReader = try d.section("options")
+        let options = try optionsReader.pluginParameters(plugin, kind: "dataset")
+        d.close(optionsReader, as: "options")
+        try d.finish()
+        root.close(d, as: "dataset")
+        return DatasetConfig(name: plugin.name, path: path, normalize: normalize, trainSize: trainSize, testSize: testSize,
+                             options: options)
+    }
+
+    /// `dataset.normalize` and `dataset.normalize_options`.
+    static func parseNormalization(_ d: MapReader) throws -> Normalization {
+        let name = try d.requiredChoice("normalize", Normalization.names, default: "none")
+        let no = try d.section("normalize_options")
+        let normalize: Normalization
+        switch name {
+        case "fixed":
+            // Bounds that keep the constants, their ratio and 1 / std finite and non-zero in Float.
+            let means = try no.requiredDoubles(ParameterSpec("mean", .doubleList, range: .closed(-1e30, 1e30), required: true, "declared mean: one value, or one per channel"))
+            let sds = try no.requiredDoubles(ParameterSpec("std", .doubleList, range: .closed(1e-30, 1e30), required: true, "declared standard deviation, > 0"))
+            guard means.count == sds.count else {
+                throw no.error("std", "has \(sds.count) values but `mean` has \(means.count); give one of each, or one per channel")
+            }
+            normalize = .fixed(mean: means, standardDeviation: sds)
+        case "private-standardize":
+            // Bounds that keep the noisy statistics finite (no overflow to infinity or NaN in
+            // PrivateStandardization.fit): |lower|, |upper| <= 1e6 and sigma <= 1e6.
+            let sigma = try no.requiredDouble("noise_multiplier", range: ValueRange(lower: 0, lowerInclusive: false, upper: 1e6))
+            let lower = try no.requiredDouble("lower", range: .closed(-1e6, 1e6), default: 0)
+            let upper = try no.requiredDouble("upper", range: .closed(-1e6, 1e6), default: 1)
+            guard upper > lower else {
+                throw no.error("upper", "\(ConfigValue.numberText(upper)) must exceed lower \(ConfigValue.numberText(lower)) (the public range every input value is clipped to)")
+            }
+            normalize = .privateStandardize(noiseMultiplier: sigma, lower: lower, upper: upper)
+        case "per-example": normalize = .perExample
+        case "standardize": normalize = .standardize
+        default: normalize = .none
+        }
+        try no.finish()
+        if !no.resolved.isEmpty { d.close(no, as: "normalize_options") }
+        return normalize
+    }
+
+    // MARK: model
+
+    static func parseModel(_ root: MapReader, context: ParseContext) throws -> ModelConfig {
+        let m = try root.section("model")
+        let registries = context.registries
+        let label = try m.string("label")
+        let hasName = m.has("name"), hasLayers = m.has("layers")
+        if hasName == hasLayers {
+            throw m.context.error(
+                m.path, hasName
+                    ? "has both `name` and `layers`; give exactly one (a registry model or a list of layers)"
+                    : "needs `name` (one of \(registries.models.names.joined(separator: ", "))) or `layers` (a list of layer specs)")
+        }
+        let model: ModelConfig
+        if hasName {
+            let plugin = try m.pluginName("name", registries.models.schema)
+            let optionsReader = try m.section("options")
+            let options = try optionsReader.pluginParameters(plugin, kind: "model")
+            m.close(optionsReader, as: "options")
+            model = ModelConfig(name: plugin.name, options: options, layers: nil, layerTypes: [], label: label ?? plugin.name)
+        } else {
+            guard case .list(let items)? = m.raw("layers"), !items.isEmpty else {
+                throw m.error("layers", "must be a non-empty list of layer specs such as `{type: dense, units: 10}`")
+            }
+            var layers: [LayerSpec] = [], types: [String] = [], resolvedLayers: [ConfigValue] = []
+            for (i, item) in items.enumerated() {
+                let layerReader = try MapReader(item, path: m.childPath("layers") + "[\(i)]", context: context)
+                let plugin = try layerReader.pluginName("type", registries.layers.schema)
+                let options = try layerReader.pluginParameters(plugin, kind: "layer")
+                guard let layer = registries.layers.layer(plugin.name, options) else {
+                    throw layerReader.error("type", "no layer type `\(plugin.name)`")
+                }
+                layers.append(layer)
+                types.append(plugin.name)
+                resolvedLayers.append(.map(layerReader.resolved))
+            }
+            m.record("layers", .list(resolvedLayers))
+            model = ModelConfig(name: nil, options: [:], layers: layers, layerTypes: types, label: label ?? "layers")
+        }
+        try m.finish()
+        root.close(m, as: "model")
+        return model
+    }
+
+    // MARK: optimizer
+
+    static func parseOptimizer(_ root: MapReader, context: ParseContext) throws -> OptimizerConfig {
+        let o = try root.section("optimizer")
+        let plugin = try o.pluginName("name", context.registries.optimizers)
+        let learningRate = try o.requiredDouble("learning_rate", range: .positive)
+        let s = try o.section("schedule")
+        let schedulePlugin = try s.pluginName("name", context.registries.schedules, default: "constant")
+        let scheduleOptionsReader = try s.section("options")
+        let scheduleOptions = try scheduleOptionsReader.pluginParameters(schedulePlugin, kind: "schedule")
+        s.close(scheduleOptionsReader, as: "options")
+        try s.finish()
+        o.close(s, as: "schedule")
+        let options = Parameters(plugin, try o.pluginParameters(plugin, kind: "optimizer"))
+        root.close(o, as: "optimizer")
+        let has = { (name: String) in plugin.parameters.contains { $0.name == name } }
+        return OptimizerConfig(
+            name: plugin.name, learningRate: learningRate,
+            momentum: has("momentum") ? options.double("momentum") : 0,
+            betas: has("betas") ? options.optionalDoubleList("betas") ?? [] : [],
+            weightDecay: has("weight_decay") ? options.double("weight_decay") : 0,
+            schedule: ScheduleConfig(name: schedulePlugin.name, options: scheduleOptions))
+    }
+
+    // MARK: training
+
+    static func parseTraining(_ t: MapReader) throws -> TrainingConfig {
+        let expectedBatchSize = try t.requiredInt("expected_batch_size", range: .atLeast(1))
+        let maxPhysical = try t.requiredInt("max_physical_batch_size", range: .atLeast(1), default: expectedBatchSize)
+        // Upper bounds keep epochs x steps per epoch (and schedules in steps) within Int.
+        let epochs = try t.int("epochs", range: .closed(1, 1e6))
+        let steps = try t.int("steps", range: .closed(1, 1e9))
+        if (epochs == nil) == (steps == nil) {
+            throw t.context.error(
+                t.childPath(epochs == nil ? "epochs" : "steps"),
+                epochs == nil ? "is missing; give exactly one of `training.epochs` and `training.steps`"
+                    : "conflicts with `training.epochs`; give exactly one of `training.epochs` and `training.steps`")
+        }
+        let evalEvery = try t.requiredInt("eval_every", range: .atLeast(1), default: 1)
+        try t.finish()
+        return TrainingConfig(expectedBatchSize: expectedBatchSize, maxPhysicalBatchSize: maxPhysical,
+                              epochs: epochs, steps: steps, evalEvery: evalEvery)
+    }
+
+    // MARK: privacy
+
+    static func parsePrivacy(_ root: MapReader, training: TrainingConfig, normalize: Normalization,
+                             context: ParseContext) throws -> PrivacyConfig {
+        let p = try root.section("privacy")
+        let registries = context.registries
+        let enabled = try p.bool("enabled", default: true)
+        let noiseMultiplier = try p.double("noise_multiplier", range: .nonNegative)
+        let targetEpsilon = try p.double("target_epsilon", range: .positive)
+        let delta = try p.double("delta", range: .openUnit)
+        let clippingNorm = try p.double("clipping_norm", range: .positive)
+        let clippingPlugin = try p.pluginName("clipping", registries.clippingModes, default: "flat")
+        let clippingOptionsReader = try p.section("clipping_options")
+        let clippingOptions = try clippingOptionsReader.pluginParameters(clippingPlugin, kind: "clipping mode")
+        p.close(clippingOptionsReader, as: "clipping_options")
+        let samplingPlugin = try p.pluginName("sampling", registries.samplers, default: SamplingScheme.poisson.rawValue)
+        let accountantPlugin = try p.pluginName("accountant", registries.accountants, default: "rdp")
+        let secureRNG = try p.bool("secure_rng", default: false)
+        try p.finish()
+        // The schemas are the types' own (DPTraining), so every name they accept converts.
+        guard let clipping = ClippingMode(name: clippingPlugin.name, parameters: clippingOptions,
+                                          expectedBatchSize: training.expectedBatchSize),
+              let sampling = SamplingScheme(rawValue: samplingPlugin.name),
+              let accountants = AccountantKind.selection(named: accountantPlugin.name)
+        else { preconditionFailure("a privacy schema of DPTraining names a value its type does not define") }
+        if enabled {
+            try checkPrivateRun(p, noiseMultiplier: noiseMultiplier, targetEpsilon: targetEpsilon, delta: delta,
+                                clippingNorm: clippingNorm, clipping: clipping)
+        }
+        // The resolved map of a non-private run keeps only `enabled`, so its hash ignores unused keys.
+        if !enabled { p.resolved = [("enabled", .bool(false))] }
+        if enabled, noiseMultiplier != 0, case .standardize = normalize {
+            throw context.error(
+                "dataset.normalize",
+                "`standardize` fits the mean and standard deviation on the private training set, which no privacy ledger accounts for, so a private run refuses it; use `fixed` (declared constants: normalize_options {mean, std}), `per-example` (each example by its own statistics, no privacy cost) or `private-standardize` (Gaussian-mechanism statistics composed into the run's ledger: normalize_options {noise_multiplier, lower, upper})")
+        }
+        root.close(p, as: "privacy")
+        return PrivacyConfig(
+            enabled: enabled,
+            noiseMultiplier: enabled ? noiseMultiplier : nil, targetEpsilon: enabled ? targetEpsilon : nil,
+            targetDelta: enabled ? delta : nil, clippingNorm: enabled ? clippingNorm : nil,
+            clipping: enabled ? clipping : .flat, sampling: sampling, accountants: accountants,
+            secureRNG: secureRNG)
+    }
+
+    /// The settings a private run needs: exactly one of sigma and a target epsilon, delta, C,
+    /// and per-layer thresholds whose l2 norm is C.
+    static func checkPrivateRun(_ p: MapReader, noiseMultiplier: Double?, targetEpsilon: Double?, delta: Double?,
+                                clippingNorm: Double?, clipping: ClippingMode) throws {
+        switch (noiseMultiplier, targetEpsilon) {
+        case (nil, nil):
+            throw p.context.error(
+                p.childPath("noise_multiplier"),
+                "is missing: a private run needs exactly one of `privacy.noise_multiplier` and `privacy.target_epsilon` (or `privacy.enabled: false` for a non-private control)")
+        case (let sigma?, let eps?):
+            throw p.context.error(
+                p.childPath("target_epsilon"),
+                "\(ConfigValue.numberText(eps)) conflicts with `privacy.noise_multiplier: \(ConfigValue.numberText(sigma))`; give exactly one (remove the other with `null` in a sweep or include entry)")
+        default: break
+        }
+        if delta == nil { throw p.error("delta", "is required for a private run; allowed: a number in (0, 1), typically below 1/n") }
+        guard let clippingNorm else { throw p.error("clipping_norm", "is required for a private run; allowed: a number > 0") }
+        if case .perLayer(let norms?) = clipping {
+            // The sensitivity of per-layer clipping is the l2 norm of the thresholds; the noise
+            // is calibrated to clipping_norm, so the two must agree.
+            let l2 = norms.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            if abs(l2 - clippingNorm) > 1e-9 * max(1, clippingNorm) {
+                throw p.error(
+                    "clipping_options.layer_norms",
+                    "has l2 norm \(ConfigValue.numberText(l2)), but the noise is calibrated to clipping_norm \(ConfigValue.numberText(clippingNorm)); allowed: thresholds whose l2 norm equals clipping_norm")
+            }
+        }
     }
 }

@@ -9,14 +9,22 @@ import Foundation
 /// when the config gives a target epsilon, trains epoch by epoch, and accounts every epoch
 /// with the accountants the config names. It is the real ``RunExecutor`` behind `dpkit run`.
 public struct TrainingExecutor: RunExecutor {
-    public init() {}
+    /// Where datasets and models are built from: the registries the config was validated with.
+    public var registries: PluginRegistries
+    /// The privacy plan of each run that `plan(_:)` made, handed to `execute` (by run id).
+    private let plans = PlanCache()
+
+    public init(registries: PluginRegistries = .standard) {
+        self.registries = registries
+    }
 
     // MARK: - Plan
 
     public func plan(_ run: ResolvedRun) throws -> RunPlan {
         let c = run.config
-        let n = try trainingSetSize(c)
+        let n = try registries.datasets.trainingSetSize(c.dataset.request(seed: c.seed, registry: registries.datasets))
         let setup = try PrivacyPlan(config: c, trainingSetSize: n)
+        plans.store(setup, for: run.runID)
         var plan = RunPlan(noiseMultiplier: setup.noiseMultiplier, samplingProbability: setup.samplingProbability,
                            steps: setup.steps, stepsPerEpoch: setup.stepsPerEpoch, notes: setup.notes)
         if setup.stepEvent != nil { plan.privacy = setup.statement }
@@ -43,7 +51,10 @@ public struct TrainingExecutor: RunExecutor {
     public func execute(_ run: ResolvedRun, context: RunContext, progress: (EpochRecord) throws -> Void) throws -> RunSummary {
         let c = run.config
         var split = try loadData(c)
-        let setup = try PrivacyPlan(config: c, trainingSetSize: split.train.count)
+        // The plan printed before training, unless the data turned out to hold another number
+        // of examples than the dataset declared (then sigma, q and the steps follow the data).
+        let setup = try plans.take(run.runID, trainingSetSize: split.train.count)
+            ?? PrivacyPlan(config: c, trainingSetSize: split.train.count)
         let seed = UInt64(c.seed)
         let resumed = try context.checkpoint.flatMap { url in
             FileManager.default.fileExists(atPath: url.path) ? try RunCheckpoint.read(from: url, runID: run.runID) : nil
@@ -248,65 +259,15 @@ public struct TrainingExecutor: RunExecutor {
 
     // MARK: - Data
 
-    func trainingSetSize(_ c: RunConfig) throws -> Int {
-        if let n = c.dataset.trainSize { return n }
-        switch c.dataset.name {
-        case "fashion-mnist": return 60_000
-        default: return try loadData(c).train.count
-        }
-    }
-
-    /// Loads the dataset the config names and applies `train_size` and `test_size`; the
-    /// scaling (`normalize`) is ``prepareInputs(_:train:setup:)``'s.
+    /// Loads the dataset the config names (through ``registries``) and applies `train_size`
+    /// and `test_size`; the scaling (`normalize`) is ``prepareInputs(_:train:setup:)``'s.
     public func loadData(_ c: RunConfig) throws -> TrainTestSplit {
         try loadData(c.dataset, seed: c.seed)
     }
 
     /// The dataset `d` names, generated from `seed` where it is synthetic.
-    public func loadData(_ d: DatasetConfig, seed runSeed: Int) throws -> TrainTestSplit {
-        let o = d.options
-        let seed = UInt64(runSeed)
-        var split: TrainTestSplit
-        switch d.name {
-        case "fashion-mnist":
-            split = TrainTestSplit(try FashionMNIST.load(directory: d.path ?? FashionMNIST.defaultDirectory))
-        case "synthetic-shapes":
-            let size = o["image_size"]?.intValue ?? 28
-            let noise = Float(o["noise"]?.doubleValue ?? 0.1)
-            split = TrainTestSplit(
-                train: SyntheticData.shapes(count: d.trainSize ?? 10_000, size: size, seed: seed, part: .train, noise: noise),
-                test: SyntheticData.shapes(count: d.testSize ?? 2_000, size: size, seed: seed, part: .test, noise: noise))
-        case "gaussian-mixture":
-            let classes = o["classes"]?.intValue ?? 2
-            let dims = o["dimensions"]?.intValue ?? 20
-            let sep = Float(o["separation"]?.doubleValue ?? 2)
-            let perClassTrain = ((d.trainSize ?? 4_000) + classes - 1) / classes
-            let perClassTest = ((d.testSize ?? 1_000) + classes - 1) / classes
-            split = TrainTestSplit(
-                train: SyntheticData.gaussianMixture(classes: classes, dimensions: dims, examplesPerClass: perClassTrain,
-                                                     separation: sep, seed: seed, part: .train),
-                test: SyntheticData.gaussianMixture(classes: classes, dimensions: dims, examplesPerClass: perClassTest,
-                                                    separation: sep, seed: seed, part: .test))
-        case "csv":
-            guard let path = d.path else { throw TrainingError.invalidSetting("dataset.path: the csv dataset needs a path") }
-            let label = o["label_column"]?.stringValue ?? "label"
-            let train = try CSVDataset.load(path, labelColumn: label)
-            if let testPath = o["test_path"]?.stringValue {
-                let test = try CSVDataset.load(testPath, labelColumn: label, classNames: train.dataset.classNames,
-                                               featureColumns: train.featureColumns)
-                split = TrainTestSplit(train: train.dataset, test: test.dataset)
-            } else {
-                let n = train.dataset.count
-                let hold = min(n - 1, d.testSize ?? max(1, n / 5))
-                split = TrainTestSplit(train: train.dataset.subset(Array(0..<(n - hold))),
-                                       test: train.dataset.subset(Array((n - hold)..<n)))
-            }
-        default:
-            throw TrainingError.invalidSetting("dataset.name: no loader for `\(d.name)`")
-        }
-        if let n = d.trainSize, n < split.train.count { split.train = split.train.subset(Array(0..<n)) }
-        if let n = d.testSize, n < split.test.count { split.test = split.test.subset(Array(0..<n)) }
-        return split
+    public func loadData(_ d: DatasetConfig, seed: Int) throws -> TrainTestSplit {
+        try registries.datasets.load(d.request(seed: seed, registry: registries.datasets))
     }
 
     // MARK: - Model and optimizer
@@ -316,10 +277,11 @@ public struct TrainingExecutor: RunExecutor {
     /// (which is where a csv file's feature and class counts are first known).
     /// - Throws: `TrainingError.invalidSetting` naming the layer's key path and the shapes.
     func buildModel(_ m: ModelConfig, inputShape: Shape, classes: Int, seed: UInt64) throws -> Sequential {
-        let specs: [DPLayers.LayerSpec]
+        let specs: [LayerSpec]
         do {
             specs = try m.checkedLayerSpecs(inputShape: inputShape, classes: classes,
-                                            dataset: "the loaded data: examples \(inputShape), \(classes) classes").specs
+                                            dataset: "the loaded data: examples \(inputShape), \(classes) classes",
+                                            registry: registries.models).specs
         } catch let error as ModelShapeError {
             throw TrainingError.invalidSetting(error.description)
         }
@@ -385,11 +347,7 @@ struct PrivacyPlan {
     init(config c: RunConfig, trainingSetSize n: Int) throws {
         let p = c.privacy
         trainingSetSize = n
-        switch p.sampling {
-        case "poisson": sampling = .poisson
-        case "fixed-size": sampling = .fixedSize
-        default: throw TrainingError.invalidSetting("privacy.sampling: `\(p.sampling)`; allowed: poisson, fixed-size")
-        }
+        sampling = p.sampling
         let b = c.training.expectedBatchSize
         guard b <= n else {
             throw TrainingError.invalidSetting("training.expected_batch_size: \(b) exceeds the training set size \(n)")
@@ -398,8 +356,8 @@ struct PrivacyPlan {
         relation = sampling.neighboringRelation
         stepsPerEpoch = SamplingScheme.stepsPerEpoch(datasetSize: n, batchSize: b)
         steps = c.training.steps ?? (c.training.epochs ?? 1) * stepsPerEpoch
-        accountants = p.accountant == "both" ? [.rdp, .pld] : [p.accountant == "pld" ? .pld : .rdp]
-        budgetAccountant = accountants.contains(.pld) && p.accountant == "pld" ? .pld : .rdp
+        accountants = p.accountants
+        budgetAccountant = AccountantKind.budgetAccountant(of: p.accountants)
         guard p.enabled else {
             accountants = []
             budgetAccountant = .rdp
@@ -435,24 +393,12 @@ struct PrivacyPlan {
             throw TrainingError.invalidSetting("privacy: give noise_multiplier or target_epsilon")
         }
         noiseMultiplier = sigma
-        let clipping: ClippingMode
-        switch p.clipping {
-        case "flat": clipping = .flat
-        case "per-layer":
-            clipping = .perLayer(thresholds: p.clippingOptions["layer_norms"]?.listValue?.compactMap(\.doubleValue))
-        case "automatic": clipping = .automatic(stability: p.clippingOptions["stability"]?.doubleValue ?? 0.01)
-        case "adaptive":
-            clipping = .adaptive(targetQuantile: p.clippingOptions["target_quantile"]?.doubleValue ?? 0.5,
-                                 learningRate: p.clippingOptions["learning_rate"]?.doubleValue ?? 0.2,
-                                 countNoiseMultiplier: p.clippingOptions["count_noise_multiplier"]?.doubleValue ?? Double(b) / 20)
-        default: throw TrainingError.invalidSetting("privacy.clipping: `\(p.clipping)`; allowed: flat, per-layer, automatic, adaptive")
-        }
-        privacySettings = PrivacySettings(noiseMultiplier: sigma, clippingNorm: p.clippingNorm ?? 1, clipping: clipping,
+        privacySettings = PrivacySettings(noiseMultiplier: sigma, clippingNorm: p.clippingNorm ?? 1, clipping: p.clipping,
                                           delta: delta, targetEpsilon: p.targetEpsilon, randomness: p.secureRNG ? .secure : .seeded)
         if sigma > 0 {
             stepEvent = eventOf(sigma)
             notes.append("epsilon is for \(relation.name) neighbouring datasets; privacy unit: one training \(privacyUnit)")
-            notes.append("randomness \(privacySettings!.randomness.statement)")
+            notes.append("randomness \((p.secureRNG ? RandomnessSource.secure : .seeded).statement)")
             if let pre = preprocessingEvent {
                 notes.append("input statistics (private-standardize) cost \(pre.summary), composed before the first step")
             }
@@ -497,39 +443,41 @@ struct PrivacyPlan {
     }
 }
 
-extension ConfigValue {
-    var intValue: Int? {
-        switch self {
-        case .int(let i): return i
-        case .double(let d) where d == d.rounded(): return Int(d)
-        default: return nil
-        }
-    }
-
-    var intListValue: [Int]? {
-        guard case .list(let items) = self else { return nil }
-        let ints = items.compactMap(\.intValue)
-        return ints.count == items.count ? ints : nil
-    }
-}
-
 /// The ``AccountingExecutor`` behind `dpkit run` on a `kind: accounting` config.
 public struct AccountantExecutor: AccountingExecutor {
     public init() {}
 
-    public func epsilons(_ point: AccountingPoint, accountant: String) throws -> AccountingResult {
+    public func epsilons(_ point: AccountingPoint, accountants: [AccountantKind]) throws -> AccountingResult {
         var ledger = PrivacyLedger()
         try ledger.record(.poissonSampled(probability: point.samplingProbability,
                                           event: .gaussian(noiseMultiplier: point.noiseMultiplier)), count: point.steps)
         var result = AccountingResult()
-        if accountant == "rdp" || accountant == "both" {
+        if accountants.contains(.rdp) {
             result.epsilonRDP = try PrivacyBudget.epsilon(ledger: ledger, delta: point.targetDelta, accountant: .rdp)
         }
-        if accountant == "pld" || accountant == "both" {
+        if accountants.contains(.pld) {
             let r = try PrivacyBudget.report(ledger: ledger, delta: point.targetDelta, accountant: .pld)
             result.epsilonPLDLower = r.epsilonLower
             result.epsilonPLDUpper = r.epsilonUpper ?? r.epsilon
         }
         return result
+    }
+}
+
+/// The privacy plans `TrainingExecutor.plan(_:)` made, kept until `execute` takes them.
+final class PlanCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var plans: [String: PrivacyPlan] = [:]
+
+    func store(_ plan: PrivacyPlan, for runID: String) {
+        lock.lock(); defer { lock.unlock() }
+        plans[runID] = plan
+    }
+
+    /// The plan of `runID`, if it was made for `trainingSetSize` examples; removed either way.
+    func take(_ runID: String, trainingSetSize n: Int) -> PrivacyPlan? {
+        lock.lock(); defer { lock.unlock() }
+        guard let plan = plans.removeValue(forKey: runID), plan.trainingSetSize == n else { return nil }
+        return plan
     }
 }

@@ -13,7 +13,7 @@ import DPTensor
 /// `batchNorm` exists only so that a config asking for it is refused with an explanation
 /// (``ModelBuilderError/batchNormRefused(index:)``) instead of failing to parse or being
 /// rewritten silently.
-public enum LayerSpec: Codable, Equatable, Sendable, CustomStringConvertible {
+public enum LayerSpec: Codable, Hashable, Sendable, CustomStringConvertible {
     case linear(outputs: Int, bias: Bool = true)
     case conv2d(outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0, bias: Bool = true)
     case maxPool2d(kernel: Int, stride: Int? = nil)

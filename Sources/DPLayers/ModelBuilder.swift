@@ -1,3 +1,4 @@
+import DPSchema
 import DPTensor
 
 /// A model config that cannot be built, with what to change.
@@ -133,12 +134,13 @@ public enum ModelBuilder {
         return model
     }
 
-    /// A named model from ``ModelRegistry``, checked as a classifier of `options.classes` classes.
-    public static func build(model name: String, inputShape: Shape, options: ModelOptions = ModelOptions(),
-                             seed: UInt64) throws -> Sequential {
-        let specs = try ModelRegistry.specs(named: name, options: options)
-        _ = try inferClassifierShapes(specs: specs, inputShape: inputShape, classes: options.classes)
-        return try build(specs: specs, inputShape: inputShape, seed: seed)
+    /// A named model of `registry`, checked as a classifier of `input.classes` classes.
+    /// - Throws: ``ModelBuilderError/unknownModel(name:valid:)`` and the shape errors.
+    public static func build(model name: String, input: ModelInput, parameters: [String: ConfigValue] = [:],
+                             registry: ModelRegistry = .standard, seed: UInt64) throws -> Sequential {
+        let specs = try registry.specs(named: name, parameters: parameters, input: input)
+        _ = try inferClassifierShapes(specs: specs, inputShape: input.exampleShape, classes: input.classes)
+        return try build(specs: specs, inputShape: input.exampleShape, seed: seed)
     }
 
     // MARK: - Shape inference

@@ -1,37 +1,153 @@
+import DPSchema
 import DPTensor
 
-/// What the named models are parameterised by.
-public struct ModelOptions: Codable, Equatable, Sendable {
-    /// The number of classes (outputs of the last layer).
-    public var classes: Int
-    /// Hidden layer widths of `mlp`.
-    public var hiddenSizes: [Int]
+// MARK: - Layer types
 
-    public init(classes: Int = 10, hiddenSizes: [Int] = [1000]) {
-        self.classes = classes
-        self.hiddenSizes = hiddenSizes
+/// A layer type known by name (`dense`, `conv2d`, ...): its parameter schema and the
+/// ``LayerSpec`` it makes. The names and parameters are the ones configs write in
+/// `model.layers` and ``LayerSpec`` encodes with.
+public struct LayerPlugin: Plugin {
+    public var spec: PluginSpec
+    public var make: @Sendable (Parameters) -> LayerSpec
+
+    public init(_ spec: PluginSpec, make: @escaping @Sendable (Parameters) -> LayerSpec) {
+        self.spec = spec
+        self.make = make
     }
 }
 
-/// The models known by name. Input sizes are inferred by ``ModelBuilder`` from the example
-/// shape; the `cnn-tanh` models expect `[1, 28, 28]` (MNIST, Fashion-MNIST), where their
-/// last convolution block gives 512 features.
-public enum ModelRegistry {
-    public static let models: [String: @Sendable (ModelOptions) -> [LayerSpec]] = [
-        "logistic-regression": { o in [.flatten, .linear(outputs: o.classes)] },
-        "mlp": { o in [.flatten] + o.hiddenSizes.flatMap { [LayerSpec.linear(outputs: $0), .relu] } + [.linear(outputs: o.classes)] },
-        "cnn-tanh": { o in tanhCNN(firstPadding: 3, classes: o.classes) },
-        "cnn-tanh-tramer": { o in tanhCNN(firstPadding: 2, classes: o.classes) },
-    ]
+/// Layer types by name: the one list `model.layers[].type` reads.
+public typealias LayerRegistry = Registry<LayerPlugin>
 
-    /// The valid names, sorted.
-    public static var names: [String] { models.keys.sorted() }
+extension Registry where Entry == LayerPlugin {
+    /// The layer types DPKit ships.
+    public static var standard: LayerRegistry { standardLayers }
+
+    /// The spec of layer type `name` with `parameters` (defaults filled in); nil for an unknown name.
+    public func layer(_ name: String, _ parameters: [String: ConfigValue] = [:]) -> LayerSpec? {
+        plugin(named: name).map { $0.make(Parameters($0.spec, parameters)) }
+    }
+}
+
+private let batchNormReason = "batch normalisation mixes examples of a batch, so per-example gradients and DP-SGD's guarantee break; use group-norm"
+
+private let standardLayers = LayerRegistry(kind: "layer type", [
+    LayerPlugin(PluginSpec("dense", parameters: [ParameterSpec("units", .int, range: .atLeast(1), required: true)])) {
+        .linear(outputs: $0.int("units"))
+    },
+    LayerPlugin(PluginSpec("conv2d", parameters: [
+        ParameterSpec("channels", .int, range: .atLeast(1), required: true),
+        ParameterSpec("kernel_size", .int, range: .atLeast(1), default: .int(3)),
+        ParameterSpec("stride", .int, range: .atLeast(1), default: .int(1)),
+        ParameterSpec("padding", .int, range: .nonNegative, default: .int(0)),
+    ])) { p in
+        .conv2d(outChannels: p.int("channels"), kernel: p.int("kernel_size"), stride: p.int("stride"), padding: p.int("padding"))
+    },
+    LayerPlugin(PluginSpec("max-pool2d", parameters: [
+        ParameterSpec("size", .int, range: .atLeast(1), default: .int(2)),
+        ParameterSpec("stride", .int, range: .atLeast(1), "default size"),
+    ])) { .maxPool2d(kernel: $0.int("size"), stride: $0.optionalInt("stride")) },
+    LayerPlugin(PluginSpec("avg-pool2d", parameters: [
+        ParameterSpec("size", .int, range: .atLeast(1), default: .int(2)),
+        ParameterSpec("stride", .int, range: .atLeast(1), "default size"),
+    ])) { .avgPool2d(kernel: $0.int("size"), stride: $0.optionalInt("stride")) },
+    LayerPlugin(PluginSpec("flatten")) { _ in .flatten },
+    LayerPlugin(PluginSpec("tanh")) { _ in .tanh },
+    LayerPlugin(PluginSpec("relu")) { _ in .relu },
+    LayerPlugin(PluginSpec("sigmoid")) { _ in .sigmoid },
+    LayerPlugin(PluginSpec("tempered-sigmoid", "s * sigmoid(T x) - o (Papernot et al. 2021)", parameters: [
+        ParameterSpec("scale", .double, range: ValueRange(lower: 0, lowerInclusive: false, upper: 1e6), default: .double(2)),
+        ParameterSpec("temperature", .double, range: ValueRange(lower: 0, lowerInclusive: false, upper: 1e6), default: .double(2)),
+        ParameterSpec("offset", .double, range: .closed(-1e6, 1e6), default: .double(1)),
+    ])) { p in
+        .temperedSigmoid(scale: Float(p.double("scale")), temperature: Float(p.double("temperature")), offset: Float(p.double("offset")))
+    },
+    LayerPlugin(PluginSpec("group-norm", parameters: [ParameterSpec("groups", .int, range: .atLeast(1), required: true)])) {
+        .groupNorm(groups: $0.int("groups"))
+    },
+    LayerPlugin(PluginSpec("layer-norm", "normalise each example over its last `axes` axes", parameters: [
+        ParameterSpec("axes", .int, range: .atLeast(1), default: .int(1)),
+    ])) { .layerNorm(trailingAxes: $0.int("axes")) },
+    LayerPlugin(PluginSpec("dropout", parameters: [ParameterSpec("rate", .double, range: .halfOpenUnit, required: true)])) {
+        .dropout(rate: Float($0.double("rate")))
+    },
+], refused: ["batch-norm": batchNormReason, "batchnorm": batchNormReason])
+
+extension LayerSpec {
+    /// The logistic sigmoid `1 / (1 + e^-x)`: a tempered sigmoid of scale 1, temperature 1, offset 0.
+    public static let sigmoid = LayerSpec.temperedSigmoid(scale: 1, temperature: 1, offset: 0)
+}
+
+// MARK: - Named models
+
+/// What a named model is built for: one example's shape and the number of classes.
+public struct ModelInput: Equatable, Sendable {
+    public var exampleShape: Shape
+    public var classes: Int
+
+    public init(exampleShape: Shape, classes: Int) {
+        self.exampleShape = exampleShape
+        self.classes = classes
+    }
+}
+
+/// A model known by name: its parameter schema (one default each) and the layers it makes.
+public struct ModelPlugin: Plugin {
+    public var spec: PluginSpec
+    public var make: @Sendable (Parameters, ModelInput) -> [LayerSpec]
+
+    public init(_ spec: PluginSpec, make: @escaping @Sendable (Parameters, ModelInput) -> [LayerSpec]) {
+        self.spec = spec
+        self.make = make
+    }
+}
+
+/// Named models: the one list that `model.name` in configs, `dpkit bench`, the plugin
+/// reference and ``ModelBuilder/build(model:input:parameters:registry:seed:)`` read. Input sizes
+/// are inferred by ``ModelBuilder`` from the example shape; the `cnn-tanh` models expect
+/// `[1, 28, 28]` (MNIST, Fashion-MNIST), where their last convolution block gives 512 features.
+public typealias ModelRegistry = Registry<ModelPlugin>
+
+extension Registry where Entry == ModelPlugin {
+    /// The models DPKit ships.
+    public static var standard: ModelRegistry { standardModels }
 
     /// - Throws: ``ModelBuilderError/unknownModel(name:valid:)`` listing the valid names.
-    public static func specs(named name: String, options: ModelOptions = ModelOptions()) throws -> [LayerSpec] {
-        guard let make = models[name] else { throw ModelBuilderError.unknownModel(name: name, valid: names) }
-        return make(options)
+    public func model(named name: String) throws -> ModelPlugin {
+        try plugin(named: name, orThrow: ModelBuilderError.unknownModel)
     }
+
+    /// The layers of model `name` with `parameters` (defaults filled in) for `input`.
+    /// - Throws: ``ModelBuilderError/unknownModel(name:valid:)`` listing the valid names.
+    public func specs(named name: String, parameters: [String: ConfigValue] = [:], input: ModelInput) throws -> [LayerSpec] {
+        let plugin = try model(named: name)
+        return plugin.make(Parameters(plugin.spec, parameters), input)
+    }
+}
+
+private let standardModels = ModelRegistry(kind: "model", [
+    ModelPlugin(PluginSpec("logistic-regression", "one dense layer and softmax")) { _, input in
+        [.flatten, .linear(outputs: input.classes)]
+    },
+    ModelPlugin(PluginSpec("mlp", "dense layers with an activation between them", parameters: [
+        ParameterSpec("hidden_sizes", .intList, range: .atLeast(1), default: .list([.int(128)]), "widths of the hidden layers"),
+        ParameterSpec("activation", .choice(["tanh", "relu", "sigmoid"]), default: .string("tanh")),
+    ])) { p, input in
+        // The activation is a layer type of the same name.
+        let activation = LayerRegistry.standard.layer(p.string("activation")) ?? .tanh
+        var specs: [LayerSpec] = input.exampleShape.rank > 1 ? [.flatten] : []
+        for h in p.intList("hidden_sizes") { specs += [.linear(outputs: h), activation] }
+        return specs + [.linear(outputs: input.classes)]
+    },
+    ModelPlugin(PluginSpec("cnn-tanh", "convolutional network with tanh activations (Papernot et al. 2021, tempered sigmoids): conv 16 8x8/2 pad 3, max-pool 2/1, conv 32 4x4/2, max-pool 2/1, dense 32, dense classes")) { _, input in
+        ModelPlugin.tanhCNN(firstPadding: 3, classes: input.classes)
+    },
+    ModelPlugin(PluginSpec("cnn-tanh-tramer", "cnn-tanh with the first convolution's padding 2, as Tramer & Boneh 2021 trained it")) { _, input in
+        ModelPlugin.tanhCNN(firstPadding: 2, classes: input.classes)
+    },
+])
+
+extension ModelPlugin {
 
     /// The tanh CNN of Papernot et al. 2021 ("Tempered sigmoid activations for deep learning
     /// with differential privacy", AAAI; MNIST / Fashion-MNIST): conv 16 8x8 stride 2, tanh,

@@ -1,4 +1,5 @@
 import DPData
+import DPSchema
 import DPLayers
 import DPTensor
 import Foundation
@@ -17,6 +18,12 @@ public enum StepBenchmark {
             case .mlp: return "mlp"
             case .cnnTanh: return "cnn-tanh"
             }
+        }
+
+        /// The model's parameters, given in full so that the timed model stays fixed whatever
+        /// the registry's defaults are: the `mlp` workload is one ReLU layer of 1000 units.
+        public var modelParameters: [String: ConfigValue] {
+            self == .mlp ? ["hidden_sizes": .list([.int(1000)]), "activation": .string("relu")] : [:]
         }
 
         /// One example's shape.
@@ -77,7 +84,9 @@ public enum StepBenchmark {
         let x = Tensor<Float>(uniform: workload.exampleShape.prepending(n), in: 0...1, using: &rng)
         let labels = (0..<n).map { _ in Int(rng.next32() % 10) }
         let data = Dataset(name: "bench-\(workload.rawValue)", features: x, labels: labels, classCount: 10)
-        let model = try ModelBuilder.build(model: workload.modelName, inputShape: workload.exampleShape, seed: seed)
+        let model = try ModelBuilder.build(
+            model: workload.modelName, input: ModelInput(exampleShape: workload.exampleShape, classes: 10),
+            parameters: workload.modelParameters, seed: seed)
         let privacy = isPrivate
             ? PrivacySettings(noiseMultiplier: 1.0, clippingNorm: 1.0, delta: 1e-5) : nil
         let trainer = try DPSGDTrainer(

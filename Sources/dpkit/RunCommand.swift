@@ -20,15 +20,8 @@ struct RunCommand: ParsableCommand {
         do { experiment = try ExperimentConfig.load(file: config) } catch {
             throw reportFailure(error)
         }
-        if !onlySeeds.isEmpty {
-            let unknown = onlySeeds.filter { !experiment.seeds.contains($0) }
-            guard unknown.isEmpty else {
-                throw ValidationError("--seed \(unknown.map(String.init).joined(separator: ", ")): not among the config's seeds \(experiment.seeds)")
-            }
-            experiment.runs = experiment.runs.filter { onlySeeds.contains($0.seed) }
-            for i in experiment.runs.indices { experiment.runs[i].index = i }
-            experiment.seeds = onlySeeds
-            experiment.warnings.append("--seed \(onlySeeds.map(String.init).joined(separator: ", ")): only these seeds of \(config) were run")
+        do { try experiment.restrict(toSeeds: onlySeeds, source: config) } catch let error as UnknownSeedsError {
+            throw ValidationError("--seed \(error)")
         }
         let out = URL(fileURLWithPath: output ?? "runs/\(experiment.name)")
         print("DPKit \(DPKitVersion.string); \(BLASRuntime.summary)")

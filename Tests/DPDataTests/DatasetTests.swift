@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import DPData
 import DPTensor
+import DPSchema
 
 @Suite("Dataset, CSV, synthetic data, registry")
 struct DatasetTests {
@@ -195,25 +196,23 @@ struct DatasetTests {
 
     // MARK: - Registry
 
-    @Test func registryLoadsByNameAndRejectsUnknownNamesAndOptions() throws {
+    @Test func registryLoadsByNameWithTheSchemaDefaultsAndRejectsUnknownNames() throws {
         let registry = DatasetRegistry.standard
-        #expect(registry.names == ["csv", "fashion-mnist", "gaussian-mixture", "synthetic-shapes"])
-        let pair = try registry.load("gaussian-mixture", options: ["classes": "3", "dimensions": "4",
-                                                                   "train-per-class": "10", "test-per-class": "5",
-                                                                   "standardize": "global"])
+        #expect(registry.names == ["fashion-mnist", "synthetic-shapes", "gaussian-mixture", "csv"])
+        let mixture = try registry.request("gaussian-mixture", parameters: ["classes": .int(3), "dimensions": .int(4)],
+                                           trainSize: 30, testSize: 15)
+        let pair = try registry.load(mixture)
         #expect(pair.train.count == 30 && pair.test.count == 15 && pair.train.exampleShape == [4])
-        #expect(abs(pair.train.features.mean()) < 1e-5)
-        let shapes = try registry.load("synthetic-shapes", options: ["train-count": "20", "test-count": "10"])
+        #expect(try registry.trainingSetSize(mixture) == 30)
+        // One default per parameter, from the schema: gaussian-mixture has 20 dimensions.
+        let defaults = try registry.request("gaussian-mixture", trainSize: 8, testSize: 4)
+        #expect(try registry.declaredExamples(defaults)?.shape == [20])
+        #expect(try registry.load(defaults).train.exampleShape == [20])
+        let shapes = try registry.load(registry.request("synthetic-shapes", trainSize: 20, testSize: 10))
         #expect(shapes.train.features.shape == [20, 1, 28, 28])
 
-        let unknown = dataError { _ = try registry.load("mnist") }
-        #expect(unknown?.description == "unknown dataset 'mnist'. Fix: use one of csv, fashion-mnist, gaussian-mixture, synthetic-shapes.")
-        let option = dataError { _ = try registry.load("synthetic-shapes", options: ["train_count": "5"]) }
-        #expect(option?.description.contains("unknown option 'train_count'") == true)
-        let value = dataError { _ = try registry.load("synthetic-shapes", options: ["train-count": "many"]) }
-        #expect(value?.description.contains("train-count=many is invalid") == true)
-        let required = dataError { _ = try registry.load("csv") }
-        #expect(required?.description.contains("option train=(missing)") == true)
+        let unknown = dataError { _ = try registry.request("mnist") }
+        #expect(unknown?.description == "unknown dataset 'mnist'. Fix: use one of fashion-mnist, synthetic-shapes, gaussian-mixture, csv.")
     }
 
     @Test func registryLoadsCSVWithAndWithoutATestFile() throws {
@@ -223,9 +222,18 @@ struct DatasetTests {
         for i in 0..<20 { rows += "\(i),\(2 * i),\(i % 2 == 0 ? "even" : "odd")\n" }
         try dir.write(rows, to: "train.csv")
         try dir.write("f,g,label\n1,1,odd\n", to: "test.csv")
-        let held = try DatasetRegistry.standard.load("csv", options: ["train": dir.file("train.csv"), "test-fraction": "0.25"])
+        let registry = DatasetRegistry.standard
+        // Without a test file the last test_size rows (default a fifth) are held out, in file order.
+        let request = try registry.request("csv", path: dir.file("train.csv"), testSize: 5)
+        let held = try registry.load(request)
         #expect(held.train.count == 15 && held.test.count == 5 && held.train.classNames == ["even", "odd"])
-        let both = try DatasetRegistry.standard.load("csv", options: ["train": dir.file("train.csv"), "test": dir.file("test.csv")])
+        #expect(held.test.features[0, 0] == 15)
+        #expect(try registry.trainingSetSize(request) == 15)
+        #expect(try registry.trainingSetSize(registry.request("csv", path: dir.file("train.csv"))) == 16)
+        // train_size larger than the file: the file's count, not train_size.
+        #expect(try registry.trainingSetSize(registry.request("csv", path: dir.file("train.csv"), trainSize: 1000)) == 16)
+        let both = try registry.load(registry.request("csv", parameters: ["test_path": .string(dir.file("test.csv"))],
+                                                      path: dir.file("train.csv")))
         #expect(both.train.count == 20 && both.test.labels == [1])
     }
 }

@@ -284,9 +284,8 @@ struct BuiltModel: Hashable {
 /// Builds the run's model and compares inferred shapes with a forward pass of two zero examples.
 func checkValidatedRun(_ run: ResolvedRun, tally: inout FuzzTally, label: String) throws {
     let c = run.config
-    guard c.model.isBuildable else { return }
     let shape: Shape, classes: Int
-    if let declared = c.dataset.declaredExamples {
+    if let declared = try c.dataset.declaredExamples() {
         shape = declared.shape
         classes = declared.classes
     } else if c.dataset.name == "csv" {

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 @testable import DPExperiments
+import DPLayers
+import DPTraining
 
 /// One kind of bad input: an edit of `baseYAML`, the key path the error must name, and words
 /// its message must contain.
@@ -109,7 +111,7 @@ func badConfigNamesFileKeyPathAndAllowedValues(_ c: BadConfigCase) throws {
     #expect(run.optimizer.learningRate == 0.1 && run.optimizer.momentum == 0)
     #expect(run.optimizer.schedule.name == "constant")
     #expect(run.privacy.noiseMultiplier == 1 && run.privacy.targetDelta == 1e-5 && run.privacy.clippingNorm == 1)
-    #expect(run.privacy.clipping == "flat" && run.privacy.sampling == "poisson" && run.privacy.accountant == "rdp")
+    #expect(run.privacy.clipping == .flat && run.privacy.sampling == .poisson && run.privacy.accountants == [.rdp])
     #expect(run.training.maxPhysicalBatchSize == 100 && run.training.epochs == 3 && run.training.evalEvery == 1)
     #expect(run.kind == .private)
 }
@@ -120,18 +122,17 @@ func badConfigNamesFileKeyPathAndAllowedValues(_ c: BadConfigCase) throws {
         with: "  layers:\n    - {type: conv2d, channels: 16, kernel_size: 8, stride: 2, padding: 3}\n    - {type: tanh}\n    - {type: max-pool2d}\n    - {type: flatten}\n    - {type: dense, units: 10}")
     let model = try #require(try parse(yaml).runs.first).config.model
     #expect(model.name == nil && model.label == "layers")
-    #expect(model.layers?.map(\.type) == ["conv2d", "tanh", "max-pool2d", "flatten", "dense"])
-    #expect(model.layers?[0].options["stride"] == .int(2))
-    #expect(model.layers?[2].options["size"] == .int(2))
+    #expect(model.layerTypes == ["conv2d", "tanh", "max-pool2d", "flatten", "dense"])
+    #expect(model.layers == [.conv2d(outChannels: 16, kernel: 8, stride: 2, padding: 3), .tanh, .maxPool2d(kernel: 2, stride: nil),
+                             .flatten, .linear(outputs: 10)])
 }
 
 @Test func clippingModeParametersAreValidatedThroughTheRegistry() throws {
     let good = baseYAML.replacingOccurrences(
         of: "  clipping_norm: 1.0", with: "  clipping_norm: 1.0\n  clipping: adaptive\n  clipping_options: {target_quantile: 0.6}")
     let privacy = try #require(try parse(good).runs.first).config.privacy
-    #expect(privacy.clipping == "adaptive")
-    #expect(privacy.clippingOptions["target_quantile"] == .double(0.6))
-    #expect(privacy.clippingOptions["learning_rate"] == .double(0.2))
+    // Defaults filled in: learning_rate 0.2, count noise expected_batch_size / 20.
+    #expect(privacy.clipping == .adaptive(targetQuantile: 0.6, learningRate: 0.2, countNoiseMultiplier: 100.0 / 20))
 
     let bad = good.replacingOccurrences(of: "target_quantile: 0.6", with: "target_quantile: 1.5")
     let error = try #require(configError(bad))
@@ -141,7 +142,9 @@ func badConfigNamesFileKeyPathAndAllowedValues(_ c: BadConfigCase) throws {
 
 @Test func registryAcceptsANewPluginWithOneLine() throws {
     var registries = PluginRegistries.standard
-    registries.models.register(PluginSpec("resnet-tiny", parameters: [ParameterSpec("width", .int, range: .atLeast(1), default: .int(8))]))
+    registries.models.register(ModelPlugin(PluginSpec("resnet-tiny", parameters: [ParameterSpec("width", .int, range: .atLeast(1), default: .int(8))])) { p, input in
+        [.flatten, .linear(outputs: p.int("width")), .relu, .linear(outputs: input.classes)]
+    })
     let yaml = baseYAML.replacingOccurrences(of: "  name: mlp\n  options:\n    hidden_sizes: [8]", with: "  name: resnet-tiny")
     #expect(configError(yaml) != nil)
     let config = try ExperimentConfig.parse(yaml: yaml, file: "x.yaml", registries: registries)
@@ -188,7 +191,7 @@ func shippedConfigsAreValid(_ name: String) throws {
         #expect(config.kind == .accounting)
         let accounting = try #require(config.accounting)
         #expect(accounting.points.count == 2 * 3 * 5)
-        #expect(accounting.targetDelta == 1e-5 && accounting.accountant == "both")
+        #expect(accounting.targetDelta == 1e-5 && accounting.accountants == [.rdp, .pld])
     }
 }
 

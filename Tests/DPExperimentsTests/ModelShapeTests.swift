@@ -89,7 +89,7 @@ let runtimeTrapCases: [BadConfigCase] = [
     BadConfigCase(name: "generated data beyond memory", replace: "  train_size: 1000", with: "  train_size: 100000\n  options: {dimensions: 100000}",
                   path: "dataset.train_size", fragments: ["generated examples of shape [100000]", "the limit is 1073741824"]),
     BadConfigCase(name: "more Fashion-MNIST examples than exist (q would be wrong)", replace: "  name: gaussian-mixture", with: "  name: fashion-mnist",
-                  path: "dataset.train_size", fragments: ["70000 exceeds the 60000 training images of fashion-mnist"]),
+                  path: "dataset.train_size", fragments: ["70000 exceeds the 60000 training examples of fashion-mnist"]),
     BadConfigCase(name: "a standard deviation that is zero in Float", replace: "  name: gaussian-mixture", with: "  name: gaussian-mixture\n  normalize: fixed\n  normalize_options: {mean: 0, std: 1.0e-50}",
                   path: "dataset.normalize_options.std", fragments: ["out of range"]),
     BadConfigCase(name: "fixed normalisation with a mean per missing channel", replace: "  name: gaussian-mixture", with: "  name: synthetic-shapes\n  normalize: fixed\n  normalize_options: {mean: [0.5, 0.5, 0.5], std: [1, 1, 1]}",
@@ -124,7 +124,7 @@ func declaredExamplesMatchTheLoaders() throws {
         let yaml = baseYAML.replacingOccurrences(of: "  name: gaussian-mixture\n  train_size: 1000", with: dataset)
             .replacingOccurrences(of: "expected_batch_size: 100", with: "expected_batch_size: 5")
         let run = try #require(try parse(yaml).runs.first).config
-        let declared = try #require(run.dataset.declaredExamples)
+        let declared = try #require(try run.dataset.declaredExamples())
         let split = try TrainingExecutor().loadData(run)
         #expect(split.train.exampleShape == declared.shape && split.train.classCount == declared.classes, "\(dataset)")
         // Generated sets hold the declared counts (gaussian-mixture draws whole classes, then keeps train_size).

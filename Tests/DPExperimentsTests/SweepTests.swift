@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import DPExperiments
+import DPTraining
 
 let sweepYAML = baseYAML.replacingOccurrences(of: "  noise_multiplier: 1.0\n", with: "") + """
 seeds: [0, 1]
@@ -143,11 +144,11 @@ func writePluginReference() throws {
 
 /// Returns epsilons from a formula so the file contents are known.
 struct FakeAccountant: AccountingExecutor {
-    func epsilons(_ point: AccountingPoint, accountant: String) throws -> AccountingResult {
+    func epsilons(_ point: AccountingPoint, accountants: [AccountantKind]) throws -> AccountingResult {
         let e = point.samplingProbability * Double(point.steps) / point.noiseMultiplier
+        let rdp = accountants.contains(.rdp), pld = accountants.contains(.pld)
         return AccountingResult(
-            epsilonRDP: accountant == "pld" ? nil : e * 1.1,
-            epsilonPLDLower: accountant == "rdp" ? nil : e * 0.9, epsilonPLDUpper: accountant == "rdp" ? nil : e)
+            epsilonRDP: rdp ? e * 1.1 : nil, epsilonPLDLower: pld ? e * 0.9 : nil, epsilonPLDUpper: pld ? e : nil)
     }
 }
 

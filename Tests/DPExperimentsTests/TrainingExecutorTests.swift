@@ -61,7 +61,7 @@ include:
 
 @Test func accountingExecutorMatchesTheAccountants() throws {
     let point = AccountingPoint(samplingProbability: 0.01, noiseMultiplier: 2, steps: 1000, targetDelta: 1e-5)
-    let r = try AccountantExecutor().epsilons(point, accountant: "both")
+    let r = try AccountantExecutor().epsilons(point, accountants: [.rdp, .pld])
     var rdp = RDPAccountant()
     try rdp.compose(.poissonSampled(probability: 0.01, event: .gaussian(noiseMultiplier: 2)), count: 1000)
     #expect(abs(try #require(r.epsilonRDP) - (try rdp.epsilon(delta: 1e-5).epsilon)) < 1e-12)

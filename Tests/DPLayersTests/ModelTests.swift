@@ -1,4 +1,5 @@
 @testable import DPLayers
+import DPSchema
 import DPTensor
 import Foundation
 import Testing
@@ -6,40 +7,42 @@ import Testing
 struct ModelCase: CustomStringConvertible, Sendable {
     let name: String
     let inputShape: Shape  // one example
-    let options: ModelOptions
+    let classes: Int
+    var parameters: [String: ConfigValue] = [:]
     var description: String { name }
+    var input: ModelInput { ModelInput(exampleShape: inputShape, classes: classes) }
 }
 
 /// Every model in the registry, at small shapes (the tanh CNNs need 28x28 for 512 features).
 let modelCases: [ModelCase] = [
-    ModelCase(name: "logistic-regression", inputShape: [1, 4, 4], options: ModelOptions(classes: 3)),
-    ModelCase(name: "mlp", inputShape: [1, 3, 3], options: ModelOptions(classes: 4, hiddenSizes: [6, 5])),
-    ModelCase(name: "cnn-tanh", inputShape: [1, 28, 28], options: ModelOptions()),
-    ModelCase(name: "cnn-tanh-tramer", inputShape: [1, 28, 28], options: ModelOptions()),
+    ModelCase(name: "logistic-regression", inputShape: [1, 4, 4], classes: 3),
+    ModelCase(name: "mlp", inputShape: [1, 3, 3], classes: 4, parameters: ["hidden_sizes": .list([.int(6), .int(5)])]),
+    ModelCase(name: "cnn-tanh", inputShape: [1, 28, 28], classes: 10),
+    ModelCase(name: "cnn-tanh-tramer", inputShape: [1, 28, 28], classes: 10),
 ]
 
 @Test func registryCoversEveryModelCase() {
-    #expect(Set(modelCases.map(\.name)) == Set(ModelRegistry.names))
+    #expect(Set(modelCases.map(\.name)) == Set(ModelRegistry.standard.names))
 }
 
 @Test(arguments: modelCases)
 func modelPerSampleGradientsMatchReferences(_ c: ModelCase) throws {
-    let model = try ModelBuilder.build(model: c.name, inputShape: c.inputShape, options: c.options, seed: 4)
+    let model = try ModelBuilder.build(model: c.name, input: c.input, parameters: c.parameters, seed: 4)
     let batch = 3
     let x = randomTensor(Shape([batch] + c.inputShape.array), seed: 6)
-    let labels = (0..<batch).map { $0 % c.options.classes }
+    let labels = (0..<batch).map { $0 % c.classes }
     let logits = model(x)
-    #expect(logits.shape == [batch, c.options.classes])
+    #expect(logits.shape == [batch, c.classes])
     let (_, dy) = SoftmaxCrossEntropy()(logits: logits, labels: labels)
     checkPerSampleContract(model, input: x, outputGradient: dy)
 }
 
 @Test(arguments: modelCases)
 func modelPassesAnEmptyBatch(_ c: ModelCase) throws {
-    let model = try ModelBuilder.build(model: c.name, inputShape: c.inputShape, options: c.options, seed: 4)
+    let model = try ModelBuilder.build(model: c.name, input: c.input, parameters: c.parameters, seed: 4)
     var context = ForwardContext(training: true)
     let y = model.forward(Tensor(zeros: Shape([0] + c.inputShape.array)), context: &context)
-    #expect(y.shape == [0, c.options.classes])
+    #expect(y.shape == [0, c.classes])
     _ = model.backward(y)
     #expect(model.perSampleGradientSquaredNorms().shape == [0])
     #expect(model.perLayerSquaredNorms().allSatisfy { $0.shape == [0] })
@@ -49,7 +52,7 @@ func modelPassesAnEmptyBatch(_ c: ModelCase) throws {
 
 @Test func tanhCNNsHave512FeaturesAndTheCostModelChoice() throws {
     for name in ["cnn-tanh", "cnn-tanh-tramer"] {
-        let model = try ModelBuilder.build(model: name, inputShape: [1, 28, 28], seed: 1)
+        let model = try ModelBuilder.build(model: name, input: ModelInput(exampleShape: [1, 28, 28], classes: 10), seed: 1)
         let linears = model.layers.compactMap { $0 as? Linear }
         #expect(linears.map(\.inputCount) == [512, 32], "\(name)")
         let convs = model.layers.compactMap { $0 as? Conv2d }
@@ -65,11 +68,11 @@ func modelPassesAnEmptyBatch(_ c: ModelCase) throws {
 }
 
 @Test func unknownModelNamesTheValidOnes() {
-    #expect(throws: ModelBuilderError.unknownModel(name: "resnet", valid: ModelRegistry.names)) {
-        try ModelBuilder.build(model: "resnet", inputShape: [1, 28, 28], seed: 0)
+    #expect(throws: ModelBuilderError.unknownModel(name: "resnet", valid: ModelRegistry.standard.names)) {
+        try ModelBuilder.build(model: "resnet", input: ModelInput(exampleShape: [1, 28, 28], classes: 10), seed: 0)
     }
-    let message = ModelBuilderError.unknownModel(name: "resnet", valid: ModelRegistry.names).description
-    for name in ModelRegistry.names { #expect(message.contains(name)) }
+    let message = ModelBuilderError.unknownModel(name: "resnet", valid: ModelRegistry.standard.names).description
+    for name in ModelRegistry.standard.names { #expect(message.contains(name)) }
 }
 
 @Test func batchNormIsRefusedWithTheReason() throws {
@@ -123,7 +126,8 @@ func modelPassesAnEmptyBatch(_ c: ModelCase) throws {
 // MARK: - Sequential
 
 @Test func sequentialPerLayerNormsAndWeights() throws {
-    let model = try ModelBuilder.build(model: "mlp", inputShape: [5], options: ModelOptions(classes: 3, hiddenSizes: [4]), seed: 2)
+    let model = try ModelBuilder.build(model: "mlp", input: ModelInput(exampleShape: [5], classes: 3),
+                                       parameters: ["hidden_sizes": .list([.int(4)])], seed: 2)
     let x = randomTensor([4, 5], seed: 1)
     let (_, dy) = SoftmaxCrossEntropy()(logits: model(x), labels: [0, 1, 2, 0])
     _ = model.backward(dy)
@@ -235,7 +239,7 @@ func shapeInferenceNamesTheLayerAndTheShapes(_ c: ShapeErrorCase) throws {
     #expect(sequence?.description.contains("flatten before it") == true)
     #expect(try ModelBuilder.inferClassifierShapes(specs: body + [.linear(outputs: 10)], inputShape: [1, 4, 4], classes: 10).last?.outputShape == [10])
     // Named models are checked as classifiers of their class count, on their input.
-    #expect(throws: ModelBuilderError.self) { try ModelBuilder.build(model: "cnn-tanh", inputShape: [1, 8, 8], seed: 0) }
+    #expect(throws: ModelBuilderError.self) { try ModelBuilder.build(model: "cnn-tanh", input: ModelInput(exampleShape: [1, 8, 8], classes: 10), seed: 0) }
 }
 
 @Test func maxPoolGradientReachesTheMaximumOfEveryPlane() throws {
