@@ -1,0 +1,90 @@
+import Foundation
+import Testing
+@testable import DPExperiments
+
+// Display labels from the config (`labels:`) for tables and plots (issue 10, item 10).
+
+let labelledYAML = runnerYAML + """
+labels:
+  privacy.target_epsilon: "budget ε"
+  model.name: {mlp: "small MLP"}
+  test_accuracy: "Test accuracy"
+  kind: {non-private: "no DP (baseline)"}
+
+"""
+
+@Test("labels: key names and value names are read, checked and recorded in the manifest")
+func labelsAreReadAndRecorded() throws {
+    let config = try parse(labelledYAML)
+    #expect(config.labels.keys == ["privacy.target_epsilon": "budget ε", "test_accuracy": "Test accuracy"])
+    #expect(config.labels.values == ["model.name": ["mlp": "small MLP"], "kind": ["non-private": "no DP (baseline)"]])
+    #expect(config.labels.key("privacy.target_epsilon") == "budget ε")
+    #expect(config.labels.value("mlp", of: "model") == "small MLP")  // the runs.csv column takes model.name's names
+    #expect(config.labels.assignment("privacy.target_epsilon", "1") == "budget ε = 1")
+
+    let dir = try temporaryDirectory()
+    _ = try runExperiment(dir, executor: FakeExecutor(), yaml: labelledYAML)
+    let manifest = try ConfigValue(jsonData: Data(contentsOf: dir.appendingPathComponent("manifest.json")))
+    #expect(manifest["labels"]?["privacy.target_epsilon"] == .string("budget ε"))
+    #expect(manifest["labels"]?["model.name"]?["mlp"] == .string("small MLP"))
+    #expect(DisplayLabels(manifest: manifest) == config.labels)
+}
+
+@Test("numbers in value names match however the file writes them")
+func valueLabelsMatchNumbers() throws {
+    let config = try parse(runnerYAML + "labels:\n  privacy.target_epsilon: {1.0: strict, 8: loose}\n")
+    #expect(config.labels.value("1", of: "privacy.target_epsilon") == "strict")
+    #expect(config.labels.assignment("privacy.target_epsilon", "8") == "loose")
+    #expect(config.labels.assignment("privacy.target_epsilon", "3") == "target ε = 3")
+}
+
+@Test("labels errors name the file, line and key path", arguments: [
+    ("labels:\n  privacy.target_epsiln: \"ε\"\n", "labels.privacy.target_epsiln", "unknown key path `privacy.target_epsiln` (did you mean `privacy.target_epsilon`?)"),
+    ("labels:\n  optimizer.momentum_x: m\n", "labels.optimizer.momentum_x", "unknown key path"),
+    ("labels:\n  name: experiment\n", "labels.name", "unknown key path"),
+    ("labels:\n  model.name: {mpl: \"small MLP\"}\n", "labels.model.name.mpl", "no run has model.name = `mpl` (did you mean `mlp`?)"),
+    ("labels:\n  model.name: {mlp: 3}\n", "labels.model.name.mlp", "must be a display name"),
+    ("labels:\n  model.name: \"\"\n", "labels.model.name", "empty display name"),
+    ("labels:\n  model.name: [a, b]\n", "labels.model.name", "must be a display name (a string) or a map"),
+    ("labels: [model.name]\n", "labels", "must be a map"),
+])
+func labelErrorsAreConfigErrors(_ tail: String, _ path: String, _ message: String) throws {
+    let yaml = runnerYAML + tail
+    let error = try #require(configError(yaml))
+    #expect(error.path == path, "\(error)")
+    #expect(error.message.contains(message), "\(error)")
+    let line = yaml.split(separator: "\n", omittingEmptySubsequences: false).count - tail.split(separator: "\n").count
+        + (tail.hasPrefix("labels: [") ? 0 : 1)
+    #expect(error.line == line, "\(error)")
+    #expect(error.description.hasPrefix("test.yaml:\(line): \(path): "), "\(error)")
+}
+
+@Test("a label may name an output column, seed, or any key path the config reader knows, used or not")
+func labelKeysThatAreAllowed() throws {
+    let yaml = runnerYAML + """
+    labels:
+      seed: "seed"
+      epsilon: "ε spent"
+      model: "Model"
+      privacy.noise_multiplier: "noise σ"
+      model.options.hidden_sizes: "hidden widths"
+      optimizer.momentum: "β"
+
+    """
+    #expect(configError(yaml) == nil, "\(String(describing: configError(yaml)))")
+    // An accounting config has no runs to label.
+    let accounting = "kind: accounting\nname: a\naccounting: {sampling_probability: 0.01, noise_multiplier: 1, steps: 10, delta: 1e-5}\nlabels: {q: x}\n"
+    #expect(configError(accounting)?.path == "labels")
+}
+
+@Test("without labels, tables and figures name the budget `target ε` and leave other keys as they are")
+func builtInNames() throws {
+    let labels = DisplayLabels()
+    #expect(labels.key("privacy.target_epsilon") == "target ε" && labels.key("privacy.noise_multiplier") == "σ")
+    #expect(labels.key("optimizer.learning_rate") == "optimizer.learning_rate")
+    #expect(labels.assignment("optimizer.learning_rate", "0.1") == "optimizer.learning_rate = 0.1")
+    #expect(labels.assignment("model.name", "mlp") == "mlp")
+    #expect(labels.control(.clipOnly) == "clip-only, σ = 0")
+    // A manifest written before labels existed gives none.
+    #expect(DisplayLabels(manifestJSON: "{\"experiment\": \"x\"}") == labels)
+}
