@@ -88,3 +88,35 @@ func builtInNames() throws {
     // A manifest written before labels existed gives none.
     #expect(DisplayLabels(manifestJSON: "{\"experiment\": \"x\"}") == labels)
 }
+
+// MARK: - LaTeX
+
+@Test("LaTeX escaping: the ten specials, < > |, Greek and math symbols")
+func latexEscaping() {
+    #expect(LaTeX.escape("a_b%c&d#e$f{g}h") == "a\\_b\\%c\\&d\\#e\\$f\\{g\\}h")
+    #expect(LaTeX.escape("x~y^z\\w") == "x\\textasciitilde{}y\\textasciicircum{}z\\textbackslash{}w")
+    #expect(LaTeX.escape("a<b>c|d") == "a\\textless{}b\\textgreater{}c\\textbar{}d")
+    #expect(LaTeX.escape("target ε = 1, σ ± δ, ∞ – ok…") == "target $\\varepsilon$ = 1, $\\sigma$ $\\pm$ $\\delta$, $\\infty$ -- ok\\ldots{}")
+    #expect(LaTeX.escape("modèle") == "modèle")
+}
+
+@Test("a LaTeX table states the packages it needs, and escapes every label")
+func latexTableStatesPackagesAndEscapes() throws {
+    let text = try ResultsTable.aggregate(runsCSV: knownRunsCSV).render(.latex)
+    #expect(text.hasPrefix("% requires \\usepackage{booktabs}\n\\begin{table}"))
+    // Everything else it uses is in the LaTeX kernel; nothing outside ASCII is left.
+    #expect(!text.contains("UTF-8") && text.unicodeScalars.allSatisfy { $0.isASCII })
+    #expect(!text.contains("amsmath") && !text.contains("\\text{") && !text.contains("\\boldsymbol"))
+
+    let odd = CSV.line(OutputSchema.runsHeader(varyingKeys: ["privacy.target_epsilon"]))
+        + runsRow("a-s0", hash: "a", seed: 0, eps: "1", model: "cnn_v2 #1 & 50% {x}", accuracy: 0.8, spent: 1)
+        + runsRow("b-s0", hash: "b", seed: 0, eps: "1", model: "modèle", accuracy: 0.7, spent: 1)
+    let table = try ResultsTable.aggregate(runsCSV: odd).render(.latex, labels: DisplayLabels(keys: ["model": "Model ~ name"]))
+    #expect(table.contains("\ncnn\\_v2 \\#1 \\& 50\\% \\{x\\} & "), "\(table)")
+    #expect(table.contains("\nModel \\textasciitilde{} name & "))
+    #expect(table.hasPrefix("% requires \\usepackage{booktabs}\n% requires UTF-8 input"))
+
+    let accounting = try renderAccountingTable(accountingCSV: CSV.line(accountingColumns) + CSV.line(["0.01", "1", "100", "1e-05", "1.5", "", ""]), format: .latex)
+    #expect(accounting.hasPrefix("% requires \\usepackage{booktabs}\n\\begin{tabular}"))
+    #expect(accounting.contains("q = 0.01, $\\sigma$ = 1 & RDP 1.5 \\\\"))
+}
