@@ -5,8 +5,8 @@ import FoundationXML
 import Testing
 @testable import DPExperiments
 
-// Figures for a paper (issue 10, item 10): legends never cut, integer epoch ticks, reference
-// lines off the frame.
+// Figures for a paper (issue 10, item 10): legends never cut, one colour per config in every
+// panel, integer epoch ticks, reference lines off the frame, each panel in its own file.
 
 // MARK: - Reading SVG back
 
@@ -198,6 +198,17 @@ func epochTicksAreIntegers(_ epochs: Int) {
     #expect(!labels.isEmpty && labels.allSatisfy { Int($0) != nil }, "\(labels)")
 }
 
+@Test("the epoch panels of an experiment tick whole epochs (3 epochs gave 0.5 steps before)")
+func experimentEpochPanelsTickWholeEpochs() throws {
+    let dir = try temporaryDirectory()
+    _ = try runExperiment(dir, executor: FakeExecutor())
+    let svg = SVGDocument(try ExperimentPlots.svg(forDirectory: dir))
+    for panel in ["accuracy-epochs", "epsilon-epochs"] {
+        let labels = svg.texts(inGroup: "x-ticks", panel: panel).map(\.text)
+        #expect(!labels.isEmpty && labels.allSatisfy { Int($0) != nil }, "\(panel): \(labels)")
+    }
+}
+
 @Test("a reference line never lies on the frame, even at the outermost tick", arguments: [100.0, 80.0, 0.0, 96.0])
 func referenceLinesSitInsideTheFrame(_ level: Double) {
     let panel = PlotPanel(title: "t", xLabel: "ε", yLabel: "accuracy (%)", series: [
@@ -227,5 +238,105 @@ func privacyUtilityReferenceIsInside() throws {
     // Markers and error bars stay off the frame too.
     for marker in svg.elements where marker.attributes["class"] == "marker" {
         if let cx = marker.number("cx") { #expect(cx > left + 2 && cx < right - 2) }
+    }
+}
+
+// MARK: - One colour per config in every panel
+
+/// Colour of each config (data-series) per panel: the stroke of its line, the fill of its markers.
+func colors(_ svg: SVGDocument) -> [String: [String: Set<String>]] {
+    var out: [String: [String: Set<String>]] = [:]
+    for element in svg.elements where element.panel != nil && !element.groups.contains("legend") {
+        guard let key = element.series, !key.hasPrefix("line-"), let color = element.color else { continue }
+        out[key, default: [:]][element.panel!, default: []].insert(color)
+    }
+    return out
+}
+
+@Test("each config has one colour, the same in the privacy-utility panel and both epoch panels, and budgets differ")
+func sameConfigHasTheSameColourInEveryPanel() throws {
+    let dir = try temporaryDirectory()
+    _ = try runExperiment(dir, executor: FakeExecutor())
+    let figure = try ExperimentPlots.figure(forDirectory: dir)
+    let svg = SVGDocument(figure.combined)
+    let byConfig = colors(svg)
+    let configs = Set(try parse(runnerYAML).runs.map(\.configHash))
+    #expect(Set(byConfig.keys) == configs)
+    var colorOf: [String: String] = [:]
+    for (hash, panels) in byConfig {
+        #expect(panels["privacy-utility"] != nil && panels["accuracy-epochs"] != nil, "\(hash) is missing from a panel: \(panels)")
+        let all = panels.values.reduce(into: Set<String>()) { $0.formUnion($1) }
+        #expect(all.count == 1, "config \(hash) has colours \(panels)")
+        colorOf[hash] = all.first
+    }
+    // Three budgets (ε = 1, ε = 8, non-private): three colours.
+    #expect(Set(colorOf.values).count == 3)
+    // The legend of each epoch panel shows each config in that colour.
+    for panel in ["accuracy-epochs", "epsilon-epochs"] {
+        for swatch in svg.elements where swatch.panel == panel && swatch.groups.contains("legend") && swatch.series != nil {
+            #expect(swatch.color == colorOf[swatch.series!], "\(panel) legend")
+        }
+    }
+    // The panels alone draw each config in the colour it has in the whole figure.
+    for file in figure.panels {
+        for (hash, panels) in colors(SVGDocument(file.svg)) {
+            #expect(panels.values.allSatisfy { $0 == [colorOf[hash]!] }, "\(file.name): \(hash)")
+        }
+    }
+}
+
+@Test("with more lines than budgets the colour follows the line, and still agrees across panels")
+func moreLinesThanBudgetsColourByLine() throws {
+    let yaml = runnerYAML.replacingOccurrences(of: "  privacy.target_epsilon: [1, 8]\n", with: "  optimizer.learning_rate: [0.1, 0.2, 0.3]\n")
+        .replacingOccurrences(of: "include:\n  - privacy.enabled: false\n", with: "")
+        .replacingOccurrences(of: "privacy:\n", with: "privacy:\n  target_epsilon: 2\n")
+    let dir = try temporaryDirectory()
+    _ = try runExperiment(dir, executor: FakeExecutor(), yaml: yaml)
+    let svg = SVGDocument(try ExperimentPlots.svg(forDirectory: dir))
+    let byConfig = colors(svg)
+    #expect(byConfig.count == 3)
+    #expect(byConfig.values.allSatisfy { $0.values.reduce(into: Set<String>()) { $0.formUnion($1) }.count == 1 })
+    #expect(Set(byConfig.values.map { $0.values.first!.first! }).count == 3)
+    let legend = svg.texts(inGroup: "legend", panel: "accuracy-epochs").map(\.text)
+    #expect(legend == ["optimizer.learning_rate = 0.1", "optimizer.learning_rate = 0.2", "optimizer.learning_rate = 0.3"], "\(legend)")
+}
+
+// MARK: - Files
+
+@Test("dpkit plot writes each panel as its own SVG; without rsvg-convert it says so once and writes no PDF")
+func eachPanelIsWrittenAsItsOwnFile() throws {
+    let dir = try temporaryDirectory()
+    _ = try runExperiment(dir, executor: FakeExecutor())
+    let written = try ExperimentPlots.writeFigures(forDirectory: dir, png: false, searchPath: "/nonexistent")
+    let names = ["figure.svg", "figure-privacy-utility.svg", "figure-accuracy-epochs.svg", "figure-epsilon-epochs.svg"]
+    #expect(written.files.map(\.lastPathComponent) == names)
+    #expect(written.notes.count == 1 && written.notes[0].contains("rsvg-convert") && written.notes[0].contains("librsvg2-bin"))
+    for (name, panel) in zip(names.dropFirst(), ["privacy-utility", "accuracy-epochs", "epsilon-epochs"]) {
+        let svg = SVGDocument(try String(contentsOf: dir.appendingPathComponent(name), encoding: .utf8))
+        let panels = Set(svg.elements.compactMap { $0.name == "g" ? $0.attributes["data-panel"] : nil })
+        #expect(panels == [panel], "\(name)")
+        expectEveryTextInside(svg, name)
+    }
+    #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("figure.pdf").path))
+
+    // --output names the figure; the panels go beside it under its name.
+    let other = dir.appendingPathComponent("paper.svg")
+    let named = try ExperimentPlots.writeFigures(forDirectory: dir, output: other, png: false, pdf: false)
+    #expect(named.files.map(\.lastPathComponent) == ["paper.svg", "paper-privacy-utility.svg", "paper-accuracy-epochs.svg", "paper-epsilon-epochs.svg"])
+    #expect(named.notes.isEmpty)
+}
+
+@Test("with rsvg-convert on PATH, every SVG gets a vector PDF beside it",
+      .enabled(if: SVG.findTool("rsvg-convert") != nil, "rsvg-convert (librsvg2-bin) is not installed"))
+func panelsAreConvertedToPDF() throws {
+    let dir = try temporaryDirectory()
+    _ = try runExperiment(dir, executor: FakeExecutor())
+    let written = try ExperimentPlots.writeFigures(forDirectory: dir, png: false)
+    #expect(written.notes.isEmpty, "\(written.notes)")
+    for name in ["figure", "figure-privacy-utility", "figure-accuracy-epochs", "figure-epsilon-epochs"] {
+        let pdf = dir.appendingPathComponent("\(name).pdf")
+        #expect(written.files.contains(pdf))
+        let head = try FileHandle(forReadingFrom: pdf).readData(ofLength: 5)
+        #expect(String(decoding: head, as: UTF8.self) == "%PDF-", "\(name).pdf")
     }
 }

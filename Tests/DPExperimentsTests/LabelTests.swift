@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import DPExperiments
 
-// Display labels from the config (`labels:`) for tables and plots (issue 10, item 10).
+// Display labels from the config (`labels:`), used by tables and plots (issue 10, item 10).
 
 let labelledYAML = runnerYAML + """
 labels:
@@ -75,6 +75,34 @@ func labelKeysThatAreAllowed() throws {
     // An accounting config has no runs to label.
     let accounting = "kind: accounting\nname: a\naccounting: {sampling_probability: 0.01, noise_multiplier: 1, steps: 10, delta: 1e-5}\nlabels: {q: x}\n"
     #expect(configError(accounting)?.path == "labels")
+}
+
+@Test("the table and the figure show the config's labels, not the raw keys and values")
+func labelsAppearInTablesAndPlots() throws {
+    let dir = try temporaryDirectory()
+    _ = try runExperiment(dir, executor: FakeExecutor(), yaml: labelledYAML)
+
+    let (markdown, _) = try tableText(forDirectory: dir, format: .markdown)
+    let lines = markdown.split(separator: "\n").map(String.init)
+    #expect(lines[0] == "| model | budget ε = 1 | budget ε = 8 |", "\(markdown)")
+    #expect(lines[2].hasPrefix("| small MLP |") && lines[3].hasPrefix("| small MLP (no DP (baseline)) |"), "\(markdown)")
+    #expect(markdown.contains("Test accuracy (%): mean"))
+
+    let (latex, _) = try tableText(forDirectory: dir, format: .latex)
+    #expect(latex.contains("model & budget $\\varepsilon$ = 1 & budget $\\varepsilon$ = 8 \\\\"), "\(latex)")
+    #expect(latex.contains("\nsmall MLP & ") && latex.contains("\\caption{Test accuracy (\\%): mean"))
+    #expect(!latex.contains("target\\_epsilon") && !latex.contains("privacy.target"))
+
+    // CSV keeps raw keys and values for scripts.
+    let (csv, _) = try tableText(forDirectory: dir, format: .csv)
+    #expect(csv.hasPrefix("model,privacy.target_epsilon,"))
+
+    let svg = SVGDocument(try ExperimentPlots.svg(forDirectory: dir))
+    let texts = Set(svg.elements.filter { $0.name == "text" }.map(\.text))
+    for label in ["budget ε = 1", "budget ε = 8", "small MLP", "no DP (baseline)", "Test accuracy (%)"] {
+        #expect(texts.contains(label), "figure lacks \(label): \(texts.sorted())")
+    }
+    #expect(!texts.contains { $0.contains("target_epsilon") || $0.contains("non-private") })
 }
 
 @Test("without labels, tables and figures name the budget `target ε` and leave other keys as they are")
