@@ -80,6 +80,13 @@ public enum ExperimentPlots {
         var line: String
         var lineText: String
         var budget: Budget
+        /// A control's settings that only the controls differ in (`optimizer.learning_rate = 0.5`
+        /// for a non-private run with its own learning rate), shown with its budget.
+        var controlNote = ""
+
+        func budgetText(_ labels: DisplayLabels) -> String {
+            budget.label(labels) + (controlNote.isEmpty ? "" : " (\(controlNote))")
+        }
     }
 
     /// Colours, markers and dashes, assigned once for a whole figure.
@@ -179,15 +186,26 @@ public enum ExperimentPlots {
             // A line is named by the parts that tell it from the other lines (the model alone
             // when nothing does): what all lines share would repeat in every legend entry.
             let allParts = found.map { lineParts[$0.hash]! }
+            func value(_ key: String, _ parts: [(key: String, value: String)]) -> String { parts.first { $0.key == key }?.value ?? "" }
             let keys = unique(allParts.flatMap { $0.map(\.key) })
-            let differing = Set(keys.filter { key in
-                Set(allParts.map { parts in parts.first { $0.key == key }?.value ?? "" }).count > 1
+            let differing = Set(keys.filter { key in Set(allParts.map { value(key, $0) }).count > 1 })
+            // A key that takes one value per kind (the non-private control's own learning rate)
+            // belongs to the controls, not to a line of its own.
+            let byKind = Dictionary(grouping: found.indices) { found[$0].budget.kind }
+            let kindKeys = Set(differing.filter { key in
+                byKind.count > 1 && byKind.values.allSatisfy { members in Set(members.map { value(key, allParts[$0]) }).count == 1 }
             })
             for i in found.indices {
                 let parts = lineParts[found[i].hash]!
-                let shown = parts.filter { differing.contains($0.key) }
-                found[i].lineText = (shown.isEmpty ? Array(parts.prefix { $0.key == "model" }) : shown)
+                let lineKeys = parts.filter { !kindKeys.contains($0.key) }
+                found[i].line = lineKeys.map { "\($0.key)=\($0.value)" }.joined(separator: "\u{1}")
+                let shown = lineKeys.filter { differing.contains($0.key) }
+                found[i].lineText = (shown.isEmpty ? Array(lineKeys.prefix { $0.key == "model" }) : shown)
                     .map { labels.assignment($0.key, $0.value) }.joined(separator: ", ")
+                if found[i].budget.kind != .private {
+                    found[i].controlNote = parts.filter { kindKeys.contains($0.key) }
+                        .map { labels.assignment($0.key, $0.value) }.joined(separator: ", ")
+                }
                 configs[found[i].hash] = found[i]
                 order.append(found[i].hash)
             }
@@ -206,7 +224,7 @@ public enum ExperimentPlots {
         func name(_ config: Config) -> String {
             var parts: [String] = []
             if hasSeveralLines && !config.lineText.isEmpty { parts.append(config.lineText) }
-            if styles.budgets.count > 1 || parts.isEmpty { parts.append(config.budget.label(labels)) }
+            if styles.budgets.count > 1 || parts.isEmpty { parts.append(config.budgetText(labels)) }
             let text = parts.joined(separator: ", ")
             return text.isEmpty ? String(config.hash.prefix(8)) : text
         }
@@ -281,7 +299,7 @@ public enum ExperimentPlots {
                     points.append(PlotPoint(x: eps.reduce(0, +) / Double(eps.count), y: m, error: sd,
                                             colorIndex: styles.color(config), marker: styles.marker(config), key: config.hash))
                 } else {
-                    let name = config.budget.label(labels)
+                    let name = config.budgetText(labels)
                     let label = data.hasSeveralLines && !lineText.isEmpty ? "\(lineText): \(name)" : name
                     let reference = ReferenceLine(
                         label: label, y: m, colorIndex: styles.color(config), dash: Styles.dash(config.budget.kind) ?? "6,4",

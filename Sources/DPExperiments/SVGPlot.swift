@@ -212,16 +212,19 @@ extension SVG {
         }
     }
 
-    /// `text` broken into lines no wider than `maxWidth` where its words allow: after a comma
-    /// first (`mlp, target ε = 1` keeps `target ε = 1` together), else at a space. A word is never
+    /// `text` broken into lines no wider than `maxWidth` where its words allow: after a comma or
+    /// before a parenthesis first (`mlp, target ε = 1` keeps `target ε = 1` together), else at a
+    /// space. A word is never
     /// broken, so a line is wider than `maxWidth` only when one word is. Joining the lines with
     /// spaces gives the text back (runs of spaces as one).
     public static func wrap(_ text: String, maxWidth: Double, fontSize: Double) -> [String] {
         let words = text.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
         guard !words.isEmpty else { return [text] }
-        // Phrases: words up to and including one that ends in a comma.
+        // Phrases: words up to and including one that ends in a comma, or up to one that opens
+        // a parenthesis.
         var phrases: [[String]] = [[]]
         for word in words {
+            if word.hasPrefix("(") { phrases.append([]) }
             phrases[phrases.count - 1].append(word)
             if word.hasSuffix(",") { phrases.append([]) }
         }
@@ -310,7 +313,13 @@ public enum SVG {
         let top = title == nil ? 0.0 : 36
         var documentWidth = width
         if let title { documentWidth = max(documentWidth, textWidth(title, fontSize: titleSize, bold: true) + 40) }
-        let layouts = rows.map { row in row.map { PanelLayout($0, availableWidth: width / Double(max(1, row.count))) } }
+        let layouts = rows.map { row -> [PanelLayout] in
+            let share = width / Double(max(1, row.count))
+            let layouts = row.map { PanelLayout($0, availableWidth: share) }
+            // Panels side by side place their legends alike: below for all when one needs it.
+            guard layouts.contains(where: \.legendBelow) else { return layouts }
+            return row.map { PanelLayout($0, availableWidth: share, legendBelow: true) }
+        }
         for row in layouts where !row.isEmpty {
             documentWidth = max(documentWidth, Double(row.count) * row.map(\.minimumWidth).max()!)
         }
@@ -382,7 +391,7 @@ struct PanelLayout {
     let leftMargin: Double, rightMargin: Double
     let minimumWidth: Double, minimumHeight: Double
 
-    init(_ panel: PlotPanel, availableWidth: Double) {
+    init(_ panel: PlotPanel, availableWidth: Double, legendBelow forceBelow: Bool = false) {
         self.panel = panel
         let points = panel.series.flatMap(\.points)
         let xs = points.map(\.x)
@@ -423,7 +432,7 @@ struct PanelLayout {
         let textWidth = lines.flatMap { $0 }.map { SVG.textWidth($0, fontSize: SVG.legendSize) }.max() ?? 0
         let entryWidth = Self.swatchWidth + 10 + textWidth + 10
         let entryHeights = lines.map { Double($0.count) * SVG.legendLineHeight + SVG.legendEntryGap }
-        legendBelow = !entries.isEmpty && entryWidth > 0.35 * availableWidth
+        legendBelow = !entries.isEmpty && (forceBelow || entryWidth > 0.35 * availableWidth)
         if legendBelow {
             legendColumnWidth = entryWidth
             let columns = max(1, min(entries.count, Int((availableWidth - 16) / entryWidth)))

@@ -109,6 +109,7 @@ func textWidthEstimateBoundsDejaVuSans() {
 @Test("wrapping breaks after commas first, never inside a word, and loses no text", arguments: [
     "mlp, target ε = 0.5",
     "one hidden layer of sixteen units, target ε = 0.5",
+    "non-private (optimizer.learning_rate = 0.1)",
     String(repeating: "W", count: 80),
     "a very long model name that has many words in it and keeps going, optimizer.learning_rate = 0.001, target ε = 8",
 ])
@@ -117,6 +118,9 @@ func wrapKeepsEveryWord(_ label: String) {
     #expect(lines.joined(separator: " ") == label)
     for line in lines where line.contains(" ") {
         #expect(SVG.textWidth(line, fontSize: 12) <= 160, "\(line)")
+    }
+    if label.hasPrefix("non-private") {
+        #expect(SVG.wrap(label, maxWidth: SVG.legendTextWidth, fontSize: 12) == ["non-private", "(optimizer.learning_rate = 0.1)"])
     }
     if label.hasPrefix("one hidden") {
         #expect(SVG.wrap(label, maxWidth: SVG.legendTextWidth, fontSize: 12) == ["one hidden layer of sixteen units,", "target ε = 0.5"])
@@ -339,4 +343,18 @@ func panelsAreConvertedToPDF() throws {
         let head = try FileHandle(forReadingFrom: pdf).readData(ofLength: 5)
         #expect(String(decoding: head, as: UTF8.self) == "%PDF-", "\(name).pdf")
     }
+}
+
+@Test("a setting only the control changes (its own learning rate) names the control, not a line of its own")
+func controlSettingsNameTheControl() throws {
+    let yaml = runnerYAML.replacingOccurrences(of: "  - privacy.enabled: false\n", with: "  - {privacy.enabled: false, optimizer.learning_rate: 0.5}\n")
+    let dir = try temporaryDirectory()
+    _ = try runExperiment(dir, executor: FakeExecutor(), yaml: yaml)
+    let svg = SVGDocument(try ExperimentPlots.svg(forDirectory: dir))
+    let utility = svg.texts(inGroup: "legend", panel: "privacy-utility").map(\.text)
+    #expect(utility == ["mlp", "target ε = 1", "target ε = 8", "non-private", "(optimizer.learning_rate = 0.5)"], "\(utility)")
+    let epochs = svg.texts(inGroup: "legend", panel: "accuracy-epochs").map(\.text).joined(separator: " ")
+    #expect(epochs == "target ε = 1 target ε = 8 non-private (optimizer.learning_rate = 0.5)", "\(epochs)")
+    // One line: every point and the reference share one marker shape (circles).
+    #expect(!svg.elements.contains { $0.attributes["class"] == "marker" && $0.name != "circle" })
 }
