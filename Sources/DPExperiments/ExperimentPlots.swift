@@ -484,7 +484,13 @@ public enum ExperimentPlots {
             case .written(let file):
                 written.files.append(file)
             case .noConverter:
-                written.notes.append("no PDF: rsvg-convert is not on PATH (Debian package librsvg2-bin; `make plot-deps` installs it); the SVG files are written")
+                var note = "no PDF: rsvg-convert is not on PATH (Debian package librsvg2-bin; `make plot-deps` installs it); the SVG files are written"
+                let stale = svgs.map { $0.0.deletingPathExtension().appendingPathExtension("pdf") }
+                    .filter { FileManager.default.fileExists(atPath: $0.path) }
+                if !stale.isEmpty {
+                    note += "; the PDFs beside them are from an earlier plot and out of date: " + stale.map(\.lastPathComponent).joined(separator: ", ")
+                }
+                written.notes.append(note)
                 return written
             case .failed(let message):
                 written.notes.append("no PDF of \(url.path): rsvg-convert failed: \(message)")

@@ -322,6 +322,10 @@ func eachPanelIsWrittenAsItsOwnFile() throws {
         expectEveryTextInside(svg, name)
     }
     #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("figure.pdf").path))
+    // A PDF left by an earlier plot is named as out of date, not passed over.
+    try Data("%PDF-".utf8).write(to: dir.appendingPathComponent("figure-privacy-utility.pdf"))
+    let again = try ExperimentPlots.writeFigures(forDirectory: dir, png: false, searchPath: "/nonexistent")
+    #expect(again.notes.count == 1 && again.notes[0].hasSuffix("out of date: figure-privacy-utility.pdf"), "\(again.notes)")
 
     // --output names the figure; the panels go beside it under its name.
     let other = dir.appendingPathComponent("paper.svg")
