@@ -58,11 +58,14 @@ public enum ExperimentPlots {
             return labels.assignment(key, value)
         }
 
-        /// Private budgets by key and numeric value, then non-private, then clip-only.
+        /// Private budgets from the most private: target ε up, σ down; then non-private, then
+        /// clip-only. Colours follow this order, so they run along the ε axis either way.
         static func ordered(_ budgets: [Budget]) -> [Budget] {
             func rank(_ b: Budget) -> (Int, String, Double) {
                 switch b.kind {
-                case .private: return (0, b.key ?? "", Double(b.value) ?? .infinity)
+                case .private:
+                    let value = Double(b.value) ?? .infinity
+                    return (0, b.key ?? "", b.key == "privacy.noise_multiplier" ? -value : value)
                 case .nonPrivate: return (1, "", 0)
                 case .clipOnly: return (2, "", 0)
                 }

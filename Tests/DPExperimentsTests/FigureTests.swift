@@ -362,3 +362,13 @@ func controlSettingsNameTheControl() throws {
     // One line: every point and the reference share one marker shape (circles).
     #expect(!svg.elements.contains { $0.attributes["class"] == "marker" && $0.name != "circle" })
 }
+
+@Test("budgets are coloured from the most private: target ε up, σ down")
+func budgetOrderFollowsPrivacy() {
+    typealias Budget = ExperimentPlots.Budget
+    let sigmas = ["0.6", "2", "1"].map { Budget(kind: .private, key: "privacy.noise_multiplier", value: $0) }
+    #expect(Budget.ordered(sigmas + [Budget(kind: .nonPrivate)]).map(\.value) == ["2", "1", "0.6", ""])
+    let targets = ["8", "0.5", "2"].map { Budget(kind: .private, key: "privacy.target_epsilon", value: $0) }
+    #expect(Budget.ordered([Budget(kind: .clipOnly)] + targets + [Budget(kind: .nonPrivate)]).map(\.value) == ["0.5", "2", "8", "", ""])
+    #expect(Budget.ordered([Budget(kind: .clipOnly), Budget(kind: .nonPrivate)]).map(\.kind) == [.nonPrivate, .clipOnly])
+}
