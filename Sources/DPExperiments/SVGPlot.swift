@@ -308,7 +308,8 @@ public enum SVG {
     /// A document holding panels laid out in rows; each row shares the width equally.
     ///
     /// `width` and `panelHeight` are the least sizes: a row whose legends or labels need more
-    /// room gets it, so that no text is cut (measured by ``textWidth(_:fontSize:bold:)``).
+    /// room gets it, so that no text is cut (measured by ``textWidth(_:fontSize:bold:)``); a
+    /// legend below the plots adds its height to the row's.
     public static func document(rows: [[PlotPanel]], panelHeight: Double = 400, width: Double = 1200, title: String? = nil) -> String {
         let top = title == nil ? 0.0 : 36
         var documentWidth = width
@@ -323,8 +324,9 @@ public enum SVG {
         for row in layouts where !row.isEmpty {
             documentWidth = max(documentWidth, Double(row.count) * row.map(\.minimumWidth).max()!)
         }
+        // A legend below the plot adds to the row's height rather than taking from the plot.
         let rowHeights = layouts.map { row in
-            max(panelHeight, (row.map { $0.minimumHeight - $0.spaceBelow }.max() ?? 0) + (row.map(\.spaceBelow).max() ?? 0))
+            max(panelHeight, row.map { $0.minimumHeight - $0.spaceBelow }.max() ?? 0) + (row.map(\.spaceBelow).max() ?? 0)
         }
         let height = top + rowHeights.reduce(0, +)
         let w = documentWidth.rounded(.up), h = height.rounded(.up)
@@ -385,8 +387,9 @@ struct PanelLayout {
     /// The legend goes below the plot, in columns, when at the right it would take more than
     /// 35% of the panel's width.
     let legendBelow: Bool
-    /// Below: entries fill columns top to bottom, `legendRows` entries each.
-    let legendColumnWidth: Double, legendRows: Int, legendRowHeights: [Double]
+    /// Where each entry sits: its column and its offset from the legend's top. Below the plot,
+    /// entries fill columns of about equal height in order; at the right, one column.
+    let legendColumnWidth: Double, legendPlaces: [(column: Int, offset: Double)]
     /// From the panel's left edge to the plot area, and from the plot area's right edge to the panel's.
     let leftMargin: Double, rightMargin: Double
     let minimumWidth: Double, minimumHeight: Double
@@ -433,24 +436,24 @@ struct PanelLayout {
         let entryWidth = Self.swatchWidth + 10 + textWidth + 10
         let entryHeights = lines.map { Double($0.count) * SVG.legendLineHeight + SVG.legendEntryGap }
         legendBelow = !entries.isEmpty && (forceBelow || entryWidth > 0.35 * availableWidth)
-        if legendBelow {
-            legendColumnWidth = entryWidth
-            let columns = max(1, min(entries.count, Int((availableWidth - 16) / entryWidth)))
-            let rows = (entries.count + columns - 1) / columns
-            legendRows = rows
-            let usedColumns = (entries.count + rows - 1) / rows
-            legendRowHeights = (0..<rows).map { r in
-                stride(from: r, to: entries.count, by: rows).map { entryHeights[$0] }.max() ?? 0
+        legendColumnWidth = entryWidth
+        let columns = legendBelow ? max(1, min(entries.count, Int((availableWidth - 16) / entryWidth))) : 1
+        let target = entryHeights.reduce(0, +) / Double(columns)
+        var places: [(column: Int, offset: Double)] = []
+        var column = 0, offset = 0.0
+        for height in entryHeights {
+            // A new column once this one holds its share (the last one takes the rest).
+            if offset > 0 && offset + height / 2 > target && column < columns - 1 {
+                column += 1
+                offset = 0
             }
-            legendWidth = Double(usedColumns) * entryWidth
-            legendHeight = legendRowHeights.reduce(10, +) + 6
-        } else {
-            legendColumnWidth = entryWidth
-            legendRows = entries.count
-            legendRowHeights = entryHeights
-            legendWidth = entries.isEmpty ? 0 : entryWidth
-            legendHeight = entries.isEmpty ? 0 : entryHeights.reduce(10, +) + 6
+            places.append((column, offset))
+            offset += height
         }
+        legendPlaces = places
+        let columnHeights = (0...column).map { c in zip(places, entryHeights).filter { $0.0.column == c }.map(\.1).reduce(0, +) }
+        legendWidth = entries.isEmpty ? 0 : Double(column + 1) * entryWidth
+        legendHeight = entries.isEmpty ? 0 : (columnHeights.max() ?? 0) + 16
 
         let yTickWidth = yTickLabels.map { SVG.textWidth($0, fontSize: SVG.tickSize) }.max() ?? 0
         // y-axis label (rotated, about one line high), gap, tick labels, gap, tick marks.
@@ -561,9 +564,8 @@ struct PanelLayout {
             out += "<g class=\"legend\" font-size=\"\(Int(SVG.legendSize))\">\n"
             out += "<rect x=\"\(f(lx))\" y=\"\(f(ly))\" width=\"\(f(legendWidth))\" height=\"\(f(legendHeight))\" fill=\"white\" stroke=\"#999\"/>\n"
             for (i, (entry, lines)) in zip(entries, legendLines).enumerated() {
-                let row = i % legendRows, column = i / legendRows
-                let ex = lx + Double(column) * legendColumnWidth
-                let ey = ly + 10 + legendRowHeights[..<row].reduce(0, +)
+                let ex = lx + Double(legendPlaces[i].column) * legendColumnWidth
+                let ey = ly + 10 + legendPlaces[i].offset
                 let color = SVG.color(entry.colorIndex)
                 let mid = ey + SVG.legendLineHeight / 2 - 1
                 let (sx0, sx1) = (ex + 8, ex + Self.swatchWidth)

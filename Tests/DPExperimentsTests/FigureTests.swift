@@ -372,3 +372,26 @@ func budgetOrderFollowsPrivacy() {
     #expect(Budget.ordered([Budget(kind: .clipOnly)] + targets + [Budget(kind: .nonPrivate)]).map(\.value) == ["0.5", "2", "8", "", ""])
     #expect(Budget.ordered([Budget(kind: .clipOnly), Budget(kind: .nonPrivate)]).map(\.kind) == [.nonPrivate, .clipOnly])
 }
+
+@Test("a legend too wide for the right goes below in columns, adds to the height and leaves the plot its size")
+func wideLegendGoesBelow() throws {
+    func panel(_ labels: [String]) -> PlotPanel {
+        PlotPanel(title: "t", xLabel: "epoch", yLabel: "y", series: labels.enumerated().map { i, label in
+            PlotSeries(label: label, points: [PlotPoint(x: 1, y: Double(i)), PlotPoint(x: 2, y: 1)], colorIndex: i)
+        })
+    }
+    let narrow = SVGDocument(SVG.document(rows: [[panel(["a", "b"])]], panelHeight: 420, width: 720))
+    let wide = SVGDocument(SVG.document(rows: [[panel(Array(longLabels.prefix(1)) + ["one hidden layer of sixteen units, target ε = 0.5", "b", "c"])]],
+                                        panelHeight: 420, width: 720))
+    func frame(_ svg: SVGDocument) throws -> SVGDocument.Element { try #require(svg.elements.first { $0.attributes["class"] == "frame" }) }
+    func box(_ svg: SVGDocument) throws -> SVGDocument.Element { try #require(svg.elements.first { $0.name == "rect" && $0.groups.last == "legend" }) }
+    // Narrow: at the right, beside the plot. Wide: below the frame, and the document is taller by it.
+    #expect(try box(narrow).number("x")! > frame(narrow).number("x")! + frame(narrow).number("width")!)
+    #expect(try box(wide).number("y")! > frame(wide).number("y")! + frame(wide).number("height")!)
+    #expect(try frame(wide).number("height") == frame(narrow).number("height"))
+    #expect(wide.height > narrow.height && wide.width == narrow.width)
+    // Two columns side by side.
+    let xs = Set(wide.texts(inGroup: "legend").map { $0.number("x")! })
+    #expect(xs.count == 2)
+    expectEveryTextInside(wide, "legend below")
+}
