@@ -2,7 +2,7 @@ import Foundation
 
 /// What a config file describes.
 public enum ExperimentKind: String, Hashable, Sendable, CaseIterable {
-    /// Training runs (the default): `dataset`, `model`, `optimizer`, `privacy`, `training`, `seeds`, `sweep`, `include`.
+    /// Training runs (the default): `dataset`, `model`, `optimizer`, `privacy`, `training`, `seeds`, `sweep`, `include`, `labels`.
     case training
     /// Privacy accounting only, no training: an `accounting` section.
     case accounting
