@@ -4,10 +4,12 @@
 SWIFT ?= swift
 DEB_PACKAGES := pkg-config libopenblas-dev liblapacke-dev libfftw3-dev zlib1g-dev
 DATA_PACKAGES := dataset-fashion-mnist
+# rsvg-convert, for the PDFs (and PNG) of `dpkit plot`; optional: without it plot writes SVGs only.
+PLOT_PACKAGES := librsvg2-bin
 DEMO_CONFIG ?= experiments/quickstart.yaml
 DEMO_OUT ?= runs/quickstart
 
-.PHONY: demo test build release deps data bench bench-suites examples docs format lint clean
+.PHONY: demo test build release deps data plot-deps bench bench-suites examples docs format lint clean
 
 # Installs the packages listed in $(1) that dpkg does not report as installed.
 define apt_install
@@ -24,6 +26,9 @@ deps:
 
 data:
 	$(call apt_install,$(DATA_PACKAGES))
+
+plot-deps:
+	$(call apt_install,$(PLOT_PACKAGES))
 
 release: deps
 	$(SWIFT) build -c release --product dpkit

@@ -6,6 +6,8 @@ struct ParseContext {
     /// Key paths whose value was set by a sweep or an include entry, and a note saying which.
     var origins: [String: String] = [:]
     var registries: PluginRegistries
+    /// Every key path a reader accepted (shared by the readers of all runs), for `labels:`.
+    var keyPaths = KeyPathRecorder()
 
     func error(_ path: String, _ message: String) -> ConfigError {
         var message = message
@@ -17,6 +19,12 @@ struct ParseContext {
         }
         return ConfigError(file: file, path: path, line: line, message: message)
     }
+}
+
+/// The key paths that the readers of a config accepted.
+final class KeyPathRecorder {
+    private(set) var paths = Set<String>()
+    func insert(_ path: String) { paths.insert(path) }
 }
 
 /// Reads one map of a config, checking types and ranges, remembering which keys are valid (for
@@ -46,6 +54,7 @@ final class MapReader {
     /// The raw value of `key` (nil when absent or null); marks the key as valid.
     func raw(_ key: String) -> ConfigValue? {
         if !validKeys.contains(key) { validKeys.append(key) }
+        context.keyPaths.insert(childPath(key))
         guard let value = pairs.first(where: { $0.key == key })?.value else { return nil }
         if case .null = value { return nil }
         return value

@@ -2,7 +2,7 @@ import Foundation
 
 /// What a config file describes.
 public enum ExperimentKind: String, Hashable, Sendable, CaseIterable {
-    /// Training runs (the default): `dataset`, `model`, `optimizer`, `privacy`, `training`, `seeds`, `sweep`, `include`.
+    /// Training runs (the default): `dataset`, `model`, `optimizer`, `privacy`, `training`, `seeds`, `sweep`, `include`, `labels`.
     case training
     /// Privacy accounting only, no training: an `accounting` section.
     case accounting
@@ -75,6 +75,8 @@ public struct ExperimentConfig: Sendable {
     public var accounting: AccountingConfig?
     /// Privacy-relevant notes to print with the plan (never silent).
     public var warnings: [String]
+    /// Display names of keys and values for tables and figures (`labels:`).
+    public var labels = DisplayLabels()
 
     /// FNV-1a of the canonical JSON of the whole file.
     public var experimentHash: String { fnv1a64Hex(raw.canonicalJSON) }
@@ -114,9 +116,10 @@ public struct ExperimentConfig: Sendable {
             try top.finish()
         case .training:
             // Unknown top-level keys first: a misspelt section would otherwise read as a missing one.
-            for key in RunConfig.sectionKeys + ["seeds", "sweep", "include"] { _ = top.raw(key) }
+            for key in RunConfig.sectionKeys + ["seeds", "sweep", "include", "labels"] { _ = top.raw(key) }
             try top.finish()
             try config.expandRuns(top: top, tree: tree, context: context)
+            try config.readLabels(top.raw("labels"), context: context)
         }
         return config
     }
@@ -313,6 +316,24 @@ extension ExperimentConfig {
         if runs.contains(where: { $0.config.privacy.enabled && $0.config.privacy.clipping.name == "adaptive" }) {
             warnings.append("privacy.clipping: adaptive: the private quantile estimate spends budget; the executor must account for it")
         }
+    }
+
+    /// Reads `labels:` once every run is parsed: a label may name any key path that the readers
+    /// of the runs accepted (in the run sections), `seed`, or an output column.
+    private mutating func readLabels(_ value: ConfigValue?, context: ParseContext) throws {
+        let sections = Set(RunConfig.sectionKeys)
+        var known = Set(context.keyPaths.paths.filter { path in
+            path.contains(".") && sections.contains(String(path.prefix { $0 != "." }))
+        })
+        known.insert("seed")
+        let runs = self.runs, seeds = self.seeds
+        labels = try DisplayLabels.parse(value, knownPaths: known, runValues: { key in
+            if key == "seed" { return Set(seeds.map(String.init)) }
+            guard known.contains(key) else { return nil }
+            return Set(runs.compactMap { run in
+                run.config.resolved.value(atPath: key).map(\.displayText).flatMap { $0.isEmpty ? nil : DisplayLabels.normalized($0) }
+            })
+        }, file: file, lines: context.lines)
     }
 
     /// Flattens nested maps into dotted key paths.

@@ -314,6 +314,7 @@ public final class ExperimentRunner {
             ("seeds", .list(config.seeds.map(ConfigValue.int))),
             ("sweep", .map(config.sweep.map { ($0.path, .list($0.values)) })),
             ("varying_keys", .list(config.varyingKeys.map(ConfigValue.string))),
+            ("labels", config.labels.manifestValue),
             ("warnings", .list((config.warnings + planWarnings()).map(ConfigValue.string))),
             ("config", config.raw),
             ("config_history", .list(configs)),

@@ -91,6 +91,29 @@ public struct ResultsTable: Hashable, Sendable {
     public var warnings: [String] = []
     /// Keys whose values label the rows of configs that would otherwise share a cell.
     public var splitKeys: [String] = []
+    /// What each row label is made of, for display names (``DisplayLabels``).
+    public var rowParts: [String: RowParts] = [:]
+
+    /// A row label's parts: the value of the row key, the control kind, and the keys that tell
+    /// apart configs split out of one cell.
+    public struct RowParts: Hashable, Sendable {
+        public var value: String
+        public var kind: RunKind
+        public var split: [KeyValue] = []
+        /// A config's hash prefix, when the compared keys cannot tell it apart.
+        public var configTag: String? = nil
+
+        /// The row as shown: value labels, the control's name, `[σ = 1.1]` for a split.
+        public func text(rowKey: String, labels: DisplayLabels) -> String {
+            var text = labels.value(value, of: rowKey)
+            if kind != .private { text = value.isEmpty ? labels.control(kind) : "\(text) (\(labels.control(kind)))" }
+            if !split.isEmpty {
+                text += " [" + split.map { labels.assignment($0.key, $0.value.displayText) }.joined(separator: ", ") + "]"
+            }
+            if let configTag { text += " [config \(configTag)]" }
+            return text
+        }
+    }
     /// True when the private cells' epsilons are not all of one relation: each cell then
     /// names its own, so no column silently mixes them.
     public var mixesRelations: Bool { relations.count > 1 }
@@ -182,18 +205,23 @@ public struct ResultsTable: Hashable, Sendable {
         }
 
         // Groups: (row, column, config).
-        struct Group { var row: String; var column: String; var hash: String; var kind: RunKind; var records: [[String: String]] }
+        struct Group {
+            var row: String; var column: String; var hash: String; var kind: RunKind; var records: [[String: String]]
+            var parts: RowParts
+        }
         var groups: [Group] = []
         for record in usable {
             let kind = RunKind(rawValue: record["kind"] ?? "") ?? .private
-            var row = record[rowKey] ?? ""
+            let value = record[rowKey] ?? ""
+            var row = value
             if kind != .private { row = row.isEmpty ? Self.controlName(kind) : "\(row) (\(Self.controlName(kind)))" }
             let column = columnKey.map { record[$0] ?? "" } ?? ""
             let hash = (record["config_hash"] ?? "").isEmpty ? (record["run_id"] ?? "") : record["config_hash"]!
             if let i = groups.firstIndex(where: { $0.row == row && $0.column == column && $0.hash == hash }) {
                 groups[i].records.append(record)
             } else {
-                groups.append(Group(row: row, column: column, hash: hash, kind: kind, records: [record]))
+                groups.append(Group(row: row, column: column, hash: hash, kind: kind, records: [record],
+                                    parts: RowParts(value: value, kind: kind)))
             }
         }
 
@@ -237,13 +265,15 @@ public struct ResultsTable: Hashable, Sendable {
             table.splitKeys = differing.map(\.key)
             for i in groups.indices {
                 let map = settings(groups[i])
-                let parts = table.splitKeys.compactMap { key in map[key].flatMap { $0.isEmpty ? nil : "\(key)=\($0)" } }
-                if !parts.isEmpty { groups[i].row += " [\(parts.joined(separator: ", "))]" }
+                let split = table.splitKeys.compactMap { key in map[key].flatMap { $0.isEmpty ? nil : KeyValue(key, .string($0)) } }
+                groups[i].parts.split = split
+                if !split.isEmpty { groups[i].row += " [\(split.map { "\($0.key)=\($0.value.displayText)" }.joined(separator: ", "))]" }
             }
             // Configs the compared keys cannot tell apart: name them by hash.
             for i in groups.indices where groups.contains(where: {
                 $0.row == groups[i].row && $0.column == groups[i].column && $0.hash != groups[i].hash }) {
                 groups[i].row += " [config \(groups[i].hash.prefix(8))]"
+                groups[i].parts.configTag = String(groups[i].hash.prefix(8))
             }
             let what = differing.isEmpty
                 ? "they differ in keys runs.csv does not show (no manifest.json with their configs); each config_hash gets its own row"
@@ -271,6 +301,7 @@ public struct ResultsTable: Hashable, Sendable {
                 cell.epsilon = .infinity
             }
             table.cells.append(cell)
+            table.rowParts[group.row] = group.parts
         }
         let privateRows = Self.sorted(unique(table.cells.filter { $0.kind == .private }.map(\.row)))
         let controlRows = unique(table.cells.filter { $0.kind != .private }.map(\.row))
@@ -290,13 +321,7 @@ public struct ResultsTable: Hashable, Sendable {
         return out
     }
 
-    static func controlName(_ kind: RunKind) -> String {
-        switch kind {
-        case .nonPrivate: return "non-private"
-        case .clipOnly: return "clip-only, σ = 0"
-        case .private: return "private"
-        }
-    }
+    static func controlName(_ kind: RunKind) -> String { DisplayLabels().control(kind) }
 
     /// Numeric order when every label is a number, else first-appearance order.
     static func sorted(_ labels: [String]) -> [String] {
@@ -331,7 +356,10 @@ public struct ResultsTable: Hashable, Sendable {
     // MARK: - Rendering
 
     /// The table as markdown, LaTeX (booktabs) or CSV (one line per cell).
-    public func render(_ format: TableFormat, best marking: BestMarking = .column) -> String {
+    ///
+    /// Markdown and LaTeX show keys and values by their display names (`labels`, from the
+    /// config's `labels:` map); CSV keeps the raw keys and values for scripts.
+    public func render(_ format: TableFormat, best marking: BestMarking = .column, labels: DisplayLabels = DisplayLabels()) -> String {
         let best = bestCells(marking)
         let scale = inPercent ? 100.0 : 1.0
         let digits = inPercent ? 2 : 4
@@ -355,15 +383,19 @@ public struct ResultsTable: Hashable, Sendable {
             relationText = "; ε for \(relations[0]) neighbouring datasets"
         }
         let unitText = privacyUnits.isEmpty ? "" : ", privacy unit: one \(privacyUnits.joined(separator: "/"))"
-        let metricName = metric + (inPercent ? " (%)" : "")
+        let metricName = labels.key(metric) + (inPercent ? " (%)" : "")
+        let rowTitle = labels.key(rowKey)
         let columnTitle = { (label: String) -> String in
             guard let key = self.columnKey else { return metricName }
-            return label.isEmpty ? key : "\(key) = \(label)"
+            return label.isEmpty ? labels.key(key) : labels.assignment(key, label)
+        }
+        let rowText = { (row: String) -> String in
+            self.rowParts[row]?.text(rowKey: self.rowKey, labels: labels) ?? labels.value(row, of: self.rowKey)
         }
         let bestText: String
         switch (marking, direction) {
         case (.none, _): bestText = ""
-        case (_, .none): bestText = "; no cell marked best: \(metric) has no better direction"
+        case (_, .none): bestText = "; no cell marked best: \(metricName) has no better direction"
         default: bestText = "; best private cell per \(marking.rawValue) in bold (\(direction.rawValue))"
         }
         let deltaText = deltas.count == 1 ? " at δ = \(ConfigValue.numberText(deltas[0]))" : ""
@@ -372,8 +404,8 @@ public struct ResultsTable: Hashable, Sendable {
             + relationText + unitText
             + bestText
             + (excludedRuns > 0 ? "; \(excludedRuns) unfinished runs left out" : "")
-            + (runsWithoutMetric > 0 ? "; \(runsWithoutMetric) finished runs without a \(metric) value left out" : "")
-            + (splitKeys.isEmpty ? "" : "; rows split by \(splitKeys.joined(separator: ", ")) so that no cell mixes configs")
+            + (runsWithoutMetric > 0 ? "; \(runsWithoutMetric) finished runs without a \(metricName) value left out" : "")
+            + (splitKeys.isEmpty ? "" : "; rows split by \(splitKeys.map(labels.key).joined(separator: ", ")) so that no cell mixes configs")
 
         switch format {
         case .csv:
@@ -398,27 +430,17 @@ public struct ResultsTable: Hashable, Sendable {
                 return s + " (n=\(cell.n)\(metricIsEpsilon ? "" : ", ε=\(eps(cell.epsilon))")\(relationMark(cell)))"
             }
             func md(_ s: String) -> String { s.replacingOccurrences(of: "|", with: "\\|") }
-            var lines = ["| \(md(rowKey)) | " + columnLabels.map { md(columnTitle($0)) }.joined(separator: " | ") + " |"]
+            var lines = ["| \(md(rowTitle)) | " + columnLabels.map { md(columnTitle($0)) }.joined(separator: " | ") + " |"]
             lines.append("|" + String(repeating: "---|", count: columnLabels.count + 1))
             for row in rowLabels {
-                lines.append("| \(md(row)) | " + columnLabels.map { text(cell(row: row, column: $0)) }.joined(separator: " | ") + " |")
+                lines.append("| \(md(rowText(row))) | " + columnLabels.map { text(cell(row: row, column: $0)) }.joined(separator: " | ") + " |")
             }
             lines.append("")
             lines.append(caption)
             return lines.joined(separator: "\n") + "\n"
 
         case .latex:
-            func tex(_ s: String) -> String {
-                var out = ""
-                for c in s {
-                    switch c {
-                    case "_", "%", "&", "#", "$", "{", "}": out += "\\\(c)"
-                    case "σ": out += "$\\sigma$"
-                    default: out.append(c)
-                    }
-                }
-                return out
-            }
+            let tex = LaTeX.escape
             func text(_ cell: AggregateCell?) -> String {
                 guard let cell else { return "--" }
                 var s = number(cell.mean)
@@ -429,7 +451,7 @@ public struct ResultsTable: Hashable, Sendable {
                 return s + " {\\scriptsize ($n{=}\(cell.n)$\(epsilonText)\(tex(relationMark(cell))))}"
             }
             var lines = ["\\begin{table}", "\\centering", "\\begin{tabular}{l" + String(repeating: "c", count: columnLabels.count) + "}", "\\toprule"]
-            lines.append(tex(rowKey) + " & " + columnLabels.map { tex(columnTitle($0)) }.joined(separator: " & ") + " \\\\")
+            lines.append(tex(rowTitle) + " & " + columnLabels.map { tex(columnTitle($0)) }.joined(separator: " & ") + " \\\\")
             lines.append("\\midrule")
             var controlsStarted = false
             for row in rowLabels {
@@ -437,10 +459,10 @@ public struct ResultsTable: Hashable, Sendable {
                     controlsStarted = true
                     if row != rowLabels.first { lines.append("\\midrule") }
                 }
-                lines.append(tex(row) + " & " + columnLabels.map { text(cell(row: row, column: $0)) }.joined(separator: " & ") + " \\\\")
+                lines.append(tex(rowText(row)) + " & " + columnLabels.map { text(cell(row: row, column: $0)) }.joined(separator: " & ") + " \\\\")
             }
-            lines += ["\\bottomrule", "\\end{tabular}", "\\caption{\(tex(caption).replacingOccurrences(of: "±", with: "$\\pm$").replacingOccurrences(of: "ε", with: "$\\varepsilon$").replacingOccurrences(of: "δ", with: "$\\delta$"))}", "\\end{table}"]
-            return lines.joined(separator: "\n") + "\n"
+            lines += ["\\bottomrule", "\\end{tabular}", "\\caption{\(tex(caption))}", "\\end{table}"]
+            return LaTeX.document(lines)
         }
     }
 }
@@ -476,6 +498,11 @@ struct ExperimentFolder {
         throw OutputError("\(directory.path) is not an experiment output folder: it has no runs.csv or accounting.csv", kind: .usage)
     }
 
+    /// The display labels recorded in manifest.json (none without one).
+    func labels() throws -> DisplayLabels {
+        DisplayLabels(manifestJSON: try text("manifest.json"))
+    }
+
     /// The resolved configs recorded in manifest.json, by config hash (empty without one).
     func configs() throws -> [String: ConfigValue] {
         try text("manifest.json").map(ResultsTable.configs(manifestJSON:)) ?? [:]
@@ -495,7 +522,7 @@ public func tableText(
     do {
         let table = try ResultsTable.aggregate(runsCSV: try files.runsCSV(), rows: rows, columns: columns, metric: metric,
                                                configs: try files.configs())
-        return (table.render(format, best: best), table.warnings)
+        return (table.render(format, best: best, labels: try files.labels()), table.warnings)
     } catch let error as OutputError where error.kind == .nothingToShow && !error.description.hasPrefix(directory.path) {
         throw OutputError("\(directory.path): \(error.description)", kind: .nothingToShow)
     }
@@ -537,11 +564,10 @@ public func renderAccountingTable(accountingCSV text: String, format: TableForma
         lines.append("& " + steps.map { "$T = \($0)$" }.joined(separator: " & ") + " \\\\")
         lines.append("\\midrule")
         for row in rowKeys {
-            let label = row.replacingOccurrences(of: "σ", with: "$\\sigma$")
-            lines.append(label + " & " + steps.map { cell(find(row, $0)) }.joined(separator: " & ") + " \\\\")
+            lines.append(LaTeX.escape(row) + " & " + steps.map { LaTeX.escape(cell(find(row, $0))) }.joined(separator: " & ") + " \\\\")
         }
         lines += ["\\bottomrule", "\\end{tabular}", "% epsilon at delta = \(delta)"]
-        return lines.joined(separator: "\n") + "\n"
+        return LaTeX.document(lines)
     default:
         var lines = ["| q, σ | " + steps.map { "steps = \($0)" }.joined(separator: " | ") + " |"]
         lines.append("|" + String(repeating: "---|", count: steps.count + 1))

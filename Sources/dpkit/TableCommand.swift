@@ -14,7 +14,9 @@ struct TableCommand: ParsableCommand {
             runs of different configs into one cell, the cell is split into one row per config, \
             labelled with the keys that differ, and a warning on standard error names them. The best \
             cell follows the metric's direction: accuracies up; losses, epsilons, delta and time down; \
-            none for settings. Without finished runs, it says so and exits 1.
+            none for settings. Markdown and LaTeX show keys and values by the display names of the \
+            config's labels: map (recorded in manifest.json); CSV keeps the raw ones. LaTeX output \
+            starts with the packages it needs (booktabs). Without finished runs, it says so and exits 1.
             """)
 
     @Argument(help: "Experiment output directory (holding runs.csv or accounting.csv).")

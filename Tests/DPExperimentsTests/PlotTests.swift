@@ -77,7 +77,7 @@ func svgTexts(_ svg: String) -> [String] {
     for title in ["Privacy-utility trade-off", "Test accuracy by epoch", "Privacy spent by epoch", "epoch", "test accuracy (%)"] {
         #expect(texts.contains(title), "missing \(title)")
     }
-    #expect(texts.contains("ε=1") && texts.contains("non-private"))
+    #expect(texts.contains("target ε = 1") && texts.contains("non-private"))
     #expect(isWellFormedXML(svg))
 }
 

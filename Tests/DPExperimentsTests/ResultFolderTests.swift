@@ -116,7 +116,7 @@ func resumeAfterEditingTheConfigKeepsHistoryAndSplitsCells() throws {
     let (text, warnings) = try tableText(forDirectory: dir, format: .markdown)
     #expect(warnings.count == 1)
     #expect(warnings.first?.contains("optimizer.learning_rate differs: 0.1 vs 0.05") == true)
-    #expect(text.contains("| mlp [optimizer.learning_rate=0.1] |") && text.contains("| mlp [optimizer.learning_rate=0.05] |"))
+    #expect(text.contains("| mlp [optimizer.learning_rate = 0.1] |") && text.contains("| mlp [optimizer.learning_rate = 0.05] |"))
     #expect(!text.contains("n=4"))
 
     // A third invocation (the edited config again) keeps the history as it is.
@@ -183,11 +183,11 @@ func tableSplitsCellsThatWouldMixConfigs() throws {
     #expect(warnings.count == 1)
     #expect(warnings[0].contains("privacy.noise_multiplier differs: 1.1 vs 2"), "\(warnings)")
     #expect(warnings[0].contains("rows `seed` x columns `model`"))
-    for label in ["0 [privacy.noise_multiplier=1.1]", "0 [privacy.noise_multiplier=2]",
-                  "1 [privacy.noise_multiplier=1.1]", "1 [privacy.noise_multiplier=2]"] {
+    // Rows show display names (σ for privacy.noise_multiplier); the warning names the key path.
+    for label in ["0 [σ = 1.1]", "0 [σ = 2]", "1 [σ = 1.1]", "1 [σ = 2]"] {
         #expect(text.contains("| \(label) |"), "no row \(label) in\n\(text)")
     }
-    #expect(text.contains("rows split by privacy.noise_multiplier"))
+    #expect(text.contains("rows split by σ"))
 
     // Without the manifest, the runs.csv columns still name the key.
     let runsCSV = try String(contentsOf: dir.appendingPathComponent("runs.csv"), encoding: .utf8)

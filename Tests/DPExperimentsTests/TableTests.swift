@@ -59,7 +59,7 @@ let knownRunsCSV: String = CSV.line(OutputSchema.runsHeader(varyingKeys: ["priva
 @Test func markdownTableShowsMeanStdNEpsilonAndBold() throws {
     let text = try ResultsTable.aggregate(runsCSV: knownRunsCSV).render(.markdown)
     let lines = text.split(separator: "\n").map(String.init)
-    #expect(lines[0] == "| model | privacy.target_epsilon = 1 | privacy.target_epsilon = 3 |")
+    #expect(lines[0] == "| model | target ε = 1 | target ε = 3 |")
     #expect(lines[2] == "| mlp | **82.00 ± 2.00** (n=3, ε=0.98) | 86.00 ± 1.41 (n=2, ε=2.9) |")
     #expect(lines[3] == "| cnn | 70.00 (n=1, ε=1) | **92.00 ± 2.00** (n=3, ε=3) |")
     #expect(lines[4] == "| mlp (non-private) | 96.00 ± 1.41 (n=2, ε=∞) | 96.00 ± 1.41 (n=2, ε=∞) |")
@@ -70,7 +70,7 @@ let knownRunsCSV: String = CSV.line(OutputSchema.runsHeader(varyingKeys: ["priva
     let text = try ResultsTable.aggregate(runsCSV: knownRunsCSV).render(.latex)
     #expect(text.contains("\\toprule") && text.contains("\\bottomrule"))
     #expect(text.contains("$\\mathbf{82.00 \\pm 2.00}$"))
-    #expect(text.contains("privacy.target\\_epsilon = 1"))
+    #expect(text.contains("target $\\varepsilon$ = 1"))
     #expect(text.contains("$\\varepsilon{=}\\infty$"))
 }
 
@@ -200,5 +200,5 @@ func lossesAndSettingsHaveTheirDirection() throws {
     // Finished runs without the metric are left out and counted as such, not as unfinished.
     let partial = try ResultsTable.aggregate(runsCSV: csv + runsRow("e-s0", hash: "e", seed: 0, eps: "1", model: "lr", accuracy: 0.6, spent: 1), metric: "test_loss")
     #expect(partial.runsWithoutMetric == 1 && partial.excludedRuns == 0)
-    #expect(partial.render(.markdown).contains("1 finished runs without a test_loss value left out"))
+    #expect(partial.render(.markdown).contains("1 finished runs without a test loss value left out"))
 }
