@@ -9,7 +9,7 @@ PLOT_PACKAGES := librsvg2-bin
 DEMO_CONFIG ?= experiments/quickstart.yaml
 DEMO_OUT ?= runs/quickstart
 
-.PHONY: demo test build release deps data plot-deps bench bench-suites examples docs format lint clean
+.PHONY: demo test build release deps data plot-deps bench bench-suites bench-suites-selftest examples docs format lint clean
 
 # Installs the packages listed in $(1) that dpkg does not report as installed.
 define apt_install
@@ -50,14 +50,40 @@ test: deps
 bench: release
 	.build/release/dpkit bench --workload mlp --mode private --batch-size 256 --steps 50
 
-# The benchmark suites (nested package with its own small harness, so `swift test` never builds
-# them; ordo-one/benchmark 1.38.1 needs a package this machine's mirror does not have).
-# Each suite exits non-zero and prints REGRESSION when a figure falls below its checked-in threshold.
+# The benchmark suites: Benchmarks/ (a nested package, so `swift test` never builds them) on
+# ordo-one/benchmark 1.38.1 (`swift package benchmark`). One run of every suite is stored as the
+# baseline $(BENCH_BASELINE) (Benchmarks/.benchmarkBaselines/, not committed), printed, and
+# checked against Benchmarks/$(BENCH_THRESHOLDS)/ (minima of paired ratios, per mille).
+# The library exits non-zero both on a regression and on a figure BETTER than its threshold
+# (its thresholds are two-sided); ours are one-sided minima, so "better" passes here and only a
+# regression (or a crash, or a build failure) fails. The check's log: Benchmarks/.build/bench-suites.log.
+#   make bench-suites BENCH_ARGS="--target Kernels"            one suite
+#   make bench-suites BENCH_THRESHOLDS=Thresholds-epyc-zen4 BENCH_ARGS="--target Kernels"
+#                                                               absolute figures of one machine
+#   make bench-suites-selftest                                  DPKit 3x slower must fail
+BENCH_THRESHOLDS ?= Thresholds
+BENCH_BASELINE ?= current
+BENCH_ARGS ?=
 bench-suites: deps
-	cd Benchmarks && $(SWIFT) build -c release
-	cd Benchmarks && .build/release/Kernels --check Kernels/thresholds.json
-	cd Benchmarks && .build/release/Accounting --check Accounting/thresholds.json
-	cd Benchmarks && .build/release/DPSGD --check DPSGD/thresholds.json
+	cd Benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark baseline update \
+	  $(BENCH_BASELINE) --no-progress $(BENCH_ARGS)
+	cd Benchmarks && $(SWIFT) package benchmark baseline read $(BENCH_BASELINE) --no-progress $(BENCH_ARGS)
+	@cd Benchmarks && mkdir -p .build && \
+	  { $(SWIFT) package benchmark thresholds check $(BENCH_BASELINE) --path $(BENCH_THRESHOLDS) --no-progress \
+	      $(BENCH_ARGS) 2>&1; echo "bench-suites: thresholds check exited with status $$?"; } \
+	    | tee .build/bench-suites.log; \
+	  if grep -aq "exited with status 0$$" .build/bench-suites.log; then exit 0; fi; \
+	  if grep -aq "benchmarkThresholdRegression" .build/bench-suites.log \
+	     || grep -a "error:" .build/bench-suites.log | grep -qv "benchmarkThresholdImprovement"; then \
+	    echo "bench-suites: FAILED: a figure is below its threshold (REGRESSION), or the check failed"; exit 1; fi; \
+	  echo "bench-suites: every figure at or above its threshold"
+
+# Runs the suites with every measured DPKit call repeated 3 times (DPKIT_BENCH_SLOWDOWN=3):
+# the thresholds must trip, so this target succeeds only if `make bench-suites` fails.
+bench-suites-selftest: deps
+	@if DPKIT_BENCH_SLOWDOWN=3 $(MAKE) --no-print-directory bench-suites; then \
+	  echo "bench-suites-selftest: FAILED: a 3x slower DPKit passed the thresholds"; exit 1; \
+	else echo "bench-suites-selftest: a 3x slower DPKit trips the thresholds, as it must"; fi
 
 # DPKit used as a library from a nested package (Examples/, depending on the root by path):
 # builds it (debug) and runs each program; they exit non-zero when their result is off.

@@ -13,6 +13,7 @@
 //   DPData           datasets: IDX (Fashion-MNIST), CSV, synthetic
 //   DPTraining       DP-SGD: sampling, clipping, noise, optimizers, privacy engine
 //   DPExperiments    configs, sweeps, CSV logs, tables, plots
+//   DPBenchmarking   timed training steps of named workloads (`dpkit bench`, Benchmarks/DPSGD)
 //   dpkit            thin command-line tool
 import PackageDescription
 
@@ -26,6 +27,7 @@ let package = Package(
         .library(name: "DPData", targets: ["DPData"]),
         .library(name: "DPTraining", targets: ["DPTraining"]),
         .library(name: "DPExperiments", targets: ["DPExperiments"]),
+        .library(name: "DPBenchmarking", targets: ["DPBenchmarking"]),
         .executable(name: "dpkit", targets: ["dpkit"]),
     ],
     dependencies: [
@@ -63,10 +65,13 @@ let package = Package(
                 "DPSchema", "DPTraining", "DPAccounting", "DPData", "DPLayers", "DPTensor",
                 .product(name: "Yams", package: "Yams"),
             ]),
+        .target(
+            name: "DPBenchmarking",
+            dependencies: ["DPSchema", "DPTensor", "DPLayers", "DPData", "DPTraining"]),
         .executableTarget(
             name: "dpkit",
             dependencies: [
-                "DPExperiments", "DPTraining", "DPAccounting", "DPTensor",
+                "DPExperiments", "DPTraining", "DPBenchmarking", "DPAccounting", "DPTensor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 

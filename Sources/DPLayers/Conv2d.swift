@@ -187,7 +187,7 @@ public final class Conv2d: Layer {
         }
     }
 
-    public func perSampleGradients() -> [Tensor<Float>] {
+    @_spi(Testing) public func referencePerSampleGradients() -> [Tensor<Float>] {
         let k = patchSize, c = outChannels
         var gw = Tensor<Float>(zeros: Shape([batchSize] + weight.value.shape.array))
         var gb = Tensor<Float>(zeros: [batchSize, c])

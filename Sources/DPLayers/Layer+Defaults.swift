@@ -13,7 +13,6 @@ extension ParameterFreeLayer {
     public var parameters: [Parameter] { [] }
     public func addPerSampleGradientSquaredNorms(into norms: inout Tensor<Float>) {}
     public func accumulateGradients(exampleWeights: Tensor<Float>?) {}
-    public func perSampleGradients() -> [Tensor<Float>] { [] }
 }
 
 // MARK: - Input gradient

@@ -63,7 +63,4 @@ public protocol Layer: AnyObject {
     var needsInputGradient: Bool { get set }
     func addPerSampleGradientSquaredNorms(into norms: inout Tensor<Float>)
     func accumulateGradients(exampleWeights: Tensor<Float>?)
-    /// The slow reference: the gradient of each parameter for each example, as
-    /// `[B] + parameter.shape`, in the order of ``parameters``. For tests.
-    func perSampleGradients() -> [Tensor<Float>]
 }

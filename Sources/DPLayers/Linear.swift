@@ -153,7 +153,7 @@ public final class Linear: Layer {
         }
     }
 
-    public func perSampleGradients() -> [Tensor<Float>] {
+    @_spi(Testing) public func referencePerSampleGradients() -> [Tensor<Float>] {
         var gw = Tensor<Float>(zeros: [batchSize, outputCount, inputCount])
         var gb = Tensor<Float>(zeros: [batchSize, outputCount])
         for i in 0..<batchSize {

@@ -104,7 +104,7 @@ public final class Sequential: Layer {
         for (layer, w) in zip(trainable, perLayerWeights) { layer.accumulateGradients(exampleWeights: w) }
     }
 
-    public func perSampleGradients() -> [Tensor<Float>] { layers.flatMap { $0.perSampleGradients() } }
+    @_spi(Testing) public func referencePerSampleGradients() -> [Tensor<Float>] { layers.flatMap { $0.perSampleGradients() } }
 
     /// Sets every parameter's gradient to zero.
     public func zeroGradients() {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DPBenchmarking
 import DPTensor
 import DPTraining
 import Foundation

@@ -1,4 +1,4 @@
-@testable import DPLayers
+@_spi(Testing) @testable import DPLayers
 import DPSchema
 import DPTensor
 import Foundation

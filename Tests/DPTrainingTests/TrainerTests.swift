@@ -1,6 +1,6 @@
 import DPAccounting
 import DPData
-import DPLayers
+@_spi(Testing) import DPLayers
 import DPTensor
 import Foundation
 import Testing
