@@ -80,7 +80,8 @@ let package = Package(
         .testTarget(name: "DPAccountingTests", dependencies: ["DPAccounting"]),
         .testTarget(name: "DPLayersTests", dependencies: ["DPLayers", "DPSchema", "DPTensor"]),
         .testTarget(name: "DPDataTests", dependencies: ["DPData", "DPSchema", "DPTensor"]),
-        .testTarget(name: "DPTrainingTests", dependencies: ["DPTraining", "DPLayers", "DPData", "DPAccounting", "DPTensor"]),
+        .testTarget(
+            name: "DPTrainingTests", dependencies: ["DPTraining", "DPLayers", "DPData", "DPAccounting", "DPTensor"]),
         // README.md, docs/ and the DocC articles: every Swift snippet is compiled in Examples/.
         .testTarget(name: "DocumentationTests"),
         .testTarget(

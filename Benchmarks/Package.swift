@@ -36,22 +36,26 @@ let package = Package(
         .target(
             name: "Paired",
             dependencies: [.product(name: "Benchmark", package: "benchmark")],
-            path: "Paired"),
-    ] + suites.map { suite in
-        .executableTarget(
-            name: suite,
-            dependencies: [
-                "Paired",
-                .product(name: "Benchmark", package: "benchmark"),
-                .product(name: "DPTensor", package: parentIdentity),
-                .product(name: "DPLayers", package: parentIdentity),
-                .product(name: "DPTraining", package: parentIdentity),
-                .product(name: "DPAccounting", package: parentIdentity),
-            ] + (suite == "DPSGD"
-                ? [.product(name: "DPData", package: parentIdentity),
-                   .product(name: "DPBenchmarking", package: parentIdentity)] : []),
-            path: suite,
-            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")])
-    },
+            path: "Paired")
+    ]
+        + suites.map { suite in
+            .executableTarget(
+                name: suite,
+                dependencies: [
+                    "Paired",
+                    .product(name: "Benchmark", package: "benchmark"),
+                    .product(name: "DPTensor", package: parentIdentity),
+                    .product(name: "DPLayers", package: parentIdentity),
+                    .product(name: "DPTraining", package: parentIdentity),
+                    .product(name: "DPAccounting", package: parentIdentity),
+                ]
+                    + (suite == "DPSGD"
+                        ? [
+                            .product(name: "DPData", package: parentIdentity),
+                            .product(name: "DPBenchmarking", package: parentIdentity),
+                        ] : []),
+                path: suite,
+                plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")])
+        },
     swiftLanguageModes: [.v5]
 )

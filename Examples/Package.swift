@@ -24,7 +24,7 @@ let package = Package(
     name: "DPKitExamples",
     platforms: [.macOS(.v13)],
     dependencies: [
-        .package(path: ".."),
+        .package(path: "..")
     ],
     targets: [
         .executableTarget(

@@ -31,7 +31,9 @@ import Paired
 let benchmarks: @Sendable () -> Void = {
     if case .slow(_, let advice) = BLASRuntime.ensureFastKernel() { print("warning: \(advice)") }
     if ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] == nil { BLASRuntime.setThreadCount(1) }
-    print("DPSGD suite; \(BLASRuntime.summary); CPU \(Figures.cpuModel()); load average \(Figures.loadAverage()); slowdown x\(Figures.slowdown)")
+    print(
+        "DPSGD suite; \(BLASRuntime.summary); CPU \(Figures.cpuModel()); load average \(Figures.loadAverage()); slowdown x\(Figures.slowdown)"
+    )
 
     // MARK: - Whole steps
     for workload in StepBenchmark.Workload.allCases {
@@ -39,19 +41,24 @@ let benchmarks: @Sendable () -> Void = {
             let ratio = Figures.ratio("private/non-private throughput")
             let privateRate = Figures.rate("private", unit: "samples/s")
             let plainRate = Figures.rate("non-private", unit: "samples/s")
-            Benchmark("step \(workload.rawValue) b\(batch)",
-                      configuration: Figures.configuration([ratio, privateRate, plainRate])) { benchmark in
+            Benchmark(
+                "step \(workload.rawValue) b\(batch)",
+                configuration: Figures.configuration([ratio, privateRate, plainRate])
+            ) { benchmark in
                 let priv = try StepBenchmark.makeTrainer(workload: workload, private: true, batchSize: batch)
                 let plain = try StepBenchmark.makeTrainer(workload: workload, private: false, batchSize: batch)
                 // Fewer pairs where one step is long (CNN at large batches); at least 7 for a median.
                 let estimate = Figures.seconds { _ = try? priv.trainStep() }
                 let reps = max(7, min(21, Int(2.0 / max(estimate, 1e-4))))
                 var failure: Error?
-                let r = Figures.paired(repetitions: reps, measured: {
-                    do { try priv.trainStep() } catch { failure = error }
-                }, reference: {
-                    do { try plain.trainStep() } catch { failure = error }
-                })
+                let r = Figures.paired(
+                    repetitions: reps,
+                    measured: {
+                        do { try priv.trainStep() } catch { failure = error }
+                    },
+                    reference: {
+                        do { try plain.trainStep() } catch { failure = error }
+                    })
                 if let failure { throw failure }
                 Figures.record(benchmark, ratio, milli: r.ratio)
                 Figures.record(benchmark, privateRate, milli: Double(batch) / r.measured)
@@ -61,7 +68,8 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     // MARK: - Per layer
-    Benchmark("per-sample norms + clipped sum Linear 784->1000 b256", configuration: perLayerConfiguration) { benchmark in
+    Benchmark("per-sample norms + clipped sum Linear 784->1000 b256", configuration: perLayerConfiguration) {
+        benchmark in
         // One vector per example (Goodfellow's ghost norm).
         let batch = 256
         var rng = PhiloxRandom(seed: 2026, stream: 5)
@@ -89,9 +97,12 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     // MARK: - Mallocs per step (the library's own sampling and metrics)
-    Benchmark("DP-SGD step mlp b256 (mallocs)",
-              configuration: .init(metrics: [.wallClock, .throughput, .mallocCountTotal], warmupIterations: 3,
-                                   maxDuration: .seconds(5), maxIterations: 50)) { benchmark in
+    Benchmark(
+        "DP-SGD step mlp b256 (mallocs)",
+        configuration: .init(
+            metrics: [.wallClock, .throughput, .mallocCountTotal], warmupIterations: 3,
+            maxDuration: .seconds(5), maxIterations: 50)
+    ) { benchmark in
         let trainer = try StepBenchmark.makeTrainer(workload: .mlp, private: true, batchSize: 256)
         for _ in 0..<3 { try trainer.trainStep() }
         benchmark.startMeasurement()
@@ -142,9 +153,13 @@ func comparePaths(_ benchmark: Benchmark, layer: any Layer, batch: Int, repetiti
     fast()
     materialising()
     let normError = maxRelativeError(fastNorms, refNorms)
-    let sumError = zip(layer.parameters, refSums).map { maxRelativeError($0.gradient.reshaped([$0.scalarCount]), $1) }.max() ?? 0
+    let sumError =
+        zip(layer.parameters, refSums).map { maxRelativeError($0.gradient.reshaped([$0.scalarCount]), $1) }.max() ?? 0
     guard normError < 1e-3 && sumError < 1e-3 else {
-        throw FastPathMismatch(description: "\(layer.description): the fast path disagrees with the materialising reference (norms \(normError), clipped sum \(sumError))")
+        throw FastPathMismatch(
+            description:
+                "\(layer.description): the fast path disagrees with the materialising reference (norms \(normError), clipped sum \(sumError))"
+        )
     }
 
     let r = Figures.paired(repetitions: repetitions, measured: fast, reference: materialising)

@@ -13,16 +13,21 @@ import Paired
 
 /// `cblas_sgemm` itself, looked up in the loaded OpenBLAS (the nested package cannot import
 /// the root package's `CBLAS` module, which is not a product).
-typealias RawSgemm = @convention(c) (Int32, Int32, Int32, Int32, Int32, Int32, Float,
-                                     UnsafePointer<Float>?, Int32, UnsafePointer<Float>?, Int32,
-                                     Float, UnsafeMutablePointer<Float>?, Int32) -> Void
+typealias RawSgemm =
+    @convention(c) (
+        Int32, Int32, Int32, Int32, Int32, Int32, Float,
+        UnsafePointer<Float>?, Int32, UnsafePointer<Float>?, Int32,
+        Float, UnsafeMutablePointer<Float>?, Int32
+    ) -> Void
 
 /// One DP-SGD step of an MLP 784-1000-10 draws 795,010 normals.
 let noiseCount = 784 * 1000 + 1000 + 1000 * 10 + 10
 
 /// A benchmark reporting one rate, `work / median seconds` of `body` (run `slowdown` times).
-func rateBenchmark(_ name: String, unit: String, work: Double, repetitions: Int = 11,
-                   _ makeBody: @escaping () -> () -> Void) {
+func rateBenchmark(
+    _ name: String, unit: String, work: Double, repetitions: Int = 11,
+    _ makeBody: @escaping () -> () -> Void
+) {
     let metric = Figures.rate(name, unit: unit)
     Benchmark(name, configuration: Figures.configuration([metric])) { benchmark in
         let body = makeBody()
@@ -49,24 +54,29 @@ let benchmarks: @Sendable () -> Void = {
             let a = Tensor<Float>(uniform: [m, k], in: -1...1, using: &rng)
             let b = Tensor<Float>(uniform: [k, n], in: -1...1, using: &rng)
             var c = Tensor<Float>(zeros: [m, n])
-            var craw = Tensor<Float>(zeros: [m, n])  // same 64-byte aligned storage as the tensor path
+            var craw = Tensor<Float>(zeros: [m, n]) // same 64-byte aligned storage as the tensor path
             let gflop = 2 * Double(m) * Double(k) * Double(n) / 1e9
-            let r = Figures.paired(repetitions: m * k * n >= 1 << 28 ? 11 : 31, measured: {
-                gemm(a, b, into: &c)
-            }, reference: {
-                a.withUnsafeBufferPointer { pa in
-                    b.withUnsafeBufferPointer { pb in
-                        craw.withUnsafeMutableBufferPointer { pc in
-                            rawSgemm(101, 111, 111, Int32(m), Int32(n), Int32(k), 1, pa.baseAddress, Int32(k),
-                                     pb.baseAddress, Int32(n), 0, pc.baseAddress, Int32(n))
+            let r = Figures.paired(
+                repetitions: m * k * n >= 1 << 28 ? 11 : 31,
+                measured: {
+                    gemm(a, b, into: &c)
+                },
+                reference: {
+                    a.withUnsafeBufferPointer { pa in
+                        b.withUnsafeBufferPointer { pb in
+                            craw.withUnsafeMutableBufferPointer { pc in
+                                rawSgemm(
+                                    101, 111, 111, Int32(m), Int32(n), Int32(k), 1, pa.baseAddress, Int32(k),
+                                    pb.baseAddress, Int32(n), 0, pc.baseAddress, Int32(n))
+                            }
                         }
                     }
-                }
-            })
+                })
             Figures.record(benchmark, ratio, milli: r.ratio)
             Figures.record(benchmark, tensorRate, milli: gflop / r.measured)
             Figures.record(benchmark, rawRate, milli: gflop / r.reference)
-            blackHole(c); blackHole(craw)
+            blackHole(c)
+            blackHole(craw)
         }
     }
 
@@ -128,8 +138,10 @@ let benchmarks: @Sendable () -> Void = {
         var rng = PhiloxRandom(seed: 7)
         return { noise.fillNormal(standardDeviation: 1, using: &rng) }
     }
-    rateBenchmark("addGaussianNoise Float, SystemRandom (secure)", unit: "M normals/s", work: Double(1 << 16) / 1e6,
-                  repetitions: 5) {
+    rateBenchmark(
+        "addGaussianNoise Float, SystemRandom (secure)", unit: "M normals/s", work: Double(1 << 16) / 1e6,
+        repetitions: 5
+    ) {
         var small = Tensor<Float>(zeros: [1 << 16])
         var sys = SystemRandom()
         return { small.addGaussianNoise(standardDeviation: 1, using: &sys) }
@@ -138,19 +150,23 @@ let benchmarks: @Sendable () -> Void = {
     // Noise must not dominate a step: its time (measured) against the step's largest GEMM (the
     // first layer's forward pass, 256x784x1000, reference), paired.
     let noiseRatio = Figures.ratio("GEMM time/noise time")
-    Benchmark("noise per step vs forward GEMM 256x784x1000", configuration: Figures.configuration([noiseRatio])) { benchmark in
+    Benchmark("noise per step vs forward GEMM 256x784x1000", configuration: Figures.configuration([noiseRatio])) {
+        benchmark in
         var rng = PhiloxRandom(seed: 11)
         let x = Tensor<Float>(uniform: [256, 784], in: -1...1, using: &rng)
         let w = Tensor<Float>(uniform: [784, 1000], in: -1...1, using: &rng)
         var h = Tensor<Float>(zeros: [256, 1000])
         var noise = Tensor<Float>(zeros: [noiseCount])
         var noiseRng = PhiloxRandom(seed: 7)
-        let r = Figures.paired(measured: {
-            noise.addGaussianNoise(standardDeviation: 0.01, using: &noiseRng)
-        }, reference: {
-            gemm(x, w, into: &h)
-        })
+        let r = Figures.paired(
+            measured: {
+                noise.addGaussianNoise(standardDeviation: 0.01, using: &noiseRng)
+            },
+            reference: {
+                gemm(x, w, into: &h)
+            })
         Figures.record(benchmark, noiseRatio, milli: r.ratio)
-        blackHole(h); blackHole(noise)
+        blackHole(h)
+        blackHole(noise)
     }
 }

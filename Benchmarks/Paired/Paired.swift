@@ -42,10 +42,12 @@ public enum Figures {
     /// the library, `metrics` plus wall clock; tolerance 0 at p90 (the thresholds are minima
     /// and maxima, as they were in the old harness's thresholds.json).
     public static func configuration(_ metrics: [BenchmarkMetric]) -> Benchmark.Configuration {
-        .init(metrics: [.wallClock] + metrics, warmupIterations: 0, maxDuration: .seconds(600), maxIterations: 1,
-              thresholds: Dictionary(uniqueKeysWithValues: metrics.map {
-                  ($0, BenchmarkThresholds(relative: [.p90: 0], absolute: [.p90: 0]))
-              }))
+        .init(
+            metrics: [.wallClock] + metrics, warmupIterations: 0, maxDuration: .seconds(600), maxIterations: 1,
+            thresholds: Dictionary(
+                uniqueKeysWithValues: metrics.map {
+                    ($0, BenchmarkThresholds(relative: [.p90: 0], absolute: [.p90: 0]))
+                }))
     }
 
     /// Records `value` (a ratio or rate) in thousandths.
@@ -67,16 +69,29 @@ public enum Figures {
     /// `repetitions` pairs after a warm-up, alternating which side goes first. Returns the
     /// median seconds of each side and the median of the per-pair ratios
     /// `reference time / measured time` (higher is better for DPKit).
-    public static func paired(warmup: Int = 2, repetitions: Int = 21, measured: () -> Void, reference: () -> Void)
+    public static func paired(
+        warmup: Int = 2, repetitions: Int = 21, measured: () -> Void, reference: () -> Void
+    )
         -> (measured: Double, reference: Double, ratio: Double)
     {
         func m() { for _ in 0..<slowdown { measured() } }
-        for _ in 0..<warmup { m(); reference() }
+        for _ in 0..<warmup {
+            m()
+            reference()
+        }
         var tm: [Double] = [], tr: [Double] = [], ratios: [Double] = []
         for rep in 0..<repetitions {
             var x = 0.0, y = 0.0
-            if rep % 2 == 0 { x = seconds(m); y = seconds(reference) } else { y = seconds(reference); x = seconds(m) }
-            tm.append(x); tr.append(y); ratios.append(y / x)
+            if rep % 2 == 0 {
+                x = seconds(m)
+                y = seconds(reference)
+            } else {
+                y = seconds(reference)
+                x = seconds(m)
+            }
+            tm.append(x)
+            tr.append(y)
+            ratios.append(y / x)
         }
         return (median(tm), median(tr), median(ratios))
     }
@@ -93,7 +108,10 @@ public enum Figures {
         return Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
     }
 
-    static func median(_ v: [Double]) -> Double { let s = v.sorted(); return s[s.count / 2] }
+    static func median(_ v: [Double]) -> Double {
+        let s = v.sorted()
+        return s[s.count / 2]
+    }
 
     // MARK: - Environment
 

@@ -52,14 +52,16 @@ do {
 
 // MARK: - Calibration: the noise for a target, the steps for a noise
 
-let sigma = try noiseMultiplier(targetEpsilon: 2, delta: delta, samplingProbability: 0.01, steps: 2000,
-                                accountant: PLDAccountant())
+let sigma = try noiseMultiplier(
+    targetEpsilon: 2, delta: delta, samplingProbability: 0.01, steps: 2000,
+    accountant: PLDAccountant())
 let steps = try maxSteps(targetEpsilon: 2, delta: delta, samplingProbability: 0.01, noiseMultiplier: 1.0)
 print("epsilon 2 at delta \(delta): noise multiplier \(sigma) for 2000 steps (PLD); at sigma 1.0, \(steps) steps (RDP)")
 
 // The example is a check too: the PLD upper bound is the tighter one, and calibration never overshoots.
 var check = PLDAccountant()
-try check.compose(.selfComposed(event: .poissonSampled(probability: 0.01, event: .gaussian(noiseMultiplier: sigma)), count: 2000))
+try check.compose(
+    .selfComposed(event: .poissonSampled(probability: 0.01, event: .gaussian(noiseMultiplier: sigma)), count: 2000))
 let calibrated = try check.epsilon(delta: delta).epsilon
 guard byPLD.epsilon <= byRDP.epsilon, calibrated <= 2, abs(again.epsilon - byRDP.epsilon) < 1e-9 else {
     fatalError("AccountCustomMechanism: PLD \(byPLD.epsilon) vs RDP \(byRDP.epsilon), calibrated \(calibrated)")

@@ -1,3 +1,5 @@
+// swift-format-ignore-file
+// (the snippet regions are shown word for word in the docs: Tests/DocumentationTests)
 import DPAccounting
 
 /// docs/accounting.md, "Privacy events are values".

@@ -1,3 +1,5 @@
+// swift-format-ignore-file
+// (the snippet regions are shown word for word in the docs: Tests/DocumentationTests)
 // Runs the documentation snippets that are quick (the others are compiled only).
 // Each snippet lives between `// snippet: NAME` and `// end snippet` in a file of this folder;
 // the Markdown block that shows it is preceded by `<!-- snippet: Examples/DocSnippets/FILE#NAME -->`.

@@ -1,3 +1,5 @@
+// swift-format-ignore-file
+// (the snippet regions are shown word for word in the docs: Tests/DocumentationTests)
 // The program of README.md's section "Using DPKit as a library", between the markers below.
 // DocumentationSnippetTests (at the root) fails when the two differ; `make examples` runs it.
 

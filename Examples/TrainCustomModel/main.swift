@@ -12,15 +12,18 @@ import DPTraining
 
 switch BLASRuntime.check() {
 case .fast(let core), .userChosen(let core, _): print("OpenBLAS kernel \(core)")
-case .slow(let core, _): print("OpenBLAS kernel \(core): slow and generic (the first trainer prints the fix to standard error)")
+case .slow(let core, _):
+    print("OpenBLAS kernel \(core): slow and generic (the first trainer prints the fix to standard error)")
 }
 
 // MARK: - Data: four Gaussian classes in 16 dimensions, a training set and a test set
 
-let train = SyntheticData.gaussianMixture(classes: 4, dimensions: 16, examplesPerClass: 1500,
-                                          separation: 3, seed: 1, part: .train)
-let test = SyntheticData.gaussianMixture(classes: 4, dimensions: 16, examplesPerClass: 250,
-                                         separation: 3, seed: 1, part: .test)
+let train = SyntheticData.gaussianMixture(
+    classes: 4, dimensions: 16, examplesPerClass: 1500,
+    separation: 3, seed: 1, part: .train)
+let test = SyntheticData.gaussianMixture(
+    classes: 4, dimensions: 16, examplesPerClass: 250,
+    separation: 3, seed: 1, part: .test)
 
 // MARK: - Model: a hand-built Sequential (each Linear draws its initial weights from `rng`)
 
@@ -39,15 +42,20 @@ let trainer = try DPSGDTrainer(
     schedule: .cosine(totalSteps: 300, minimumFactor: 0.1), data: train,
     configuration: TrainerConfiguration(expectedBatchSize: 200, privacy: privacy, seed: 42))
 
-print("\(model.parameters.reduce(0) { $0 + $1.scalarCount }) parameters, \(trainer.stepsPerEpoch) steps per epoch, "
-      + "sampling probability \(trainer.sampler.samplingProbability), noise multiplier \(privacy.noiseMultiplier)")
-let summary = try trainer.fit(epochs: 10, evaluateOn: test, onEpoch: { epoch in
-    print("epoch \(epoch.epoch): train loss \(epoch.trainLoss), test accuracy \(epoch.testAccuracy!), "
-          + "clipped \(epoch.clippedFraction!), epsilon \(epoch.epsilon!)")
-})
+print(
+    "\(model.parameters.reduce(0) { $0 + $1.scalarCount }) parameters, \(trainer.stepsPerEpoch) steps per epoch, "
+        + "sampling probability \(trainer.sampler.samplingProbability), noise multiplier \(privacy.noiseMultiplier)")
+let summary = try trainer.fit(
+    epochs: 10, evaluateOn: test,
+    onEpoch: { epoch in
+        print(
+            "epoch \(epoch.epoch): train loss \(epoch.trainLoss), test accuracy \(epoch.testAccuracy!), "
+                + "clipped \(epoch.clippedFraction!), epsilon \(epoch.epsilon!)")
+    })
 let accuracy = summary.lastEpoch?.testAccuracy ?? .nan
-print("test accuracy \(accuracy) at epsilon \(summary.epsilon!) (delta \(summary.delta!)) after \(summary.steps) steps"
-      + (summary.stoppedByBudget ? "; stopped by the budget" : ""))
+print(
+    "test accuracy \(accuracy) at epsilon \(summary.epsilon!) (delta \(summary.delta!)) after \(summary.steps) steps"
+        + (summary.stoppedByBudget ? "; stopped by the budget" : ""))
 // The example is a check too: `make examples` fails if DP training stops learning.
 guard accuracy > 0.8, summary.epsilon! <= 3 else {
     fatalError("TrainCustomModel: accuracy \(accuracy) or epsilon \(summary.epsilon!) out of the expected range")

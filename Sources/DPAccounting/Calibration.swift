@@ -22,8 +22,10 @@ public func noiseMultiplier<A: PrivacyAccountant>(
     }
     try Validate.count(steps)
     return try noiseMultiplier(targetEpsilon: targetEpsilon, delta: delta, accountant: accountant) {
-        .selfComposed(event: .poissonSampled(probability: samplingProbability,
-                                             event: .gaussian(noiseMultiplier: $0)), count: steps)
+        .selfComposed(
+            event: .poissonSampled(
+                probability: samplingProbability,
+                event: .gaussian(noiseMultiplier: $0)), count: steps)
     }
 }
 
@@ -65,7 +67,7 @@ public func noiseMultiplier<A: PrivacyAccountant>(
         hi = lo
         epsHi = epsLo
         lo /= 2
-        if lo < 1e-3 { return hi }  // the budget is loose enough for almost no noise
+        if lo < 1e-3 { return hi } // the budget is loose enough for almost no noise
         epsLo = try eps(lo)
     }
     // Invariant: eps(lo) > target >= eps(hi).
@@ -73,7 +75,12 @@ public func noiseMultiplier<A: PrivacyAccountant>(
         if epsHi >= 0.995 * targetEpsilon || hi - lo <= 1e-12 * hi { break }
         let mid = 0.5 * (lo + hi)
         let e = try eps(mid)
-        if e <= targetEpsilon { hi = mid; epsHi = e } else { lo = mid }
+        if e <= targetEpsilon {
+            hi = mid
+            epsHi = e
+        } else {
+            lo = mid
+        }
     }
     return hi
 }
@@ -90,8 +97,9 @@ public func maxSteps<A: PrivacyAccountant>(
             "targetEpsilon = \(targetEpsilon) is invalid: it must be finite and >= 0")
     }
     try Validate.delta(delta)
-    let step = DpEvent.poissonSampled(probability: samplingProbability,
-                                      event: .gaussian(noiseMultiplier: noiseMultiplier))
+    let step = DpEvent.poissonSampled(
+        probability: samplingProbability,
+        event: .gaussian(noiseMultiplier: noiseMultiplier))
     try step.validate()
     func eps(_ t: Int) throws -> Double {
         var a = accountant

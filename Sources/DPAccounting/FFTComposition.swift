@@ -15,8 +15,10 @@ enum FFTComposition {
     /// `P(S >= u) <= exp(sum_c T_c log M_c(t) - t u)` for `t > 0` (and symmetrically below), so
     /// at most `tailMass` of the composed mass lies outside `[kMin, kMax]`. The cyclic
     /// convolution of an FFT of that length aliases only that mass into the window.
-    static func compose(_ parts: [(DiscretePLD, Int)], interval h: Double, tailMass: Double,
-                        pessimistic: Bool) -> ComposedPLD {
+    static func compose(
+        _ parts: [(DiscretePLD, Int)], interval h: Double, tailMass: Double,
+        pessimistic: Bool
+    ) -> ComposedPLD {
         let parts = parts.filter { $0.1 > 0 }
         var logNoInfinity = 0.0
         var baseOffset = 0
@@ -28,8 +30,9 @@ enum FFTComposition {
         }
         let infinityMass = -expm1(logNoInfinity)
         if parts.isEmpty {
-            return ComposedPLD(offset: 0, pmf: [1], infinityMass: 0, interval: h, slack: 0,
-                               pessimistic: pessimistic)
+            return ComposedPLD(
+                offset: 0, pmf: [1], infinityMass: 0, interval: h, slack: 0,
+                pessimistic: pessimistic)
         }
         let (kMin, kMax) = window(parts, tailMass: tailMass)
         let length = kMax - kMin + 1
@@ -50,7 +53,10 @@ enum FFTComposition {
                 if ar == 0 && ai == 0 { continue }
                 let r2 = re * re + im * im
                 // |z|^T underflows for most bins of a long composition: skip those.
-                if !(0.5 * power * log(r2) > -745) { acc[i] = (0, 0); continue }
+                if !(0.5 * power * log(r2) > -745) {
+                    acc[i] = (0, 0)
+                    continue
+                }
                 let (cr, ci) = complexPower(re, im, t)
                 acc[i] = (ar * cr - ai * ci, ar * ci + ai * cr)
             }
@@ -61,8 +67,9 @@ enum FFTComposition {
         for j in 0..<length {
             pmf[j] = Swift.max(0, real[(kMin + j) % n] * scale)
         }
-        return ComposedPLD(offset: baseOffset + kMin, pmf: pmf, infinityMass: infinityMass,
-                           interval: h, slack: tailMass, pessimistic: pessimistic, shift: shift)
+        return ComposedPLD(
+            offset: baseOffset + kMin, pmf: pmf, infinityMass: infinityMass,
+            interval: h, slack: tailMass, pessimistic: pessimistic, shift: shift)
     }
 
     /// `(re + i im)^n` by binary exponentiation (about 2 log2(n) complex products; the
@@ -89,7 +96,9 @@ enum FFTComposition {
             var w = 0.0, m1 = 0.0, m2 = 0.0
             for (k, p) in d.pmf.enumerated() {
                 let x = Double(k)
-                w += p; m1 += p * x; m2 += p * x * x
+                w += p
+                m1 += p * x
+                m2 += p * x * x
             }
             if w > 0 { variance += Double(t) * Swift.max(0, m2 / w - (m1 / w) * (m1 / w)) }
         }
@@ -118,11 +127,17 @@ enum FFTComposition {
         var s = 0.0, w = 1.0
         if lambda > 0 {
             let f = exp(-lambda)
-            for k in stride(from: n - 1, through: 0, by: -1) { s += p[k] * w; w *= f }
+            for k in stride(from: n - 1, through: 0, by: -1) {
+                s += p[k] * w
+                w *= f
+            }
             return lambda * Double(n - 1) + log(s)
         } else {
             let f = exp(lambda)
-            for k in 0..<n { s += p[k] * w; w *= f }
+            for k in 0..<n {
+                s += p[k] * w
+                w *= f
+            }
             return log(s)
         }
     }

@@ -72,9 +72,11 @@ public struct PLDAccountant: PrivacyAccountant {
     ///     smallest single-step loss standard deviation (default 50; lower is faster and looser).
     ///   - neighboringRelation: only `.addOrRemoveOne` is supported; any event composed into an
     ///     accountant with `.replaceOne` is refused.
-    public init(valueDiscretizationInterval: Double = 1e-4, maxGridSize: Int = 1 << 18,
-                gridPointsPerDeviation: Double = 50,
-                neighboringRelation: NeighboringRelation = .addOrRemoveOne) {
+    public init(
+        valueDiscretizationInterval: Double = 1e-4, maxGridSize: Int = 1 << 18,
+        gridPointsPerDeviation: Double = 50,
+        neighboringRelation: NeighboringRelation = .addOrRemoveOne
+    ) {
         precondition(valueDiscretizationInterval > 0, "valueDiscretizationInterval must be > 0")
         precondition(maxGridSize >= 1024, "maxGridSize must be >= 1024")
         precondition(gridPointsPerDeviation >= 1, "gridPointsPerDeviation must be >= 1")
@@ -105,12 +107,15 @@ public struct PLDAccountant: PrivacyAccountant {
         components = merged
     }
 
-    static func flatten(_ event: DpEvent, multiplier: Int, relation: NeighboringRelation,
-                        into out: inout [Component]) throws {
+    static func flatten(
+        _ event: DpEvent, multiplier: Int, relation: NeighboringRelation,
+        into out: inout [Component]
+    ) throws {
         func refuseRelation() throws {
             if relation != .addOrRemoveOne {
                 throw AccountingError.unsupportedEvent(
-                    "\(event.summary): the PLD accountant supports only the addOrRemoveOne relation, not \(relation.rawValue); use RDPAccountant(neighboringRelation: .replaceOne)")
+                    "\(event.summary): the PLD accountant supports only the addOrRemoveOne relation, not \(relation.rawValue); use RDPAccountant(neighboringRelation: .replaceOne)"
+                )
             }
         }
         switch event {
@@ -124,10 +129,12 @@ public struct PLDAccountant: PrivacyAccountant {
             out.append(Component(probability: q, noiseMultiplier: s, count: multiplier))
         case .sampledWithoutReplacement:
             throw AccountingError.unsupportedEvent(
-                "\(event.summary): the PLD accountant does not support sampling without replacement (a replace-one analysis); use RDPAccountant(neighboringRelation: .replaceOne)")
+                "\(event.summary): the PLD accountant does not support sampling without replacement (a replace-one analysis); use RDPAccountant(neighboringRelation: .replaceOne)"
+            )
         case .poissonSampled:
             throw AccountingError.unsupportedEvent(
-                "\(event.summary): the PLD accountant only supports Poisson sampling applied directly to a gaussian event")
+                "\(event.summary): the PLD accountant only supports Poisson sampling applied directly to a gaussian event"
+            )
         case .selfComposed(let e, let c):
             try flatten(e, multiplier: try Validate.multiply(multiplier, c), relation: relation, into: &out)
         case .composed(let es):
@@ -151,13 +158,16 @@ public struct PLDAccountant: PrivacyAccountant {
         var warnings: [String] = []
         if upper == .infinity {
             let floor = c.map { $0.upper.infinityMass + $0.upper.slack }.max() ?? 0
-            warnings.append("delta = \(delta) is below \(floor), the mass the PLD cannot bound (privacy loss at infinity plus the truncated tails); the upper bound is infinite: use a larger delta or the RDP accountant")
+            warnings.append(
+                "delta = \(delta) is below \(floor), the mass the PLD cannot bound (privacy loss at infinity plus the truncated tails); the upper bound is infinite: use a larger delta or the RDP accountant"
+            )
         }
         if let h = c.first?.upper.interval, h > valueDiscretizationInterval * 1.0001 {
             warnings.append("discretisation interval raised to \(h) to fit \(maxGridSize) grid points")
         }
-        return EpsilonReport(epsilon: upper, delta: delta, accountant: name,
-                             epsilonLower: lower, epsilonUpper: upper, warnings: warnings)
+        return EpsilonReport(
+            epsilon: upper, delta: delta, accountant: name,
+            epsilonLower: lower, epsilonUpper: upper, warnings: warnings)
     }
 
     /// The certified upper bound on delta for `epsilon`.
@@ -194,9 +204,11 @@ public struct PLDAccountant: PrivacyAccountant {
                 up.append((pair.upper, c.count))
                 low.append((pair.lower, c.count))
             }
-            result.append((
-                FFTComposition.compose(up, interval: h, tailMass: tailMassTruncation, pessimistic: true),
-                FFTComposition.compose(low, interval: h, tailMass: tailMassTruncation, pessimistic: false)))
+            result.append(
+                (
+                    FFTComposition.compose(up, interval: h, tailMass: tailMassTruncation, pessimistic: true),
+                    FFTComposition.compose(low, interval: h, tailMass: tailMassTruncation, pessimistic: false)
+                ))
         }
         return result
     }
@@ -218,7 +230,8 @@ public struct PLDAccountant: PrivacyAccountant {
                 let range = m.lossRange
                 guard range.upper < 600, range.lower > -600 else {
                     throw AccountingError.unsupportedEvent(
-                        "poissonSampled(probability: \(c.probability), gaussian(noiseMultiplier: \(c.noiseMultiplier))): the single-step privacy loss exceeds 600 in magnitude (noise multiplier too small for the PLD grid); use the RDP accountant")
+                        "poissonSampled(probability: \(c.probability), gaussian(noiseMultiplier: \(c.noiseMultiplier))): the single-step privacy loss exceeds 600 in magnitude (noise multiplier too small for the PLD grid); use the RDP accountant"
+                    )
                 }
                 r = Swift.max(r, range.upper - range.lower)
             }
@@ -228,8 +241,9 @@ public struct PLDAccountant: PrivacyAccountant {
         }
         let width = Swift.min(sumRanges, 24 * variance.squareRoot() + widest)
         let fine = Swift.min(valueDiscretizationInterval, smallestDeviation / gridPointsPerDeviation)
-        return Swift.max(fine, width / Double(maxGridSize),
-                         widest / Double(4 * maxGridSize))
+        return Swift.max(
+            fine, width / Double(maxGridSize),
+            widest / Double(4 * maxGridSize))
     }
 }
 
@@ -302,10 +316,16 @@ struct SubsampledGaussianLoss {
             let g0 = exp(-0.5 * (y / sigma) * (y / sigma)), g1 = exp(-0.5 * ((y - 1) / sigma) * ((y - 1) / sigma))
             let density: Double, loss: Double
             switch direction {
-            case .remove: density = (1 - q) * g0 + q * g1; loss = l(y)
-            case .add: density = g0; loss = -l(y)
+            case .remove:
+                density = (1 - q) * g0 + q * g1
+                loss = l(y)
+            case .add:
+                density = g0
+                loss = -l(y)
             }
-            w += density; m1 += density * loss; m2 += density * loss * loss
+            w += density
+            m1 += density * loss
+            m2 += density * loss * loss
         }
         let mean = m1 / w
         return Swift.max(0, m2 / w - mean * mean)
@@ -321,14 +341,15 @@ struct SubsampledGaussianLoss {
         var sp = [Double](repeating: 0, count: n), sq = [Double](repeating: 0, count: n)
         for i in 0..<n {
             let s = survival(Double(kLo + i) * h)
-            sp[i] = s.p; sq[i] = s.q
+            sp[i] = s.p
+            sq[i] = s.q
         }
         let eps = { (i: Int) in Double(kLo + i) * h }
-        let shrink = -expm1(-h)  // 1 - e^{-h}
+        let shrink = -expm1(-h) // 1 - e^{-h}
 
         // Upper bound: connect the dots.
         var up = [Double](repeating: 0, count: n)
-        up[0] = Swift.max(0, 1 - sp[0])  // lower tail folded onto the lowest point
+        up[0] = Swift.max(0, 1 - sp[0]) // lower tail folded onto the lowest point
         for k in 0..<(n - 1) {
             let pb = Swift.max(0, sp[k] - sp[k + 1]), qb = Swift.max(0, sq[k] - sq[k + 1])
             if pb == 0 { continue }
@@ -357,10 +378,12 @@ struct SubsampledGaussianLoss {
                 let merged = Swift.min(top, Swift.max(log1p(-q), log(pCell) - log(qCell)))
                 let m = Swift.max(2, Int(((range.upper - merged) / h).rounded(.up)) + 1)
                 var lp = [Double](repeating: 0, count: m), lq = [Double](repeating: 0, count: m)
-                lp[0] = 1 - pCell; lq[0] = 1 - qCell
+                lp[0] = 1 - pCell
+                lq[0] = 1 - qCell
                 for k in 1..<m {
                     let sv = survival(merged + Double(k) * h)
-                    lp[k] = sv.p; lq[k] = sv.q
+                    lp[k] = sv.p
+                    lq[k] = sv.q
                 }
                 let pmf = Self.dominatedPMF(eps: { merged + Double($0) * h }, sp: lp, sq: lq, h: h)
                 return (upper, DiscretePLD(offset: 0, pmf: pmf, infinityMass: 0, shift: merged))
@@ -390,7 +413,7 @@ struct SubsampledGaussianLoss {
             let pb = Swift.max(0, sp[k] - sp[k + 1]), qb = Swift.max(0, sq[k] - sq[k + 1])
             if pb == 0 || qb == 0 { continue }
             let u = exp(eps(k) + log(qb) - log(pb))
-            let c = pb * Swift.min(1, Swift.max(0, (1 - u) / shrink))  // P-mass sent up
+            let c = pb * Swift.min(1, Swift.max(0, (1 - u) / shrink)) // P-mass sent up
             let r = Swift.min(qb, c * exp(-eps(k + 1)))
             let w = exp(eps(k)) * expm1(h)
             if r < qb / 2 {
@@ -424,10 +447,11 @@ struct SubsampledGaussianLoss {
             hull.append(k)
         }
         var low = [Double](repeating: 0, count: n)
-        var prevSlope = 1.0  // slope magnitude left of the first point (Q-mass <= 1)
+        var prevSlope = 1.0 // slope magnitude left of the first point (Q-mass <= 1)
         for j in 0..<hull.count {
             let v = hull[j]
-            let slope = j + 1 < hull.count
+            let slope =
+                j + 1 < hull.count
                 ? (fs[v] - fs[hull[j + 1]]) / (xs[hull[j + 1]] - xs[v]) : 0
             low[v] = Swift.max(0, xs[v] * (prevSlope - slope))
             prevSlope = slope
@@ -459,8 +483,9 @@ struct ComposedPLD {
     /// Loss of index `k` is `(offset + k) * interval + shift`.
     var shift: Double = 0
 
-    static let identity = ComposedPLD(offset: 0, pmf: [1], infinityMass: 0, interval: 1e-4,
-                                      slack: 0, pessimistic: true)
+    static let identity = ComposedPLD(
+        offset: 0, pmf: [1], infinityMass: 0, interval: 1e-4,
+        slack: 0, pessimistic: true)
 
     private var constant: Double { pessimistic ? infinityMass + slack : infinityMass - slack }
 
@@ -493,7 +518,7 @@ struct ComposedPLD {
             }
             if l <= 0 { return 0 }
             a += pmf[k]
-            b = (b + pmf[k]) * decay  // now relative to l_{k-1}
+            b = (b + pmf[k]) * decay // now relative to l_{k-1}
             k -= 1
         }
         // delta(l_0 - h) <= target: the crossing is below the grid, where

@@ -53,8 +53,10 @@ public struct RDPAccountant: PrivacyAccountant {
     /// - Parameters:
     ///   - orders: Renyi orders, each > 1 (sorted and de-duplicated here).
     ///   - neighboringRelation: the relation the guarantee is stated for.
-    public init(orders: [Double] = RDPAccountant.defaultOrders,
-                neighboringRelation: NeighboringRelation = .addOrRemoveOne) {
+    public init(
+        orders: [Double] = RDPAccountant.defaultOrders,
+        neighboringRelation: NeighboringRelation = .addOrRemoveOne
+    ) {
         let sorted = Array(Set(orders)).sorted()
         precondition(!sorted.isEmpty && sorted[0] > 1, "Renyi orders must be > 1")
         self.orders = sorted
@@ -80,8 +82,10 @@ public struct RDPAccountant: PrivacyAccountant {
     ///
     /// - Throws: ``AccountingError/unsupportedEvent(_:)`` for an event this accountant has no
     ///   bound for under `relation`.
-    public static func rdp(of event: DpEvent, orders: [Double],
-                           relation: NeighboringRelation) throws -> [Double] {
+    public static func rdp(
+        of event: DpEvent, orders: [Double],
+        relation: NeighboringRelation
+    ) throws -> [Double] {
         switch event {
         case .noOp:
             return Array(repeating: 0, count: orders.count)
@@ -90,7 +94,8 @@ public struct RDPAccountant: PrivacyAccountant {
         case .poissonSampled(let q, .gaussian(let sigma)):
             guard relation == .addOrRemoveOne else {
                 throw AccountingError.unsupportedEvent(
-                    "\(event.summary): the RDP accountant bounds Poisson sampling only under the addOrRemoveOne relation (Mironov, Talwar, Zhang 2019), but this accountant uses \(relation.rawValue)")
+                    "\(event.summary): the RDP accountant bounds Poisson sampling only under the addOrRemoveOne relation (Mironov, Talwar, Zhang 2019), but this accountant uses \(relation.rawValue)"
+                )
             }
             return orders.map { SampledGaussianRDP.poisson(q: q, sigma: sigma, order: $0) }
         case .poissonSampled(_, .noOp):
@@ -98,7 +103,8 @@ public struct RDPAccountant: PrivacyAccountant {
         case .sampledWithoutReplacement(let m, let n, .gaussian(let sigma)):
             guard relation == .replaceOne else {
                 throw AccountingError.unsupportedEvent(
-                    "\(event.summary): the RDP accountant bounds sampling without replacement only under the replaceOne relation (Wang, Balle, Kasiviswanathan 2019), but this accountant uses \(relation.rawValue); use RDPAccountant(neighboringRelation: .replaceOne)")
+                    "\(event.summary): the RDP accountant bounds sampling without replacement only under the replaceOne relation (Wang, Balle, Kasiviswanathan 2019), but this accountant uses \(relation.rawValue); use RDPAccountant(neighboringRelation: .replaceOne)"
+                )
             }
             if m == 0 { return Array(repeating: 0, count: orders.count) }
             return orders.map {
@@ -117,7 +123,8 @@ public struct RDPAccountant: PrivacyAccountant {
             return total
         case .poissonSampled, .sampledWithoutReplacement:
             throw AccountingError.unsupportedEvent(
-                "\(event.summary): the RDP accountant only bounds sampling applied directly to a gaussian (or noOp) event")
+                "\(event.summary): the RDP accountant only bounds sampling applied directly to a gaussian (or noOp) event"
+            )
         }
     }
 
@@ -142,18 +149,23 @@ public struct RDPAccountant: PrivacyAccountant {
             } else {
                 e = .infinity
             }
-            if e < best { best = e; bestIndex = i }
+            if e < best {
+                best = e
+                bestIndex = i
+            }
         }
         var warnings: [String] = []
         if best.isFinite, best > 0, bestIndex == 0 || bestIndex == orders.count - 1 {
             warnings.append(
-                "the optimal Renyi order \(orders[bestIndex]) is at the edge of the grid [\(orders.first!), \(orders.last!)]; a wider grid may give a smaller epsilon")
+                "the optimal Renyi order \(orders[bestIndex]) is at the edge of the grid [\(orders.first!), \(orders.last!)]; a wider grid may give a smaller epsilon"
+            )
         }
         if !best.isFinite {
             warnings.append("no order of the grid gives a finite epsilon for delta = \(delta)")
         }
-        return EpsilonReport(epsilon: Swift.max(0, best), delta: delta, accountant: name,
-                             order: orders[bestIndex], warnings: warnings)
+        return EpsilonReport(
+            epsilon: Swift.max(0, best), delta: delta, accountant: name,
+            order: orders[bestIndex], warnings: warnings)
     }
 
     /// The smallest delta over the order grid for `epsilon`.
@@ -197,7 +209,7 @@ enum SampledGaussianRDP {
         let logQ = log(q), log1mQ = log1p(-q)
         let s2 = 2 * sigma * sigma
         var sum = Special.LogSum()
-        var logBinom = 0.0  // log C(alpha, 0)
+        var logBinom = 0.0 // log C(alpha, 0)
         for i in 0...alpha {
             if i > 0 { logBinom += log(Double(alpha - i + 1) / Double(i)) }
             let di = Double(i)
@@ -218,7 +230,7 @@ enum SampledGaussianRDP {
         let s2 = 2 * sigma * sigma
         let z0 = sigma * sigma * log(1 / q - 1) + 0.5
         let sqrt2Sigma = 2.0.squareRoot() * sigma
-        var logAbsCoef = 0.0  // log |C(alpha, 0)|
+        var logAbsCoef = 0.0 // log |C(alpha, 0)|
         var coefPositive = true
         var i = 0
         while i < 100_000 {
@@ -235,9 +247,11 @@ enum SampledGaussianRDP {
             let logS0 = logT0 + (di * di - di) / s2 + logE0
             let logS1 = logT1 + (j * j - j) / s2 + logE1
             if coefPositive {
-                positive.add(logS0); positive.add(logS1)
+                positive.add(logS0)
+                positive.add(logS1)
             } else {
-                negative.add(logS0); negative.add(logS1)
+                negative.add(logS0)
+                negative.add(logS1)
             }
             i += 1
             if Swift.max(logS0, logS1) < -30, di > alpha { break }
@@ -270,7 +284,7 @@ enum SampledGaussianRDP {
         let s2 = 2 * sigma * sigma
         let logGamma = log(gamma)
         let rho2 = 2 / s2
-        var logA = 0.0  // the leading 1
+        var logA = 0.0 // the leading 1
         var logBinom = 0.0
         for j in 1...alpha {
             logBinom += log(Double(alpha - j + 1)) - log(Double(j))

@@ -81,8 +81,10 @@ public enum StepBenchmark {
     }
 
     /// Runs `warmup` untimed steps, then `steps` timed ones; reports the median.
-    public static func run(workload: Workload, private isPrivate: Bool, batchSize: Int, steps: Int,
-                           warmup: Int = 3, seed: UInt64 = 1) throws -> Result {
+    public static func run(
+        workload: Workload, private isPrivate: Bool, batchSize: Int, steps: Int,
+        warmup: Int = 3, seed: UInt64 = 1
+    ) throws -> Result {
         let trainer = try makeTrainer(workload: workload, private: isPrivate, batchSize: batchSize, seed: seed)
         for _ in 0..<warmup { try trainer.trainStep() }
         var times: [Double] = []
@@ -96,32 +98,37 @@ public enum StepBenchmark {
         let flops = workload.trainingFlopsPerExample * Double(batchSize)
         let achieved = flops / (median * 1e6)
         let peak = gemmPeak()
-        return Result(workload: workload.rawValue, mode: isPrivate ? "private" : "nonprivate",
-                      batchSize: batchSize, steps: steps, threads: BLASRuntime.threadCount,
-                      blasCore: BLASRuntime.coreName, msPerStep: median,
-                      samplesPerSecond: Double(batchSize) / (median / 1000),
-                      achievedGflops: achieved, gemmPeakGflops: peak, fractionOfGemmPeak: achieved / peak,
-                      peakRssMB: peakResidentMegabytes())
+        return Result(
+            workload: workload.rawValue, mode: isPrivate ? "private" : "nonprivate",
+            batchSize: batchSize, steps: steps, threads: BLASRuntime.threadCount,
+            blasCore: BLASRuntime.coreName, msPerStep: median,
+            samplesPerSecond: Double(batchSize) / (median / 1000),
+            achievedGflops: achieved, gemmPeakGflops: peak, fractionOfGemmPeak: achieved / peak,
+            peakRssMB: peakResidentMegabytes())
     }
 
     /// The trainer that ``run(workload:private:batchSize:steps:warmup:seed:)`` times: the
     /// workload's model on `max(4 * batchSize, 1024)` synthetic examples of its shape, SGD
     /// (learning rate 0.01), fixed-size batches of `batchSize`, and, if `isPrivate`, noise
     /// multiplier 1, clipping norm 1 (flat clipping), delta 1e-5.
-    public static func makeTrainer(workload: Workload, private isPrivate: Bool, batchSize: Int,
-                                   seed: UInt64 = 1) throws -> DPSGDTrainer {
+    public static func makeTrainer(
+        workload: Workload, private isPrivate: Bool, batchSize: Int,
+        seed: UInt64 = 1
+    ) throws -> DPSGDTrainer {
         let n = max(batchSize * 4, 1024)
         var rng = PhiloxRandom(seed: seed, stream: 99)
         let x = Tensor<Float>(uniform: workload.exampleShape.prepending(n), in: 0...1, using: &rng)
         let labels = (0..<n).map { _ in Int(rng.next32() % 10) }
         let data = Dataset(name: "bench-\(workload.rawValue)", features: x, labels: labels, classCount: 10)
         let model = try makeModel(workload: workload, seed: seed)
-        let privacy = isPrivate
+        let privacy =
+            isPrivate
             ? PrivacySettings(noiseMultiplier: 1.0, clippingNorm: 1.0, delta: 1e-5) : nil
         return try DPSGDTrainer(
             model: model, optimizer: SGD(learningRate: 0.01), data: data,
-            configuration: TrainerConfiguration(sampling: .fixedSize, expectedBatchSize: batchSize,
-                                                maxPhysicalBatchSize: batchSize, privacy: privacy, seed: seed))
+            configuration: TrainerConfiguration(
+                sampling: .fixedSize, expectedBatchSize: batchSize,
+                maxPhysicalBatchSize: batchSize, privacy: privacy, seed: seed))
     }
 
     /// The workload's model, from the model registry with ``Workload/modelParameters``, for 10 classes.

@@ -21,11 +21,14 @@ public enum CSVDataset {
     ///     reading its test set); `nil` takes every column but the label.
     /// - Throws: ``DataError`` naming the file, line and column: a missing label column, a
     ///   ragged row, a field that is not a finite number, an unknown label.
-    public static func load(_ path: String, labelColumn: String = "label", classNames: [String]? = nil,
-                            featureColumns: [String]? = nil, name: String? = nil) throws -> (dataset: Dataset, featureColumns: [String]) {
+    public static func load(
+        _ path: String, labelColumn: String = "label", classNames: [String]? = nil,
+        featureColumns: [String]? = nil, name: String? = nil
+    ) throws -> (dataset: Dataset, featureColumns: [String]) {
         let bytes = try FileBytes.read(path, missingFix: "check the path of the CSV file.")
-        return try parse(String(decoding: bytes, as: UTF8.self), path: path, labelColumn: labelColumn,
-                         classNames: classNames, featureColumns: featureColumns, name: name ?? path)
+        return try parse(
+            String(decoding: bytes, as: UTF8.self), path: path, labelColumn: labelColumn,
+            classNames: classNames, featureColumns: featureColumns, name: name ?? path)
     }
 
     /// The number of examples in `path` (its non-blank lines after the header), without parsing them.
@@ -36,29 +39,35 @@ public enum CSVDataset {
     }
 
     /// Parses CSV text (see ``load(_:labelColumn:classNames:featureColumns:name:)``); `path` names it in errors.
-    public static func parse(_ text: String, path: String, labelColumn: String = "label", classNames: [String]? = nil,
-                             featureColumns: [String]? = nil, name: String) throws -> (dataset: Dataset, featureColumns: [String]) {
+    public static func parse(
+        _ text: String, path: String, labelColumn: String = "label", classNames: [String]? = nil,
+        featureColumns: [String]? = nil, name: String
+    ) throws -> (dataset: Dataset, featureColumns: [String]) {
         // `isNewline` splits `\n`, `\r\n` (one Character in Swift) and `\r`.
         let lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
         var lineIndex = 0
         while lineIndex < lines.count && clean(lines[lineIndex]).isEmpty { lineIndex += 1 }
         guard lineIndex < lines.count else {
-            throw DataError.csv(path: path, line: 1, column: nil, problem: "the file is empty",
-                                fix: "write a header row of column names, then one row per example.")
+            throw DataError.csv(
+                path: path, line: 1, column: nil, problem: "the file is empty",
+                fix: "write a header row of column names, then one row per example.")
         }
         let headerLine = lineIndex + 1
         let header = fields(lines[lineIndex]).map(String.init)
         guard let labelIndex = header.firstIndex(of: labelColumn) else {
-            throw DataError.csv(path: path, line: headerLine, column: nil,
-                                problem: "no label column '\(labelColumn)' in the header (columns: \(header.joined(separator: ", ")))",
-                                fix: "name the label column '\(labelColumn)' or pass the name of the label column.")
+            throw DataError.csv(
+                path: path, line: headerLine, column: nil,
+                problem: "no label column '\(labelColumn)' in the header (columns: \(header.joined(separator: ", ")))",
+                fix: "name the label column '\(labelColumn)' or pass the name of the label column.")
         }
         let features = header.indices.filter { $0 != labelIndex }
         let names = features.map { header[$0] }
         if let required = featureColumns, required != names {
-            throw DataError.csv(path: path, line: headerLine, column: nil,
-                                problem: "feature columns [\(names.joined(separator: ", "))] differ from the training set's [\(required.joined(separator: ", "))]",
-                                fix: "give the test file the same columns in the same order as the training file.")
+            throw DataError.csv(
+                path: path, line: headerLine, column: nil,
+                problem:
+                    "feature columns [\(names.joined(separator: ", "))] differ from the training set's [\(required.joined(separator: ", "))]",
+                fix: "give the test file the same columns in the same order as the training file.")
         }
 
         var values: [Float] = []
@@ -69,15 +78,17 @@ public enum CSVDataset {
             if clean(line).isEmpty { continue }
             let row = fields(line)
             guard row.count == header.count else {
-                throw DataError.csv(path: path, line: li + 1, column: nil,
-                                    problem: "ragged row: \(row.count) fields, the header has \(header.count)",
-                                    fix: "give every row one field per header column.")
+                throw DataError.csv(
+                    path: path, line: li + 1, column: nil,
+                    problem: "ragged row: \(row.count) fields, the header has \(header.count)",
+                    fix: "give every row one field per header column.")
             }
             for j in features {
                 guard let v = Float(row[j]), v.isFinite else {
-                    throw DataError.csv(path: path, line: li + 1, column: "'\(header[j])' (\(j + 1))",
-                                        problem: "'\(row[j])' is not a finite number",
-                                        fix: "write a decimal number; fill or drop missing values before loading.")
+                    throw DataError.csv(
+                        path: path, line: li + 1, column: "'\(header[j])' (\(j + 1))",
+                        problem: "'\(row[j])' is not a finite number",
+                        fix: "write a decimal number; fill or drop missing values before loading.")
                 }
                 values.append(v)
             }
@@ -85,8 +96,9 @@ public enum CSVDataset {
             labelLines.append(li + 1)
         }
         guard !rawLabels.isEmpty else {
-            throw DataError.csv(path: path, line: headerLine, column: nil, problem: "no data rows after the header",
-                                fix: "add one row per example.")
+            throw DataError.csv(
+                path: path, line: headerLine, column: nil, problem: "no data rows after the header",
+                fix: "add one row per example.")
         }
 
         let labelColumnName = "'\(labelColumn)' (\(labelIndex + 1))"
@@ -98,15 +110,20 @@ public enum CSVDataset {
             for (k, s) in rawLabels.enumerated() {
                 let y = Int(s)!
                 guard y >= 0 else {
-                    throw DataError.csv(path: path, line: labelLines[k], column: labelColumnName,
-                                        problem: "integer label \(y) is negative",
-                                        fix: "number the classes 0, 1, 2, ...")
+                    throw DataError.csv(
+                        path: path, line: labelLines[k], column: labelColumnName,
+                        problem: "integer label \(y) is negative",
+                        fix: "number the classes 0, 1, 2, ...")
                 }
                 // Integer labels make classes 0...largest: a stray huge label would make that many.
                 guard y < maxIntegerClasses else {
-                    throw DataError.csv(path: path, line: labelLines[k], column: labelColumnName,
-                                        problem: "integer label \(y) would make \(y + 1) classes; at most \(maxIntegerClasses) are allowed",
-                                        fix: "number the classes 0, 1, 2, ... (or write the labels as names, which are mapped in sorted order).")
+                    throw DataError.csv(
+                        path: path, line: labelLines[k], column: labelColumnName,
+                        problem:
+                            "integer label \(y) would make \(y + 1) classes; at most \(maxIntegerClasses) are allowed",
+                        fix:
+                            "number the classes 0, 1, 2, ... (or write the labels as names, which are mapped in sorted order)."
+                    )
                 }
                 largest = max(largest, y)
             }
@@ -120,14 +137,17 @@ public enum CSVDataset {
         labels.reserveCapacity(rawLabels.count)
         for (k, s) in rawLabels.enumerated() {
             guard let y = index[String(s)] else {
-                throw DataError.csv(path: path, line: labelLines[k], column: labelColumnName,
-                                    problem: "label '\(s)' is not one of the training classes [\(mapping.joined(separator: ", "))]",
-                                    fix: "use only the classes of the training file.")
+                throw DataError.csv(
+                    path: path, line: labelLines[k], column: labelColumnName,
+                    problem: "label '\(s)' is not one of the training classes [\(mapping.joined(separator: ", "))]",
+                    fix: "use only the classes of the training file.")
             }
             labels.append(y)
         }
         let tensor = Tensor(values, shape: [labels.count, names.count])
-        return (Dataset(name: name, features: tensor, labels: labels, classCount: mapping.count, classNames: mapping), names)
+        return (
+            Dataset(name: name, features: tensor, labels: labels, classCount: mapping.count, classNames: mapping), names
+        )
     }
 
     private static func clean(_ line: Substring) -> Substring {

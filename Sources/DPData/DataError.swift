@@ -37,43 +37,44 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
 
     public var description: String {
         switch self {
-        case let .missingFile(path, fix):
+        case .missingFile(let path, let fix):
             return "\(path): not found. Fix: \(fix)"
-        case let .unreadable(path, reason):
+        case .unreadable(let path, let reason):
             return "\(path): cannot be read (\(reason)). Fix: check the permissions and that it is a regular file."
-        case let .notGzip(path):
+        case .notGzip(let path):
             return "\(path): not a gzip file (the name ends in .gz but the first bytes are not 1f 8b). "
                 + "Fix: re-download the file, or rename it without .gz if it is raw."
-        case let .truncatedGzip(path):
+        case .truncatedGzip(let path):
             return "\(path): truncated gzip stream (the file ends before the compressed data does). "
                 + "Fix: re-download or reinstall the file."
-        case let .corruptGzip(path, reason):
+        case .corruptGzip(let path, let reason):
             return "\(path): corrupt gzip data (zlib: \(reason)). Fix: re-download or reinstall the file."
-        case let .badMagic(path, found, expected):
+        case .badMagic(let path, let found, let expected):
             return "\(path): bad IDX magic \(hex(found)), expected \(hex(expected)) (\(idxKind(expected))). "
                 + "Fix: check that the file is the right one of the image/label pair and is not corrupt."
-        case let .unexpectedDimensions(path, found, expected):
+        case .unexpectedDimensions(let path, let found, let expected):
             return "\(path): IDX dimensions \(found), expected \(expected). Fix: use the matching dataset files."
-        case let .truncated(path, expected, actual):
-            return "\(path): truncated IDX file: the header's dimensions need \(expected) bytes, the file has \(actual). "
+        case .truncated(let path, let expected, let actual):
+            return
+                "\(path): truncated IDX file: the header's dimensions need \(expected) bytes, the file has \(actual). "
                 + "Fix: re-download or reinstall the file."
-        case let .trailingBytes(path, expected, actual):
+        case .trailingBytes(let path, let expected, let actual):
             return "\(path): IDX file has \(actual - expected) bytes after the data its dimensions describe "
                 + "(\(expected) expected, \(actual) found). Fix: re-download or reinstall the file."
-        case let .countMismatch(imagesPath, imageCount, labelsPath, labelCount):
+        case .countMismatch(let imagesPath, let imageCount, let labelsPath, let labelCount):
             return "count mismatch: \(imagesPath) has \(imageCount) images but \(labelsPath) has \(labelCount) labels. "
                 + "Fix: use the image and label files of the same split (train or t10k)."
-        case let .labelOutOfRange(path, index, label, classCount):
+        case .labelOutOfRange(let path, let index, let label, let classCount):
             return "\(path): label \(label) of example \(index) is out of range 0..<\(classCount). "
                 + "Fix: check the label file, or the class count."
-        case let .csv(path, line, column, problem, fix):
+        case .csv(let path, let line, let column, let problem, let fix):
             let at = column.map { "line \(line), column \($0)" } ?? "line \(line)"
             return "\(path): \(at): \(problem). Fix: \(fix)"
-        case let .unknownDataset(name, valid):
+        case .unknownDataset(let name, let valid):
             return "unknown dataset '\(name)'. Fix: use one of \(valid.joined(separator: ", "))."
-        case let .unknownOption(dataset, key, valid):
+        case .unknownOption(let dataset, let key, let valid):
             return "dataset '\(dataset)': unknown option '\(key)'. Fix: use one of \(valid.joined(separator: ", "))."
-        case let .invalidOption(dataset, key, value, expected):
+        case .invalidOption(let dataset, let key, let value, let expected):
             return "dataset '\(dataset)': option \(key)=\(value) is invalid. Fix: give \(expected)."
         }
     }

@@ -19,14 +19,19 @@ public struct Dataset: Sendable {
     /// Precondition: one label per example, each in `0..<classCount`; `classNames` empty
     /// (then the indices are used as names) or one per class.
     public init(name: String, features: Tensor<Float>, labels: [Int], classCount: Int, classNames: [String] = []) {
-        precondition(features.rank >= 2, "Dataset \(name): features \(features.shape) need a leading example axis and an example shape")
-        precondition(features.shape[0] == labels.count,
-                     "Dataset \(name): \(features.shape[0]) examples but \(labels.count) labels")
+        precondition(
+            features.rank >= 2,
+            "Dataset \(name): features \(features.shape) need a leading example axis and an example shape")
+        precondition(
+            features.shape[0] == labels.count,
+            "Dataset \(name): \(features.shape[0]) examples but \(labels.count) labels")
         precondition(classCount > 0, "Dataset \(name): classCount \(classCount) must be positive")
-        precondition(classNames.isEmpty || classNames.count == classCount,
-                     "Dataset \(name): \(classNames.count) class names for \(classCount) classes")
+        precondition(
+            classNames.isEmpty || classNames.count == classCount,
+            "Dataset \(name): \(classNames.count) class names for \(classCount) classes")
         for (i, y) in labels.enumerated() {
-            precondition(y >= 0 && y < classCount, "Dataset \(name): label \(y) of example \(i) is outside 0..<\(classCount)")
+            precondition(
+                y >= 0 && y < classCount, "Dataset \(name): label \(y) of example \(i) is outside 0..<\(classCount)")
         }
         self.name = name
         self.features = features
@@ -88,7 +93,8 @@ public struct Dataset: Sendable {
         var y: [Int] = []
         y.reserveCapacity(indices.count)
         gather(indices: indices, into: &batch, labels: &y)
-        return Dataset(name: name ?? self.name, features: batch, labels: y, classCount: classCount, classNames: classNames)
+        return Dataset(
+            name: name ?? self.name, features: batch, labels: y, classCount: classCount, classNames: classNames)
     }
 
     /// Splits the examples at random into two parts, `first` holding `round(fraction * count)`
@@ -110,7 +116,10 @@ public struct Dataset: Sendable {
             return ra != rb ? ra > rb : $0 < $1
         }
         var missing = target - quotas.reduce(0, +)
-        for c in order where missing > 0 && quotas[c] < byClass[c].count { quotas[c] += 1; missing -= 1 }
+        for c in order where missing > 0 && quotas[c] < byClass[c].count {
+            quotas[c] += 1
+            missing -= 1
+        }
         for c in 0..<classCount {
             var members = byClass[c]
             members.shuffle(using: &rng)
@@ -142,10 +151,12 @@ public struct TrainTestSplit: Sendable {
 
     /// Precondition: the two sets have the same example shape and class count.
     public init(train: Dataset, test: Dataset) {
-        precondition(train.exampleShape == test.exampleShape,
-                     "TrainTestSplit: train examples \(train.exampleShape) and test examples \(test.exampleShape) differ")
-        precondition(train.classCount == test.classCount,
-                     "TrainTestSplit: train has \(train.classCount) classes, test \(test.classCount)")
+        precondition(
+            train.exampleShape == test.exampleShape,
+            "TrainTestSplit: train examples \(train.exampleShape) and test examples \(test.exampleShape) differ")
+        precondition(
+            train.classCount == test.classCount,
+            "TrainTestSplit: train has \(train.classCount) classes, test \(test.classCount)")
         self.train = train
         self.test = test
     }

@@ -17,7 +17,9 @@ public struct DatasetRequest: Sendable {
     /// Seed of generated data (the run's seed).
     public var seed: UInt64
 
-    public init(parameters: Parameters, path: String? = nil, trainSize: Int? = nil, testSize: Int? = nil, seed: UInt64 = 0) {
+    public init(
+        parameters: Parameters, path: String? = nil, trainSize: Int? = nil, testSize: Int? = nil, seed: UInt64 = 0
+    ) {
         self.parameters = parameters
         self.path = path
         self.trainSize = trainSize
@@ -40,8 +42,10 @@ public struct DeclaredExamples: Equatable, Sendable {
     /// `dataset `synthetic-shapes` (image_size 8): examples [1, 8, 8], 10 classes`.
     public var summary: String
 
-    public init(shape: Shape, classes: Int, trainCount: Int, testCount: Int, available: (train: Int, test: Int)? = nil,
-                summary: String) {
+    public init(
+        shape: Shape, classes: Int, trainCount: Int, testCount: Int, available: (train: Int, test: Int)? = nil,
+        summary: String
+    ) {
         self.shape = shape
         self.classes = classes
         self.trainCount = trainCount
@@ -52,7 +56,8 @@ public struct DeclaredExamples: Equatable, Sendable {
 
     public static func == (a: DeclaredExamples, b: DeclaredExamples) -> Bool {
         a.shape == b.shape && a.classes == b.classes && a.trainCount == b.trainCount && a.testCount == b.testCount
-            && a.available?.train == b.available?.train && a.available?.test == b.available?.test && a.summary == b.summary
+            && a.available?.train == b.available?.train && a.available?.test == b.available?.test
+            && a.summary == b.summary
     }
 }
 
@@ -73,18 +78,21 @@ public struct DatasetPlugin: Plugin {
     public var load: @Sendable (DatasetRequest) throws -> TrainTestSplit
 
     /// A dataset; `trainingSetSize` defaults to the declared count, else the loaded count.
-    public init(_ spec: PluginSpec,
-                declare: @escaping @Sendable (DatasetRequest) -> DeclaredExamples? = { _ in nil },
-                trainingSetSize: (@Sendable (DatasetRequest) throws -> Int)? = nil,
-                load: @escaping @Sendable (DatasetRequest) throws -> TrainTestSplit) {
+    public init(
+        _ spec: PluginSpec,
+        declare: @escaping @Sendable (DatasetRequest) -> DeclaredExamples? = { _ in nil },
+        trainingSetSize: (@Sendable (DatasetRequest) throws -> Int)? = nil,
+        load: @escaping @Sendable (DatasetRequest) throws -> TrainTestSplit
+    ) {
         self.spec = spec
         self.declare = declare
         self.load = load
-        self.trainingSetSize = trainingSetSize ?? { request in
-            if let declared = declare(request) { return declared.trainCount }
-            let split = try load(request)
-            return min(request.trainSize ?? split.train.count, split.train.count)
-        }
+        self.trainingSetSize =
+            trainingSetSize ?? { request in
+                if let declared = declare(request) { return declared.trainCount }
+                let split = try load(request)
+                return min(request.trainSize ?? split.train.count, split.train.count)
+            }
     }
 }
 
@@ -104,10 +112,13 @@ extension Registry where Entry == DatasetPlugin {
     }
 
     /// A request for dataset `name` with `parameters` (defaults filled in from its schema).
-    public func request(_ name: String, parameters: [String: ConfigValue] = [:], path: String? = nil,
-                        trainSize: Int? = nil, testSize: Int? = nil, seed: UInt64 = 0) throws -> DatasetRequest {
-        DatasetRequest(parameters: Parameters(try dataset(named: name).spec, parameters), path: path,
-                       trainSize: trainSize, testSize: testSize, seed: seed)
+    public func request(
+        _ name: String, parameters: [String: ConfigValue] = [:], path: String? = nil,
+        trainSize: Int? = nil, testSize: Int? = nil, seed: UInt64 = 0
+    ) throws -> DatasetRequest {
+        DatasetRequest(
+            parameters: Parameters(try dataset(named: name).spec, parameters), path: path,
+            trainSize: trainSize, testSize: testSize, seed: seed)
     }
 
     /// Loads the dataset of `request` and keeps the first `trainSize` and `testSize` examples.
@@ -129,20 +140,25 @@ extension Registry where Entry == DatasetPlugin {
     }
 }
 
-private let standardDatasets = DatasetRegistry(kind: "dataset", [.fashionMNIST, .syntheticShapes, .gaussianMixture, .csv])
+private let standardDatasets = DatasetRegistry(
+    kind: "dataset", [.fashionMNIST, .syntheticShapes, .gaussianMixture, .csv])
 
 // MARK: - The standard datasets
 
 extension DatasetPlugin {
     /// Fashion-MNIST from its four IDX files.
     public static let fashionMNIST = DatasetPlugin(
-        PluginSpec("fashion-mnist", "Fashion-MNIST 28x28 grey images, 10 classes (IDX files; `path` is their directory, default: the Debian package's)"),
+        PluginSpec(
+            "fashion-mnist",
+            "Fashion-MNIST 28x28 grey images, 10 classes (IDX files; `path` is their directory, default: the Debian package's)"
+        ),
         declare: { r in
-            DeclaredExamples(shape: [1, 28, 28], classes: FashionMNIST.classNames.count,
-                             trainCount: min(r.trainSize ?? FashionMNIST.trainCount, FashionMNIST.trainCount),
-                             testCount: min(r.testSize ?? FashionMNIST.testCount, FashionMNIST.testCount),
-                             available: (FashionMNIST.trainCount, FashionMNIST.testCount),
-                             summary: "dataset `fashion-mnist`: examples [1, 28, 28], 10 classes")
+            DeclaredExamples(
+                shape: [1, 28, 28], classes: FashionMNIST.classNames.count,
+                trainCount: min(r.trainSize ?? FashionMNIST.trainCount, FashionMNIST.trainCount),
+                testCount: min(r.testSize ?? FashionMNIST.testCount, FashionMNIST.testCount),
+                available: (FashionMNIST.trainCount, FashionMNIST.testCount),
+                summary: "dataset `fashion-mnist`: examples [1, 28, 28], 10 classes")
         },
         load: { r in TrainTestSplit(try FashionMNIST.load(directory: r.path ?? FashionMNIST.defaultDirectory)) })
 
@@ -154,66 +170,90 @@ extension DatasetPlugin {
 
     /// Images of simple shapes (``SyntheticData/shapes(count:size:seed:part:noise:)``).
     public static let syntheticShapes = DatasetPlugin(
-        PluginSpec("synthetic-shapes", "generated images of simple shapes, one class per shape", parameters: [
-            ParameterSpec("image_size", .int, range: .closed(8, 1024), default: .int(28), "side of the square image in pixels"),
-            ParameterSpec("noise", .double, range: .closed(0, 10), default: .double(0.1), "standard deviation of pixel noise"),
-        ]),
+        PluginSpec(
+            "synthetic-shapes", "generated images of simple shapes, one class per shape",
+            parameters: [
+                ParameterSpec(
+                    "image_size", .int, range: .closed(8, 1024), default: .int(28), "side of the square image in pixels"
+                ),
+                ParameterSpec(
+                    "noise", .double, range: .closed(0, 10), default: .double(0.1), "standard deviation of pixel noise"),
+            ]),
         declare: { r in
             let size = r.parameters.int("image_size")
             let classes = SyntheticData.shapeClassNames.count
-            return DeclaredExamples(shape: [1, size, size], classes: classes,
-                                    trainCount: r.trainSize ?? GeneratedSizes.shapesTrain,
-                                    testCount: r.testSize ?? GeneratedSizes.shapesTest,
-                                    summary: "dataset `synthetic-shapes` (image_size \(size)): examples [1, \(size), \(size)], \(classes) classes")
+            return DeclaredExamples(
+                shape: [1, size, size], classes: classes,
+                trainCount: r.trainSize ?? GeneratedSizes.shapesTrain,
+                testCount: r.testSize ?? GeneratedSizes.shapesTest,
+                summary:
+                    "dataset `synthetic-shapes` (image_size \(size)): examples [1, \(size), \(size)], \(classes) classes"
+            )
         },
         load: { r in
             let size = r.parameters.int("image_size"), noise = Float(r.parameters.double("noise"))
             return TrainTestSplit(
-                train: SyntheticData.shapes(count: r.trainSize ?? GeneratedSizes.shapesTrain, size: size, seed: r.seed,
-                                            part: .train, noise: noise),
-                test: SyntheticData.shapes(count: r.testSize ?? GeneratedSizes.shapesTest, size: size, seed: r.seed,
-                                           part: .test, noise: noise))
+                train: SyntheticData.shapes(
+                    count: r.trainSize ?? GeneratedSizes.shapesTrain, size: size, seed: r.seed,
+                    part: .train, noise: noise),
+                test: SyntheticData.shapes(
+                    count: r.testSize ?? GeneratedSizes.shapesTest, size: size, seed: r.seed,
+                    part: .test, noise: noise))
         })
 
     /// One Gaussian per class (``SyntheticData/gaussianMixture(classes:dimensions:examplesPerClass:separation:seed:part:)``);
     /// `ceil(size / classes)` examples per class are drawn, so the count is rounded up to a multiple of the classes.
     public static let gaussianMixture = DatasetPlugin(
-        PluginSpec("gaussian-mixture", "points from one Gaussian per class", parameters: [
-            ParameterSpec("dimensions", .int, range: .closed(1, 1_000_000), default: .int(20), "input dimension"),
-            ParameterSpec("classes", .int, range: .closed(2, 100_000), default: .int(2), "number of classes"),
-            ParameterSpec("separation", .double, range: ValueRange(lower: 0, lowerInclusive: false, upper: 1e6), default: .double(2.0), "distance between class means in units of the standard deviation"),
-        ]),
+        PluginSpec(
+            "gaussian-mixture", "points from one Gaussian per class",
+            parameters: [
+                ParameterSpec("dimensions", .int, range: .closed(1, 1_000_000), default: .int(20), "input dimension"),
+                ParameterSpec("classes", .int, range: .closed(2, 100_000), default: .int(2), "number of classes"),
+                ParameterSpec(
+                    "separation", .double, range: ValueRange(lower: 0, lowerInclusive: false, upper: 1e6),
+                    default: .double(2.0), "distance between class means in units of the standard deviation"),
+            ]),
         declare: { r in
             let dimensions = r.parameters.int("dimensions"), classes = r.parameters.int("classes")
             func drawn(_ n: Int) -> Int { (n + classes - 1) / classes * classes }
-            return DeclaredExamples(shape: [dimensions], classes: classes,
-                                    trainCount: drawn(r.trainSize ?? GeneratedSizes.mixtureTrain),
-                                    testCount: drawn(r.testSize ?? GeneratedSizes.mixtureTest),
-                                    summary: "dataset `gaussian-mixture` (dimensions \(dimensions), classes \(classes)): examples [\(dimensions)], \(classes) classes")
+            return DeclaredExamples(
+                shape: [dimensions], classes: classes,
+                trainCount: drawn(r.trainSize ?? GeneratedSizes.mixtureTrain),
+                testCount: drawn(r.testSize ?? GeneratedSizes.mixtureTest),
+                summary:
+                    "dataset `gaussian-mixture` (dimensions \(dimensions), classes \(classes)): examples [\(dimensions)], \(classes) classes"
+            )
         },
         load: { r in
             let classes = r.parameters.int("classes"), dimensions = r.parameters.int("dimensions")
             let separation = Float(r.parameters.double("separation"))
             func perClass(_ n: Int) -> Int { (n + classes - 1) / classes }
             return TrainTestSplit(
-                train: SyntheticData.gaussianMixture(classes: classes, dimensions: dimensions,
-                                                     examplesPerClass: perClass(r.trainSize ?? GeneratedSizes.mixtureTrain),
-                                                     separation: separation, seed: r.seed, part: .train),
-                test: SyntheticData.gaussianMixture(classes: classes, dimensions: dimensions,
-                                                    examplesPerClass: perClass(r.testSize ?? GeneratedSizes.mixtureTest),
-                                                    separation: separation, seed: r.seed, part: .test))
+                train: SyntheticData.gaussianMixture(
+                    classes: classes, dimensions: dimensions,
+                    examplesPerClass: perClass(r.trainSize ?? GeneratedSizes.mixtureTrain),
+                    separation: separation, seed: r.seed, part: .train),
+                test: SyntheticData.gaussianMixture(
+                    classes: classes, dimensions: dimensions,
+                    examplesPerClass: perClass(r.testSize ?? GeneratedSizes.mixtureTest),
+                    separation: separation, seed: r.seed, part: .test))
         })
 
     /// A numeric CSV file (``CSVDataset``). Without `test_path`, the last `testSize` rows
     /// (default a fifth, at least one) are the test set, in file order.
     public static let csv = DatasetPlugin(
-        PluginSpec("csv", "a numeric CSV file, one example per row", parameters: [
-            ParameterSpec("label_column", .string, default: .string("label"), "name of the integer label column"),
-            ParameterSpec("test_path", .string, "a separate test file; without it the last test_size rows are held out"),
-        ], requiresPath: true),
+        PluginSpec(
+            "csv", "a numeric CSV file, one example per row",
+            parameters: [
+                ParameterSpec("label_column", .string, default: .string("label"), "name of the integer label column"),
+                ParameterSpec(
+                    "test_path", .string, "a separate test file; without it the last test_size rows are held out"),
+            ], requiresPath: true),
         trainingSetSize: { r in
             let rows = try CSVDataset.rowCount(try csvPath(r))
-            let train = r.parameters.optionalString("test_path") == nil ? rows - heldOut(rows: rows, testSize: r.testSize) : rows
+            let train =
+                r.parameters.optionalString("test_path") == nil
+                ? rows - heldOut(rows: rows, testSize: r.testSize) : rows
             return min(r.trainSize ?? train, train)
         },
         load: { r in
@@ -221,19 +261,22 @@ extension DatasetPlugin {
             let label = r.parameters.string("label_column")
             let train = try CSVDataset.load(path, labelColumn: label)
             if let testPath = r.parameters.optionalString("test_path") {
-                let test = try CSVDataset.load(testPath, labelColumn: label, classNames: train.dataset.classNames,
-                                               featureColumns: train.featureColumns)
+                let test = try CSVDataset.load(
+                    testPath, labelColumn: label, classNames: train.dataset.classNames,
+                    featureColumns: train.featureColumns)
                 return TrainTestSplit(train: train.dataset, test: test.dataset)
             }
             let n = train.dataset.count
             let hold = heldOut(rows: n, testSize: r.testSize)
-            return TrainTestSplit(train: train.dataset.subset(Array(0..<(n - hold))),
-                                  test: train.dataset.subset(Array((n - hold)..<n)))
+            return TrainTestSplit(
+                train: train.dataset.subset(Array(0..<(n - hold))),
+                test: train.dataset.subset(Array((n - hold)..<n)))
         })
 
     private static func csvPath(_ r: DatasetRequest) throws -> String {
         guard let path = r.path else {
-            throw DataError.invalidOption(dataset: "csv", key: "path", value: "(missing)", expected: "the path of the CSV file")
+            throw DataError.invalidOption(
+                dataset: "csv", key: "path", value: "(missing)", expected: "the path of the CSV file")
         }
         return path
     }

@@ -14,7 +14,8 @@ public enum FashionMNIST {
         "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
     ]
-    static let installFix = "install it with `sudo apt-get install dataset-fashion-mnist` (or `make data`), "
+    static let installFix =
+        "install it with `sudo apt-get install dataset-fashion-mnist` (or `make data`), "
         + "or pass the directory that holds train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
         + "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz."
 
@@ -34,15 +35,18 @@ public enum FashionMNIST {
 
     /// Loads one IDX image file and its label file as a dataset of `[N, 1, rows, columns]`
     /// images in `[0, 1]`.
-    public static func loadIDXPair(images imagesPath: String, labels labelsPath: String, classCount: Int,
-                                   name: String, classNames: [String] = [],
-                                   missingFix: String = "check the path.") throws -> Dataset {
+    public static func loadIDXPair(
+        images imagesPath: String, labels labelsPath: String, classCount: Int,
+        name: String, classNames: [String] = [],
+        missingFix: String = "check the path."
+    ) throws -> Dataset {
         let images = try IDX.read(imagesPath, magic: IDX.imageMagic, missingFix: missingFix)
         let labels = try IDX.read(labelsPath, magic: IDX.labelMagic, missingFix: missingFix)
         let n = images.dimensions[0], rows = images.dimensions[1], columns = images.dimensions[2]
         guard labels.dimensions[0] == n else {
-            throw DataError.countMismatch(imagesPath: imagesPath, imageCount: n,
-                                          labelsPath: labelsPath, labelCount: labels.dimensions[0])
+            throw DataError.countMismatch(
+                imagesPath: imagesPath, imageCount: n,
+                labelsPath: labelsPath, labelCount: labels.dimensions[0])
         }
         var y = [Int](repeating: 0, count: n)
         for i in 0..<n {
@@ -63,11 +67,13 @@ public enum FashionMNIST {
 
     private static func loadSplit(directory: String, prefix: String, name: String) throws -> Dataset {
         let imagesPath = locate(directory, "\(prefix)-images-idx3-ubyte")
-        let data = try loadIDXPair(images: imagesPath, labels: locate(directory, "\(prefix)-labels-idx1-ubyte"),
-                                   classCount: 10, name: name, classNames: classNames, missingFix: installFix)
+        let data = try loadIDXPair(
+            images: imagesPath, labels: locate(directory, "\(prefix)-labels-idx1-ubyte"),
+            classCount: 10, name: name, classNames: classNames, missingFix: installFix)
         guard data.exampleShape == [1, 28, 28] else {
-            throw DataError.unexpectedDimensions(path: imagesPath, found: [data.count] + data.exampleShape.array.dropFirst(),
-                                                 expected: "[N, 28, 28]")
+            throw DataError.unexpectedDimensions(
+                path: imagesPath, found: [data.count] + data.exampleShape.array.dropFirst(),
+                expected: "[N, 28, 28]")
         }
         return data
     }

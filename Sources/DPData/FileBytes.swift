@@ -42,7 +42,10 @@ enum FileBytes {
         let failure: Int32? = bytes.withUnsafeMutableBytes { p in
             while done < size {
                 let n = Glibc.read(fd, p.baseAddress! + done, size - done)
-                if n < 0 { if errno == EINTR { continue }; return errno }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return errno
+                }
                 if n == 0 { break }
                 done += n
             }
@@ -62,7 +65,10 @@ enum FileBytes {
         let failure: Int32? = bytes.withUnsafeBytes { p in
             while done < p.count {
                 let n = Glibc.write(fd, p.baseAddress! + done, p.count - done)
-                if n < 0 { if errno == EINTR { continue }; return errno }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return errno
+                }
                 done += n
             }
             return nil
@@ -140,7 +146,7 @@ public enum Gzip {
                     return
                 case Z_BUF_ERROR:
                     if stream.avail_in == 0 { throw DataError.truncatedGzip(path: path) }
-                    continue  // no room left in the output: grow and go on
+                    continue // no room left in the output: grow and go on
                 default:
                     let reason = stream.msg.map { String(cString: $0) } ?? "error \(rc)"
                     throw DataError.corruptGzip(path: path, reason: reason)
@@ -154,8 +160,9 @@ public enum Gzip {
     /// Compresses `input` into one gzip member (for writing test files and caches).
     public static func compress(_ input: [UInt8], level: Int32 = 6) -> [UInt8] {
         var stream = z_stream()
-        let rc = deflateInit2_(&stream, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY,
-                               zlibVersion(), Int32(MemoryLayout<z_stream>.size))
+        let rc = deflateInit2_(
+            &stream, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY,
+            zlibVersion(), Int32(MemoryLayout<z_stream>.size))
         precondition(rc == Z_OK, "Gzip.compress: deflateInit2 failed (\(rc))")
         defer { deflateEnd(&stream) }
         let bound = Int(deflateBound(&stream, UInt(input.count))) + 64

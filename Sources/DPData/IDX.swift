@@ -16,8 +16,9 @@ public struct IDX: Sendable, Equatable {
     public var bytes: [UInt8]
 
     public init(dimensions: [Int], bytes: [UInt8]) {
-        precondition(dimensions.reduce(1, *) == bytes.count,
-                     "IDX: dimensions \(dimensions) need \(dimensions.reduce(1, *)) bytes, got \(bytes.count)")
+        precondition(
+            dimensions.reduce(1, *) == bytes.count,
+            "IDX: dimensions \(dimensions) need \(dimensions.reduce(1, *)) bytes, got \(bytes.count)")
         self.dimensions = dimensions
         self.bytes = bytes
     }
@@ -35,8 +36,10 @@ public struct IDX: Sendable, Equatable {
     ///   - missingFix: the fix to print if the file does not exist.
     /// - Throws: ``DataError`` naming the file: missing, not gzip, truncated or corrupt gzip,
     ///   bad magic, or a length that does not match the dimensions.
-    public static func read(_ path: String, magic: UInt32,
-                            missingFix: String = "check the path.") throws -> IDX {
+    public static func read(
+        _ path: String, magic: UInt32,
+        missingFix: String = "check the path."
+    ) throws -> IDX {
         let data = try FileBytes.read(path, missingFix: missingFix)
         return try parse(data, path: path, magic: magic)
     }

@@ -16,8 +16,9 @@ public struct Standardization: Codable, Sendable, Equatable {
 
     /// Precondition: as many deviations as means, all positive and finite.
     public init(mean: [Float], standardDeviation: [Float]) {
-        precondition(mean.count == standardDeviation.count && !mean.isEmpty,
-                     "Standardization: \(mean.count) means and \(standardDeviation.count) deviations")
+        precondition(
+            mean.count == standardDeviation.count && !mean.isEmpty,
+            "Standardization: \(mean.count) means and \(standardDeviation.count) deviations")
         for s in standardDeviation {
             precondition(s > 0 && s.isFinite, "Standardization: standard deviation \(s) must be positive and finite")
         }
@@ -39,7 +40,11 @@ public struct Standardization: Codable, Sendable, Equatable {
                 for g in 0..<groups {
                     let base = e * dataset.exampleSize + g * block
                     var s = 0.0, q = 0.0
-                    for j in 0..<block { let x = Double(p[base + j]); s += x; q += x * x }
+                    for j in 0..<block {
+                        let x = Double(p[base + j])
+                        s += x
+                        q += x * x
+                    }
                     sum[g] += s
                     sumSquares[g] += q
                 }
@@ -59,8 +64,10 @@ public struct Standardization: Codable, Sendable, Equatable {
     /// Applies the transform in place. Precondition: one group, or one per channel of `dataset`.
     public func apply(to dataset: inout Dataset) {
         let groups = mean.count
-        precondition(groups == 1 || groups == dataset.exampleShape[0],
-                     "Standardization: \(groups) statistics for examples of shape \(dataset.exampleShape) (need 1 or \(dataset.exampleShape[0]))")
+        precondition(
+            groups == 1 || groups == dataset.exampleShape[0],
+            "Standardization: \(groups) statistics for examples of shape \(dataset.exampleShape) (need 1 or \(dataset.exampleShape[0]))"
+        )
         let size = dataset.exampleSize
         let block = size / groups
         let count = dataset.count
@@ -112,7 +119,11 @@ extension Dataset {
                     for g in 0..<groups {
                         let base = e * size + g * block
                         var s = 0.0, q = 0.0
-                        for j in 0..<block { let x = Double(p[base + j]); s += x; q += x * x }
+                        for j in 0..<block {
+                            let x = Double(p[base + j])
+                            s += x
+                            q += x * x
+                        }
                         let m = s / Double(block)
                         let sd = max(0, q / Double(block) - m * m).squareRoot()
                         let r = Float(sd < 1e-6 ? 1 : 1 / sd), mf = Float(m)

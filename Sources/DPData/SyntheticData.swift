@@ -23,10 +23,13 @@ public enum SyntheticData {
     ///
     /// Example `i` has class `i % classes`, so the classes are balanced and interleaved.
     /// The means depend on `seed` only; `part` selects the examples.
-    public static func gaussianMixture(classes: Int, dimensions: Int, examplesPerClass: Int,
-                                       separation: Float, seed: UInt64, part: Part = .train) -> Dataset {
-        precondition(classes >= 2 && dimensions >= 1 && examplesPerClass >= 0,
-                     "gaussianMixture: need classes >= 2, dimensions >= 1, examplesPerClass >= 0")
+    public static func gaussianMixture(
+        classes: Int, dimensions: Int, examplesPerClass: Int,
+        separation: Float, seed: UInt64, part: Part = .train
+    ) -> Dataset {
+        precondition(
+            classes >= 2 && dimensions >= 1 && examplesPerClass >= 0,
+            "gaussianMixture: need classes >= 2, dimensions >= 1, examplesPerClass >= 0")
         var meanRNG = PhiloxRandom(seed: seed, stream: 0)
         var means = [Float](repeating: 0, count: classes * dimensions)
         means.withUnsafeMutableBufferPointer { m in
@@ -71,8 +74,10 @@ public enum SyntheticData {
     /// width, the rotation (up to 17 degrees) and the brightness (0.5 to 1), then adds
     /// zero-mean pixel noise of standard deviation `noise` and clips to `[0, 1]`. Example `i`
     /// has class `i % 10`. Drawing is anti-aliased by the distance to the shape's strokes.
-    public static func shapes(count: Int, size: Int = 28, seed: UInt64, part: Part = .train,
-                              noise: Float = 0.25) -> Dataset {
+    public static func shapes(
+        count: Int, size: Int = 28, seed: UInt64, part: Part = .train,
+        noise: Float = 0.25
+    ) -> Dataset {
         precondition(count >= 0 && size >= 8, "shapes: need count >= 0 and size >= 8")
         var x = Tensor<Float>(zeros: [count, 1, size, size])
         var labels = [Int](repeating: 0, count: count)
@@ -89,8 +94,9 @@ public enum SyntheticData {
                 addNoise(image, noise: noise, rng: &rng)
             }
         }
-        return Dataset(name: "synthetic-shapes/\(part)", features: x, labels: labels, classCount: 10,
-                       classNames: shapeClassNames)
+        return Dataset(
+            name: "synthetic-shapes/\(part)", features: x, labels: labels, classCount: 10,
+            classNames: shapeClassNames)
     }
 
     @inline(__always) static func uniform(_ rng: inout PhiloxRandom, _ lo: Float, _ hi: Float) -> Float {
@@ -98,8 +104,10 @@ public enum SyntheticData {
     }
 
     /// Draws shape `kind` (anti-aliased, in `[0, 1]`) into a zeroed `size` x `size` image.
-    static func drawShape(_ kind: Int, into image: UnsafeMutableBufferPointer<Float>, size: Int,
-                          segments: inout [SIMD4<Float>], rng: inout PhiloxRandom) {
+    static func drawShape(
+        _ kind: Int, into image: UnsafeMutableBufferPointer<Float>, size: Int,
+        segments: inout [SIMD4<Float>], rng: inout PhiloxRandom
+    ) {
         let s = Float(size)
         let cx = s / 2 + uniform(&rng, -0.15, 0.15) * s
         let cy = s / 2 + uniform(&rng, -0.15, 0.15) * s
@@ -115,13 +123,18 @@ public enum SyntheticData {
         switch kind {
         case 0, 1, 2, 3: segments.append(SIMD4(-1, 0, 1, 0))
         case 4: ringRadius = radius
-        case 5, 6: segments.append(SIMD4(-1, 0, 1, 0)); segments.append(SIMD4(0, -1, 0, 1))
+        case 5, 6:
+            segments.append(SIMD4(-1, 0, 1, 0))
+            segments.append(SIMD4(0, -1, 0, 1))
         case 7:
-            segments.append(SIMD4(-h, -h, h, -h)); segments.append(SIMD4(h, -h, h, h))
-            segments.append(SIMD4(h, h, -h, h)); segments.append(SIMD4(-h, h, -h, -h))
+            segments.append(SIMD4(-h, -h, h, -h))
+            segments.append(SIMD4(h, -h, h, h))
+            segments.append(SIMD4(h, h, -h, h))
+            segments.append(SIMD4(-h, h, -h, -h))
         case 8:
             let a = SIMD2<Float>(0, -1), b = SIMD2<Float>(0.866, 0.5), d = SIMD2<Float>(-0.866, 0.5)
-            segments.append(SIMD4(a.x, a.y, b.x, b.y)); segments.append(SIMD4(b.x, b.y, d.x, d.y))
+            segments.append(SIMD4(a.x, a.y, b.x, b.y))
+            segments.append(SIMD4(b.x, b.y, d.x, d.y))
             segments.append(SIMD4(d.x, d.y, a.x, a.y))
         default: diskRadius = radius * 0.6
         }
@@ -136,8 +149,9 @@ public enum SyntheticData {
         let co = _cos(angle) * radius, si = _sin(angle) * radius
         for k in segments.indices {
             let v = segments[k]
-            segments[k] = SIMD4(cx + co * v.x - si * v.y, cy + si * v.x + co * v.y,
-                                cx + co * v.z - si * v.w, cy + si * v.z + co * v.w)
+            segments[k] = SIMD4(
+                cx + co * v.x - si * v.y, cy + si * v.x + co * v.y,
+                cx + co * v.z - si * v.w, cy + si * v.z + co * v.w)
         }
 
         let reach = radius + halfWidth + 1.5

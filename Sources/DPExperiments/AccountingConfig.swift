@@ -21,7 +21,9 @@ public struct AccountingConfig: Hashable, Sendable {
     public var points: [AccountingPoint] {
         samplingProbabilities.flatMap { q in
             noiseMultipliers.flatMap { sigma in
-                steps.map { AccountingPoint(samplingProbability: q, noiseMultiplier: sigma, steps: $0, targetDelta: targetDelta) }
+                steps.map {
+                    AccountingPoint(samplingProbability: q, noiseMultiplier: sigma, steps: $0, targetDelta: targetDelta)
+                }
             }
         }
     }
@@ -31,16 +33,21 @@ public struct AccountingConfig: Hashable, Sendable {
             if case .list(let l)? = value { return l.compactMap(\.doubleValue) }
             return []
         }
-        let qs = doubles(try r.read(ParameterSpec("sampling_probability", .doubleList, range: .unitExcludingZero, required: true)))
-        let sigmas = doubles(try r.read(ParameterSpec("noise_multiplier", .doubleList, range: .positive, required: true)))
-        let steps = doubles(try r.read(ParameterSpec("steps", .intList, range: .atLeast(1), required: true))).map { Int($0) }
+        let qs = doubles(
+            try r.read(ParameterSpec("sampling_probability", .doubleList, range: .unitExcludingZero, required: true)))
+        let sigmas = doubles(
+            try r.read(ParameterSpec("noise_multiplier", .doubleList, range: .positive, required: true)))
+        let steps = doubles(try r.read(ParameterSpec("steps", .intList, range: .atLeast(1), required: true))).map {
+            Int($0)
+        }
         let delta = try r.requiredDouble("delta", range: .openUnit)
         let accountant = try r.pluginName("accountant", r.context.registries.accountants, default: "both")
         try r.finish()
         // The schema is AccountantKind's own, so every name it accepts converts.
         let accountants = AccountantKind.selection(named: accountant.name) ?? [.rdp, .pld]
         return AccountingConfig(
-            samplingProbabilities: qs, noiseMultipliers: sigmas, steps: steps, targetDelta: delta, accountants: accountants)
+            samplingProbabilities: qs, noiseMultipliers: sigmas, steps: steps, targetDelta: delta,
+            accountants: accountants)
     }
 }
 
@@ -80,7 +87,8 @@ public let accountingColumns = [
 /// Writes `accounting.csv` for every point of `config` (the file is rewritten atomically at the end).
 @discardableResult
 public func runAccounting(
-    _ config: AccountingConfig, outputDirectory: URL, executor: AccountingExecutor, log: (String) -> Void = { print($0) }
+    _ config: AccountingConfig, outputDirectory: URL, executor: AccountingExecutor,
+    log: (String) -> Void = { print($0) }
 ) throws -> [AccountingPoint: AccountingResult] {
     try FileIO.createDirectory(outputDirectory)
     var rows: [[String]] = []
@@ -94,7 +102,9 @@ public func runAccounting(
             csvNumber(point.targetDelta), csvNumber(result.epsilonRDP), csvNumber(result.epsilonPLDLower),
             csvNumber(result.epsilonPLDUpper),
         ])
-        log("point \(i + 1)/\(points.count): q=\(csvNumber(point.samplingProbability)) sigma=\(csvNumber(point.noiseMultiplier)) steps=\(point.steps) eps_rdp=\(csvNumber(result.epsilonRDP)) eps_pld=[\(csvNumber(result.epsilonPLDLower)), \(csvNumber(result.epsilonPLDUpper))]")
+        log(
+            "point \(i + 1)/\(points.count): q=\(csvNumber(point.samplingProbability)) sigma=\(csvNumber(point.noiseMultiplier)) steps=\(point.steps) eps_rdp=\(csvNumber(result.epsilonRDP)) eps_pld=[\(csvNumber(result.epsilonPLDLower)), \(csvNumber(result.epsilonPLDUpper))]"
+        )
     }
     let text = CSV.line(accountingColumns) + rows.map(CSV.line).joined()
     try DurableFile.writeAtomically(text, to: outputDirectory.appendingPathComponent("accounting.csv"))

@@ -17,8 +17,9 @@ public enum CSV {
 
     /// Quotes a field when it needs it.
     public static func quote(_ field: String) -> String {
-        guard field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" })
-            || field.hasPrefix(" ") || field.hasSuffix(" ")
+        guard
+            field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" })
+                || field.hasPrefix(" ") || field.hasSuffix(" ")
         else { return field }
         return "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
@@ -33,32 +34,54 @@ public enum CSV {
         var iterator = text.unicodeScalars.makeIterator()
         var pending: Unicode.Scalar? = nil
         func next() -> Unicode.Scalar? {
-            if let p = pending { pending = nil; return p }
+            if let p = pending {
+                pending = nil
+                return p
+            }
             return iterator.next()
         }
         while let c = next() {
             if inQuotes {
                 if c == "\"" {
                     if let n = next() {
-                        if n == "\"" { field.unicodeScalars.append("\"") } else { inQuotes = false; pending = n }
-                    } else { inQuotes = false }
+                        if n == "\"" {
+                            field.unicodeScalars.append("\"")
+                        } else {
+                            inQuotes = false
+                            pending = n
+                        }
+                    } else {
+                        inQuotes = false
+                    }
                 } else {
                     field.unicodeScalars.append(c)
                 }
                 continue
             }
             switch c {
-            case "\"" where field.isEmpty: inQuotes = true; fieldStarted = true
-            case ",": row.append(field); field = ""; fieldStarted = true
+            case "\"" where field.isEmpty:
+                inQuotes = true
+                fieldStarted = true
+            case ",":
+                row.append(field)
+                field = ""
+                fieldStarted = true
             case "\r": break
             case "\n":
                 row.append(field)
                 rows.append(row)
-                row = []; field = ""; fieldStarted = false
-            default: field.unicodeScalars.append(c); fieldStarted = true
+                row = []
+                field = ""
+                fieldStarted = false
+            default:
+                field.unicodeScalars.append(c)
+                fieldStarted = true
             }
         }
-        if fieldStarted || !row.isEmpty { row.append(field); rows.append(row) }
+        if fieldStarted || !row.isEmpty {
+            row.append(field)
+            rows.append(row)
+        }
         return rows
     }
 
@@ -128,7 +151,9 @@ public enum DurableFile {
         }
         let keep = data.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0
         let fd = open(url.path, O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw FileError(.write, path: url.path, errno: errno, hint: "cutting off a partial last line") }
+        guard fd >= 0 else {
+            throw FileError(.write, path: url.path, errno: errno, hint: "cutting off a partial last line")
+        }
         defer { close(fd) }
         guard ftruncate(fd, off_t(keep)) == 0, fsync(fd) == 0 else {
             throw FileError(.write, path: url.path, errno: errno, hint: "cutting off a partial last line")
@@ -147,8 +172,10 @@ public enum DurableFile {
         guard written == bytes.count else {
             // A short write without an error is the device running full.
             let e = written < 0 ? errno : ENOSPC
-            throw FileError(.write, path: url.path, errno: e,
-                            hint: written > 0 ? "\(written) of \(bytes.count) bytes written; the partial line is cut off at the next start" : nil)
+            throw FileError(
+                .write, path: url.path, errno: e,
+                hint: written > 0
+                    ? "\(written) of \(bytes.count) bytes written; the partial line is cut off at the next start" : nil)
         }
         guard fsync(fd) == 0 else { throw FileError(.write, path: url.path, errno: errno, hint: "fsync failed") }
     }
@@ -157,24 +184,30 @@ public enum DurableFile {
     /// the old or the new file, never a mix. On failure the old file is left as it was.
     public static func writeAtomically(_ text: String, to url: URL) throws {
         let temp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp")
-        let kept = FileManager.default.fileExists(atPath: url.path) ? "the previous \(url.lastPathComponent) is kept" : nil
+        let kept =
+            FileManager.default.fileExists(atPath: url.path) ? "the previous \(url.lastPathComponent) is kept" : nil
         unlink(temp.path)
         do {
             try append(text.isEmpty || text.hasSuffix("\n") ? text : text + "\n", to: temp)
         } catch var error as FileError {
             unlink(temp.path)
             error.path = url.path
-            error.hint = kept  // the partial temporary file is gone
+            error.hint = kept // the partial temporary file is gone
             throw error
         }
         guard rename(temp.path, url.path) == 0 else {
             let e = errno
             unlink(temp.path)
-            throw FileError(.write, path: url.path, errno: e,
-                            hint: ["renaming \(temp.lastPathComponent) over it failed", kept].compactMap { $0 }.joined(separator: "; "))
+            throw FileError(
+                .write, path: url.path, errno: e,
+                hint: ["renaming \(temp.lastPathComponent) over it failed", kept].compactMap { $0 }.joined(
+                    separator: "; "))
         }
         let dir = open(url.deletingLastPathComponent().path, O_RDONLY | O_CLOEXEC)
-        if dir >= 0 { _ = fsync(dir); close(dir) }
+        if dir >= 0 {
+            _ = fsync(dir)
+            close(dir)
+        }
     }
 
     /// Binary files (checkpoints, models): temporary file, one write, fsync, rename, fsync of
@@ -188,7 +221,10 @@ public enum DurableFile {
         let ok = data.withUnsafeBytes { raw -> Bool in
             while offset < raw.count {
                 let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n < 0 { if errno == EINTR { continue }; return false }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return false
+                }
                 offset += n
             }
             return fsync(fd) == 0
@@ -203,6 +239,9 @@ public enum DurableFile {
             throw OutputError("cannot rename \(temp.path) to \(url.path): \(String(cString: strerror(errno)))")
         }
         let dir = open(url.deletingLastPathComponent().path, O_RDONLY)
-        if dir >= 0 { _ = fsync(dir); close(dir) }
+        if dir >= 0 {
+            _ = fsync(dir)
+            close(dir)
+        }
     }
 }

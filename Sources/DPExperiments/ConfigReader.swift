@@ -13,7 +13,9 @@ struct ParseContext {
         var message = message
         var line = lines[path]
         // A value set by a sweep: point at the sweep entry.
-        if let origin = origins.first(where: { path == $0.key || path.hasPrefix($0.key + ".") || path.hasPrefix($0.key + "[") }) {
+        if let origin = origins.first(where: {
+            path == $0.key || path.hasPrefix($0.key + ".") || path.hasPrefix($0.key + "[")
+        }) {
             message += " (value from \(origin.value))"
             line = lines[origin.value.hasPrefix("sweep") ? "sweep.\(origin.key)" : "include"] ?? line
         }
@@ -43,7 +45,8 @@ final class MapReader {
         switch value {
         case nil, .null?: pairs = []
         case .map(let p)?: pairs = p
-        case let other?: throw context.error(path, "must be a map of keys to values, got \(other.typeName) \(other.displayText)")
+        case let other?:
+            throw context.error(path, "must be a map of keys to values, got \(other.typeName) \(other.displayText)")
         }
     }
 
@@ -88,7 +91,10 @@ final class MapReader {
         }
         func number(_ v: ConfigValue, integral: Bool) throws -> ConfigValue {
             guard let d = v.doubleValue, !(integral && (d != d.rounded() || abs(d) > 1e15)) else {
-                throw bad(v == .string("") ? "got an empty string" : "got \(v.typeName) \(v.displayText.isEmpty ? "null" : "`\(v.displayText)`")")
+                throw bad(
+                    v == .string("")
+                        ? "got an empty string"
+                        : "got \(v.typeName) \(v.displayText.isEmpty ? "null" : "`\(v.displayText)`")")
             }
             // `.nan` and `.inf` are YAML floats; no parameter takes them.
             guard d.isFinite else { throw bad("got `\(v.displayText)`, which is not a finite number") }
@@ -101,7 +107,7 @@ final class MapReader {
             let items: [ConfigValue]
             switch value {
             case .list(let l): items = l
-            case .int, .double, .string: items = [value]  // a scalar is a one-element list
+            case .int, .double, .string: items = [value] // a scalar is a one-element list
             default: throw bad("got \(value.typeName)")
             }
             if let count = spec.count, items.count != count { throw bad("got \(items.count) values") }
@@ -120,7 +126,9 @@ final class MapReader {
         case .choice(let options):
             guard case .string(let s) = value, options.contains(s) else {
                 var message = "`\(value.displayText)` is not allowed"
-                if let guess = closestMatch(to: value.displayText, in: options) { message += " (did you mean `\(guess)`?)" }
+                if let guess = closestMatch(to: value.displayText, in: options) {
+                    message += " (did you mean `\(guess)`?)"
+                }
                 throw bad(message)
             }
             return value
@@ -143,7 +151,8 @@ final class MapReader {
 
     /// A number that is required, or has `default`.
     func requiredDouble(_ key: String, range: ValueRange? = nil, default value: Double? = nil) throws -> Double {
-        let spec = ParameterSpec(key, .double, range: range, default: value.map(ConfigValue.double), required: value == nil)
+        let spec = ParameterSpec(
+            key, .double, range: range, default: value.map(ConfigValue.double), required: value == nil)
         return try present(spec, read(spec)?.doubleValue)
     }
 
@@ -186,9 +195,10 @@ final class MapReader {
     }
 
     /// A case of `E` by its raw value, with `default`.
-    func requiredCase<E: RawRepresentable & CaseIterable>(_ key: String, default value: E) throws -> E where E.RawValue == String {
+    func requiredCase<E: RawRepresentable & CaseIterable>(_ key: String, default value: E) throws -> E
+    where E.RawValue == String {
         let name = try requiredChoice(key, E.allCases.map(\.rawValue), default: value.rawValue)
-        return E(rawValue: name) ?? value  // the choice check admits raw values only
+        return E(rawValue: name) ?? value // the choice check admits raw values only
     }
 
     /// The value `read` returned for a required (or defaulted) spec: `read` throws for a missing
@@ -208,7 +218,9 @@ final class MapReader {
             throw error(key, "is required; allowed: one of \(registry.names.joined(separator: ", "))")
         }
         guard case .string(let name) = raw else {
-            throw error(key, "got \(raw.typeName) `\(raw.displayText)`; allowed: one of \(registry.names.joined(separator: ", "))")
+            throw error(
+                key,
+                "got \(raw.typeName) `\(raw.displayText)`; allowed: one of \(registry.names.joined(separator: ", "))")
         }
         if let reason = registry.refused[name] { throw error(key, "`\(name)` is refused: \(reason)") }
         guard let plugin = registry.plugin(named: name) else {
@@ -245,7 +257,8 @@ final class MapReader {
         for (key, _) in pairs where !validKeys.contains(key) {
             var message = "unknown \(what) `\(key)`"
             if let guess = closestMatch(to: key, in: validKeys) { message += " (did you mean `\(guess)`?)" }
-            message += validKeys.isEmpty ? "; this map takes no keys" : "; valid keys: \(validKeys.joined(separator: ", "))"
+            message +=
+                validKeys.isEmpty ? "; this map takes no keys" : "; valid keys: \(validKeys.joined(separator: ", "))"
             var error = ConfigError(
                 file: context.file, path: childPath(key), line: context.lines[childPath(key)], message: message)
             error.isUnknownKey = true

@@ -1,7 +1,6 @@
 import Foundation
 import Yams
 
-
 // MARK: - Conversion from YAML and JSON
 
 extension ConfigValue {
@@ -20,7 +19,9 @@ extension ConfigValue {
         return (value, lines)
     }
 
-    private static func convert(_ node: Node, path: String, file: String, lines: inout [String: Int]) throws -> ConfigValue {
+    private static func convert(
+        _ node: Node, path: String, file: String, lines: inout [String: Int]
+    ) throws -> ConfigValue {
         if let line = node.mark?.line, lines[path] == nil { lines[path] = line }
         switch node {
         case .scalar(let scalar):
@@ -36,14 +37,16 @@ extension ConfigValue {
             }
             return .string(scalar.string)
         case .sequence(let sequence):
-            return .list(try sequence.enumerated().map { i, item in
-                try convert(item, path: "\(path)[\(i)]", file: file, lines: &lines)
-            })
+            return .list(
+                try sequence.enumerated().map { i, item in
+                    try convert(item, path: "\(path)[\(i)]", file: file, lines: &lines)
+                })
         case .mapping(let mapping):
             var pairs: [(key: String, value: ConfigValue)] = []
             for (keyNode, valueNode) in mapping {
                 guard let key = keyNode.string else {
-                    throw ConfigError(file: file, path: path, line: keyNode.mark?.line, message: "has a key that is not a string")
+                    throw ConfigError(
+                        file: file, path: path, line: keyNode.mark?.line, message: "has a key that is not a string")
                 }
                 let childPath = path.isEmpty ? key : "\(path).\(key)"
                 if pairs.contains(where: { $0.key == key }) {
@@ -63,9 +66,13 @@ extension ConfigValue {
         switch jsonObject {
         case let b as Bool where type(of: jsonObject) == Bool.self: self = .bool(b)
         case let n as NSNumber:
-            if String(cString: n.objCType) == "c" { self = .bool(n.boolValue) }
-            else if let i = Int(exactly: n.doubleValue), !String(cString: n.objCType).contains("d") { self = .int(i) }
-            else { self = .double(n.doubleValue) }
+            if String(cString: n.objCType) == "c" {
+                self = .bool(n.boolValue)
+            } else if let i = Int(exactly: n.doubleValue), !String(cString: n.objCType).contains("d") {
+                self = .int(i)
+            } else {
+                self = .double(n.doubleValue)
+            }
         case let i as Int: self = .int(i)
         case let d as Double: self = .double(d)
         case let s as String: self = .string(s)

@@ -24,12 +24,14 @@ public struct DisplayLabels: Hashable, Sendable {
     /// Names used when the config gives none.
     static let builtInKeys = [
         "privacy.target_epsilon": "target ε", "privacy.noise_multiplier": "σ",
-        "test_accuracy": "test accuracy", "train_accuracy": "train accuracy", "test_loss": "test loss", "train_loss": "train loss",
+        "test_accuracy": "test accuracy", "train_accuracy": "train accuracy", "test_loss": "test loss",
+        "train_loss": "train loss",
     ]
 
     /// runs.csv columns that hold a config key's value, and the key paths whose labels they take.
     static let aliases = [
-        "model": ["model.label", "model.name"], "dataset": ["dataset.name"], "target_epsilon": ["privacy.target_epsilon"],
+        "model": ["model.label", "model.name"], "dataset": ["dataset.name"],
+        "target_epsilon": ["privacy.target_epsilon"],
     ]
 
     /// Keys whose values name themselves: shown bare, without `key = `.
@@ -87,10 +89,11 @@ public struct DisplayLabels: Hashable, Sendable {
     /// The labels as the manifest records them: `{key: name}` or `{key: {value: name}}`, keys sorted.
     public var manifestValue: ConfigValue {
         let all = Set(keys.keys).union(values.keys).sorted()
-        return .map(all.map { key in
-            if let name = keys[key] { return (key, .string(name)) }
-            return (key, .map(values[key]!.keys.sorted().map { ($0, .string(values[key]![$0]!)) }))
-        })
+        return .map(
+            all.map { key in
+                if let name = keys[key] { return (key, .string(name)) }
+                return (key, .map(values[key]!.keys.sorted().map { ($0, .string(values[key]![$0]!)) }))
+            })
     }
 
     /// The labels a manifest records (none for a manifest written before labels existed).
@@ -101,8 +104,9 @@ public struct DisplayLabels: Hashable, Sendable {
             switch value {
             case .string(let name): keys[key] = name
             case .map(let names):
-                values[key] = Dictionary(names.compactMap { pair in pair.value.stringValue.map { (Self.normalized(pair.key), $0) } },
-                                         uniquingKeysWith: { a, _ in a })
+                values[key] = Dictionary(
+                    names.compactMap { pair in pair.value.stringValue.map { (Self.normalized(pair.key), $0) } },
+                    uniquingKeysWith: { a, _ in a })
             default: continue
             }
         }
@@ -118,7 +122,9 @@ public struct DisplayLabels: Hashable, Sendable {
 
 extension DisplayLabels {
     /// Columns of epochs.csv and runs.csv that a label may name, beside config key paths.
-    static var outputColumns: [String] { OutputSchema.leadingColumns + OutputSchema.runColumns + OutputSchema.epochColumns }
+    static var outputColumns: [String] {
+        OutputSchema.leadingColumns + OutputSchema.runColumns + OutputSchema.epochColumns
+    }
 
     /// Validates the `labels:` map of a config.
     /// - Parameters:
@@ -126,27 +132,40 @@ extension DisplayLabels {
     ///   - runValues: for each config key path, the values the runs take (as runs.csv writes them).
     /// - Throws: `ConfigError` at `labels.<key>` with its line for an unknown key path, a
     ///   display name that is not a non-empty string, or a value that no run takes.
-    static func parse(_ value: ConfigValue?, knownPaths: Set<String>, runValues: (String) -> Set<String>?,
-                      file: String, lines: [String: Int]) throws -> DisplayLabels {
+    static func parse(
+        _ value: ConfigValue?, knownPaths: Set<String>, runValues: (String) -> Set<String>?,
+        file: String, lines: [String: Int]
+    ) throws -> DisplayLabels {
         var labels = DisplayLabels()
         guard let value else { return labels }
         func error(_ path: String, _ message: String) -> ConfigError {
             ConfigError(file: file, path: path, line: lines[path] ?? lines["labels"], message: message)
         }
         guard case .map(let pairs) = value else {
-            throw error("labels", "must be a map from key paths to display names, such as `{privacy.target_epsilon: \"target ε\", model.name: {cnn-tanh: \"tanh CNN\"}}`; got \(value.typeName)")
+            throw error(
+                "labels",
+                "must be a map from key paths to display names, such as `{privacy.target_epsilon: \"target ε\", model.name: {cnn-tanh: \"tanh CNN\"}}`; got \(value.typeName)"
+            )
         }
         let columns = Set(outputColumns)
         for (key, entry) in pairs {
             let path = "labels.\(key)"
             guard knownPaths.contains(key) || columns.contains(key) else {
                 var message = "unknown key path `\(key)`"
-                if let guess = closestMatch(to: key, in: knownPaths.sorted() + outputColumns) { message += " (did you mean `\(guess)`?)" }
-                throw error(path, message + "; a label names a config key path (privacy.target_epsilon, model.name), seed, or a runs.csv or epochs.csv column (test_accuracy, model, kind)")
+                if let guess = closestMatch(to: key, in: knownPaths.sorted() + outputColumns) {
+                    message += " (did you mean `\(guess)`?)"
+                }
+                throw error(
+                    path,
+                    message
+                        + "; a label names a config key path (privacy.target_epsilon, model.name), seed, or a runs.csv or epochs.csv column (test_accuracy, model, kind)"
+                )
             }
             switch entry {
             case .string(let name):
-                guard !name.trimmingCharacters(in: .whitespaces).isEmpty else { throw error(path, "is an empty display name") }
+                guard !name.trimmingCharacters(in: .whitespaces).isEmpty else {
+                    throw error(path, "is an empty display name")
+                }
                 labels.keys[key] = name
             case .map(let names) where !names.isEmpty:
                 let taken = runValues(key)
@@ -154,19 +173,27 @@ extension DisplayLabels {
                 for (raw, nameValue) in names {
                     let valuePath = "\(path).\(raw)"
                     guard case .string(let name) = nameValue, !name.trimmingCharacters(in: .whitespaces).isEmpty else {
-                        throw error(valuePath, "must be a display name (a non-empty string), got \(nameValue.typeName) `\(nameValue.displayText)`")
+                        throw error(
+                            valuePath,
+                            "must be a display name (a non-empty string), got \(nameValue.typeName) `\(nameValue.displayText)`"
+                        )
                     }
                     let v = normalized(raw)
                     if let taken, !taken.contains(v) {
                         var message = "no run has \(key) = `\(raw)`"
-                        if let guess = closestMatch(to: v, in: taken.sorted()) { message += " (did you mean `\(guess)`?)" }
+                        if let guess = closestMatch(to: v, in: taken.sorted()) {
+                            message += " (did you mean `\(guess)`?)"
+                        }
                         throw error(valuePath, message + "; its values: \(taken.sorted().joined(separator: ", "))")
                     }
                     map[v] = name
                 }
                 labels.values[key] = map
             default:
-                throw error(path, "must be a display name (a string) or a map from values to display names, got \(entry.typeName) `\(entry.displayText)`")
+                throw error(
+                    path,
+                    "must be a display name (a string) or a map from values to display names, got \(entry.typeName) `\(entry.displayText)`"
+                )
             }
         }
         return labels

@@ -47,8 +47,10 @@ public struct ResolvedRun: Hashable, Sendable {
 
     /// `privacy.target_epsilon=1 model.name=mlp seed=0`.
     public var label: String {
-        (varyingValues.map { "\($0.key)=\($0.value.displayText.isEmpty ? "-" : $0.value.displayText)" } + ["seed=\(seed)"])
-            .joined(separator: " ")
+        (varyingValues.map { "\($0.key)=\($0.value.displayText.isEmpty ? "-" : $0.value.displayText)" } + [
+            "seed=\(seed)"
+        ])
+        .joined(separator: " ")
     }
 }
 
@@ -93,13 +95,17 @@ public struct ExperimentConfig: Sendable {
             }
             text = read
         } catch let error as FileError {
-            throw ConfigError(file: file, path: "", message: "cannot be read: " + error.reason.text + (error.hint.map { "; \($0)" } ?? ""))
+            throw ConfigError(
+                file: file, path: "",
+                message: "cannot be read: " + error.reason.text + (error.hint.map { "; \($0)" } ?? ""))
         }
         return try parse(yaml: text, file: file, registries: registries)
     }
 
     /// Validates config text; `file` is only used in messages.
-    public static func parse(yaml: String, file: String = "<string>", registries: PluginRegistries = .standard) throws -> ExperimentConfig {
+    public static func parse(
+        yaml: String, file: String = "<string>", registries: PluginRegistries = .standard
+    ) throws -> ExperimentConfig {
         let (tree, lines) = try ConfigValue.parseYAML(yaml, file: file)
         let context = ParseContext(file: file, lines: lines, registries: registries)
         let top = try MapReader(tree, path: "", context: context)
@@ -148,7 +154,8 @@ extension ExperimentConfig {
         runs = runs.filter { selected.contains($0.seed) }
         for i in runs.indices { runs[i].index = i }
         seeds = selected
-        warnings.append("--seed \(selected.map(String.init).joined(separator: ", ")): only these seeds of \(source) were run")
+        warnings.append(
+            "--seed \(selected.map(String.init).joined(separator: ", ")): only these seeds of \(source) were run")
     }
 }
 
@@ -160,7 +167,8 @@ extension ExperimentConfig {
         try readSeeds(top: top)
         try readInclude(top: top)
         // Columns: swept and included key paths, seed excluded.
-        for key in sweep.map(\.path) + include.flatMap({ $0.map(\.key) }) where key != "seed" && !varyingKeys.contains(key) {
+        for key in sweep.map(\.path) + include.flatMap({ $0.map(\.key) })
+        where key != "seed" && !varyingKeys.contains(key) {
             varyingKeys.append(key)
         }
         // The base tree: the run sections only.
@@ -182,8 +190,12 @@ extension ExperimentConfig {
                 guard path == "seed" || RunConfig.sectionKeys.contains(first) else {
                     let valid = ["seed"] + RunConfig.sectionKeys.map { "\($0).<key>" }
                     var message = "sweeps over unknown key path `\(path)`"
-                    if let guess = closestMatch(to: first, in: RunConfig.sectionKeys + ["seed"]) { message += " (did you mean `\(guess)`?)" }
-                    throw ConfigError(file: file, path: sweepPath, line: context.lines[sweepPath], message: message + "; allowed: \(valid.joined(separator: ", "))")
+                    if let guess = closestMatch(to: first, in: RunConfig.sectionKeys + ["seed"]) {
+                        message += " (did you mean `\(guess)`?)"
+                    }
+                    throw ConfigError(
+                        file: file, path: sweepPath, line: context.lines[sweepPath],
+                        message: message + "; allowed: \(valid.joined(separator: ", "))")
                 }
                 guard case .list(let list) = values, !list.isEmpty else {
                     throw ConfigError(
@@ -191,7 +203,9 @@ extension ExperimentConfig {
                         message: "must be a non-empty list of values, got \(values.typeName) `\(values.displayText)`")
                 }
                 if Set(list).count != list.count {
-                    throw ConfigError(file: file, path: sweepPath, line: context.lines[sweepPath], message: "lists a value twice: \(values.displayText)")
+                    throw ConfigError(
+                        file: file, path: sweepPath, line: context.lines[sweepPath],
+                        message: "lists a value twice: \(values.displayText)")
                 }
                 sweep.append(SweepAxis(path: path, values: list))
             }
@@ -207,7 +221,10 @@ extension ExperimentConfig {
                 throw top.error("seeds", "conflicts with `sweep.seed`; give the seeds in one place")
             }
             seeds = try axis.values.map { value in
-                guard case .int(let s) = try top.check(value, spec: ParameterSpec("seed", .int, range: .nonNegative), path: "sweep.seed") else { return 0 }
+                guard
+                    case .int(let s) = try top.check(
+                        value, spec: ParameterSpec("seed", .int, range: .nonNegative), path: "sweep.seed")
+                else { return 0 }
                 return s
             }
         } else {
@@ -221,11 +238,13 @@ extension ExperimentConfig {
     private mutating func readInclude(top: MapReader) throws {
         if let includeValue = top.raw("include") {
             guard case .list(let entries) = includeValue else {
-                throw top.error("include", "must be a list of maps from key paths to values, got \(includeValue.typeName)")
+                throw top.error(
+                    "include", "must be a list of maps from key paths to values, got \(includeValue.typeName)")
             }
             for (i, entry) in entries.enumerated() {
                 guard case .map = entry else {
-                    throw top.error("include", "entry \(i) must be a map such as `{privacy.enabled: false}`, got \(entry.typeName)")
+                    throw top.error(
+                        "include", "entry \(i) must be a map such as `{privacy.enabled: false}`, got \(entry.typeName)")
                 }
                 include.append(Self.flatten(entry, prefix: ""))
             }
@@ -237,10 +256,14 @@ extension ExperimentConfig {
     private func runPoints() -> [(assignments: [KeyValue], origin: String)] {
         var points: [(assignments: [KeyValue], origin: String)] = [([], "grid")]
         for axis in sweep {
-            points = points.flatMap { point in axis.values.map { (point.assignments + [KeyValue(axis.path, $0)], point.origin) } }
+            points = points.flatMap { point in
+                axis.values.map { (point.assignments + [KeyValue(axis.path, $0)], point.origin) }
+            }
         }
         if !sweep.contains(where: { $0.path == "seed" }) {
-            points = points.flatMap { point in seeds.map { (point.assignments + [KeyValue("seed", .int($0))], point.origin) } }
+            points = points.flatMap { point in
+                seeds.map { (point.assignments + [KeyValue("seed", .int($0))], point.origin) }
+            }
         }
         for (i, entry) in include.enumerated() {
             if entry.contains(where: { $0.key == "seed" }) {
@@ -254,8 +277,10 @@ extension ExperimentConfig {
     }
 
     /// Validates each point's run config and appends the runs, once per run id.
-    private mutating func resolveRuns(points: [(assignments: [KeyValue], origin: String)], base: ConfigValue,
-                                      top: MapReader, context: ParseContext) throws {
+    private mutating func resolveRuns(
+        points: [(assignments: [KeyValue], origin: String)], base: ConfigValue,
+        top: MapReader, context: ParseContext
+    ) throws {
         var seen = Set<String>()
         for point in points {
             var run = base
@@ -264,13 +289,18 @@ extension ExperimentConfig {
             for assignment in point.assignments {
                 let originNote = point.origin == "grid" ? "sweep" : point.origin
                 if assignment.key == "seed" {
-                    guard case .int(let s) = try top.check(assignment.value, spec: ParameterSpec("seed", .int, range: .nonNegative), path: "\(originNote).seed") else { continue }
+                    guard
+                        case .int(let s) = try top.check(
+                            assignment.value, spec: ParameterSpec("seed", .int, range: .nonNegative),
+                            path: "\(originNote).seed")
+                    else { continue }
                     seed = s
                     continue
                 }
                 guard run.setValue(assignment.value, atPath: assignment.key) else {
                     throw ConfigError(
-                        file: file, path: point.origin == "grid" ? "sweep.\(assignment.key)" : "\(point.origin).\(assignment.key)",
+                        file: file,
+                        path: point.origin == "grid" ? "sweep.\(assignment.key)" : "\(point.origin).\(assignment.key)",
                         line: context.lines[point.origin == "grid" ? "sweep.\(assignment.key)" : "include"],
                         message: "cannot be set: a key on the way to it holds a value, not a map")
                 }
@@ -281,7 +311,9 @@ extension ExperimentConfig {
                 config = try RunConfig.parse(run, seed: seed, context: runContext)
             } catch var error as ConfigError where error.isUnknownKey {
                 // An unknown key that a sweep or include entry introduced: point at the entry.
-                if let assigned = point.assignments.first(where: { $0.key == error.path || $0.key.hasPrefix(error.path + ".") }) {
+                if let assigned = point.assignments.first(where: {
+                    $0.key == error.path || $0.key.hasPrefix(error.path + ".")
+                }) {
                     let entryPath = point.origin == "grid" ? "sweep.\(assigned.key)" : "\(point.origin).\(assigned.key)"
                     error.message = "sets unknown key path `\(assigned.key)`: " + error.message
                     error.path = entryPath
@@ -295,7 +327,9 @@ extension ExperimentConfig {
                 index: runs.count, config: config, runID: config.runID, configHash: config.configHash, seed: seed,
                 varyingValues: values, origin: point.origin)
             if seen.contains(resolved.runID) {
-                warnings.append("\(resolved.label) (\(point.origin)) duplicates an earlier run with the same resolved config and seed; it runs once")
+                warnings.append(
+                    "\(resolved.label) (\(point.origin)) duplicates an earlier run with the same resolved config and seed; it runs once"
+                )
                 continue
             }
             seen.insert(resolved.runID)
@@ -305,16 +339,23 @@ extension ExperimentConfig {
 
     /// Privacy-relevant notes, printed with the plan (never silent).
     private mutating func addPrivacyWarnings() {
-        if runs.contains(where: { $0.config.privacy.enabled && $0.config.privacy.sampling == .fixedSize
-                                  && $0.config.privacy.accountants != [.rdp] }) {
+        if runs.contains(where: {
+            $0.config.privacy.enabled && $0.config.privacy.sampling == .fixedSize
+                && $0.config.privacy.accountants != [.rdp]
+        }) {
             warnings.append(
-                "privacy.sampling: fixed-size: fixed-size batches are accounted with the RDP sampling-without-replacement bound (replace-one neighbouring); an accountant that cannot account for them reports no epsilon")
+                "privacy.sampling: fixed-size: fixed-size batches are accounted with the RDP sampling-without-replacement bound (replace-one neighbouring); an accountant that cannot account for them reports no epsilon"
+            )
         }
         for run in runs where run.kind == .clipOnly {
-            warnings.append("\(run.runID) (\(run.label)): noise_multiplier 0 is the clip-only control; it has no privacy guarantee (epsilon is infinite)")
+            warnings.append(
+                "\(run.runID) (\(run.label)): noise_multiplier 0 is the clip-only control; it has no privacy guarantee (epsilon is infinite)"
+            )
         }
         if runs.contains(where: { $0.config.privacy.enabled && $0.config.privacy.clipping.name == "adaptive" }) {
-            warnings.append("privacy.clipping: adaptive: the private quantile estimate spends budget; the executor must account for it")
+            warnings.append(
+                "privacy.clipping: adaptive: the private quantile estimate spends budget; the executor must account for it"
+            )
         }
     }
 
@@ -322,23 +363,32 @@ extension ExperimentConfig {
     /// of the runs accepted (in the run sections), `seed`, or an output column.
     private mutating func readLabels(_ value: ConfigValue?, context: ParseContext) throws {
         let sections = Set(RunConfig.sectionKeys)
-        var known = Set(context.keyPaths.paths.filter { path in
-            path.contains(".") && sections.contains(String(path.prefix { $0 != "." }))
-        })
+        var known = Set(
+            context.keyPaths.paths.filter { path in
+                path.contains(".") && sections.contains(String(path.prefix { $0 != "." }))
+            })
         known.insert("seed")
         let runs = self.runs, seeds = self.seeds
-        labels = try DisplayLabels.parse(value, knownPaths: known, runValues: { key in
-            if key == "seed" { return Set(seeds.map(String.init)) }
-            guard known.contains(key) else { return nil }
-            return Set(runs.compactMap { run in
-                run.config.resolved.value(atPath: key).map(\.displayText).flatMap { $0.isEmpty ? nil : DisplayLabels.normalized($0) }
-            })
-        }, file: file, lines: context.lines)
+        labels = try DisplayLabels.parse(
+            value, knownPaths: known,
+            runValues: { key in
+                if key == "seed" { return Set(seeds.map(String.init)) }
+                guard known.contains(key) else { return nil }
+                return Set(
+                    runs.compactMap { run in
+                        run.config.resolved.value(atPath: key).map(\.displayText).flatMap {
+                            $0.isEmpty ? nil : DisplayLabels.normalized($0)
+                        }
+                    })
+            }, file: file, lines: context.lines)
     }
 
     /// Flattens nested maps into dotted key paths.
     static func flatten(_ value: ConfigValue, prefix: String) -> [KeyValue] {
-        guard case .map(let pairs) = value, !(pairs.isEmpty && !prefix.isEmpty) else { return [KeyValue(prefix, value)] }
-        return pairs.flatMap { pair in flatten(pair.value, prefix: prefix.isEmpty ? pair.key : "\(prefix).\(pair.key)") }
+        guard case .map(let pairs) = value, !(pairs.isEmpty && !prefix.isEmpty) else {
+            return [KeyValue(prefix, value)]
+        }
+        return pairs.flatMap { pair in flatten(pair.value, prefix: prefix.isEmpty ? pair.key : "\(prefix).\(pair.key)")
+        }
     }
 }

@@ -37,13 +37,16 @@ public enum OutputSchema {
         ]
     }
 
-    static func runRow(_ run: ResolvedRun, status: String, summary s: RunSummary?, wallSeconds: Double, error: String?) -> [String] {
+    static func runRow(
+        _ run: ResolvedRun, status: String, summary s: RunSummary?, wallSeconds: Double, error: String?
+    ) -> [String] {
         let c = run.config
         return leadingFields(run) + [
             status, run.kind.rawValue, c.dataset.name, c.model.label, csvNumber(c.privacy.targetEpsilon),
             s.map { String($0.epochs) } ?? "", s.map { String($0.steps) } ?? "",
             csvNumber(s?.trainLoss), csvNumber(s?.trainAccuracy), csvNumber(s?.testLoss), csvNumber(s?.testAccuracy),
-            csvNumber(s?.epsilon), csvNumber(s?.epsilonRDP), csvNumber(s?.epsilonPLDLower), csvNumber(s?.epsilonPLDUpper),
+            csvNumber(s?.epsilon), csvNumber(s?.epsilonRDP), csvNumber(s?.epsilonPLDLower),
+            csvNumber(s?.epsilonPLDUpper),
             s?.privacy?.neighboringRelation ?? "", s?.privacy?.privacyUnit ?? "", s?.privacy?.randomness ?? "",
             csvNumber(s?.delta ?? c.privacy.targetDelta), csvNumber(s?.noiseMultiplier ?? c.privacy.noiseMultiplier),
             csvNumber(s?.samplingProbability), csvNumber(s?.clippingNorm ?? c.privacy.clippingNorm),
@@ -60,7 +63,9 @@ public struct RunEnvironment: Hashable, Sendable {
     public var blasCore: String?
     public var blasThreads: String?
 
-    public init(dpkitVersion: String = "unknown", gitCommit: String? = nil, blasCore: String? = nil, blasThreads: String? = nil) {
+    public init(
+        dpkitVersion: String = "unknown", gitCommit: String? = nil, blasCore: String? = nil, blasThreads: String? = nil
+    ) {
         self.dpkitVersion = dpkitVersion
         self.gitCommit = gitCommit
         self.blasCore = blasCore
@@ -113,7 +118,11 @@ struct OutputFiles {
     /// or a bug would otherwise duplicate it, and tables would count it twice).
     /// `epochsThrough`: a run continuing from its checkpoint keeps its epochs.csv rows up to that epoch.
     func checkNoRows(of runID: String, epochsThrough kept: Int = 0) throws {
-        let header = try rows(epochs).isEmpty ? [] : CSV.parse(String(decoding: FileManager.default.contents(atPath: epochs.path) ?? Data(), as: UTF8.self)).first ?? []
+        let header =
+            try rows(epochs).isEmpty
+            ? []
+            : CSV.parse(String(decoding: FileManager.default.contents(atPath: epochs.path) ?? Data(), as: UTF8.self))
+                .first ?? []
         let epochColumn = header.firstIndex(of: "epoch")
         let clash: (URL, [String]) -> Bool = { url, row in
             guard row.first == runID else { return false }
@@ -121,14 +130,17 @@ struct OutputFiles {
             return true
         }
         for url in [runs, epochs] where try rows(url).contains(where: { clash(url, $0) }) {
-            throw OutputError("\(url.path) already holds rows of run \(runID), which is about to run; a run is written once. Was the folder written by another process?")
+            throw OutputError(
+                "\(url.path) already holds rows of run \(runID), which is about to run; a run is written once. Was the folder written by another process?"
+            )
         }
     }
 
     /// Appends a `runs.csv` row after checking that its run id is not there yet.
     func appendRunRow(_ row: [String]) throws {
         if let id = row.first, try rows(runs).contains(where: { $0.first == id }) {
-            throw OutputError("\(runs.path) already holds run \(id); a run id is written once, so this row is not appended")
+            throw OutputError(
+                "\(runs.path) already holds run \(id); a run id is written once, so this row is not appended")
         }
         try DurableFile.append(CSV.line(row), to: runs)
     }
@@ -139,7 +151,9 @@ struct OutputFiles {
     func filter(_ url: URL, header: [String], keep: ([String: String]) -> Bool) throws -> Int {
         let all = try rows(url)
         let kept = all.filter { fields in
-            fields.count == header.count && keep(Dictionary(zip(header, fields).map { ($0, $1) }, uniquingKeysWith: { a, _ in a })) }
+            fields.count == header.count
+                && keep(Dictionary(zip(header, fields).map { ($0, $1) }, uniquingKeysWith: { a, _ in a }))
+        }
         guard kept.count != all.count else { return 0 }
         try DurableFile.writeAtomically(CSV.line(header) + kept.map(CSV.line).joined(), to: url)
         return all.count - kept.count

@@ -34,8 +34,12 @@ public enum ExperimentPlots {
         init(_ record: [String: String]) {
             func given(_ key: String) -> String? { record[key].flatMap { $0.isEmpty ? nil : $0 } }
             switch record["kind"] {
-            case RunKind.nonPrivate.rawValue?: self.init(kind: .nonPrivate); return
-            case RunKind.clipOnly.rawValue?: self.init(kind: .clipOnly); return
+            case RunKind.nonPrivate.rawValue?:
+                self.init(kind: .nonPrivate)
+                return
+            case RunKind.clipOnly.rawValue?:
+                self.init(kind: .clipOnly)
+                return
             default: break
             }
             if record["privacy.enabled"] == "false" {
@@ -43,7 +47,9 @@ public enum ExperimentPlots {
             } else if let e = given("privacy.target_epsilon") {
                 self.init(kind: .private, key: "privacy.target_epsilon", value: e)
             } else if let s = given("privacy.noise_multiplier") {
-                self = s == "0" ? Budget(kind: .clipOnly) : Budget(kind: .private, key: "privacy.noise_multiplier", value: s)
+                self =
+                    s == "0"
+                    ? Budget(kind: .clipOnly) : Budget(kind: .private, key: "privacy.noise_multiplier", value: s)
             } else if let e = given("target_epsilon") {
                 // runs.csv names the target even when it is not swept.
                 self.init(kind: .private, key: "privacy.target_epsilon", value: e)
@@ -171,7 +177,11 @@ public enum ExperimentPlots {
                     let hash = Self.hash(record)
                     guard lineParts[hash] == nil else { continue }
                     var record = record
-                    if record["model"] == nil, let model = resolved[hash].flatMap({ $0.value(atPath: "model.label") ?? $0.value(atPath: "model.name") }) {
+                    if record["model"] == nil,
+                        let model = resolved[hash].flatMap({
+                            $0.value(atPath: "model.label") ?? $0.value(atPath: "model.name")
+                        })
+                    {
                         record["model"] = model.displayText
                     }
                     var parts: [(key: String, value: String)] = []
@@ -181,23 +191,32 @@ public enum ExperimentPlots {
                     for key in varying where !budgetKeys.contains(key) && !modelKeys.contains(key) {
                         if let v = record[key], !v.isEmpty { parts.append((key, v)) }
                     }
-                    found.append(Config(hash: hash, record: record, line: parts.map { "\($0.key)=\($0.value)" }.joined(separator: "\u{1}"),
-                                        lineText: "", budget: Budget(record)))
+                    found.append(
+                        Config(
+                            hash: hash, record: record,
+                            line: parts.map { "\($0.key)=\($0.value)" }.joined(separator: "\u{1}"),
+                            lineText: "", budget: Budget(record)))
                     lineParts[hash] = parts
                 }
             }
             // A line is named by the parts that tell it from the other lines (the model alone
             // when nothing does): what all lines share would repeat in every legend entry.
             let allParts = found.map { lineParts[$0.hash]! }
-            func value(_ key: String, _ parts: [(key: String, value: String)]) -> String { parts.first { $0.key == key }?.value ?? "" }
+            func value(_ key: String, _ parts: [(key: String, value: String)]) -> String {
+                parts.first { $0.key == key }?.value ?? ""
+            }
             let keys = unique(allParts.flatMap { $0.map(\.key) })
             let differing = Set(keys.filter { key in Set(allParts.map { value(key, $0) }).count > 1 })
             // A key that takes one value per kind (the non-private control's own learning rate)
             // belongs to the controls, not to a line of its own.
             let byKind = Dictionary(grouping: found.indices) { found[$0].budget.kind }
-            let kindKeys = Set(differing.filter { key in
-                byKind.count > 1 && byKind.values.allSatisfy { members in Set(members.map { value(key, allParts[$0]) }).count == 1 }
-            })
+            let kindKeys = Set(
+                differing.filter { key in
+                    byKind.count > 1
+                        && byKind.values.allSatisfy { members in
+                            Set(members.map { value(key, allParts[$0]) }).count == 1
+                        }
+                })
             for i in found.indices {
                 let parts = lineParts[found[i].hash]!
                 let lineKeys = parts.filter { !kindKeys.contains($0.key) }
@@ -258,8 +277,10 @@ public enum ExperimentPlots {
     /// (a) Privacy-utility curve: metric (mean over seeds, error bars one sample standard
     /// deviation) against the epsilon spent, one line per model; each point in its config's
     /// colour; non-private runs as dashed and clip-only runs as dotted horizontal reference lines.
-    public static func privacyUtility(runsCSV text: String, metric: String = "test_accuracy",
-                                      labels: DisplayLabels = DisplayLabels()) throws -> PlotPanel {
+    public static func privacyUtility(
+        runsCSV text: String, metric: String = "test_accuracy",
+        labels: DisplayLabels = DisplayLabels()
+    ) throws -> PlotPanel {
         let runs = CSVTable(text)
         return try privacyUtility(runs: runs, metric: metric, data: FigureData(runs: runs, epochs: nil, labels: labels))
     }
@@ -271,9 +292,11 @@ public enum ExperimentPlots {
         }
         let finished = records.filter { $0["status"] == "finished" && Double($0[metric] ?? "") != nil }
         guard !finished.isEmpty else {
-            throw OutputError(records.isEmpty ? "no finished runs yet: runs.csv lists no runs"
-                              : "no finished runs yet: runs.csv lists \(records.count) runs, none finished with a \(metric) value",
-                              kind: .nothingToShow)
+            throw OutputError(
+                records.isEmpty
+                    ? "no finished runs yet: runs.csv lists no runs"
+                    : "no finished runs yet: runs.csv lists \(records.count) runs, none finished with a \(metric) value",
+                kind: .nothingToShow)
         }
         let labels = data.labels, styles = data.styles
         let scale = metric.hasSuffix("accuracy") ? 100.0 : 1.0
@@ -299,17 +322,22 @@ public enum ExperimentPlots {
                 if config.budget.kind == .private {
                     let eps = group.compactMap { Double($0["epsilon"] ?? "") }
                     guard !eps.isEmpty else { continue }
-                    points.append(PlotPoint(x: eps.reduce(0, +) / Double(eps.count), y: m, error: sd,
-                                            colorIndex: styles.color(config), marker: styles.marker(config), key: config.hash))
+                    points.append(
+                        PlotPoint(
+                            x: eps.reduce(0, +) / Double(eps.count), y: m, error: sd,
+                            colorIndex: styles.color(config), marker: styles.marker(config), key: config.hash))
                 } else {
                     let name = config.budgetText(labels)
                     let label = data.hasSeveralLines && !lineText.isEmpty ? "\(lineText): \(name)" : name
                     let reference = ReferenceLine(
-                        label: label, y: m, colorIndex: styles.color(config), dash: Styles.dash(config.budget.kind) ?? "6,4",
+                        label: label, y: m, colorIndex: styles.color(config),
+                        dash: Styles.dash(config.budget.kind) ?? "6,4",
                         marker: data.hasSeveralLines ? styles.marker(config) : nil, key: config.hash)
                     references.append(reference)
-                    legendReferences.append(LegendEntry(label: label, colorIndex: reference.colorIndex, dash: reference.dash,
-                                                        marker: reference.marker, key: config.hash))
+                    legendReferences.append(
+                        LegendEntry(
+                            label: label, colorIndex: reference.colorIndex, dash: reference.dash,
+                            marker: reference.marker, key: config.hash))
                 }
             }
             guard !points.isEmpty else { continue }
@@ -317,9 +345,13 @@ public enum ExperimentPlots {
             // Colour by budget: the line is grey and its marker names it. Colour by line: the
             // line has its colour and the markers name the budgets.
             let lineMarker: PlotMarker = styles.byBudget ? styles.lineMarker(line) : .circle
-            series.append(PlotSeries(label: lineText, points: points, colorIndex: lineColor, marker: lineMarker, key: "line-\(styles.lines.firstIndex(of: line) ?? 0)"))
+            series.append(
+                PlotSeries(
+                    label: lineText, points: points, colorIndex: lineColor, marker: lineMarker,
+                    key: "line-\(styles.lines.firstIndex(of: line) ?? 0)"))
             if !lineText.isEmpty {
-                legendLines.append(LegendEntry(label: lineText, colorIndex: lineColor, marker: styles.byBudget ? lineMarker : nil))
+                legendLines.append(
+                    LegendEntry(label: lineText, colorIndex: lineColor, marker: styles.byBudget ? lineMarker : nil))
             }
         }
         // The budgets the points show.
@@ -328,32 +360,43 @@ public enum ExperimentPlots {
         for budget in shown {
             if styles.byBudget {
                 let color = Styles.budgetColor(budget, among: styles.budgets)
-                legendBudgets.append(LegendEntry(label: budget.label(labels), colorIndex: color,
-                                                 marker: data.hasSeveralLines ? nil : styles.lineMarker(styles.lines[0]), showsLine: false))
+                legendBudgets.append(
+                    LegendEntry(
+                        label: budget.label(labels), colorIndex: color,
+                        marker: data.hasSeveralLines ? nil : styles.lineMarker(styles.lines[0]), showsLine: false))
             } else if shown.count > 1 {
-                legendBudgets.append(LegendEntry(label: budget.label(labels), colorIndex: SVG.neutralColorIndex,
-                                                 marker: styles.budgetMarker(budget), showsLine: false))
+                legendBudgets.append(
+                    LegendEntry(
+                        label: budget.label(labels), colorIndex: SVG.neutralColorIndex,
+                        marker: styles.budgetMarker(budget), showsLine: false))
             }
         }
-        let deltas = unique(finished.filter { $0["kind"] == "private" }.compactMap { $0["delta"] }.filter { !$0.isEmpty })
+        let deltas = unique(
+            finished.filter { $0["kind"] == "private" }.compactMap { $0["delta"] }.filter { !$0.isEmpty })
         let deltaText = deltas.count == 1 ? " at δ = \(deltas[0])" : ""
         return PlotPanel(
             title: "Privacy-utility trade-off", xLabel: "privacy budget spent ε\(deltaText)",
             yLabel: labels.key(metric) + (scale == 100 ? " (%)" : ""),
-            series: series, references: references, legend: legendLines + legendBudgets + legendReferences, id: "privacy-utility")
+            series: series, references: references, legend: legendLines + legendBudgets + legendReferences,
+            id: "privacy-utility")
     }
 
     /// (b) Test accuracy and epsilon against epoch, one line per config (mean over seeds), each
     /// config in the colour, marker and dash it has in the privacy-utility panel.
     /// - Parameter runsCSV: names the models and kinds of the configs (epochs.csv has neither).
-    public static func epochCurves(epochsCSV text: String, runsCSV: String? = nil,
-                                   labels: DisplayLabels = DisplayLabels()) throws -> (accuracy: PlotPanel, epsilon: PlotPanel) {
+    public static func epochCurves(
+        epochsCSV text: String, runsCSV: String? = nil,
+        labels: DisplayLabels = DisplayLabels()
+    ) throws -> (accuracy: PlotPanel, epsilon: PlotPanel) {
         let epochs = CSVTable(text)
-        return try epochCurves(epochs: epochs, data: FigureData(runs: runsCSV.map(CSVTable.init), epochs: epochs, labels: labels))
+        return try epochCurves(
+            epochs: epochs, data: FigureData(runs: runsCSV.map(CSVTable.init), epochs: epochs, labels: labels))
     }
 
     static func epochCurves(epochs: CSVTable, data: FigureData) throws -> (accuracy: PlotPanel, epsilon: PlotPanel) {
-        guard epochs.header.contains("epoch"), epochs.header.contains("test_accuracy") else { throw OutputError("not an epochs.csv", kind: .usage) }
+        guard epochs.header.contains("epoch"), epochs.header.contains("test_accuracy") else {
+            throw OutputError("not an epochs.csv", kind: .usage)
+        }
         var groups: [String: [[String: String]]] = [:]
         for record in epochs.records { groups[FigureData.hash(record), default: []].append(record) }
         let styles = data.styles
@@ -369,8 +412,9 @@ public enum ExperimentPlots {
                     return PlotPoint(x: Double(epoch), y: m, error: sd)
                 }
             }
-            let series = PlotSeries(label: data.name(config), points: [], colorIndex: styles.color(config),
-                                    dash: Styles.dash(config.budget.kind), marker: styles.marker(config), key: config.hash)
+            let series = PlotSeries(
+                label: data.name(config), points: [], colorIndex: styles.color(config),
+                dash: Styles.dash(config.budget.kind), marker: styles.marker(config), key: config.hash)
             let acc = curve({ Double($0["test_accuracy"] ?? "") }, scale: 100)
             if !acc.isEmpty { accuracy.append(with(series) { $0.points = acc }) }
             let eps = curve({ Double($0["epsilon_pld_upper"] ?? "") ?? Double($0["epsilon_rdp"] ?? "") }, scale: 1)
@@ -378,10 +422,14 @@ public enum ExperimentPlots {
         }
         let labels = data.labels
         return (
-            PlotPanel(title: "Test accuracy by epoch", xLabel: labels.key("epoch"), yLabel: labels.key("test_accuracy") + " (%)",
-                      series: accuracy, xLog: false, xIntegers: true, id: "accuracy-epochs", dodge: 3),
-            PlotPanel(title: "Privacy spent by epoch", xLabel: labels.key("epoch"), yLabel: "ε spent (PLD upper bound, else RDP)",
-                      series: epsilon, xLog: false, xIntegers: true, id: "epsilon-epochs")
+            PlotPanel(
+                title: "Test accuracy by epoch", xLabel: labels.key("epoch"),
+                yLabel: labels.key("test_accuracy") + " (%)",
+                series: accuracy, xLog: false, xIntegers: true, id: "accuracy-epochs", dodge: 3),
+            PlotPanel(
+                title: "Privacy spent by epoch", xLabel: labels.key("epoch"),
+                yLabel: "ε spent (PLD upper bound, else RDP)",
+                series: epsilon, xLog: false, xIntegers: true, id: "epsilon-epochs")
         )
     }
 
@@ -419,8 +467,9 @@ public enum ExperimentPlots {
         let runs = CSVTable(try files.runsCSV())
         let epochs = try files.text("epochs.csv").map(CSVTable.init)
         let manifest = try files.text("manifest.json")
-        let data = FigureData(runs: runs, epochs: epochs, configs: manifest.map(ResultsTable.configs(manifestJSON:)) ?? [:],
-                              labels: DisplayLabels(manifestJSON: manifest))
+        let data = FigureData(
+            runs: runs, epochs: epochs, configs: manifest.map(ResultsTable.configs(manifestJSON:)) ?? [:],
+            labels: DisplayLabels(manifestJSON: manifest))
         let utility: PlotPanel
         do {
             utility = try privacyUtility(runs: runs, metric: "test_accuracy", data: data)
@@ -436,7 +485,8 @@ public enum ExperimentPlots {
         return Figure(
             combined: SVG.document(rows: rows, panelHeight: 420, width: 1280, title: name),
             panels: rows.flatMap { $0 }.map { panel in
-                Figure.Panel(name: panel.id ?? "panel", svg: SVG.document(rows: [[panel]], panelHeight: 420, width: 720))
+                Figure.Panel(
+                    name: panel.id ?? "panel", svg: SVG.document(rows: [[panel]], panelHeight: 420, width: 720))
             })
     }
 
@@ -463,13 +513,17 @@ public enum ExperimentPlots {
     /// `rsvg-convert`, a note says so once and the SVGs stand.
     /// - Parameter searchPath: where to look for the converters (default `$PATH`).
     /// - Throws: as ``figure(forDirectory:)``; `FileError` when an SVG cannot be written.
-    public static func writeFigures(forDirectory directory: URL, output: URL? = nil, png: Bool = true, pdf: Bool = true,
-                                    searchPath: String? = nil) throws -> WrittenFiles {
+    public static func writeFigures(
+        forDirectory directory: URL, output: URL? = nil, png: Bool = true, pdf: Bool = true,
+        searchPath: String? = nil
+    ) throws -> WrittenFiles {
         let figure = try figure(forDirectory: directory)
         let main = output ?? directory.appendingPathComponent("figure.svg")
         let stem = main.deletingPathExtension().lastPathComponent
         let folder = main.deletingLastPathComponent()
-        let svgs = [(main, figure.combined)] + figure.panels.map { (folder.appendingPathComponent("\(stem)-\($0.name).svg"), $0.svg) }
+        let svgs =
+            [(main, figure.combined)]
+            + figure.panels.map { (folder.appendingPathComponent("\(stem)-\($0.name).svg"), $0.svg) }
         var written = WrittenFiles()
         for (url, text) in svgs {
             do {
@@ -487,11 +541,14 @@ public enum ExperimentPlots {
             case .written(let file):
                 written.files.append(file)
             case .noConverter:
-                var note = "no PDF: rsvg-convert is not on PATH (Debian package librsvg2-bin; `make plot-deps` installs it); the SVG files are written"
+                var note =
+                    "no PDF: rsvg-convert is not on PATH (Debian package librsvg2-bin; `make plot-deps` installs it); the SVG files are written"
                 let stale = svgs.map { $0.0.deletingPathExtension().appendingPathExtension("pdf") }
                     .filter { FileManager.default.fileExists(atPath: $0.path) }
                 if !stale.isEmpty {
-                    note += "; the PDFs beside them are from an earlier plot and out of date: " + stale.map(\.lastPathComponent).joined(separator: ", ")
+                    note +=
+                        "; the PDFs beside them are from an earlier plot and out of date: "
+                        + stale.map(\.lastPathComponent).joined(separator: ", ")
                 }
                 written.notes.append(note)
                 return written
@@ -513,11 +570,19 @@ public enum ExperimentPlots {
         var series: [PlotSeries] = []
         for (i, key) in keys.enumerated() {
             let rows = records.filter { "q = \($0["q"]!), σ = \($0["noise_multiplier"]!)" == key }
-            let rdp = rows.compactMap { r in Double(r["epsilon_rdp"] ?? "").map { PlotPoint(x: Double(r["steps"]!)!, y: $0) } }
-            let pld = rows.compactMap { r in Double(r["epsilon_pld_upper"] ?? "").map { PlotPoint(x: Double(r["steps"]!)!, y: $0) } }
+            let rdp = rows.compactMap { r in
+                Double(r["epsilon_rdp"] ?? "").map { PlotPoint(x: Double(r["steps"]!)!, y: $0) }
+            }
+            let pld = rows.compactMap { r in
+                Double(r["epsilon_pld_upper"] ?? "").map { PlotPoint(x: Double(r["steps"]!)!, y: $0) }
+            }
             let color = i % 7
             if !rdp.isEmpty { series.append(PlotSeries(label: "RDP, \(key)", points: rdp, colorIndex: color)) }
-            if !pld.isEmpty { series.append(PlotSeries(label: "PLD upper, \(key)", points: pld, colorIndex: color, dash: "6,4", marker: .square)) }
+            if !pld.isEmpty {
+                series.append(
+                    PlotSeries(label: "PLD upper, \(key)", points: pld, colorIndex: color, dash: "6,4", marker: .square)
+                )
+            }
         }
         let delta = records.first?["delta"] ?? ""
         let panel = PlotPanel(

@@ -76,7 +76,8 @@ public final class ExperimentRunner {
     @discardableResult
     public func run() throws -> ExperimentReport {
         guard config.kind == .training else {
-            throw OutputError("\(config.file) is a `kind: \(config.kind.rawValue)` config; it has no training runs", kind: .usage)
+            throw OutputError(
+                "\(config.file) is a `kind: \(config.kind.rawValue)` config; it has no training runs", kind: .usage)
         }
         var report = ExperimentReport()
         try FileIO.createDirectory(outputDirectory)
@@ -96,10 +97,14 @@ public final class ExperimentRunner {
         var done = Set<String>()
         if resume {
             let statusIndex = runsHeader.firstIndex(of: "status")!
-            done = Set(try files.rows(files.runs).filter { $0.count == runsHeader.count && $0[statusIndex] == "finished" }.map { $0[0] })
+            done = Set(
+                try files.rows(files.runs).filter { $0.count == runsHeader.count && $0[statusIndex] == "finished" }.map
+                { $0[0] })
             // Only the rows of runs this plan redoes go; runs of an earlier config stay as recorded.
             let redo = Set(config.runs.map(\.runID)).subtracting(done)
-            report.removedRunRows = try files.filter(files.runs, header: runsHeader) { !redo.contains($0["run_id"] ?? "") }
+            report.removedRunRows = try files.filter(files.runs, header: runsHeader) {
+                !redo.contains($0["run_id"] ?? "")
+            }
             // A run to redo continues from its checkpoint when it has one: keep its rows up to that epoch.
             var resumeEpoch: [String: Int] = [:]
             for id in redo {
@@ -118,7 +123,9 @@ public final class ExperimentRunner {
 
         // Plan.
         let runs = config.runs
-        log("Experiment \(config.name): \(runs.count) runs (\(Set(runs.map(\.configHash)).count) configs x seeds) -> \(outputDirectory.path)")
+        log(
+            "Experiment \(config.name): \(runs.count) runs (\(Set(runs.map(\.configHash)).count) configs x seeds) -> \(outputDirectory.path)"
+        )
         for warning in config.warnings { log("note: \(warning)") }
         // Every run is planned before the first trains; one that cannot be planned (a target
         // epsilon no noise reaches) is named with the others, and nothing trains.
@@ -129,17 +136,22 @@ public final class ExperimentRunner {
                 plan = try executor.plan(run)
             } catch {
                 let message = plainDescription(of: error)
-                log("  \(run.index + 1)/\(runs.count) \(run.runID) [\(run.kind.rawValue)] \(run.label): CANNOT BE PLANNED: \(message)")
+                log(
+                    "  \(run.index + 1)/\(runs.count) \(run.runID) [\(run.kind.rawValue)] \(run.label): CANNOT BE PLANNED: \(message)"
+                )
                 planErrors[message, default: []].append(run.runID)
                 unplanned.append(run.runID)
                 continue
             }
             plans[run.runID] = plan
-            var line = "  \(run.index + 1)/\(runs.count) \(run.runID) [\(run.kind.rawValue)] \(run.label): \(plan.steps) steps"
+            var line =
+                "  \(run.index + 1)/\(runs.count) \(run.runID) [\(run.kind.rawValue)] \(run.label): \(plan.steps) steps"
             if let sigma = plan.noiseMultiplier { line += ", sigma \(format(sigma))" }
             if let q = plan.samplingProbability { line += ", q \(format(q))" }
             if let e = plan.epsilonRDP { line += ", eps_rdp \(format(e))" }
-            if let lo = plan.epsilonPLDLower, let hi = plan.epsilonPLDUpper { line += ", eps_pld [\(format(lo)), \(format(hi))]" }
+            if let lo = plan.epsilonPLDLower, let hi = plan.epsilonPLDUpper {
+                line += ", eps_pld [\(format(lo)), \(format(hi))]"
+            }
             if let delta = run.config.privacy.targetDelta { line += " at delta \(format(delta))" }
             if let st = plan.privacy { line += " (\(st.neighboringRelation), per \(st.privacyUnit), \(st.randomness))" }
             if done.contains(run.runID) { line += "  (finished: skipped)" }
@@ -151,19 +163,24 @@ public final class ExperimentRunner {
             log("resume: \(id) continues from its checkpoint after epoch \(epoch)")
         }
         if report.removedEpochRows + report.removedRunRows > 0 {
-            log("resume: removed \(report.removedEpochRows) epochs.csv and \(report.removedRunRows) runs.csv rows of unfinished runs")
+            log(
+                "resume: removed \(report.removedEpochRows) epochs.csv and \(report.removedRunRows) runs.csv rows of unfinished runs"
+            )
         }
         if !unplanned.isEmpty {
             try writeManifest()
             throw ConfigError(
                 file: config.file, path: "",
                 message: "\(unplanned.count) of \(runs.count) runs cannot be planned, so no run was trained: "
-                    + planErrors.map { "\($0.key) (runs \($0.value.joined(separator: ", ")))" }.sorted().joined(separator: "; "))
+                    + planErrors.map { "\($0.key) (runs \($0.value.joined(separator: ", ")))" }.sorted().joined(
+                        separator: "; "))
         }
         let planned = Set(runs.map(\.runID))
         let earlier = history.runs.filter { !planned.contains($0.id) }
         if !earlier.isEmpty {
-            log("resume: \(earlier.count) runs recorded earlier are not in this plan (an earlier config, or seeds left out with --seed); they stay in \(outputDirectory.path) as recorded, and the manifest keeps their configs and ledgers")
+            log(
+                "resume: \(earlier.count) runs recorded earlier are not in this plan (an earlier config, or seeds left out with --seed); they stay in \(outputDirectory.path) as recorded, and the manifest keeps their configs and ledgers"
+            )
         }
         try writeManifest()
 
@@ -176,7 +193,8 @@ public final class ExperimentRunner {
         for run in todo {
             let runStart = clock()
             let plan = plans[run.runID]!
-            let totalEpochs = run.config.training.epochs ?? max(1, (plan.steps + plan.stepsPerEpoch - 1) / max(1, plan.stepsPerEpoch))
+            let totalEpochs =
+                run.config.training.epochs ?? max(1, (plan.steps + plan.stepsPerEpoch - 1) / max(1, plan.stepsPerEpoch))
             statuses[run.runID] = "running"
             var lastStep = 0
             try files.checkNoRows(of: run.runID, epochsThrough: report.resumedFromCheckpoint[run.runID] ?? 0)
@@ -187,7 +205,8 @@ public final class ExperimentRunner {
                 var lastStatus = clock(), samples = 0, samplesSince = clock()
                 let totalRuns = runs.count
                 let context = RunContext(
-                    checkpoint: files.checkpoint(run.runID), model: files.model(run.runID), metrics: files.metrics(run.runID),
+                    checkpoint: files.checkpoint(run.runID), model: files.model(run.runID),
+                    metrics: files.metrics(run.runID),
                     onStep: { [self] m in
                         samples += m.batchSize
                         guard let status = self.status else { return }
@@ -196,11 +215,13 @@ public final class ExperimentRunner {
                         let rate = Double(samples) / max(1e-9, now - samplesSince)
                         let elapsed = now - experimentStart
                         let doneSteps = stepsDone + m.step
-                        var line = "run \(run.index + 1)/\(totalRuns) \(run.runID) epoch \(m.epoch) step \(m.step)/\(m.totalSteps)"
+                        var line =
+                            "run \(run.index + 1)/\(totalRuns) \(run.runID) epoch \(m.epoch) step \(m.step)/\(m.totalSteps)"
                             + String(format: " loss %.4g, %.0f samples/s", m.loss, rate)
                         if let e = m.epsilonRDP { line += String(format: ", eps_rdp %.4g", e) }
                         if doneSteps > 0, elapsed > 0, totalSteps > doneSteps {
-                            line += " ETA \(Self.duration(elapsed / Double(doneSteps) * Double(totalSteps - doneSteps)))"
+                            line +=
+                                " ETA \(Self.duration(elapsed / Double(doneSteps) * Double(totalSteps - doneSteps)))"
                         }
                         status(line)
                         lastStatus = now
@@ -214,7 +235,8 @@ public final class ExperimentRunner {
                     lastStep = record.step
                     let elapsed = self.clock() - experimentStart
                     let done = stepsDone + record.step
-                    var line = "run \(run.index + 1)/\(runs.count) \(run.runID) epoch \(record.epoch)/\(totalEpochs) step \(record.step)"
+                    var line =
+                        "run \(run.index + 1)/\(runs.count) \(run.runID) epoch \(record.epoch)/\(totalEpochs) step \(record.step)"
                     if let loss = record.trainLoss { line += " loss \(self.format(loss))" }
                     if let acc = record.testAccuracy { line += " test_acc \(self.format(acc))" }
                     if let eps = record.epsilon { line += " eps \(self.format(eps))" }
@@ -223,20 +245,24 @@ public final class ExperimentRunner {
                     }
                     self.log(line)
                 }
-                let row = OutputSchema.runRow(run, status: "finished", summary: summary, wallSeconds: clock() - runStart, error: nil)
+                let row = OutputSchema.runRow(
+                    run, status: "finished", summary: summary, wallSeconds: clock() - runStart, error: nil)
                 try files.appendRunRow(row)
                 if let ledger = summary.privacyLedger { ledgers[run.runID] = ledger }
                 try? FileManager.default.removeItem(at: files.checkpoint(run.runID))
                 statuses[run.runID] = "finished"
                 report.finished.append(run.runID)
-                log("run \(run.index + 1)/\(runs.count) \(run.runID) finished: test_acc \(summary.testAccuracy.map(format) ?? "-") eps \(summary.epsilon.map(format) ?? "-")")
+                log(
+                    "run \(run.index + 1)/\(runs.count) \(run.runID) finished: test_acc \(summary.testAccuracy.map(format) ?? "-") eps \(summary.epsilon.map(format) ?? "-")"
+                )
             } catch let error as OutputError {
                 throw error
             } catch let error as FileError {
                 throw error
             } catch {
                 let message = plainDescription(of: error)
-                let row = OutputSchema.runRow(run, status: "failed", summary: nil, wallSeconds: clock() - runStart, error: message)
+                let row = OutputSchema.runRow(
+                    run, status: "failed", summary: nil, wallSeconds: clock() - runStart, error: message)
                 try files.appendRunRow(row)
                 statuses[run.runID] = "failed"
                 report.failed.append(run.runID)
@@ -273,21 +299,31 @@ public final class ExperimentRunner {
                 ("experiment_hash", .string(config.experimentHash)), ("in_current_plan", .bool(true)),
                 ("varying", .map(run.varyingValues.map { ($0.key, $0.value) })),
                 ("status", .string(statuses[run.runID] ?? "pending")),
-                ("plan", plan.map { p in
-                    .map([
-                        ("noise_multiplier", num(p.noiseMultiplier)), ("sampling_probability", num(p.samplingProbability)),
-                        ("steps", .int(p.steps)), ("epsilon_rdp", num(p.epsilonRDP)),
-                        ("epsilon_pld_lower", num(p.epsilonPLDLower)), ("epsilon_pld_upper", num(p.epsilonPLDUpper)),
-                        ("warnings", .list(p.warnings.map(ConfigValue.string))),
-                    ])
-                } ?? .null),
+                (
+                    "plan",
+                    plan.map { p in
+                        .map([
+                            ("noise_multiplier", num(p.noiseMultiplier)),
+                            ("sampling_probability", num(p.samplingProbability)),
+                            ("steps", .int(p.steps)), ("epsilon_rdp", num(p.epsilonRDP)),
+                            ("epsilon_pld_lower", num(p.epsilonPLDLower)),
+                            ("epsilon_pld_upper", num(p.epsilonPLDUpper)),
+                            ("warnings", .list(p.warnings.map(ConfigValue.string))),
+                        ])
+                    } ?? .null
+                ),
                 ("config", run.config.resolved),
-                ("privacy", plan?.privacy.map { st in
-                    .map([
-                        ("neighboring_relation", .string(st.neighboringRelation)), ("privacy_unit", .string(st.privacyUnit)),
-                        ("randomness", .string(st.randomness)), ("randomness_statement", .string(st.randomnessStatement)),
-                    ])
-                } ?? .null),
+                (
+                    "privacy",
+                    plan?.privacy.map { st in
+                        .map([
+                            ("neighboring_relation", .string(st.neighboringRelation)),
+                            ("privacy_unit", .string(st.privacyUnit)),
+                            ("randomness", .string(st.randomness)),
+                            ("randomness_statement", .string(st.randomnessStatement)),
+                        ])
+                    } ?? .null
+                ),
                 ("privacy_ledger", ledgers[run.runID] ?? .null),
             ])
         }
@@ -301,10 +337,11 @@ public final class ExperimentRunner {
         }
         var configs = history.configs
         if !configs.contains(where: { $0["experiment_hash"] == .string(config.experimentHash) }) {
-            configs.append(.map([
-                ("experiment_hash", .string(config.experimentHash)), ("config_file", .string(config.file)),
-                ("seeds", .list(config.seeds.map(ConfigValue.int))), ("config", config.raw),
-            ]))
+            configs.append(
+                .map([
+                    ("experiment_hash", .string(config.experimentHash)), ("config_file", .string(config.file)),
+                    ("seeds", .list(config.seeds.map(ConfigValue.int))), ("config", config.raw),
+                ]))
         }
         return .map([
             ("experiment", .string(config.name)), ("description", .string(config.description)),
@@ -333,7 +370,9 @@ public final class ExperimentRunner {
             }
         }
         return order.map { "\($0) (runs \(runIDs[$0]!.joined(separator: ", ")))" }
-            + planErrors.keys.sorted().map { "cannot be planned: \($0) (runs \(planErrors[$0]!.joined(separator: ", ")))" }
+            + planErrors.keys.sorted().map {
+                "cannot be planned: \($0) (runs \(planErrors[$0]!.joined(separator: ", ")))"
+            }
     }
 
     private func writeManifest() throws {
@@ -351,16 +390,19 @@ public final class ExperimentRunner {
             manifest = try ConfigValue(jsonData: Data(text.utf8))
         } catch {
             throw OutputError(
-                "\(files.manifest.path) is not a JSON manifest (\(error)); resuming would lose the configs and ledgers it records. Move it aside to resume without them, or choose another output folder")
+                "\(files.manifest.path) is not a JSON manifest (\(error)); resuming would lose the configs and ledgers it records. Move it aside to resume without them, or choose another output folder"
+            )
         }
         if case .list(let configs)? = manifest["config_history"] {
             history.configs = configs
         } else if let hash = manifest["experiment_hash"], let raw = manifest["config"] {
             // A manifest written before the history existed: its one config.
-            history.configs = [.map([
-                ("experiment_hash", hash), ("config_file", manifest["config_file"] ?? .null),
-                ("seeds", manifest["seeds"] ?? .null), ("config", raw),
-            ])]
+            history.configs = [
+                .map([
+                    ("experiment_hash", hash), ("config_file", manifest["config_file"] ?? .null),
+                    ("seeds", manifest["seeds"] ?? .null), ("config", raw),
+                ])
+            ]
         }
         guard case .list(let runs)? = manifest["runs"] else { return }
         for run in runs {

@@ -57,22 +57,41 @@ public struct FileError: Error, CustomStringConvertible, Equatable, Sendable {
         /// error carries one (directly or as its underlying error), else the Cocoa file error
         /// code, else the error's own text.
         public init(_ error: Error) {
-            if let file = error as? FileError { self = file.reason; return }
-            if let posix = error as? POSIXError { self.init(errno: posix.code.rawValue); return }
+            if let file = error as? FileError {
+                self = file.reason
+                return
+            }
+            if let posix = error as? POSIXError {
+                self.init(errno: posix.code.rawValue)
+                return
+            }
             let ns = error as NSError
-            if ns.domain == NSPOSIXErrorDomain { self.init(errno: Int32(ns.code)); return }
+            if ns.domain == NSPOSIXErrorDomain {
+                self.init(errno: Int32(ns.code))
+                return
+            }
             if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
                 self.init(errno: Int32(underlying.code))
                 return
             }
             if ns.domain == NSCocoaErrorDomain {
                 switch CocoaError.Code(rawValue: ns.code) {
-                case .fileReadNoPermission, .fileWriteNoPermission: self = .permissionDenied; return
-                case .fileWriteVolumeReadOnly: self = .readOnlyFileSystem; return
-                case .fileWriteOutOfSpace: self = .diskFull; return
-                case .fileNoSuchFile, .fileReadNoSuchFile: self = .notFound; return
-                case .fileReadInapplicableStringEncoding, .fileReadUnknownStringEncoding, .fileWriteInapplicableStringEncoding:
-                    self = .notUTF8("not UTF-8 text"); return
+                case .fileReadNoPermission, .fileWriteNoPermission:
+                    self = .permissionDenied
+                    return
+                case .fileWriteVolumeReadOnly:
+                    self = .readOnlyFileSystem
+                    return
+                case .fileWriteOutOfSpace:
+                    self = .diskFull
+                    return
+                case .fileNoSuchFile, .fileReadNoSuchFile:
+                    self = .notFound
+                    return
+                case .fileReadInapplicableStringEncoding, .fileReadUnknownStringEncoding,
+                    .fileWriteInapplicableStringEncoding:
+                    self = .notUTF8("not UTF-8 text")
+                    return
                 default: break
                 }
             }
@@ -147,7 +166,9 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
         case TrainingError.invalidSetting: self = .usage
         default:
             let ns = error as NSError
-            self = ns.domain == NSCocoaErrorDomain || ns.domain == NSPOSIXErrorDomain || error is POSIXError ? .ioError : .failure
+            self =
+                ns.domain == NSCocoaErrorDomain || ns.domain == NSPOSIXErrorDomain || error is POSIXError
+                ? .ioError : .failure
         }
     }
 
@@ -245,7 +266,8 @@ public enum FileIO {
                 let byte = String(format: "0x%02X", bytes[offset])
                 throw FileError(
                     action, path: path,
-                    reason: .notUTF8("not UTF-8 text: byte \(byte) at line \(line), column \(column) (Latin-1 or Windows-1252?)"),
+                    reason: .notUTF8(
+                        "not UTF-8 text: byte \(byte) at line \(line), column \(column) (Latin-1 or Windows-1252?)"),
                     hint: "save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 \(path) > fixed.yaml`")
             }
         }
@@ -260,8 +282,9 @@ public enum FileIO {
         var st = stat()
         if stat(path, &st) == 0 {
             guard (st.st_mode & S_IFMT) == S_IFDIR else {
-                throw FileError(.createOutput, path: path, reason: .notADirectory,
-                                hint: "it is a file; choose another output folder")
+                throw FileError(
+                    .createOutput, path: path, reason: .notADirectory,
+                    hint: "it is a file; choose another output folder")
             }
             return
         }
@@ -270,8 +293,9 @@ public enum FileIO {
             prefix += "/" + component
             if stat(prefix, &st) == 0 {
                 guard (st.st_mode & S_IFMT) == S_IFDIR else {
-                    throw FileError(.createOutput, path: path, reason: .notADirectory,
-                                    hint: "\(prefix) is a file, not a folder; choose another output folder")
+                    throw FileError(
+                        .createOutput, path: path, reason: .notADirectory,
+                        hint: "\(prefix) is a file, not a folder; choose another output folder")
                 }
                 continue
             }

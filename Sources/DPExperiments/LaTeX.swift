@@ -43,7 +43,8 @@ public enum LaTeX {
         let body = lines.joined(separator: "\n") + "\n"
         var header = ["% requires \\usepackage{booktabs}"]
         if body.unicodeScalars.contains(where: { $0.value > 0x7F }) {
-            header.append("% requires UTF-8 input: the default since LaTeX 2018-04; before, \\usepackage[utf8]{inputenc}")
+            header.append(
+                "% requires UTF-8 input: the default since LaTeX 2018-04; before, \\usepackage[utf8]{inputenc}")
         }
         return header.joined(separator: "\n") + "\n" + body
     }

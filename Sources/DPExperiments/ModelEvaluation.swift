@@ -26,7 +26,9 @@ public enum ModelEvaluation {
     /// - Throws: ``OutputError`` naming the file and the problem.
     public static func evaluate(file: URL, dataset override: String? = nil) throws -> Result {
         guard let bytes = FileManager.default.contents(atPath: file.path) else {
-            throw OutputError("cannot read \(file.path): \(FileManager.default.fileExists(atPath: file.path) ? "permission denied or not a file" : "no such file")")
+            throw OutputError(
+                "cannot read \(file.path): \(FileManager.default.fileExists(atPath: file.path) ? "permission denied or not a file" : "no such file")"
+            )
         }
         let model: Sequential, metadata: [String: String]
         do { (model, metadata) = try Sequential.fromSafetensors(bytes) } catch {
@@ -46,14 +48,16 @@ public enum ModelEvaluation {
             config = DatasetConfig(name: name, path: nil, normalize: .none, trainSize: nil, testSize: nil, options: [:])
         } else {
             guard let text = metadata[datasetKey], let tree = try? ConfigValue(jsonData: Data(text.utf8)),
-                  case .string(let name)? = tree["name"] else {
+                case .string(let name)? = tree["name"]
+            else {
                 throw OutputError("\(file.path): no dataset in the metadata; name one with --dataset")
             }
             var options: [String: ConfigValue] = [:]
             if case .map(let pairs)? = tree["options"] { for (k, v) in pairs { options[k] = v } }
-            config = DatasetConfig(name: name, path: tree["path"]?.stringValue, normalize: .none,
-                                   trainSize: tree["train_size"].flatMap(\.intValue), testSize: tree["test_size"].flatMap(\.intValue),
-                                   options: options)
+            config = DatasetConfig(
+                name: name, path: tree["path"]?.stringValue, normalize: .none,
+                trainSize: tree["train_size"].flatMap(\.intValue), testSize: tree["test_size"].flatMap(\.intValue),
+                options: options)
         }
         // Evaluation reads the test set only; a small training size keeps generation cheap.
         config.trainSize = min(config.trainSize ?? 1, 1)
@@ -61,14 +65,18 @@ public enum ModelEvaluation {
         transform.apply(to: &split.test)
         let expected = model.architecture.map { Shape($0.inputShape) }
         guard expected == nil || expected == split.test.exampleShape else {
-            throw OutputError("\(file.path) expects examples of shape \(expected!.array); \(config.name) has \(split.test.exampleShape.array)")
+            throw OutputError(
+                "\(file.path) expects examples of shape \(expected!.array); \(config.name) has \(split.test.exampleShape.array)"
+            )
         }
         let outputs = model.outputShape(forExampleShape: split.test.exampleShape)
         guard outputs.array == [split.test.classCount] else {
-            throw OutputError("\(file.path) has \(outputs.array) outputs; \(config.name) has \(split.test.classCount) classes")
+            throw OutputError(
+                "\(file.path) has \(outputs.array) outputs; \(config.name) has \(split.test.classCount) classes")
         }
         let (loss, accuracy) = Evaluation.evaluate(model: model, dataset: split.test)
-        return Result(runID: metadata["run_id"], dataset: config.name, examples: split.test.count, loss: loss,
-                      accuracy: accuracy, epsilon: metadata["epsilon"])
+        return Result(
+            runID: metadata["run_id"], dataset: config.name, examples: split.test.count, loss: loss,
+            accuracy: accuracy, epsilon: metadata["epsilon"])
     }
 }

@@ -35,8 +35,9 @@ extension ModelConfig {
     /// - Throws: ``ModelBuilderError/unknownModel(name:valid:)`` for a name `registry` does not know.
     func layerSpecs(inputShape: Shape, classes: Int, registry: ModelRegistry) throws -> [LayerSpec] {
         if let layers { return layers }
-        return try registry.specs(named: name ?? "", parameters: options,
-                                  input: ModelInput(exampleShape: inputShape, classes: classes))
+        return try registry.specs(
+            named: name ?? "", parameters: options,
+            input: ModelInput(exampleShape: inputShape, classes: classes))
     }
 
     /// The config key path of layer `index` of the built model: `model.layers[3]` for a
@@ -49,23 +50,29 @@ extension ModelConfig {
     /// Infers every layer's shape on `examples` and checks the logits: one vector of `classes`
     /// values from a last `dense` layer. Returns the specs and the inferred layers.
     /// - Throws: ``ModelShapeError`` naming the layer's key path, the shapes and the fix.
-    func checkedLayerSpecs(inputShape: Shape, classes: Int, dataset: String, registry: ModelRegistry = .standard) throws
+    func checkedLayerSpecs(
+        inputShape: Shape, classes: Int, dataset: String, registry: ModelRegistry = .standard
+    ) throws
         -> (specs: [LayerSpec], layers: [InferredLayer])
     {
         let specs = try layerSpecs(inputShape: inputShape, classes: classes, registry: registry)
         do {
-            let inferred = try ModelBuilder.inferClassifierShapes(specs: specs, inputShape: inputShape, classes: classes)
+            let inferred = try ModelBuilder.inferClassifierShapes(
+                specs: specs, inputShape: inputShape, classes: classes)
             return (specs, inferred)
         } catch let error as ModelBuilderError {
-            throw ModelShapeError(path: path(ofLayer: error.index),
-                                  message: message(for: error, specs: specs, inputShape: inputShape, classes: classes, dataset: dataset))
+            throw ModelShapeError(
+                path: path(ofLayer: error.index),
+                message: message(for: error, specs: specs, inputShape: inputShape, classes: classes, dataset: dataset))
         }
     }
 
     /// The config-facing message of a shape inference error: the layer (as written in the
     /// config), what is wrong, the fix, and the shapes up to it.
-    func message(for error: ModelBuilderError, specs: [LayerSpec], inputShape: Shape, classes: Int,
-                 dataset: String) -> String {
+    func message(
+        for error: ModelBuilderError, specs: [LayerSpec], inputShape: Shape, classes: Int,
+        dataset: String
+    ) -> String {
         var text: String
         let layerName: String = {
             guard let i = error.index else { return "" }
@@ -73,16 +80,20 @@ extension ModelConfig {
             return i < specs.count ? "layer \(i) of model `\(name ?? "")` (\(specs[i]))" : ""
         }()
         switch error {
-        case let .classifierOutput(_, _, isLinear, shape, _):
+        case .classifierOutput(_, _, let isLinear, let shape, _):
             let head = layers != nil ? "`{type: dense, units: \(classes)}`" : "a dense layer of \(classes) units"
             if !isLinear {
-                text = "\(layerName) is the last layer, but the last layer gives the logits, one per class: end the model with \(head) (this layer gives \(shape) per example)"
+                text =
+                    "\(layerName) is the last layer, but the last layer gives the logits, one per class: end the model with \(head) (this layer gives \(shape) per example)"
             } else if shape.count != 1 {
-                text = "\(layerName) gives \(shape) per example, but the logits must be one vector of \(classes) values (one per class): add `{type: flatten}` before it"
+                text =
+                    "\(layerName) gives \(shape) per example, but the logits must be one vector of \(classes) values (one per class): add `{type: flatten}` before it"
             } else if shape[0] < classes {
-                text = "\(layerName) gives \(shape[0]) logits for \(classes) classes: the labels \(shape[0])..<\(classes) would have no logit; set `units: \(classes)`"
+                text =
+                    "\(layerName) gives \(shape[0]) logits for \(classes) classes: the labels \(shape[0])..<\(classes) would have no logit; set `units: \(classes)`"
             } else {
-                text = "\(layerName) gives \(shape[0]) logits for \(classes) classes: the logits \(classes)..<\(shape[0]) would belong to no class yet take part in the softmax and in the predicted class; set `units: \(classes)`"
+                text =
+                    "\(layerName) gives \(shape[0]) logits for \(classes) classes: the logits \(classes)..<\(shape[0]) would belong to no class yet take part in the softmax and in the predicted class; set `units: \(classes)`"
             }
         case .noLayers:
             text = "the model has no layers"
@@ -91,7 +102,8 @@ extension ModelConfig {
         }
         // The shapes the layers before it produce.
         if let index = error.index, index > 0,
-           let before = try? ModelBuilder.inferShapes(specs: Array(specs.prefix(index)), inputShape: inputShape) {
+            let before = try? ModelBuilder.inferShapes(specs: Array(specs.prefix(index)), inputShape: inputShape)
+        {
             let chain = ([inputShape] + before.map(\.outputShape)).map(\.description).joined(separator: " -> ")
             text += "; shapes: \(chain)"
         }
@@ -121,7 +133,8 @@ extension RunConfig {
             // A value set by a sweep or include entry elsewhere in the dataset or model (such
             // as `dataset.options.image_size`) changes the shapes too: say which.
             let notes = context.origins.filter { (key, _) in
-                (key.hasPrefix("dataset") || key.hasPrefix("model")) && !(path == key || path.hasPrefix(key + ".") || path.hasPrefix(key + "["))
+                (key.hasPrefix("dataset") || key.hasPrefix("model"))
+                    && !(path == key || path.hasPrefix(key + ".") || path.hasPrefix(key + "["))
             }.sorted { $0.key < $1.key }
             if !notes.isEmpty {
                 error.message += " (with " + notes.map { "\($0.key) from \($0.value)" }.joined(separator: ", ") + ")"
@@ -135,10 +148,16 @@ extension RunConfig {
         if let declared = declaredExamples {
             if let available = declared.available {
                 if let n = dataset.trainSize, n > available.train {
-                    throw error("dataset.train_size", "\(n) exceeds the \(available.train) training examples of \(dataset.name); allowed: 1...\(available.train)")
+                    throw error(
+                        "dataset.train_size",
+                        "\(n) exceeds the \(available.train) training examples of \(dataset.name); allowed: 1...\(available.train)"
+                    )
                 }
                 if let n = dataset.testSize, n > available.test {
-                    throw error("dataset.test_size", "\(n) exceeds the \(available.test) test examples of \(dataset.name); allowed: 1...\(available.test)")
+                    throw error(
+                        "dataset.test_size",
+                        "\(n) exceeds the \(available.test) test examples of \(dataset.name); allowed: 1...\(available.test)"
+                    )
                 }
             } else {
                 let perExample = declared.shape.scalarCount
@@ -146,21 +165,28 @@ extension RunConfig {
                 let (scalars, overflow) = perExample.multipliedReportingOverflow(by: examples)
                 if overflow || scalars > GeneratedDataLimits.maxScalars {
                     let key = dataset.trainSize != nil ? "dataset.train_size" : "dataset.options"
-                    throw error(key, "\(examples) generated examples of shape \(declared.shape) would hold \(overflow ? "more than 2^63" : String(scalars)) scalars; the limit is \(GeneratedDataLimits.maxScalars) (4 GiB of Float): lower train_size or test_size, or the example size")
+                    throw error(
+                        key,
+                        "\(examples) generated examples of shape \(declared.shape) would hold \(overflow ? "more than 2^63" : String(scalars)) scalars; the limit is \(GeneratedDataLimits.maxScalars) (4 GiB of Float): lower train_size or test_size, or the example size"
+                    )
                 }
             }
             if case .fixed(let mean, _) = dataset.normalize {
                 let channels = declared.shape.rank == 3 ? declared.shape[0] : declared.shape.scalarCount
                 if mean.count != 1 && mean.count != channels {
-                    throw error("dataset.normalize_options.mean", "has \(mean.count) values for examples of shape \(declared.shape); give one value, or one per channel (\(channels))")
+                    throw error(
+                        "dataset.normalize_options.mean",
+                        "has \(mean.count) values for examples of shape \(declared.shape); give one value, or one per channel (\(channels))"
+                    )
                 }
             }
         }
 
         if let declared = declaredExamples {
             do {
-                _ = try model.checkedLayerSpecs(inputShape: declared.shape, classes: declared.classes, dataset: declared.summary,
-                                                registry: registries.models)
+                _ = try model.checkedLayerSpecs(
+                    inputShape: declared.shape, classes: declared.classes, dataset: declared.summary,
+                    registry: registries.models)
             } catch let e as ModelShapeError {
                 throw error(e.path, e.message)
             } catch let e as ModelBuilderError {
@@ -187,13 +213,17 @@ extension RunConfig {
                 what = nil
             }
             if let what {
-                let name = model.layers != nil ? "`\(model.layerTypes[i])`" : "layer \(i) of model `\(model.name ?? "")` (\(spec))"
+                let name =
+                    model.layers != nil
+                    ? "`\(model.layerTypes[i])`" : "layer \(i) of model `\(model.name ?? "")` (\(spec))"
                 throw error(model.path(ofLayer: i), "\(name) \(what) (dataset `\(dataset.name)`)")
             }
         }
         if let layers = model.layers, let last = layers.last, !last.isLinear {
-            throw error(model.path(ofLayer: layers.count - 1),
-                        "`\(model.layerTypes[layers.count - 1])` is the last layer, but the last layer gives the logits, one per class: end the model with `{type: dense, units: <classes>}` (the class count of the data file; dataset `\(dataset.name)`)")
+            throw error(
+                model.path(ofLayer: layers.count - 1),
+                "`\(model.layerTypes[layers.count - 1])` is the last layer, but the last layer gives the logits, one per class: end the model with `{type: dense, units: <classes>}` (the class count of the data file; dataset `\(dataset.name)`)"
+            )
         }
     }
 }

@@ -76,7 +76,8 @@ public final class OutputLock {
         self.holder = holder
         let fd = open(url.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
-            throw FileError(.createOutput, path: directory.path, errno: errno, hint: "creating its lock file \(Self.fileName)")
+            throw FileError(
+                .createOutput, path: directory.path, errno: errno, hint: "creating its lock file \(Self.fileName)")
         }
         while flock(fd, LOCK_EX | LOCK_NB) != 0 {
             let e = errno
@@ -86,7 +87,8 @@ public final class OutputLock {
                 throw FileError(.createOutput, path: directory.path, errno: e, hint: "locking \(Self.fileName)")
             }
             let text = (try? FileIO.readText(url.path)) ?? nil
-            throw OutputError(Self.lockedMessage(directory: directory, holder: text.flatMap(Holder.init(text:))), kind: .locked)
+            throw OutputError(
+                Self.lockedMessage(directory: directory, holder: text.flatMap(Holder.init(text:))), kind: .locked)
         }
         descriptor = fd
         // Who holds it, for the error of the next process. The lock is ours even if this fails.
@@ -98,9 +100,10 @@ public final class OutputLock {
     }
 
     static func lockedMessage(directory: URL, holder: Holder?) -> String {
-        let who = holder.map { h in
-            "pid \(h.pid) on host \(h.host), started \(h.started), command `\(h.command)`"
-        } ?? "a process that has not written its details yet"
+        let who =
+            holder.map { h in
+                "pid \(h.pid) on host \(h.host), started \(h.started), command `\(h.command)`"
+            } ?? "a process that has not written its details yet"
         return "\(directory.path) is in use by another dpkit process (\(who)); "
             + "wait for it to end or choose another output folder. Its lock is released when it ends, also when it is killed"
     }

@@ -1,7 +1,6 @@
-@_exported import DPSchema
-
 import DPData
 import DPLayers
+@_exported import DPSchema
 import DPTraining
 
 /// Every registry the config validator consults, assembled from the modules that own the
@@ -22,8 +21,10 @@ public struct PluginRegistries: Sendable {
     public var accountants: PluginRegistry { AccountantKind.schema }
     public var samplers: PluginRegistry { SamplingScheme.schema }
 
-    public init(datasets: DatasetRegistry, models: ModelRegistry, layers: LayerRegistry,
-                optimizers: PluginRegistry, schedules: PluginRegistry) {
+    public init(
+        datasets: DatasetRegistry, models: ModelRegistry, layers: LayerRegistry,
+        optimizers: PluginRegistry, schedules: PluginRegistry
+    ) {
         self.datasets = datasets
         self.models = models
         self.layers = layers
@@ -34,31 +35,47 @@ public struct PluginRegistries: Sendable {
     /// The plugins DPKit ships.
     public static let standard = PluginRegistries(
         datasets: .standard, models: .standard, layers: .standard,
-        optimizers: PluginRegistry(kind: "optimizer", [
-            PluginSpec("sgd", "stochastic gradient descent (heavy-ball momentum when momentum > 0)", parameters: [
-                ParameterSpec("momentum", .double, range: .halfOpenUnit, default: .double(0)),
-                ParameterSpec("weight_decay", .double, range: .nonNegative, default: .double(0)),
+        optimizers: PluginRegistry(
+            kind: "optimizer",
+            [
+                PluginSpec(
+                    "sgd", "stochastic gradient descent (heavy-ball momentum when momentum > 0)",
+                    parameters: [
+                        ParameterSpec("momentum", .double, range: .halfOpenUnit, default: .double(0)),
+                        ParameterSpec("weight_decay", .double, range: .nonNegative, default: .double(0)),
+                    ]),
+                PluginSpec(
+                    "momentum", "SGD with heavy-ball momentum",
+                    parameters: [
+                        ParameterSpec("momentum", .double, range: .halfOpenUnit, default: .double(0.9)),
+                        ParameterSpec("weight_decay", .double, range: .nonNegative, default: .double(0)),
+                    ]),
+                PluginSpec(
+                    "adam", "Adam (Kingma & Ba 2015)",
+                    parameters: [
+                        ParameterSpec(
+                            "betas", .doubleList, range: .halfOpenUnit, count: 2,
+                            default: .list([.double(0.9), .double(0.999)])),
+                        ParameterSpec("weight_decay", .double, range: .nonNegative, default: .double(0)),
+                    ]),
             ]),
-            PluginSpec("momentum", "SGD with heavy-ball momentum", parameters: [
-                ParameterSpec("momentum", .double, range: .halfOpenUnit, default: .double(0.9)),
-                ParameterSpec("weight_decay", .double, range: .nonNegative, default: .double(0)),
-            ]),
-            PluginSpec("adam", "Adam (Kingma & Ba 2015)", parameters: [
-                ParameterSpec("betas", .doubleList, range: .halfOpenUnit, count: 2, default: .list([.double(0.9), .double(0.999)])),
-                ParameterSpec("weight_decay", .double, range: .nonNegative, default: .double(0)),
-            ]),
-        ]),
-        schedules: PluginRegistry(kind: "learning-rate schedule", [
-            PluginSpec("constant"),
-            PluginSpec("step", "multiply the learning rate by gamma every step_epochs epochs", parameters: [
-                ParameterSpec("step_epochs", .int, range: .closed(1, 1e6), default: .int(10)),
-                ParameterSpec("gamma", .double, range: .unitExcludingZero, default: .double(0.1)),
-            ]),
-            PluginSpec("cosine", "cosine decay to min_learning_rate after warmup_epochs of linear warm-up", parameters: [
-                ParameterSpec("min_learning_rate", .double, range: .nonNegative, default: .double(0)),
-                ParameterSpec("warmup_epochs", .int, range: .closed(0, 1e6), default: .int(0)),
-            ]),
-        ]))
+        schedules: PluginRegistry(
+            kind: "learning-rate schedule",
+            [
+                PluginSpec("constant"),
+                PluginSpec(
+                    "step", "multiply the learning rate by gamma every step_epochs epochs",
+                    parameters: [
+                        ParameterSpec("step_epochs", .int, range: .closed(1, 1e6), default: .int(10)),
+                        ParameterSpec("gamma", .double, range: .unitExcludingZero, default: .double(0.1)),
+                    ]),
+                PluginSpec(
+                    "cosine", "cosine decay to min_learning_rate after warmup_epochs of linear warm-up",
+                    parameters: [
+                        ParameterSpec("min_learning_rate", .double, range: .nonNegative, default: .double(0)),
+                        ParameterSpec("warmup_epochs", .int, range: .closed(0, 1e6), default: .int(0)),
+                    ]),
+            ]))
 }
 
 // MARK: - Reference
@@ -92,7 +109,8 @@ extension PluginRegistries {
                     return text
                 }
                 let description = plugin.summary + (plugin.requiresPath ? "; requires `dataset.path`" : "")
-                out += "| `\(plugin.name)` | \(parameters.isEmpty ? "–" : parameters.joined(separator: "; ")) | \(description) |\n"
+                out +=
+                    "| `\(plugin.name)` | \(parameters.isEmpty ? "–" : parameters.joined(separator: "; ")) | \(description) |\n"
             }
             for (name, reason) in registry.refused.sorted(by: { $0.key < $1.key }) {
                 out += "| `\(name)` | refused | \(reason) |\n"

@@ -40,9 +40,11 @@ public enum PrivacyHygiene {
         /// The epsilon the run will report at its end; nil when not computed.
         public var reportedEpsilon: Double?
 
-        public init(trainingSetSize: Int, delta: Double, samplingProbability: Double, noiseMultiplier: Double, steps: Int,
-                    targetEpsilon: Double? = nil, calibratedWith: AccountantKind? = nil, reportedBy: AccountantKind = .rdp,
-                    reportedEpsilon: Double? = nil) {
+        public init(
+            trainingSetSize: Int, delta: Double, samplingProbability: Double, noiseMultiplier: Double, steps: Int,
+            targetEpsilon: Double? = nil, calibratedWith: AccountantKind? = nil, reportedBy: AccountantKind = .rdp,
+            reportedEpsilon: Double? = nil
+        ) {
             self.trainingSetSize = trainingSetSize
             self.delta = delta
             self.samplingProbability = samplingProbability
@@ -60,31 +62,45 @@ public enum PrivacyHygiene {
         var out: [String] = []
         let n = Double(f.trainingSetSize)
         if f.delta >= 1 / n {
-            out.append("delta \(number(f.delta)) >= 1/n = \(number(1 / n)) (n = \(f.trainingSetSize) training examples): publishing one example in full is (0, 1/n)-DP, so this delta permits losing an example outright; use delta well below 1/n, e.g. \(number(pow(n, -1.1))) (1/n^1.1)")
+            out.append(
+                "delta \(number(f.delta)) >= 1/n = \(number(1 / n)) (n = \(f.trainingSetSize) training examples): publishing one example in full is (0, 1/n)-DP, so this delta permits losing an example outright; use delta well below 1/n, e.g. \(number(pow(n, -1.1))) (1/n^1.1)"
+            )
         }
         let epsilon = f.targetEpsilon ?? f.reportedEpsilon
         let what = f.targetEpsilon != nil ? "target epsilon" : "the planned epsilon"
         if let e = epsilon, e > maximumSensibleEpsilon {
-            out.append("\(what) \(number(e)) > \(number(maximumSensibleEpsilon)): the guarantee bounds the likelihood ratio by e^\(number(e)), which says next to nothing; report it as a weak or empirical-only guarantee, or lower it")
+            out.append(
+                "\(what) \(number(e)) > \(number(maximumSensibleEpsilon)): the guarantee bounds the likelihood ratio by e^\(number(e)), which says next to nothing; report it as a weak or empirical-only guarantee, or lower it"
+            )
         }
         if let e = f.targetEpsilon, e < minimumSensibleEpsilon {
-            out.append("target epsilon \(number(e)) < \(number(minimumSensibleEpsilon)): it needs noise multiplier \(number(f.noiseMultiplier)), which leaves little to learn; check the value")
+            out.append(
+                "target epsilon \(number(e)) < \(number(minimumSensibleEpsilon)): it needs noise multiplier \(number(f.noiseMultiplier)), which leaves little to learn; check the value"
+            )
         }
         if f.noiseMultiplier < minimumNoiseMultiplier {
-            out.append("noise multiplier \(number(f.noiseMultiplier)) < \(number(minimumNoiseMultiplier)): the accountants' bounds grow steeply at so little noise\(f.reportedEpsilon.map { " (epsilon \(number($0)))" } ?? ""), so the reported epsilon reflects the bound more than any attack; treat the run as a clip-only control or raise sigma")
+            out.append(
+                "noise multiplier \(number(f.noiseMultiplier)) < \(number(minimumNoiseMultiplier)): the accountants' bounds grow steeply at so little noise\(f.reportedEpsilon.map { " (epsilon \(number($0)))" } ?? ""), so the reported epsilon reflects the bound more than any attack; treat the run as a clip-only control or raise sigma"
+            )
         }
         if f.samplingProbability >= 1, f.noiseMultiplier < 1 {
-            out.append("sampling probability 1 (full batch) with noise multiplier \(number(f.noiseMultiplier)) < 1: no amplification by sampling, each of the \(f.steps) steps is the plain Gaussian mechanism\(f.reportedEpsilon.map { ", epsilon \(number($0))" } ?? ""); use smaller batches or more noise")
+            out.append(
+                "sampling probability 1 (full batch) with noise multiplier \(number(f.noiseMultiplier)) < 1: no amplification by sampling, each of the \(f.steps) steps is the plain Gaussian mechanism\(f.reportedEpsilon.map { ", epsilon \(number($0))" } ?? ""); use smaller batches or more noise"
+            )
         }
         if let calibrated = f.calibratedWith, calibrated != f.reportedBy, let target = f.targetEpsilon {
-            out.append("sigma was calibrated with \(calibrated.rawValue.uppercased()) to epsilon \(number(target)), but runs.csv, tables and plots report the \(f.reportedBy.rawValue.uppercased()) epsilon\(f.reportedEpsilon.map { " (\(number($0)))" } ?? ""), which differs from the target; runs calibrated with different accountants are not comparable. Set privacy.accountant: \(f.reportedBy.rawValue) to calibrate with the reported accountant")
+            out.append(
+                "sigma was calibrated with \(calibrated.rawValue.uppercased()) to epsilon \(number(target)), but runs.csv, tables and plots report the \(f.reportedBy.rawValue.uppercased()) epsilon\(f.reportedEpsilon.map { " (\(number($0)))" } ?? ""), which differs from the target; runs calibrated with different accountants are not comparable. Set privacy.accountant: \(f.reportedBy.rawValue) to calibrate with the reported accountant"
+            )
         }
         return out
     }
 
     /// The error of a target no noise multiplier reaches.
-    public static func unreachableTarget(_ target: Double, delta: Double, steps: Int, accountant: AccountantKind,
-                                         preprocessing: Bool) -> String {
+    public static func unreachableTarget(
+        _ target: Double, delta: Double, steps: Int, accountant: AccountantKind,
+        preprocessing: Bool
+    ) -> String {
         "privacy.target_epsilon: \(number(target)) cannot be reached at delta \(number(delta)) over \(steps) steps (\(accountant.rawValue)): no noise multiplier up to 1e6 gets there"
             + (preprocessing ? ", and the private input statistics alone may already cost more" : "")
             + "; raise the target, train fewer steps or use smaller batches"
@@ -101,9 +117,11 @@ extension PrivacyPlan {
     /// non-private run or a clip-only control).
     func warnings(epsilonRDP: Double?, epsilonPLDUpper: Double?) -> [String] {
         guard let sigma = noiseMultiplier, sigma > 0, let delta, stepEvent != nil else { return [] }
-        return PrivacyHygiene.warnings(PrivacyHygiene.Facts(
-            trainingSetSize: trainingSetSize, delta: delta, samplingProbability: samplingProbability, noiseMultiplier: sigma,
-            steps: steps, targetEpsilon: privacySettings?.targetEpsilon, calibratedWith: calibratedWith,
-            reportedBy: epsilonPLDUpper != nil ? .pld : .rdp, reportedEpsilon: epsilonPLDUpper ?? epsilonRDP))
+        return PrivacyHygiene.warnings(
+            PrivacyHygiene.Facts(
+                trainingSetSize: trainingSetSize, delta: delta, samplingProbability: samplingProbability,
+                noiseMultiplier: sigma,
+                steps: steps, targetEpsilon: privacySettings?.targetEpsilon, calibratedWith: calibratedWith,
+                reportedBy: epsilonPLDUpper != nil ? .pld : .rdp, reportedEpsilon: epsilonPLDUpper ?? epsilonRDP))
     }
 }

@@ -26,7 +26,8 @@ public enum MetricDirection: String, Hashable, Sendable {
         if metric.hasSuffix("accuracy") {
             self = .higherIsBetter
         } else if metric.hasSuffix("loss") || metric == "epsilon" || metric.hasPrefix("epsilon_")
-            || metric == "delta" || metric == "wall_seconds" {
+            || metric == "delta" || metric == "wall_seconds"
+        {
             self = .lowerIsBetter
         } else {
             self = .none
@@ -108,7 +109,8 @@ public struct ResultsTable: Hashable, Sendable {
             var text = labels.value(value, of: rowKey)
             if kind != .private { text = value.isEmpty ? labels.control(kind) : "\(text) (\(labels.control(kind)))" }
             if !split.isEmpty {
-                text += " [" + split.map { labels.assignment($0.key, $0.value.displayText) }.joined(separator: ", ") + "]"
+                text +=
+                    " [" + split.map { labels.assignment($0.key, $0.value.displayText) }.joined(separator: ", ") + "]"
             }
             if let configTag { text += " [config \(configTag)]" }
             return text
@@ -126,8 +128,10 @@ public struct ResultsTable: Hashable, Sendable {
     public var metricIsEpsilon: Bool { metric == "epsilon" || metric.hasPrefix("epsilon_") }
 
     /// Columns of runs.csv that describe a run's config, compared when no resolved config is known.
-    static let configColumns = ["kind", "dataset", "model", "target_epsilon", "delta", "noise_multiplier",
-                                "sampling_probability", "clipping_norm"]
+    static let configColumns = [
+        "kind", "dataset", "model", "target_epsilon", "delta", "noise_multiplier",
+        "sampling_probability", "clipping_norm",
+    ]
 
     /// Aggregates the text of a runs.csv.
     /// - Parameters:
@@ -159,9 +163,10 @@ public struct ResultsTable: Hashable, Sendable {
         try check(rowKey, "--rows")
         let fixed = Set(OutputSchema.leadingColumns + OutputSchema.runColumns)
         let varying = header.filter { !fixed.contains($0) }
-        let columnKey: String? = columns ?? ["privacy.target_epsilon", "privacy.noise_multiplier"].first { key in
-            varying.contains(key) && allRecords.contains { !($0[key] ?? "").isEmpty }
-        } ?? varying.first { $0 != rowKey && $0 != "privacy.enabled" }
+        let columnKey: String? =
+            columns ?? ["privacy.target_epsilon", "privacy.noise_multiplier"].first { key in
+                varying.contains(key) && allRecords.contains { !($0[key] ?? "").isEmpty }
+            } ?? varying.first { $0 != rowKey && $0 != "privacy.enabled" }
         if let columnKey { try check(columnKey, "--columns") }
 
         var table = ResultsTable(
@@ -186,7 +191,8 @@ public struct ResultsTable: Hashable, Sendable {
         if !repeats.isEmpty {
             let listed = repeats.keys.sorted().prefix(5).map { "\($0) (\(repeats[$0]!) times)" }.joined(separator: ", ")
             table.warnings.append(
-                "runs.csv lists \(repeats.count) run id(s) more than once (\(listed)\(repeats.count > 5 ? ", ..." : "")), as two processes writing one folder leave it; each run is counted once")
+                "runs.csv lists \(repeats.count) run id(s) more than once (\(listed)\(repeats.count > 5 ? ", ..." : "")), as two processes writing one folder leave it; each run is counted once"
+            )
         }
 
         let finished = records.filter { $0["status"] == "finished" }
@@ -198,15 +204,22 @@ public struct ResultsTable: Hashable, Sendable {
                 let counts = Dictionary(grouping: records) { ($0["status"] ?? "").isEmpty ? "unknown" : $0["status"]! }
                 let summary = counts.keys.sorted().map { "\(counts[$0]!.count) \($0)" }.joined(separator: ", ")
                 throw OutputError(
-                    records.isEmpty ? "no finished runs yet: runs.csv lists no runs" : "no finished runs yet: runs.csv lists \(summary)",
+                    records.isEmpty
+                        ? "no finished runs yet: runs.csv lists no runs"
+                        : "no finished runs yet: runs.csv lists \(summary)",
                     kind: .nothingToShow)
             }
-            throw OutputError("none of the \(finished.count) finished runs has a value of `\(metric)`", kind: .nothingToShow)
+            throw OutputError(
+                "none of the \(finished.count) finished runs has a value of `\(metric)`", kind: .nothingToShow)
         }
 
         // Groups: (row, column, config).
         struct Group {
-            var row: String; var column: String; var hash: String; var kind: RunKind; var records: [[String: String]]
+            var row: String
+            var column: String
+            var hash: String
+            var kind: RunKind
+            var records: [[String: String]]
             var parts: RowParts
         }
         var groups: [Group] = []
@@ -220,8 +233,10 @@ public struct ResultsTable: Hashable, Sendable {
             if let i = groups.firstIndex(where: { $0.row == row && $0.column == column && $0.hash == hash }) {
                 groups[i].records.append(record)
             } else {
-                groups.append(Group(row: row, column: column, hash: hash, kind: kind, records: [record],
-                                    parts: RowParts(value: value, kind: kind)))
+                groups.append(
+                    Group(
+                        row: row, column: column, hash: hash, kind: kind, records: [record],
+                        parts: RowParts(value: value, kind: kind)))
             }
         }
 
@@ -257,7 +272,9 @@ public struct ResultsTable: Hashable, Sendable {
         }
         // Without configs, runs.csv repeats a swept key in a summary column (`noise_multiplier`
         // beside `privacy.noise_multiplier`): name the swept one only.
-        if differing.contains(where: { varying.contains($0.key) }) && groups.contains(where: { configs[$0.hash] == nil }) {
+        if differing.contains(where: { varying.contains($0.key) })
+            && groups.contains(where: { configs[$0.hash] == nil })
+        {
             differing.removeAll { Self.configColumns.contains($0.key) && !varying.contains($0.key) }
         }
         let conflicts = positions.filter { p in groups.filter { "\($0.row)\u{1}\($0.column)" == p }.count > 1 }
@@ -265,35 +282,51 @@ public struct ResultsTable: Hashable, Sendable {
             table.splitKeys = differing.map(\.key)
             for i in groups.indices {
                 let map = settings(groups[i])
-                let split = table.splitKeys.compactMap { key in map[key].flatMap { $0.isEmpty ? nil : KeyValue(key, .string($0)) } }
+                let split = table.splitKeys.compactMap { key in
+                    map[key].flatMap { $0.isEmpty ? nil : KeyValue(key, .string($0)) }
+                }
                 groups[i].parts.split = split
-                if !split.isEmpty { groups[i].row += " [\(split.map { "\($0.key)=\($0.value.displayText)" }.joined(separator: ", "))]" }
+                if !split.isEmpty {
+                    groups[i].row += " [\(split.map { "\($0.key)=\($0.value.displayText)" }.joined(separator: ", "))]"
+                }
             }
             // Configs the compared keys cannot tell apart: name them by hash.
-            for i in groups.indices where groups.contains(where: {
-                $0.row == groups[i].row && $0.column == groups[i].column && $0.hash != groups[i].hash }) {
+            for i in groups.indices
+            where groups.contains(where: {
+                $0.row == groups[i].row && $0.column == groups[i].column && $0.hash != groups[i].hash
+            }) {
                 groups[i].row += " [config \(groups[i].hash.prefix(8))]"
                 groups[i].parts.configTag = String(groups[i].hash.prefix(8))
             }
-            let what = differing.isEmpty
+            let what =
+                differing.isEmpty
                 ? "they differ in keys runs.csv does not show (no manifest.json with their configs); each config_hash gets its own row"
-                : differing.map { "\($0.key) differs: \($0.values.map { $0.isEmpty ? "unset" : $0 }.joined(separator: " vs "))" }.joined(separator: "; ")
+                : differing.map {
+                    "\($0.key) differs: \($0.values.map { $0.isEmpty ? "unset" : $0 }.joined(separator: " vs "))"
+                }.joined(separator: "; ")
             let layout = "rows `\(rowKey)`" + (columnKey.map { " x columns `\($0)`" } ?? "")
             table.warnings.append(
-                "\(layout) would put runs of different configs into one cell (\(conflicts.count) cells): \(what). Those cells are split: each config gets its own row, labelled with the differing keys, and seeds are averaged only within one config; choose --rows/--columns among these keys to lay them out yourself")
+                "\(layout) would put runs of different configs into one cell (\(conflicts.count) cells): \(what). Those cells are split: each config gets its own row, labelled with the differing keys, and seeds are averaged only within one config; choose --rows/--columns among these keys to lay them out yourself"
+            )
         }
 
         for group in groups {
-            var cell = AggregateCell(row: group.row, column: group.column, kind: group.kind,
-                                     values: group.records.compactMap { Double($0[metric] ?? "") }, epsilon: nil,
-                                     configHash: group.hash)
+            var cell = AggregateCell(
+                row: group.row, column: group.column, kind: group.kind,
+                values: group.records.compactMap { Double($0[metric] ?? "") }, epsilon: nil,
+                configHash: group.hash)
             if group.kind == .private {
                 for record in group.records {
-                    let relation = (record["neighboring_relation"] ?? "").isEmpty ? "unrecorded" : record["neighboring_relation"]!
+                    let relation =
+                        (record["neighboring_relation"] ?? "").isEmpty ? "unrecorded" : record["neighboring_relation"]!
                     if !cell.relations.contains(relation) { cell.relations.append(relation) }
                     if !table.relations.contains(relation) { table.relations.append(relation) }
-                    if let unit = record["privacy_unit"], !unit.isEmpty, !table.privacyUnits.contains(unit) { table.privacyUnits.append(unit) }
-                    if let delta = Double(record["delta"] ?? ""), !table.deltas.contains(delta) { table.deltas.append(delta) }
+                    if let unit = record["privacy_unit"], !unit.isEmpty, !table.privacyUnits.contains(unit) {
+                        table.privacyUnits.append(unit)
+                    }
+                    if let delta = Double(record["delta"] ?? ""), !table.deltas.contains(delta) {
+                        table.deltas.append(delta)
+                    }
                 }
                 let eps = group.records.compactMap { Double($0["epsilon"] ?? "") }
                 cell.epsilon = eps.isEmpty ? nil : eps.reduce(0, +) / Double(eps.count)
@@ -313,10 +346,13 @@ public struct ResultsTable: Hashable, Sendable {
 
     /// The resolved config of every `config_hash` a manifest records (current and earlier runs).
     public static func configs(manifestJSON text: String) -> [String: ConfigValue] {
-        guard let manifest = try? ConfigValue(jsonData: Data(text.utf8)), case .list(let runs)? = manifest["runs"] else { return [:] }
+        guard let manifest = try? ConfigValue(jsonData: Data(text.utf8)), case .list(let runs)? = manifest["runs"]
+        else { return [:] }
         var out: [String: ConfigValue] = [:]
         for run in runs {
-            if case .string(let hash)? = run["config_hash"], let config = run["config"], config != .null { out[hash] = config }
+            if case .string(let hash)? = run["config_hash"], let config = run["config"], config != .null {
+                out[hash] = config
+            }
         }
         return out
     }
@@ -332,7 +368,8 @@ public struct ResultsTable: Hashable, Sendable {
 
     /// The cell at a row and column; a control cell without a column value fills every column.
     public func cell(row: String, column: String) -> AggregateCell? {
-        cells.first { $0.row == row && $0.column == column } ?? cells.first { $0.row == row && $0.column.isEmpty && $0.kind != .private }
+        cells.first { $0.row == row && $0.column == column }
+            ?? cells.first { $0.row == row && $0.column.isEmpty && $0.kind != .private }
     }
 
     /// Cells marked best: among private cells, the best mean per row or column (ties all marked).
@@ -359,7 +396,9 @@ public struct ResultsTable: Hashable, Sendable {
     ///
     /// Markdown and LaTeX show keys and values by their display names (`labels`, from the
     /// config's `labels:` map); CSV keeps the raw keys and values for scripts.
-    public func render(_ format: TableFormat, best marking: BestMarking = .column, labels: DisplayLabels = DisplayLabels()) -> String {
+    public func render(
+        _ format: TableFormat, best marking: BestMarking = .column, labels: DisplayLabels = DisplayLabels()
+    ) -> String {
         let best = bestCells(marking)
         let scale = inPercent ? 100.0 : 1.0
         let digits = inPercent ? 2 : 4
@@ -376,7 +415,8 @@ public struct ResultsTable: Hashable, Sendable {
         if relations.isEmpty {
             relationText = ""
         } else if mixesRelations {
-            relationText = "; epsilons of different neighbouring relations (\(relations.joined(separator: ", "))) are not comparable: each cell names its own"
+            relationText =
+                "; epsilons of different neighbouring relations (\(relations.joined(separator: ", "))) are not comparable: each cell names its own"
         } else if relations == ["unrecorded"] {
             relationText = "; neighbouring relation not recorded in this runs.csv (written before DPKit recorded it)"
         } else {
@@ -399,22 +439,30 @@ public struct ResultsTable: Hashable, Sendable {
         default: bestText = "; best private cell per \(marking.rawValue) in bold (\(direction.rawValue))"
         }
         let deltaText = deltas.count == 1 ? " at δ = \(ConfigValue.numberText(deltas[0]))" : ""
-        let caption = "\(metricName): mean ± sample standard deviation over the seeds of one config (n runs)"
+        let caption =
+            "\(metricName): mean ± sample standard deviation over the seeds of one config (n runs)"
             + (metricIsEpsilon ? deltaText : "; ε: mean epsilon spent" + deltaText)
             + relationText + unitText
             + bestText
             + (excludedRuns > 0 ? "; \(excludedRuns) unfinished runs left out" : "")
-            + (runsWithoutMetric > 0 ? "; \(runsWithoutMetric) finished runs without a \(metricName) value left out" : "")
-            + (splitKeys.isEmpty ? "" : "; rows split by \(splitKeys.map(labels.key).joined(separator: ", ")) so that no cell mixes configs")
+            + (runsWithoutMetric > 0
+                ? "; \(runsWithoutMetric) finished runs without a \(metricName) value left out" : "")
+            + (splitKeys.isEmpty
+                ? ""
+                : "; rows split by \(splitKeys.map(labels.key).joined(separator: ", ")) so that no cell mixes configs")
 
         switch format {
         case .csv:
-            var out = CSV.line([rowKey, columnKey ?? "column", "kind", "metric", "n", "mean", "std", "epsilon", "neighboring_relation", "best"])
+            var out = CSV.line([
+                rowKey, columnKey ?? "column", "kind", "metric", "n", "mean", "std", "epsilon", "neighboring_relation",
+                "best",
+            ])
             for row in rowLabels {
                 for cell in cells where cell.row == row {
                     out += CSV.line([
                         cell.row, cell.column, cell.kind.rawValue, metric, String(cell.n), csvNumber(cell.mean),
-                        csvNumber(cell.standardDeviation), csvNumber(cell.epsilon), cell.relations.joined(separator: "+"),
+                        csvNumber(cell.standardDeviation), csvNumber(cell.epsilon),
+                        cell.relations.joined(separator: "+"),
                         best.contains(cell) ? "true" : "false",
                     ])
                 }
@@ -430,10 +478,14 @@ public struct ResultsTable: Hashable, Sendable {
                 return s + " (n=\(cell.n)\(metricIsEpsilon ? "" : ", ε=\(eps(cell.epsilon))")\(relationMark(cell)))"
             }
             func md(_ s: String) -> String { s.replacingOccurrences(of: "|", with: "\\|") }
-            var lines = ["| \(md(rowTitle)) | " + columnLabels.map { md(columnTitle($0)) }.joined(separator: " | ") + " |"]
+            var lines = [
+                "| \(md(rowTitle)) | " + columnLabels.map { md(columnTitle($0)) }.joined(separator: " | ") + " |"
+            ]
             lines.append("|" + String(repeating: "---|", count: columnLabels.count + 1))
             for row in rowLabels {
-                lines.append("| \(md(rowText(row))) | " + columnLabels.map { text(cell(row: row, column: $0)) }.joined(separator: " | ") + " |")
+                lines.append(
+                    "| \(md(rowText(row))) | "
+                        + columnLabels.map { text(cell(row: row, column: $0)) }.joined(separator: " | ") + " |")
             }
             lines.append("")
             lines.append(caption)
@@ -450,8 +502,12 @@ public struct ResultsTable: Hashable, Sendable {
                 let epsilonText = metricIsEpsilon ? "" : ", $\\varepsilon{=}\(e)$"
                 return s + " {\\scriptsize ($n{=}\(cell.n)$\(epsilonText)\(tex(relationMark(cell))))}"
             }
-            var lines = ["\\begin{table}", "\\centering", "\\begin{tabular}{l" + String(repeating: "c", count: columnLabels.count) + "}", "\\toprule"]
-            lines.append(tex(rowTitle) + " & " + columnLabels.map { tex(columnTitle($0)) }.joined(separator: " & ") + " \\\\")
+            var lines = [
+                "\\begin{table}", "\\centering",
+                "\\begin{tabular}{l" + String(repeating: "c", count: columnLabels.count) + "}", "\\toprule",
+            ]
+            lines.append(
+                tex(rowTitle) + " & " + columnLabels.map { tex(columnTitle($0)) }.joined(separator: " & ") + " \\\\")
             lines.append("\\midrule")
             var controlsStarted = false
             for row in rowLabels {
@@ -459,7 +515,9 @@ public struct ResultsTable: Hashable, Sendable {
                     controlsStarted = true
                     if row != rowLabels.first { lines.append("\\midrule") }
                 }
-                lines.append(tex(rowText(row)) + " & " + columnLabels.map { text(cell(row: row, column: $0)) }.joined(separator: " & ") + " \\\\")
+                lines.append(
+                    tex(rowText(row)) + " & "
+                        + columnLabels.map { text(cell(row: row, column: $0)) }.joined(separator: " & ") + " \\\\")
             }
             lines += ["\\bottomrule", "\\end{tabular}", "\\caption{\(tex(caption))}", "\\end{table}"]
             return LaTeX.document(lines)
@@ -495,7 +553,8 @@ struct ExperimentFolder {
             FileManager.default.fileExists(atPath: directory.appendingPathComponent($0).path)
         }
         if started { throw OutputError("\(directory.path): no finished runs yet (no runs.csv)", kind: .nothingToShow) }
-        throw OutputError("\(directory.path) is not an experiment output folder: it has no runs.csv or accounting.csv", kind: .usage)
+        throw OutputError(
+            "\(directory.path) is not an experiment output folder: it has no runs.csv or accounting.csv", kind: .usage)
     }
 
     /// The display labels recorded in manifest.json (none without one).
@@ -520,10 +579,12 @@ public func tableText(
         return (try renderAccountingTable(accountingCSV: accounting, format: format), [])
     }
     do {
-        let table = try ResultsTable.aggregate(runsCSV: try files.runsCSV(), rows: rows, columns: columns, metric: metric,
-                                               configs: try files.configs())
+        let table = try ResultsTable.aggregate(
+            runsCSV: try files.runsCSV(), rows: rows, columns: columns, metric: metric,
+            configs: try files.configs())
         return (table.render(format, best: best, labels: try files.labels()), table.warnings)
-    } catch let error as OutputError where error.kind == .nothingToShow && !error.description.hasPrefix(directory.path) {
+    } catch let error as OutputError where error.kind == .nothingToShow && !error.description.hasPrefix(directory.path)
+    {
         throw OutputError("\(directory.path): \(error.description)", kind: .nothingToShow)
     }
 }
@@ -541,7 +602,8 @@ func unique(_ items: [String]) -> [String] {
 public func renderAccountingTable(accountingCSV text: String, format: TableFormat) throws -> String {
     let (header, records) = CSV.table(text)
     guard header == accountingColumns else {
-        throw OutputError("not an accounting.csv: expected columns \(accountingColumns.joined(separator: ", "))", kind: .usage)
+        throw OutputError(
+            "not an accounting.csv: expected columns \(accountingColumns.joined(separator: ", "))", kind: .usage)
     }
     if format == .csv { return text }
     let rowKeys = unique(records.map { "q = \($0["q"]!), σ = \($0["noise_multiplier"]!)" })
@@ -551,7 +613,9 @@ public func renderAccountingTable(accountingCSV text: String, format: TableForma
         func f(_ s: String?) -> String { Double(s ?? "").map { String(format: "%.3g", $0) } ?? "–" }
         var parts: [String] = []
         if !(r["epsilon_rdp"] ?? "").isEmpty { parts.append("RDP \(f(r["epsilon_rdp"]))") }
-        if !(r["epsilon_pld_upper"] ?? "").isEmpty { parts.append("PLD [\(f(r["epsilon_pld_lower"])), \(f(r["epsilon_pld_upper"]))]") }
+        if !(r["epsilon_pld_upper"] ?? "").isEmpty {
+            parts.append("PLD [\(f(r["epsilon_pld_lower"])), \(f(r["epsilon_pld_upper"]))]")
+        }
         return parts.joined(separator: " / ")
     }
     func find(_ row: String, _ step: String) -> [String: String]? {
@@ -564,14 +628,18 @@ public func renderAccountingTable(accountingCSV text: String, format: TableForma
         lines.append("& " + steps.map { "$T = \($0)$" }.joined(separator: " & ") + " \\\\")
         lines.append("\\midrule")
         for row in rowKeys {
-            lines.append(LaTeX.escape(row) + " & " + steps.map { LaTeX.escape(cell(find(row, $0))) }.joined(separator: " & ") + " \\\\")
+            lines.append(
+                LaTeX.escape(row) + " & " + steps.map { LaTeX.escape(cell(find(row, $0))) }.joined(separator: " & ")
+                    + " \\\\")
         }
         lines += ["\\bottomrule", "\\end{tabular}", "% epsilon at delta = \(delta)"]
         return LaTeX.document(lines)
     default:
         var lines = ["| q, σ | " + steps.map { "steps = \($0)" }.joined(separator: " | ") + " |"]
         lines.append("|" + String(repeating: "---|", count: steps.count + 1))
-        for row in rowKeys { lines.append("| \(row) | " + steps.map { cell(find(row, $0)) }.joined(separator: " | ") + " |") }
+        for row in rowKeys {
+            lines.append("| \(row) | " + steps.map { cell(find(row, $0)) }.joined(separator: " | ") + " |")
+        }
         lines.append("")
         lines.append("ε at δ = \(delta): RDP and PLD [lower, upper] bounds")
         return lines.joined(separator: "\n") + "\n"

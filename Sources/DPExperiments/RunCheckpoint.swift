@@ -59,8 +59,10 @@ struct RunCheckpoint: Codable {
     var transform: InputTransform
     var figures: RunFigures
 
-    init(runID: String, epoch: Int, stopped: Bool, wallSeconds: Double, trainer: Checkpoint,
-         transform: InputTransform, figures: RunFigures) {
+    init(
+        runID: String, epoch: Int, stopped: Bool, wallSeconds: Double, trainer: Checkpoint,
+        transform: InputTransform, figures: RunFigures
+    ) {
         self.runID = runID
         self.epoch = epoch
         self.stopped = stopped
@@ -83,10 +85,13 @@ struct RunCheckpoint: Codable {
             throw OutputError("cannot read the checkpoint \(url.path); delete it to start run \(runID) afresh")
         }
         guard let c = try? Checkpoint.decoder.decode(RunCheckpoint.self, from: data) else {
-            throw OutputError("\(url.path) is not a DPKit run checkpoint or is corrupt; delete it to start run \(runID) afresh")
+            throw OutputError(
+                "\(url.path) is not a DPKit run checkpoint or is corrupt; delete it to start run \(runID) afresh")
         }
         guard c.formatVersion == formatVersion, c.runID == runID else {
-            throw OutputError("\(url.path) belongs to run \(c.runID) (format \(c.formatVersion)), not \(runID) (format \(formatVersion)); delete it to start afresh")
+            throw OutputError(
+                "\(url.path) belongs to run \(c.runID) (format \(c.formatVersion)), not \(runID) (format \(formatVersion)); delete it to start afresh"
+            )
         }
         return c
     }
@@ -94,7 +99,8 @@ struct RunCheckpoint: Codable {
     /// The epoch of the checkpoint at `url`, or nil when there is none or it cannot be read.
     static func epoch(at url: URL) -> Int? {
         guard let data = FileManager.default.contents(atPath: url.path),
-              let c = try? Checkpoint.decoder.decode(RunCheckpoint.self, from: data) else { return nil }
+            let c = try? Checkpoint.decoder.decode(RunCheckpoint.self, from: data)
+        else { return nil }
         return c.epoch
     }
 }
@@ -107,7 +113,8 @@ enum MetricsLog {
         guard let data = FileManager.default.contents(atPath: url.path) else { return }
         let kept = String(decoding: data, as: UTF8.self).split(separator: "\n").filter { line in
             guard let range = line.range(of: "\"step\":"),
-                  let s = Int(line[range.upperBound...].prefix { $0.isNumber }) else { return false }
+                let s = Int(line[range.upperBound...].prefix { $0.isNumber })
+            else { return false }
             return s <= step
         }
         try DurableFile.writeAtomically(kept.isEmpty ? "" : kept.joined(separator: "\n") + "\n", to: url)

@@ -57,8 +57,9 @@ public struct DatasetConfig: Hashable, Sendable {
     /// What this section asks of the dataset registry, with generated data drawn from `seed`.
     /// - Throws: ``DataError/unknownDataset(name:valid:)`` when `registry` has no such dataset.
     public func request(seed: Int, registry: DatasetRegistry = .standard) throws -> DatasetRequest {
-        try registry.request(name, parameters: options, path: path, trainSize: trainSize, testSize: testSize,
-                             seed: UInt64(seed))
+        try registry.request(
+            name, parameters: options, path: path, trainSize: trainSize, testSize: testSize,
+            seed: UInt64(seed))
     }
 
     /// The examples this section describes, without reading data; nil when only the file knows (csv).
@@ -230,8 +231,9 @@ extension RunConfig {
         d.close(optionsReader, as: "options")
         try d.finish()
         root.close(d, as: "dataset")
-        return DatasetConfig(name: plugin.name, path: path, normalize: normalize, trainSize: trainSize, testSize: testSize,
-                             options: options)
+        return DatasetConfig(
+            name: plugin.name, path: path, normalize: normalize, trainSize: trainSize, testSize: testSize,
+            options: options)
     }
 
     /// `dataset.normalize` and `dataset.normalize_options`.
@@ -242,20 +244,32 @@ extension RunConfig {
         switch name {
         case "fixed":
             // Bounds that keep the constants, their ratio and 1 / std finite and non-zero in Float.
-            let means = try no.requiredDoubles(ParameterSpec("mean", .doubleList, range: .closed(-1e30, 1e30), required: true, "declared mean: one value, or one per channel"))
-            let sds = try no.requiredDoubles(ParameterSpec("std", .doubleList, range: .closed(1e-30, 1e30), required: true, "declared standard deviation, > 0"))
+            let means = try no.requiredDoubles(
+                ParameterSpec(
+                    "mean", .doubleList, range: .closed(-1e30, 1e30), required: true,
+                    "declared mean: one value, or one per channel"))
+            let sds = try no.requiredDoubles(
+                ParameterSpec(
+                    "std", .doubleList, range: .closed(1e-30, 1e30), required: true, "declared standard deviation, > 0")
+            )
             guard means.count == sds.count else {
-                throw no.error("std", "has \(sds.count) values but `mean` has \(means.count); give one of each, or one per channel")
+                throw no.error(
+                    "std", "has \(sds.count) values but `mean` has \(means.count); give one of each, or one per channel"
+                )
             }
             normalize = .fixed(mean: means, standardDeviation: sds)
         case "private-standardize":
             // Bounds that keep the noisy statistics finite (no overflow to infinity or NaN in
             // PrivateStandardization.fit): |lower|, |upper| <= 1e6 and sigma <= 1e6.
-            let sigma = try no.requiredDouble("noise_multiplier", range: ValueRange(lower: 0, lowerInclusive: false, upper: 1e6))
+            let sigma = try no.requiredDouble(
+                "noise_multiplier", range: ValueRange(lower: 0, lowerInclusive: false, upper: 1e6))
             let lower = try no.requiredDouble("lower", range: .closed(-1e6, 1e6), default: 0)
             let upper = try no.requiredDouble("upper", range: .closed(-1e6, 1e6), default: 1)
             guard upper > lower else {
-                throw no.error("upper", "\(ConfigValue.numberText(upper)) must exceed lower \(ConfigValue.numberText(lower)) (the public range every input value is clipped to)")
+                throw no.error(
+                    "upper",
+                    "\(ConfigValue.numberText(upper)) must exceed lower \(ConfigValue.numberText(lower)) (the public range every input value is clipped to)"
+                )
             }
             normalize = .privateStandardize(noiseMultiplier: sigma, lower: lower, upper: upper)
         case "per-example": normalize = .perExample
@@ -276,9 +290,11 @@ extension RunConfig {
         let hasName = m.has("name"), hasLayers = m.has("layers")
         if hasName == hasLayers {
             throw m.context.error(
-                m.path, hasName
+                m.path,
+                hasName
                     ? "has both `name` and `layers`; give exactly one (a registry model or a list of layers)"
-                    : "needs `name` (one of \(registries.models.names.joined(separator: ", "))) or `layers` (a list of layer specs)")
+                    : "needs `name` (one of \(registries.models.names.joined(separator: ", "))) or `layers` (a list of layer specs)"
+            )
         }
         let model: ModelConfig
         if hasName {
@@ -286,7 +302,8 @@ extension RunConfig {
             let optionsReader = try m.section("options")
             let options = try optionsReader.pluginParameters(plugin, kind: "model")
             m.close(optionsReader, as: "options")
-            model = ModelConfig(name: plugin.name, options: options, layers: nil, layerTypes: [], label: label ?? plugin.name)
+            model = ModelConfig(
+                name: plugin.name, options: options, layers: nil, layerTypes: [], label: label ?? plugin.name)
         } else {
             guard case .list(let items)? = m.raw("layers"), !items.isEmpty else {
                 throw m.error("layers", "must be a non-empty list of layer specs such as `{type: dense, units: 10}`")
@@ -346,19 +363,23 @@ extension RunConfig {
         if (epochs == nil) == (steps == nil) {
             throw t.context.error(
                 t.childPath(epochs == nil ? "epochs" : "steps"),
-                epochs == nil ? "is missing; give exactly one of `training.epochs` and `training.steps`"
+                epochs == nil
+                    ? "is missing; give exactly one of `training.epochs` and `training.steps`"
                     : "conflicts with `training.epochs`; give exactly one of `training.epochs` and `training.steps`")
         }
         let evalEvery = try t.requiredInt("eval_every", range: .atLeast(1), default: 1)
         try t.finish()
-        return TrainingConfig(expectedBatchSize: expectedBatchSize, maxPhysicalBatchSize: maxPhysical,
-                              epochs: epochs, steps: steps, evalEvery: evalEvery)
+        return TrainingConfig(
+            expectedBatchSize: expectedBatchSize, maxPhysicalBatchSize: maxPhysical,
+            epochs: epochs, steps: steps, evalEvery: evalEvery)
     }
 
     // MARK: privacy
 
-    static func parsePrivacy(_ root: MapReader, training: TrainingConfig, normalize: Normalization,
-                             context: ParseContext) throws -> PrivacyConfig {
+    static func parsePrivacy(
+        _ root: MapReader, training: TrainingConfig, normalize: Normalization,
+        context: ParseContext
+    ) throws -> PrivacyConfig {
         let p = try root.section("privacy")
         let registries = context.registries
         let enabled = try p.bool("enabled", default: true)
@@ -375,21 +396,25 @@ extension RunConfig {
         let secureRNG = try p.bool("secure_rng", default: false)
         try p.finish()
         // The schemas are the types' own (DPTraining), so every name they accept converts.
-        guard let clipping = ClippingMode(name: clippingPlugin.name, parameters: clippingOptions,
-                                          expectedBatchSize: training.expectedBatchSize),
-              let sampling = SamplingScheme(rawValue: samplingPlugin.name),
-              let accountants = AccountantKind.selection(named: accountantPlugin.name)
+        guard
+            let clipping = ClippingMode(
+                name: clippingPlugin.name, parameters: clippingOptions,
+                expectedBatchSize: training.expectedBatchSize),
+            let sampling = SamplingScheme(rawValue: samplingPlugin.name),
+            let accountants = AccountantKind.selection(named: accountantPlugin.name)
         else { preconditionFailure("a privacy schema of DPTraining names a value its type does not define") }
         if enabled {
-            try checkPrivateRun(p, noiseMultiplier: noiseMultiplier, targetEpsilon: targetEpsilon, delta: delta,
-                                clippingNorm: clippingNorm, clipping: clipping)
+            try checkPrivateRun(
+                p, noiseMultiplier: noiseMultiplier, targetEpsilon: targetEpsilon, delta: delta,
+                clippingNorm: clippingNorm, clipping: clipping)
         }
         // The resolved map of a non-private run keeps only `enabled`, so its hash ignores unused keys.
         if !enabled { p.resolved = [("enabled", .bool(false))] }
         if enabled, noiseMultiplier != 0, case .standardize = normalize {
             throw context.error(
                 "dataset.normalize",
-                "`standardize` fits the mean and standard deviation on the private training set, which no privacy ledger accounts for, so a private run refuses it; use `fixed` (declared constants: normalize_options {mean, std}), `per-example` (each example by its own statistics, no privacy cost) or `private-standardize` (Gaussian-mechanism statistics composed into the run's ledger: normalize_options {noise_multiplier, lower, upper})")
+                "`standardize` fits the mean and standard deviation on the private training set, which no privacy ledger accounts for, so a private run refuses it; use `fixed` (declared constants: normalize_options {mean, std}), `per-example` (each example by its own statistics, no privacy cost) or `private-standardize` (Gaussian-mechanism statistics composed into the run's ledger: normalize_options {noise_multiplier, lower, upper})"
+            )
         }
         root.close(p, as: "privacy")
         return PrivacyConfig(
@@ -402,21 +427,29 @@ extension RunConfig {
 
     /// The settings a private run needs: exactly one of sigma and a target epsilon, delta, C,
     /// and per-layer thresholds whose l2 norm is C.
-    static func checkPrivateRun(_ p: MapReader, noiseMultiplier: Double?, targetEpsilon: Double?, delta: Double?,
-                                clippingNorm: Double?, clipping: ClippingMode) throws {
+    static func checkPrivateRun(
+        _ p: MapReader, noiseMultiplier: Double?, targetEpsilon: Double?, delta: Double?,
+        clippingNorm: Double?, clipping: ClippingMode
+    ) throws {
         switch (noiseMultiplier, targetEpsilon) {
         case (nil, nil):
             throw p.context.error(
                 p.childPath("noise_multiplier"),
-                "is missing: a private run needs exactly one of `privacy.noise_multiplier` and `privacy.target_epsilon` (or `privacy.enabled: false` for a non-private control)")
+                "is missing: a private run needs exactly one of `privacy.noise_multiplier` and `privacy.target_epsilon` (or `privacy.enabled: false` for a non-private control)"
+            )
         case (let sigma?, let eps?):
             throw p.context.error(
                 p.childPath("target_epsilon"),
-                "\(ConfigValue.numberText(eps)) conflicts with `privacy.noise_multiplier: \(ConfigValue.numberText(sigma))`; give exactly one (remove the other with `null` in a sweep or include entry)")
+                "\(ConfigValue.numberText(eps)) conflicts with `privacy.noise_multiplier: \(ConfigValue.numberText(sigma))`; give exactly one (remove the other with `null` in a sweep or include entry)"
+            )
         default: break
         }
-        if delta == nil { throw p.error("delta", "is required for a private run; allowed: a number in (0, 1), typically below 1/n") }
-        guard let clippingNorm else { throw p.error("clipping_norm", "is required for a private run; allowed: a number > 0") }
+        if delta == nil {
+            throw p.error("delta", "is required for a private run; allowed: a number in (0, 1), typically below 1/n")
+        }
+        guard let clippingNorm else {
+            throw p.error("clipping_norm", "is required for a private run; allowed: a number > 0")
+        }
         if case .perLayer(let norms?) = clipping {
             // The sensitivity of per-layer clipping is the l2 norm of the thresholds; the noise
             // is calibrated to clipping_norm, so the two must agree.
@@ -424,7 +457,8 @@ extension RunConfig {
             if abs(l2 - clippingNorm) > 1e-9 * max(1, clippingNorm) {
                 throw p.error(
                     "clipping_options.layer_norms",
-                    "has l2 norm \(ConfigValue.numberText(l2)), but the noise is calibrated to clipping_norm \(ConfigValue.numberText(clippingNorm)); allowed: thresholds whose l2 norm equals clipping_norm")
+                    "has l2 norm \(ConfigValue.numberText(l2)), but the noise is calibrated to clipping_norm \(ConfigValue.numberText(clippingNorm)); allowed: thresholds whose l2 norm equals clipping_norm"
+                )
             }
         }
     }

@@ -184,7 +184,8 @@ public struct RunContext {
     /// Called after every step (progress lines).
     public var onStep: ((StepMetrics) -> Void)?
 
-    public init(checkpoint: URL? = nil, model: URL? = nil, metrics: URL? = nil, onStep: ((StepMetrics) -> Void)? = nil) {
+    public init(checkpoint: URL? = nil, model: URL? = nil, metrics: URL? = nil, onStep: ((StepMetrics) -> Void)? = nil)
+    {
         self.checkpoint = checkpoint
         self.model = model
         self.metrics = metrics
@@ -216,14 +217,17 @@ public struct StepMetrics: Hashable, Sendable {
             guard let x else { return "null" }
             return x.isFinite ? csvNumber(x) : "\"\(csvNumber(x))\""
         }
-        return "{\"batch_size\":\(secure ? "null" : String(batchSize)),\"clipped_fraction\":\(number(clippedFraction)),\"clipping_norm\":\(number(clippingNorm)),"
+        return
+            "{\"batch_size\":\(secure ? "null" : String(batchSize)),\"clipped_fraction\":\(number(clippedFraction)),\"clipping_norm\":\(number(clippingNorm)),"
             + "\"epoch\":\(epoch),\"epsilon_rdp\":\(number(epsilonRDP)),\"loss\":\(number(loss)),\"step\":\(step)}"
     }
 }
 
 extension RunExecutor {
     /// Executors without checkpoints or model export ignore the context.
-    public func execute(_ run: ResolvedRun, context: RunContext, progress: (EpochRecord) throws -> Void) throws -> RunSummary {
+    public func execute(
+        _ run: ResolvedRun, context: RunContext, progress: (EpochRecord) throws -> Void
+    ) throws -> RunSummary {
         try execute(run, progress: progress)
     }
 }

@@ -8,7 +8,10 @@ import Foundation
 public func niceTicks(lower: Double, upper: Double, target: Int = 6, integers: Bool = false) -> [Double] {
     var lo = lower, hi = upper
     if !(lo.isFinite && hi.isFinite) { return [0, 1] }
-    if lo == hi { lo -= lo == 0 ? 1 : abs(lo) * 0.1; hi += hi == 0 ? 1 : abs(hi) * 0.1 }
+    if lo == hi {
+        lo -= lo == 0 ? 1 : abs(lo) * 0.1
+        hi += hi == 0 ? 1 : abs(hi) * 0.1
+    }
     var step = niceStep((hi - lo) / Double(max(1, target - 1)))
     // A 1-2-5 step of at least 1 is an integer, and so is every multiple of it.
     if integers { step = max(1, step) }
@@ -73,7 +76,10 @@ public struct PlotPoint: Hashable, Sendable {
     /// What the point stands for (a config hash), written as `data-series` in the SVG.
     public var key: String?
 
-    public init(x: Double, y: Double, error: Double? = nil, colorIndex: Int? = nil, marker: PlotMarker? = nil, key: String? = nil) {
+    public init(
+        x: Double, y: Double, error: Double? = nil, colorIndex: Int? = nil, marker: PlotMarker? = nil,
+        key: String? = nil
+    ) {
         self.x = x
         self.y = y
         self.error = error
@@ -118,7 +124,10 @@ public struct LegendEntry: Hashable, Sendable {
     public var showsLine: Bool
     public var key: String?
 
-    public init(label: String, colorIndex: Int, dash: String? = nil, marker: PlotMarker? = nil, showsLine: Bool = true, key: String? = nil) {
+    public init(
+        label: String, colorIndex: Int, dash: String? = nil, marker: PlotMarker? = nil, showsLine: Bool = true,
+        key: String? = nil
+    ) {
         self.label = label
         self.colorIndex = colorIndex
         self.dash = dash
@@ -169,9 +178,14 @@ public struct PlotPanel: Hashable, Sendable {
     /// The legend as drawn.
     public var legendEntries: [LegendEntry] {
         legend ?? series.map {
-            LegendEntry(label: $0.label, colorIndex: $0.colorIndex, dash: $0.dash, marker: $0.points.count <= SVG.maxMarkedPoints ? $0.marker : nil,
-                        showsLine: $0.points.count > 1, key: $0.key)
-        } + references.map { LegendEntry(label: $0.label, colorIndex: $0.colorIndex, dash: $0.dash, marker: $0.marker, key: $0.key) }
+            LegendEntry(
+                label: $0.label, colorIndex: $0.colorIndex, dash: $0.dash,
+                marker: $0.points.count <= SVG.maxMarkedPoints ? $0.marker : nil,
+                showsLine: $0.points.count > 1, key: $0.key)
+        }
+            + references.map {
+                LegendEntry(label: $0.label, colorIndex: $0.colorIndex, dash: $0.dash, marker: $0.marker, key: $0.key)
+            }
     }
 }
 
@@ -198,12 +212,13 @@ extension SVG {
     static func emWidth(_ character: Character) -> Double {
         guard let scalar = character.unicodeScalars.first else { return 0 }
         switch scalar.value {
-        case 0x370...0x3FF: return 0.84  // Greek
+        case 0x370...0x3FF: return 0.84 // Greek
         case 0x80...: return 1.0
         default: break
         }
         switch character {
-        case " ", ".", ",", ":", ";", "'", "!", "|", "i", "I", "j", "l", "f", "t", "r", "(", ")", "[", "]", "-", "/", "\\":
+        case " ", ".", ",", ":", ";", "'", "!", "|", "i", "I", "j", "l", "f", "t", "r", "(", ")", "[", "]", "-", "/",
+            "\\":
             return 0.42
         case "m", "w", "M", "W", "@", "%": return 1.0
         case "=", "+", "<", ">", "~", "^", "#", "&", "\"": return 0.84
@@ -269,7 +284,9 @@ public enum SVG {
     public static let neutralColorIndex = 7
 
     /// A palette colour: indices wrap around.
-    public static func color(_ index: Int) -> String { palette[((index % palette.count) + palette.count) % palette.count] }
+    public static func color(_ index: Int) -> String {
+        palette[((index % palette.count) + palette.count) % palette.count]
+    }
 
     /// Series with more points than this are drawn without markers.
     static let maxMarkedPoints = 60
@@ -310,7 +327,9 @@ public enum SVG {
     /// `width` and `panelHeight` are the least sizes: a row whose legends or labels need more
     /// room gets it, so that no text is cut (measured by ``textWidth(_:fontSize:bold:)``); a
     /// legend below the plots adds its height to the row's.
-    public static func document(rows: [[PlotPanel]], panelHeight: Double = 400, width: Double = 1200, title: String? = nil) -> String {
+    public static func document(
+        rows: [[PlotPanel]], panelHeight: Double = 400, width: Double = 1200, title: String? = nil
+    ) -> String {
         let top = title == nil ? 0.0 : 36
         var documentWidth = width
         if let title { documentWidth = max(documentWidth, textWidth(title, fontSize: titleSize, bold: true) + 40) }
@@ -326,17 +345,19 @@ public enum SVG {
         }
         // A legend below the plot adds to the row's height rather than taking from the plot.
         let rowHeights = layouts.map { row in
-            max(panelHeight, row.map { $0.minimumHeight - $0.spaceBelow }.max() ?? 0) + (row.map(\.spaceBelow).max() ?? 0)
+            max(panelHeight, row.map { $0.minimumHeight - $0.spaceBelow }.max() ?? 0)
+                + (row.map(\.spaceBelow).max() ?? 0)
         }
         let height = top + rowHeights.reduce(0, +)
         let w = documentWidth.rounded(.up), h = height.rounded(.up)
         var out = """
-        <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(w))" height="\(Int(h))" viewBox="0 0 \(Int(w)) \(Int(h))" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">
-        <rect x="0" y="0" width="\(Int(w))" height="\(Int(h))" fill="white"/>
+            <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(w))" height="\(Int(h))" viewBox="0 0 \(Int(w)) \(Int(h))" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">
+            <rect x="0" y="0" width="\(Int(w))" height="\(Int(h))" fill="white"/>
 
-        """
+            """
         if let title {
-            out += "<text class=\"title\" x=\"\(f(w / 2))\" y=\"24\" font-size=\"\(Int(titleSize))\" font-weight=\"bold\" text-anchor=\"middle\">\(escape(title))</text>\n"
+            out +=
+                "<text class=\"title\" x=\"\(f(w / 2))\" y=\"24\" font-size=\"\(Int(titleSize))\" font-weight=\"bold\" text-anchor=\"middle\">\(escape(title))</text>\n"
         }
         var y = top
         for (r, row) in layouts.enumerated() {
@@ -344,7 +365,8 @@ public enum SVG {
             // Panels side by side keep their plot areas level: each reserves the tallest legend below.
             let below = row.map(\.spaceBelow).max() ?? 0
             for (c, layout) in row.enumerated() {
-                out += layout.render(x: Double(c) * panelWidth, y: y, width: panelWidth, height: rowHeights[r], spaceBelow: below)
+                out += layout.render(
+                    x: Double(c) * panelWidth, y: y, width: panelWidth, height: rowHeights[r], spaceBelow: below)
             }
             y += rowHeights[r]
         }
@@ -357,11 +379,14 @@ public enum SVG {
         case .circle:
             return "<circle\(attributes) cx=\"\(f(x))\" cy=\"\(f(y))\" r=\"3.8\" fill=\"\(color)\"/>"
         case .square:
-            return "<rect\(attributes) x=\"\(f(x - 3.5))\" y=\"\(f(y - 3.5))\" width=\"7\" height=\"7\" fill=\"\(color)\"/>"
+            return
+                "<rect\(attributes) x=\"\(f(x - 3.5))\" y=\"\(f(y - 3.5))\" width=\"7\" height=\"7\" fill=\"\(color)\"/>"
         case .triangle:
-            return "<path\(attributes) d=\"M\(f(x)) \(f(y - 4.8))L\(f(x + 4.6)) \(f(y + 3.6))L\(f(x - 4.6)) \(f(y + 3.6))Z\" fill=\"\(color)\"/>"
+            return
+                "<path\(attributes) d=\"M\(f(x)) \(f(y - 4.8))L\(f(x + 4.6)) \(f(y + 3.6))L\(f(x - 4.6)) \(f(y + 3.6))Z\" fill=\"\(color)\"/>"
         case .diamond:
-            return "<path\(attributes) d=\"M\(f(x)) \(f(y - 5))L\(f(x + 5)) \(f(y))L\(f(x)) \(f(y + 5))L\(f(x - 5)) \(f(y))Z\" fill=\"\(color)\"/>"
+            return
+                "<path\(attributes) d=\"M\(f(x)) \(f(y - 5))L\(f(x + 5)) \(f(y))L\(f(x)) \(f(y + 5))L\(f(x - 5)) \(f(y))Z\" fill=\"\(color)\"/>"
         }
     }
 
@@ -402,9 +427,12 @@ struct PanelLayout {
         if ys.isEmpty { ys = [0, 1] }
         logX = panel.usesLogX
         let xValues = logX ? xs.filter { $0 > 0 } : xs
-        xTicks = xValues.isEmpty ? [0, 1]
-            : logX ? logTicks(lower: xValues.min()!, upper: xValues.max()!)
-            : niceTicks(lower: xValues.min()!, upper: xValues.max()!, integers: panel.xIntegers)
+        xTicks =
+            xValues.isEmpty
+            ? [0, 1]
+            : logX
+                ? logTicks(lower: xValues.min()!, upper: xValues.max()!)
+                : niceTicks(lower: xValues.min()!, upper: xValues.max()!, integers: panel.xIntegers)
         logY = panel.usesLogY
         if logY { ys = ys.filter { $0 > 0 } }
         if ys.isEmpty { ys = [1] }
@@ -451,7 +479,9 @@ struct PanelLayout {
             offset += height
         }
         legendPlaces = places
-        let columnHeights = (0...column).map { c in zip(places, entryHeights).filter { $0.0.column == c }.map(\.1).reduce(0, +) }
+        let columnHeights = (0...column).map { c in
+            zip(places, entryHeights).filter { $0.0.column == c }.map(\.1).reduce(0, +)
+        }
         legendWidth = entries.isEmpty ? 0 : Double(column + 1) * entryWidth
         legendHeight = entries.isEmpty ? 0 : (columnHeights.max() ?? 0) + 16
 
@@ -466,8 +496,9 @@ struct PanelLayout {
         let plotWidth = max(SVG.minimumPlotWidth, titleWidth + 10, xLabelWidth + 10)
         minimumWidth = max(leftMargin + plotWidth + rightMargin, legendBelow ? legendWidth + 16 : 0).rounded(.up)
         let yLabelWidth = SVG.textWidth(yLabel, fontSize: SVG.axisLabelSize)
-        minimumHeight = (SVG.panelTop + max(SVG.minimumPlotHeight, yLabelWidth + 10, legendBelow ? 0 : legendHeight)
-                         + SVG.panelBottom + (legendBelow ? legendHeight + 4 : 0)).rounded(.up)
+        minimumHeight =
+            (SVG.panelTop + max(SVG.minimumPlotHeight, yLabelWidth + 10, legendBelow ? 0 : legendHeight)
+            + SVG.panelBottom + (legendBelow ? legendHeight + 4 : 0)).rounded(.up)
     }
 
     /// Width of a legend swatch: a line with a marker on it.
@@ -483,12 +514,15 @@ struct PanelLayout {
         let left = x + leftMargin, right = x + width - rightMargin
         let top = y + SVG.panelTop, bottom = y + height - SVG.panelBottom - max(spaceBelow ?? 0, self.spaceBelow)
         var out = "<g class=\"panel\"\(panel.id.map { " data-panel=\"\(escape($0))\"" } ?? "")>\n"
-        out += "<text class=\"panel-title\" x=\"\(f((left + right) / 2))\" y=\"\(f(y + 24))\" font-size=\"\(Int(SVG.panelTitleSize))\" font-weight=\"bold\" text-anchor=\"middle\">\(escape(panel.title))</text>\n"
+        out +=
+            "<text class=\"panel-title\" x=\"\(f((left + right) / 2))\" y=\"\(f(y + 24))\" font-size=\"\(Int(SVG.panelTitleSize))\" font-weight=\"bold\" text-anchor=\"middle\">\(escape(panel.title))</text>\n"
 
         let (x0, x1) = xDomain, (y0, y1) = yDomain
         let logX = self.logX, logY = self.logY
         // Dodged series keep clear of the frame: the data map inside it by the largest shift.
-        let dodged = panel.dodge > 0 && panel.series.count > 1 && panel.series.contains { $0.points.contains { ($0.error ?? 0) > 0 } }
+        let dodged =
+            panel.dodge > 0 && panel.series.count > 1
+            && panel.series.contains { $0.points.contains { ($0.error ?? 0) > 0 } }
         let inset = dodged ? Double(panel.series.count - 1) / 2 * panel.dodge : 0
         func pxTrue(_ v: Double) -> Double {
             let t = logX ? (log10(v) - log10(x0)) / (log10(x1) - log10(x0)) : (v - x0) / (x1 - x0)
@@ -502,32 +536,45 @@ struct PanelLayout {
 
         // Grid, frame, ticks and tick labels.
         out += "<g class=\"grid\" stroke=\"#e0e0e0\" stroke-width=\"1\">\n"
-        for t in xTicks { out += "<line x1=\"\(f(px(t)))\" y1=\"\(f(top))\" x2=\"\(f(px(t)))\" y2=\"\(f(bottom))\"/>\n" }
-        for t in yTicks { out += "<line x1=\"\(f(left))\" y1=\"\(f(py(t)))\" x2=\"\(f(right))\" y2=\"\(f(py(t)))\"/>\n" }
+        for t in xTicks {
+            out += "<line x1=\"\(f(px(t)))\" y1=\"\(f(top))\" x2=\"\(f(px(t)))\" y2=\"\(f(bottom))\"/>\n"
+        }
+        for t in yTicks {
+            out += "<line x1=\"\(f(left))\" y1=\"\(f(py(t)))\" x2=\"\(f(right))\" y2=\"\(f(py(t)))\"/>\n"
+        }
         out += "</g>\n"
-        out += "<rect class=\"frame\" x=\"\(f(left))\" y=\"\(f(top))\" width=\"\(f(right - left))\" height=\"\(f(bottom - top))\" fill=\"none\" stroke=\"#333\"/>\n"
+        out +=
+            "<rect class=\"frame\" x=\"\(f(left))\" y=\"\(f(top))\" width=\"\(f(right - left))\" height=\"\(f(bottom - top))\" fill=\"none\" stroke=\"#333\"/>\n"
         out += "<g class=\"x-ticks\" font-size=\"\(Int(SVG.tickSize))\" text-anchor=\"middle\">\n"
         for (t, label) in zip(xTicks, xTickLabels) {
-            out += "<line x1=\"\(f(px(t)))\" y1=\"\(f(bottom))\" x2=\"\(f(px(t)))\" y2=\"\(f(bottom + 5))\" stroke=\"#333\"/>"
+            out +=
+                "<line x1=\"\(f(px(t)))\" y1=\"\(f(bottom))\" x2=\"\(f(px(t)))\" y2=\"\(f(bottom + 5))\" stroke=\"#333\"/>"
             out += "<text x=\"\(f(px(t)))\" y=\"\(f(bottom + 19))\">\(escape(label))</text>\n"
         }
         out += "</g>\n<g class=\"y-ticks\" font-size=\"\(Int(SVG.tickSize))\" text-anchor=\"end\">\n"
         for (t, label) in zip(yTicks, yTickLabels) {
-            out += "<line x1=\"\(f(left - 5))\" y1=\"\(f(py(t)))\" x2=\"\(f(left))\" y2=\"\(f(py(t)))\" stroke=\"#333\"/>"
+            out +=
+                "<line x1=\"\(f(left - 5))\" y1=\"\(f(py(t)))\" x2=\"\(f(left))\" y2=\"\(f(py(t)))\" stroke=\"#333\"/>"
             out += "<text x=\"\(f(left - 8))\" y=\"\(f(py(t) + 4))\">\(escape(label))</text>\n"
         }
         out += "</g>\n"
-        out += "<text class=\"x-label\" x=\"\(f((left + right) / 2))\" y=\"\(f(bottom + 44))\" font-size=\"\(Int(SVG.axisLabelSize))\" text-anchor=\"middle\">\(escape(xLabel))</text>\n"
+        out +=
+            "<text class=\"x-label\" x=\"\(f((left + right) / 2))\" y=\"\(f(bottom + 44))\" font-size=\"\(Int(SVG.axisLabelSize))\" text-anchor=\"middle\">\(escape(xLabel))</text>\n"
         let yLabelX = x + 8 + SVG.axisLabelSize * 0.8
-        out += "<text class=\"y-label\" x=\"\(f(yLabelX))\" y=\"\(f((top + bottom) / 2))\" font-size=\"\(Int(SVG.axisLabelSize))\" text-anchor=\"middle\" transform=\"rotate(-90 \(f(yLabelX)) \(f((top + bottom) / 2)))\">\(escape(yLabel))</text>\n"
+        out +=
+            "<text class=\"y-label\" x=\"\(f(yLabelX))\" y=\"\(f((top + bottom) / 2))\" font-size=\"\(Int(SVG.axisLabelSize))\" text-anchor=\"middle\" transform=\"rotate(-90 \(f(yLabelX)) \(f((top + bottom) / 2)))\">\(escape(yLabel))</text>\n"
 
         // Reference lines.
         for ref in panel.references {
             let color = SVG.color(ref.colorIndex), yp = py(ref.y)
-            out += "<line class=\"reference\"\(SVG.seriesAttribute(ref.key)) x1=\"\(f(left))\" y1=\"\(f(yp))\" x2=\"\(f(right))\" y2=\"\(f(yp))\" stroke=\"\(color)\" stroke-width=\"1.5\" stroke-dasharray=\"\(ref.dash)\"/>\n"
+            out +=
+                "<line class=\"reference\"\(SVG.seriesAttribute(ref.key)) x1=\"\(f(left))\" y1=\"\(f(yp))\" x2=\"\(f(right))\" y2=\"\(f(yp))\" stroke=\"\(color)\" stroke-width=\"1.5\" stroke-dasharray=\"\(ref.dash)\"/>\n"
             if let shape = ref.marker {
                 for xp in [left + 10, right - 10] {
-                    out += SVG.marker(shape, x: xp, y: yp, color: color, attributes: " class=\"marker\"\(SVG.seriesAttribute(ref.key))") + "\n"
+                    out +=
+                        SVG.marker(
+                            shape, x: xp, y: yp, color: color,
+                            attributes: " class=\"marker\"\(SVG.seriesAttribute(ref.key))") + "\n"
                 }
             }
         }
@@ -540,17 +587,21 @@ struct PanelLayout {
             for p in pts {
                 if let e = p.error, e > 0 {
                     let xp = px(p.x), pc = p.colorIndex.map(SVG.color) ?? c
-                    out += "<path class=\"error-bar\"\(SVG.seriesAttribute(p.key ?? s.key)) d=\"M\(f(xp)) \(f(py(p.y - e)))V\(f(py(p.y + e)))M\(f(xp - 4)) \(f(py(p.y - e)))h8M\(f(xp - 4)) \(f(py(p.y + e)))h8\" stroke=\"\(pc)\" stroke-width=\"1.2\" fill=\"none\"/>\n"
+                    out +=
+                        "<path class=\"error-bar\"\(SVG.seriesAttribute(p.key ?? s.key)) d=\"M\(f(xp)) \(f(py(p.y - e)))V\(f(py(p.y + e)))M\(f(xp - 4)) \(f(py(p.y - e)))h8M\(f(xp - 4)) \(f(py(p.y + e)))h8\" stroke=\"\(pc)\" stroke-width=\"1.2\" fill=\"none\"/>\n"
                 }
             }
             if pts.count > 1 {
                 let d = pts.map { "\(f(px($0.x))),\(f(py($0.y)))" }.joined(separator: " ")
-                out += "<polyline class=\"series\"\(SVG.seriesAttribute(s.key)) points=\"\(d)\" fill=\"none\" stroke=\"\(c)\" stroke-width=\"2\"\(s.dash.map { " stroke-dasharray=\"\($0)\"" } ?? "")/>\n"
+                out +=
+                    "<polyline class=\"series\"\(SVG.seriesAttribute(s.key)) points=\"\(d)\" fill=\"none\" stroke=\"\(c)\" stroke-width=\"2\"\(s.dash.map { " stroke-dasharray=\"\($0)\"" } ?? "")/>\n"
             }
             if pts.count <= SVG.maxMarkedPoints {
                 for p in pts {
-                    out += SVG.marker(p.marker ?? s.marker, x: px(p.x), y: py(p.y), color: p.colorIndex.map(SVG.color) ?? c,
-                                      attributes: " class=\"marker\"\(SVG.seriesAttribute(p.key ?? s.key))") + "\n"
+                    out +=
+                        SVG.marker(
+                            p.marker ?? s.marker, x: px(p.x), y: py(p.y), color: p.colorIndex.map(SVG.color) ?? c,
+                            attributes: " class=\"marker\"\(SVG.seriesAttribute(p.key ?? s.key))") + "\n"
                 }
             }
         }
@@ -562,7 +613,8 @@ struct PanelLayout {
             let lx = legendBelow ? x + (width - legendWidth) / 2 : x + width - legendWidth - 8
             let ly = legendBelow ? bottom + SVG.panelBottom : top
             out += "<g class=\"legend\" font-size=\"\(Int(SVG.legendSize))\">\n"
-            out += "<rect x=\"\(f(lx))\" y=\"\(f(ly))\" width=\"\(f(legendWidth))\" height=\"\(f(legendHeight))\" fill=\"white\" stroke=\"#999\"/>\n"
+            out +=
+                "<rect x=\"\(f(lx))\" y=\"\(f(ly))\" width=\"\(f(legendWidth))\" height=\"\(f(legendHeight))\" fill=\"white\" stroke=\"#999\"/>\n"
             for (i, (entry, lines)) in zip(entries, legendLines).enumerated() {
                 let ex = lx + Double(legendPlaces[i].column) * legendColumnWidth
                 let ey = ly + 10 + legendPlaces[i].offset
@@ -570,16 +622,20 @@ struct PanelLayout {
                 let mid = ey + SVG.legendLineHeight / 2 - 1
                 let (sx0, sx1) = (ex + 8, ex + Self.swatchWidth)
                 if entry.showsLine {
-                    out += "<line\(SVG.seriesAttribute(entry.key)) x1=\"\(f(sx0))\" y1=\"\(f(mid))\" x2=\"\(f(sx1))\" y2=\"\(f(mid))\" stroke=\"\(color)\" stroke-width=\"2\"\(entry.dash.map { " stroke-dasharray=\"\($0)\"" } ?? "")/>"
+                    out +=
+                        "<line\(SVG.seriesAttribute(entry.key)) x1=\"\(f(sx0))\" y1=\"\(f(mid))\" x2=\"\(f(sx1))\" y2=\"\(f(mid))\" stroke=\"\(color)\" stroke-width=\"2\"\(entry.dash.map { " stroke-dasharray=\"\($0)\"" } ?? "")/>"
                 }
                 if let shape = entry.marker {
-                    out += SVG.marker(shape, x: (sx0 + sx1) / 2, y: mid, color: color, attributes: SVG.seriesAttribute(entry.key))
+                    out += SVG.marker(
+                        shape, x: (sx0 + sx1) / 2, y: mid, color: color, attributes: SVG.seriesAttribute(entry.key))
                 } else if !entry.showsLine {
-                    out += "<rect\(SVG.seriesAttribute(entry.key)) x=\"\(f((sx0 + sx1) / 2 - 5))\" y=\"\(f(mid - 5))\" width=\"10\" height=\"10\" fill=\"\(color)\"/>"
+                    out +=
+                        "<rect\(SVG.seriesAttribute(entry.key)) x=\"\(f((sx0 + sx1) / 2 - 5))\" y=\"\(f(mid - 5))\" width=\"10\" height=\"10\" fill=\"\(color)\"/>"
                 }
                 out += "\n"
                 for (k, line) in lines.enumerated() {
-                    out += "<text class=\"legend-label\" x=\"\(f(ex + Self.swatchWidth + 10))\" y=\"\(f(ey + 11 + Double(k) * SVG.legendLineHeight))\">\(escape(line))</text>\n"
+                    out +=
+                        "<text class=\"legend-label\" x=\"\(f(ex + Self.swatchWidth + 10))\" y=\"\(f(ey + 11 + Double(k) * SVG.legendLineHeight))\">\(escape(line))</text>\n"
                 }
             }
             out += "</g>\n"
@@ -594,7 +650,9 @@ extension SVG {
     /// The path of an executable named `tool` on `searchPath` (colon-separated; default `$PATH`).
     static func findTool(_ tool: String, searchPath: String? = nil) -> String? {
         let path = searchPath ?? ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-        return path.split(separator: ":").map { "\($0)/\(tool)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+        return path.split(separator: ":").map { "\($0)/\(tool)" }.first {
+            FileManager.default.isExecutableFile(atPath: $0)
+        }
     }
 
     /// Runs `executable` with `arguments`; returns its standard error when it fails (nil on success).

@@ -25,8 +25,9 @@ public struct TrainingExecutor: RunExecutor {
         let n = try registries.datasets.trainingSetSize(c.dataset.request(seed: c.seed, registry: registries.datasets))
         let setup = try PrivacyPlan(config: c, trainingSetSize: n)
         plans.store(setup, for: run.runID)
-        var plan = RunPlan(noiseMultiplier: setup.noiseMultiplier, samplingProbability: setup.samplingProbability,
-                           steps: setup.steps, stepsPerEpoch: setup.stepsPerEpoch, notes: setup.notes)
+        var plan = RunPlan(
+            noiseMultiplier: setup.noiseMultiplier, samplingProbability: setup.samplingProbability,
+            steps: setup.steps, stepsPerEpoch: setup.stepsPerEpoch, notes: setup.notes)
         if setup.stepEvent != nil { plan.privacy = setup.statement }
         if let ledger = setup.ledger(steps: setup.steps) {
             let eps = try setup.epsilons(ledger: ledger)
@@ -48,12 +49,15 @@ public struct TrainingExecutor: RunExecutor {
     /// epoch and, when a checkpoint of this run is already there, continues from it (the result
     /// equals an uninterrupted run's in seeded mode); with `context.model`, writes the trained
     /// model there (safetensors, PyTorch names, the input scaling in the metadata).
-    public func execute(_ run: ResolvedRun, context: RunContext, progress: (EpochRecord) throws -> Void) throws -> RunSummary {
+    public func execute(
+        _ run: ResolvedRun, context: RunContext, progress: (EpochRecord) throws -> Void
+    ) throws -> RunSummary {
         let c = run.config
         var split = try loadData(c)
         // The plan printed before training, unless the data turned out to hold another number
         // of examples than the dataset declared (then sigma, q and the steps follow the data).
-        let setup = try plans.take(run.runID, trainingSetSize: split.train.count)
+        let setup =
+            try plans.take(run.runID, trainingSetSize: split.train.count)
             ?? PrivacyPlan(config: c, trainingSetSize: split.train.count)
         let seed = UInt64(c.seed)
         let resumed = try context.checkpoint.flatMap { url in
@@ -71,10 +75,12 @@ public struct TrainingExecutor: RunExecutor {
         }
         transform.apply(to: &split.train)
         transform.apply(to: &split.test)
-        let model = try buildModel(c.model, inputShape: split.train.exampleShape, classes: split.train.classCount, seed: seed)
+        let model = try buildModel(
+            c.model, inputShape: split.train.exampleShape, classes: split.train.classCount, seed: seed)
         let optimizer = try makeOptimizer(c.optimizer)
-        let schedule = try makeSchedule(c.optimizer.schedule, learningRate: c.optimizer.learningRate,
-                                        stepsPerEpoch: setup.stepsPerEpoch, totalSteps: setup.steps)
+        let schedule = try makeSchedule(
+            c.optimizer.schedule, learningRate: c.optimizer.learningRate,
+            stepsPerEpoch: setup.stepsPerEpoch, totalSteps: setup.steps)
         let trainer = try DPSGDTrainer(
             model: model, optimizer: optimizer, schedule: schedule,
             data: split.train,
@@ -83,8 +89,9 @@ public struct TrainingExecutor: RunExecutor {
                 maxPhysicalBatchSize: c.training.maxPhysicalBatchSize, privacy: setup.privacySettings, seed: seed),
             ledger: ledger, budgetAccountant: setup.budgetAccountant)
 
-        var summary = RunSummary(epochs: 0, steps: 0, delta: setup.delta, noiseMultiplier: setup.noiseMultiplier,
-                                 samplingProbability: setup.samplingProbability, clippingNorm: c.privacy.clippingNorm)
+        var summary = RunSummary(
+            epochs: 0, steps: 0, delta: setup.delta, noiseMultiplier: setup.noiseMultiplier,
+            samplingProbability: setup.samplingProbability, clippingNorm: c.privacy.clippingNorm)
         if setup.stepEvent != nil { summary.privacy = setup.statement }
         let epochs = Int((Double(setup.steps) / Double(setup.stepsPerEpoch)).rounded(.up))
         var done = 0
@@ -132,10 +139,12 @@ public struct TrainingExecutor: RunExecutor {
                     done += 1
                     if context.metrics != nil || context.onStep != nil {
                         let isPrivate = trainer.configuration.privacy != nil
-                        var m = StepMetrics(step: done, totalSteps: setup.steps, epoch: epoch, batchSize: r.batchSize,
-                                            loss: r.batchSize > 0 ? r.lossSum / Double(r.batchSize) : .nan,
-                                            clippedFraction: isPrivate && r.batchSize > 0 ? Double(r.clippedCount) / Double(r.batchSize) : nil,
-                                            clippingNorm: isPrivate ? trainer.clippingNorm : nil)
+                        var m = StepMetrics(
+                            step: done, totalSteps: setup.steps, epoch: epoch, batchSize: r.batchSize,
+                            loss: r.batchSize > 0 ? r.lossSum / Double(r.batchSize) : .nan,
+                            clippedFraction: isPrivate && r.batchSize > 0
+                                ? Double(r.clippedCount) / Double(r.batchSize) : nil,
+                            clippingNorm: isPrivate ? trainer.clippingNorm : nil)
                         if var a = stepAccountant, let delta = setup.delta, let step = privateStep {
                             let count = trainer.ledger.entries.reduce(0) { $0 + ($1.event == step ? $1.count : 0) }
                             try a.compose(step, count: count)
@@ -148,8 +157,10 @@ public struct TrainingExecutor: RunExecutor {
                     }
                 } catch let TrainingError.budgetExhausted(step, epsilon) {
                     // The budget refused the next step before it ran: say so, keep the results.
-                    FileHandle.standardError.write(Data(
-                        "run \(run.runID): stopped at step \(step), epsilon \(epsilon) (\(setup.budgetAccountant.rawValue)): the next step would exceed target epsilon \(c.privacy.targetEpsilon ?? .nan)\n".utf8))
+                    FileHandle.standardError.write(
+                        Data(
+                            "run \(run.runID): stopped at step \(step), epsilon \(epsilon) (\(setup.budgetAccountant.rawValue)): the next step would exceed target epsilon \(c.privacy.targetEpsilon ?? .nan)\n"
+                                .utf8))
                     stopped = true
                     break
                 }
@@ -188,9 +199,11 @@ public struct TrainingExecutor: RunExecutor {
             // this epoch runs again to the same result.
             try progress(record)
             if let url = context.checkpoint {
-                try RunCheckpoint(runID: run.runID, epoch: epoch, stopped: stopped || done >= setup.steps,
-                                  wallSeconds: record.wallSeconds ?? 0, trainer: trainer.checkpoint(),
-                                  transform: transform, figures: RunFigures(summary)).write(to: url)
+                try RunCheckpoint(
+                    runID: run.runID, epoch: epoch, stopped: stopped || done >= setup.steps,
+                    wallSeconds: record.wallSeconds ?? 0, trainer: trainer.checkpoint(),
+                    transform: transform, figures: RunFigures(summary)
+                ).write(to: url)
             }
             if stopped || done >= setup.steps { break }
             epoch += 1
@@ -205,17 +218,22 @@ public struct TrainingExecutor: RunExecutor {
     }
 
     /// Writes the trained model as safetensors; the metadata says how to use it.
-    func writeModel(_ model: Sequential, to url: URL, run: ResolvedRun, transform: InputTransform, summary: RunSummary) throws {
+    func writeModel(
+        _ model: Sequential, to url: URL, run: ResolvedRun, transform: InputTransform, summary: RunSummary
+    ) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         let d = run.config.dataset
-        var dataset: [(key: String, value: ConfigValue)] = [("name", .string(d.name)), ("options", .map(d.options.sorted { $0.key < $1.key }))]
+        var dataset: [(key: String, value: ConfigValue)] = [
+            ("name", .string(d.name)), ("options", .map(d.options.sorted { $0.key < $1.key })),
+        ]
         if let p = d.path { dataset.append(("path", .string(p))) }
         if let n = d.trainSize { dataset.append(("train_size", .int(n))) }
         if let n = d.testSize { dataset.append(("test_size", .int(n))) }
         var metadata: [String: String] = [
             "format": "dpkit-model-1", "run_id": run.runID, "config_hash": run.configHash, "seed": String(run.seed),
-            "dataset": d.name, ModelEvaluation.datasetKey: ConfigValue.map(dataset).jsonText(sortKeys: true, pretty: false),
+            "dataset": d.name,
+            ModelEvaluation.datasetKey: ConfigValue.map(dataset).jsonText(sortKeys: true, pretty: false),
             "input_transform": String(decoding: try encoder.encode(transform), as: UTF8.self),
         ]
         if let e = summary.epsilon { metadata["epsilon"] = csvNumber(e) }
@@ -230,7 +248,9 @@ public struct TrainingExecutor: RunExecutor {
 
     /// The input scaling of `c` fitted on `train` (only `private-standardize` and, in controls,
     /// `standardize` look at the data), and the privacy event it costs.
-    func prepareInputs(_ c: RunConfig, train: Dataset, setup: PrivacyPlan) throws -> (transform: InputTransform, event: DpEvent?) {
+    func prepareInputs(
+        _ c: RunConfig, train: Dataset, setup: PrivacyPlan
+    ) throws -> (transform: InputTransform, event: DpEvent?) {
         switch c.dataset.normalize {
         case .none: return (.none, nil)
         case .perExample: return (.perExample, nil)
@@ -240,13 +260,18 @@ public struct TrainingExecutor: RunExecutor {
             let channels = train.exampleShape.rank == 3 ? train.exampleShape[0] : train.exampleSize
             guard mean.count == 1 || mean.count == channels else {
                 throw TrainingError.invalidSetting(
-                    "dataset.normalize_options: \(mean.count) means and deviations for examples of shape \(train.exampleShape); give one value, or one per channel (\(channels))")
+                    "dataset.normalize_options: \(mean.count) means and deviations for examples of shape \(train.exampleShape); give one value, or one per channel (\(channels))"
+                )
             }
-            return (.standardization(Standardization(mean: mean.map(Float.init), standardDeviation: sd.map(Float.init))), nil)
+            return (
+                .standardization(Standardization(mean: mean.map(Float.init), standardDeviation: sd.map(Float.init))),
+                nil
+            )
         case .privateStandardize(let sigma, let lower, let upper):
             // Input statistics through the Gaussian mechanism, from the run's privacy randomness.
-            let mechanism = PrivateStandardization(noiseMultiplier: sigma, lower: lower, upper: upper,
-                                                   perChannel: train.exampleShape.rank == 3)
+            let mechanism = PrivateStandardization(
+                noiseMultiplier: sigma, lower: lower, upper: upper,
+                perChannel: train.exampleShape.rank == 3)
             var seeded = PhiloxRandom(seed: UInt64(c.seed)).split(stream: RandomStream.statistics.rawValue)
             var system = SystemRandom()
             let secure = setup.privacySettings?.randomness == .secure
@@ -279,9 +304,11 @@ public struct TrainingExecutor: RunExecutor {
     func buildModel(_ m: ModelConfig, inputShape: Shape, classes: Int, seed: UInt64) throws -> Sequential {
         let specs: [LayerSpec]
         do {
-            specs = try m.checkedLayerSpecs(inputShape: inputShape, classes: classes,
-                                            dataset: "the loaded data: examples \(inputShape), \(classes) classes",
-                                            registry: registries.models).specs
+            specs = try m.checkedLayerSpecs(
+                inputShape: inputShape, classes: classes,
+                dataset: "the loaded data: examples \(inputShape), \(classes) classes",
+                registry: registries.models
+            ).specs
         } catch let error as ModelShapeError {
             throw TrainingError.invalidSetting(error.description)
         }
@@ -300,17 +327,21 @@ public struct TrainingExecutor: RunExecutor {
         }
     }
 
-    func makeSchedule(_ s: ScheduleConfig, learningRate: Double, stepsPerEpoch: Int, totalSteps: Int) throws -> LearningRateSchedule {
+    func makeSchedule(
+        _ s: ScheduleConfig, learningRate: Double, stepsPerEpoch: Int, totalSteps: Int
+    ) throws -> LearningRateSchedule {
         switch s.name {
         case "constant": return .constant
         case "step":
-            return .step(everySteps: (s.options["step_epochs"]?.intValue ?? 10) * stepsPerEpoch,
-                         factor: s.options["gamma"]?.doubleValue ?? 0.1)
+            return .step(
+                everySteps: (s.options["step_epochs"]?.intValue ?? 10) * stepsPerEpoch,
+                factor: s.options["gamma"]?.doubleValue ?? 0.1)
         case "cosine":
             let warmup = (s.options["warmup_epochs"]?.intValue ?? 0) * stepsPerEpoch
             let minimum = s.options["min_learning_rate"]?.doubleValue ?? 0
-            return .cosine(totalSteps: totalSteps, minimumFactor: learningRate > 0 ? minimum / learningRate : 0,
-                           warmupSteps: min(warmup, totalSteps))
+            return .cosine(
+                totalSteps: totalSteps, minimumFactor: learningRate > 0 ? minimum / learningRate : 0,
+                warmupSteps: min(warmup, totalSteps))
         default:
             throw TrainingError.invalidSetting("optimizer.schedule.name: no schedule `\(s.name)`")
         }
@@ -366,10 +397,14 @@ struct PrivacyPlan {
         let delta = p.targetDelta ?? 1e-5
         self.delta = delta
         let scheme = sampling, q = samplingProbability
-        let eventOf = { (s: Double) in scheme.stepEvent(samplingProbability: q, batchSize: b, datasetSize: n, noiseMultiplier: s) }
+        let eventOf = { (s: Double) in
+            scheme.stepEvent(samplingProbability: q, batchSize: b, datasetSize: n, noiseMultiplier: s)
+        }
         if case .privateStandardize(let s, let lower, let upper) = c.dataset.normalize {
-            preprocessingEvent = PrivateStandardization(noiseMultiplier: s, lower: lower, upper: upper, perChannel: false)
-                .event(relation: relation)
+            preprocessingEvent = PrivateStandardization(
+                noiseMultiplier: s, lower: lower, upper: upper, perChannel: false
+            )
+            .event(relation: relation)
         }
         let pre = preprocessingEvent
         let sigma: Double
@@ -379,28 +414,35 @@ struct PrivacyPlan {
             let steps = self.steps
             let accountant = budgetAccountant.make(relation: relation)
             do {
-                sigma = try DPAccounting.noiseMultiplier(targetEpsilon: target, delta: delta, accountant: accountant) { s in
+                sigma = try DPAccounting.noiseMultiplier(targetEpsilon: target, delta: delta, accountant: accountant) {
+                    s in
                     let training = DpEvent.selfComposed(event: eventOf(s), count: steps)
                     return pre.map { .composed([$0, training]) } ?? training
                 }
             } catch AccountingError.calibrationFailed {
-                throw TrainingError.invalidSetting(PrivacyHygiene.unreachableTarget(
-                    target, delta: delta, steps: steps, accountant: budgetAccountant, preprocessing: pre != nil))
+                throw TrainingError.invalidSetting(
+                    PrivacyHygiene.unreachableTarget(
+                        target, delta: delta, steps: steps, accountant: budgetAccountant, preprocessing: pre != nil))
             }
             calibratedWith = budgetAccountant
-            notes.append("sigma \(String(format: "%.4f", sigma)) calibrated to epsilon \(target) at delta \(delta) over \(steps) steps (\(budgetAccountant.rawValue))")
+            notes.append(
+                "sigma \(String(format: "%.4f", sigma)) calibrated to epsilon \(target) at delta \(delta) over \(steps) steps (\(budgetAccountant.rawValue))"
+            )
         } else {
             throw TrainingError.invalidSetting("privacy: give noise_multiplier or target_epsilon")
         }
         noiseMultiplier = sigma
-        privacySettings = PrivacySettings(noiseMultiplier: sigma, clippingNorm: p.clippingNorm ?? 1, clipping: p.clipping,
-                                          delta: delta, targetEpsilon: p.targetEpsilon, randomness: p.secureRNG ? .secure : .seeded)
+        privacySettings = PrivacySettings(
+            noiseMultiplier: sigma, clippingNorm: p.clippingNorm ?? 1, clipping: p.clipping,
+            delta: delta, targetEpsilon: p.targetEpsilon, randomness: p.secureRNG ? .secure : .seeded)
         if sigma > 0 {
             stepEvent = eventOf(sigma)
-            notes.append("epsilon is for \(relation.name) neighbouring datasets; privacy unit: one training \(privacyUnit)")
+            notes.append(
+                "epsilon is for \(relation.name) neighbouring datasets; privacy unit: one training \(privacyUnit)")
             notes.append("randomness \((p.secureRNG ? RandomnessSource.secure : .seeded).statement)")
             if let pre = preprocessingEvent {
-                notes.append("input statistics (private-standardize) cost \(pre.summary), composed before the first step")
+                notes.append(
+                    "input statistics (private-standardize) cost \(pre.summary), composed before the first step")
             }
         } else {
             notes.append("noise multiplier 0: a clip-only control with no privacy guarantee; no epsilon is reported")
@@ -409,9 +451,10 @@ struct PrivacyPlan {
 
     /// Relation, unit and randomness of this run's epsilon (for results files).
     var statement: PrivacyStatement {
-        PrivacyStatement(neighboringRelation: relation.name, privacyUnit: privacyUnit,
-                         randomness: privacySettings?.randomness.rawValue ?? RandomnessSource.seeded.rawValue,
-                         randomnessStatement: (privacySettings?.randomness ?? .seeded).statement)
+        PrivacyStatement(
+            neighboringRelation: relation.name, privacyUnit: privacyUnit,
+            randomness: privacySettings?.randomness.rawValue ?? RandomnessSource.seeded.rawValue,
+            randomnessStatement: (privacySettings?.randomness ?? .seeded).statement)
     }
 
     /// The ledger of `steps` steps (nil when nothing private runs).
@@ -449,8 +492,10 @@ public struct AccountantExecutor: AccountingExecutor {
 
     public func epsilons(_ point: AccountingPoint, accountants: [AccountantKind]) throws -> AccountingResult {
         var ledger = PrivacyLedger()
-        try ledger.record(.poissonSampled(probability: point.samplingProbability,
-                                          event: .gaussian(noiseMultiplier: point.noiseMultiplier)), count: point.steps)
+        try ledger.record(
+            .poissonSampled(
+                probability: point.samplingProbability,
+                event: .gaussian(noiseMultiplier: point.noiseMultiplier)), count: point.steps)
         var result = AccountingResult()
         if accountants.contains(.rdp) {
             result.epsilonRDP = try PrivacyBudget.epsilon(ledger: ledger, delta: point.targetDelta, accountant: .rdp)
@@ -470,13 +515,15 @@ final class PlanCache: @unchecked Sendable {
     private var plans: [String: PrivacyPlan] = [:]
 
     func store(_ plan: PrivacyPlan, for runID: String) {
-        lock.lock(); defer { lock.unlock() }
+        lock.lock()
+        defer { lock.unlock() }
         plans[runID] = plan
     }
 
     /// The plan of `runID`, if it was made for `trainingSetSize` examples; removed either way.
     func take(_ runID: String, trainingSetSize n: Int) -> PrivacyPlan? {
-        lock.lock(); defer { lock.unlock() }
+        lock.lock()
+        defer { lock.unlock() }
         guard let plan = plans.removeValue(forKey: runID), plan.trainingSetSize == n else { return nil }
         return plan
     }

@@ -48,7 +48,9 @@ public final class AvgPool2d: ParameterFreeLayer {
     public func backward(_ dy: Tensor<Float>) -> Tensor<Float> {
         let (b, c, h, w) = nchw(inputShape, description)
         let ho = pooledSize(h, kernel: kernel, stride: stride), wo = pooledSize(w, kernel: kernel, stride: stride)
-        precondition(dy.shape == [b, c, ho, wo], "\(description).backward: gradient \(dy.shape) should be [\(b), \(c), \(ho), \(wo)]")
+        precondition(
+            dy.shape == [b, c, ho, wo],
+            "\(description).backward: gradient \(dy.shape) should be [\(b), \(c), \(ho), \(wo)]")
         var dx = Tensor<Float>(zeros: inputShape)
         let k = kernel, s = stride, scale = 1 / Float(kernel * kernel)
         dy.withUnsafeBufferPointer { pd in

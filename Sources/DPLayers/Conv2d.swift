@@ -37,26 +37,34 @@ public final class Conv2d: Layer {
 
     var geometry: ConvGeometry?
     var batchSize = 0
-    var columns = Tensor<Float>(zeros: [0, 0, 0])          // [B, K, L], from forward
-    var outputGradient = Tensor<Float>(zeros: [0, 0, 0])   // [B, Cout, L], from backward
-    var columnGradient = Tensor<Float>(zeros: [0, 0, 0])   // [B, K, L], backward workspace
+    var columns = Tensor<Float>(zeros: [0, 0, 0]) // [B, K, L], from forward
+    var outputGradient = Tensor<Float>(zeros: [0, 0, 0]) // [B, Cout, L], from backward
+    var columnGradient = Tensor<Float>(zeros: [0, 0, 0]) // [B, K, L], backward workspace
     var positionOnes = Tensor<Float>(zeros: [0])
     var batchOnes = Tensor<Float>(zeros: [0])
     var outerProducts = OuterProductNorms()
 
-    public init(inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
-                bias: Bool = true, rng: inout PhiloxRandom) {
-        precondition(inChannels > 0 && outChannels > 0 && kernel > 0 && stride > 0 && padding >= 0,
-                     "Conv2d: invalid sizes (in \(inChannels), out \(outChannels), kernel \(kernel), stride \(stride), padding \(padding))")
+    public init(
+        inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
+        bias: Bool = true, rng: inout PhiloxRandom
+    ) {
+        precondition(
+            inChannels > 0 && outChannels > 0 && kernel > 0 && stride > 0 && padding >= 0,
+            "Conv2d: invalid sizes (in \(inChannels), out \(outChannels), kernel \(kernel), stride \(stride), padding \(padding))"
+        )
         self.inChannels = inChannels
         self.outChannels = outChannels
         self.kernel = kernel
         self.stride = stride
         self.padding = padding
         let bound = 1 / Float(inChannels * kernel * kernel).squareRoot()
-        weight = Parameter(name: "weight", value: Tensor(uniform: [outChannels, inChannels, kernel, kernel],
-                                                         in: -bound...bound, using: &rng))
-        self.bias = bias
+        weight = Parameter(
+            name: "weight",
+            value: Tensor(
+                uniform: [outChannels, inChannels, kernel, kernel],
+                in: -bound...bound, using: &rng))
+        self.bias =
+            bias
             ? Parameter(name: "bias", value: Tensor(uniform: [outChannels], in: -bound...bound, using: &rng)) : nil
     }
 
@@ -70,8 +78,10 @@ public final class Conv2d: Layer {
     public var patchSize: Int { inChannels * kernel * kernel }
 
     func geometry(for s: Shape) -> ConvGeometry {
-        precondition(s.rank == 3 && s[0] == inChannels, "\(description): example shape \(s) should be [\(inChannels), H, W]")
-        return ConvGeometry(channels: inChannels, height: s[1], width: s[2], kernel: kernel, stride: stride, padding: padding)
+        precondition(
+            s.rank == 3 && s[0] == inChannels, "\(description): example shape \(s) should be [\(inChannels), H, W]")
+        return ConvGeometry(
+            channels: inChannels, height: s[1], width: s[2], kernel: kernel, stride: stride, padding: padding)
     }
 
     public func outputShape(forExampleShape s: Shape) -> Shape {
@@ -82,7 +92,8 @@ public final class Conv2d: Layer {
     /// The rule the cost model picks for example shape `[Cin, H, W]` (ignoring any override).
     public func normRule(forExampleShape s: Shape) -> PerSampleNormRule {
         let g = geometry(for: s)
-        return PerSampleNormRule.cheaper(positions: g.outputPositions, inputFeatures: patchSize, outputFeatures: outChannels)
+        return PerSampleNormRule.cheaper(
+            positions: g.outputPositions, inputFeatures: patchSize, outputFeatures: outChannels)
     }
 
     // MARK: - Forward and backward
@@ -105,10 +116,13 @@ public final class Conv2d: Layer {
                     for i in 0..<batchSize {
                         let yi = out.baseAddress! + i * c * l
                         if let b = biasValue {
-                            b.withUnsafeBufferPointer { pb in for ch in 0..<c { (yi + ch * l).update(repeating: pb[ch], count: l) } }
+                            b.withUnsafeBufferPointer { pb in
+                                for ch in 0..<c { (yi + ch * l).update(repeating: pb[ch], count: l) }
+                            }
                         }
-                        Float.blasGemm(transA: false, transB: false, m: c, n: l, k: k, alpha: 1, a: w.baseAddress!, lda: k,
-                                       b: cols.baseAddress! + i * k * l, ldb: l, beta: biasValue == nil ? 0 : 1, c: yi, ldc: l)
+                        Float.blasGemm(
+                            transA: false, transB: false, m: c, n: l, k: k, alpha: 1, a: w.baseAddress!, lda: k,
+                            b: cols.baseAddress! + i * k * l, ldb: l, beta: biasValue == nil ? 0 : 1, c: yi, ldc: l)
                     }
                 }
             }
@@ -119,8 +133,10 @@ public final class Conv2d: Layer {
     public func backward(_ dy: Tensor<Float>) -> Tensor<Float> {
         guard let g = geometry else { preconditionFailure("\(description).backward before forward") }
         let k = patchSize, l = g.outputPositions, c = outChannels
-        precondition(dy.scalarCount == batchSize * c * l,
-                     "\(description).backward: gradient \(dy.shape) should be [\(batchSize), \(c), \(g.outputHeight), \(g.outputWidth)]")
+        precondition(
+            dy.scalarCount == batchSize * c * l,
+            "\(description).backward: gradient \(dy.shape) should be [\(batchSize), \(c), \(g.outputHeight), \(g.outputWidth)]"
+        )
         outputGradient = dy.reshaped([batchSize, c, l])
         let inputShape: Shape = [batchSize, inChannels, g.height, g.width]
         if !needsInputGradient || batchSize == 0 {
@@ -133,8 +149,9 @@ public final class Conv2d: Layer {
             outputGradient.withUnsafeBufferPointer { d in
                 columnGradient.withUnsafeMutableBufferPointer { dc in
                     for i in 0..<batchSize {
-                        Float.blasGemm(transA: true, transB: false, m: k, n: l, k: c, alpha: 1, a: w.baseAddress!, lda: k,
-                                       b: d.baseAddress! + i * c * l, ldb: l, beta: 0, c: dc.baseAddress! + i * k * l, ldc: l)
+                        Float.blasGemm(
+                            transA: true, transB: false, m: k, n: l, k: c, alpha: 1, a: w.baseAddress!, lda: k,
+                            b: d.baseAddress! + i * c * l, ldb: l, beta: 0, c: dc.baseAddress! + i * k * l, ldc: l)
                     }
                 }
             }
@@ -148,8 +165,10 @@ public final class Conv2d: Layer {
     public func addPerSampleGradientSquaredNorms(into norms: inout Tensor<Float>) {
         checkNorms(norms, batchSize: batchSize, layer: description)
         guard let g = geometry, batchSize > 0 else { return }
-        let rule = normRuleOverride
-            ?? PerSampleNormRule.cheaper(positions: g.outputPositions, inputFeatures: patchSize, outputFeatures: outChannels)
+        let rule =
+            normRuleOverride
+            ?? PerSampleNormRule.cheaper(
+                positions: g.outputPositions, inputFeatures: patchSize, outputFeatures: outChannels)
         outerProducts.addSquaredNorms(
             a: columns, d: outputGradient, layout: .positionsLast, positions: g.outputPositions,
             inputFeatures: patchSize, outputFeatures: outChannels, bias: bias != nil, rule: rule, into: &norms)
@@ -167,17 +186,19 @@ public final class Conv2d: Layer {
                 outputGradient.withUnsafeBufferPointer { d in
                     weight.gradient.withUnsafeMutableBufferPointer { gw in
                         for i in 0..<batch where w[i] != 0 {
-                            Float.blasGemm(transA: false, transB: true, m: c, n: k, k: l, alpha: w[i],
-                                           a: d.baseAddress! + i * c * l, lda: l, b: cols.baseAddress! + i * k * l, ldb: l,
-                                           beta: 1, c: gw.baseAddress!, ldc: k)
+                            Float.blasGemm(
+                                transA: false, transB: true, m: c, n: k, k: l, alpha: w[i],
+                                a: d.baseAddress! + i * c * l, lda: l, b: cols.baseAddress! + i * k * l, ldb: l,
+                                beta: 1, c: gw.baseAddress!, ldc: k)
                         }
                     }
                     if let b = bias {
                         positionOnes.withUnsafeBufferPointer { ones in
                             b.gradient.withUnsafeMutableBufferPointer { gb in
                                 for i in 0..<batch where w[i] != 0 {
-                                    Float.blasGemv(trans: false, m: c, n: l, alpha: w[i], a: d.baseAddress! + i * c * l, lda: l,
-                                                   x: ones.baseAddress!, incx: 1, beta: 1, y: gb.baseAddress!, incy: 1)
+                                    Float.blasGemv(
+                                        trans: false, m: c, n: l, alpha: w[i], a: d.baseAddress! + i * c * l, lda: l,
+                                        x: ones.baseAddress!, incx: 1, beta: 1, y: gb.baseAddress!, incy: 1)
                                 }
                             }
                         }

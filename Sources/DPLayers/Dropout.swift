@@ -9,7 +9,7 @@ import DPTensor
 /// examples, and a run is reproducible from its seed.
 public final class Dropout: ParameterFreeLayer {
     public let rate: Float
-    var mask = Tensor<Float>(zeros: [0])  // 0 or 1 / (1 - rate); empty in evaluation
+    var mask = Tensor<Float>(zeros: [0]) // 0 or 1 / (1 - rate); empty in evaluation
     var training = false
 
     public init(rate: Float) {

@@ -15,8 +15,9 @@ public final class Flatten: ParameterFreeLayer {
     }
 
     public func backward(_ dy: Tensor<Float>) -> Tensor<Float> {
-        precondition(dy.scalarCount == inputShape.scalarCount,
-                     "Flatten.backward: gradient \(dy.shape) does not match input \(inputShape)")
+        precondition(
+            dy.scalarCount == inputShape.scalarCount,
+            "Flatten.backward: gradient \(dy.shape) does not match input \(inputShape)")
         return dy.reshaped(inputShape)
     }
 }

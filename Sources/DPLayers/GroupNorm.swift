@@ -21,13 +21,14 @@ public final class GroupNorm: Layer {
     public let beta: Parameter
 
     var inputShape: Shape = [0, 0]
-    var normalized = Tensor<Float>(zeros: [0])  // xhat, input-shaped
-    var inverseStd = Tensor<Float>(zeros: [0])  // [B * groups]
+    var normalized = Tensor<Float>(zeros: [0]) // xhat, input-shaped
+    var inverseStd = Tensor<Float>(zeros: [0]) // [B * groups]
     let affine = AffineGradients()
 
     public init(groups: Int, channels: Int, eps: Float = 1e-5) {
-        precondition(groups > 0 && channels > 0 && channels % groups == 0,
-                     "GroupNorm: \(channels) channels cannot be split into \(groups) equal groups")
+        precondition(
+            groups > 0 && channels > 0 && channels % groups == 0,
+            "GroupNorm: \(channels) channels cannot be split into \(groups) equal groups")
         self.groups = groups
         self.channels = channels
         self.eps = eps
@@ -44,7 +45,8 @@ public final class GroupNorm: Layer {
     }
 
     public func forward(_ x: Tensor<Float>, context: inout ForwardContext) -> Tensor<Float> {
-        precondition(x.rank >= 2 && x.shape[1] == channels, "\(description): input \(x.shape) should be [B, \(channels), ...]")
+        precondition(
+            x.rank >= 2 && x.shape[1] == channels, "\(description): input \(x.shape) should be [B, \(channels), ...]")
         inputShape = x.shape
         let batch = x.shape[0], spatial = x.shape.trailingCount / channels
         let rows = batch * groups, n = (channels / groups) * spatial
@@ -55,7 +57,9 @@ public final class GroupNorm: Layer {
         x.withUnsafeBufferPointer { px in
             normalized.withUnsafeMutableBufferPointer { h in
                 inverseStd.withUnsafeMutableBufferPointer { s in
-                    normalizeRows(px.baseAddress!, rows: rows, count: n, eps: eps, normalized: h.baseAddress!, inverseStd: s.baseAddress!)
+                    normalizeRows(
+                        px.baseAddress!, rows: rows, count: n, eps: eps, normalized: h.baseAddress!,
+                        inverseStd: s.baseAddress!)
                 }
             }
         }
@@ -75,7 +79,9 @@ public final class GroupNorm: Layer {
     }
 
     public func backward(_ dy: Tensor<Float>) -> Tensor<Float> {
-        precondition(dy.scalarCount == inputShape.scalarCount, "\(description).backward: gradient \(dy.shape) should be \(inputShape)")
+        precondition(
+            dy.scalarCount == inputShape.scalarCount,
+            "\(description).backward: gradient \(dy.shape) should be \(inputShape)")
         let batch = inputShape[0], spatial = inputShape.trailingCount / channels
         let rows = batch * groups, n = (channels / groups) * spatial
         affine.prepare(batch: batch, parameters: channels)
@@ -99,8 +105,9 @@ public final class GroupNorm: Layer {
                                 db[plane] = sb
                             }
                             inverseStd.withUnsafeBufferPointer { s in
-                                normalizeRowsBackward(d.baseAddress!, normalized: h.baseAddress!, inverseStd: s.baseAddress!,
-                                                      rows: rows, count: n)
+                                normalizeRowsBackward(
+                                    d.baseAddress!, normalized: h.baseAddress!, inverseStd: s.baseAddress!,
+                                    rows: rows, count: n)
                             }
                         }
                     }

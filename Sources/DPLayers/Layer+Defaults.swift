@@ -46,14 +46,16 @@ extension Layer {
 @inlinable
 func checkExampleWeights(_ weights: Tensor<Float>?, batchSize: Int, layer: String) {
     if let w = weights {
-        precondition(w.scalarCount == batchSize,
-                     "\(layer).accumulateGradients: \(w.scalarCount) example weights for a batch of \(batchSize)")
+        precondition(
+            w.scalarCount == batchSize,
+            "\(layer).accumulateGradients: \(w.scalarCount) example weights for a batch of \(batchSize)")
     }
 }
 
 /// Checks that `norms` holds one entry per example.
 @inlinable
 func checkNorms(_ norms: Tensor<Float>, batchSize: Int, layer: String) {
-    precondition(norms.scalarCount == batchSize,
-                 "\(layer).addPerSampleGradientSquaredNorms: norms \(norms.shape) for a batch of \(batchSize)")
+    precondition(
+        norms.scalarCount == batchSize,
+        "\(layer).addPerSampleGradientSquaredNorms: norms \(norms.shape) for a batch of \(batchSize)")
 }

@@ -28,7 +28,9 @@ extension Layer {
     /// - Precondition: the layer has no parameters or conforms to ``PerSampleGradientReference``.
     public func perSampleGradients() -> [Tensor<Float>] {
         if let reference = self as? any PerSampleGradientReference { return reference.referencePerSampleGradients() }
-        precondition(parameters.isEmpty, "\(description) has parameters but no per-sample gradient reference (PerSampleGradientReference)")
+        precondition(
+            parameters.isEmpty,
+            "\(description) has parameters but no per-sample gradient reference (PerSampleGradientReference)")
         return []
     }
 }

@@ -18,7 +18,7 @@ public final class LayerNorm: Layer {
 
     var inputShape: Shape = [0, 0]
     var normalized = Tensor<Float>(zeros: [0])
-    var inverseStd = Tensor<Float>(zeros: [0])  // [rows]
+    var inverseStd = Tensor<Float>(zeros: [0]) // [rows]
     let affine = AffineGradients()
 
     public init(shape: Shape, eps: Float = 1e-5) {
@@ -33,14 +33,17 @@ public final class LayerNorm: Layer {
     public var parameters: [Parameter] { [gamma, beta] }
 
     public func outputShape(forExampleShape s: Shape) -> Shape {
-        precondition(s.rank >= shape.rank && Array(s.suffix(shape.rank)) == shape.array,
-                     "\(description): example shape \(s) does not end in \(shape)")
+        precondition(
+            s.rank >= shape.rank && Array(s.suffix(shape.rank)) == shape.array,
+            "\(description): example shape \(s) does not end in \(shape)")
         return s
     }
 
     public func forward(_ x: Tensor<Float>, context: inout ForwardContext) -> Tensor<Float> {
-        precondition(x.rank > shape.rank && Array(x.shape.suffix(shape.rank)) == shape.array,
-                     "\(description): input \(x.shape) should be [B, ..., \(shape.array.map(String.init).joined(separator: ", "))]")
+        precondition(
+            x.rank > shape.rank && Array(x.shape.suffix(shape.rank)) == shape.array,
+            "\(description): input \(x.shape) should be [B, ..., \(shape.array.map(String.init).joined(separator: ", "))]"
+        )
         inputShape = x.shape
         let d = shape.scalarCount, rows = x.scalarCount / d
         ensureShape(&normalized, x.shape)
@@ -50,7 +53,9 @@ public final class LayerNorm: Layer {
         x.withUnsafeBufferPointer { px in
             normalized.withUnsafeMutableBufferPointer { h in
                 inverseStd.withUnsafeMutableBufferPointer { s in
-                    normalizeRows(px.baseAddress!, rows: rows, count: d, eps: eps, normalized: h.baseAddress!, inverseStd: s.baseAddress!)
+                    normalizeRows(
+                        px.baseAddress!, rows: rows, count: d, eps: eps, normalized: h.baseAddress!,
+                        inverseStd: s.baseAddress!)
                 }
             }
         }
@@ -69,7 +74,9 @@ public final class LayerNorm: Layer {
     }
 
     public func backward(_ dy: Tensor<Float>) -> Tensor<Float> {
-        precondition(dy.scalarCount == inputShape.scalarCount, "\(description).backward: gradient \(dy.shape) should be \(inputShape)")
+        precondition(
+            dy.scalarCount == inputShape.scalarCount,
+            "\(description).backward: gradient \(dy.shape) should be \(inputShape)")
         let batch = inputShape[0], d = shape.scalarCount, rows = inputShape.scalarCount / d
         let positions = batch == 0 ? 0 : rows / batch
         affine.prepare(batch: batch, parameters: d)
@@ -89,8 +96,9 @@ public final class LayerNorm: Layer {
                                 }
                             }
                             inverseStd.withUnsafeBufferPointer { s in
-                                normalizeRowsBackward(dd.baseAddress!, normalized: h.baseAddress!, inverseStd: s.baseAddress!,
-                                                      rows: rows, count: d)
+                                normalizeRowsBackward(
+                                    dd.baseAddress!, normalized: h.baseAddress!, inverseStd: s.baseAddress!,
+                                    rows: rows, count: d)
                             }
                         }
                     }
@@ -111,7 +119,9 @@ public final class LayerNorm: Layer {
     }
 
     @_spi(Testing) public func referencePerSampleGradients() -> [Tensor<Float>] {
-        [affine.gamma.reshaped(Shape([affine.gamma.shape[0]] + shape.array)),
-         affine.beta.reshaped(Shape([affine.beta.shape[0]] + shape.array))]
+        [
+            affine.gamma.reshaped(Shape([affine.gamma.shape[0]] + shape.array)),
+            affine.beta.reshaped(Shape([affine.beta.shape[0]] + shape.array)),
+        ]
     }
 }

@@ -31,8 +31,10 @@ public enum LayerSpec: Codable, Hashable, Sendable, CustomStringConvertible {
     case batchNorm
 
     /// The `type` names, in declaration order.
-    public static let typeNames = ["linear", "conv2d", "maxPool2d", "avgPool2d", "flatten", "relu", "tanh",
-                                   "temperedSigmoid", "groupNorm", "layerNorm", "dropout", "batchNorm"]
+    public static let typeNames = [
+        "linear", "conv2d", "maxPool2d", "avgPool2d", "flatten", "relu", "tanh",
+        "temperedSigmoid", "groupNorm", "layerNorm", "dropout", "batchNorm",
+    ]
 
     public var typeName: String {
         switch self {
@@ -53,14 +55,16 @@ public enum LayerSpec: Codable, Hashable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case let .linear(o, b): return "linear(outputs: \(o), bias: \(b))"
-        case let .conv2d(c, k, s, p, b): return "conv2d(outChannels: \(c), kernel: \(k), stride: \(s), padding: \(p), bias: \(b))"
-        case let .maxPool2d(k, s): return "maxPool2d(kernel: \(k), stride: \(s ?? k))"
-        case let .avgPool2d(k, s): return "avgPool2d(kernel: \(k), stride: \(s ?? k))"
-        case let .temperedSigmoid(s, t, o): return "temperedSigmoid(scale: \(s), temperature: \(t), offset: \(o))"
-        case let .groupNorm(g, e): return "groupNorm(groups: \(g), eps: \(e))"
-        case let .layerNorm(a, e): return "layerNorm(trailingAxes: \(a), eps: \(e))"
-        case let .dropout(r): return "dropout(rate: \(r))"
+        case .linear(let o, let b): return "linear(outputs: \(o), bias: \(b))"
+        case .conv2d(let c, let k, let s, let p, let b):
+            return "conv2d(outChannels: \(c), kernel: \(k), stride: \(s), padding: \(p), bias: \(b))"
+        case .maxPool2d(let k, let s): return "maxPool2d(kernel: \(k), stride: \(s ?? k))"
+        case .avgPool2d(let k, let s): return "avgPool2d(kernel: \(k), stride: \(s ?? k))"
+        case .temperedSigmoid(let s, let t, let o):
+            return "temperedSigmoid(scale: \(s), temperature: \(t), offset: \(o))"
+        case .groupNorm(let g, let e): return "groupNorm(groups: \(g), eps: \(e))"
+        case .layerNorm(let a, let e): return "layerNorm(trailingAxes: \(a), eps: \(e))"
+        case .dropout(let r): return "dropout(rate: \(r))"
         default: return typeName
         }
     }
@@ -69,7 +73,7 @@ public enum LayerSpec: Codable, Hashable, Sendable, CustomStringConvertible {
 
     enum CodingKeys: String, CodingKey {
         case type, outputs, bias, outChannels, kernel, stride, padding, scale, temperature, offset, groups, eps,
-             trailingAxes, rate
+            trailingAxes, rate
     }
 
     public init(from decoder: any Decoder) throws {
@@ -77,35 +81,47 @@ public enum LayerSpec: Codable, Hashable, Sendable, CustomStringConvertible {
         let type = try c.decode(String.self, forKey: .type)
         switch type {
         case "linear":
-            self = .linear(outputs: try c.decode(Int.self, forKey: .outputs),
-                           bias: try c.decodeIfPresent(Bool.self, forKey: .bias) ?? true)
+            self = .linear(
+                outputs: try c.decode(Int.self, forKey: .outputs),
+                bias: try c.decodeIfPresent(Bool.self, forKey: .bias) ?? true)
         case "conv2d":
-            self = .conv2d(outChannels: try c.decode(Int.self, forKey: .outChannels), kernel: try c.decode(Int.self, forKey: .kernel),
-                           stride: try c.decodeIfPresent(Int.self, forKey: .stride) ?? 1,
-                           padding: try c.decodeIfPresent(Int.self, forKey: .padding) ?? 0,
-                           bias: try c.decodeIfPresent(Bool.self, forKey: .bias) ?? true)
+            self = .conv2d(
+                outChannels: try c.decode(Int.self, forKey: .outChannels),
+                kernel: try c.decode(Int.self, forKey: .kernel),
+                stride: try c.decodeIfPresent(Int.self, forKey: .stride) ?? 1,
+                padding: try c.decodeIfPresent(Int.self, forKey: .padding) ?? 0,
+                bias: try c.decodeIfPresent(Bool.self, forKey: .bias) ?? true)
         case "maxPool2d":
-            self = .maxPool2d(kernel: try c.decode(Int.self, forKey: .kernel), stride: try c.decodeIfPresent(Int.self, forKey: .stride))
+            self = .maxPool2d(
+                kernel: try c.decode(Int.self, forKey: .kernel),
+                stride: try c.decodeIfPresent(Int.self, forKey: .stride))
         case "avgPool2d":
-            self = .avgPool2d(kernel: try c.decode(Int.self, forKey: .kernel), stride: try c.decodeIfPresent(Int.self, forKey: .stride))
+            self = .avgPool2d(
+                kernel: try c.decode(Int.self, forKey: .kernel),
+                stride: try c.decodeIfPresent(Int.self, forKey: .stride))
         case "flatten": self = .flatten
         case "relu": self = .relu
         case "tanh": self = .tanh
         case "temperedSigmoid":
-            self = .temperedSigmoid(scale: try c.decodeIfPresent(Float.self, forKey: .scale) ?? 2,
-                                    temperature: try c.decodeIfPresent(Float.self, forKey: .temperature) ?? 2,
-                                    offset: try c.decodeIfPresent(Float.self, forKey: .offset) ?? 1)
+            self = .temperedSigmoid(
+                scale: try c.decodeIfPresent(Float.self, forKey: .scale) ?? 2,
+                temperature: try c.decodeIfPresent(Float.self, forKey: .temperature) ?? 2,
+                offset: try c.decodeIfPresent(Float.self, forKey: .offset) ?? 1)
         case "groupNorm":
-            self = .groupNorm(groups: try c.decode(Int.self, forKey: .groups), eps: try c.decodeIfPresent(Float.self, forKey: .eps) ?? 1e-5)
+            self = .groupNorm(
+                groups: try c.decode(Int.self, forKey: .groups),
+                eps: try c.decodeIfPresent(Float.self, forKey: .eps) ?? 1e-5)
         case "layerNorm":
-            self = .layerNorm(trailingAxes: try c.decodeIfPresent(Int.self, forKey: .trailingAxes) ?? 1,
-                              eps: try c.decodeIfPresent(Float.self, forKey: .eps) ?? 1e-5)
+            self = .layerNorm(
+                trailingAxes: try c.decodeIfPresent(Int.self, forKey: .trailingAxes) ?? 1,
+                eps: try c.decodeIfPresent(Float.self, forKey: .eps) ?? 1e-5)
         case "dropout": self = .dropout(rate: try c.decode(Float.self, forKey: .rate))
         case "batchNorm": self = .batchNorm
         default:
             throw DecodingError.dataCorruptedError(
                 forKey: .type, in: c,
-                debugDescription: "unknown layer type '\(type)'; valid types: \(LayerSpec.typeNames.joined(separator: ", "))")
+                debugDescription:
+                    "unknown layer type '\(type)'; valid types: \(LayerSpec.typeNames.joined(separator: ", "))")
         }
     }
 
@@ -113,20 +129,29 @@ public enum LayerSpec: Codable, Hashable, Sendable, CustomStringConvertible {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(typeName, forKey: .type)
         switch self {
-        case let .linear(o, b):
-            try c.encode(o, forKey: .outputs); try c.encode(b, forKey: .bias)
-        case let .conv2d(ch, k, s, p, b):
-            try c.encode(ch, forKey: .outChannels); try c.encode(k, forKey: .kernel); try c.encode(s, forKey: .stride)
-            try c.encode(p, forKey: .padding); try c.encode(b, forKey: .bias)
-        case let .maxPool2d(k, s), let .avgPool2d(k, s):
-            try c.encode(k, forKey: .kernel); try c.encodeIfPresent(s, forKey: .stride)
-        case let .temperedSigmoid(s, t, o):
-            try c.encode(s, forKey: .scale); try c.encode(t, forKey: .temperature); try c.encode(o, forKey: .offset)
-        case let .groupNorm(g, e):
-            try c.encode(g, forKey: .groups); try c.encode(e, forKey: .eps)
-        case let .layerNorm(a, e):
-            try c.encode(a, forKey: .trailingAxes); try c.encode(e, forKey: .eps)
-        case let .dropout(r):
+        case .linear(let o, let b):
+            try c.encode(o, forKey: .outputs)
+            try c.encode(b, forKey: .bias)
+        case .conv2d(let ch, let k, let s, let p, let b):
+            try c.encode(ch, forKey: .outChannels)
+            try c.encode(k, forKey: .kernel)
+            try c.encode(s, forKey: .stride)
+            try c.encode(p, forKey: .padding)
+            try c.encode(b, forKey: .bias)
+        case .maxPool2d(let k, let s), .avgPool2d(let k, let s):
+            try c.encode(k, forKey: .kernel)
+            try c.encodeIfPresent(s, forKey: .stride)
+        case .temperedSigmoid(let s, let t, let o):
+            try c.encode(s, forKey: .scale)
+            try c.encode(t, forKey: .temperature)
+            try c.encode(o, forKey: .offset)
+        case .groupNorm(let g, let e):
+            try c.encode(g, forKey: .groups)
+            try c.encode(e, forKey: .eps)
+        case .layerNorm(let a, let e):
+            try c.encode(a, forKey: .trailingAxes)
+            try c.encode(e, forKey: .eps)
+        case .dropout(let r):
             try c.encode(r, forKey: .rate)
         case .flatten, .relu, .tanh, .batchNorm:
             break

@@ -31,7 +31,7 @@ public final class Linear: Layer {
     var zeroInputGradient = Tensor<Float>(zeros: [0, 0])
 
     // Cached by forward/backward.
-    var input = Tensor<Float>(zeros: [0, 0])          // [rows, inputs], rows = B * L
+    var input = Tensor<Float>(zeros: [0, 0]) // [rows, inputs], rows = B * L
     var outputGradient = Tensor<Float>(zeros: [0, 0]) // [rows, outputs]
     var batchSize = 0
     var positions = 1
@@ -49,7 +49,8 @@ public final class Linear: Layer {
         outputCount = outputs
         let bound = 1 / Float(inputs).squareRoot()
         weight = Parameter(name: "weight", value: Tensor(uniform: [outputs, inputs], in: -bound...bound, using: &rng))
-        self.bias = bias
+        self.bias =
+            bias
             ? Parameter(name: "bias", value: Tensor(uniform: [outputs], in: -bound...bound, using: &rng)) : nil
     }
 
@@ -57,8 +58,9 @@ public final class Linear: Layer {
     public var parameters: [Parameter] { bias.map { [weight, $0] } ?? [weight] }
 
     public func outputShape(forExampleShape inputShape: Shape) -> Shape {
-        precondition(inputShape.rank >= 1 && inputShape[inputShape.rank - 1] == inputCount,
-                     "\(description): example shape \(inputShape) does not end in \(inputCount)")
+        precondition(
+            inputShape.rank >= 1 && inputShape[inputShape.rank - 1] == inputCount,
+            "\(description): example shape \(inputShape) does not end in \(inputCount)")
         var s = inputShape
         s[s.rank - 1] = outputCount
         return s
@@ -66,15 +68,19 @@ public final class Linear: Layer {
 
     /// The rule used for the current batch shape.
     var normRule: PerSampleNormRule {
-        normRuleOverride ?? (positions == 1 ? .ghost
-            : PerSampleNormRule.cheaper(positions: positions, inputFeatures: inputCount, outputFeatures: outputCount))
+        normRuleOverride
+            ?? (positions == 1
+                ? .ghost
+                : PerSampleNormRule.cheaper(
+                    positions: positions, inputFeatures: inputCount, outputFeatures: outputCount))
     }
 
     // MARK: - Forward and backward
 
     public func forward(_ x: Tensor<Float>, context: inout ForwardContext) -> Tensor<Float> {
-        precondition(x.rank >= 2 && x.shape[x.rank - 1] == inputCount,
-                     "\(description): input \(x.shape) should be [B, ..., \(inputCount)]")
+        precondition(
+            x.rank >= 2 && x.shape[x.rank - 1] == inputCount,
+            "\(description): input \(x.shape) should be [B, ..., \(inputCount)]")
         batchSize = x.shape[0]
         let rows = x.scalarCount / inputCount
         positions = batchSize == 0 ? x.shape.trailingCount / inputCount : rows / batchSize
@@ -90,8 +96,10 @@ public final class Linear: Layer {
 
     public func backward(_ dy: Tensor<Float>) -> Tensor<Float> {
         let rows = input.shape[0]
-        precondition(dy.scalarCount == rows * outputCount,
-                     "\(description).backward: output gradient \(dy.shape) does not match the forward output ([\(rows), \(outputCount)])")
+        precondition(
+            dy.scalarCount == rows * outputCount,
+            "\(description).backward: output gradient \(dy.shape) does not match the forward output ([\(rows), \(outputCount)])"
+        )
         outputGradient = dy.reshaped([rows, outputCount])
         var inShape = dy.shape
         inShape[inShape.rank - 1] = inputCount

@@ -47,9 +47,18 @@ public final class MaxPool2d: ParameterFreeLayer {
                                     let c0 = ox * s
                                     var best = r0 + c0, bestValue = px[best]
                                     let v1 = px[r0 + c0 + 1], v2 = px[r1 + c0], v3 = px[r1 + c0 + 1]
-                                    if v1 > bestValue { bestValue = v1; best = r0 + c0 + 1 }
-                                    if v2 > bestValue { bestValue = v2; best = r1 + c0 }
-                                    if v3 > bestValue { bestValue = v3; best = r1 + c0 + 1 }
+                                    if v1 > bestValue {
+                                        bestValue = v1
+                                        best = r0 + c0 + 1
+                                    }
+                                    if v2 > bestValue {
+                                        bestValue = v2
+                                        best = r1 + c0
+                                    }
+                                    if v3 > bestValue {
+                                        bestValue = v3
+                                        best = r1 + c0 + 1
+                                    }
                                     py[outRow + ox] = bestValue
                                     am[outRow + ox] = Int32(truncatingIfNeeded: best - inBase)
                                 }
@@ -80,8 +89,9 @@ public final class MaxPool2d: ParameterFreeLayer {
     }
 
     public func backward(_ dy: Tensor<Float>) -> Tensor<Float> {
-        precondition(dy.scalarCount == argmax.count,
-                     "\(description).backward: gradient \(dy.shape) does not match the forward output")
+        precondition(
+            dy.scalarCount == argmax.count,
+            "\(description).backward: gradient \(dy.shape) does not match the forward output")
         var dx = Tensor<Float>(zeros: inputShape)
         let (b, c, h, w) = nchw(inputShape, description)
         let planeIn = h * w, planeOut = b * c == 0 ? 0 : argmax.count / (b * c)

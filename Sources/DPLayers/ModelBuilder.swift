@@ -23,8 +23,8 @@ public enum ModelBuilderError: Error, Equatable, CustomStringConvertible {
     /// The layer the error is about, if any.
     public var index: Int? {
         switch self {
-        case let .batchNormRefused(i), let .incompatibleShape(i, _, _, _), let .invalidValue(i, _, _),
-             let .tooLarge(i, _, _, _, _, _), let .classifierOutput(i, _, _, _, _):
+        case .batchNormRefused(let i), .incompatibleShape(let i, _, _, _), .invalidValue(let i, _, _),
+            .tooLarge(let i, _, _, _, _, _), .classifierOutput(let i, _, _, _, _):
             return i
         case .unknownModel, .noLayers:
             return nil
@@ -39,37 +39,43 @@ public enum ModelBuilderError: Error, Equatable, CustomStringConvertible {
                 + "example's output and gradient depend on every other example in the batch; per-example gradients are then "
                 + "not defined, clipping them does not bound one example's influence, and DP-SGD's privacy guarantee does not "
                 + "hold. Use groupNorm(groups:) or layerNorm(trailingAxes:) instead: they normalise within each example."
-        case let .incompatibleShape(_, _, shape, reason):
+        case .incompatibleShape(_, _, let shape, let reason):
             return "cannot take examples of shape \(shape): \(reason)"
-        case let .invalidValue(_, _, reason):
+        case .invalidValue(_, _, let reason):
             return reason
-        case let .unknownModel(name, valid):
+        case .unknownModel(let name, let valid):
             return "unknown model '\(name)'; valid models: \(valid.joined(separator: ", "))"
         case .noLayers:
             return "the model has no layers"
-        case let .tooLarge(_, _, shape, tensor, scalars, limit):
+        case .tooLarge(_, _, let shape, let tensor, let scalars, let limit):
             let count = scalars.map { "\($0) scalars" } ?? "more scalars than a 64-bit integer counts"
-            return "is too large: on examples of shape \(shape) its \(tensor) would hold \(count); the limit is \(limit) (\(limit / (1 << 28)) GiB of Float)"
-        case let .classifierOutput(_, _, isLinear, shape, classes):
+            return
+                "is too large: on examples of shape \(shape) its \(tensor) would hold \(count); the limit is \(limit) (\(limit / (1 << 28)) GiB of Float)"
+        case .classifierOutput(_, _, let isLinear, let shape, let classes):
             if !isLinear {
-                return "the last layer gives the logits, so it must be a linear layer with one output per class (\(classes)); it gives \(shape) per example"
+                return
+                    "the last layer gives the logits, so it must be a linear layer with one output per class (\(classes)); it gives \(shape) per example"
             }
             if shape.count != 1 {
-                return "gives \(shape) per example, but the logits must be one vector of \(classes) values (one per class): flatten before it"
+                return
+                    "gives \(shape) per example, but the logits must be one vector of \(classes) values (one per class): flatten before it"
             }
-            let direction = shape[0] < classes
+            let direction =
+                shape[0] < classes
                 ? "fewer outputs than classes: the labels \(shape[0])..<\(classes) would have no logit"
                 : "more outputs than classes: the logits \(classes)..<\(shape[0]) would belong to no class, yet take part in the softmax and the predicted class"
-            return "gives \(shape[0]) logits per example for \(classes) classes (\(direction)); it needs \(classes) outputs"
+            return
+                "gives \(shape[0]) logits per example for \(classes) classes (\(direction)); it needs \(classes) outputs"
         }
     }
 
     public var description: String {
         switch self {
-        case let .batchNormRefused(i):
+        case .batchNormRefused(let i):
             return "layer \(i): \(reason)"
-        case let .incompatibleShape(i, spec, _, _), let .invalidValue(i, spec, _), let .tooLarge(i, spec, _, _, _, _),
-             let .classifierOutput(i, spec, _, _, _):
+        case .incompatibleShape(let i, let spec, _, _), .invalidValue(let i, let spec, _),
+            .tooLarge(let i, let spec, _, _, _, _),
+            .classifierOutput(let i, let spec, _, _, _):
             return "layer \(i) (\(spec)): \(reason)"
         case .unknownModel, .noLayers:
             return reason
@@ -125,8 +131,9 @@ public enum ModelBuilder {
             var rng = PhiloxRandom(seed: seed, stream: initializationStream + UInt64(index))
             let layer = makeLayer(info.spec, exampleShape: info.inputShape, rng: &rng)
             let shape = layer.outputShape(forExampleShape: info.inputShape)
-            precondition(shape == info.outputShape,
-                         "ModelBuilder: shape inference gives \(info.outputShape) for \(info.spec), the layer \(shape)")
+            precondition(
+                shape == info.outputShape,
+                "ModelBuilder: shape inference gives \(info.outputShape) for \(info.spec), the layer \(shape)")
             layers.append(layer)
         }
         let model = Sequential(layers)
@@ -136,8 +143,10 @@ public enum ModelBuilder {
 
     /// A named model of `registry`, checked as a classifier of `input.classes` classes.
     /// - Throws: ``ModelBuilderError/unknownModel(name:valid:)`` and the shape errors.
-    public static func build(model name: String, input: ModelInput, parameters: [String: ConfigValue] = [:],
-                             registry: ModelRegistry = .standard, seed: UInt64) throws -> Sequential {
+    public static func build(
+        model name: String, input: ModelInput, parameters: [String: ConfigValue] = [:],
+        registry: ModelRegistry = .standard, seed: UInt64
+    ) throws -> Sequential {
         let specs = try registry.specs(named: name, parameters: parameters, input: input)
         _ = try inferClassifierShapes(specs: specs, inputShape: input.exampleShape, classes: input.classes)
         return try build(specs: specs, inputShape: input.exampleShape, seed: seed)
@@ -172,14 +181,17 @@ public enum ModelBuilder {
     /// give one vector of `classes` logits per example. Fewer outputs than classes leave labels
     /// without a logit (the loss cannot be formed); more leave logits that belong to no class
     /// but still take part in the softmax and the predicted class; both are refused.
-    public static func inferClassifierShapes(specs: [LayerSpec], inputShape: Shape, classes: Int) throws -> [InferredLayer] {
+    public static func inferClassifierShapes(
+        specs: [LayerSpec], inputShape: Shape, classes: Int
+    ) throws -> [InferredLayer] {
         let inferred = try inferShapes(specs: specs, inputShape: inputShape)
         let last = inferred[inferred.count - 1]
         let isLinear: Bool
         if case .linear = last.spec { isLinear = true } else { isLinear = false }
         guard isLinear, last.outputShape == [classes] else {
             throw ModelBuilderError.classifierOutput(
-                index: inferred.count - 1, spec: last.spec.description, isLinear: isLinear, outputShape: last.outputShape.array,
+                index: inferred.count - 1, spec: last.spec.description, isLinear: isLinear,
+                outputShape: last.outputShape.array,
                 classes: classes)
         }
         return inferred
@@ -199,25 +211,31 @@ public enum ModelBuilder {
             for f in factors {
                 let (p, overflow) = n.multipliedReportingOverflow(by: f)
                 guard !overflow else {
-                    throw ModelBuilderError.tooLarge(index: index, spec: spec.description, inputShape: s.array,
-                                                     tensor: tensor, scalars: nil, limit: limit)
+                    throw ModelBuilderError.tooLarge(
+                        index: index, spec: spec.description, inputShape: s.array,
+                        tensor: tensor, scalars: nil, limit: limit)
                 }
                 n = p
             }
             guard n <= limit else {
-                throw ModelBuilderError.tooLarge(index: index, spec: spec.description, inputShape: s.array,
-                                                 tensor: tensor, scalars: n, limit: limit)
+                throw ModelBuilderError.tooLarge(
+                    index: index, spec: spec.description, inputShape: s.array,
+                    tensor: tensor, scalars: n, limit: limit)
             }
             return n
         }
         /// The output side of a window sweep over a side of `n` padded by `padding` on each end.
         func windowOutput(kernel: Int, stride: Int, padding: Int) throws -> (height: Int, width: Int) {
-            guard s.rank == 3 else { throw shapeError("needs images [C, H, W] (convolutions and pooling come before any flatten)") }
+            guard s.rank == 3 else {
+                throw shapeError("needs images [C, H, W] (convolutions and pooling come before any flatten)")
+            }
             guard kernel > 0, stride > 0, padding >= 0 else {
                 throw valueError("kernel and stride must be positive and padding non-negative")
             }
             let (twice, overflow) = padding.multipliedReportingOverflow(by: 2)
-            guard !overflow, twice <= Int.max - max(s[1], s[2]) else { throw valueError("padding \(padding) is too large") }
+            guard !overflow, twice <= Int.max - max(s[1], s[2]) else {
+                throw valueError("padding \(padding) is too large")
+            }
             let h = s[1] + twice, w = s[2] + twice
             guard h >= kernel, w >= kernel else {
                 let padded = padding > 0 ? "padded \(h)x\(w)" : "\(h)x\(w)"
@@ -226,12 +244,13 @@ public enum ModelBuilder {
             return ((h - kernel) / stride + 1, (w - kernel) / stride + 1)
         }
         func same(_ parameters: Int = 0) throws -> InferredLayer {
-            InferredLayer(spec: spec, inputShape: s, outputShape: s, parameterCount: parameters,
-                          exampleScalars: try count(s.array, "output", limit: ModelLimits.exampleScalars))
+            InferredLayer(
+                spec: spec, inputShape: s, outputShape: s, parameterCount: parameters,
+                exampleScalars: try count(s.array, "output", limit: ModelLimits.exampleScalars))
         }
 
         switch spec {
-        case let .linear(outputs, bias):
+        case .linear(let outputs, let bias):
             guard s.rank == 1 || s.rank == 2 else {
                 throw shapeError("linear acts on vectors [d] or sequences [T, d]; add a flatten before it")
             }
@@ -240,43 +259,47 @@ public enum ModelBuilder {
             let weights = try count([outputs, inputs], "weight matrix", limit: ModelLimits.parameterScalars)
             var output = s
             output[output.rank - 1] = outputs
-            return InferredLayer(spec: spec, inputShape: s, outputShape: output, parameterCount: weights + (bias ? outputs : 0),
-                                 exampleScalars: try count(output.array, "output", limit: ModelLimits.exampleScalars))
-        case let .conv2d(outChannels, kernel, stride, padding, bias):
+            return InferredLayer(
+                spec: spec, inputShape: s, outputShape: output, parameterCount: weights + (bias ? outputs : 0),
+                exampleScalars: try count(output.array, "output", limit: ModelLimits.exampleScalars))
+        case .conv2d(let outChannels, let kernel, let stride, let padding, let bias):
             guard outChannels > 0 else { throw valueError("channel counts must be positive") }
             let (h, w) = try windowOutput(kernel: kernel, stride: stride, padding: padding)
-            let weights = try count([outChannels, s[0], kernel, kernel], "weight tensor", limit: ModelLimits.parameterScalars)
+            let weights = try count(
+                [outChannels, s[0], kernel, kernel], "weight tensor", limit: ModelLimits.parameterScalars)
             let columns = try count([s[0], kernel, kernel, h, w], "im2col columns", limit: ModelLimits.exampleScalars)
             let output = try count([outChannels, h, w], "output", limit: ModelLimits.exampleScalars)
-            return InferredLayer(spec: spec, inputShape: s, outputShape: [outChannels, h, w],
-                                 parameterCount: weights + (bias ? outChannels : 0), exampleScalars: max(columns, output))
-        case let .maxPool2d(kernel, stride), let .avgPool2d(kernel, stride):
+            return InferredLayer(
+                spec: spec, inputShape: s, outputShape: [outChannels, h, w],
+                parameterCount: weights + (bias ? outChannels : 0), exampleScalars: max(columns, output))
+        case .maxPool2d(let kernel, let stride), .avgPool2d(let kernel, let stride):
             let (h, w) = try windowOutput(kernel: kernel, stride: stride ?? kernel, padding: 0)
-            return InferredLayer(spec: spec, inputShape: s, outputShape: [s[0], h, w], parameterCount: 0,
-                                 exampleScalars: try count([s[0], h, w], "output", limit: ModelLimits.exampleScalars))
+            return InferredLayer(
+                spec: spec, inputShape: s, outputShape: [s[0], h, w], parameterCount: 0,
+                exampleScalars: try count([s[0], h, w], "output", limit: ModelLimits.exampleScalars))
         case .flatten:
             let n = try count(s.array, "output", limit: ModelLimits.exampleScalars)
             return InferredLayer(spec: spec, inputShape: s, outputShape: [n], parameterCount: 0, exampleScalars: n)
         case .relu, .tanh:
             return try same()
-        case let .temperedSigmoid(scale, temperature, offset):
+        case .temperedSigmoid(let scale, let temperature, let offset):
             guard scale.isFinite, temperature.isFinite, offset.isFinite else {
                 throw valueError("scale, temperature and offset must be finite")
             }
             return try same()
-        case let .groupNorm(groups, eps):
+        case .groupNorm(let groups, let eps):
             guard groups > 0, s[0] % groups == 0 else {
                 throw shapeError("\(s[0]) channels do not split into \(groups) equal groups")
             }
             guard eps > 0, eps.isFinite else { throw valueError("eps must be positive") }
             return try same(2 * s[0])
-        case let .layerNorm(trailingAxes, eps):
+        case .layerNorm(let trailingAxes, let eps):
             guard trailingAxes >= 1, trailingAxes <= s.rank else {
                 throw shapeError("cannot normalise over the last \(trailingAxes) axes of a rank-\(s.rank) example")
             }
             guard eps > 0, eps.isFinite else { throw valueError("eps must be positive") }
             return try same(2 * Shape(Array(s.suffix(trailingAxes))).scalarCount)
-        case let .dropout(rate):
+        case .dropout(let rate):
             guard rate >= 0, rate < 1 else { throw valueError("rate \(rate) must be in [0, 1)") }
             return try same()
         case .batchNorm:
@@ -287,21 +310,23 @@ public enum ModelBuilder {
     /// The layer of `spec` for examples of shape `s`. Precondition: `infer` accepted them.
     static func makeLayer(_ spec: LayerSpec, exampleShape s: Shape, rng: inout PhiloxRandom) -> any Layer {
         switch spec {
-        case let .linear(outputs, bias):
+        case .linear(let outputs, let bias):
             return Linear(inputs: s[s.rank - 1], outputs: outputs, bias: bias, rng: &rng)
-        case let .conv2d(outChannels, kernel, stride, padding, bias):
-            return Conv2d(inChannels: s[0], outChannels: outChannels, kernel: kernel, stride: stride, padding: padding,
-                          bias: bias, rng: &rng)
-        case let .maxPool2d(kernel, stride): return MaxPool2d(kernel: kernel, stride: stride)
-        case let .avgPool2d(kernel, stride): return AvgPool2d(kernel: kernel, stride: stride)
+        case .conv2d(let outChannels, let kernel, let stride, let padding, let bias):
+            return Conv2d(
+                inChannels: s[0], outChannels: outChannels, kernel: kernel, stride: stride, padding: padding,
+                bias: bias, rng: &rng)
+        case .maxPool2d(let kernel, let stride): return MaxPool2d(kernel: kernel, stride: stride)
+        case .avgPool2d(let kernel, let stride): return AvgPool2d(kernel: kernel, stride: stride)
         case .flatten: return Flatten()
         case .relu: return ReLU()
         case .tanh: return Tanh()
-        case let .temperedSigmoid(scale, temperature, offset):
+        case .temperedSigmoid(let scale, let temperature, let offset):
             return TemperedSigmoid(scale: scale, temperature: temperature, offset: offset)
-        case let .groupNorm(groups, eps): return GroupNorm(groups: groups, channels: s[0], eps: eps)
-        case let .layerNorm(trailingAxes, eps): return LayerNorm(shape: Shape(Array(s.suffix(trailingAxes))), eps: eps)
-        case let .dropout(rate): return Dropout(rate: rate)
+        case .groupNorm(let groups, let eps): return GroupNorm(groups: groups, channels: s[0], eps: eps)
+        case .layerNorm(let trailingAxes, let eps):
+            return LayerNorm(shape: Shape(Array(s.suffix(trailingAxes))), eps: eps)
+        case .dropout(let rate): return Dropout(rate: rate)
         case .batchNorm: preconditionFailure("ModelBuilder: batchNorm passed shape inference")
         }
     }

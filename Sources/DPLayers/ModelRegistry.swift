@@ -29,49 +29,85 @@ extension Registry where Entry == LayerPlugin {
     }
 }
 
-private let batchNormReason = "batch normalisation mixes examples of a batch, so per-example gradients and DP-SGD's guarantee break; use group-norm"
+private let batchNormReason =
+    "batch normalisation mixes examples of a batch, so per-example gradients and DP-SGD's guarantee break; use group-norm"
 
-private let standardLayers = LayerRegistry(kind: "layer type", [
-    LayerPlugin(PluginSpec("dense", parameters: [ParameterSpec("units", .int, range: .atLeast(1), required: true)])) {
-        .linear(outputs: $0.int("units"))
-    },
-    LayerPlugin(PluginSpec("conv2d", parameters: [
-        ParameterSpec("channels", .int, range: .atLeast(1), required: true),
-        ParameterSpec("kernel_size", .int, range: .atLeast(1), default: .int(3)),
-        ParameterSpec("stride", .int, range: .atLeast(1), default: .int(1)),
-        ParameterSpec("padding", .int, range: .nonNegative, default: .int(0)),
-    ])) { p in
-        .conv2d(outChannels: p.int("channels"), kernel: p.int("kernel_size"), stride: p.int("stride"), padding: p.int("padding"))
-    },
-    LayerPlugin(PluginSpec("max-pool2d", parameters: [
-        ParameterSpec("size", .int, range: .atLeast(1), default: .int(2)),
-        ParameterSpec("stride", .int, range: .atLeast(1), "default size"),
-    ])) { .maxPool2d(kernel: $0.int("size"), stride: $0.optionalInt("stride")) },
-    LayerPlugin(PluginSpec("avg-pool2d", parameters: [
-        ParameterSpec("size", .int, range: .atLeast(1), default: .int(2)),
-        ParameterSpec("stride", .int, range: .atLeast(1), "default size"),
-    ])) { .avgPool2d(kernel: $0.int("size"), stride: $0.optionalInt("stride")) },
-    LayerPlugin(PluginSpec("flatten")) { _ in .flatten },
-    LayerPlugin(PluginSpec("tanh")) { _ in .tanh },
-    LayerPlugin(PluginSpec("relu")) { _ in .relu },
-    LayerPlugin(PluginSpec("sigmoid")) { _ in .sigmoid },
-    LayerPlugin(PluginSpec("tempered-sigmoid", "s * sigmoid(T x) - o (Papernot et al. 2021)", parameters: [
-        ParameterSpec("scale", .double, range: ValueRange(lower: 0, lowerInclusive: false, upper: 1e6), default: .double(2)),
-        ParameterSpec("temperature", .double, range: ValueRange(lower: 0, lowerInclusive: false, upper: 1e6), default: .double(2)),
-        ParameterSpec("offset", .double, range: .closed(-1e6, 1e6), default: .double(1)),
-    ])) { p in
-        .temperedSigmoid(scale: Float(p.double("scale")), temperature: Float(p.double("temperature")), offset: Float(p.double("offset")))
-    },
-    LayerPlugin(PluginSpec("group-norm", parameters: [ParameterSpec("groups", .int, range: .atLeast(1), required: true)])) {
-        .groupNorm(groups: $0.int("groups"))
-    },
-    LayerPlugin(PluginSpec("layer-norm", "normalise each example over its last `axes` axes", parameters: [
-        ParameterSpec("axes", .int, range: .atLeast(1), default: .int(1)),
-    ])) { .layerNorm(trailingAxes: $0.int("axes")) },
-    LayerPlugin(PluginSpec("dropout", parameters: [ParameterSpec("rate", .double, range: .halfOpenUnit, required: true)])) {
-        .dropout(rate: Float($0.double("rate")))
-    },
-], refused: ["batch-norm": batchNormReason, "batchnorm": batchNormReason])
+private let standardLayers = LayerRegistry(
+    kind: "layer type",
+    [
+        LayerPlugin(PluginSpec("dense", parameters: [ParameterSpec("units", .int, range: .atLeast(1), required: true)]))
+        {
+            .linear(outputs: $0.int("units"))
+        },
+        LayerPlugin(
+            PluginSpec(
+                "conv2d",
+                parameters: [
+                    ParameterSpec("channels", .int, range: .atLeast(1), required: true),
+                    ParameterSpec("kernel_size", .int, range: .atLeast(1), default: .int(3)),
+                    ParameterSpec("stride", .int, range: .atLeast(1), default: .int(1)),
+                    ParameterSpec("padding", .int, range: .nonNegative, default: .int(0)),
+                ])
+        ) { p in
+            .conv2d(
+                outChannels: p.int("channels"), kernel: p.int("kernel_size"), stride: p.int("stride"),
+                padding: p.int("padding"))
+        },
+        LayerPlugin(
+            PluginSpec(
+                "max-pool2d",
+                parameters: [
+                    ParameterSpec("size", .int, range: .atLeast(1), default: .int(2)),
+                    ParameterSpec("stride", .int, range: .atLeast(1), "default size"),
+                ])
+        ) { .maxPool2d(kernel: $0.int("size"), stride: $0.optionalInt("stride")) },
+        LayerPlugin(
+            PluginSpec(
+                "avg-pool2d",
+                parameters: [
+                    ParameterSpec("size", .int, range: .atLeast(1), default: .int(2)),
+                    ParameterSpec("stride", .int, range: .atLeast(1), "default size"),
+                ])
+        ) { .avgPool2d(kernel: $0.int("size"), stride: $0.optionalInt("stride")) },
+        LayerPlugin(PluginSpec("flatten")) { _ in .flatten },
+        LayerPlugin(PluginSpec("tanh")) { _ in .tanh },
+        LayerPlugin(PluginSpec("relu")) { _ in .relu },
+        LayerPlugin(PluginSpec("sigmoid")) { _ in .sigmoid },
+        LayerPlugin(
+            PluginSpec(
+                "tempered-sigmoid", "s * sigmoid(T x) - o (Papernot et al. 2021)",
+                parameters: [
+                    ParameterSpec(
+                        "scale", .double, range: ValueRange(lower: 0, lowerInclusive: false, upper: 1e6),
+                        default: .double(2)),
+                    ParameterSpec(
+                        "temperature", .double, range: ValueRange(lower: 0, lowerInclusive: false, upper: 1e6),
+                        default: .double(2)),
+                    ParameterSpec("offset", .double, range: .closed(-1e6, 1e6), default: .double(1)),
+                ])
+        ) { p in
+            .temperedSigmoid(
+                scale: Float(p.double("scale")), temperature: Float(p.double("temperature")),
+                offset: Float(p.double("offset")))
+        },
+        LayerPlugin(
+            PluginSpec("group-norm", parameters: [ParameterSpec("groups", .int, range: .atLeast(1), required: true)])
+        ) {
+            .groupNorm(groups: $0.int("groups"))
+        },
+        LayerPlugin(
+            PluginSpec(
+                "layer-norm", "normalise each example over its last `axes` axes",
+                parameters: [
+                    ParameterSpec("axes", .int, range: .atLeast(1), default: .int(1))
+                ])
+        ) { .layerNorm(trailingAxes: $0.int("axes")) },
+        LayerPlugin(
+            PluginSpec("dropout", parameters: [ParameterSpec("rate", .double, range: .halfOpenUnit, required: true)])
+        ) {
+            .dropout(rate: Float($0.double("rate")))
+        },
+    ], refused: ["batch-norm": batchNormReason, "batchnorm": batchNormReason])
 
 extension LayerSpec {
     /// The logistic sigmoid `1 / (1 + e^-x)`: a tempered sigmoid of scale 1, temperature 1, offset 0.
@@ -119,33 +155,51 @@ extension Registry where Entry == ModelPlugin {
 
     /// The layers of model `name` with `parameters` (defaults filled in) for `input`.
     /// - Throws: ``ModelBuilderError/unknownModel(name:valid:)`` listing the valid names.
-    public func specs(named name: String, parameters: [String: ConfigValue] = [:], input: ModelInput) throws -> [LayerSpec] {
+    public func specs(
+        named name: String, parameters: [String: ConfigValue] = [:], input: ModelInput
+    ) throws -> [LayerSpec] {
         let plugin = try model(named: name)
         return plugin.make(Parameters(plugin.spec, parameters), input)
     }
 }
 
-private let standardModels = ModelRegistry(kind: "model", [
-    ModelPlugin(PluginSpec("logistic-regression", "one dense layer and softmax")) { _, input in
-        [.flatten, .linear(outputs: input.classes)]
-    },
-    ModelPlugin(PluginSpec("mlp", "dense layers with an activation between them", parameters: [
-        ParameterSpec("hidden_sizes", .intList, range: .atLeast(1), default: .list([.int(128)]), "widths of the hidden layers"),
-        ParameterSpec("activation", .choice(["tanh", "relu", "sigmoid"]), default: .string("tanh")),
-    ])) { p, input in
-        // The activation is a layer type of the same name.
-        let activation = LayerRegistry.standard.layer(p.string("activation")) ?? .tanh
-        var specs: [LayerSpec] = input.exampleShape.rank > 1 ? [.flatten] : []
-        for h in p.intList("hidden_sizes") { specs += [.linear(outputs: h), activation] }
-        return specs + [.linear(outputs: input.classes)]
-    },
-    ModelPlugin(PluginSpec("cnn-tanh", "convolutional network with tanh activations (Papernot et al. 2021, tempered sigmoids): conv 16 8x8/2 pad 3, max-pool 2/1, conv 32 4x4/2, max-pool 2/1, dense 32, dense classes")) { _, input in
-        ModelPlugin.tanhCNN(firstPadding: 3, classes: input.classes)
-    },
-    ModelPlugin(PluginSpec("cnn-tanh-tramer", "cnn-tanh with the first convolution's padding 2, as Tramer & Boneh 2021 trained it")) { _, input in
-        ModelPlugin.tanhCNN(firstPadding: 2, classes: input.classes)
-    },
-])
+private let standardModels = ModelRegistry(
+    kind: "model",
+    [
+        ModelPlugin(PluginSpec("logistic-regression", "one dense layer and softmax")) { _, input in
+            [.flatten, .linear(outputs: input.classes)]
+        },
+        ModelPlugin(
+            PluginSpec(
+                "mlp", "dense layers with an activation between them",
+                parameters: [
+                    ParameterSpec(
+                        "hidden_sizes", .intList, range: .atLeast(1), default: .list([.int(128)]),
+                        "widths of the hidden layers"),
+                    ParameterSpec("activation", .choice(["tanh", "relu", "sigmoid"]), default: .string("tanh")),
+                ])
+        ) { p, input in
+            // The activation is a layer type of the same name.
+            let activation = LayerRegistry.standard.layer(p.string("activation")) ?? .tanh
+            var specs: [LayerSpec] = input.exampleShape.rank > 1 ? [.flatten] : []
+            for h in p.intList("hidden_sizes") { specs += [.linear(outputs: h), activation] }
+            return specs + [.linear(outputs: input.classes)]
+        },
+        ModelPlugin(
+            PluginSpec(
+                "cnn-tanh",
+                "convolutional network with tanh activations (Papernot et al. 2021, tempered sigmoids): conv 16 8x8/2 pad 3, max-pool 2/1, conv 32 4x4/2, max-pool 2/1, dense 32, dense classes"
+            )
+        ) { _, input in
+            ModelPlugin.tanhCNN(firstPadding: 3, classes: input.classes)
+        },
+        ModelPlugin(
+            PluginSpec(
+                "cnn-tanh-tramer", "cnn-tanh with the first convolution's padding 2, as Tramer & Boneh 2021 trained it")
+        ) { _, input in
+            ModelPlugin.tanhCNN(firstPadding: 2, classes: input.classes)
+        },
+    ])
 
 extension ModelPlugin {
 
@@ -158,8 +212,11 @@ extension ModelPlugin {
     /// features. Padding 2 (Tramèr & Boneh 2021, "Differentially private learning needs
     /// better features", `cnn-tanh-tramer`) gives 13x13 -> 12x12 -> 5x5 -> 4x4: also 512.
     static func tanhCNN(firstPadding: Int, classes: Int) -> [LayerSpec] {
-        [.conv2d(outChannels: 16, kernel: 8, stride: 2, padding: firstPadding), .tanh, .maxPool2d(kernel: 2, stride: 1),
-         .conv2d(outChannels: 32, kernel: 4, stride: 2, padding: 0), .tanh, .maxPool2d(kernel: 2, stride: 1),
-         .flatten, .linear(outputs: 32), .tanh, .linear(outputs: classes)]
+        [
+            .conv2d(outChannels: 16, kernel: 8, stride: 2, padding: firstPadding), .tanh,
+            .maxPool2d(kernel: 2, stride: 1),
+            .conv2d(outChannels: 32, kernel: 4, stride: 2, padding: 0), .tanh, .maxPool2d(kernel: 2, stride: 1),
+            .flatten, .linear(outputs: 32), .tanh, .linear(outputs: classes),
+        ]
     }
 }

@@ -5,15 +5,20 @@ import DPTensor
 /// Normalises each of `rows` contiguous rows of `n` scalars: `xhat = (x - mean) / sqrt(var + eps)`
 /// with the biased variance; writes `xhat` and `1 / sqrt(var + eps)` per row. Moments are
 /// accumulated in Double. Each row lies within one example, so no example affects another.
-func normalizeRows(_ x: UnsafePointer<Float>, rows: Int, count n: Int, eps: Float,
-                   normalized xhat: UnsafeMutablePointer<Float>, inverseStd: UnsafeMutablePointer<Float>) {
+func normalizeRows(
+    _ x: UnsafePointer<Float>, rows: Int, count n: Int, eps: Float,
+    normalized xhat: UnsafeMutablePointer<Float>, inverseStd: UnsafeMutablePointer<Float>
+) {
     for r in 0..<rows {
         let xr = x + r * n, hr = xhat + r * n
         var sum = 0.0
         for j in 0..<n { sum += Double(xr[j]) }
         let mean = sum / Double(n)
         var ss = 0.0
-        for j in 0..<n { let d = Double(xr[j]) - mean; ss += d * d }
+        for j in 0..<n {
+            let d = Double(xr[j]) - mean
+            ss += d * d
+        }
         let inv = 1 / (ss / Double(n) + Double(eps)).squareRoot()
         inverseStd[r] = Float(inv)
         for j in 0..<n { hr[j] = Float((Double(xr[j]) - mean) * inv) }
@@ -22,12 +27,17 @@ func normalizeRows(_ x: UnsafePointer<Float>, rows: Int, count n: Int, eps: Floa
 
 /// The input gradient of ``normalizeRows``, in place on `g` (holding `dL/dxhat` on entry):
 /// `dx = invStd (g - mean(g) - xhat mean(g xhat))` per row.
-func normalizeRowsBackward(_ g: UnsafeMutablePointer<Float>, normalized xhat: UnsafePointer<Float>,
-                           inverseStd: UnsafePointer<Float>, rows: Int, count n: Int) {
+func normalizeRowsBackward(
+    _ g: UnsafeMutablePointer<Float>, normalized xhat: UnsafePointer<Float>,
+    inverseStd: UnsafePointer<Float>, rows: Int, count n: Int
+) {
     for r in 0..<rows {
         let gr = g + r * n, hr = xhat + r * n
         var sg = 0.0, sgh = 0.0
-        for j in 0..<n { sg += Double(gr[j]); sgh += Double(gr[j]) * Double(hr[j]) }
+        for j in 0..<n {
+            sg += Double(gr[j])
+            sgh += Double(gr[j]) * Double(hr[j])
+        }
         let mg = Float(sg / Double(n)), mgh = Float(sgh / Double(n)), inv = inverseStd[r]
         for j in 0..<n { gr[j] = inv * (gr[j] - mg - hr[j] * mgh) }
     }

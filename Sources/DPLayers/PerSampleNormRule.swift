@@ -25,8 +25,10 @@ public enum PerSampleNormRule: String, Sendable, Codable, CaseIterable {
 
     /// The flop estimate of each rule for one example: Gram matrices `2 L^2 (K + C)` plus
     /// their dot product `L^2`; or the per-example gradient `2 L K C` plus its norm `K C`.
-    public static func cost(of rule: PerSampleNormRule, positions l: Int, inputFeatures k: Int,
-                            outputFeatures c: Int) -> Int {
+    public static func cost(
+        of rule: PerSampleNormRule, positions l: Int, inputFeatures k: Int,
+        outputFeatures c: Int
+    ) -> Int {
         switch rule {
         case .ghost: return 2 * l * l * (k + c) + l * l
         case .materialize: return 2 * l * k * c + k * c
@@ -67,12 +69,16 @@ struct OuterProductNorms {
     /// - Parameters:
     ///   - a: `[B, ...]`, each example holding `L * K` scalars in `layout`.
     ///   - d: `[B, ...]`, each example holding `L * C` scalars in `layout`.
-    mutating func addSquaredNorms(a: Tensor<Float>, d: Tensor<Float>, layout: PositionLayout,
-                                  positions l: Int, inputFeatures k: Int, outputFeatures c: Int,
-                                  bias: Bool, rule: PerSampleNormRule, into norms: inout Tensor<Float>) {
+    mutating func addSquaredNorms(
+        a: Tensor<Float>, d: Tensor<Float>, layout: PositionLayout,
+        positions l: Int, inputFeatures k: Int, outputFeatures c: Int,
+        bias: Bool, rule: PerSampleNormRule, into norms: inout Tensor<Float>
+    ) {
         let batch = norms.scalarCount
-        precondition(a.scalarCount == batch * l * k && d.scalarCount == batch * l * c,
-                     "OuterProductNorms: a \(a.shape) and d \(d.shape) do not hold \(batch) examples of [\(l), \(k)] and [\(l), \(c)]")
+        precondition(
+            a.scalarCount == batch * l * k && d.scalarCount == batch * l * c,
+            "OuterProductNorms: a \(a.shape) and d \(d.shape) do not hold \(batch) examples of [\(l), \(k)] and [\(l), \(c)]"
+        )
         if batch == 0 { return }
         let first = layout == .positionsFirst
         let aShape: Shape = first ? [l, k] : [k, l]

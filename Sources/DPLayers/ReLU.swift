@@ -14,7 +14,8 @@ public final class ReLU: ParameterFreeLayer {
     }
 
     public func backward(_ dy: Tensor<Float>) -> Tensor<Float> {
-        precondition(dy.shape == output.shape, "ReLU.backward: gradient \(dy.shape) differs from output \(output.shape)")
+        precondition(
+            dy.shape == output.shape, "ReLU.backward: gradient \(dy.shape) differs from output \(output.shape)")
         // One pass into a fresh tensor: `dy` is still referenced by the caller (and cached by
         // the layer after), so modifying a copy of it would copy it first.
         return dy.withUnsafeBufferPointer { pd in

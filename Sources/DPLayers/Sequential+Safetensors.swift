@@ -52,7 +52,7 @@ extension Sequential {
     public func safetensors(metadata: [String: String] = [:]) -> Data {
         var meta = metadata
         let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys  // the same model gives the same bytes
+        encoder.outputFormatting = .sortedKeys // the same model gives the same bytes
         if let a = architecture, let json = try? encoder.encode(a) {
             meta[Self.architectureKey] = String(decoding: json, as: UTF8.self)
         }
@@ -65,24 +65,33 @@ extension Sequential {
     public func loadSafetensors(_ tensors: [String: Tensor<Float>]) throws {
         let named = namedParameters
         for (name, p) in named {
-            guard let t = tensors[name] else { throw SafetensorsError("the file has no tensor `\(name)` for \(description)") }
+            guard let t = tensors[name] else {
+                throw SafetensorsError("the file has no tensor `\(name)` for \(description)")
+            }
             guard t.shape == p.value.shape else {
-                throw SafetensorsError("tensor `\(name)` has shape \(t.shape.array); the model's is \(p.value.shape.array)")
+                throw SafetensorsError(
+                    "tensor `\(name)` has shape \(t.shape.array); the model's is \(p.value.shape.array)")
             }
             p.value = t
         }
         let extra = Set(tensors.keys).subtracting(named.map(\.name))
-        if !extra.isEmpty { throw SafetensorsError("the file has tensors the model does not: \(extra.sorted().joined(separator: ", "))") }
+        if !extra.isEmpty {
+            throw SafetensorsError("the file has tensors the model does not: \(extra.sorted().joined(separator: ", "))")
+        }
     }
 
     /// Rebuilds a model exported by ``safetensors(metadata:)`` and loads its parameters.
     public static func fromSafetensors(_ data: Data) throws -> (model: Sequential, metadata: [String: String]) {
         let (tensors, metadata) = try Safetensors.decode(data)
         guard let text = metadata[architectureKey],
-              let architecture = try? JSONDecoder().decode(ModelArchitecture.self, from: Data(text.utf8)) else {
-            throw SafetensorsError("no `\(architectureKey)` in the metadata: not a model exported by DPKit (build the model yourself and call loadSafetensors)")
+            let architecture = try? JSONDecoder().decode(ModelArchitecture.self, from: Data(text.utf8))
+        else {
+            throw SafetensorsError(
+                "no `\(architectureKey)` in the metadata: not a model exported by DPKit (build the model yourself and call loadSafetensors)"
+            )
         }
-        let model = try ModelBuilder.build(specs: architecture.specs, inputShape: Shape(architecture.inputShape), seed: 0)
+        let model = try ModelBuilder.build(
+            specs: architecture.specs, inputShape: Shape(architecture.inputShape), seed: 0)
         try model.loadSafetensors(tensors)
         return (model, metadata)
     }

@@ -99,12 +99,16 @@ public final class Sequential: Layer {
     /// weights (`nil`: all ones). Aligned with ``trainableLayers``.
     public func accumulateGradients(perLayerWeights: [Tensor<Float>?]) {
         let trainable = trainableLayers
-        precondition(perLayerWeights.count == trainable.count,
-                     "Sequential.accumulateGradients: \(perLayerWeights.count) weight vectors for \(trainable.count) trainable layers")
+        precondition(
+            perLayerWeights.count == trainable.count,
+            "Sequential.accumulateGradients: \(perLayerWeights.count) weight vectors for \(trainable.count) trainable layers"
+        )
         for (layer, w) in zip(trainable, perLayerWeights) { layer.accumulateGradients(exampleWeights: w) }
     }
 
-    @_spi(Testing) public func referencePerSampleGradients() -> [Tensor<Float>] { layers.flatMap { $0.perSampleGradients() } }
+    @_spi(Testing) public func referencePerSampleGradients() -> [Tensor<Float>] {
+        layers.flatMap { $0.perSampleGradients() }
+    }
 
     /// Sets every parameter's gradient to zero.
     public func zeroGradients() {
@@ -131,7 +135,9 @@ public final class Sequential: Layer {
 
     /// The fraction of examples whose predicted class equals the label; NaN for no examples.
     public func accuracy(_ inputs: Tensor<Float>, labels: [Int], batchSize chunk: Int = 512) -> Double {
-        precondition(labels.count == inputs.shape[0], "Sequential.accuracy: \(labels.count) labels for \(inputs.shape[0]) examples")
+        precondition(
+            labels.count == inputs.shape[0],
+            "Sequential.accuracy: \(labels.count) labels for \(inputs.shape[0]) examples")
         if labels.isEmpty { return .nan }
         let correct = zip(predict(inputs, batchSize: chunk), labels).filter { $0 == $1 }.count
         return Double(correct) / Double(labels.count)

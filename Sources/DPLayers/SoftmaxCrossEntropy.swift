@@ -13,7 +13,9 @@ public struct SoftmaxCrossEntropy: Sendable {
     /// Per-example losses `[B]` and the gradient of their sum w.r.t. `logits` (`[B, classes]`).
     ///
     /// - Precondition: `labels.count == B` and every label is in `0..<classes`.
-    public func callAsFunction(logits: Tensor<Float>, labels: [Int]) -> (losses: Tensor<Float>, logitGradient: Tensor<Float>) {
+    public func callAsFunction(
+        logits: Tensor<Float>, labels: [Int]
+    ) -> (losses: Tensor<Float>, logitGradient: Tensor<Float>) {
         precondition(logits.rank == 2, "SoftmaxCrossEntropy: logits \(logits.shape) should be [B, classes]")
         let batch = logits.shape[0], classes = logits.shape[1]
         precondition(labels.count == batch, "SoftmaxCrossEntropy: \(labels.count) labels for \(batch) logit rows")
@@ -24,7 +26,9 @@ public struct SoftmaxCrossEntropy: Sendable {
             losses.withUnsafeMutableBufferPointer { l in
                 for i in 0..<batch {
                     let y = labels[i]
-                    precondition(y >= 0 && y < classes, "SoftmaxCrossEntropy: label \(y) of example \(i) is not in 0..<\(classes)")
+                    precondition(
+                        y >= 0 && y < classes,
+                        "SoftmaxCrossEntropy: label \(y) of example \(i) is not in 0..<\(classes)")
                     l[i] = -g[i * classes + y]
                     for j in 0..<classes { g[i * classes + j] = Float.exp(g[i * classes + j]) }
                     g[i * classes + y] -= 1

@@ -9,7 +9,7 @@ public final class TemperedSigmoid: ParameterFreeLayer {
     public let scale: Float
     public let temperature: Float
     public let offset: Float
-    var sigma = Tensor<Float>(zeros: [0])  // sigmoid(T x), cached
+    var sigma = Tensor<Float>(zeros: [0]) // sigmoid(T x), cached
 
     public init(scale: Float = 2, temperature: Float = 2, offset: Float = 1) {
         self.scale = scale
@@ -27,7 +27,9 @@ public final class TemperedSigmoid: ParameterFreeLayer {
     }
 
     public func backward(_ dy: Tensor<Float>) -> Tensor<Float> {
-        precondition(dy.shape == sigma.shape, "TemperedSigmoid.backward: gradient \(dy.shape) differs from output \(sigma.shape)")
+        precondition(
+            dy.shape == sigma.shape, "TemperedSigmoid.backward: gradient \(dy.shape) differs from output \(sigma.shape)"
+        )
         let st = scale * temperature
         var dx = dy
         dx.combine(sigma) { d, p in d * st * p * (1 - p) }

@@ -49,7 +49,10 @@ extension ConfigValue {
     }
 
     private static func set(_ value: ConfigValue, components: ArraySlice<String>, in node: inout ConfigValue) -> Bool {
-        guard let key = components.first else { node = value; return true }
+        guard let key = components.first else {
+            node = value
+            return true
+        }
         if case .null = node { node = .map([]) }
         guard case .map(var pairs) = node else { return false }
         let index = pairs.firstIndex(where: { $0.key == key })
@@ -127,7 +130,10 @@ extension ConfigValue {
             out += d.isFinite ? Self.numberText(d) : "null"
         case .string(let s): out += Self.jsonQuoted(s)
         case .list(let items):
-            if items.isEmpty { out += "[]"; return }
+            if items.isEmpty {
+                out += "[]"
+                return
+            }
             out += "[" + newline
             for (i, item) in items.enumerated() {
                 out += pad(level + 1)
@@ -136,7 +142,10 @@ extension ConfigValue {
             }
             out += pad(level) + "]"
         case .map(let pairs):
-            if pairs.isEmpty { out += "{}"; return }
+            if pairs.isEmpty {
+                out += "{}"
+                return
+            }
             let ordered = sortKeys ? pairs.sorted { $0.key < $1.key } : pairs
             out += "{" + newline
             for (i, pair) in ordered.enumerated() {

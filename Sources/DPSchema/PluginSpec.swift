@@ -39,9 +39,9 @@ public struct ValueRange: Hashable, Sendable, CustomStringConvertible {
     public var description: String {
         let lo = lower.map(ConfigValue.numberText), hi = upper.map(ConfigValue.numberText)
         switch (lo, hi) {
-        case let (lo?, hi?): return "in \(lowerInclusive ? "[" : "(")\(lo), \(hi)\(upperInclusive ? "]" : ")")"
-        case let (lo?, nil): return lowerInclusive ? ">= \(lo)" : "> \(lo)"
-        case let (nil, hi?): return upperInclusive ? "<= \(hi)" : "< \(hi)"
+        case (let lo?, let hi?): return "in \(lowerInclusive ? "[" : "(")\(lo), \(hi)\(upperInclusive ? "]" : ")")"
+        case (let lo?, nil): return lowerInclusive ? ">= \(lo)" : "> \(lo)"
+        case (nil, let hi?): return upperInclusive ? "<= \(hi)" : "< \(hi)"
         case (nil, nil): return "finite"
         }
     }
@@ -173,8 +173,9 @@ public struct Parameters: Hashable, Sendable {
     }
 
     private func value(_ name: String) -> ConfigValue? {
-        precondition(plugin.parameters.contains { $0.name == name },
-                     "`\(plugin.name)` declares no parameter `\(name)`")
+        precondition(
+            plugin.parameters.contains { $0.name == name },
+            "`\(plugin.name)` declares no parameter `\(name)`")
         return values[name]
     }
 
@@ -257,7 +258,9 @@ public struct Registry<Entry: Plugin>: Sendable {
     public func plugin(named name: String) -> Entry? { plugins.first { $0.spec.name == name } }
 
     /// The plugin `name`, or the module's error for an unknown name, made from the name and the valid names.
-    public func plugin(named name: String, orThrow unknown: (_ name: String, _ valid: [String]) -> any Error) throws -> Entry {
+    public func plugin(
+        named name: String, orThrow unknown: (_ name: String, _ valid: [String]) -> any Error
+    ) throws -> Entry {
         guard let p = plugin(named: name) else { throw unknown(name, names) }
         return p
     }

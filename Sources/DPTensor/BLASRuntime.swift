@@ -1,8 +1,9 @@
 import CBLAS
+import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
 
 /// What the loaded OpenBLAS runs, and the choice of its CPU kernel.
 ///
@@ -55,7 +56,9 @@ public enum BLASRuntime {
     }
 
     /// Kernels that are generic fall-backs (what OpenBLAS runs when it does not know the CPU).
-    public static let genericCores: Set<String> = ["Prescott", "Core2", "Katmai", "Coppermine", "Northwood", "Banias", "Atom", "Nano"]
+    public static let genericCores: Set<String> = [
+        "Prescott", "Core2", "Katmai", "Coppermine", "Northwood", "Banias", "Atom", "Nano",
+    ]
 
     /// The outcome of ``ensureFastKernel(arguments:)``.
     public enum KernelStatus: Equatable, Sendable {
@@ -77,14 +80,16 @@ public enum BLASRuntime {
 
     /// Decides from the loaded kernel, the environment and the CPU's flags. Never overrides an
     /// `OPENBLAS_CORETYPE` the user set; never re-executes under CI, when told not to, or twice.
-    public static func decide(core: String, environment env: [String: String], cpuFlags: Set<String>) -> KernelDecision {
+    public static func decide(core: String, environment env: [String: String], cpuFlags: Set<String>) -> KernelDecision
+    {
         if let requested = env["OPENBLAS_CORETYPE"], !requested.isEmpty {
             return .keep(.userChosen(core: core, requested: requested))
         }
         guard genericCores.contains(core), let better = bestCoreType(forCPUFlags: cpuFlags) else {
             return .keep(.fast(core: core))
         }
-        let advice = "OpenBLAS runs its slow generic '\(core)' kernel on this CPU; this CPU supports '\(better)'. "
+        let advice =
+            "OpenBLAS runs its slow generic '\(core)' kernel on this CPU; this CPU supports '\(better)'. "
             + "Fix: export OPENBLAS_CORETYPE=\(better) before running (about 6x faster sgemm)."
         if env["CI"] != nil || env[noReexecVariable] != nil || env[reexecMarkerVariable] != nil {
             return .keep(.slow(core: core, advice: advice))
@@ -159,7 +164,8 @@ public enum BLASRuntime {
             return true
         }
         guard proceed, ProcessInfo.processInfo.environment[quietVariable] == nil,
-              let text = slowKernelWarning(for: check()) else { return false }
+            let text = slowKernelWarning(for: check())
+        else { return false }
         FileHandle.standardError.write(Data((text + "\n").utf8))
         return true
     }

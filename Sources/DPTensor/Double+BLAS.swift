@@ -1,4 +1,5 @@
 import CBLAS
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -9,23 +10,29 @@ extension Double: TensorScalar {
         a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int,
         beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int
     ) {
-        cblas_dgemm(CblasRowMajor, cblasTranspose(transA), cblasTranspose(transB),
-                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        cblas_dgemm(
+            CblasRowMajor, cblasTranspose(transA), cblasTranspose(transB),
+            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
     @inlinable public static func blasGemv(
         trans: Bool, m: Int, n: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int,
         x: UnsafePointer<Double>, incx: Int, beta: Double, y: UnsafeMutablePointer<Double>, incy: Int
     ) {
-        cblas_dgemv(CblasRowMajor, cblasTranspose(trans), Int32(m), Int32(n), alpha, a, Int32(lda),
-                    x, Int32(incx), beta, y, Int32(incy))
+        cblas_dgemv(
+            CblasRowMajor, cblasTranspose(trans), Int32(m), Int32(n), alpha, a, Int32(lda),
+            x, Int32(incx), beta, y, Int32(incy))
     }
-    @inlinable public static func blasAxpy(n: Int, alpha: Double, x: UnsafePointer<Double>, incx: Int, y: UnsafeMutablePointer<Double>, incy: Int) {
+    @inlinable public static func blasAxpy(
+        n: Int, alpha: Double, x: UnsafePointer<Double>, incx: Int, y: UnsafeMutablePointer<Double>, incy: Int
+    ) {
         cblas_daxpy(Int32(n), alpha, x, Int32(incx), y, Int32(incy))
     }
     @inlinable public static func blasScal(n: Int, alpha: Double, x: UnsafeMutablePointer<Double>, incx: Int) {
         cblas_dscal(Int32(n), alpha, x, Int32(incx))
     }
-    @inlinable public static func blasDot(n: Int, x: UnsafePointer<Double>, incx: Int, y: UnsafePointer<Double>, incy: Int) -> Double {
+    @inlinable public static func blasDot(
+        n: Int, x: UnsafePointer<Double>, incx: Int, y: UnsafePointer<Double>, incy: Int
+    ) -> Double {
         cblas_ddot(Int32(n), x, Int32(incx), y, Int32(incy))
     }
     @inlinable public static func blasNrm2(n: Int, x: UnsafePointer<Double>, incx: Int) -> Double {

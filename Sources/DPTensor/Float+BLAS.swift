@@ -1,4 +1,5 @@
 import CBLAS
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -9,23 +10,29 @@ extension Float: TensorScalar {
         a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
         beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
-        cblas_sgemm(CblasRowMajor, cblasTranspose(transA), cblasTranspose(transB),
-                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        cblas_sgemm(
+            CblasRowMajor, cblasTranspose(transA), cblasTranspose(transB),
+            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
     @inlinable public static func blasGemv(
         trans: Bool, m: Int, n: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
         x: UnsafePointer<Float>, incx: Int, beta: Float, y: UnsafeMutablePointer<Float>, incy: Int
     ) {
-        cblas_sgemv(CblasRowMajor, cblasTranspose(trans), Int32(m), Int32(n), alpha, a, Int32(lda),
-                    x, Int32(incx), beta, y, Int32(incy))
+        cblas_sgemv(
+            CblasRowMajor, cblasTranspose(trans), Int32(m), Int32(n), alpha, a, Int32(lda),
+            x, Int32(incx), beta, y, Int32(incy))
     }
-    @inlinable public static func blasAxpy(n: Int, alpha: Float, x: UnsafePointer<Float>, incx: Int, y: UnsafeMutablePointer<Float>, incy: Int) {
+    @inlinable public static func blasAxpy(
+        n: Int, alpha: Float, x: UnsafePointer<Float>, incx: Int, y: UnsafeMutablePointer<Float>, incy: Int
+    ) {
         cblas_saxpy(Int32(n), alpha, x, Int32(incx), y, Int32(incy))
     }
     @inlinable public static func blasScal(n: Int, alpha: Float, x: UnsafeMutablePointer<Float>, incx: Int) {
         cblas_sscal(Int32(n), alpha, x, Int32(incx))
     }
-    @inlinable public static func blasDot(n: Int, x: UnsafePointer<Float>, incx: Int, y: UnsafePointer<Float>, incy: Int) -> Float {
+    @inlinable public static func blasDot(
+        n: Int, x: UnsafePointer<Float>, incx: Int, y: UnsafePointer<Float>, incy: Int
+    ) -> Float {
         cblas_sdot(Int32(n), x, Int32(incx), y, Int32(incy))
     }
     @inlinable public static func blasNrm2(n: Int, x: UnsafePointer<Float>, incx: Int) -> Float {

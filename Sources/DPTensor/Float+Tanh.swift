@@ -16,7 +16,7 @@ extension Float {
     /// `±infinity` gives `±1`.
     @inlinable @inline(__always)
     public static func vectorizableTanh(_ x: Float) -> Float {
-        let a = Swift.min(x.magnitude, 9.5)  // NaN stays NaN (the comparison is false)
+        let a = Swift.min(x.magnitude, 9.5) // NaN stays NaN (the comparison is false)
         // Small arguments.
         let s = a * a
         var q: Float = 0.0021429609041661024
@@ -28,7 +28,7 @@ extension Float {
         let small = a + (a * s) * q
         // Large arguments: e^{2a}.
         let y = a + a
-        let shifted = y * 1.442695040888963 + 12_582_912  // 1.5 * 2^23: rounds to an integer
+        let shifted = y * 1.442695040888963 + 12_582_912 // 1.5 * 2^23: rounds to an integer
         let n = shifted - 12_582_912
         let r = (y - n * 0.693145751953125) - n * 1.428606765330187e-06
         var p: Float = 1.0 / 5040
@@ -48,7 +48,8 @@ extension Float {
 
     /// `dst[i] = tanh(src[i])` for `count` scalars by ``vectorizableTanh(_:)``; `dst` may equal `src`.
     @inlinable
-    public static func vectorizableTanh(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, count: Int) {
+    public static func vectorizableTanh(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, count: Int)
+    {
         for i in 0..<count { dst[i] = vectorizableTanh(src[i]) }
     }
 }

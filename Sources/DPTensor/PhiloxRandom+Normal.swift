@@ -60,7 +60,9 @@ extension PhiloxRandom {
     /// Philox4x32-10 on the eight counters (stream, block + 0...7): the four output words of
     /// each block, one block per lane.
     @inlinable @inline(__always)
-    static func bijection8(firstBlock: UInt64, stream: UInt64, key: UInt64)
+    static func bijection8(
+        firstBlock: UInt64, stream: UInt64, key: UInt64
+    )
         -> (SIMD8<UInt32>, SIMD8<UInt32>, SIMD8<UInt32>, SIMD8<UInt32>)
     {
         let blocks = SIMD8<UInt64>(repeating: firstBlock) &+ SIMD8<UInt64>(0, 1, 2, 3, 4, 5, 6, 7)
@@ -89,8 +91,10 @@ extension PhiloxRandom {
     /// the four pair groups (A0, A1, A2), (A3, B0, B1), (B2, B3, C0), (C1, C2, C3) described above,
     /// `r cos theta` then `r sin theta`. Discards what is left of a partly used block.
     @inlinable
-    public mutating func nextNormals8x8() -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>,
-                                              SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+    public mutating func nextNormals8x8() -> (
+        SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>,
+        SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>
+    ) {
         let (a0, a1, a2, a3) = PhiloxRandom.bijection8(firstBlock: _block, stream: stream, key: key)
         let (b0, b1, b2, b3) = PhiloxRandom.bijection8(firstBlock: _block &+ 8, stream: stream, key: key)
         let (c0, c1, c2, c3) = PhiloxRandom.bijection8(firstBlock: _block &+ 16, stream: stream, key: key)
@@ -109,8 +113,10 @@ extension PhiloxRandom {
     /// CPU has them, baseline x86-64 otherwise). The kernel computes the same operations in the
     /// same order without fused multiply-adds, so the values match the Swift path; the tests allow
     /// 4 ulps. Consumes `24 * ceil(count / 64)` blocks, as the reference does.
-    mutating func fillNormalFloat(_ p: UnsafeMutablePointer<Float>?, count n: Int, mean: Float,
-                                  standardDeviation sd: Float, accumulate: Bool) {
+    mutating func fillNormalFloat(
+        _ p: UnsafeMutablePointer<Float>?, count n: Int, mean: Float,
+        standardDeviation sd: Float, accumulate: Bool
+    ) {
         guard n > 0, let p else { return }
         dpk_philox_normal_f32(key, stream, _block, p, Int64(n), mean, sd, accumulate ? 1 : 0)
         _block &+= 24 &* UInt64((n + 63) / 64)
@@ -128,8 +134,10 @@ extension PhiloxRandom {
     /// The Swift implementation of ``fillNormalFloat(_:count:mean:standardDeviation:accumulate:)``,
     /// 64 normals per ``nextNormals8x8()``: the reference the C kernel is tested against.
     @inlinable
-    mutating func fillNormalFloatReference(_ p: UnsafeMutablePointer<Float>?, count n: Int, mean: Float,
-                                  standardDeviation sd: Float, accumulate: Bool) {
+    mutating func fillNormalFloatReference(
+        _ p: UnsafeMutablePointer<Float>?, count n: Int, mean: Float,
+        standardDeviation sd: Float, accumulate: Bool
+    ) {
         guard n > 0, let p else { return }
         let raw = UnsafeMutableRawPointer(p)
         var i = 0
@@ -144,8 +152,14 @@ extension PhiloxRandom {
         }
         while i + 64 <= n {
             let (z0, z1, z2, z3, z4, z5, z6, z7) = nextNormals8x8()
-            put(z0, i); put(z1, i + 8); put(z2, i + 16); put(z3, i + 24)
-            put(z4, i + 32); put(z5, i + 40); put(z6, i + 48); put(z7, i + 56)
+            put(z0, i)
+            put(z1, i + 8)
+            put(z2, i + 16)
+            put(z3, i + 24)
+            put(z4, i + 32)
+            put(z5, i + 40)
+            put(z6, i + 48)
+            put(z7, i + 56)
             i += 64
         }
         if i < n {
@@ -163,7 +177,9 @@ extension PhiloxRandom {
 /// arithmetic only (no int-to-float conversion, division or `sqrt` instruction), which the
 /// compiler keeps in vector registers even at the baseline x86-64 target.
 @inlinable @inline(__always)
-func boxMullerSIMD(_ radiusHigh: SIMD8<UInt32>, _ radiusLow: SIMD8<UInt32>, _ wt: SIMD8<UInt32>)
+func boxMullerSIMD(
+    _ radiusHigh: SIMD8<UInt32>, _ radiusLow: SIMD8<UInt32>, _ wt: SIMD8<UInt32>
+)
     -> (SIMD8<Float>, SIMD8<Float>)
 {
     let u1 = openUnitFloatSIMD(high: radiusHigh, low: radiusLow)
@@ -213,8 +229,9 @@ func openUnitFloatSIMD(high h: SIMD8<UInt32>, low l: SIMD8<UInt32>) -> SIMD8<Flo
 /// estimate and three Newton steps (relative error below 1e-9 before rounding).
 @inlinable @inline(__always)
 func squareRootSIMD(_ x: SIMD8<Float>) -> SIMD8<Float> {
-    var y = unsafeBitCast(SIMD8<UInt32>(repeating: 0x5F37_59DF) &- (unsafeBitCast(x, to: SIMD8<UInt32>.self) &>> 1),
-                          to: SIMD8<Float>.self)
+    var y = unsafeBitCast(
+        SIMD8<UInt32>(repeating: 0x5F37_59DF) &- (unsafeBitCast(x, to: SIMD8<UInt32>.self) &>> 1),
+        to: SIMD8<Float>.self)
     let halfX: SIMD8<Float> = 0.5 * x
     y = y * (1.5 - halfX * y * y)
     y = y * (1.5 - halfX * y * y)

@@ -118,11 +118,15 @@ public struct PhiloxRandom: RandomNumberGenerator, Sendable, Equatable, Codable 
     /// ``radiusUniform(_:)`` (smallest u1 2^-65, so |z| <= 9.49), the angle from 53 bits.
     /// Neither is exactly Gaussian: see the notes in
     /// `PhiloxRandom+Normal.swift` and docs/accounting.md.
-    public mutating func fillNormal<S: TensorScalar>(_ buffer: UnsafeMutableBufferPointer<S>,
-                                                     mean: S = 0, standardDeviation: S = 1) {
+    public mutating func fillNormal<S: TensorScalar>(
+        _ buffer: UnsafeMutableBufferPointer<S>,
+        mean: S = 0, standardDeviation: S = 1
+    ) {
         if S.self == Float.self {
             let p = UnsafeMutableRawPointer(buffer.baseAddress)?.assumingMemoryBound(to: Float.self)
-            fillNormalFloat(p, count: buffer.count, mean: Float(mean), standardDeviation: Float(standardDeviation), accumulate: false)
+            fillNormalFloat(
+                p, count: buffer.count, mean: Float(mean), standardDeviation: Float(standardDeviation),
+                accumulate: false)
             return
         }
         var i = 0
@@ -142,7 +146,8 @@ public struct PhiloxRandom: RandomNumberGenerator, Sendable, Equatable, Codable 
     public mutating func addNormal<S: TensorScalar>(to buffer: UnsafeMutableBufferPointer<S>, standardDeviation: S) {
         if S.self == Float.self {
             let p = UnsafeMutableRawPointer(buffer.baseAddress)?.assumingMemoryBound(to: Float.self)
-            fillNormalFloat(p, count: buffer.count, mean: 0, standardDeviation: Float(standardDeviation), accumulate: true)
+            fillNormalFloat(
+                p, count: buffer.count, mean: 0, standardDeviation: Float(standardDeviation), accumulate: true)
             return
         }
         // Double: chunks through a small stack buffer, so no second full tensor is allocated.
@@ -161,7 +166,9 @@ public struct PhiloxRandom: RandomNumberGenerator, Sendable, Equatable, Codable 
 
     /// Fills `buffer` with independent uniform samples in `[lower, upper)`, 24 (Float) or
     /// 53 (Double) random bits each.
-    public mutating func fillUniform<S: TensorScalar>(_ buffer: UnsafeMutableBufferPointer<S>, in lower: S = 0, _ upper: S = 1) {
+    public mutating func fillUniform<S: TensorScalar>(
+        _ buffer: UnsafeMutableBufferPointer<S>, in lower: S = 0, _ upper: S = 1
+    ) {
         let width = upper - lower
         if S.self == Float.self {
             for i in 0..<buffer.count {

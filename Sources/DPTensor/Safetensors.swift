@@ -13,13 +13,16 @@ public enum Safetensors {
     public static let maximumHeaderLength = 100_000_000
 
     /// The file's bytes for `tensors` (written in the order given) and `metadata`.
-    public static func encode(_ tensors: [(name: String, tensor: Tensor<Float>)], metadata: [String: String] = [:]) -> Data {
+    public static func encode(
+        _ tensors: [(name: String, tensor: Tensor<Float>)], metadata: [String: String] = [:]
+    ) -> Data {
         var header: [String: Any] = [:]
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         var offset = 0
         for (name, t) in tensors {
             let bytes = t.scalarCount * MemoryLayout<Float>.size
-            header[name] = ["dtype": "F32", "shape": t.shape.array, "data_offsets": [offset, offset + bytes]] as [String: Any]
+            header[name] =
+                ["dtype": "F32", "shape": t.shape.array, "data_offsets": [offset, offset + bytes]] as [String: Any]
             offset += bytes
         }
         var json = (try? JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])) ?? Data("{}".utf8)
@@ -39,13 +42,18 @@ public enum Safetensors {
     /// - Throws: ``SafetensorsError`` naming what is wrong: a short file, a header that is not
     ///   a JSON object, a dtype other than F32, a shape or offsets that do not fit the data.
     public static func decode(_ data: Data) throws -> (tensors: [String: Tensor<Float>], metadata: [String: String]) {
-        guard data.count >= 8 else { throw SafetensorsError("the file has \(data.count) bytes; a safetensors file starts with an 8-byte header length") }
+        guard data.count >= 8 else {
+            throw SafetensorsError(
+                "the file has \(data.count) bytes; a safetensors file starts with an 8-byte header length")
+        }
         let n = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
         guard n <= UInt64(maximumHeaderLength), Int(n) <= data.count - 8 else {
-            throw SafetensorsError("not a safetensors file: its header length \(n) does not fit a file of \(data.count) bytes")
+            throw SafetensorsError(
+                "not a safetensors file: its header length \(n) does not fit a file of \(data.count) bytes")
         }
         let headerBytes = data.subdata(in: (data.startIndex + 8)..<(data.startIndex + 8 + Int(n)))
-        guard let object = try? JSONSerialization.jsonObject(with: headerBytes), let header = object as? [String: Any] else {
+        guard let object = try? JSONSerialization.jsonObject(with: headerBytes), let header = object as? [String: Any]
+        else {
             throw SafetensorsError("the header is not a JSON object")
         }
         let body = data.subdata(in: (data.startIndex + 8 + Int(n))..<data.endIndex)
@@ -54,25 +62,35 @@ public enum Safetensors {
         var ranges: [(Int, Int, String)] = []
         for (name, value) in header {
             if name == "__metadata__" {
-                guard let m = value as? [String: String] else { throw SafetensorsError("__metadata__ must map strings to strings") }
+                guard let m = value as? [String: String] else {
+                    throw SafetensorsError("__metadata__ must map strings to strings")
+                }
                 metadata = m
                 continue
             }
             guard let entry = value as? [String: Any], let dtype = entry["dtype"] as? String,
-                  let shape = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int], offsets.count == 2
+                let shape = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int], offsets.count == 2
             else { throw SafetensorsError("tensor `\(name)`: needs dtype, shape and two data_offsets") }
-            guard dtype == "F32" else { throw SafetensorsError("tensor `\(name)` has dtype \(dtype); DPKit reads F32 only") }
-            guard shape.allSatisfy({ $0 >= 0 }) else { throw SafetensorsError("tensor `\(name)` has a negative dimension in \(shape)") }
+            guard dtype == "F32" else {
+                throw SafetensorsError("tensor `\(name)` has dtype \(dtype); DPKit reads F32 only")
+            }
+            guard shape.allSatisfy({ $0 >= 0 }) else {
+                throw SafetensorsError("tensor `\(name)` has a negative dimension in \(shape)")
+            }
             let (begin, end) = (offsets[0], offsets[1])
             let count = shape.reduce(1, *)
             guard begin >= 0, end >= begin, end <= body.count, end - begin == count * 4 else {
-                throw SafetensorsError("tensor `\(name)`: offsets [\(begin), \(end)] do not hold \(count) F32 values in \(body.count) data bytes")
+                throw SafetensorsError(
+                    "tensor `\(name)`: offsets [\(begin), \(end)] do not hold \(count) F32 values in \(body.count) data bytes"
+                )
             }
             ranges.append((begin, end, name))
             var scalars = [Float](repeating: 0, count: count)
             body.withUnsafeBytes { raw in
                 for i in 0..<count {
-                    scalars[i] = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: begin + 4 * i, as: UInt32.self)))
+                    scalars[i] = Float(
+                        bitPattern: UInt32(
+                            littleEndian: raw.loadUnaligned(fromByteOffset: begin + 4 * i, as: UInt32.self)))
                 }
             }
             tensors[name] = Tensor(scalars, shape: Shape(shape))

@@ -11,8 +11,9 @@ public struct Shape: Hashable, Sendable, CustomStringConvertible, ExpressibleByA
     @inlinable public var endIndex: Int { rank }
 
     public init(_ dimensions: [Int]) {
-        precondition(dimensions.count <= Shape.maxRank,
-                     "Shape: rank \(dimensions.count) exceeds the maximum \(Shape.maxRank)")
+        precondition(
+            dimensions.count <= Shape.maxRank,
+            "Shape: rank \(dimensions.count) exceeds the maximum \(Shape.maxRank)")
         for d in dimensions { precondition(d >= 0, "Shape: negative dimension in \(dimensions)") }
         rank = dimensions.count
         withUnsafeMutableBytes(of: &dims) { raw in
@@ -31,7 +32,9 @@ public struct Shape: Hashable, Sendable, CustomStringConvertible, ExpressibleByA
         set {
             precondition(i >= 0 && i < rank, "Shape: axis \(i) out of range for rank \(rank)")
             precondition(newValue >= 0, "Shape: negative dimension \(newValue)")
-            withUnsafeMutableBytes(of: &dims) { $0.storeBytes(of: newValue, toByteOffset: i * MemoryLayout<Int>.stride, as: Int.self) }
+            withUnsafeMutableBytes(of: &dims) {
+                $0.storeBytes(of: newValue, toByteOffset: i * MemoryLayout<Int>.stride, as: Int.self)
+            }
         }
     }
 
@@ -53,7 +56,10 @@ public struct Shape: Hashable, Sendable, CustomStringConvertible, ExpressibleByA
     @inlinable public var trailingCount: Int {
         var n = 1
         var i = 1
-        while i < rank { n &*= self[i]; i += 1 }
+        while i < rank {
+            n &*= self[i]
+            i += 1
+        }
         return n
     }
 

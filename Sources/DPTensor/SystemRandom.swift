@@ -38,7 +38,8 @@ public struct SystemRandom: RandomNumberGenerator, Sendable {
             let got = SystemRandom.readRandom(p, remaining)
             if got < 0 {
                 if errno == EINTR { continue }
-                fatalError("SystemRandom: getrandom failed with errno \(errno); refusing to fall back to a weaker source")
+                fatalError(
+                    "SystemRandom: getrandom failed with errno \(errno); refusing to fall back to a weaker source")
             }
             p += got
             remaining -= got
@@ -55,8 +56,10 @@ public struct SystemRandom: RandomNumberGenerator, Sendable {
     /// `Double` from the OS CSPRNG (512 bytes per system call): the radius from a whole 64-bit
     /// word (``PhiloxRandom/radiusUniform(_:)``, |z| <= 9.49, the same cut as the `Float`
     /// sampler), the angle from 53 bits.
-    public mutating func fillNormal<S: TensorScalar>(_ buffer: UnsafeMutableBufferPointer<S>,
-                                                     mean: S = 0, standardDeviation: S = 1) {
+    public mutating func fillNormal<S: TensorScalar>(
+        _ buffer: UnsafeMutableBufferPointer<S>,
+        mean: S = 0, standardDeviation: S = 1
+    ) {
         let wordsPerCall = 64
         withUnsafeTemporaryAllocation(of: UInt64.self, capacity: wordsPerCall) { words in
             var i = 0

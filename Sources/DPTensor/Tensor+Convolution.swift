@@ -16,23 +16,33 @@ public struct ConvGeometry: Hashable, Sendable, CustomStringConvertible {
 
     /// - Precondition: positive sizes and strides, non-negative padding, and a window that fits
     ///   the padded input.
-    public init(channels: Int, height: Int, width: Int, kernel: (height: Int, width: Int),
-                stride: (height: Int, width: Int) = (1, 1), padding: (height: Int, width: Int) = (0, 0)) {
-        self.channels = channels; self.height = height; self.width = width
-        kernelHeight = kernel.height; kernelWidth = kernel.width
-        strideHeight = stride.height; strideWidth = stride.width
-        paddingHeight = padding.height; paddingWidth = padding.width
-        precondition(channels >= 0 && height >= 0 && width >= 0 && kernelHeight > 0 && kernelWidth > 0
-                     && strideHeight > 0 && strideWidth > 0 && paddingHeight >= 0 && paddingWidth >= 0,
-                     "ConvGeometry: invalid sizes \(self)")
-        precondition(height + 2 * paddingHeight >= kernelHeight && width + 2 * paddingWidth >= kernelWidth,
-                     "ConvGeometry: kernel \(kernelHeight)x\(kernelWidth) larger than the padded input \(self)")
+    public init(
+        channels: Int, height: Int, width: Int, kernel: (height: Int, width: Int),
+        stride: (height: Int, width: Int) = (1, 1), padding: (height: Int, width: Int) = (0, 0)
+    ) {
+        self.channels = channels
+        self.height = height
+        self.width = width
+        kernelHeight = kernel.height
+        kernelWidth = kernel.width
+        strideHeight = stride.height
+        strideWidth = stride.width
+        paddingHeight = padding.height
+        paddingWidth = padding.width
+        precondition(
+            channels >= 0 && height >= 0 && width >= 0 && kernelHeight > 0 && kernelWidth > 0
+                && strideHeight > 0 && strideWidth > 0 && paddingHeight >= 0 && paddingWidth >= 0,
+            "ConvGeometry: invalid sizes \(self)")
+        precondition(
+            height + 2 * paddingHeight >= kernelHeight && width + 2 * paddingWidth >= kernelWidth,
+            "ConvGeometry: kernel \(kernelHeight)x\(kernelWidth) larger than the padded input \(self)")
     }
 
     /// Square kernel, equal strides and paddings on both axes.
     public init(channels: Int, height: Int, width: Int, kernel: Int, stride: Int = 1, padding: Int = 0) {
-        self.init(channels: channels, height: height, width: width, kernel: (kernel, kernel),
-                  stride: (stride, stride), padding: (padding, padding))
+        self.init(
+            channels: channels, height: height, width: width, kernel: (kernel, kernel),
+            stride: (stride, stride), padding: (padding, padding))
     }
 
     public var outputHeight: Int { (height + 2 * paddingHeight - kernelHeight) / strideHeight + 1 }
@@ -54,12 +64,15 @@ public struct ConvGeometry: Hashable, Sendable, CustomStringConvertible {
 
 extension ConvGeometry {
     /// The geometry of an input tensor `[B, C, H, W]` or `[C, H, W]`.
-    public init(input shape: Shape, kernel: (height: Int, width: Int), stride: (height: Int, width: Int),
-                padding: (height: Int, width: Int)) {
+    public init(
+        input shape: Shape, kernel: (height: Int, width: Int), stride: (height: Int, width: Int),
+        padding: (height: Int, width: Int)
+    ) {
         precondition(shape.rank == 4 || shape.rank == 3, "im2col: input \(shape) must be [B, C, H, W] or [C, H, W]")
         let r = shape.rank
-        self.init(channels: shape[r - 3], height: shape[r - 2], width: shape[r - 1], kernel: kernel,
-                  stride: stride, padding: padding)
+        self.init(
+            channels: shape[r - 3], height: shape[r - 2], width: shape[r - 1], kernel: kernel,
+            stride: stride, padding: padding)
     }
 
     /// The input positions of output position `o` and kernel offset `k` along one axis:
@@ -94,18 +107,22 @@ extension ConvGeometry {
 ///   - columns: preallocated output; every scalar is overwritten.
 /// - Precondition: shapes agree with ``ConvGeometry``; the message names both shapes.
 @inlinable
-public func im2col<S: TensorScalar>(_ input: Tensor<S>, kernel: (height: Int, width: Int),
-                                    stride: (height: Int, width: Int) = (1, 1),
-                                    padding: (height: Int, width: Int) = (0, 0),
-                                    into columns: inout Tensor<S>) {
+public func im2col<S: TensorScalar>(
+    _ input: Tensor<S>, kernel: (height: Int, width: Int),
+    stride: (height: Int, width: Int) = (1, 1),
+    padding: (height: Int, width: Int) = (0, 0),
+    into columns: inout Tensor<S>
+) {
     let g = ConvGeometry(input: input.shape, kernel: kernel, stride: stride, padding: padding)
     im2col(input, geometry: g, into: &columns)
 }
 
 /// ``im2col(_:kernel:stride:padding:into:)`` with a square kernel and equal strides and paddings.
 @inlinable
-public func im2col<S: TensorScalar>(_ input: Tensor<S>, kernel: Int, stride: Int = 1, padding: Int = 0,
-                                    into columns: inout Tensor<S>) {
+public func im2col<S: TensorScalar>(
+    _ input: Tensor<S>, kernel: Int, stride: Int = 1, padding: Int = 0,
+    into columns: inout Tensor<S>
+) {
     im2col(input, kernel: (kernel, kernel), stride: (stride, stride), padding: (padding, padding), into: &columns)
 }
 
@@ -124,11 +141,13 @@ public func im2col<S: TensorScalar>(_ input: Tensor<S>, geometry g: ConvGeometry
                 for c in 0..<g.channels {
                     let xc = x + b * inputStride + c * plane
                     for i in 0..<g.kernelHeight {
-                        let ohRange = ConvGeometry.validOutputRange(size: g.height, outputs: outH, stride: g.strideHeight,
-                                                                    padding: g.paddingHeight, offset: i)
+                        let ohRange = ConvGeometry.validOutputRange(
+                            size: g.height, outputs: outH, stride: g.strideHeight,
+                            padding: g.paddingHeight, offset: i)
                         for j in 0..<g.kernelWidth {
-                            let owRange = ConvGeometry.validOutputRange(size: g.width, outputs: outW, stride: g.strideWidth,
-                                                                        padding: g.paddingWidth, offset: j)
+                            let owRange = ConvGeometry.validOutputRange(
+                                size: g.width, outputs: outW, stride: g.strideWidth,
+                                padding: g.paddingWidth, offset: j)
                             let row = cols + b * colStride + ((c * g.kernelHeight + i) * g.kernelWidth + j) * L
                             for oh in 0..<outH {
                                 let dst = row + oh * outW
@@ -142,7 +161,10 @@ public func im2col<S: TensorScalar>(_ input: Tensor<S>, geometry g: ConvGeometry
                                 if g.strideWidth == 1 {
                                     dst.advanced(by: owRange.lowerBound).update(from: src + iw, count: owRange.count)
                                 } else {
-                                    for ow in owRange { dst[ow] = src[iw]; iw += g.strideWidth }
+                                    for ow in owRange {
+                                        dst[ow] = src[iw]
+                                        iw += g.strideWidth
+                                    }
                                 }
                                 for ow in owRange.upperBound..<outW { dst[ow] = 0 }
                             }
@@ -165,18 +187,22 @@ public func im2col<S: TensorScalar>(_ input: Tensor<S>, geometry g: ConvGeometry
 ///   - columns: `[B, C * kh * kw, outH * outW]` (or `[C * kh * kw, outH * outW]`).
 ///   - output: `[B, C, H, W]` (or `[C, H, W]`), accumulated into.
 @inlinable
-public func col2im<S: TensorScalar>(_ columns: Tensor<S>, kernel: (height: Int, width: Int),
-                                    stride: (height: Int, width: Int) = (1, 1),
-                                    padding: (height: Int, width: Int) = (0, 0),
-                                    into output: inout Tensor<S>) {
+public func col2im<S: TensorScalar>(
+    _ columns: Tensor<S>, kernel: (height: Int, width: Int),
+    stride: (height: Int, width: Int) = (1, 1),
+    padding: (height: Int, width: Int) = (0, 0),
+    into output: inout Tensor<S>
+) {
     let g = ConvGeometry(input: output.shape, kernel: kernel, stride: stride, padding: padding)
     col2im(columns, geometry: g, into: &output)
 }
 
 /// ``col2im(_:kernel:stride:padding:into:)`` with a square kernel and equal strides and paddings.
 @inlinable
-public func col2im<S: TensorScalar>(_ columns: Tensor<S>, kernel: Int, stride: Int = 1, padding: Int = 0,
-                                    into output: inout Tensor<S>) {
+public func col2im<S: TensorScalar>(
+    _ columns: Tensor<S>, kernel: Int, stride: Int = 1, padding: Int = 0,
+    into output: inout Tensor<S>
+) {
     col2im(columns, kernel: (kernel, kernel), stride: (stride, stride), padding: (padding, padding), into: &output)
 }
 
@@ -195,18 +221,23 @@ public func col2im<S: TensorScalar>(_ columns: Tensor<S>, geometry g: ConvGeomet
                 for c in 0..<g.channels {
                     let xc = x + b * inputStride + c * plane
                     for i in 0..<g.kernelHeight {
-                        let ohRange = ConvGeometry.validOutputRange(size: g.height, outputs: outH, stride: g.strideHeight,
-                                                                    padding: g.paddingHeight, offset: i)
+                        let ohRange = ConvGeometry.validOutputRange(
+                            size: g.height, outputs: outH, stride: g.strideHeight,
+                            padding: g.paddingHeight, offset: i)
                         for j in 0..<g.kernelWidth {
-                            let owRange = ConvGeometry.validOutputRange(size: g.width, outputs: outW, stride: g.strideWidth,
-                                                                        padding: g.paddingWidth, offset: j)
+                            let owRange = ConvGeometry.validOutputRange(
+                                size: g.width, outputs: outW, stride: g.strideWidth,
+                                padding: g.paddingWidth, offset: j)
                             if owRange.isEmpty { continue }
                             let row = cols + b * colStride + ((c * g.kernelHeight + i) * g.kernelWidth + j) * L
                             for oh in ohRange {
                                 let src = row + oh * outW
                                 let dst = xc + (oh * g.strideHeight - g.paddingHeight + i) * g.width
                                 var iw = owRange.lowerBound * g.strideWidth - g.paddingWidth + j
-                                for ow in owRange { dst[iw] += src[ow]; iw += g.strideWidth }
+                                for ow in owRange {
+                                    dst[iw] += src[ow]
+                                    iw += g.strideWidth
+                                }
                             }
                         }
                     }
@@ -217,16 +248,22 @@ public func col2im<S: TensorScalar>(_ columns: Tensor<S>, geometry g: ConvGeomet
 }
 
 /// Checks input and column shapes against the geometry; returns the batch size (1 for rank 3).
-@usableFromInline func checkConvShapes(input: Shape, columns: Shape, geometry g: ConvGeometry, function: String) -> Int {
+@usableFromInline func checkConvShapes(input: Shape, columns: Shape, geometry g: ConvGeometry, function: String) -> Int
+{
     let batched = input.rank == 4
     let batch = batched ? input[0] : 1
     let expected: Shape = batched ? g.columnShape(batch: batch) : [g.patchSize, g.outputPositions]
-    precondition(columns == expected, convShapeMessage(function: function, input: input, columns: columns,
-                                                        expected: expected, geometry: g))
+    precondition(
+        columns == expected,
+        convShapeMessage(
+            function: function, input: input, columns: columns,
+            expected: expected, geometry: g))
     return batch
 }
 
 /// The message of a shape mismatch between a convolution input and its columns.
-@usableFromInline func convShapeMessage(function: String, input: Shape, columns: Shape, expected: Shape, geometry: ConvGeometry) -> String {
+@usableFromInline func convShapeMessage(
+    function: String, input: Shape, columns: Shape, expected: Shape, geometry: ConvGeometry
+) -> String {
     "\(function): columns \(columns) should be \(expected) for input \(input) and \(geometry)"
 }

@@ -126,8 +126,9 @@ public func singularValueDecomposition<S: TensorScalar>(_ a: Tensor<S>) throws -
             s.withUnsafeMutableBufferPointer { ps in
                 u.withUnsafeMutableBufferPointer { pu in
                     vt.withUnsafeMutableBufferPointer { pv in
-                        S.lapackGesdd(m: m, n: n, a: pa.baseAddress!, lda: n, s: ps.baseAddress!,
-                                      u: pu.baseAddress!, ldu: k, vt: pv.baseAddress!, ldvt: n)
+                        S.lapackGesdd(
+                            m: m, n: n, a: pa.baseAddress!, lda: n, s: ps.baseAddress!,
+                            u: pu.baseAddress!, ldu: k, vt: pv.baseAddress!, ldvt: n)
                     }
                 }
             }
@@ -206,8 +207,9 @@ public struct PrincipalComponents<Scalar: TensorScalar>: Sendable {
 
     /// Projects `x` (`[N, D]`) onto the components: `(x - μ) Cᵀ`, `[N, k]`.
     public func project(_ x: Tensor<Scalar>) -> Tensor<Scalar> {
-        precondition(x.rank == 2 && x.shape[1] == mean.scalarCount,
-                     "PrincipalComponents.project: input \(x.shape) does not have \(mean.scalarCount) columns")
+        precondition(
+            x.rank == 2 && x.shape[1] == mean.scalarCount,
+            "PrincipalComponents.project: input \(x.shape) does not have \(mean.scalarCount) columns")
         var centred = x
         centred.addRowVector(-mean)
         return matmul(centred, transposed: false, components, transposed: true)

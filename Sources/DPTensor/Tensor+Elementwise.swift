@@ -11,8 +11,9 @@ extension Tensor {
 
     /// `self[i] = f(self[i], other[i])` in place; same number of scalars.
     @inlinable public mutating func combine(_ other: Tensor, _ f: (Scalar, Scalar) -> Scalar) {
-        precondition(other.scalarCount == scalarCount,
-                     "element-wise: shapes \(shape) and \(other.shape) differ in size")
+        precondition(
+            other.scalarCount == scalarCount,
+            "element-wise: shapes \(shape) and \(other.shape) differ in size")
         other.withUnsafeBufferPointer { b in
             withUnsafeMutableBufferPointer { a in for i in 0..<a.count { a[i] = f(a[i], b[i]) } }
         }
@@ -48,7 +49,8 @@ extension Tensor {
     /// Multiplies row `i` by `factors[i]` in place.
     @inlinable public mutating func scaleRows(by factors: Tensor) {
         let rows = shape[0], cols = shape.trailingCount
-        precondition(factors.scalarCount == rows, "scaleRows: factors \(factors.shape) do not match the rows of \(shape)")
+        precondition(
+            factors.scalarCount == rows, "scaleRows: factors \(factors.shape) do not match the rows of \(shape)")
         factors.withUnsafeBufferPointer { f in
             withUnsafeMutableBufferPointer { a in
                 for i in 0..<rows where cols > 0 {
@@ -58,10 +60,30 @@ extension Tensor {
         }
     }
 
-    public static func + (a: Tensor, b: Tensor) -> Tensor { checkSame(a, b, "+"); var c = a; c.add(b); return c }
-    public static func - (a: Tensor, b: Tensor) -> Tensor { checkSame(a, b, "-"); var c = a; c.subtract(b); return c }
-    public static func * (a: Tensor, b: Tensor) -> Tensor { checkSame(a, b, "*"); var c = a; c.multiply(b); return c }
-    public static func / (a: Tensor, b: Tensor) -> Tensor { checkSame(a, b, "/"); var c = a; c.divide(b); return c }
+    public static func + (a: Tensor, b: Tensor) -> Tensor {
+        checkSame(a, b, "+")
+        var c = a
+        c.add(b)
+        return c
+    }
+    public static func - (a: Tensor, b: Tensor) -> Tensor {
+        checkSame(a, b, "-")
+        var c = a
+        c.subtract(b)
+        return c
+    }
+    public static func * (a: Tensor, b: Tensor) -> Tensor {
+        checkSame(a, b, "*")
+        var c = a
+        c.multiply(b)
+        return c
+    }
+    public static func / (a: Tensor, b: Tensor) -> Tensor {
+        checkSame(a, b, "/")
+        var c = a
+        c.divide(b)
+        return c
+    }
     public static func * (a: Tensor, s: Scalar) -> Tensor { a.map { $0 * s } }
     public static func * (s: Scalar, a: Tensor) -> Tensor { a.map { $0 * s } }
     public static func + (a: Tensor, s: Scalar) -> Tensor { a.map { $0 + s } }

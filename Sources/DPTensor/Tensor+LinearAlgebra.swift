@@ -12,8 +12,10 @@ extension Tensor {
 ///
 /// - Precondition: `a` and `b` are matrices whose inner dimensions agree; the message names both shapes.
 @inlinable
-public func matmul<S: TensorScalar>(_ a: Tensor<S>, transposed ta: Bool = false,
-                                    _ b: Tensor<S>, transposed tb: Bool = false) -> Tensor<S> {
+public func matmul<S: TensorScalar>(
+    _ a: Tensor<S>, transposed ta: Bool = false,
+    _ b: Tensor<S>, transposed tb: Bool = false
+) -> Tensor<S> {
     let (ar, ac) = a.matrixSize
     let (br, bc) = b.matrixSize
     let m = ta ? ac : ar
@@ -26,16 +28,19 @@ public func matmul<S: TensorScalar>(_ a: Tensor<S>, transposed ta: Bool = false,
 /// `c = alpha * op(a) * op(b) + beta * c`, writing into an existing tensor (no allocation when
 /// `c` is uniquely referenced).
 @inlinable
-public func gemm<S: TensorScalar>(_ a: Tensor<S>, transposed ta: Bool = false,
-                                  _ b: Tensor<S>, transposed tb: Bool = false,
-                                  alpha: S = 1, beta: S = 0, into c: inout Tensor<S>) {
+public func gemm<S: TensorScalar>(
+    _ a: Tensor<S>, transposed ta: Bool = false,
+    _ b: Tensor<S>, transposed tb: Bool = false,
+    alpha: S = 1, beta: S = 0, into c: inout Tensor<S>
+) {
     let (ar, ac) = a.matrixSize
     let (br, bc) = b.matrixSize
     let m = ta ? ac : ar, k = ta ? ar : ac
     let kb = tb ? bc : br, n = tb ? br : bc
     precondition(k == kb, gemmShapeMessage(a: a.shape, transposed: ta, b: b.shape, transposed: tb, output: nil))
-    precondition(c.rank == 2 && c.shape[0] == m && c.shape[1] == n,
-                 gemmShapeMessage(a: a.shape, transposed: ta, b: b.shape, transposed: tb, output: c.shape))
+    precondition(
+        c.rank == 2 && c.shape[0] == m && c.shape[1] == n,
+        gemmShapeMessage(a: a.shape, transposed: ta, b: b.shape, transposed: tb, output: c.shape))
     if m == 0 || n == 0 { return }
     if k == 0 {
         if beta == 0 { c.fill(0) } else if beta != 1 { c.scale(by: beta) }
@@ -44,9 +49,10 @@ public func gemm<S: TensorScalar>(_ a: Tensor<S>, transposed ta: Bool = false,
     a.withUnsafeBufferPointer { pa in
         b.withUnsafeBufferPointer { pb in
             c.withUnsafeMutableBufferPointer { pc in
-                S.blasGemm(transA: ta, transB: tb, m: m, n: n, k: k, alpha: alpha,
-                           a: pa.baseAddress!, lda: ac, b: pb.baseAddress!, ldb: bc,
-                           beta: beta, c: pc.baseAddress!, ldc: n)
+                S.blasGemm(
+                    transA: ta, transB: tb, m: m, n: n, k: k, alpha: alpha,
+                    a: pa.baseAddress!, lda: ac, b: pb.baseAddress!, ldb: bc,
+                    beta: beta, c: pc.baseAddress!, ldc: n)
             }
         }
     }
@@ -65,19 +71,26 @@ func gemmShapeMessage(a: Shape, transposed ta: Bool, b: Shape, transposed tb: Bo
 
 /// `y = alpha * op(a) * x + beta * y`.
 @inlinable
-public func gemv<S: TensorScalar>(_ a: Tensor<S>, transposed ta: Bool = false, _ x: Tensor<S>,
-                                  alpha: S = 1, beta: S = 0, into y: inout Tensor<S>) {
+public func gemv<S: TensorScalar>(
+    _ a: Tensor<S>, transposed ta: Bool = false, _ x: Tensor<S>,
+    alpha: S = 1, beta: S = 0, into y: inout Tensor<S>
+) {
     let (m, n) = a.matrixSize
     let xn = ta ? m : n, yn = ta ? n : m
-    precondition(x.scalarCount == xn && y.scalarCount == yn,
-                 "gemv: a \(a.shape)\(ta ? "ᵀ" : "") needs x of \(xn) and y of \(yn) scalars, got x \(x.shape) and y \(y.shape)")
+    precondition(
+        x.scalarCount == xn && y.scalarCount == yn,
+        "gemv: a \(a.shape)\(ta ? "ᵀ" : "") needs x of \(xn) and y of \(yn) scalars, got x \(x.shape) and y \(y.shape)")
     if yn == 0 { return }
-    if xn == 0 { if beta == 0 { y.fill(0) } else { y.scale(by: beta) }; return }
+    if xn == 0 {
+        if beta == 0 { y.fill(0) } else { y.scale(by: beta) }
+        return
+    }
     a.withUnsafeBufferPointer { pa in
         x.withUnsafeBufferPointer { px in
             y.withUnsafeMutableBufferPointer { py in
-                S.blasGemv(trans: ta, m: m, n: n, alpha: alpha, a: pa.baseAddress!, lda: n,
-                           x: px.baseAddress!, incx: 1, beta: beta, y: py.baseAddress!, incy: 1)
+                S.blasGemv(
+                    trans: ta, m: m, n: n, alpha: alpha, a: pa.baseAddress!, lda: n,
+                    x: px.baseAddress!, incx: 1, beta: beta, y: py.baseAddress!, incy: 1)
             }
         }
     }
@@ -139,12 +152,18 @@ extension Tensor {
     @inlinable public func rowSquaredNorms(into out: inout Tensor) {
         precondition(rank >= 1, "rowSquaredNorms: rank-0 tensor")
         let rows = shape[0], cols = shape.trailingCount
-        precondition(out.scalarCount == rows, "rowSquaredNorms: output \(out.shape) must hold \(rows) scalars for input \(shape)")
+        precondition(
+            out.scalarCount == rows, "rowSquaredNorms: output \(out.shape) must hold \(rows) scalars for input \(shape)"
+        )
         withUnsafeBufferPointer { a in
             out.withUnsafeMutableBufferPointer { o in
                 for r in 0..<rows {
-                    o[r] = cols == 0 ? 0 : Scalar.blasDot(n: cols, x: a.baseAddress! + r * cols, incx: 1,
-                                                          y: a.baseAddress! + r * cols, incy: 1)
+                    o[r] =
+                        cols == 0
+                        ? 0
+                        : Scalar.blasDot(
+                            n: cols, x: a.baseAddress! + r * cols, incx: 1,
+                            y: a.baseAddress! + r * cols, incy: 1)
                 }
             }
         }

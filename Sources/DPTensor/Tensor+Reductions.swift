@@ -9,11 +9,20 @@ extension Tensor {
             var i = 0
             let n = p.count
             while i + 8 <= n {
-                s0 += Double(p[i]); s1 += Double(p[i + 1]); s2 += Double(p[i + 2]); s3 += Double(p[i + 3])
-                s4 += Double(p[i + 4]); s5 += Double(p[i + 5]); s6 += Double(p[i + 6]); s7 += Double(p[i + 7])
+                s0 += Double(p[i])
+                s1 += Double(p[i + 1])
+                s2 += Double(p[i + 2])
+                s3 += Double(p[i + 3])
+                s4 += Double(p[i + 4])
+                s5 += Double(p[i + 5])
+                s6 += Double(p[i + 6])
+                s7 += Double(p[i + 7])
                 i += 8
             }
-            while i < n { s0 += Double(p[i]); i += 1 }
+            while i < n {
+                s0 += Double(p[i])
+                i += 1
+            }
             return Scalar(((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)))
         }
     }

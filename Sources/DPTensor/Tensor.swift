@@ -31,8 +31,10 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
     /// - Precondition: `body` writes every scalar; reading one before it is written reads
     ///   garbage. If `body` throws, the scalars are zeroed before the error propagates.
     @inlinable
-    public init(unsafeUninitializedShape shape: Shape,
-                initializingWith body: (UnsafeMutableBufferPointer<Scalar>) throws -> Void) rethrows {
+    public init(
+        unsafeUninitializedShape shape: Shape,
+        initializingWith body: (UnsafeMutableBufferPointer<Scalar>) throws -> Void
+    ) rethrows {
         let storage = TensorStorage<Scalar>(uninitializedCount: shape.scalarCount)
         self.init(storage: storage, offset: 0, shape: shape)
         let buffer = UnsafeMutableBufferPointer(start: storage.pointer, count: shape.scalarCount)
@@ -44,8 +46,9 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
 
     /// A tensor from scalars in row-major order.
     public init(_ scalars: [Scalar], shape: Shape) {
-        precondition(scalars.count == shape.scalarCount,
-                     "Tensor: \(scalars.count) scalars do not fill shape \(shape) (\(shape.scalarCount) needed)")
+        precondition(
+            scalars.count == shape.scalarCount,
+            "Tensor: \(scalars.count) scalars do not fill shape \(shape) (\(shape.scalarCount) needed)")
         self.init(zeros: shape)
         scalars.withUnsafeBufferPointer { storage.pointer.update(from: $0.baseAddress!, count: $0.count) }
     }
@@ -84,19 +87,23 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
 
     /// A tensor with the same scalars and another shape of the same count; copies nothing.
     public func reshaped(_ newShape: Shape) -> Tensor {
-        precondition(newShape.scalarCount == scalarCount,
-                     "Tensor.reshaped: cannot reshape \(shape) (\(scalarCount) scalars) to \(newShape) (\(newShape.scalarCount) scalars)")
+        precondition(
+            newShape.scalarCount == scalarCount,
+            "Tensor.reshaped: cannot reshape \(shape) (\(scalarCount) scalars) to \(newShape) (\(newShape.scalarCount) scalars)"
+        )
         return Tensor(storage: storage, offset: offset, shape: newShape)
     }
 
     /// The rows `range` of the leading axis; copies nothing.
     public func rows(_ range: Range<Int>) -> Tensor {
         precondition(rank >= 1, "Tensor.rows: a rank-0 tensor has no rows")
-        precondition(range.lowerBound >= 0 && range.upperBound <= shape[0],
-                     "Tensor.rows: range \(range) out of bounds for shape \(shape)")
+        precondition(
+            range.lowerBound >= 0 && range.upperBound <= shape[0],
+            "Tensor.rows: range \(range) out of bounds for shape \(shape)")
         let stride = shape.trailingCount
-        return Tensor(storage: storage, offset: offset + range.lowerBound * stride,
-                      shape: shape.withLeading(range.count))
+        return Tensor(
+            storage: storage, offset: offset + range.lowerBound * stride,
+            shape: shape.withLeading(range.count))
     }
 
     /// Row `i` of the leading axis, with that axis dropped; copies nothing.
@@ -116,7 +123,8 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
     }
 
     @usableFromInline func linearIndex(_ index: [Int]) -> Int {
-        precondition(index.count == rank, "Tensor: index \(index) has rank \(index.count), shape \(shape) has rank \(rank)")
+        precondition(
+            index.count == rank, "Tensor: index \(index) has rank \(index.count), shape \(shape) has rank \(rank)")
         var li = 0
         for (axis, i) in index.enumerated() {
             precondition(i >= 0 && i < shape[axis], "Tensor: index \(index) out of bounds for shape \(shape)")
@@ -132,7 +140,9 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
     }
 
     /// Mutable access; copies the storage first if another tensor shares it.
-    @inlinable public mutating func withUnsafeMutableBufferPointer<R>(_ body: (UnsafeMutableBufferPointer<Scalar>) throws -> R) rethrows -> R {
+    @inlinable public mutating func withUnsafeMutableBufferPointer<R>(
+        _ body: (UnsafeMutableBufferPointer<Scalar>) throws -> R
+    ) rethrows -> R {
         ensureUnique()
         return try body(UnsafeMutableBufferPointer(start: storage.pointer + offset, count: scalarCount))
     }
@@ -153,7 +163,8 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
 extension Tensor: Equatable {
     /// Exact equality of shapes and scalars (use ``isApproximatelyEqual(to:relativeTolerance:absoluteTolerance:)`` for results of arithmetic).
     public static func == (a: Tensor, b: Tensor) -> Bool {
-        a.shape == b.shape && a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in pa.elementsEqual(pb) } }
+        a.shape == b.shape
+            && a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in pa.elementsEqual(pb) } }
     }
 }
 
@@ -167,7 +178,9 @@ extension Tensor: CustomStringConvertible {
 
 extension Tensor {
     /// `|a - b| <= absoluteTolerance + relativeTolerance * |b|` element-wise, same shape.
-    public func isApproximatelyEqual(to other: Tensor, relativeTolerance: Scalar = 1e-4, absoluteTolerance: Scalar = 1e-5) -> Bool {
+    public func isApproximatelyEqual(
+        to other: Tensor, relativeTolerance: Scalar = 1e-4, absoluteTolerance: Scalar = 1e-5
+    ) -> Bool {
         guard shape == other.shape else { return false }
         return withUnsafeBufferPointer { a in
             other.withUnsafeBufferPointer { b in

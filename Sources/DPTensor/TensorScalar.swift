@@ -15,7 +15,8 @@ where Self.RawSignificand: FixedWidthInteger {
         trans: Bool, m: Int, n: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int,
         x: UnsafePointer<Self>, incx: Int, beta: Self, y: UnsafeMutablePointer<Self>, incy: Int)
     /// `y += alpha * x`.
-    static func blasAxpy(n: Int, alpha: Self, x: UnsafePointer<Self>, incx: Int, y: UnsafeMutablePointer<Self>, incy: Int)
+    static func blasAxpy(
+        n: Int, alpha: Self, x: UnsafePointer<Self>, incx: Int, y: UnsafeMutablePointer<Self>, incy: Int)
     /// `x *= alpha`.
     static func blasScal(n: Int, alpha: Self, x: UnsafeMutablePointer<Self>, incx: Int)
     /// `x . y`.
@@ -29,12 +30,16 @@ where Self.RawSignificand: FixedWidthInteger {
     /// Symmetric eigendecomposition (`?syevd`, divide and conquer): on return `a` (`n x n`,
     /// lower triangle read) holds the eigenvectors in its columns if `vectors`, and `w` the
     /// eigenvalues in ascending order.
-    static func lapackSyevd(vectors: Bool, n: Int, a: UnsafeMutablePointer<Self>, lda: Int,
-                            w: UnsafeMutablePointer<Self>) -> Int32
+    static func lapackSyevd(
+        vectors: Bool, n: Int, a: UnsafeMutablePointer<Self>, lda: Int,
+        w: UnsafeMutablePointer<Self>
+    ) -> Int32
     /// Singular value decomposition (`?gesdd`), thin (`jobz = 'S'`): `a` (`m x n`, destroyed),
     /// `s` (`min(m, n)`, descending), `u` (`m x min(m, n)`), `vt` (`min(m, n) x n`).
-    static func lapackGesdd(m: Int, n: Int, a: UnsafeMutablePointer<Self>, lda: Int, s: UnsafeMutablePointer<Self>,
-                            u: UnsafeMutablePointer<Self>, ldu: Int, vt: UnsafeMutablePointer<Self>, ldvt: Int) -> Int32
+    static func lapackGesdd(
+        m: Int, n: Int, a: UnsafeMutablePointer<Self>, lda: Int, s: UnsafeMutablePointer<Self>,
+        u: UnsafeMutablePointer<Self>, ldu: Int, vt: UnsafeMutablePointer<Self>, ldvt: Int
+    ) -> Int32
     /// Cholesky factorisation (`?potrf`) of the lower triangle: `A = L Lᵀ`, `L` written over it.
     static func lapackPotrf(n: Int, a: UnsafeMutablePointer<Self>, lda: Int) -> Int32
 

@@ -23,12 +23,14 @@ public struct Checkpoint: Codable {
     /// JSON coders that keep an infinite clipping norm (non-private runs) as `"inf"`.
     public static var encoder: JSONEncoder {
         let e = JSONEncoder()
-        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        e.nonConformingFloatEncodingStrategy = .convertToString(
+            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         return e
     }
     public static var decoder: JSONDecoder {
         let d = JSONDecoder()
-        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        d.nonConformingFloatDecodingStrategy = .convertFromString(
+            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         return d
     }
 
@@ -45,10 +47,13 @@ public struct Checkpoint: Codable {
         }
         let c: Checkpoint
         do { c = try Checkpoint.decoder.decode(Checkpoint.self, from: data) } catch {
-            throw TrainingError.checkpoint("\(url.path) is not a DPKit checkpoint or is corrupt (\(error)); delete it to start the run afresh")
+            throw TrainingError.checkpoint(
+                "\(url.path) is not a DPKit checkpoint or is corrupt (\(error)); delete it to start the run afresh")
         }
         guard c.formatVersion == Checkpoint.formatVersion else {
-            throw TrainingError.checkpoint("\(url.path) has format version \(c.formatVersion); this DPKit reads version \(Checkpoint.formatVersion)")
+            throw TrainingError.checkpoint(
+                "\(url.path) has format version \(c.formatVersion); this DPKit reads version \(Checkpoint.formatVersion)"
+            )
         }
         return c
     }
@@ -69,18 +74,23 @@ extension DPSGDTrainer {
     public func restore(_ c: Checkpoint) throws {
         let params = model.parameters
         guard c.parameters.count == params.count,
-              zip(c.parameterShapes, params).allSatisfy({ $0.0 == $0.1.value.shape.array }) else {
-            throw TrainingError.checkpoint("the checkpoint's parameter shapes \(c.parameterShapes) do not match the model's \(params.map { $0.value.shape.array })")
+            zip(c.parameterShapes, params).allSatisfy({ $0.0 == $0.1.value.shape.array })
+        else {
+            throw TrainingError.checkpoint(
+                "the checkpoint's parameter shapes \(c.parameterShapes) do not match the model's \(params.map { $0.value.shape.array })"
+            )
         }
         for (p, bytes) in zip(params, c.parameters) {
             guard bytes.count == p.scalarCount * MemoryLayout<Float>.stride else {
-                throw TrainingError.checkpoint("parameter \(p.name) has \(bytes.count) bytes, expected \(p.scalarCount * 4)")
+                throw TrainingError.checkpoint(
+                    "parameter \(p.name) has \(bytes.count) bytes, expected \(p.scalarCount * 4)")
             }
             p.value.withUnsafeMutableBufferPointer { dst in _ = bytes.copyBytes(to: dst) }
         }
         optimizer.state = c.optimizer
-        restoreState(step: c.step, clippingNorm: c.clippingNorm, sampler: PhiloxRandom(state: c.sampler),
-                     noise: PhiloxRandom(state: c.noise), dropout: PhiloxRandom(state: c.dropout), ledger: c.ledger)
+        restoreState(
+            step: c.step, clippingNorm: c.clippingNorm, sampler: PhiloxRandom(state: c.sampler),
+            noise: PhiloxRandom(state: c.noise), dropout: PhiloxRandom(state: c.dropout), ledger: c.ledger)
         try recomputeBudget()
     }
 }

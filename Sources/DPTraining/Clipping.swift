@@ -71,13 +71,16 @@ public enum ClippingMode: Codable, Hashable, Sendable {
 public enum AdaptiveClipping {
     /// sigma_g, the gradient's share of the accounted noise multiplier `sigma` (see the type).
     /// - Throws: ``TrainingError/invalidSetting(_:)`` unless `countNoiseMultiplier > sigma / 2`.
-    public static func gradientNoiseMultiplier(accounted sigma: Double, countNoiseMultiplier sb: Double) throws -> Double {
+    public static func gradientNoiseMultiplier(
+        accounted sigma: Double, countNoiseMultiplier sb: Double
+    ) throws -> Double {
         guard sigma > 0 else { return sigma }
         let rest = 1 / (sigma * sigma) - 1 / (4 * sb * sb)
         guard rest > 0, sb.isFinite else {
             throw TrainingError.invalidSetting(
                 "adaptive clipping: count noise multiplier \(sb) is too small for noise multiplier \(sigma); "
-                + "it must exceed sigma / 2 = \(sigma / 2) (Andrew et al. 2021 use about 0.05 * expected batch size)")
+                    + "it must exceed sigma / 2 = \(sigma / 2) (Andrew et al. 2021 use about 0.05 * expected batch size)"
+            )
         }
         return 1 / rest.squareRoot()
     }
@@ -86,9 +89,11 @@ public enum AdaptiveClipping {
     /// `C exp(-eta (b~ / m + 1/2 - gamma))` with `b~ = unclipped - batchSize / 2 + noise`.
     /// `noise` is the count's Gaussian draw (`sigma_b * z`); the realised batch size enters only
     /// through the centred sum, whose sensitivity is 1/2 (add/remove).
-    public static func nextClippingNorm(_ c: Double, unclipped: Int, batchSize: Int, noise: Double,
-                                        expectedBatchSize m: Double, targetQuantile gamma: Double,
-                                        learningRate eta: Double) -> Double {
+    public static func nextClippingNorm(
+        _ c: Double, unclipped: Int, batchSize: Int, noise: Double,
+        expectedBatchSize m: Double, targetQuantile gamma: Double,
+        learningRate eta: Double
+    ) -> Double {
         let centred = Double(unclipped) - Double(batchSize) / 2 + noise
         let fractionUnclipped = centred / m + 0.5
         return c * Foundation.exp(-eta * (fractionUnclipped - gamma))
@@ -131,7 +136,9 @@ enum ClipFactors {
     }
 
     /// Automatic: w_i = C / (||g_i|| + stability).
-    static func automatic(squaredNorms: Tensor<Float>, clippingNorm: Float, stability: Float, into weights: inout Tensor<Float>) {
+    static func automatic(
+        squaredNorms: Tensor<Float>, clippingNorm: Float, stability: Float, into weights: inout Tensor<Float>
+    ) {
         squaredNorms.withUnsafeBufferPointer { n in
             weights.withUnsafeMutableBufferPointer { w in
                 for i in 0..<n.count { w[i] = clippingNorm / (n[i].squareRoot() + stability) }

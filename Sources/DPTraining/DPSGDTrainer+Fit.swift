@@ -63,13 +63,16 @@ extension DPSGDTrainer {
     /// - Throws: ``TrainingError`` from a step (a non-finite loss or gradient norm), an
     ///   accounting error, or what a callback throws.
     @discardableResult
-    public func fit(epochs: Int, evaluateOn test: Dataset? = nil,
-                    onStep: ((StepReport) throws -> Void)? = nil,
-                    onEpoch: ((EpochReport) throws -> Void)? = nil) throws -> TrainingSummary {
+    public func fit(
+        epochs: Int, evaluateOn test: Dataset? = nil,
+        onStep: ((StepReport) throws -> Void)? = nil,
+        onEpoch: ((EpochReport) throws -> Void)? = nil
+    ) throws -> TrainingSummary {
         guard epochs >= 1 else { throw TrainingError.invalidSetting("epochs \(epochs) must be >= 1") }
         let delta = isPrivate ? configuration.privacy?.delta : nil
-        var summary = TrainingSummary(epochs: 0, steps: step, stoppedByBudget: false, lastEpoch: nil,
-                                      epsilon: nil, delta: delta, ledger: ledger)
+        var summary = TrainingSummary(
+            epochs: 0, steps: step, stoppedByBudget: false, lastEpoch: nil,
+            epsilon: nil, delta: delta, ledger: ledger)
         for epoch in 1...epochs {
             var lossSum = 0.0, correct = 0, seen = 0, clipped = 0
             for _ in 0..<stepsPerEpoch {
@@ -85,9 +88,10 @@ extension DPSGDTrainer {
                 try onStep?(r)
             }
             if summary.stoppedByBudget && seen == 0 { break }
-            var report = EpochReport(epoch: epoch, steps: step,
-                                     trainLoss: seen > 0 ? lossSum / Double(seen) : .nan,
-                                     trainAccuracy: seen > 0 ? Double(correct) / Double(seen) : .nan)
+            var report = EpochReport(
+                epoch: epoch, steps: step,
+                trainLoss: seen > 0 ? lossSum / Double(seen) : .nan,
+                trainAccuracy: seen > 0 ? Double(correct) / Double(seen) : .nan)
             if configuration.privacy != nil, seen > 0 { report.clippedFraction = Double(clipped) / Double(seen) }
             if let test {
                 let e = evaluate(test)

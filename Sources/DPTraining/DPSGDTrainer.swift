@@ -18,8 +18,10 @@ public struct PrivacySettings: Codable, Hashable, Sendable {
     /// Where batch sampling, the noise and dropout draw their randomness from.
     public var randomness: RandomnessSource
 
-    public init(noiseMultiplier: Double, clippingNorm: Double, clipping: ClippingMode = .flat,
-                delta: Double, targetEpsilon: Double? = nil, randomness: RandomnessSource = .seeded) {
+    public init(
+        noiseMultiplier: Double, clippingNorm: Double, clipping: ClippingMode = .flat,
+        delta: Double, targetEpsilon: Double? = nil, randomness: RandomnessSource = .seeded
+    ) {
         self.noiseMultiplier = noiseMultiplier
         self.clippingNorm = clippingNorm
         self.clipping = clipping
@@ -31,10 +33,12 @@ public struct PrivacySettings: Codable, Hashable, Sendable {
     /// Checks the values; each error names the value and the valid range.
     public func validate() throws {
         guard noiseMultiplier >= 0, noiseMultiplier.isFinite else {
-            throw TrainingError.invalidSetting("noise multiplier \(noiseMultiplier) must be a finite number >= 0 (0 = clip-only control, no privacy)")
+            throw TrainingError.invalidSetting(
+                "noise multiplier \(noiseMultiplier) must be a finite number >= 0 (0 = clip-only control, no privacy)")
         }
         guard clippingNorm > 0 else {
-            throw TrainingError.invalidSetting("clipping norm \(clippingNorm) must be > 0 (use .infinity to disable clipping)")
+            throw TrainingError.invalidSetting(
+                "clipping norm \(clippingNorm) must be > 0 (use .infinity to disable clipping)")
         }
         guard delta > 0, delta < 1 else {
             throw TrainingError.invalidSetting("delta \(delta) must be in (0, 1); 1e-5 or 1/n^1.1 are usual")
@@ -48,12 +52,16 @@ public struct PrivacySettings: Codable, Hashable, Sendable {
         if case .perLayer(let thresholds?) = clipping {
             let l2 = thresholds.reduce(0) { $0 + $1 * $1 }.squareRoot()
             guard thresholds.allSatisfy({ $0 > 0 && $0.isFinite }), abs(l2 - clippingNorm) <= 1e-9 * clippingNorm else {
-                throw TrainingError.invalidSetting("per-layer thresholds \(thresholds) must be positive with l2 norm equal to the clipping norm \(clippingNorm) (it is \(l2)): the noise is calibrated to the clipping norm")
+                throw TrainingError.invalidSetting(
+                    "per-layer thresholds \(thresholds) must be positive with l2 norm equal to the clipping norm \(clippingNorm) (it is \(l2)): the noise is calibrated to the clipping norm"
+                )
             }
         }
         if case .adaptive(let quantile, let lr, let sb) = clipping {
             guard quantile > 0, quantile < 1, lr > 0, sb > 0 else {
-                throw TrainingError.invalidSetting("adaptive clipping: target quantile \(quantile) must be in (0, 1), learning rate \(lr) > 0, count noise multiplier \(sb) > 0")
+                throw TrainingError.invalidSetting(
+                    "adaptive clipping: target quantile \(quantile) must be in (0, 1), learning rate \(lr) > 0, count noise multiplier \(sb) > 0"
+                )
             }
         }
     }
@@ -71,8 +79,10 @@ public struct TrainerConfiguration: Sendable {
     public var privacy: PrivacySettings?
     public var seed: UInt64
 
-    public init(sampling: SamplingScheme = .poisson, expectedBatchSize: Int, maxPhysicalBatchSize: Int = 1024,
-                privacy: PrivacySettings?, seed: UInt64) {
+    public init(
+        sampling: SamplingScheme = .poisson, expectedBatchSize: Int, maxPhysicalBatchSize: Int = 1024,
+        privacy: PrivacySettings?, seed: UInt64
+    ) {
         self.sampling = sampling
         self.expectedBatchSize = expectedBatchSize
         self.maxPhysicalBatchSize = maxPhysicalBatchSize
@@ -119,9 +129,11 @@ public enum RandomnessSource: String, Codable, Hashable, Sendable, CaseIterable 
     public var statement: String {
         switch self {
         case .seeded:
-            return "seeded: batches and noise are a deterministic function of the recorded seed; for research and reproducibility only: the guarantee holds only against someone who does not know the seed, and publishing the manifest publishes the noise"
+            return
+                "seeded: batches and noise are a deterministic function of the recorded seed; for research and reproducibility only: the guarantee holds only against someone who does not know the seed, and publishing the manifest publishes the noise"
         case .secure:
-            return "secure: batch sampling, noise and dropout come from the operating system's cryptographic generator and are recorded nowhere; the seed fixes only initialisation and generated data"
+            return
+                "secure: batch sampling, noise and dropout come from the operating system's cryptographic generator and are recorded nowhere; the seed fixes only initialisation and generated data"
         }
     }
 }
@@ -172,25 +184,35 @@ public final class DPSGDTrainer {
     /// warning with the fix (see `BLASRuntime.check()` in DPTensor).
     /// - Throws: ``TrainingError/invalidSetting(_:)`` for invalid settings, or if the privacy
     ///   budget (`targetEpsilon`) allows no step at all given `ledger`.
-    public init(model: Sequential, optimizer: Optimizer,
-                schedule: LearningRateSchedule = .constant, data: Dataset,
-                configuration: TrainerConfiguration, ledger: PrivacyLedger = PrivacyLedger(),
-                budgetAccountant: AccountantKind = .rdp) throws {
+    public init(
+        model: Sequential, optimizer: Optimizer,
+        schedule: LearningRateSchedule = .constant, data: Dataset,
+        configuration: TrainerConfiguration, ledger: PrivacyLedger = PrivacyLedger(),
+        budgetAccountant: AccountantKind = .rdp
+    ) throws {
         guard data.count > 0 else { throw TrainingError.invalidSetting("the training set is empty") }
         guard configuration.expectedBatchSize >= 1, configuration.expectedBatchSize <= data.count else {
-            throw TrainingError.invalidSetting("expected batch size \(configuration.expectedBatchSize) must be in 1...\(data.count) (the training set size)")
+            throw TrainingError.invalidSetting(
+                "expected batch size \(configuration.expectedBatchSize) must be in 1...\(data.count) (the training set size)"
+            )
         }
         guard configuration.maxPhysicalBatchSize >= 1 else {
-            throw TrainingError.invalidSetting("max physical batch size \(configuration.maxPhysicalBatchSize) must be >= 1")
+            throw TrainingError.invalidSetting(
+                "max physical batch size \(configuration.maxPhysicalBatchSize) must be >= 1")
         }
         try configuration.privacy?.validate()
-        if case .perLayer(let thresholds?)? = configuration.privacy?.clipping, thresholds.count != model.trainableLayers.count {
-            throw TrainingError.invalidSetting("\(thresholds.count) per-layer thresholds for a model with \(model.trainableLayers.count) trainable layers; give one per layer with parameters")
+        if case .perLayer(let thresholds?)? = configuration.privacy?.clipping,
+            thresholds.count != model.trainableLayers.count
+        {
+            throw TrainingError.invalidSetting(
+                "\(thresholds.count) per-layer thresholds for a model with \(model.trainableLayers.count) trainable layers; give one per layer with parameters"
+            )
         }
         let outputs = model.outputShape(forExampleShape: data.exampleShape)
         guard outputs.array == [data.classCount] else {
             throw TrainingError.invalidSetting(
-                "the model gives \(outputs.array) outputs per example, but the data has \(data.classCount) classes: the last layer must be linear with \(data.classCount) outputs")
+                "the model gives \(outputs.array) outputs per example, but the data has \(data.classCount) classes: the last layer must be linear with \(data.classCount) outputs"
+            )
         }
         self.model = model
         // The step discards the gradient w.r.t. the data: let the first layer skip it.
@@ -202,10 +224,11 @@ public final class DPSGDTrainer {
         self.configuration = configuration
         let root = PhiloxRandom(seed: configuration.seed)
         let secure = configuration.privacy?.randomness == .secure
-        self.sampler = BatchSampler(scheme: configuration.sampling, datasetSize: data.count,
-                                    expectedBatchSize: configuration.expectedBatchSize,
-                                    rng: root.split(stream: RandomStream.sampling.rawValue),
-                                    randomness: secure ? .secure : .seeded)
+        self.sampler = BatchSampler(
+            scheme: configuration.sampling, datasetSize: data.count,
+            expectedBatchSize: configuration.expectedBatchSize,
+            rng: root.split(stream: RandomStream.sampling.rawValue),
+            randomness: secure ? .secure : .seeded)
         self.noiseRandom = root.split(stream: RandomStream.noise.rawValue)
         self.dropoutRandom = root.split(stream: RandomStream.dropout.rawValue)
         self.clippingNorm = configuration.privacy?.clippingNorm ?? .infinity
@@ -221,18 +244,24 @@ public final class DPSGDTrainer {
             try oneStep.record(stepEvent)
             let next = try PrivacyBudget.epsilon(ledger: oneStep, delta: p.delta, accountant: budgetAccountant)
             throw TrainingError.invalidSetting(
-                "target epsilon \(target) allows no step: the ledger is at epsilon \(spent) and one step (noise multiplier \(p.noiseMultiplier), sampling probability \(sampler.samplingProbability)) takes it to \(next) (\(budgetAccountant.rawValue), delta \(p.delta)); raise the target epsilon or the noise multiplier, or lower the batch size")
+                "target epsilon \(target) allows no step: the ledger is at epsilon \(spent) and one step (noise multiplier \(p.noiseMultiplier), sampling probability \(sampler.samplingProbability)) takes it to \(next) (\(budgetAccountant.rawValue), delta \(p.delta)); raise the target epsilon or the noise multiplier, or lower the batch size"
+            )
         }
         BLASRuntime.warnOnceIfSlowKernel()
     }
 
     /// The learning rate used to be given twice (here and to the optimizer) and the trainer's
     /// silently won. It is now the optimizer's alone.
-    @available(*, unavailable, message: "pass the learning rate to the optimizer only, e.g. SGD(learningRate:); the schedule scales it")
-    public convenience init(model: Sequential, optimizer: Optimizer, learningRate: Double,
-                            schedule: LearningRateSchedule = .constant, data: Dataset,
-                            configuration: TrainerConfiguration, ledger: PrivacyLedger = PrivacyLedger(),
-                            budgetAccountant: AccountantKind = .rdp) throws {
+    @available(
+        *, unavailable,
+        message: "pass the learning rate to the optimizer only, e.g. SGD(learningRate:); the schedule scales it"
+    )
+    public convenience init(
+        model: Sequential, optimizer: Optimizer, learningRate: Double,
+        schedule: LearningRateSchedule = .constant, data: Dataset,
+        configuration: TrainerConfiguration, ledger: PrivacyLedger = PrivacyLedger(),
+        budgetAccountant: AccountantKind = .rdp
+    ) throws {
         fatalError("unavailable")
     }
 
@@ -268,15 +297,17 @@ public final class DPSGDTrainer {
     @discardableResult
     public func trainStep() throws -> StepReport {
         if let remaining = stepsRemaining, remaining <= 0 {
-            let eps = try PrivacyBudget.epsilon(ledger: ledger, delta: configuration.privacy!.delta,
-                                                accountant: budgetAccountant)
+            let eps = try PrivacyBudget.epsilon(
+                ledger: ledger, delta: configuration.privacy!.delta,
+                accountant: budgetAccountant)
             throw TrainingError.budgetExhausted(step: step, epsilon: eps)
         }
         sampler.nextBatch(into: &indices)
         for p in model.parameters { p.gradient.fill(0) }
 
-        var report = StepReport(step: step, batchSize: indices.count, lossSum: 0, correct: 0,
-                                clippedCount: 0, clippingNorm: clippingNorm)
+        var report = StepReport(
+            step: step, batchSize: indices.count, lossSum: 0, correct: 0,
+            clippedCount: 0, clippingNorm: clippingNorm)
         let chunk = configuration.maxPhysicalBatchSize
         var start = 0
         var unclippedCount = 0
@@ -386,8 +417,9 @@ public final class DPSGDTrainer {
             clipped = ClipFactors.countAnyClipped(perLayerWeights)
             model.accumulateGradients(perLayerWeights: perLayerWeights)
         }
-        return ChunkStats(lossSum: lossSum, correct: correct, clipped: clipped, unclipped: m - clipped,
-                          layerClipped: layerClipped)
+        return ChunkStats(
+            lossSum: lossSum, correct: correct, clipped: clipped, unclipped: m - clipped,
+            layerClipped: layerClipped)
     }
 
     /// A NaN or infinite per-example norm would get clip weight 1 (NaN) or poison the sum (inf):
@@ -415,8 +447,10 @@ public final class DPSGDTrainer {
         return noiseRandom.nextNormalDouble()
     }
 
-    func restoreState(step: Int, clippingNorm: Double, sampler rng: PhiloxRandom, noise: PhiloxRandom,
-                      dropout: PhiloxRandom, ledger: PrivacyLedger) {
+    func restoreState(
+        step: Int, clippingNorm: Double, sampler rng: PhiloxRandom, noise: PhiloxRandom,
+        dropout: PhiloxRandom, ledger: PrivacyLedger
+    ) {
         self.step = step
         self.clippingNorm = clippingNorm
         self.sampler.rng = rng
@@ -435,7 +469,9 @@ public final class DPSGDTrainer {
 
 /// Loss and accuracy of a model on a dataset.
 public enum Evaluation {
-    public static func evaluate(model: Sequential, dataset: Dataset, batchSize: Int = 1024) -> (loss: Double, accuracy: Double) {
+    public static func evaluate(
+        model: Sequential, dataset: Dataset, batchSize: Int = 1024
+    ) -> (loss: Double, accuracy: Double) {
         let n = dataset.count
         guard n > 0 else { return (.nan, .nan) }
         let loss = SoftmaxCrossEntropy()

@@ -1,5 +1,6 @@
 import DPLayers
 import DPTensor
+import Foundation
 
 // MARK: - Learning-rate schedules
 
@@ -25,8 +26,6 @@ public enum LearningRateSchedule: Codable, Hashable, Sendable {
         }
     }
 }
-
-import Foundation
 
 // MARK: - Optimizers
 
@@ -57,8 +56,10 @@ public final class SGD: Optimizer {
     private var steps = 0
 
     public init(learningRate: Double, momentum: Double = 0, weightDecay: Double = 0) {
-        precondition(learningRate >= 0 && momentum >= 0 && momentum < 1 && weightDecay >= 0,
-                     "SGD: learning rate \(learningRate) must be >= 0, momentum \(momentum) in [0, 1), weight decay \(weightDecay) >= 0")
+        precondition(
+            learningRate >= 0 && momentum >= 0 && momentum < 1 && weightDecay >= 0,
+            "SGD: learning rate \(learningRate) must be >= 0, momentum \(momentum) in [0, 1), weight decay \(weightDecay) >= 0"
+        )
         self.learningRate = learningRate
         self.momentum = momentum
         self.weightDecay = weightDecay
@@ -104,9 +105,13 @@ public final class Adam: Optimizer {
     private var v: [Tensor<Float>] = []
     private var steps = 0
 
-    public init(learningRate: Double, beta1: Double = 0.9, beta2: Double = 0.999, epsilon: Double = 1e-8, weightDecay: Double = 0) {
-        precondition(learningRate >= 0 && (0..<1).contains(beta1) && (0..<1).contains(beta2) && epsilon > 0,
-                     "Adam: learning rate \(learningRate) >= 0, betas (\(beta1), \(beta2)) in [0, 1), epsilon \(epsilon) > 0")
+    public init(
+        learningRate: Double, beta1: Double = 0.9, beta2: Double = 0.999, epsilon: Double = 1e-8,
+        weightDecay: Double = 0
+    ) {
+        precondition(
+            learningRate >= 0 && (0..<1).contains(beta1) && (0..<1).contains(beta2) && epsilon > 0,
+            "Adam: learning rate \(learningRate) >= 0, betas (\(beta1), \(beta2)) in [0, 1), epsilon \(epsilon) > 0")
         self.learningRate = learningRate
         self.beta1 = beta1
         self.beta2 = beta2

@@ -17,24 +17,29 @@ public enum AccountantKind: String, Codable, Sendable, CaseIterable {
 /// Budget arithmetic on ledgers.
 public enum PrivacyBudget {
     /// Epsilon (the accountant's upper bound) of everything in `ledger`.
-    public static func epsilon(ledger: PrivacyLedger, delta: Double, accountant: AccountantKind = .rdp) throws -> Double {
+    public static func epsilon(ledger: PrivacyLedger, delta: Double, accountant: AccountantKind = .rdp) throws -> Double
+    {
         try report(ledger: ledger, delta: delta, accountant: accountant).epsilon
     }
 
     /// The accountant's full report for `ledger`. An empty ledger spends nothing: epsilon 0.
-    public static func report(ledger: PrivacyLedger, delta: Double, accountant: AccountantKind) throws -> EpsilonReport {
+    public static func report(ledger: PrivacyLedger, delta: Double, accountant: AccountantKind) throws -> EpsilonReport
+    {
         if ledger.entries.isEmpty {
-            return EpsilonReport(epsilon: 0, delta: delta, accountant: accountant.rawValue,
-                                 epsilonLower: accountant == .pld ? 0 : nil, epsilonUpper: accountant == .pld ? 0 : nil)
+            return EpsilonReport(
+                epsilon: 0, delta: delta, accountant: accountant.rawValue,
+                epsilonLower: accountant == .pld ? 0 : nil, epsilonUpper: accountant == .pld ? 0 : nil)
         }
         return try ledger.epsilon(delta: delta, accountant: accountant.make(relation: try ledger.neighboringRelation()))
     }
 
     /// The largest k such that `ledger` followed by k runs of `step` stays within `targetEpsilon`
     /// at `delta` (0 if even the ledger alone is over). Epsilon grows with k, so bisection is exact.
-    public static func maximumAdditionalSteps(ledger: PrivacyLedger, step: DpEvent, targetEpsilon: Double,
-                                              delta: Double, accountant: AccountantKind,
-                                              limit: Int = 1 << 40) throws -> Int {
+    public static func maximumAdditionalSteps(
+        ledger: PrivacyLedger, step: DpEvent, targetEpsilon: Double,
+        delta: Double, accountant: AccountantKind,
+        limit: Int = 1 << 40
+    ) throws -> Int {
         func fits(_ k: Int) throws -> Bool {
             var l = ledger
             try l.record(step, count: k)
@@ -77,7 +82,8 @@ extension PrivacyLedger {
         entries.forEach { visit($0.event) }
         if relations.count > 1 {
             throw AccountingError.unsupportedEvent(
-                "the ledger mixes Poisson sampling (add/remove-one) and fixed-size sampling (replace-one); no single epsilon covers both relations")
+                "the ledger mixes Poisson sampling (add/remove-one) and fixed-size sampling (replace-one); no single epsilon covers both relations"
+            )
         }
         return relations.first ?? .addOrRemoveOne
     }

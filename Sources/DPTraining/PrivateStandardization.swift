@@ -31,7 +31,9 @@ public struct PrivateStandardization: Sendable {
     public var perChannel: Bool
 
     public init(noiseMultiplier: Double, lower: Double, upper: Double, perChannel: Bool) {
-        precondition(noiseMultiplier > 0 && upper > lower, "PrivateStandardization: sigma \(noiseMultiplier) must be > 0 and upper \(upper) > lower \(lower)")
+        precondition(
+            noiseMultiplier > 0 && upper > lower,
+            "PrivateStandardization: sigma \(noiseMultiplier) must be > 0 and upper \(upper) > lower \(lower)")
         self.noiseMultiplier = noiseMultiplier
         self.lower = lower
         self.upper = upper
@@ -85,8 +87,10 @@ public struct PrivateStandardization: Sendable {
 
     /// The noisy statistics of `dataset` and the event to compose into the run's ledger.
     /// `normal` draws one standard normal (seeded stream or OS CSPRNG, by the run's randomness).
-    public func fit(to dataset: Dataset, relation: NeighboringRelation,
-                    normal: () -> Double) -> (Standardization, DpEvent) {
+    public func fit(
+        to dataset: Dataset, relation: NeighboringRelation,
+        normal: () -> Double
+    ) -> (Standardization, DpEvent) {
         let (sa, ss) = centredSums(dataset)
         let groups = sa.count
         let sd = noiseMultiplier * sensitivity(groups: groups)

@@ -30,13 +30,16 @@ public enum SamplingScheme: String, Codable, Sendable, CaseIterable {
     /// the clipped sum's sensitivity is C; under replace-one (fixed-size batches of `b` of `n`)
     /// it is 2C, so the same noise is the Gaussian mechanism with multiplier
     /// `noiseMultiplier / 2` (as dp-accounting and the accountants here define it).
-    public func stepEvent(samplingProbability q: Double, batchSize b: Int, datasetSize n: Int,
-                          noiseMultiplier sigma: Double) -> DpEvent {
+    public func stepEvent(
+        samplingProbability q: Double, batchSize b: Int, datasetSize n: Int,
+        noiseMultiplier sigma: Double
+    ) -> DpEvent {
         switch self {
         case .poisson:
             return .poissonSampled(probability: q, event: .gaussian(noiseMultiplier: sigma))
         case .fixedSize:
-            return .sampledWithoutReplacement(sampleSize: b, datasetSize: n, event: .gaussian(noiseMultiplier: sigma / 2))
+            return .sampledWithoutReplacement(
+                sampleSize: b, datasetSize: n, event: .gaussian(noiseMultiplier: sigma / 2))
         }
     }
 
@@ -62,10 +65,13 @@ public struct BatchSampler: Sendable {
 
     /// - Parameters:
     ///   - expectedBatchSize: q n for Poisson, b for fixed-size batches; 1 <= it <= n.
-    public init(scheme: SamplingScheme, datasetSize: Int, expectedBatchSize: Int, rng: PhiloxRandom,
-                randomness: RandomnessSource = .seeded) {
-        precondition(datasetSize > 0 && expectedBatchSize >= 1 && expectedBatchSize <= datasetSize,
-                     "BatchSampler: batch size \(expectedBatchSize) must be in 1...\(datasetSize) (the dataset size)")
+    public init(
+        scheme: SamplingScheme, datasetSize: Int, expectedBatchSize: Int, rng: PhiloxRandom,
+        randomness: RandomnessSource = .seeded
+    ) {
+        precondition(
+            datasetSize > 0 && expectedBatchSize >= 1 && expectedBatchSize <= datasetSize,
+            "BatchSampler: batch size \(expectedBatchSize) must be in 1...\(datasetSize) (the dataset size)")
         self.scheme = scheme
         self.datasetSize = datasetSize
         self.batchSize = expectedBatchSize
@@ -93,8 +99,9 @@ public struct BatchSampler: Sendable {
     /// The privacy event of one step whose noise has standard deviation `noiseMultiplier * C`
     /// on the sum of gradients clipped to C (``SamplingScheme/stepEvent(samplingProbability:batchSize:datasetSize:noiseMultiplier:)``).
     public func stepEvent(noiseMultiplier: Double) -> DpEvent {
-        scheme.stepEvent(samplingProbability: samplingProbability, batchSize: batchSize, datasetSize: datasetSize,
-                         noiseMultiplier: noiseMultiplier)
+        scheme.stepEvent(
+            samplingProbability: samplingProbability, batchSize: batchSize, datasetSize: datasetSize,
+            noiseMultiplier: noiseMultiplier)
     }
 
     /// The neighbouring relation under which this sampler's events are accounted.

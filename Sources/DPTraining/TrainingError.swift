@@ -16,9 +16,11 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
         switch self {
         case .invalidSetting(let s): return s
         case .nonFiniteLoss(let step, let loss):
-            return "the training loss is \(loss) at step \(step): lower the learning rate or the clipping norm, or check the inputs for NaN (results written so far are kept)"
+            return
+                "the training loss is \(loss) at step \(step): lower the learning rate or the clipping norm, or check the inputs for NaN (results written so far are kept)"
         case .nonFiniteGradientNorm(let step, let i, let v):
-            return "the squared gradient norm of example \(i) of the batch is \(v) at step \(step): clipping cannot bound a non-finite gradient, so the step was not applied; check the inputs for NaN or infinity, or lower the learning rate (results written so far are kept)"
+            return
+                "the squared gradient norm of example \(i) of the batch is \(v) at step \(step): clipping cannot bound a non-finite gradient, so the step was not applied; check the inputs for NaN or infinity, or lower the learning rate (results written so far are kept)"
         case .budgetExhausted(let step, let eps):
             return "stopped at step \(step), epsilon \(eps): the next step would exceed the privacy budget"
         case .checkpoint(let s): return "checkpoint: \(s)"

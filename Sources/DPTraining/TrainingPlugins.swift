@@ -9,34 +9,55 @@ import DPSchema
 
 extension SamplingScheme {
     /// `privacy.sampling`: one entry per case, spelt as its raw value.
-    public static let schema = PluginRegistry(kind: "sampling method", allCases.map { scheme in
-        switch scheme {
-        case .poisson:
-            return PluginSpec(scheme.rawValue, "each example joins each batch independently with probability q")
-        case .fixedSize:
-            return PluginSpec(scheme.rawValue, "each step draws a fresh uniformly random batch of exactly expected_batch_size examples (sampling without replacement; replace-one neighbouring; RDP accountant)")
-        }
-    })
+    public static let schema = PluginRegistry(
+        kind: "sampling method",
+        allCases.map { scheme in
+            switch scheme {
+            case .poisson:
+                return PluginSpec(scheme.rawValue, "each example joins each batch independently with probability q")
+            case .fixedSize:
+                return PluginSpec(
+                    scheme.rawValue,
+                    "each step draws a fresh uniformly random batch of exactly expected_batch_size examples (sampling without replacement; replace-one neighbouring; RDP accountant)"
+                )
+            }
+        })
 }
 
 // MARK: - Clipping modes
 
 extension ClippingMode {
     /// `privacy.clipping`, options in `privacy.clipping_options`.
-    public static let schema = PluginRegistry(kind: "clipping mode", [
-        PluginSpec("flat", "clip the whole per-example gradient to clipping_norm (Abadi et al. 2016)"),
-        PluginSpec("per-layer", "clip each layer's gradient to its own threshold; the thresholds' l2 norm is clipping_norm", parameters: [
-            ParameterSpec("layer_norms", .doubleList, range: .positive, "thresholds per layer; default clipping_norm / sqrt(layers) each"),
-        ]),
-        PluginSpec("automatic", "normalise per-example gradients: g C / (‖g‖ + stability) (Bu et al. 2022)", parameters: [
-            ParameterSpec("stability", .double, range: .positive, default: .double(0.01)),
-        ]),
-        PluginSpec("adaptive", "adapt clipping_norm to a quantile of gradient norms (Andrew et al. 2021); the private quantile estimate spends budget", parameters: [
-            ParameterSpec("target_quantile", .double, range: .openUnit, default: .double(0.5)),
-            ParameterSpec("learning_rate", .double, range: .positive, default: .double(0.2), "geometric update rate of the norm"),
-            ParameterSpec("count_noise_multiplier", .double, range: .positive, "noise on the clipped count; default expected_batch_size / 20"),
-        ]),
-    ])
+    public static let schema = PluginRegistry(
+        kind: "clipping mode",
+        [
+            PluginSpec("flat", "clip the whole per-example gradient to clipping_norm (Abadi et al. 2016)"),
+            PluginSpec(
+                "per-layer",
+                "clip each layer's gradient to its own threshold; the thresholds' l2 norm is clipping_norm",
+                parameters: [
+                    ParameterSpec(
+                        "layer_norms", .doubleList, range: .positive,
+                        "thresholds per layer; default clipping_norm / sqrt(layers) each")
+                ]),
+            PluginSpec(
+                "automatic", "normalise per-example gradients: g C / (‖g‖ + stability) (Bu et al. 2022)",
+                parameters: [
+                    ParameterSpec("stability", .double, range: .positive, default: .double(0.01))
+                ]),
+            PluginSpec(
+                "adaptive",
+                "adapt clipping_norm to a quantile of gradient norms (Andrew et al. 2021); the private quantile estimate spends budget",
+                parameters: [
+                    ParameterSpec("target_quantile", .double, range: .openUnit, default: .double(0.5)),
+                    ParameterSpec(
+                        "learning_rate", .double, range: .positive, default: .double(0.2),
+                        "geometric update rate of the norm"),
+                    ParameterSpec(
+                        "count_noise_multiplier", .double, range: .positive,
+                        "noise on the clipped count; default expected_batch_size / 20"),
+                ]),
+        ])
 
     /// The mode named `name` with its `parameters` (defaults filled in from ``schema``); nil for
     /// a name the schema does not list. `expectedBatchSize` gives adaptive clipping's default
@@ -49,8 +70,9 @@ extension ClippingMode {
         case "per-layer": self = .perLayer(thresholds: p.optionalDoubleList("layer_norms"))
         case "automatic": self = .automatic(stability: p.double("stability"))
         case "adaptive":
-            self = .adaptive(targetQuantile: p.double("target_quantile"), learningRate: p.double("learning_rate"),
-                             countNoiseMultiplier: p.optionalDouble("count_noise_multiplier") ?? Double(expectedBatchSize) / 20)
+            self = .adaptive(
+                targetQuantile: p.double("target_quantile"), learningRate: p.double("learning_rate"),
+                countNoiseMultiplier: p.optionalDouble("count_noise_multiplier") ?? Double(expectedBatchSize) / 20)
         default: return nil
         }
     }
@@ -60,11 +82,15 @@ extension ClippingMode {
 
 extension AccountantKind {
     /// `privacy.accountant` and `accounting.accountant`: one accountant, or `both`.
-    public static let schema = PluginRegistry(kind: "accountant", [
-        PluginSpec("rdp", "Renyi DP (Mironov 2017; Mironov, Talwar & Zhang 2019)"),
-        PluginSpec("pld", "privacy loss distributions with lower and upper bounds (Koskela et al. 2020; Doroshenko et al. 2022)"),
-        PluginSpec("both", "RDP and PLD side by side"),
-    ])
+    public static let schema = PluginRegistry(
+        kind: "accountant",
+        [
+            PluginSpec("rdp", "Renyi DP (Mironov 2017; Mironov, Talwar & Zhang 2019)"),
+            PluginSpec(
+                "pld",
+                "privacy loss distributions with lower and upper bounds (Koskela et al. 2020; Doroshenko et al. 2022)"),
+            PluginSpec("both", "RDP and PLD side by side"),
+        ])
 
     /// The accountants a schema name selects (`both` is RDP and PLD); nil for an unknown name.
     public static func selection(named name: String) -> [AccountantKind]? {

@@ -39,8 +39,9 @@ struct BenchCommand: ParsableCommand {
 
     func run() throws {
         if let t = threads { BLASRuntime.setThreadCount(t) }
-        let r = try StepBenchmark.run(workload: workload, private: mode == .private, batchSize: batchSize,
-                                      steps: steps, warmup: warmup)
+        let r = try StepBenchmark.run(
+            workload: workload, private: mode == .private, batchSize: batchSize,
+            steps: steps, warmup: warmup)
         if json {
             let enc = JSONEncoder()
             enc.outputFormatting = [.sortedKeys]
@@ -48,8 +49,10 @@ struct BenchCommand: ParsableCommand {
         } else {
             print("workload \(r.workload), \(r.mode), batch \(r.batchSize), \(r.steps) steps; \(BLASRuntime.summary)")
             print(String(format: "median %.3f ms/step, %.0f samples/s", r.msPerStep, r.samplesPerSecond))
-            print(String(format: "model %.1f GFLOP/s = %.0f%% of the sgemm peak %.1f GFLOP/s (1024^3, %d thread(s))",
-                         r.achievedGflops, 100 * r.fractionOfGemmPeak, r.gemmPeakGflops, r.threads))
+            print(
+                String(
+                    format: "model %.1f GFLOP/s = %.0f%% of the sgemm peak %.1f GFLOP/s (1024^3, %d thread(s))",
+                    r.achievedGflops, 100 * r.fractionOfGemmPeak, r.gemmPeakGflops, r.threads))
             print(String(format: "peak resident memory %.1f MiB", r.peakRssMB))
         }
     }

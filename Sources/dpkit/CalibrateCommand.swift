@@ -28,7 +28,8 @@ struct CalibrateCommand: ParsableCommand {
             throw ValidationError("--steps must be >= 1 to calibrate, got \(schedule.stepCount)")
         }
         if accountant == .pld, schedule.sampling == .fixedSize {
-            throw ValidationError("--accountant pld does not support --sampling fixed-size (replace-one); use --accountant rdp")
+            throw ValidationError(
+                "--accountant pld does not support --sampling fixed-size (replace-one); use --accountant rdp")
         }
     }
 

@@ -24,8 +24,10 @@ struct DPKitCommand: ParsableCommand {
         abstract: "DPKit: differentially private training, accounting and experiments.",
         discussion: ExitStatus.documentation,
         version: "DPKit \(DPKitVersion.string)",
-        subcommands: [InfoCommand.self, RunCommand.self, TableCommand.self, PlotCommand.self, EvaluateCommand.self,
-                      EpsilonCommand.self, CalibrateCommand.self, BenchCommand.self])
+        subcommands: [
+            InfoCommand.self, RunCommand.self, TableCommand.self, PlotCommand.self, EvaluateCommand.self,
+            EpsilonCommand.self, CalibrateCommand.self, BenchCommand.self,
+        ])
 }
 
 struct InfoCommand: ParsableCommand {
@@ -47,7 +49,9 @@ struct InfoCommand: ParsableCommand {
         } else {
             print("DPKit \(DPKitVersion.string)")
             print("BLAS: \(BLASRuntime.summary)")
-            print("Kernel self-check: \(check.passed ? "passed" : "FAILED") (max relative error \(check.maxRelativeError) against a naive matmul)")
+            print(
+                "Kernel self-check: \(check.passed ? "passed" : "FAILED") (max relative error \(check.maxRelativeError) against a naive matmul)"
+            )
             print(String(format: "sgemm 512x512x512: %.1f GFLOP/s", check.gflops))
         }
         if !check.passed { throw ExitCode.failure }

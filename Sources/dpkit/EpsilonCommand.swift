@@ -11,16 +11,23 @@ extension SamplingScheme: ExpressibleByArgument {}
 /// sizes a user thinks in (dataset size, batch size, epochs), turned into q and T exactly as
 /// the trainer does (q = B / N, an epoch is round(N / B) steps).
 struct ScheduleOptions: ParsableArguments {
-    @Option(parsing: .unconditional, help: "Sampling probability q in (0, 1] (batch size / dataset size); or give --dataset-size and --batch-size.")
+    @Option(
+        parsing: .unconditional,
+        help: "Sampling probability q in (0, 1] (batch size / dataset size); or give --dataset-size and --batch-size.")
     var samplingProbability: Double?
 
-    @Option(parsing: .unconditional, help: "Number of training steps T >= 0; or give --epochs with --dataset-size and --batch-size.")
+    @Option(
+        parsing: .unconditional,
+        help: "Number of training steps T >= 0; or give --epochs with --dataset-size and --batch-size.")
     var steps: Int?
 
     @Option(parsing: .unconditional, help: "Target delta in (0, 1).")
     var delta: Double
 
-    @Option(help: "Batch sampler, as `privacy.sampling` in configs: poisson (add/remove-one) or fixed-size (batches of exactly B = round(q N), replace-one, where the clipped sum's sensitivity is 2C; needs --dataset-size).")
+    @Option(
+        help:
+            "Batch sampler, as `privacy.sampling` in configs: poisson (add/remove-one) or fixed-size (batches of exactly B = round(q N), replace-one, where the clipped sum's sensitivity is 2C; needs --dataset-size)."
+    )
     var sampling: SamplingScheme = .poisson
 
     @Option(parsing: .unconditional, help: "Dataset size N >= 1.")
@@ -37,8 +44,12 @@ struct ScheduleOptions: ParsableArguments {
         if let n = datasetSize, n < 1 { throw ValidationError("--dataset-size must be >= 1, got \(n)") }
         if let b = batchSize {
             guard let n = datasetSize else { throw ValidationError("--batch-size needs --dataset-size N") }
-            guard b >= 1, b <= n else { throw ValidationError("--batch-size must be in 1...\(n) (the dataset size), got \(b)") }
-            if samplingProbability != nil { throw ValidationError("give either --sampling-probability or --batch-size, not both") }
+            guard b >= 1, b <= n else {
+                throw ValidationError("--batch-size must be in 1...\(n) (the dataset size), got \(b)")
+            }
+            if samplingProbability != nil {
+                throw ValidationError("give either --sampling-probability or --batch-size, not both")
+            }
         } else {
             guard let q = samplingProbability else {
                 throw ValidationError("give --sampling-probability q, or --dataset-size N with --batch-size B")
@@ -46,17 +57,25 @@ struct ScheduleOptions: ParsableArguments {
             guard q > 0, q <= 1 else { throw ValidationError("--sampling-probability must be in (0, 1], got \(q)") }
         }
         if let e = epochs {
-            guard batchSize != nil else { throw ValidationError("--epochs needs --dataset-size and --batch-size (an epoch is round(N / B) steps)") }
+            guard batchSize != nil else {
+                throw ValidationError("--epochs needs --dataset-size and --batch-size (an epoch is round(N / B) steps)")
+            }
             guard e >= 1 else { throw ValidationError("--epochs must be >= 1, got \(e)") }
             if steps != nil { throw ValidationError("give either --steps or --epochs, not both") }
         } else {
-            guard let t = steps else { throw ValidationError("give --steps T, or --epochs E with --dataset-size and --batch-size") }
+            guard let t = steps else {
+                throw ValidationError("give --steps T, or --epochs E with --dataset-size and --batch-size")
+            }
             guard t >= 0 else { throw ValidationError("--steps must be >= 0, got \(t)") }
         }
         if sampling == .fixedSize {
-            guard datasetSize != nil else { throw ValidationError("--sampling fixed-size needs --dataset-size N (N >= 1)") }
+            guard datasetSize != nil else {
+                throw ValidationError("--sampling fixed-size needs --dataset-size N (N >= 1)")
+            }
             guard sampleSize >= 1 else {
-                throw ValidationError("--sampling-probability x --dataset-size must round to a batch of at least 1 record, got \(q * Double(datasetSize ?? 0))")
+                throw ValidationError(
+                    "--sampling-probability x --dataset-size must round to a batch of at least 1 record, got \(q * Double(datasetSize ?? 0))"
+                )
             }
         } else if datasetSize != nil, batchSize == nil {
             throw ValidationError("--dataset-size is only used with --batch-size or --sampling fixed-size")
@@ -80,9 +99,11 @@ struct ScheduleOptions: ParsableArguments {
     /// The composed event for training noise multiplier `sigma` (noise standard deviation over
     /// the clipping norm C, as everywhere in DPKit): the trainer's rule, ``SamplingScheme/stepEvent``.
     func event(noiseMultiplier sigma: Double) -> DpEvent {
-        .selfComposed(event: sampling.stepEvent(samplingProbability: q, batchSize: sampleSize, datasetSize: datasetSize ?? 0,
-                                                noiseMultiplier: sigma),
-                      count: stepCount)
+        .selfComposed(
+            event: sampling.stepEvent(
+                samplingProbability: q, batchSize: sampleSize, datasetSize: datasetSize ?? 0,
+                noiseMultiplier: sigma),
+            count: stepCount)
     }
 
     func accountant(_ choice: AccountantKind) -> any PrivacyAccountant { choice.make(relation: relation) }
@@ -118,7 +139,11 @@ struct EpsilonCommand: ParsableCommand {
 
     @OptionGroup var schedule: ScheduleOptions
 
-    @Option(parsing: .unconditional, help: "Noise multiplier sigma > 0: noise std / clipping norm C, as in training (accounted as sigma / 2 under fixed-size sampling, where the sensitivity is 2C).")
+    @Option(
+        parsing: .unconditional,
+        help:
+            "Noise multiplier sigma > 0: noise std / clipping norm C, as in training (accounted as sigma / 2 under fixed-size sampling, where the sensitivity is 2C)."
+    )
     var noiseMultiplier: Double
 
     @Option(help: "Accountant: rdp or pld (default: both in text output, rdp in JSON).")
@@ -132,7 +157,8 @@ struct EpsilonCommand: ParsableCommand {
             throw ValidationError("--noise-multiplier must be finite and > 0, got \(noiseMultiplier)")
         }
         if accountant == .pld, schedule.sampling == .fixedSize {
-            throw ValidationError("--accountant pld does not support --sampling fixed-size (replace-one); use --accountant rdp")
+            throw ValidationError(
+                "--accountant pld does not support --sampling fixed-size (replace-one); use --accountant rdp")
         }
     }
 
@@ -152,9 +178,12 @@ struct EpsilonCommand: ParsableCommand {
                 try printJSON(f)
                 return
             }
-            let choices: [AccountantKind] = accountant.map { [$0] }
+            let choices: [AccountantKind] =
+                accountant.map { [$0] }
                 ?? (schedule.sampling == .poisson ? [.rdp, .pld] : [.rdp])
-            print("q = \(schedule.q), sigma = \(noiseMultiplier), T = \(schedule.stepCount), delta = \(schedule.delta), \(schedule.sampling.rawValue) sampling (\(schedule.relation.name) neighbouring, per example)")
+            print(
+                "q = \(schedule.q), sigma = \(noiseMultiplier), T = \(schedule.stepCount), delta = \(schedule.delta), \(schedule.sampling.rawValue) sampling (\(schedule.relation.name) neighbouring, per example)"
+            )
             for c in choices { print(EpsilonCommand.describe(try report(c))) }
         } catch let e as AccountingError {
             throw ValidationError(e.description)

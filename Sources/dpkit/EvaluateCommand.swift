@@ -6,7 +6,8 @@ import Foundation
 struct EvaluateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "evaluate",
-        abstract: "Test loss and accuracy of a trained model (a run's models/<run_id>.safetensors, or every model of a results folder).",
+        abstract:
+            "Test loss and accuracy of a trained model (a run's models/<run_id>.safetensors, or every model of a results folder).",
         discussion: """
             The model is rebuilt from the architecture in its metadata and evaluated on the test \
             set of the dataset it was trained on (generated data from the run's seed), with the \
@@ -39,7 +40,9 @@ struct EvaluateCommand: ParsableCommand {
             files = names.filter { $0.hasSuffix(".safetensors") }.sorted().map { models.appendingPathComponent($0) }
             if let runID { files = files.filter { $0.deletingPathExtension().lastPathComponent == runID } }
             guard !files.isEmpty else {
-                throw ValidationError("\(path) has no \(runID.map { "model of run \($0)" } ?? "models") in models/ (only finished runs write one)")
+                throw ValidationError(
+                    "\(path) has no \(runID.map { "model of run \($0)" } ?? "models") in models/ (only finished runs write one)"
+                )
             }
         } else {
             files = [url]
@@ -50,11 +53,16 @@ struct EvaluateCommand: ParsableCommand {
                 if json {
                     try printJSON([
                         "model": file.path, "run_id": r.runID ?? NSNull(), "dataset": r.dataset, "examples": r.examples,
-                        "test_loss": r.loss, "test_accuracy": r.accuracy, "epsilon": r.epsilon.flatMap(Double.init) ?? NSNull(),
+                        "test_loss": r.loss, "test_accuracy": r.accuracy,
+                        "epsilon": r.epsilon.flatMap(Double.init) ?? NSNull(),
                     ])
                 } else {
-                    print(String(format: "%@: %@ test set (%d examples): accuracy %.2f%%, loss %.4f%@", r.runID ?? file.lastPathComponent,
-                                 r.dataset, r.examples, r.accuracy * 100, r.loss, r.epsilon.map { ", trained at epsilon \($0)" } ?? ""))
+                    print(
+                        String(
+                            format: "%@: %@ test set (%d examples): accuracy %.2f%%, loss %.4f%@",
+                            r.runID ?? file.lastPathComponent,
+                            r.dataset, r.examples, r.accuracy * 100, r.loss,
+                            r.epsilon.map { ", trained at epsilon \($0)" } ?? ""))
                 }
             } catch let e as OutputError {
                 throw ValidationError(e.description)

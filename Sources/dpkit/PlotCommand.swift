@@ -5,7 +5,8 @@ import Foundation
 struct PlotCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "plot",
-        abstract: "Write the SVG figure of an experiment: privacy-utility curve, accuracy and epsilon by epoch (or RDP vs PLD for accounting.csv).",
+        abstract:
+            "Write the SVG figure of an experiment: privacy-utility curve, accuracy and epsilon by epoch (or RDP vs PLD for accounting.csv).",
         discussion: """
             Writes DIRECTORY/figure.svg with every panel, and each panel alone beside it \
             (figure-privacy-utility.svg, figure-accuracy-epochs.svg, figure-epsilon-epochs.svg). \
@@ -18,7 +19,10 @@ struct PlotCommand: ParsableCommand {
     @Argument(help: "Experiment output directory (holding runs.csv and epochs.csv, or accounting.csv).")
     var directory: String
 
-    @Option(help: "SVG file of the whole figure (default: DIRECTORY/figure.svg); the panels go beside it as <name>-<panel>.svg.")
+    @Option(
+        help:
+            "SVG file of the whole figure (default: DIRECTORY/figure.svg); the panels go beside it as <name>-<panel>.svg."
+    )
     var output: String?
 
     @Flag(help: "Do not convert the figure to PNG.")

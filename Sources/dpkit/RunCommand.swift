@@ -6,13 +6,19 @@ import Foundation
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Run an experiment config: print the plan, train every run, write epochs.csv, runs.csv and manifest.json.",
+        abstract:
+            "Run an experiment config: print the plan, train every run, write epochs.csv, runs.csv and manifest.json.",
         discussion: "A `kind: accounting` config writes accounting.csv instead (no training).")
 
     @Argument(help: "The experiment config (YAML).") var config: String
     @Option(help: "Output directory (default runs/<config name>).") var output: String?
-    @Flag(help: "Skip the runs already finished in the output directory and redo only unfinished ones.") var resume = false
-    @Option(name: .customLong("seed"), help: "Run only the runs with this seed (repeatable); the config's other seeds are left out and the manifest records it.")
+    @Flag(help: "Skip the runs already finished in the output directory and redo only unfinished ones.") var resume =
+        false
+    @Option(
+        name: .customLong("seed"),
+        help:
+            "Run only the runs with this seed (repeatable); the config's other seeds are left out and the manifest records it."
+    )
     var onlySeeds: [Int] = []
 
     func run() throws {
@@ -31,10 +37,12 @@ struct RunCommand: ParsableCommand {
                 _ = try runAccounting(accounting, outputDirectory: out, executor: AccountantExecutor())
                 return
             }
-            let env = RunEnvironment(dpkitVersion: DPKitVersion.string, gitCommit: Self.gitCommit(),
-                                     blasCore: BLASRuntime.coreName, blasThreads: String(BLASRuntime.threadCount))
-            let runner = ExperimentRunner(config: experiment, outputDirectory: out, executor: TrainingExecutor(),
-                                          resume: resume, environment: env)
+            let env = RunEnvironment(
+                dpkitVersion: DPKitVersion.string, gitCommit: Self.gitCommit(),
+                blasCore: BLASRuntime.coreName, blasThreads: String(BLASRuntime.threadCount))
+            let runner = ExperimentRunner(
+                config: experiment, outputDirectory: out, executor: TrainingExecutor(),
+                resume: resume, environment: env)
             // Progress within an epoch: one redrawn line on a terminal, a plain line every 30 s otherwise.
             if isatty(STDERR_FILENO) != 0 {
                 runner.status = { FileHandleStderr.write("\r\u{1B}[K" + $0) }
@@ -49,15 +57,19 @@ struct RunCommand: ParsableCommand {
             started = true
             let report = try runner.run()
             if !report.failed.isEmpty {
-                FileHandleStderr.write("error: \(report.failed.count) run(s) failed (\(report.failed.joined(separator: ", "))); their errors are in \(out.path)/runs.csv, the other results are kept. Fix the cause and rerun with --resume to redo only those.\n")
+                FileHandleStderr.write(
+                    "error: \(report.failed.count) run(s) failed (\(report.failed.joined(separator: ", "))); their errors are in \(out.path)/runs.csv, the other results are kept. Fix the cause and rerun with --resume to redo only those.\n"
+                )
                 throw ExitCode(ExitStatus.failure.rawValue)
             }
         } catch let exit as ExitCode {
             throw exit
         } catch {
             // Rows are appended durably as runs finish: an I/O error loses none of them.
-            let keep = started && ExitStatus(for: error) == .ioError
-                ? "results written before this error are kept in \(out.path); fix the cause and rerun with --resume" : nil
+            let keep =
+                started && ExitStatus(for: error) == .ioError
+                ? "results written before this error are kept in \(out.path); fix the cause and rerun with --resume"
+                : nil
             throw reportFailure(error, hint: keep)
         }
     }

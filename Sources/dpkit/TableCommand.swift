@@ -8,7 +8,8 @@ extension BestMarking: ExpressibleByArgument {}
 struct TableCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "table",
-        abstract: "Aggregate an experiment's runs.csv over seeds into a table (or accounting.csv into an epsilon table).",
+        abstract:
+            "Aggregate an experiment's runs.csv over seeds into a table (or accounting.csv into an epsilon table).",
         discussion: """
             A cell averages the seeds of one config (config_hash). When --rows and --columns would put \
             runs of different configs into one cell, the cell is split into one row per config, \
@@ -28,7 +29,10 @@ struct TableCommand: ParsableCommand {
     @Option(help: "runs.csv column naming the rows (default: model).")
     var rows: String?
 
-    @Option(help: "runs.csv column naming the columns (default: privacy.target_epsilon, else privacy.noise_multiplier, else the first swept key).")
+    @Option(
+        help:
+            "runs.csv column naming the columns (default: privacy.target_epsilon, else privacy.noise_multiplier, else the first swept key)."
+    )
     var columns: String?
 
     @Option(help: "runs.csv column to aggregate.")
@@ -39,8 +43,9 @@ struct TableCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let (text, warnings) = try tableText(forDirectory: URL(fileURLWithPath: directory), format: format, rows: rows,
-                                                 columns: columns, metric: metric, best: best)
+            let (text, warnings) = try tableText(
+                forDirectory: URL(fileURLWithPath: directory), format: format, rows: rows,
+                columns: columns, metric: metric, best: best)
             for warning in warnings { FileHandleStderr.write("warning: \(warning)\n") }
             print(text, terminator: "")
         } catch {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DPTensor
+
 #if canImport(Glibc)
 import Glibc
 #endif

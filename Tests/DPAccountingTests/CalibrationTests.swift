@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import DPAccounting
 
 @Suite("Calibration")
@@ -8,18 +9,21 @@ struct CalibrationTests {
         (1.0, 256.0 / 60000, 14062), (3.0, 0.01, 10000), (8.0, 0.1, 100), (0.5, 0.004, 3750),
     ]
 
-    @Test("the returned sigma's epsilon is <= target and within 1% of it",
-          arguments: AccountantKind.allCases, 0..<targets.count)
+    @Test(
+        "the returned sigma's epsilon is <= target and within 1% of it",
+        arguments: AccountantKind.allCases, 0..<targets.count)
     func roundTrip(_ kind: AccountantKind, _ i: Int) throws {
         let t = Self.targets[i]
         let sigma: Double
         switch kind {
         case .rdp:
-            sigma = try noiseMultiplier(targetEpsilon: t.epsilon, delta: 1e-5, samplingProbability: t.q,
-                                        steps: t.steps, accountant: RDPAccountant())
+            sigma = try noiseMultiplier(
+                targetEpsilon: t.epsilon, delta: 1e-5, samplingProbability: t.q,
+                steps: t.steps, accountant: RDPAccountant())
         case .pld:
-            sigma = try noiseMultiplier(targetEpsilon: t.epsilon, delta: 1e-5, samplingProbability: t.q,
-                                        steps: t.steps, accountant: PLDAccountant.coarse)
+            sigma = try noiseMultiplier(
+                targetEpsilon: t.epsilon, delta: 1e-5, samplingProbability: t.q,
+                steps: t.steps, accountant: PLDAccountant.coarse)
         }
         var a = kind.make()
         try a.compose(step(t.q, sigma), count: t.steps)
@@ -39,8 +43,10 @@ struct CalibrationTests {
     func withoutReplacement() throws {
         let acct = RDPAccountant(neighboringRelation: .replaceOne)
         let build = { (s: Double) -> DpEvent in
-            .selfComposed(event: .sampledWithoutReplacement(sampleSize: 256, datasetSize: 60000,
-                                                            event: .gaussian(noiseMultiplier: s)), count: 2000)
+            .selfComposed(
+                event: .sampledWithoutReplacement(
+                    sampleSize: 256, datasetSize: 60000,
+                    event: .gaussian(noiseMultiplier: s)), count: 2000)
         }
         let sigma = try noiseMultiplier(targetEpsilon: 2, delta: 1e-5, accountant: acct, event: build)
         var a = acct
@@ -58,8 +64,10 @@ struct CalibrationTests {
         let t: Int
         switch kind {
         case .rdp: t = try maxSteps(targetEpsilon: 2, delta: 1e-5, samplingProbability: 0.01, noiseMultiplier: 1.0)
-        case .pld: t = try maxSteps(targetEpsilon: 2, delta: 1e-5, samplingProbability: 0.01, noiseMultiplier: 1.0,
-                                    accountant: PLDAccountant.coarse)
+        case .pld:
+            t = try maxSteps(
+                targetEpsilon: 2, delta: 1e-5, samplingProbability: 0.01, noiseMultiplier: 1.0,
+                accountant: PLDAccountant.coarse)
         }
         func eps(_ n: Int) throws -> Double {
             var a = kind.make()
@@ -74,9 +82,17 @@ struct CalibrationTests {
 
     @Test("invalid calibration inputs are named")
     func invalid() {
-        #expect(throws: AccountingError.self) { try noiseMultiplier(targetEpsilon: 0, delta: 1e-5, samplingProbability: 0.1, steps: 10) }
-        #expect(throws: AccountingError.self) { try noiseMultiplier(targetEpsilon: 1, delta: 1, samplingProbability: 0.1, steps: 10) }
-        #expect(throws: AccountingError.self) { try noiseMultiplier(targetEpsilon: 1, delta: 1e-5, samplingProbability: 0, steps: 10) }
-        #expect(throws: AccountingError.self) { try noiseMultiplier(targetEpsilon: 1, delta: 1e-5, samplingProbability: 0.1, steps: -1) }
+        #expect(throws: AccountingError.self) {
+            try noiseMultiplier(targetEpsilon: 0, delta: 1e-5, samplingProbability: 0.1, steps: 10)
+        }
+        #expect(throws: AccountingError.self) {
+            try noiseMultiplier(targetEpsilon: 1, delta: 1, samplingProbability: 0.1, steps: 10)
+        }
+        #expect(throws: AccountingError.self) {
+            try noiseMultiplier(targetEpsilon: 1, delta: 1e-5, samplingProbability: 0, steps: 10)
+        }
+        #expect(throws: AccountingError.self) {
+            try noiseMultiplier(targetEpsilon: 1, delta: 1e-5, samplingProbability: 0.1, steps: -1)
+        }
     }
 }

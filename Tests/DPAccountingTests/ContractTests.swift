@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import DPAccounting
 
 /// The contract every ``PrivacyAccountant`` must satisfy, run against each accountant.
@@ -22,7 +23,9 @@ struct ContractTests {
         var a = kind.make(), b = kind.make(), c = kind.make()
         try a.compose(e, count: 30)
         try b.compose(.selfComposed(event: e, count: 30))
-        for _ in 0..<3 { try c.compose(.composed([.selfComposed(event: e, count: 5), e, .selfComposed(event: e, count: 4)])) }
+        for _ in 0..<3 {
+            try c.compose(.composed([.selfComposed(event: e, count: 5), e, .selfComposed(event: e, count: 4)]))
+        }
         let ea = try a.epsilon(delta: 1e-5).epsilon
         #expect(ea > 0)
         #expect(isClose(ea, try b.epsilon(delta: 1e-5).epsilon, rel: 1e-9))
@@ -34,8 +37,11 @@ struct ContractTests {
         var a = kind.make(), b = kind.make()
         try a.compose(step(0.01, 1.0), count: 200)
         try a.compose(step(0.05, 2.0), count: 50)
-        try b.compose(.composed([.selfComposed(event: step(0.05, 2.0), count: 50),
-                                 .selfComposed(event: step(0.01, 1.0), count: 200)]))
+        try b.compose(
+            .composed([
+                .selfComposed(event: step(0.05, 2.0), count: 50),
+                .selfComposed(event: step(0.01, 1.0), count: 200),
+            ]))
         #expect(isClose(try a.epsilon(delta: 1e-6).epsilon, try b.epsilon(delta: 1e-6).epsilon, rel: 1e-6))
     }
 
@@ -90,14 +96,16 @@ struct ContractTests {
         #expect(try a.epsilon(delta: 1e-5).epsilon == 0, "failed composes must not change state")
     }
 
-    @Test("sampling without replacement under add/remove is refused, naming the event",
-          arguments: AccountantKind.allCases)
+    @Test(
+        "sampling without replacement under add/remove is refused, naming the event",
+        arguments: AccountantKind.allCases)
     func refusesWithoutReplacement(_ kind: AccountantKind) throws {
         var a = kind.make()
         try a.compose(step(0.01, 1), count: 10)
         let before = try a.epsilon(delta: 1e-5).epsilon
-        let wor = DpEvent.sampledWithoutReplacement(sampleSize: 10, datasetSize: 1000,
-                                                    event: .gaussian(noiseMultiplier: 1))
+        let wor = DpEvent.sampledWithoutReplacement(
+            sampleSize: 10, datasetSize: 1000,
+            event: .gaussian(noiseMultiplier: 1))
         do {
             try a.compose(.composed([step(0.01, 1), wor]), count: 5)
             Issue.record("accepted \(wor.summary)")

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import DPAccounting
 
 @Suite("DpEvent and PrivacyLedger")
@@ -26,7 +27,9 @@ struct EventAndLedgerTests {
         ]
         for (e, fragment) in cases {
             #expect(throws: AccountingError.self) { try e.validate() }
-            do { try e.validate() } catch let AccountingError.invalidParameter(m) { #expect(m.contains(fragment), "\(m)") }
+            do { try e.validate() } catch let AccountingError.invalidParameter(m) {
+                #expect(m.contains(fragment), "\(m)")
+            }
         }
     }
 
@@ -45,8 +48,9 @@ struct EventAndLedgerTests {
         #expect(ledger.entries.map(\.count) == [10, 5, 2], "failed records must not change the ledger")
     }
 
-    @Test("the ledger round-trips through JSON and re-accounts with any accountant",
-          arguments: AccountantKind.allCases)
+    @Test(
+        "the ledger round-trips through JSON and re-accounts with any accountant",
+        arguments: AccountantKind.allCases)
     func reaccount(_ kind: AccountantKind) throws {
         var ledger = PrivacyLedger()
         for _ in 0..<20 { try ledger.record(step(0.01, 1.0), count: 50) }
@@ -59,8 +63,10 @@ struct EventAndLedgerTests {
         try direct.compose(step(0.02, 1.5), count: 100)
         let expected = try direct.epsilon(delta: 1e-5).epsilon
         #expect(isClose(try decoded.epsilon(delta: 1e-5, accountant: kind.make()).epsilon, expected, rel: 1e-9))
-        #expect(isClose(try decoded.delta(epsilon: expected, accountant: kind.make()),
-                        try direct.delta(epsilon: expected), rel: 1e-9))
+        #expect(
+            isClose(
+                try decoded.delta(epsilon: expected, accountant: kind.make()),
+                try direct.delta(epsilon: expected), rel: 1e-9))
         var viaEvent = kind.make()
         try viaEvent.compose(ledger.event)
         #expect(isClose(try viaEvent.epsilon(delta: 1e-5).epsilon, expected, rel: 1e-9))

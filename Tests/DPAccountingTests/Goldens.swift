@@ -1,5 +1,6 @@
 // Golden values shared by the tests.
 import Testing
+
 @testable import DPAccounting
 
 /// A Poisson-sampled Gaussian setting with `dp_accounting` 0.6 reference epsilons at
@@ -14,8 +15,9 @@ struct Golden: Sendable, CustomTestStringConvertible {
     var testDescription: String { "q=\(q) sigma=\(sigma) T=\(steps)" }
 
     var event: DpEvent {
-        .selfComposed(event: .poissonSampled(probability: q, event: .gaussian(noiseMultiplier: sigma)),
-                      count: steps)
+        .selfComposed(
+            event: .poissonSampled(probability: q, event: .gaussian(noiseMultiplier: sigma)),
+            count: steps)
     }
 
     static let all: [Golden] = [
@@ -25,4 +27,3 @@ struct Golden: Sendable, CustomTestStringConvertible {
         Golden(q: 0.01, sigma: 2.0, steps: 10000, rdp: 2.3529, pld: 2.1628),
     ]
 }
-

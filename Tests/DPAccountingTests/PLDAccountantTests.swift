@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import DPAccounting
 
 @Suite("PLDAccountant")
@@ -22,8 +23,9 @@ struct PLDAccountantTests {
     }
 
     /// With a 1e-3 grid to stay fast in debug builds (q = 1 spreads the loss over many points).
-    @Test("q = 1 matches the analytic Gaussian mechanism (Balle and Wang 2018)",
-          arguments: [(0.8, 1), (2.0, 1), (5.0, 1), (3.0, 10)] as [(Double, Int)])
+    @Test(
+        "q = 1 matches the analytic Gaussian mechanism (Balle and Wang 2018)",
+        arguments: [(0.8, 1), (2.0, 1), (5.0, 1), (3.0, 10)] as [(Double, Int)])
     func analyticGaussian(_ sc: (Double, Int)) throws {
         let (sigma, steps) = sc
         var a = PLDAccountant.coarse
@@ -90,11 +92,15 @@ struct InvariantTests {
     static let grid: [(Double, Double, Int)] = {
         if heavyTests {
             var g: [(Double, Double, Int)] = []
-            for q in [1e-3, 1e-2, 0.1, 1] { for s in [0.5, 1, 3, 10] { for t in [1, 100, 10_000, 100_000] { g.append((q, s, t)) } } }
+            for q in [1e-3, 1e-2, 0.1, 1] {
+                for s in [0.5, 1, 3, 10] { for t in [1, 100, 10_000, 100_000] { g.append((q, s, t)) } }
+            }
             return g
         }
-        return [(1e-3, 0.5, 100_000), (1e-2, 1, 1), (1e-2, 3, 10_000), (0.1, 0.5, 100),
-                (0.1, 10, 100_000), (1, 1, 100), (1, 10, 1), (1e-3, 10, 1000)]
+        return [
+            (1e-3, 0.5, 100_000), (1e-2, 1, 1), (1e-2, 3, 10_000), (0.1, 0.5, 100),
+            (0.1, 10, 100_000), (1, 1, 100), (1, 10, 1), (1e-3, 10, 1000),
+        ]
     }()
 
     @Test("PLD lower <= PLD upper <= RDP", arguments: grid, [1e-5, 1e-6])
@@ -110,8 +116,9 @@ struct InvariantTests {
         #expect(p.epsilonUpper! - p.epsilonLower! <= 0.01 * p.epsilonUpper! + 1e-4, "the certified interval is tight")
     }
 
-    @Test("q = 1, one step: RDP is alpha / (2 sigma^2) and PLD brackets the analytic Gaussian",
-          arguments: [0.5, 1.0, 4.0, 10.0])
+    @Test(
+        "q = 1, one step: RDP is alpha / (2 sigma^2) and PLD brackets the analytic Gaussian",
+        arguments: [0.5, 1.0, 4.0, 10.0])
     func fullBatch(_ sigma: Double) throws {
         var pld = PLDAccountant.coarse
         try pld.compose(step(1, sigma))

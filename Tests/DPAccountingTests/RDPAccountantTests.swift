@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import DPAccounting
 
 @Suite("RDPAccountant")
@@ -47,8 +48,9 @@ struct RDPAccountantTests {
         (0.5, 2.0, 7.25, 0.363309709600303), (0.5, 2.0, 32, 3.28493862053733),
     ]
 
-    @Test("sampled Gaussian RDP at integer and fractional orders matches high precision",
-          arguments: 0..<sampledGaussianReferences.count)
+    @Test(
+        "sampled Gaussian RDP at integer and fractional orders matches high precision",
+        arguments: 0..<sampledGaussianReferences.count)
     func sampledGaussian(_ i: Int) {
         let r = Self.sampledGaussianReferences[i]
         let v = SampledGaussianRDP.poisson(q: r.q, sigma: r.sigma, order: r.order)
@@ -87,8 +89,9 @@ struct RDPAccountantTests {
         (0.05, 1.0, 7.25, 0.382018197855251), (0.05, 1.0, 32, 12.929990787963),
     ]
 
-    @Test("sampling without replacement (replace-one) matches the WBK19 bound",
-          arguments: 0..<withoutReplacementReferences.count)
+    @Test(
+        "sampling without replacement (replace-one) matches the WBK19 bound",
+        arguments: 0..<withoutReplacementReferences.count)
     func withoutReplacement(_ i: Int) {
         let r = Self.withoutReplacementReferences[i]
         let v = SampledGaussianRDP.withoutReplacement(gamma: r.gamma, sigma: r.sigma, order: r.order)
@@ -99,13 +102,17 @@ struct RDPAccountantTests {
     func relations() throws {
         var replace = RDPAccountant(neighboringRelation: .replaceOne)
         #expect(throws: AccountingError.self) { try replace.compose(step(0.01, 1)) }
-        try replace.compose(.sampledWithoutReplacement(sampleSize: 600, datasetSize: 60000,
-                                                      event: .gaussian(noiseMultiplier: 1.1)), count: 1000)
+        try replace.compose(
+            .sampledWithoutReplacement(
+                sampleSize: 600, datasetSize: 60000,
+                event: .gaussian(noiseMultiplier: 1.1)), count: 1000)
         let eps = try replace.epsilon(delta: 1e-5).epsilon
         #expect(eps > 0 && eps.isFinite)
         var full = RDPAccountant(neighboringRelation: .replaceOne)
-        try full.compose(.sampledWithoutReplacement(sampleSize: 10, datasetSize: 10, event: .gaussian(noiseMultiplier: 2)))
-        try full.compose(.sampledWithoutReplacement(sampleSize: 0, datasetSize: 10, event: .gaussian(noiseMultiplier: 2)))
+        try full.compose(
+            .sampledWithoutReplacement(sampleSize: 10, datasetSize: 10, event: .gaussian(noiseMultiplier: 2)))
+        try full.compose(
+            .sampledWithoutReplacement(sampleSize: 0, datasetSize: 10, event: .gaussian(noiseMultiplier: 2)))
         for (alpha, r) in zip(full.orders, full.rdp) { #expect(isClose(r, alpha / 8, rel: 1e-15)) }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import DPAccounting
 
 /// The accountants under the shared contract.

@@ -1,8 +1,9 @@
+import DPSchema
+import DPTensor
 import Foundation
 import Testing
+
 @testable import DPData
-import DPTensor
-import DPSchema
 
 @Suite("Dataset, CSV, synthetic data, registry")
 struct DatasetTests {
@@ -11,7 +12,8 @@ struct DatasetTests {
     /// 10 examples of shape [2, 3]: example i holds 100 i + k at flat position k; label i % 3.
     static func numbered() -> Dataset {
         let x = (0..<60).map { Float(($0 / 6) * 100 + $0 % 6) }
-        return Dataset(name: "numbered", features: Tensor(x, shape: [10, 2, 3]), labels: (0..<10).map { $0 % 3 }, classCount: 3)
+        return Dataset(
+            name: "numbered", features: Tensor(x, shape: [10, 2, 3]), labels: (0..<10).map { $0 % 3 }, classCount: 3)
     }
 
     @Test(arguments: [[Int](), [3], [9, 0, 4, 4], Array(0..<10).reversed()])
@@ -43,12 +45,14 @@ struct DatasetTests {
 
     @Test(arguments: [0.0, 0.3, 0.5, 1.0])
     func splitIsStratifiedDisjointAndReproducible(_ fraction: Double) {
-        let data = SyntheticData.gaussianMixture(classes: 4, dimensions: 3, examplesPerClass: 25, separation: 2, seed: 1)
+        let data = SyntheticData.gaussianMixture(
+            classes: 4, dimensions: 3, examplesPerClass: 25, separation: 2, seed: 1)
         let (a, b) = data.split(fraction: fraction, seed: 9)
         #expect(a.count == Int((fraction * 100).rounded()) && a.count + b.count == 100)
         #expect(a.classCounts.allSatisfy { abs(Double($0) - fraction * 25) <= 1 })
         // Every example lands in exactly one part: compare first features as identifiers.
-        let ids = (a.features.scalars.enumerated().filter { $0.offset % 3 == 0 }.map(\.element)
+        let ids =
+            (a.features.scalars.enumerated().filter { $0.offset % 3 == 0 }.map(\.element)
             + b.features.scalars.enumerated().filter { $0.offset % 3 == 0 }.map(\.element)).sorted()
         #expect(ids == data.features.scalars.enumerated().filter { $0.offset % 3 == 0 }.map(\.element).sorted())
         #expect(data.split(fraction: fraction, seed: 9).first.features == a.features)
@@ -59,10 +63,19 @@ struct DatasetTests {
         // Two channels; train channel c is c + {0, 2} noise-free, test is shifted by 10.
         var trainX: [Float] = [], testX: [Float] = []
         for i in 0..<8 {
-            for c in 0..<2 { for _ in 0..<4 { trainX.append(Float(c + 2 * (i % 2))); testX.append(Float(c + 2 * (i % 2) + 10)) } }
+            for c in 0..<2 {
+                for _ in 0..<4 {
+                    trainX.append(Float(c + 2 * (i % 2)))
+                    testX.append(Float(c + 2 * (i % 2) + 10))
+                }
+            }
         }
-        let train = Dataset(name: "train", features: Tensor(trainX, shape: [8, 2, 2, 2]), labels: [Int](repeating: 0, count: 8), classCount: 1)
-        let test = Dataset(name: "test", features: Tensor(testX, shape: [8, 2, 2, 2]), labels: [Int](repeating: 0, count: 8), classCount: 1)
+        let train = Dataset(
+            name: "train", features: Tensor(trainX, shape: [8, 2, 2, 2]), labels: [Int](repeating: 0, count: 8),
+            classCount: 1)
+        let test = Dataset(
+            name: "test", features: Tensor(testX, shape: [8, 2, 2, 2]), labels: [Int](repeating: 0, count: 8),
+            classCount: 1)
         var pair = TrainTestSplit(train: train, test: test)
         let stats = pair.standardize(perChannel: perChannel)
         let expected = Standardization.fit(to: train, perChannel: perChannel)
@@ -102,8 +115,9 @@ struct DatasetTests {
         #expect(columns == ["a", "b"])
         #expect(d.classNames == ["setosa", "versicolor", "virginica"])
         #expect(d.labels == [0, 2, 1, 0])
-        let (t, _) = try CSVDataset.parse("species,a,b\nvirginica,0,0\n", path: "test.csv", labelColumn: "species",
-                                          classNames: d.classNames, featureColumns: columns, name: "test")
+        let (t, _) = try CSVDataset.parse(
+            "species,a,b\nvirginica,0,0\n", path: "test.csv", labelColumn: "species",
+            classNames: d.classNames, featureColumns: columns, name: "test")
         #expect(t.labels == [2] && t.classCount == 3)
     }
 
@@ -113,7 +127,10 @@ struct DatasetTests {
         ("a,b,label\n1,2,0\n3,4\n", "t.csv: line 3: ragged row: 2 fields, the header has 3"),
         ("a,b,class\n1,2,0\n", "t.csv: line 1: no label column 'label' in the header (columns: a, b, class)"),
         ("a,label\n1,-1\n", "line 2, column 'label' (2): integer label -1 is negative"),
-        ("a,label\n1,0\n2,1000000000000\n", "line 3, column 'label' (2): integer label 1000000000000 would make 1000000000001 classes"),
+        (
+            "a,label\n1,0\n2,1000000000000\n",
+            "line 3, column 'label' (2): integer label 1000000000000 would make 1000000000001 classes"
+        ),
         ("a,label\n", "no data rows after the header"),
         ("", "t.csv: line 1: the file is empty"),
     ]
@@ -127,11 +144,15 @@ struct DatasetTests {
 
     @Test func csvTestFileMustMatchTheTrainingFile() {
         let unknown = dataError {
-            _ = try CSVDataset.parse("a,label\n1,dog\n", path: "t.csv", classNames: ["cat"], featureColumns: ["a"], name: "t")
+            _ = try CSVDataset.parse(
+                "a,label\n1,dog\n", path: "t.csv", classNames: ["cat"], featureColumns: ["a"], name: "t")
         }
-        #expect(unknown?.description.contains("line 2, column 'label' (2): label 'dog' is not one of the training classes [cat]") == true)
+        #expect(
+            unknown?.description.contains(
+                "line 2, column 'label' (2): label 'dog' is not one of the training classes [cat]") == true)
         let columns = dataError {
-            _ = try CSVDataset.parse("b,label\n1,cat\n", path: "t.csv", classNames: ["cat"], featureColumns: ["a"], name: "t")
+            _ = try CSVDataset.parse(
+                "b,label\n1,cat\n", path: "t.csv", classNames: ["cat"], featureColumns: ["a"], name: "t")
         }
         #expect(columns?.description.contains("differ from the training set's [a]") == true)
     }
@@ -142,7 +163,8 @@ struct DatasetTests {
         let a = SyntheticData.gaussianMixture(classes: 3, dimensions: 50, examplesPerClass: 200, separation: 6, seed: 4)
         let b = SyntheticData.gaussianMixture(classes: 3, dimensions: 50, examplesPerClass: 200, separation: 6, seed: 4)
         let c = SyntheticData.gaussianMixture(classes: 3, dimensions: 50, examplesPerClass: 200, separation: 6, seed: 5)
-        let t = SyntheticData.gaussianMixture(classes: 3, dimensions: 50, examplesPerClass: 200, separation: 6, seed: 4, part: .test)
+        let t = SyntheticData.gaussianMixture(
+            classes: 3, dimensions: 50, examplesPerClass: 200, separation: 6, seed: 4, part: .test)
         #expect(a.features == b.features && a.labels == b.labels)
         #expect(a.features != c.features && a.features != t.features)
         #expect(a.classCounts == [200, 200, 200])
@@ -185,8 +207,14 @@ struct DatasetTests {
                 var best = 0, bestDistance = Double.infinity
                 for c in 0..<k {
                     var s = 0.0
-                    for j in 0..<d { let e = Double(p[i * d + j]) - means[c * d + j]; s += e * e }
-                    if s < bestDistance { bestDistance = s; best = c }
+                    for j in 0..<d {
+                        let e = Double(p[i * d + j]) - means[c * d + j]
+                        s += e * e
+                    }
+                    if s < bestDistance {
+                        bestDistance = s
+                        best = c
+                    }
                 }
                 if best == test.labels[i] { correct += 1 }
             }
@@ -199,8 +227,9 @@ struct DatasetTests {
     @Test func registryLoadsByNameWithTheSchemaDefaultsAndRejectsUnknownNames() throws {
         let registry = DatasetRegistry.standard
         #expect(registry.names == ["fashion-mnist", "synthetic-shapes", "gaussian-mixture", "csv"])
-        let mixture = try registry.request("gaussian-mixture", parameters: ["classes": .int(3), "dimensions": .int(4)],
-                                           trainSize: 30, testSize: 15)
+        let mixture = try registry.request(
+            "gaussian-mixture", parameters: ["classes": .int(3), "dimensions": .int(4)],
+            trainSize: 30, testSize: 15)
         let pair = try registry.load(mixture)
         #expect(pair.train.count == 30 && pair.test.count == 15 && pair.train.exampleShape == [4])
         #expect(try registry.trainingSetSize(mixture) == 30)
@@ -212,7 +241,9 @@ struct DatasetTests {
         #expect(shapes.train.features.shape == [20, 1, 28, 28])
 
         let unknown = dataError { _ = try registry.request("mnist") }
-        #expect(unknown?.description == "unknown dataset 'mnist'. Fix: use one of fashion-mnist, synthetic-shapes, gaussian-mixture, csv.")
+        #expect(
+            unknown?.description
+                == "unknown dataset 'mnist'. Fix: use one of fashion-mnist, synthetic-shapes, gaussian-mixture, csv.")
     }
 
     @Test func registryLoadsCSVWithAndWithoutATestFile() throws {
@@ -231,9 +262,12 @@ struct DatasetTests {
         #expect(try registry.trainingSetSize(request) == 15)
         #expect(try registry.trainingSetSize(registry.request("csv", path: dir.file("train.csv"))) == 16)
         // train_size larger than the file: the file's count, not train_size.
-        #expect(try registry.trainingSetSize(registry.request("csv", path: dir.file("train.csv"), trainSize: 1000)) == 16)
-        let both = try registry.load(registry.request("csv", parameters: ["test_path": .string(dir.file("test.csv"))],
-                                                      path: dir.file("train.csv")))
+        #expect(
+            try registry.trainingSetSize(registry.request("csv", path: dir.file("train.csv"), trainSize: 1000)) == 16)
+        let both = try registry.load(
+            registry.request(
+                "csv", parameters: ["test_path": .string(dir.file("test.csv"))],
+                path: dir.file("train.csv")))
         #expect(both.train.count == 20 && both.test.labels == [1])
     }
 }

@@ -1,7 +1,8 @@
+import DPTensor
 import Foundation
 import Testing
+
 @testable import DPData
-import DPTensor
 
 @Suite("IDX and gzip")
 struct IDXTests {
@@ -16,8 +17,9 @@ struct IDXTests {
         #expect(try IDX.read(dir.file("images" + suffix), magic: IDX.imageMagic) == images)
         #expect(try IDX.read(dir.file("labels" + suffix), magic: IDX.labelMagic) == labels)
 
-        let data = try FashionMNIST.loadIDXPair(images: dir.file("images" + suffix), labels: dir.file("labels" + suffix),
-                                                classCount: 10, name: "small")
+        let data = try FashionMNIST.loadIDXPair(
+            images: dir.file("images" + suffix), labels: dir.file("labels" + suffix),
+            classCount: 10, name: "small")
         #expect(data.features.shape == [5, 1, 4, 3])
         #expect(data.labels == [0, 1, 2, 3, 4])
         #expect(data.features[2, 0, 1, 2] == Float(((2 * 12 + 5) * 7) % 256) / 255)
@@ -40,8 +42,10 @@ struct IDXTests {
     }
 
     static let corruptions: [Corruption] = [
-        Corruption(description: "truncated",
-                   expected: "truncated IDX file: the header's dimensions need 76 bytes, the file has 64") { images, _ in
+        Corruption(
+            description: "truncated",
+            expected: "truncated IDX file: the header's dimensions need 76 bytes, the file has 64"
+        ) { images, _ in
             images.removeLast(12)
         },
         Corruption(description: "trailing bytes", expected: "3 bytes after the data") { images, _ in
@@ -50,14 +54,17 @@ struct IDXTests {
         Corruption(description: "bad magic", expected: "bad IDX magic 0x00000802, expected 0x00000803") { images, _ in
             images[3] = 2
         },
-        Corruption(description: "images given as labels",
-                   expected: "bad IDX magic 0x00000803, expected 0x00000801") { images, labels in
+        Corruption(
+            description: "images given as labels",
+            expected: "bad IDX magic 0x00000803, expected 0x00000801"
+        ) { images, labels in
             labels = images
         },
         Corruption(description: "count mismatch", expected: "has 5 images but") { _, labels in
             labels = IDX(dimensions: [4], bytes: [0, 1, 2, 3]).encoded()
         },
-        Corruption(description: "label out of range", expected: "label 12 of example 3 is out of range 0..<10") { _, labels in
+        Corruption(description: "label out of range", expected: "label 12 of example 3 is out of range 0..<10") {
+            _, labels in
             labels[8 + 3] = 12
         },
         Corruption(description: "not gzip but .gz name", expected: "not a gzip file", gzipImages: false) { _, _ in },
@@ -73,8 +80,9 @@ struct IDXTests {
         try dir.write(c.gzipImages ? Gzip.compress(images) : images, to: "images.gz")
         try dir.write(Gzip.compress(labels), to: "labels.gz")
         let error = dataError {
-            _ = try FashionMNIST.loadIDXPair(images: dir.file("images.gz"), labels: dir.file("labels.gz"),
-                                             classCount: 10, name: "bad")
+            _ = try FashionMNIST.loadIDXPair(
+                images: dir.file("images.gz"), labels: dir.file("labels.gz"),
+                classCount: 10, name: "bad")
         }
         let text = error?.description ?? "no error"
         #expect(text.contains(c.expected), "\(text)")
@@ -115,9 +123,11 @@ struct IDXTests {
         defer { dir.cleanup() }
         let (images, labels) = smallIDXPair(n: 3, rows: 28, columns: 28)
         try images.write(to: dir.file("train-images-idx3-ubyte.gz"), gzip: true)
-        try labels.write(to: dir.file("train-labels-idx1-ubyte"), gzip: false)  // raw files are accepted too
+        try labels.write(to: dir.file("train-labels-idx1-ubyte"), gzip: false) // raw files are accepted too
         let noTest = dataError { _ = try FashionMNIST.load(directory: dir.path) }
-        #expect(noTest?.description.contains("t10k-images-idx3-ubyte.gz: not found") == true, "\(String(describing: noTest))")
+        #expect(
+            noTest?.description.contains("t10k-images-idx3-ubyte.gz: not found") == true,
+            "\(String(describing: noTest))")
         #expect(noTest?.description.contains("make data") == true)
 
         try images.write(to: dir.file("t10k-images-idx3-ubyte.gz"), gzip: true)
@@ -127,8 +137,10 @@ struct IDXTests {
         #expect(train.classNames[9] == "Ankle boot")
     }
 
-    @Test(.enabled(if: FileManager.default.fileExists(atPath: FashionMNIST.defaultDirectory),
-                   "Fashion-MNIST is not installed (sudo apt-get install dataset-fashion-mnist)"))
+    @Test(
+        .enabled(
+            if: FileManager.default.fileExists(atPath: FashionMNIST.defaultDirectory),
+            "Fashion-MNIST is not installed (sudo apt-get install dataset-fashion-mnist)"))
     func realFashionMNIST() throws {
         let (train, test) = try FashionMNIST.load()
         #expect(train.features.shape == [60000, 1, 28, 28])

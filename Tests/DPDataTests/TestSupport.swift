@@ -1,7 +1,8 @@
+import DPTensor
 import Foundation
 import Testing
+
 @testable import DPData
-import DPTensor
 
 /// A fresh temporary directory, removed by `cleanup()`.
 struct TemporaryDirectory {
@@ -25,11 +26,16 @@ struct TemporaryDirectory {
 /// at flat index `k`, labels `i % classes`.
 func smallIDXPair(n: Int, rows: Int = 4, columns: Int = 3, classes: Int = 10) -> (images: IDX, labels: IDX) {
     let pixels = (0..<(n * rows * columns)).map { UInt8(($0 * 7) % 256) }
-    return (IDX(dimensions: [n, rows, columns], bytes: pixels),
-            IDX(dimensions: [n], bytes: (0..<n).map { UInt8($0 % classes) }))
+    return (
+        IDX(dimensions: [n, rows, columns], bytes: pixels),
+        IDX(dimensions: [n], bytes: (0..<n).map { UInt8($0 % classes) })
+    )
 }
 
 /// The error a throwing call raised, as a `DataError` (nil if none or another type).
 func dataError(_ body: () throws -> Void) -> DataError? {
-    do { try body(); return nil } catch let e as DataError { return e } catch { return nil }
+    do {
+        try body()
+        return nil
+    } catch let e as DataError { return e } catch { return nil }
 }

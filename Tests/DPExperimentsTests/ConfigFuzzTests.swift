@@ -4,6 +4,7 @@ import DPTensor
 import DPTraining
 import Foundation
 import Testing
+
 @testable import DPExperiments
 
 // A fuzz test of the path from a config file to a model: the shipped configs
@@ -55,13 +56,21 @@ func replacing(_ value: ConfigValue, at path: ArraySlice<TreeStep>, with new: Co
     switch (step, value) {
     case (.key(let k), .map(var pairs)):
         if let i = pairs.firstIndex(where: { $0.key == k }) {
-            if path.count == 1 && new == nil { pairs.remove(at: i) } else { pairs[i].value = replacing(pairs[i].value, at: path.dropFirst(), with: new) }
+            if path.count == 1 && new == nil {
+                pairs.remove(at: i)
+            } else {
+                pairs[i].value = replacing(pairs[i].value, at: path.dropFirst(), with: new)
+            }
         } else if path.count == 1, let new {
             pairs.append((k, new))
         }
         return .map(pairs)
     case (.index(let i), .list(var items)) where items.indices.contains(i):
-        if path.count == 1 && new == nil { items.remove(at: i) } else { items[i] = replacing(items[i], at: path.dropFirst(), with: new) }
+        if path.count == 1 && new == nil {
+            items.remove(at: i)
+        } else {
+            items[i] = replacing(items[i], at: path.dropFirst(), with: new)
+        }
         return .list(items)
     default:
         return value
@@ -93,7 +102,9 @@ func flowYAML(_ value: ConfigValue) -> String {
     case .double(let d): return d.isFinite ? "\(d)" : (d.isNaN ? ".nan" : (d > 0 ? ".inf" : "-.inf"))
     case .string(let s): return s.hasPrefix("\u{1}") ? String(s.dropFirst()) : ConfigValue.jsonQuoted(s)
     case .list(let items): return "[" + items.map(flowYAML).joined(separator: ", ") + "]"
-    case .map(let pairs): return "{" + pairs.map { ConfigValue.jsonQuoted($0.key) + ": " + flowYAML($0.value) }.joined(separator: ", ") + "}"
+    case .map(let pairs):
+        return "{" + pairs.map { ConfigValue.jsonQuoted($0.key) + ": " + flowYAML($0.value) }.joined(separator: ", ")
+            + "}"
     }
 }
 
@@ -102,16 +113,20 @@ func flowYAML(_ value: ConfigValue) -> String {
 /// Values of every type and range: zero, negative, huge, non-integral, NaN-like strings, raw
 /// YAML floats, and containers where scalars belong.
 let fuzzValues: [ConfigValue] = [
-    .int(0), .int(1), .int(2), .int(3), .int(-1), .int(7), .int(10), .int(28), .int(1_000_000), .int(1_000_000_000_000_000),
-    .int(Int.max), .int(Int.min), .double(0.5), .double(-0.5), .double(2.5), .double(1e300), .double(1e-300), .double(0.999999999999),
+    .int(0), .int(1), .int(2), .int(3), .int(-1), .int(7), .int(10), .int(28), .int(1_000_000),
+    .int(1_000_000_000_000_000),
+    .int(Int.max), .int(Int.min), .double(0.5), .double(-0.5), .double(2.5), .double(1e300), .double(1e-300),
+    .double(0.999999999999),
     .string(""), .string("abc"), .string("NaN"), .string("-1"), .string("1e-5"), .bool(true), .bool(false), .null,
     raw(".nan"), raw(".inf"), raw("-.inf"), raw("1e400"), raw("0x1F"), raw("1_000"), raw("~"), raw("yes"), raw("1e-5"),
     .list([]), .list([.int(1), .int(2)]), .list([.string("x")]), .map([]), .map([("a", .int(1))]),
 ]
 
 /// Layer sizes near the edges: zero, one, small, larger than inputs, huge.
-let fuzzSizes: [ConfigValue] = [.int(0), .int(1), .int(2), .int(3), .int(4), .int(5), .int(8), .int(9), .int(13), .int(29),
-                                .int(-2), .int(100_000), .int(1_000_000_000_000_000), .double(2.5), .string("3")]
+let fuzzSizes: [ConfigValue] = [
+    .int(0), .int(1), .int(2), .int(3), .int(4), .int(5), .int(8), .int(9), .int(13), .int(29),
+    .int(-2), .int(100_000), .int(1_000_000_000_000_000), .double(2.5), .string("3"),
+]
 
 let fuzzDatasets = ["fashion-mnist", "synthetic-shapes", "gaussian-mixture", "csv", "mnist", "synthetic_shapes", ""]
 
@@ -121,19 +136,24 @@ func randomLayer(_ r: inout FuzzRandom, classes: Int) -> ConfigValue {
     switch r.int(13) {
     case 0: return .map([("type", .string("dense")), ("units", size([1, 4, 16, classes - 1, classes, classes + 1]))])
     case 1:
-        var pairs: [(key: String, value: ConfigValue)] = [("type", .string("conv2d")), ("channels", size([1, 2, 4, 8]))]
+        var pairs: [(key: String, value: ConfigValue)] = [
+            ("type", .string("conv2d")), ("channels", size([1, 2, 4, 8])),
+        ]
         if r.chance(0.8) { pairs.append(("kernel_size", size([1, 2, 3, 5, 8]))) }
         if r.chance(0.5) { pairs.append(("stride", size([1, 2, 3]))) }
         if r.chance(0.5) { pairs.append(("padding", size([0, 1, 2, 3, 9]))) }
         return .map(pairs)
     case 2, 3:
-        var pairs: [(key: String, value: ConfigValue)] = [("type", .string(r.chance(0.5) ? "max-pool2d" : "avg-pool2d"))]
+        var pairs: [(key: String, value: ConfigValue)] = [
+            ("type", .string(r.chance(0.5) ? "max-pool2d" : "avg-pool2d"))
+        ]
         if r.chance(0.7) { pairs.append(("size", size([1, 2, 3, 4]))) }
         if r.chance(0.5) { pairs.append(("stride", size([1, 2]))) }
         return .map(pairs)
     case 4, 5: return .map([("type", .string("flatten"))])
     case 6: return .map([("type", .string(r.pick(["tanh", "relu", "sigmoid"])))])
-    case 7: return .map([("type", .string("tempered-sigmoid")), ("scale", r.chance(0.8) ? .double(2) : r.pick(fuzzValues))])
+    case 7:
+        return .map([("type", .string("tempered-sigmoid")), ("scale", r.chance(0.8) ? .double(2) : r.pick(fuzzValues))])
     case 8: return .map([("type", .string("group-norm")), ("groups", size([1, 2, 4]))])
     case 9: return .map([("type", .string("layer-norm")), ("axes", size([1, 2, 3]))])
     case 10: return .map([("type", .string("dropout")), ("rate", r.chance(0.8) ? .double(0.25) : r.pick(fuzzValues))])
@@ -149,13 +169,18 @@ func randomLayers(_ r: inout FuzzRandom, classes: Int, images: Bool) -> ConfigVa
     for _ in 0..<r.int(5) {
         var layer = randomLayer(&r, classes: classes)
         // Before the flatten, images take layers that keep [C, H, W] (now and then anything).
-        while images, r.chance(0.9), ["dense", "batch-norm", "dense2", "conv"].contains(layer["type"]?.stringValue ?? "") {
+        while images, r.chance(0.9),
+            ["dense", "batch-norm", "dense2", "conv"].contains(layer["type"]?.stringValue ?? "")
+        {
             layer = randomLayer(&r, classes: classes)
         }
         layers.append(layer)
     }
     if r.chance(0.7) { layers.append(.map([("type", .string("flatten"))])) }
-    if r.chance(0.5) { layers.append(.map([("type", .string("dense")), ("units", .int(r.pick([8, 16])))])); layers.append(.map([("type", .string("tanh"))])) }
+    if r.chance(0.5) {
+        layers.append(.map([("type", .string("dense")), ("units", .int(r.pick([8, 16])))]))
+        layers.append(.map([("type", .string("tanh"))]))
+    }
     if r.chance(0.9) {
         let units = r.chance(0.75) ? classes : r.pick([classes - 1, classes + 1, 1, 100])
         layers.append(.map([("type", .string("dense")), ("units", .int(units))]))
@@ -188,33 +213,42 @@ func mutate(_ tree: ConfigValue, _ r: inout FuzzRandom, csvPath: String) -> Conf
     // An accounting config has no dataset or model: only the generic mutations apply.
     let training = t["kind"]?.stringValue != "accounting"
     switch r.int(training ? 12 : 4) {
-    case 0, 1:  // a value of another type or range
+    case 0, 1: // a value of another type or range
         if let path = paths.isEmpty ? nil : r.pick(paths) { t = replacing(t, at: path[...], with: r.pick(fuzzValues)) }
-    case 2:  // a deleted key or list item
+    case 2: // a deleted key or list item
         if let path = paths.isEmpty ? nil : r.pick(paths) { t = replacing(t, at: path[...], with: nil) }
-    case 3:  // an unknown key, or a near miss of a known one
+    case 3: // an unknown key, or a near miss of a known one
         let maps = [[]] + paths.filter { if case .map? = node(t, at: $0) { return true } else { return false } }
         let at = r.pick(maps)
         var key = "unknown_key"
-        if case .map(let pairs)? = node(t, at: at), let existing = pairs.isEmpty ? nil : r.pick(pairs).key, r.chance(0.5) {
+        if case .map(let pairs)? = node(t, at: at), let existing = pairs.isEmpty ? nil : r.pick(pairs).key,
+            r.chance(0.5)
+        {
             key = String(existing.dropLast())
         }
         t = replacing(t, at: (at + [.key(key)])[...], with: r.pick(fuzzValues))
-    case 4:  // another dataset
+    case 4: // another dataset
         let name = r.pick(fuzzDatasets)
         t.setValue(.string(name), atPath: "dataset.name")
         if name == "csv" && r.chance(0.8) { t.setValue(.string(csvPath), atPath: "dataset.path") }
         if r.chance(0.5) { t.setValue(.null, atPath: "dataset.options") }
-    case 5:  // dataset options that set the example shape
+    case 5: // dataset options that set the example shape
         switch r.int(4) {
-        case 0: t.setValue(r.chance(0.7) ? .int(r.pick([8, 9, 12, 16, 28])) : r.pick(fuzzSizes + fuzzValues), atPath: "dataset.options.image_size")
-        case 1: t.setValue(r.chance(0.7) ? .int(r.pick([1, 3, 20])) : r.pick(fuzzSizes), atPath: "dataset.options.dimensions")
-        case 2: t.setValue(r.chance(0.7) ? .int(r.pick([2, 3, 10, 11])) : r.pick(fuzzSizes), atPath: "dataset.options.classes")
+        case 0:
+            t.setValue(
+                r.chance(0.7) ? .int(r.pick([8, 9, 12, 16, 28])) : r.pick(fuzzSizes + fuzzValues),
+                atPath: "dataset.options.image_size")
+        case 1:
+            t.setValue(
+                r.chance(0.7) ? .int(r.pick([1, 3, 20])) : r.pick(fuzzSizes), atPath: "dataset.options.dimensions")
+        case 2:
+            t.setValue(
+                r.chance(0.7) ? .int(r.pick([2, 3, 10, 11])) : r.pick(fuzzSizes), atPath: "dataset.options.classes")
         default: t.setValue(r.pick(fuzzSizes), atPath: r.pick(["dataset.train_size", "dataset.test_size"]))
         }
-    case 6, 7:  // a model described by layers
+    case 6, 7: // a model described by layers
         t.setValue(.map([("layers", randomLayers(&r, for: t))]), atPath: "model")
-    case 8:  // one layer of a layers model changed, inserted or removed
+    case 8: // one layer of a layers model changed, inserted or removed
         guard case .list(var layers)? = t.value(atPath: "model.layers"), !layers.isEmpty else {
             t.setValue(.map([("layers", randomLayers(&r, for: t))]), atPath: "model")
             break
@@ -222,19 +256,34 @@ func mutate(_ tree: ConfigValue, _ r: inout FuzzRandom, csvPath: String) -> Conf
         let i = r.int(layers.count)
         switch r.int(3) {
         case 0:
-            let key = r.pick(["units", "channels", "kernel_size", "stride", "padding", "size", "groups", "axes", "rate", "type"])
-            layers[i] = replacing(layers[i], at: [.key(key)][...], with: key == "type" ? .string(r.pick(["dense", "conv2d", "flatten", "tanh"])) : r.pick(fuzzSizes))
+            let key = r.pick([
+                "units", "channels", "kernel_size", "stride", "padding", "size", "groups", "axes", "rate", "type",
+            ])
+            layers[i] = replacing(
+                layers[i], at: [.key(key)][...],
+                with: key == "type" ? .string(r.pick(["dense", "conv2d", "flatten", "tanh"])) : r.pick(fuzzSizes))
         case 1: layers.insert(randomLayer(&r, classes: guessClasses(t)), at: i)
         default: layers.remove(at: i)
         }
         t.setValue(.list(layers), atPath: "model.layers")
-    case 9:  // a registry model
-        var pairs: [(key: String, value: ConfigValue)] = [("name", .string(r.pick(["mlp", "cnn-tanh", "cnn-tanh-tramer", "logistic-regression", "resnet"])))]
+    case 9: // a registry model
+        var pairs: [(key: String, value: ConfigValue)] = [
+            ("name", .string(r.pick(["mlp", "cnn-tanh", "cnn-tanh-tramer", "logistic-regression", "resnet"])))
+        ]
         if r.chance(0.3) {
-            pairs.append(("options", .map([("hidden_sizes", r.chance(0.7) ? .list([.int(r.pick([4, 16]))]) : r.pick(fuzzSizes + fuzzValues))])))
+            pairs.append(
+                (
+                    "options",
+                    .map([
+                        (
+                            "hidden_sizes",
+                            r.chance(0.7) ? .list([.int(r.pick([4, 16]))]) : r.pick(fuzzSizes + fuzzValues)
+                        )
+                    ])
+                ))
         }
         t.setValue(.map(pairs), atPath: "model")
-    case 10:  // a sweep axis
+    case 10: // a sweep axis
         let axes: [(String, ConfigValue)] = [
             ("dataset.options.image_size", .list([.int(8), .int(28)])),
             ("model.layers", .list([randomLayers(&r, for: t), randomLayers(&r, for: t)])),
@@ -247,13 +296,19 @@ func mutate(_ tree: ConfigValue, _ r: inout FuzzRandom, csvPath: String) -> Conf
         // Keep the rest consistent with the axis most of the time: a swept layer list
         // replaces a named model, and swept seeds replace `seeds`.
         if r.chance(0.8) {
-            if key == "model.layers", case .list(let first) = values, let layers = first.first { t.setValue(.map([("layers", layers)]), atPath: "model") }
+            if key == "model.layers", case .list(let first) = values, let layers = first.first {
+                t.setValue(.map([("layers", layers)]), atPath: "model")
+            }
             if key == "model.name" { t.setValue(.map([("name", .string("mlp"))]), atPath: "model") }
             if key == "seed" { t = replacing(t, at: [.key("seeds")][...], with: nil) }
         }
-        if case .map(var pairs)? = t["sweep"] { pairs.append((key, values)); t = replacing(t, at: [.key("sweep")][...], with: .map(pairs)) }
-        else { t = replacing(t, at: [.key("sweep")][...], with: .map([(key, values)])) }
-    default:  // an include entry
+        if case .map(var pairs)? = t["sweep"] {
+            pairs.append((key, values))
+            t = replacing(t, at: [.key("sweep")][...], with: .map(pairs))
+        } else {
+            t = replacing(t, at: [.key("sweep")][...], with: .map([(key, values)]))
+        }
+    default: // an include entry
         let entry: ConfigValue = r.pick([
             .map([("model.layers", randomLayers(&r, for: t)), ("model.name", .null), ("model.options", .null)]),
             .map([("dataset.name", .string(r.pick(fuzzDatasets)))]),
@@ -347,15 +402,20 @@ func checkValidatedRun(_ run: ResolvedRun, tally: inout FuzzTally, label: String
 @Test("fuzzed shipped configs validate, build and agree with a forward pass, or fail with a ConfigError; never trap")
 func fuzzedConfigsNeverTrap() throws {
     let directory = repositoryRoot.appendingPathComponent("experiments")
-    let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".yaml") }.sorted()
+    let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".yaml") }
+        .sorted()
     #expect(names.count >= 4)
-    let bases = try names.map { try ConfigValue.parseYAML(String(contentsOf: directory.appendingPathComponent($0), encoding: .utf8), file: $0).value }
+    let bases = try names.map {
+        try ConfigValue.parseYAML(String(contentsOf: directory.appendingPathComponent($0), encoding: .utf8), file: $0)
+            .value
+    }
     // A small CSV file for mutations that switch to the csv dataset: 4 features, 3 classes.
     let csvDirectory = try temporaryDirectory()
     defer { try? FileManager.default.removeItem(at: csvDirectory) }
     let csvPath = csvDirectory.appendingPathComponent("fuzz.csv").path
     let rows = (0..<30).map { i in "\(i % 3),\(Double(i) * 0.1),\(i % 5),\(Double(i % 7) - 3),\(i % 2)" }
-    try ("label,a,b,c,d\n" + rows.joined(separator: "\n") + "\n").write(toFile: csvPath, atomically: true, encoding: .utf8)
+    try ("label,a,b,c,d\n" + rows.joined(separator: "\n") + "\n").write(
+        toFile: csvPath, atomically: true, encoding: .utf8)
 
     let mutations = 3000
     var r = FuzzRandom(state: 0xD9C0_F1A5_0000_0010)
@@ -375,7 +435,9 @@ func fuzzedConfigsNeverTrap() throws {
             }
         } catch let error as ConfigError {
             tally.refused += 1
-            if ProcessInfo.processInfo.environment["FUZZ_DUMP"] != nil { print("REFUSED \(error.path) :: \(error.message.prefix(150))") }
+            if ProcessInfo.processInfo.environment["FUZZ_DUMP"] != nil {
+                print("REFUSED \(error.path) :: \(error.message.prefix(150))")
+            }
             #expect(error.file == file && error.description.hasPrefix(file) && !error.message.isEmpty, "\(error)")
             #expect(!error.description.contains("Optional("), "\(error)")
         } catch {
@@ -383,7 +445,9 @@ func fuzzedConfigsNeverTrap() throws {
         }
     }
     let seconds = Date().timeIntervalSince(start)
-    print("config fuzz: \(tally.cases) mutations in \(String(format: "%.1f", seconds)) s: \(tally.validated) validated, \(tally.refused) refused with a ConfigError; \(tally.runsChecked) runs shape-checked, \(tally.forwardChecked) distinct models built and checked by a forward and backward pass, \(tally.tooLargeToBuild) too large to build here, \(tally.csvRunErrors) csv runs refused on loading")
+    print(
+        "config fuzz: \(tally.cases) mutations in \(String(format: "%.1f", seconds)) s: \(tally.validated) validated, \(tally.refused) refused with a ConfigError; \(tally.runsChecked) runs shape-checked, \(tally.forwardChecked) distinct models built and checked by a forward and backward pass, \(tally.tooLargeToBuild) too large to build here, \(tally.csvRunErrors) csv runs refused on loading"
+    )
     // Not vacuous: both outcomes are common, and many models go through a forward pass.
     // (Seed 0xD9C0F1A500000010, 3000 mutations: 611 validate; 1145 runs are shape-checked and
     // their 122 distinct models go through a forward and backward pass.)

@@ -1,3 +1,5 @@
+// swift-format-ignore-file
+// (the xor dataset below is shown word for word in docs/data.md)
 import DPData
 import DPExperiments
 import DPTensor

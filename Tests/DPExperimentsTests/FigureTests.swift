@@ -1,9 +1,11 @@
 import Foundation
+import Testing
+
+@testable import DPExperiments
+
 #if canImport(FoundationXML)
 import FoundationXML
 #endif
-import Testing
-@testable import DPExperiments
 
 // Figures for a paper (issue 10, item 10): legends never cut, one colour per config in every
 // panel, integer epoch ticks, reference lines off the frame, each panel in its own file.
@@ -25,7 +27,10 @@ struct SVGDocument {
         func number(_ attribute: String) -> Double? { attributes[attribute].flatMap(Double.init) }
         var series: String? { attributes["data-series"] }
         /// The colour it is drawn in: stroke for lines, fill for shapes.
-        var color: String? { ["line", "polyline", "path"].contains(name) && attributes["stroke"] != nil ? attributes["stroke"] : attributes["fill"] }
+        var color: String? {
+            ["line", "polyline", "path"].contains(name) && attributes["stroke"] != nil
+                ? attributes["stroke"] : attributes["fill"]
+        }
     }
 
     var width: Double
@@ -51,8 +56,10 @@ struct SVGDocument {
         var elements: [Element] = []
         var open: [Int] = []
 
-        func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
-                    attributes: [String: String] = [:]) {
+        func parser(
+            _ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
+            attributes: [String: String] = [:]
+        ) {
             let parents = open.map { elements[$0] }
             let panel = parents.last { $0.name == "g" && $0.attributes["data-panel"] != nil }?.attributes["data-panel"]
             let groups = parents.filter { $0.name == "g" }.compactMap { $0.attributes["class"] }
@@ -93,7 +100,8 @@ let dejaVuSansWidths: [Character: Double] = [
     "ö": 0.6119, "ñ": 0.6338, "ç": 0.5499, "Å": 0.6841, "·": 0.3179,
 ]
 
-@Test("the width estimate is at least DejaVu Sans's advance width for every ASCII character and the symbols figures use")
+@Test(
+    "the width estimate is at least DejaVu Sans's advance width for every ASCII character and the symbols figures use")
 func textWidthEstimateBoundsDejaVuSans() {
     for (character, width) in dejaVuSansWidths {
         #expect(SVG.emWidth(character) >= width, "\(character): estimate \(SVG.emWidth(character)) < \(width)")
@@ -106,13 +114,15 @@ func textWidthEstimateBoundsDejaVuSans() {
     #expect(SVG.textWidth(label, fontSize: 12) < actual * 1.35, "so conservative that legends waste room")
 }
 
-@Test("wrapping breaks after commas first, never inside a word, and loses no text", arguments: [
-    "mlp, target ε = 0.5",
-    "one hidden layer of sixteen units, target ε = 0.5",
-    "non-private (optimizer.learning_rate = 0.1)",
-    String(repeating: "W", count: 80),
-    "a very long model name that has many words in it and keeps going, optimizer.learning_rate = 0.001, target ε = 8",
-])
+@Test(
+    "wrapping breaks after commas first, never inside a word, and loses no text",
+    arguments: [
+        "mlp, target ε = 0.5",
+        "one hidden layer of sixteen units, target ε = 0.5",
+        "non-private (optimizer.learning_rate = 0.1)",
+        String(repeating: "W", count: 80),
+        "a very long model name that has many words in it and keeps going, optimizer.learning_rate = 0.001, target ε = 8",
+    ])
 func wrapKeepsEveryWord(_ label: String) {
     let lines = SVG.wrap(label, maxWidth: 160, fontSize: 12)
     #expect(lines.joined(separator: " ") == label)
@@ -120,10 +130,16 @@ func wrapKeepsEveryWord(_ label: String) {
         #expect(SVG.textWidth(line, fontSize: 12) <= 160, "\(line)")
     }
     if label.hasPrefix("non-private") {
-        #expect(SVG.wrap(label, maxWidth: SVG.legendTextWidth, fontSize: 12) == ["non-private", "(optimizer.learning_rate = 0.1)"])
+        #expect(
+            SVG.wrap(label, maxWidth: SVG.legendTextWidth, fontSize: 12) == [
+                "non-private", "(optimizer.learning_rate = 0.1)",
+            ])
     }
     if label.hasPrefix("one hidden") {
-        #expect(SVG.wrap(label, maxWidth: SVG.legendTextWidth, fontSize: 12) == ["one hidden layer of sixteen units,", "target ε = 0.5"])
+        #expect(
+            SVG.wrap(label, maxWidth: SVG.legendTextWidth, fontSize: 12) == [
+                "one hidden layer of sixteen units,", "target ε = 0.5",
+            ])
     }
 }
 
@@ -131,7 +147,7 @@ func wrapKeepsEveryWord(_ label: String) {
 
 let longLabels = [
     "a model with a long descriptive display name set in the config's labels map, optimizer.learning_rate = 0.001, target ε = 0.5",
-    String(repeating: "W", count: 70),  // one word wider than any wrap width
+    String(repeating: "W", count: 70), // one word wider than any wrap width
     "MMMM WWWW @@@@ %%%% mmmm wwww ==== ++++ MMMM WWWW",
     "σ = 0.8, δ = 1e-05, ε = 3, ±∞ ≤ ≥",
     "short",
@@ -141,24 +157,35 @@ let longLabels = [
 func expectEveryTextInside(_ svg: SVGDocument, _ context: String) {
     for text in svg.elements where text.name == "text" && text.attributes["transform"] == nil {
         guard let x = text.number("x") else { continue }
-        let size = text.number("font-size") ?? (text.groups.contains("legend") ? SVG.legendSize
-            : text.groups.contains("x-ticks") || text.groups.contains("y-ticks") ? SVG.tickSize : SVG.axisLabelSize)
+        let size =
+            text.number("font-size")
+            ?? (text.groups.contains("legend")
+                ? SVG.legendSize
+                : text.groups.contains("x-ticks") || text.groups.contains("y-ticks") ? SVG.tickSize : SVG.axisLabelSize)
         let width = SVG.textWidth(text.text, fontSize: size, bold: text.attributes["font-weight"] == "bold")
-        let anchor = text.attributes["text-anchor"] ?? (text.groups.contains("x-ticks") ? "middle" : text.groups.contains("y-ticks") ? "end" : "start")
+        let anchor =
+            text.attributes["text-anchor"]
+            ?? (text.groups.contains("x-ticks") ? "middle" : text.groups.contains("y-ticks") ? "end" : "start")
         let start = anchor == "middle" ? x - width / 2 : anchor == "end" ? x - width : x
-        #expect(start >= -0.5 && start + width <= svg.width + 0.5, "\(context): `\(text.text)` spans \(start)...\(start + width) of \(svg.width)")
+        #expect(
+            start >= -0.5 && start + width <= svg.width + 0.5,
+            "\(context): `\(text.text)` spans \(start)...\(start + width) of \(svg.width)")
     }
 }
 
-@Test("legend labels are never cut: each line fits the legend box and the SVG, and the lines give the label back",
-      arguments: [600.0, 1280.0], [1, 2, 3])
+@Test(
+    "legend labels are never cut: each line fits the legend box and the SVG, and the lines give the label back",
+    arguments: [600.0, 1280.0], [1, 2, 3])
 func legendLabelsAreNeverCut(width: Double, panelsInRow: Int) {
     let series = longLabels.enumerated().map { i, label in
-        PlotSeries(label: label, points: [PlotPoint(x: 1, y: Double(i)), PlotPoint(x: 2, y: Double(i) + 1)], colorIndex: i)
+        PlotSeries(
+            label: label, points: [PlotPoint(x: 1, y: Double(i)), PlotPoint(x: 2, y: Double(i) + 1)], colorIndex: i)
     }
-    let panel = PlotPanel(title: "t", xLabel: "epoch", yLabel: "y", series: series,
-                          references: [ReferenceLine(label: longLabels[0] + ": non-private", y: 3, colorIndex: 6, dash: "6,4")])
-    let svg = SVGDocument(SVG.document(rows: [Array(repeating: panel, count: panelsInRow)], panelHeight: 300, width: width))
+    let panel = PlotPanel(
+        title: "t", xLabel: "epoch", yLabel: "y", series: series,
+        references: [ReferenceLine(label: longLabels[0] + ": non-private", y: 3, colorIndex: 6, dash: "6,4")])
+    let svg = SVGDocument(
+        SVG.document(rows: [Array(repeating: panel, count: panelsInRow)], panelHeight: 300, width: width))
     #expect(!svg.elements.contains { $0.text.contains("…") })
     let boxes = svg.elements.filter { $0.name == "rect" && $0.groups.last == "legend" }
     #expect(boxes.count == panelsInRow)
@@ -167,10 +194,11 @@ func legendLabelsAreNeverCut(width: Double, panelsInRow: Int) {
         let x = text.number("x")!, y = text.number("y")!
         let right = x + SVG.textWidth(text.text, fontSize: SVG.legendSize)
         #expect(right <= svg.width, "`\(text.text)` ends at \(right) > \(svg.width)")
-        #expect(boxes.contains { box in
-            let bx = box.number("x")!, by = box.number("y")!
-            return x >= bx && right <= bx + box.number("width")! && y > by && y <= by + box.number("height")!
-        }, "`\(text.text)` is outside its legend box")
+        #expect(
+            boxes.contains { box in
+                let bx = box.number("x")!, by = box.number("y")!
+                return x >= bx && right <= bx + box.number("width")! && y > by && y <= by + box.number("height")!
+            }, "`\(text.text)` is outside its legend box")
     }
     // Per legend, the lines joined give every label back in order.
     let perPanel = labels.count / panelsInRow
@@ -181,7 +209,9 @@ func legendLabelsAreNeverCut(width: Double, panelsInRow: Int) {
 
 @Test("a long figure title widens the document instead of running off it")
 func longTitleWidensTheDocument() {
-    let panel = PlotPanel(title: "t", xLabel: "x", yLabel: "y", series: [PlotSeries(label: "a", points: [PlotPoint(x: 0, y: 0)], colorIndex: 0)])
+    let panel = PlotPanel(
+        title: "t", xLabel: "x", yLabel: "y",
+        series: [PlotSeries(label: "a", points: [PlotPoint(x: 0, y: 0)], colorIndex: 0)])
     let title = String(repeating: "a long experiment name ", count: 8)
     let svg = SVGDocument(SVG.document(rows: [[panel]], width: 400, title: title))
     #expect(svg.width >= SVG.textWidth(title, fontSize: SVG.titleSize, bold: true))
@@ -195,9 +225,11 @@ func epochTicksAreIntegers(_ epochs: Int) {
     let ticks = niceTicks(lower: 1, upper: Double(epochs), integers: true)
     #expect(ticks.allSatisfy { $0 == $0.rounded() }, "\(ticks)")
     #expect(ticks.first! <= 1 && ticks.last! >= Double(epochs))
-    let panel = PlotPanel(title: "t", xLabel: "epoch", yLabel: "y", series: [
-        PlotSeries(label: "a", points: (1...epochs).map { PlotPoint(x: Double($0), y: Double($0)) }, colorIndex: 0),
-    ], xLog: false, xIntegers: true)
+    let panel = PlotPanel(
+        title: "t", xLabel: "epoch", yLabel: "y",
+        series: [
+            PlotSeries(label: "a", points: (1...epochs).map { PlotPoint(x: Double($0), y: Double($0)) }, colorIndex: 0)
+        ], xLog: false, xIntegers: true)
     let labels = SVGDocument(SVG.document(rows: [[panel]])).texts(inGroup: "x-ticks").map(\.text)
     #expect(!labels.isEmpty && labels.allSatisfy { Int($0) != nil }, "\(labels)")
 }
@@ -215,9 +247,13 @@ func experimentEpochPanelsTickWholeEpochs() throws {
 
 @Test("a reference line never lies on the frame, even at the outermost tick", arguments: [100.0, 80.0, 0.0, 96.0])
 func referenceLinesSitInsideTheFrame(_ level: Double) {
-    let panel = PlotPanel(title: "t", xLabel: "ε", yLabel: "accuracy (%)", series: [
-        PlotSeries(label: "mlp", points: [PlotPoint(x: 1, y: 82, error: 2), PlotPoint(x: 3, y: 86, error: 1)], colorIndex: 0),
-    ], references: [ReferenceLine(label: "non-private", y: level, colorIndex: 6, dash: "6,4")])
+    let panel = PlotPanel(
+        title: "t", xLabel: "ε", yLabel: "accuracy (%)",
+        series: [
+            PlotSeries(
+                label: "mlp", points: [PlotPoint(x: 1, y: 82, error: 2), PlotPoint(x: 3, y: 86, error: 1)],
+                colorIndex: 0)
+        ], references: [ReferenceLine(label: "non-private", y: level, colorIndex: 6, dash: "6,4")])
     let svg = SVGDocument(SVG.document(rows: [[panel]]))
     let frame = try! #require(svg.elements.first { $0.attributes["class"] == "frame" })
     let top = frame.number("y")!, bottom = top + frame.number("height")!
@@ -268,7 +304,9 @@ func sameConfigHasTheSameColourInEveryPanel() throws {
     #expect(Set(byConfig.keys) == configs)
     var colorOf: [String: String] = [:]
     for (hash, panels) in byConfig {
-        #expect(panels["privacy-utility"] != nil && panels["accuracy-epochs"] != nil, "\(hash) is missing from a panel: \(panels)")
+        #expect(
+            panels["privacy-utility"] != nil && panels["accuracy-epochs"] != nil,
+            "\(hash) is missing from a panel: \(panels)")
         let all = panels.values.reduce(into: Set<String>()) { $0.formUnion($1) }
         #expect(all.count == 1, "config \(hash) has colours \(panels)")
         colorOf[hash] = all.first
@@ -277,7 +315,8 @@ func sameConfigHasTheSameColourInEveryPanel() throws {
     #expect(Set(colorOf.values).count == 3)
     // The legend of each epoch panel shows each config in that colour.
     for panel in ["accuracy-epochs", "epsilon-epochs"] {
-        for swatch in svg.elements where swatch.panel == panel && swatch.groups.contains("legend") && swatch.series != nil {
+        for swatch in svg.elements
+        where swatch.panel == panel && swatch.groups.contains("legend") && swatch.series != nil {
             #expect(swatch.color == colorOf[swatch.series!], "\(panel) legend")
         }
     }
@@ -291,9 +330,11 @@ func sameConfigHasTheSameColourInEveryPanel() throws {
 
 @Test("with more lines than budgets the colour follows the line, and still agrees across panels")
 func moreLinesThanBudgetsColourByLine() throws {
-    let yaml = runnerYAML.replacingOccurrences(of: "  privacy.target_epsilon: [1, 8]\n", with: "  optimizer.learning_rate: [0.1, 0.2, 0.3]\n")
-        .replacingOccurrences(of: "include:\n  - privacy.enabled: false\n", with: "")
-        .replacingOccurrences(of: "privacy:\n", with: "privacy:\n  target_epsilon: 2\n")
+    let yaml = runnerYAML.replacingOccurrences(
+        of: "  privacy.target_epsilon: [1, 8]\n", with: "  optimizer.learning_rate: [0.1, 0.2, 0.3]\n"
+    )
+    .replacingOccurrences(of: "include:\n  - privacy.enabled: false\n", with: "")
+    .replacingOccurrences(of: "privacy:\n", with: "privacy:\n  target_epsilon: 2\n")
     let dir = try temporaryDirectory()
     _ = try runExperiment(dir, executor: FakeExecutor(), yaml: yaml)
     let svg = SVGDocument(try ExperimentPlots.svg(forDirectory: dir))
@@ -302,7 +343,9 @@ func moreLinesThanBudgetsColourByLine() throws {
     #expect(byConfig.values.allSatisfy { $0.values.reduce(into: Set<String>()) { $0.formUnion($1) }.count == 1 })
     #expect(Set(byConfig.values.map { $0.values.first!.first! }).count == 3)
     let legend = svg.texts(inGroup: "legend", panel: "accuracy-epochs").map(\.text)
-    #expect(legend == ["optimizer.learning_rate = 0.1", "optimizer.learning_rate = 0.2", "optimizer.learning_rate = 0.3"], "\(legend)")
+    #expect(
+        legend == ["optimizer.learning_rate = 0.1", "optimizer.learning_rate = 0.2", "optimizer.learning_rate = 0.3"],
+        "\(legend)")
 }
 
 // MARK: - Files
@@ -314,7 +357,9 @@ func eachPanelIsWrittenAsItsOwnFile() throws {
     let written = try ExperimentPlots.writeFigures(forDirectory: dir, png: false, searchPath: "/nonexistent")
     let names = ["figure.svg", "figure-privacy-utility.svg", "figure-accuracy-epochs.svg", "figure-epsilon-epochs.svg"]
     #expect(written.files.map(\.lastPathComponent) == names)
-    #expect(written.notes.count == 1 && written.notes[0].contains("rsvg-convert") && written.notes[0].contains("librsvg2-bin"))
+    #expect(
+        written.notes.count == 1 && written.notes[0].contains("rsvg-convert")
+            && written.notes[0].contains("librsvg2-bin"))
     for (name, panel) in zip(names.dropFirst(), ["privacy-utility", "accuracy-epochs", "epsilon-epochs"]) {
         let svg = SVGDocument(try String(contentsOf: dir.appendingPathComponent(name), encoding: .utf8))
         let panels = Set(svg.elements.compactMap { $0.name == "g" ? $0.attributes["data-panel"] : nil })
@@ -325,17 +370,22 @@ func eachPanelIsWrittenAsItsOwnFile() throws {
     // A PDF left by an earlier plot is named as out of date, not passed over.
     try Data("%PDF-".utf8).write(to: dir.appendingPathComponent("figure-privacy-utility.pdf"))
     let again = try ExperimentPlots.writeFigures(forDirectory: dir, png: false, searchPath: "/nonexistent")
-    #expect(again.notes.count == 1 && again.notes[0].hasSuffix("out of date: figure-privacy-utility.pdf"), "\(again.notes)")
+    #expect(
+        again.notes.count == 1 && again.notes[0].hasSuffix("out of date: figure-privacy-utility.pdf"), "\(again.notes)")
 
     // --output names the figure; the panels go beside it under its name.
     let other = dir.appendingPathComponent("paper.svg")
     let named = try ExperimentPlots.writeFigures(forDirectory: dir, output: other, png: false, pdf: false)
-    #expect(named.files.map(\.lastPathComponent) == ["paper.svg", "paper-privacy-utility.svg", "paper-accuracy-epochs.svg", "paper-epsilon-epochs.svg"])
+    #expect(
+        named.files.map(\.lastPathComponent) == [
+            "paper.svg", "paper-privacy-utility.svg", "paper-accuracy-epochs.svg", "paper-epsilon-epochs.svg",
+        ])
     #expect(named.notes.isEmpty)
 }
 
-@Test("with rsvg-convert on PATH, every SVG gets a vector PDF beside it",
-      .enabled(if: SVG.findTool("rsvg-convert") != nil, "rsvg-convert (librsvg2-bin) is not installed"))
+@Test(
+    "with rsvg-convert on PATH, every SVG gets a vector PDF beside it",
+    .enabled(if: SVG.findTool("rsvg-convert") != nil, "rsvg-convert (librsvg2-bin) is not installed"))
 func panelsAreConvertedToPDF() throws {
     let dir = try temporaryDirectory()
     _ = try runExperiment(dir, executor: FakeExecutor())
@@ -351,12 +401,15 @@ func panelsAreConvertedToPDF() throws {
 
 @Test("a setting only the control changes (its own learning rate) names the control, not a line of its own")
 func controlSettingsNameTheControl() throws {
-    let yaml = runnerYAML.replacingOccurrences(of: "  - privacy.enabled: false\n", with: "  - {privacy.enabled: false, optimizer.learning_rate: 0.5}\n")
+    let yaml = runnerYAML.replacingOccurrences(
+        of: "  - privacy.enabled: false\n", with: "  - {privacy.enabled: false, optimizer.learning_rate: 0.5}\n")
     let dir = try temporaryDirectory()
     _ = try runExperiment(dir, executor: FakeExecutor(), yaml: yaml)
     let svg = SVGDocument(try ExperimentPlots.svg(forDirectory: dir))
     let utility = svg.texts(inGroup: "legend", panel: "privacy-utility").map(\.text)
-    #expect(utility == ["mlp", "target ε = 1", "target ε = 8", "non-private", "(optimizer.learning_rate = 0.5)"], "\(utility)")
+    #expect(
+        utility == ["mlp", "target ε = 1", "target ε = 8", "non-private", "(optimizer.learning_rate = 0.5)"],
+        "\(utility)")
     let epochs = svg.texts(inGroup: "legend", panel: "accuracy-epochs").map(\.text).joined(separator: " ")
     #expect(epochs == "target ε = 1 target ε = 8 non-private (optimizer.learning_rate = 0.5)", "\(epochs)")
     // One line: every point and the reference share one marker shape (circles).
@@ -369,22 +422,36 @@ func budgetOrderFollowsPrivacy() {
     let sigmas = ["0.6", "2", "1"].map { Budget(kind: .private, key: "privacy.noise_multiplier", value: $0) }
     #expect(Budget.ordered(sigmas + [Budget(kind: .nonPrivate)]).map(\.value) == ["2", "1", "0.6", ""])
     let targets = ["8", "0.5", "2"].map { Budget(kind: .private, key: "privacy.target_epsilon", value: $0) }
-    #expect(Budget.ordered([Budget(kind: .clipOnly)] + targets + [Budget(kind: .nonPrivate)]).map(\.value) == ["0.5", "2", "8", "", ""])
-    #expect(Budget.ordered([Budget(kind: .clipOnly), Budget(kind: .nonPrivate)]).map(\.kind) == [.nonPrivate, .clipOnly])
+    #expect(
+        Budget.ordered([Budget(kind: .clipOnly)] + targets + [Budget(kind: .nonPrivate)]).map(\.value) == [
+            "0.5", "2", "8", "", "",
+        ])
+    #expect(
+        Budget.ordered([Budget(kind: .clipOnly), Budget(kind: .nonPrivate)]).map(\.kind) == [.nonPrivate, .clipOnly])
 }
 
 @Test("a legend too wide for the right goes below in columns, adds to the height and leaves the plot its size")
 func wideLegendGoesBelow() throws {
     func panel(_ labels: [String]) -> PlotPanel {
-        PlotPanel(title: "t", xLabel: "epoch", yLabel: "y", series: labels.enumerated().map { i, label in
-            PlotSeries(label: label, points: [PlotPoint(x: 1, y: Double(i)), PlotPoint(x: 2, y: 1)], colorIndex: i)
-        })
+        PlotPanel(
+            title: "t", xLabel: "epoch", yLabel: "y",
+            series: labels.enumerated().map { i, label in
+                PlotSeries(label: label, points: [PlotPoint(x: 1, y: Double(i)), PlotPoint(x: 2, y: 1)], colorIndex: i)
+            })
     }
     let narrow = SVGDocument(SVG.document(rows: [[panel(["a", "b"])]], panelHeight: 420, width: 720))
-    let wide = SVGDocument(SVG.document(rows: [[panel(Array(longLabels.prefix(1)) + ["one hidden layer of sixteen units, target ε = 0.5", "b", "c"])]],
-                                        panelHeight: 420, width: 720))
-    func frame(_ svg: SVGDocument) throws -> SVGDocument.Element { try #require(svg.elements.first { $0.attributes["class"] == "frame" }) }
-    func box(_ svg: SVGDocument) throws -> SVGDocument.Element { try #require(svg.elements.first { $0.name == "rect" && $0.groups.last == "legend" }) }
+    let wide = SVGDocument(
+        SVG.document(
+            rows: [
+                [panel(Array(longLabels.prefix(1)) + ["one hidden layer of sixteen units, target ε = 0.5", "b", "c"])]
+            ],
+            panelHeight: 420, width: 720))
+    func frame(_ svg: SVGDocument) throws -> SVGDocument.Element {
+        try #require(svg.elements.first { $0.attributes["class"] == "frame" })
+    }
+    func box(_ svg: SVGDocument) throws -> SVGDocument.Element {
+        try #require(svg.elements.first { $0.name == "rect" && $0.groups.last == "legend" })
+    }
     // Narrow: at the right, beside the plot. Wide: below the frame, and the document is taller by it.
     #expect(try box(narrow).number("x")! > frame(narrow).number("x")! + frame(narrow).number("width")!)
     #expect(try box(wide).number("y")! > frame(wide).number("y")! + frame(wide).number("height")!)

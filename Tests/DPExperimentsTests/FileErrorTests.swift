@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import DPExperiments
 
 #if canImport(Glibc)
@@ -19,18 +20,34 @@ struct ErrorCase: CustomStringConvertible, Sendable {
 }
 
 let foundationErrors: [ErrorCase] = [
-    ErrorCase(name: "Cocoa 513 write no permission", error: { NSError(domain: NSCocoaErrorDomain, code: 513) }, reason: .permissionDenied),
-    ErrorCase(name: "Cocoa 257 read no permission", error: { NSError(domain: NSCocoaErrorDomain, code: 257) }, reason: .permissionDenied),
-    ErrorCase(name: "Cocoa 642 read-only volume", error: { NSError(domain: NSCocoaErrorDomain, code: 642) }, reason: .readOnlyFileSystem),
-    ErrorCase(name: "Cocoa 640 out of space", error: { NSError(domain: NSCocoaErrorDomain, code: 640) }, reason: .diskFull),
-    ErrorCase(name: "Cocoa 260 no such file", error: { NSError(domain: NSCocoaErrorDomain, code: 260) }, reason: .notFound),
+    ErrorCase(
+        name: "Cocoa 513 write no permission", error: { NSError(domain: NSCocoaErrorDomain, code: 513) },
+        reason: .permissionDenied),
+    ErrorCase(
+        name: "Cocoa 257 read no permission", error: { NSError(domain: NSCocoaErrorDomain, code: 257) },
+        reason: .permissionDenied),
+    ErrorCase(
+        name: "Cocoa 642 read-only volume", error: { NSError(domain: NSCocoaErrorDomain, code: 642) },
+        reason: .readOnlyFileSystem),
+    ErrorCase(
+        name: "Cocoa 640 out of space", error: { NSError(domain: NSCocoaErrorDomain, code: 640) }, reason: .diskFull),
+    ErrorCase(
+        name: "Cocoa 260 no such file", error: { NSError(domain: NSCocoaErrorDomain, code: 260) }, reason: .notFound),
     ErrorCase(name: "Cocoa 4 no such file", error: { NSError(domain: NSCocoaErrorDomain, code: 4) }, reason: .notFound),
-    ErrorCase(name: "Cocoa 261 encoding", error: { NSError(domain: NSCocoaErrorDomain, code: 261) }, reason: .notUTF8("not UTF-8 text")),
-    ErrorCase(name: "Cocoa 512 over POSIX ENOSPC",
-              error: { NSError(domain: NSCocoaErrorDomain, code: 512,
-                               userInfo: [NSUnderlyingErrorKey: NSError(domain: NSPOSIXErrorDomain, code: Int(ENOSPC))]) },
-              reason: .diskFull),
-    ErrorCase(name: "POSIX domain EROFS", error: { NSError(domain: NSPOSIXErrorDomain, code: Int(EROFS)) }, reason: .readOnlyFileSystem),
+    ErrorCase(
+        name: "Cocoa 261 encoding", error: { NSError(domain: NSCocoaErrorDomain, code: 261) },
+        reason: .notUTF8("not UTF-8 text")),
+    ErrorCase(
+        name: "Cocoa 512 over POSIX ENOSPC",
+        error: {
+            NSError(
+                domain: NSCocoaErrorDomain, code: 512,
+                userInfo: [NSUnderlyingErrorKey: NSError(domain: NSPOSIXErrorDomain, code: Int(ENOSPC))])
+        },
+        reason: .diskFull),
+    ErrorCase(
+        name: "POSIX domain EROFS", error: { NSError(domain: NSPOSIXErrorDomain, code: Int(EROFS)) },
+        reason: .readOnlyFileSystem),
     ErrorCase(name: "POSIXError EACCES", error: { POSIXError(.EACCES) }, reason: .permissionDenied),
     ErrorCase(name: "POSIXError EPERM", error: { POSIXError(.EPERM) }, reason: .permissionDenied),
     ErrorCase(name: "POSIXError ENOTDIR", error: { POSIXError(.ENOTDIR) }, reason: .notADirectory),
@@ -115,7 +132,9 @@ func unreadableConfigs() throws {
         }
     }
     #expect(message(dir.path) == "\(dir.path): cannot be read: is a folder, not a file")
-    #expect(message(dir.appendingPathComponent("missing.yaml").path).hasSuffix("missing.yaml: cannot be read: no such file or folder"))
+    #expect(
+        message(dir.appendingPathComponent("missing.yaml").path).hasSuffix(
+            "missing.yaml: cannot be read: no such file or folder"))
 
     // "café" in Latin-1: é is the single byte 0xE9.
     let latin1 = dir.appendingPathComponent("latin1.yaml")
@@ -130,7 +149,8 @@ func unreadableConfigs() throws {
     #expect(!text.contains("NSCocoaErrorDomain"))
 }
 
-@Test("a full disk: cannot write, disk full (exit 74)", .enabled(if: FileManager.default.fileExists(atPath: "/dev/full")))
+@Test(
+    "a full disk: cannot write, disk full (exit 74)", .enabled(if: FileManager.default.fileExists(atPath: "/dev/full")))
 func diskFullIsNamed() throws {
     do {
         try DurableFile.append("a,b\n", to: URL(fileURLWithPath: "/dev/full"))
@@ -141,8 +161,9 @@ func diskFullIsNamed() throws {
 }
 
 /// Root ignores permission bits (CI runs as root), so only this case is skipped there.
-@Test("a read-only folder: permission denied (skipped as root, where chmod does not deny access)",
-      .enabled(if: getuid() != 0, "running as root: permission bits do not deny root"))
+@Test(
+    "a read-only folder: permission denied (skipped as root, where chmod does not deny access)",
+    .enabled(if: getuid() != 0, "running as root: permission bits do not deny root"))
 func readOnlyFolderIsNamed() throws {
     let dir = try temporaryDirectory()
     try FileManager.default.setAttributes([.posixPermissions: 0o555], ofItemAtPath: dir.path)

@@ -1,17 +1,19 @@
 import Foundation
 import Testing
+
 @testable import DPExperiments
 
 // Display labels from the config (`labels:`), used by tables and plots (issue 10, item 10).
 
-let labelledYAML = runnerYAML + """
-labels:
-  privacy.target_epsilon: "budget ε"
-  model.name: {mlp: "small MLP"}
-  test_accuracy: "Test accuracy"
-  kind: {non-private: "no DP (baseline)"}
+let labelledYAML =
+    runnerYAML + """
+        labels:
+          privacy.target_epsilon: "budget ε"
+          model.name: {mlp: "small MLP"}
+          test_accuracy: "Test accuracy"
+          kind: {non-private: "no DP (baseline)"}
 
-"""
+        """
 
 @Test("labels: key names and value names are read, checked and recorded in the manifest")
 func labelsAreReadAndRecorded() throws {
@@ -19,7 +21,7 @@ func labelsAreReadAndRecorded() throws {
     #expect(config.labels.keys == ["privacy.target_epsilon": "budget ε", "test_accuracy": "Test accuracy"])
     #expect(config.labels.values == ["model.name": ["mlp": "small MLP"], "kind": ["non-private": "no DP (baseline)"]])
     #expect(config.labels.key("privacy.target_epsilon") == "budget ε")
-    #expect(config.labels.value("mlp", of: "model") == "small MLP")  // the runs.csv column takes model.name's names
+    #expect(config.labels.value("mlp", of: "model") == "small MLP") // the runs.csv column takes model.name's names
     #expect(config.labels.assignment("privacy.target_epsilon", "1") == "budget ε = 1")
 
     let dir = try temporaryDirectory()
@@ -38,22 +40,31 @@ func valueLabelsMatchNumbers() throws {
     #expect(config.labels.assignment("privacy.target_epsilon", "3") == "target ε = 3")
 }
 
-@Test("labels errors name the file, line and key path", arguments: [
-    ("labels:\n  privacy.target_epsiln: \"ε\"\n", "labels.privacy.target_epsiln", "unknown key path `privacy.target_epsiln` (did you mean `privacy.target_epsilon`?)"),
-    ("labels:\n  optimizer.momentum_x: m\n", "labels.optimizer.momentum_x", "unknown key path"),
-    ("labels:\n  name: experiment\n", "labels.name", "unknown key path"),
-    ("labels:\n  model.name: {mpl: \"small MLP\"}\n", "labels.model.name.mpl", "no run has model.name = `mpl` (did you mean `mlp`?)"),
-    ("labels:\n  model.name: {mlp: 3}\n", "labels.model.name.mlp", "must be a display name"),
-    ("labels:\n  model.name: \"\"\n", "labels.model.name", "empty display name"),
-    ("labels:\n  model.name: [a, b]\n", "labels.model.name", "must be a display name (a string) or a map"),
-    ("labels: [model.name]\n", "labels", "must be a map"),
-])
+@Test(
+    "labels errors name the file, line and key path",
+    arguments: [
+        (
+            "labels:\n  privacy.target_epsiln: \"ε\"\n", "labels.privacy.target_epsiln",
+            "unknown key path `privacy.target_epsiln` (did you mean `privacy.target_epsilon`?)"
+        ),
+        ("labels:\n  optimizer.momentum_x: m\n", "labels.optimizer.momentum_x", "unknown key path"),
+        ("labels:\n  name: experiment\n", "labels.name", "unknown key path"),
+        (
+            "labels:\n  model.name: {mpl: \"small MLP\"}\n", "labels.model.name.mpl",
+            "no run has model.name = `mpl` (did you mean `mlp`?)"
+        ),
+        ("labels:\n  model.name: {mlp: 3}\n", "labels.model.name.mlp", "must be a display name"),
+        ("labels:\n  model.name: \"\"\n", "labels.model.name", "empty display name"),
+        ("labels:\n  model.name: [a, b]\n", "labels.model.name", "must be a display name (a string) or a map"),
+        ("labels: [model.name]\n", "labels", "must be a map"),
+    ])
 func labelErrorsAreConfigErrors(_ tail: String, _ path: String, _ message: String) throws {
     let yaml = runnerYAML + tail
     let error = try #require(configError(yaml))
     #expect(error.path == path, "\(error)")
     #expect(error.message.contains(message), "\(error)")
-    let line = yaml.split(separator: "\n", omittingEmptySubsequences: false).count - tail.split(separator: "\n").count
+    let line =
+        yaml.split(separator: "\n", omittingEmptySubsequences: false).count - tail.split(separator: "\n").count
         + (tail.hasPrefix("labels: [") ? 0 : 1)
     #expect(error.line == line, "\(error)")
     #expect(error.description.hasPrefix("test.yaml:\(line): \(path): "), "\(error)")
@@ -61,19 +72,21 @@ func labelErrorsAreConfigErrors(_ tail: String, _ path: String, _ message: Strin
 
 @Test("a label may name an output column, seed, or any key path the config reader knows, used or not")
 func labelKeysThatAreAllowed() throws {
-    let yaml = runnerYAML + """
-    labels:
-      seed: "seed"
-      epsilon: "ε spent"
-      model: "Model"
-      privacy.noise_multiplier: "noise σ"
-      model.options.hidden_sizes: "hidden widths"
-      optimizer.momentum: "β"
+    let yaml =
+        runnerYAML + """
+            labels:
+              seed: "seed"
+              epsilon: "ε spent"
+              model: "Model"
+              privacy.noise_multiplier: "noise σ"
+              model.options.hidden_sizes: "hidden widths"
+              optimizer.momentum: "β"
 
-    """
+            """
     #expect(configError(yaml) == nil, "\(String(describing: configError(yaml)))")
     // An accounting config has no runs to label.
-    let accounting = "kind: accounting\nname: a\naccounting: {sampling_probability: 0.01, noise_multiplier: 1, steps: 10, delta: 1e-5}\nlabels: {q: x}\n"
+    let accounting =
+        "kind: accounting\nname: a\naccounting: {sampling_probability: 0.01, noise_multiplier: 1, steps: 10, delta: 1e-5}\nlabels: {q: x}\n"
     #expect(configError(accounting)?.path == "labels")
 }
 
@@ -85,7 +98,8 @@ func labelsAppearInTablesAndPlots() throws {
     let (markdown, _) = try tableText(forDirectory: dir, format: .markdown)
     let lines = markdown.split(separator: "\n").map(String.init)
     #expect(lines[0] == "| model | budget ε = 1 | budget ε = 8 |", "\(markdown)")
-    #expect(lines[2].hasPrefix("| small MLP |") && lines[3].hasPrefix("| small MLP (no DP (baseline)) |"), "\(markdown)")
+    #expect(
+        lines[2].hasPrefix("| small MLP |") && lines[3].hasPrefix("| small MLP (no DP (baseline)) |"), "\(markdown)")
     #expect(markdown.contains("Test accuracy (%): mean"))
 
     let (latex, _) = try tableText(forDirectory: dir, format: .latex)
@@ -124,7 +138,9 @@ func latexEscaping() {
     #expect(LaTeX.escape("a_b%c&d#e$f{g}h") == "a\\_b\\%c\\&d\\#e\\$f\\{g\\}h")
     #expect(LaTeX.escape("x~y^z\\w") == "x\\textasciitilde{}y\\textasciicircum{}z\\textbackslash{}w")
     #expect(LaTeX.escape("a<b>c|d") == "a\\textless{}b\\textgreater{}c\\textbar{}d")
-    #expect(LaTeX.escape("target ε = 1, σ ± δ, ∞ – ok…") == "target $\\varepsilon$ = 1, $\\sigma$ $\\pm$ $\\delta$, $\\infty$ -- ok\\ldots{}")
+    #expect(
+        LaTeX.escape("target ε = 1, σ ± δ, ∞ – ok…")
+            == "target $\\varepsilon$ = 1, $\\sigma$ $\\pm$ $\\delta$, $\\infty$ -- ok\\ldots{}")
     #expect(LaTeX.escape("modèle") == "modèle")
 }
 
@@ -136,15 +152,19 @@ func latexTableStatesPackagesAndEscapes() throws {
     #expect(!text.contains("UTF-8") && text.unicodeScalars.allSatisfy { $0.isASCII })
     #expect(!text.contains("amsmath") && !text.contains("\\text{") && !text.contains("\\boldsymbol"))
 
-    let odd = CSV.line(OutputSchema.runsHeader(varyingKeys: ["privacy.target_epsilon"]))
+    let odd =
+        CSV.line(OutputSchema.runsHeader(varyingKeys: ["privacy.target_epsilon"]))
         + runsRow("a-s0", hash: "a", seed: 0, eps: "1", model: "cnn_v2 #1 & 50% {x}", accuracy: 0.8, spent: 1)
         + runsRow("b-s0", hash: "b", seed: 0, eps: "1", model: "modèle", accuracy: 0.7, spent: 1)
-    let table = try ResultsTable.aggregate(runsCSV: odd).render(.latex, labels: DisplayLabels(keys: ["model": "Model ~ name"]))
+    let table = try ResultsTable.aggregate(runsCSV: odd).render(
+        .latex, labels: DisplayLabels(keys: ["model": "Model ~ name"]))
     #expect(table.contains("\ncnn\\_v2 \\#1 \\& 50\\% \\{x\\} & "), "\(table)")
     #expect(table.contains("\nModel \\textasciitilde{} name & "))
     #expect(table.hasPrefix("% requires \\usepackage{booktabs}\n% requires UTF-8 input"))
 
-    let accounting = try renderAccountingTable(accountingCSV: CSV.line(accountingColumns) + CSV.line(["0.01", "1", "100", "1e-05", "1.5", "", ""]), format: .latex)
+    let accounting = try renderAccountingTable(
+        accountingCSV: CSV.line(accountingColumns) + CSV.line(["0.01", "1", "100", "1e-05", "1.5", "", ""]),
+        format: .latex)
     #expect(accounting.hasPrefix("% requires \\usepackage{booktabs}\n\\begin{tabular}"))
     #expect(accounting.contains("q = 0.01, $\\sigma$ = 1 & RDP 1.5 \\\\"))
 }

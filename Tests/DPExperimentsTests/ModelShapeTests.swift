@@ -3,6 +3,7 @@ import DPTensor
 import DPTraining
 import Foundation
 import Testing
+
 @testable import DPExperiments
 
 // Shape inference at config load: the model must fit the examples the dataset config
@@ -12,9 +13,12 @@ import Testing
 /// `baseYAML` on Fashion-MNIST with `layers` as the model.
 func fashionLayersYAML(_ layers: [String]) -> String {
     baseYAML
-        .replacingOccurrences(of: "  name: gaussian-mixture\n  train_size: 1000", with: "  name: fashion-mnist\n  train_size: 1000")
-        .replacingOccurrences(of: "  name: mlp\n  options:\n    hidden_sizes: [8]",
-                              with: "  layers:\n" + layers.map { "    - \($0)" }.joined(separator: "\n"))
+        .replacingOccurrences(
+            of: "  name: gaussian-mixture\n  train_size: 1000", with: "  name: fashion-mnist\n  train_size: 1000"
+        )
+        .replacingOccurrences(
+            of: "  name: mlp\n  options:\n    hidden_sizes: [8]",
+            with: "  layers:\n" + layers.map { "    - \($0)" }.joined(separator: "\n"))
 }
 
 /// The 1-based line of the first line of `yaml` containing `text`.
@@ -24,11 +28,15 @@ func line(of text: String, in yaml: String) -> Int? {
 
 @Test("the finding: a last dense layer with fewer units than classes is a ConfigError at load, not a trap in the loss")
 func denseWithFewerUnitsThanClassesIsRefusedAtLoad() throws {
-    let yaml = fashionLayersYAML(["{type: flatten}", "{type: dense, units: 32}", "{type: tanh}", "{type: dense, units: 5}"])
+    let yaml = fashionLayersYAML([
+        "{type: flatten}", "{type: dense, units: 32}", "{type: tanh}", "{type: dense, units: 5}",
+    ])
     let error = try #require(configError(yaml, file: "few.yaml"))
     #expect(error.path == "model.layers[3]")
     #expect(error.line == line(of: "units: 5", in: yaml))
-    #expect(error.description.hasPrefix("few.yaml:\(error.line ?? 0): model.layers[3]: `dense` gives 5 logits for 10 classes"), "\(error)")
+    #expect(
+        error.description.hasPrefix(
+            "few.yaml:\(error.line ?? 0): model.layers[3]: `dense` gives 5 logits for 10 classes"), "\(error)")
     #expect(error.message.contains("the labels 5..<10 would have no logit; set `units: 10`"))
     #expect(error.message.contains("shapes: [1, 28, 28] -> [784] -> [32] -> [32]"))
     #expect(error.message.contains("dataset `fashion-mnist`: examples [1, 28, 28], 10 classes"))
@@ -36,32 +44,48 @@ func denseWithFewerUnitsThanClassesIsRefusedAtLoad() throws {
 
 @Test func moreUnitsThanClassesAndANonDenseLastLayerAreRefused() throws {
     let more = try #require(configError(fashionLayersYAML(["{type: flatten}", "{type: dense, units: 12}"])))
-    #expect(more.path == "model.layers[1]" && more.message.contains("the logits 10..<12 would belong to no class"), "\(more)")
+    #expect(
+        more.path == "model.layers[1]" && more.message.contains("the logits 10..<12 would belong to no class"),
+        "\(more)")
 
-    let activation = try #require(configError(fashionLayersYAML(["{type: flatten}", "{type: dense, units: 10}", "{type: tanh}"])))
+    let activation = try #require(
+        configError(fashionLayersYAML(["{type: flatten}", "{type: dense, units: 10}", "{type: tanh}"])))
     #expect(activation.path == "model.layers[2]")
-    #expect(activation.message.contains("`tanh` is the last layer, but the last layer gives the logits, one per class: end the model with `{type: dense, units: 10}`"),
-            "\(activation)")
+    #expect(
+        activation.message.contains(
+            "`tanh` is the last layer, but the last layer gives the logits, one per class: end the model with `{type: dense, units: 10}`"
+        ),
+        "\(activation)")
 
-    let images = try #require(configError(fashionLayersYAML(["{type: conv2d, channels: 4}", "{type: dense, units: 10}"])))
-    #expect(images.path == "model.layers[1]" && images.message.contains("cannot take examples of shape [4, 26, 26]: linear acts on vectors"),
-            "\(images)")
+    let images = try #require(
+        configError(fashionLayersYAML(["{type: conv2d, channels: 4}", "{type: dense, units: 10}"])))
+    #expect(
+        images.path == "model.layers[1]"
+            && images.message.contains("cannot take examples of shape [4, 26, 26]: linear acts on vectors"),
+        "\(images)")
 
-    let good = try parse(fashionLayersYAML(["{type: conv2d, channels: 4, kernel_size: 5, stride: 2}", "{type: group-norm, groups: 2}",
-                                            "{type: relu}", "{type: avg-pool2d}", "{type: flatten}", "{type: dense, units: 10}"]))
+    let good = try parse(
+        fashionLayersYAML([
+            "{type: conv2d, channels: 4, kernel_size: 5, stride: 2}", "{type: group-norm, groups: 2}",
+            "{type: relu}", "{type: avg-pool2d}", "{type: flatten}", "{type: dense, units: 10}",
+        ]))
     #expect(good.runs.count == 1)
 }
 
 @Test("a kernel larger than the map an image_size sweep leaves: the error names the layer, the shapes and the sweep")
 func sweptImageSizeThatShrinksTheMapBelowTheKernel() throws {
-    let yaml = baseYAML
+    let yaml =
+        baseYAML
         .replacingOccurrences(of: "  name: gaussian-mixture", with: "  name: synthetic-shapes")
         .replacingOccurrences(of: "  name: mlp\n  options:\n    hidden_sizes: [8]", with: "  name: cnn-tanh")
         + "sweep:\n  dataset.options.image_size: [28, 8]\n"
     let error = try #require(configError(yaml))
     #expect(error.path == "model.name")
-    #expect(error.message.contains("layer 3 of model `cnn-tanh` (conv2d(outChannels: 32, kernel: 4, stride: 2, padding: 0, bias: true)) cannot take examples of shape [16, 3, 3]: the 4x4 window is larger than the 3x3 input"),
-            "\(error)")
+    #expect(
+        error.message.contains(
+            "layer 3 of model `cnn-tanh` (conv2d(outChannels: 32, kernel: 4, stride: 2, padding: 0, bias: true)) cannot take examples of shape [16, 3, 3]: the 4x4 window is larger than the 3x3 input"
+        ),
+        "\(error)")
     #expect(error.message.contains("shapes: [1, 8, 8] -> [16, 4, 4] -> [16, 4, 4] -> [16, 3, 3]"))
     #expect(error.message.contains("(with dataset.options.image_size from sweep)"))
     // At 28 the same model fits.
@@ -69,7 +93,8 @@ func sweptImageSizeThatShrinksTheMapBelowTheKernel() throws {
 }
 
 @Test func aLayersSweepPointsAtTheSweepEntry() throws {
-    let yaml = fashionLayersYAML(["{type: flatten}", "{type: dense, units: 10}"])
+    let yaml =
+        fashionLayersYAML(["{type: flatten}", "{type: dense, units: 10}"])
         + "sweep:\n  model.layers: [[{type: flatten}, {type: dense, units: 10}], [{type: flatten}, {type: dense, units: 3}]]\n"
     let error = try #require(configError(yaml))
     #expect(error.path == "model.layers[1]" && error.message.contains("(value from sweep)"), "\(error)")
@@ -78,34 +103,59 @@ func sweptImageSizeThatShrinksTheMapBelowTheKernel() throws {
 
 /// Config edits that used to pass validation and then trap or misbehave at run time.
 let runtimeTrapCases: [BadConfigCase] = [
-    BadConfigCase(name: "negative seed (UInt64(seed) trapped)", replace: "seeds: [0]", with: "seeds: [0, -1]",
-                  path: "seeds", fragments: ["-1 is out of range", ">= 0"]),
-    BadConfigCase(name: "NaN where no range was given", replace: "  name: gaussian-mixture", with: "  name: gaussian-mixture\n  normalize: private-standardize\n  normalize_options: {noise_multiplier: 5, lower: .nan}",
-                  path: "dataset.normalize_options.lower", fragments: ["not a finite number"]),
-    BadConfigCase(name: "epochs whose step count overflows Int", replace: "epochs: 3", with: "epochs: 100000000000000",
-                  path: "training.epochs", fragments: ["out of range", "in [1, 1000000]"]),
-    BadConfigCase(name: "image size whose square overflows", replace: "  name: gaussian-mixture", with: "  name: synthetic-shapes\n  options: {image_size: 1000000000000}",
-                  path: "dataset.options.image_size", fragments: ["in [8, 1024]"]),
-    BadConfigCase(name: "generated data beyond memory", replace: "  train_size: 1000", with: "  train_size: 100000\n  options: {dimensions: 100000}",
-                  path: "dataset.train_size", fragments: ["generated examples of shape [100000]", "the limit is 1073741824"]),
-    BadConfigCase(name: "more Fashion-MNIST examples than exist (q would be wrong)", replace: "  name: gaussian-mixture", with: "  name: fashion-mnist",
-                  path: "dataset.train_size", fragments: ["70000 exceeds the 60000 training examples of fashion-mnist"]),
-    BadConfigCase(name: "a standard deviation that is zero in Float", replace: "  name: gaussian-mixture", with: "  name: gaussian-mixture\n  normalize: fixed\n  normalize_options: {mean: 0, std: 1.0e-50}",
-                  path: "dataset.normalize_options.std", fragments: ["out of range"]),
-    BadConfigCase(name: "fixed normalisation with a mean per missing channel", replace: "  name: gaussian-mixture", with: "  name: synthetic-shapes\n  normalize: fixed\n  normalize_options: {mean: [0.5, 0.5, 0.5], std: [1, 1, 1]}",
-                  path: "dataset.normalize_options.mean", fragments: ["has 3 values for examples of shape [1, 28, 28]"]),
-    BadConfigCase(name: "private statistics whose noise overflows", replace: "  name: gaussian-mixture", with: "  name: gaussian-mixture\n  normalize: private-standardize\n  normalize_options: {noise_multiplier: 1.0e300}",
-                  path: "dataset.normalize_options.noise_multiplier", fragments: ["out of range"]),
-    BadConfigCase(name: "a step schedule whose step count overflows", replace: "  learning_rate: 0.1", with: "  learning_rate: 0.1\n  schedule: {name: step, options: {step_epochs: 1000000000000000}}",
-                  path: "optimizer.schedule.options.step_epochs", fragments: ["out of range"]),
-    BadConfigCase(name: "a dense layer too wide to allocate", replace: "hidden_sizes: [8]", with: "hidden_sizes: [1000000000000000]",
-                  path: "model.name", fragments: ["layer 0 of model `mlp`", "weight matrix would hold 20000000000000000 scalars"]),
+    BadConfigCase(
+        name: "negative seed (UInt64(seed) trapped)", replace: "seeds: [0]", with: "seeds: [0, -1]",
+        path: "seeds", fragments: ["-1 is out of range", ">= 0"]),
+    BadConfigCase(
+        name: "NaN where no range was given", replace: "  name: gaussian-mixture",
+        with:
+            "  name: gaussian-mixture\n  normalize: private-standardize\n  normalize_options: {noise_multiplier: 5, lower: .nan}",
+        path: "dataset.normalize_options.lower", fragments: ["not a finite number"]),
+    BadConfigCase(
+        name: "epochs whose step count overflows Int", replace: "epochs: 3", with: "epochs: 100000000000000",
+        path: "training.epochs", fragments: ["out of range", "in [1, 1000000]"]),
+    BadConfigCase(
+        name: "image size whose square overflows", replace: "  name: gaussian-mixture",
+        with: "  name: synthetic-shapes\n  options: {image_size: 1000000000000}",
+        path: "dataset.options.image_size", fragments: ["in [8, 1024]"]),
+    BadConfigCase(
+        name: "generated data beyond memory", replace: "  train_size: 1000",
+        with: "  train_size: 100000\n  options: {dimensions: 100000}",
+        path: "dataset.train_size", fragments: ["generated examples of shape [100000]", "the limit is 1073741824"]),
+    BadConfigCase(
+        name: "more Fashion-MNIST examples than exist (q would be wrong)", replace: "  name: gaussian-mixture",
+        with: "  name: fashion-mnist",
+        path: "dataset.train_size", fragments: ["70000 exceeds the 60000 training examples of fashion-mnist"]),
+    BadConfigCase(
+        name: "a standard deviation that is zero in Float", replace: "  name: gaussian-mixture",
+        with: "  name: gaussian-mixture\n  normalize: fixed\n  normalize_options: {mean: 0, std: 1.0e-50}",
+        path: "dataset.normalize_options.std", fragments: ["out of range"]),
+    BadConfigCase(
+        name: "fixed normalisation with a mean per missing channel", replace: "  name: gaussian-mixture",
+        with:
+            "  name: synthetic-shapes\n  normalize: fixed\n  normalize_options: {mean: [0.5, 0.5, 0.5], std: [1, 1, 1]}",
+        path: "dataset.normalize_options.mean", fragments: ["has 3 values for examples of shape [1, 28, 28]"]),
+    BadConfigCase(
+        name: "private statistics whose noise overflows", replace: "  name: gaussian-mixture",
+        with:
+            "  name: gaussian-mixture\n  normalize: private-standardize\n  normalize_options: {noise_multiplier: 1.0e300}",
+        path: "dataset.normalize_options.noise_multiplier", fragments: ["out of range"]),
+    BadConfigCase(
+        name: "a step schedule whose step count overflows", replace: "  learning_rate: 0.1",
+        with: "  learning_rate: 0.1\n  schedule: {name: step, options: {step_epochs: 1000000000000000}}",
+        path: "optimizer.schedule.options.step_epochs", fragments: ["out of range"]),
+    BadConfigCase(
+        name: "a dense layer too wide to allocate", replace: "hidden_sizes: [8]",
+        with: "hidden_sizes: [1000000000000000]",
+        path: "model.name", fragments: ["layer 0 of model `mlp`", "weight matrix would hold 20000000000000000 scalars"]),
 ]
 
 @Test(arguments: runtimeTrapCases)
 func valuesThatWouldTrapAtRunTimeAreConfigErrors(_ c: BadConfigCase) throws {
     var yaml = baseYAML.replacingOccurrences(of: c.replace, with: c.with)
-    if c.name.hasPrefix("more Fashion-MNIST") { yaml = yaml.replacingOccurrences(of: "train_size: 1000", with: "train_size: 70000") }
+    if c.name.hasPrefix("more Fashion-MNIST") {
+        yaml = yaml.replacingOccurrences(of: "train_size: 1000", with: "train_size: 70000")
+    }
     #expect(yaml != baseYAML, "the edit must apply")
     let error = try #require(configError(yaml, file: "bad.yaml"))
     #expect(error.path == c.path, "\(error)")
@@ -133,35 +183,52 @@ func declaredExamplesMatchTheLoaders() throws {
     }
 }
 
-@Test("csv: what does not depend on the columns is checked at load; the rest fails that run alone when the file is read")
+@Test(
+    "csv: what does not depend on the columns is checked at load; the rest fails that run alone when the file is read")
 func csvModelsAreCheckedAtLoadAndOnTheLoadedData() throws {
     let directory = try temporaryDirectory()
     defer { try? FileManager.default.removeItem(at: directory) }
     let csv = directory.appendingPathComponent("three.csv").path
     let rows = (0..<60).map { i in "\(Double(i % 3) * 2 + Double(i % 5) * 0.1),\(Double(i % 7) * 0.1),\(i % 3)" }
     try ("a,b,label\n" + rows.joined(separator: "\n") + "\n").write(toFile: csv, atomically: true, encoding: .utf8)
-    let base = baseYAML
-        .replacingOccurrences(of: "  name: gaussian-mixture\n  train_size: 1000", with: "  name: csv\n  path: \(csv)\n  test_size: 15")
+    let base =
+        baseYAML
+        .replacingOccurrences(
+            of: "  name: gaussian-mixture\n  train_size: 1000", with: "  name: csv\n  path: \(csv)\n  test_size: 15"
+        )
         .replacingOccurrences(of: "expected_batch_size: 100", with: "expected_batch_size: 9")
         .replacingOccurrences(of: "epochs: 3", with: "epochs: 1")
 
-    let conv = base.replacingOccurrences(of: "  name: mlp\n  options:\n    hidden_sizes: [8]", with: "  layers: [{type: conv2d, channels: 2}, {type: dense, units: 3}]")
+    let conv = base.replacingOccurrences(
+        of: "  name: mlp\n  options:\n    hidden_sizes: [8]",
+        with: "  layers: [{type: conv2d, channels: 2}, {type: dense, units: 3}]")
     let convError = try #require(configError(conv))
-    #expect(convError.path == "model.layers[0]" && convError.message.contains("csv examples are vectors [features]"), "\(convError)")
-    let tail = base.replacingOccurrences(of: "  name: mlp\n  options:\n    hidden_sizes: [8]", with: "  layers: [{type: dense, units: 3}, {type: relu}]")
+    #expect(
+        convError.path == "model.layers[0]" && convError.message.contains("csv examples are vectors [features]"),
+        "\(convError)")
+    let tail = base.replacingOccurrences(
+        of: "  name: mlp\n  options:\n    hidden_sizes: [8]", with: "  layers: [{type: dense, units: 3}, {type: relu}]")
     #expect(try #require(configError(tail)).path == "model.layers[1]")
-    #expect(try #require(configError(base.replacingOccurrences(of: "name: mlp", with: "name: cnn-tanh")
-        .replacingOccurrences(of: "  options:\n    hidden_sizes: [8]\n", with: ""))).path == "model.name")
+    #expect(
+        try #require(
+            configError(
+                base.replacingOccurrences(of: "name: mlp", with: "name: cnn-tanh")
+                    .replacingOccurrences(of: "  options:\n    hidden_sizes: [8]\n", with: ""))
+        ).path == "model.name")
 
     // Two runs: 3 units (the file has 3 classes) trains; 2 units fails that run alone, typed.
-    let swept = base.replacingOccurrences(of: "  name: mlp\n  options:\n    hidden_sizes: [8]", with: "  layers: [{type: dense, units: 3}]")
+    let swept =
+        base.replacingOccurrences(
+            of: "  name: mlp\n  options:\n    hidden_sizes: [8]", with: "  layers: [{type: dense, units: 3}]")
         + "sweep:\n  model.layers: [[{type: dense, units: 3}], [{type: dense, units: 2}]]\n"
     let config = try parse(swept)
     #expect(config.runs.count == 2)
     let output = try temporaryDirectory()
     defer { try? FileManager.default.removeItem(at: output) }
     var lines: [String] = []
-    let report = try ExperimentRunner(config: config, outputDirectory: output, executor: TrainingExecutor(), log: { lines.append($0) }).run()
+    let report = try ExperimentRunner(
+        config: config, outputDirectory: output, executor: TrainingExecutor(), log: { lines.append($0) }
+    ).run()
     #expect(report.finished.count == 1 && report.failed.count == 1)
     #expect(lines.contains { $0.contains("FAILED: model.layers[0]: `dense` gives 2 logits for 3 classes") }, "\(lines)")
 }

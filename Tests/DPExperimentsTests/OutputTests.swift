@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import DPExperiments
 
 // MARK: - CSV
@@ -48,17 +49,20 @@ extension Data {
 // MARK: - Runner
 
 /// The quickstart-like experiment of the tests: 2 epsilons x 2 seeds plus a non-private control.
-let runnerYAML = baseYAML.replacingOccurrences(of: "  noise_multiplier: 1.0\n", with: "")
+let runnerYAML =
+    baseYAML.replacingOccurrences(of: "  noise_multiplier: 1.0\n", with: "")
     .replacingOccurrences(of: "seeds: [0]\n", with: "") + """
-seeds: [0, 1]
-sweep:
-  privacy.target_epsilon: [1, 8]
-include:
-  - privacy.enabled: false
+        seeds: [0, 1]
+        sweep:
+          privacy.target_epsilon: [1, 8]
+        include:
+          - privacy.enabled: false
 
-"""
+        """
 
-func runExperiment(_ dir: URL, executor: FakeExecutor, resume: Bool = false, yaml: String = runnerYAML) throws -> (ExperimentReport, [String]) {
+func runExperiment(
+    _ dir: URL, executor: FakeExecutor, resume: Bool = false, yaml: String = runnerYAML
+) throws -> (ExperimentReport, [String]) {
     var lines: [String] = []
     let clock = FakeClock()
     let runner = ExperimentRunner(
@@ -82,14 +86,18 @@ func readTable(_ url: URL) throws -> (header: [String], rows: [[String: String]]
     #expect(report.finished.count == 6 && report.failed.isEmpty)
 
     let epochs = try readTable(dir.appendingPathComponent("epochs.csv"))
-    #expect(epochs.header == ["run_id", "config_hash", "seed", "privacy.target_epsilon", "privacy.enabled"] + OutputSchema.epochColumns)
+    #expect(
+        epochs.header == ["run_id", "config_hash", "seed", "privacy.target_epsilon", "privacy.enabled"]
+            + OutputSchema.epochColumns)
     #expect(epochs.rows.count == 6 * 3)
     #expect(epochs.raw.allSatisfy { $0.count == epochs.header.count })
     let first = try #require(epochs.rows.first)
     #expect(first["epoch"] == "1" && first["step"] == "10" && first["privacy.target_epsilon"] == "1")
     #expect(first["wall_seconds"] == "1" && first["delta"] == "1e-05")
     let control = try #require(epochs.rows.last)
-    #expect(control["privacy.enabled"] == "false" && control["epsilon_rdp"] == "" && control["privacy.target_epsilon"] == "")
+    #expect(
+        control["privacy.enabled"] == "false" && control["epsilon_rdp"] == "" && control["privacy.target_epsilon"] == ""
+    )
 
     let runs = try readTable(dir.appendingPathComponent("runs.csv"))
     #expect(runs.rows.count == 6)
@@ -102,7 +110,10 @@ func readTable(_ url: URL) throws -> (header: [String], rows: [[String: String]]
     #expect(manifest["git_commit"] == .string("abc123") && manifest["blas_core"] == .string("Haswell"))
     #expect(manifest["blas_threads"] == .string("2") && manifest["dpkit_version"] == .string("0.1.0"))
     #expect(manifest["seeds"] == .list([.int(0), .int(1)]))
-    guard case .list(let manifestRuns)? = manifest["runs"] else { Issue.record("no runs"); return }
+    guard case .list(let manifestRuns)? = manifest["runs"] else {
+        Issue.record("no runs")
+        return
+    }
     #expect(manifestRuns.count == 6)
     #expect(manifestRuns.first?["privacy_ledger"]?["steps"] == .int(30))
     #expect(manifestRuns.allSatisfy { $0["status"] == .string("finished") })
@@ -147,7 +158,8 @@ func readTable(_ url: URL) throws -> (header: [String], rows: [[String: String]]
     let partialRuns = runLines[0...2].joined(separator: "\n") + "\n" + runLines[3].prefix(15)
     try partialEpochs.write(to: dir.appendingPathComponent("epochs.csv"), atomically: true, encoding: .utf8)
     try partialRuns.write(to: dir.appendingPathComponent("runs.csv"), atomically: true, encoding: .utf8)
-    try FileManager.default.copyItem(at: reference.appendingPathComponent("manifest.json"), to: dir.appendingPathComponent("manifest.json"))
+    try FileManager.default.copyItem(
+        at: reference.appendingPathComponent("manifest.json"), to: dir.appendingPathComponent("manifest.json"))
 
     let executor = FakeExecutor()
     let (report, _) = try runExperiment(dir, executor: executor, resume: true)
@@ -160,12 +172,16 @@ func readTable(_ url: URL) throws -> (header: [String], rows: [[String: String]]
     let epochs = try String(contentsOf: dir.appendingPathComponent("epochs.csv"), encoding: .utf8)
     let runsText = try String(contentsOf: dir.appendingPathComponent("runs.csv"), encoding: .utf8)
     #expect(epochs == referenceEpochs)
-    #expect(Set(runsText.split(separator: "\n").map { $0.split(separator: ",").dropLast(2) }.map(Array.init))
-        == Set(referenceRuns.split(separator: "\n").map { $0.split(separator: ",").dropLast(2) }.map(Array.init)))
+    #expect(
+        Set(runsText.split(separator: "\n").map { $0.split(separator: ",").dropLast(2) }.map(Array.init))
+            == Set(referenceRuns.split(separator: "\n").map { $0.split(separator: ",").dropLast(2) }.map(Array.init)))
     #expect(runsText.split(separator: "\n").count == referenceRuns.split(separator: "\n").count)
     // Ledgers of the runs finished before the kill are kept.
     let manifest = try ConfigValue(jsonData: Data(contentsOf: dir.appendingPathComponent("manifest.json")))
-    guard case .list(let manifestRuns)? = manifest["runs"] else { Issue.record("no runs"); return }
+    guard case .list(let manifestRuns)? = manifest["runs"] else {
+        Issue.record("no runs")
+        return
+    }
     #expect(manifestRuns.allSatisfy { $0["privacy_ledger"] != .null && $0["status"] == .string("finished") })
 
     // Resuming a complete directory runs nothing.
@@ -192,6 +208,7 @@ func readTable(_ url: URL) throws -> (header: [String], rows: [[String: String]]
 
 @Test func resumeRefusesFilesWithOtherColumns() throws {
     let dir = try temporaryDirectory()
-    try "run_id,something_else\nx,1\n".write(to: dir.appendingPathComponent("runs.csv"), atomically: true, encoding: .utf8)
+    try "run_id,something_else\nx,1\n".write(
+        to: dir.appendingPathComponent("runs.csv"), atomically: true, encoding: .utf8)
     #expect(throws: OutputError.self) { try runExperiment(dir, executor: FakeExecutor(), resume: true) }
 }

@@ -1,9 +1,11 @@
 import Foundation
+import Testing
+
+@testable import DPExperiments
+
 #if canImport(FoundationXML)
 import FoundationXML
 #endif
-import Testing
-@testable import DPExperiments
 
 @Test(arguments: [
     (0.0, 1.0, [0, 0.2, 0.4, 0.6, 0.8, 1.0]),
@@ -31,7 +33,8 @@ func svgTexts(_ svg: String) -> [String] {
     var rest = Substring(svg)
     while let open = rest.range(of: "<text") {
         guard let close = rest.range(of: ">", range: open.upperBound..<rest.endIndex),
-              let end = rest.range(of: "</text>", range: close.upperBound..<rest.endIndex) else { break }
+            let end = rest.range(of: "</text>", range: close.upperBound..<rest.endIndex)
+        else { break }
         texts.append(String(rest[close.upperBound..<end.lowerBound]))
         rest = rest[end.upperBound...]
     }
@@ -45,7 +48,7 @@ func svgTexts(_ svg: String) -> [String] {
     #expect(abs(panel.references[0].y - 96) < 1e-9)
     let mlp = panel.series[0].points.sorted { $0.x < $1.x }
     #expect(abs(mlp[0].x - 0.98) < 1e-12 && abs(mlp[0].y - 82) < 1e-9 && abs(mlp[0].error! - 2) < 1e-9)
-    #expect(!panel.usesLogX)  // 0.98 to 3: less than a decade
+    #expect(!panel.usesLogX) // 0.98 to 3: less than a decade
 
     let svg = SVG.document(rows: [[panel]])
     let texts = svgTexts(svg)
@@ -60,9 +63,11 @@ func svgTexts(_ svg: String) -> [String] {
 }
 
 @Test func epsilonAxisTurnsLogarithmicPastOneDecade() {
-    let panel = PlotPanel(title: "t", xLabel: "ε", yLabel: "y", series: [
-        PlotSeries(label: "a", points: [PlotPoint(x: 0.5, y: 1), PlotPoint(x: 8, y: 2)], colorIndex: 0),
-    ])
+    let panel = PlotPanel(
+        title: "t", xLabel: "ε", yLabel: "y",
+        series: [
+            PlotSeries(label: "a", points: [PlotPoint(x: 0.5, y: 1), PlotPoint(x: 8, y: 2)], colorIndex: 0)
+        ])
     #expect(panel.usesLogX)
     let texts = svgTexts(SVG.document(rows: [[panel]]))
     #expect(texts.contains("ε (log scale)"))
@@ -74,7 +79,9 @@ func svgTexts(_ svg: String) -> [String] {
     _ = try runExperiment(dir, executor: FakeExecutor())
     let svg = try ExperimentPlots.svg(forDirectory: dir)
     let texts = svgTexts(svg)
-    for title in ["Privacy-utility trade-off", "Test accuracy by epoch", "Privacy spent by epoch", "epoch", "test accuracy (%)"] {
+    for title in [
+        "Privacy-utility trade-off", "Test accuracy by epoch", "Privacy spent by epoch", "epoch", "test accuracy (%)",
+    ] {
         #expect(texts.contains(title), "missing \(title)")
     }
     #expect(texts.contains("target ε = 1") && texts.contains("non-private"))
@@ -82,7 +89,8 @@ func svgTexts(_ svg: String) -> [String] {
 }
 
 @Test func accountingFigureIsLogLog() throws {
-    let csv = CSV.line(accountingColumns)
+    let csv =
+        CSV.line(accountingColumns)
         + CSV.line(["0.01", "1", "100", "1e-05", "1.5", "1.2", "1.3"])
         + CSV.line(["0.01", "1", "10000", "1e-05", "9.1", "7.7", "7.8"])
     let svg = try ExperimentPlots.accountingSVG(accountingCSV: csv)

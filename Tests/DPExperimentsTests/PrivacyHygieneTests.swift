@@ -1,6 +1,7 @@
 import DPTraining
 import Foundation
 import Testing
+
 @testable import DPExperiments
 
 // Issue 10, item 8: privacy hygiene in the plan and the manifest. Plans only: nothing trains.
@@ -45,13 +46,19 @@ func absurdTargets() throws {
 func unreachableTarget() throws {
     // Input statistics through a Gaussian of sigma 0.05 alone cost far more than epsilon 1.
     let yaml = baseYAML.replacingOccurrences(of: sigmaLine, with: "  target_epsilon: 1\n")
-        .replacingOccurrences(of: "  name: gaussian-mixture\n", with: "  name: gaussian-mixture\n  normalize: private-standardize\n  normalize_options: {noise_multiplier: 0.05, lower: -6, upper: 6}\n")
+        .replacingOccurrences(
+            of: "  name: gaussian-mixture\n",
+            with:
+                "  name: gaussian-mixture\n  normalize: private-standardize\n  normalize_options: {noise_multiplier: 0.05, lower: -6, upper: 6}\n"
+        )
     let run = try #require(try parse(yaml).runs.first)
     do {
         _ = try TrainingExecutor().plan(run)
         Issue.record("planned an unreachable target")
     } catch let error as TrainingError {
-        #expect(error.description.hasPrefix("privacy.target_epsilon: 1 cannot be reached at delta 1e-05 over 30 steps (rdp)"), "\(error)")
+        #expect(
+            error.description.hasPrefix(
+                "privacy.target_epsilon: 1 cannot be reached at delta 1e-05 over 30 steps (rdp)"), "\(error)")
         #expect(ExitStatus(for: error) == .usage)
     }
 }
@@ -60,10 +67,14 @@ func unreachableTarget() throws {
 func calibrationAndReportByDifferentAccountants() throws {
     let warnings = try planWarnings([(sigmaLine, "  target_epsilon: 2\n  accountant: both\n")])
     #expect(warnings.count == 1)
-    #expect(warnings.first?.hasPrefix("sigma was calibrated with RDP to epsilon 2, but runs.csv, tables and plots report the PLD epsilon") == true, "\(warnings)")
+    #expect(
+        warnings.first?.hasPrefix(
+            "sigma was calibrated with RDP to epsilon 2, but runs.csv, tables and plots report the PLD epsilon")
+            == true, "\(warnings)")
     // Calibrating with the reported accountant is fine (checked on the rule: PLD calibration is slow).
-    let facts = PrivacyHygiene.Facts(trainingSetSize: 1000, delta: 1e-5, samplingProbability: 0.1, noiseMultiplier: 1.2,
-                                     steps: 30, targetEpsilon: 2, calibratedWith: .pld, reportedBy: .pld, reportedEpsilon: 1.99)
+    let facts = PrivacyHygiene.Facts(
+        trainingSetSize: 1000, delta: 1e-5, samplingProbability: 0.1, noiseMultiplier: 1.2,
+        steps: 30, targetEpsilon: 2, calibratedWith: .pld, reportedBy: .pld, reportedEpsilon: 1.99)
     #expect(PrivacyHygiene.warnings(facts).isEmpty)
 }
 
@@ -71,8 +82,12 @@ func calibrationAndReportByDifferentAccountants() throws {
 func meaninglessEpsilons() throws {
     let tiny = try planWarnings([(sigmaLine, "  noise_multiplier: 0.2\n")])
     #expect(tiny.contains { $0.hasPrefix("noise multiplier 0.2 < 0.3") }, "\(tiny)")
-    let fullBatch = try planWarnings([(sigmaLine, "  noise_multiplier: 0.5\n"), ("expected_batch_size: 100", "expected_batch_size: 1000")])
-    #expect(fullBatch.contains { $0.hasPrefix("sampling probability 1 (full batch) with noise multiplier 0.5 < 1") }, "\(fullBatch)")
+    let fullBatch = try planWarnings([
+        (sigmaLine, "  noise_multiplier: 0.5\n"), ("expected_batch_size: 100", "expected_batch_size: 1000"),
+    ])
+    #expect(
+        fullBatch.contains { $0.hasPrefix("sampling probability 1 (full batch) with noise multiplier 0.5 < 1") },
+        "\(fullBatch)")
     // A clip-only control (sigma 0) has its own note and no hygiene warning.
     #expect(try planWarnings([(sigmaLine, "  noise_multiplier: 0\n")]).isEmpty)
 }
@@ -86,7 +101,9 @@ func planWarningsReachThePrintoutAndTheManifest() throws {
     #expect(log.filter { $0 == "    warning: delta 0.01 >= 1/n = 0.001" }.count == 4)
     let manifest = try ConfigValue(jsonData: Data(contentsOf: dir.appendingPathComponent("manifest.json")))
     let ids = try parse(runnerYAML).runs.filter { $0.kind == .private }.map(\.runID)
-    #expect(manifest["warnings"]?.listValue?.contains(.string("delta 0.01 >= 1/n = 0.001 (runs \(ids.joined(separator: ", ")))")) == true)
+    #expect(
+        manifest["warnings"]?.listValue?.contains(
+            .string("delta 0.01 >= 1/n = 0.001 (runs \(ids.joined(separator: ", ")))")) == true)
     #expect(manifest["runs"]?.listValue?.first?["plan"]?["warnings"] == .list([.string("delta 0.01 >= 1/n = 0.001")]))
 }
 
@@ -104,5 +121,8 @@ func unplannableRunStopsBeforeTraining() throws {
     #expect(ExitStatus(for: error) == .usage && executor.executed.isEmpty)
     _ = log
     let manifest = try ConfigValue(jsonData: Data(contentsOf: dir.appendingPathComponent("manifest.json")))
-    #expect(manifest["warnings"]?.listValue?.contains { $0.stringValue?.hasPrefix("cannot be planned: fake failure") == true } == true)
+    #expect(
+        manifest["warnings"]?.listValue?.contains {
+            $0.stringValue?.hasPrefix("cannot be planned: fake failure") == true
+        } == true)
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import DPExperiments
 
 #if canImport(Glibc)
@@ -13,8 +14,9 @@ import Glibc
 @Test("a second runner on a locked folder is refused, naming the holder, and writes nothing")
 func secondRunnerOnALockedFolderIsRefused() throws {
     let dir = try temporaryDirectory()
-    let holder = OutputLock.Holder(pid: 4242, host: "lab-7", started: "2025-01-02T03:04:05Z",
-                                   command: "dpkit run runner.yaml --output \(dir.path)")
+    let holder = OutputLock.Holder(
+        pid: 4242, host: "lab-7", started: "2025-01-02T03:04:05Z",
+        command: "dpkit run runner.yaml --output \(dir.path)")
     let lock = try OutputLock(directory: dir, holder: holder)
     do {
         _ = try runExperiment(dir, executor: FakeExecutor())
@@ -31,7 +33,9 @@ func secondRunnerOnALockedFolderIsRefused() throws {
     #expect(report.finished.count == 6)
 }
 
-@Test("two runners on one folder: the second is refused while the first runs; each run is written once (n = 2 for 2 seeds)")
+@Test(
+    "two runners on one folder: the second is refused while the first runs; each run is written once (n = 2 for 2 seeds)"
+)
 func twoRunnersOnOneFolderDoNotDuplicateRuns() throws {
     let dir = try temporaryDirectory()
     let first = FakeExecutor()
@@ -44,7 +48,8 @@ func twoRunnersOnOneFolderDoNotDuplicateRuns() throws {
     #expect((secondError as? OutputError)?.kind == .locked)
     let runs = try readTable(dir.appendingPathComponent("runs.csv"))
     #expect(runs.rows.count == 6 && Set(runs.rows.map { $0["run_id"] }).count == 6)
-    let table = try ResultsTable.aggregate(runsCSV: String(contentsOf: dir.appendingPathComponent("runs.csv"), encoding: .utf8))
+    let table = try ResultsTable.aggregate(
+        runsCSV: String(contentsOf: dir.appendingPathComponent("runs.csv"), encoding: .utf8))
     #expect(table.cells.filter { $0.kind == .private }.allSatisfy { $0.n == 2 })
 }
 
@@ -64,8 +69,10 @@ func aKilledHolderLeavesNoStaleLock() throws {
     let child = Process()
     child.executableURL = URL(fileURLWithPath: "/bin/sh")
     // `echo` runs after flock(1) has exited, so from then on the shell (then `sleep`) alone holds it.
-    child.arguments = ["-c", "exec 9>>\"$0\"; \(flockTool) -x 9; echo locked; exec sleep 60",
-                       dir.appendingPathComponent(OutputLock.fileName).path]
+    child.arguments = [
+        "-c", "exec 9>>\"$0\"; \(flockTool) -x 9; echo locked; exec sleep 60",
+        dir.appendingPathComponent(OutputLock.fileName).path,
+    ]
     let output = Pipe()
     child.standardOutput = output
     try child.run()
@@ -85,7 +92,9 @@ func aKilledHolderLeavesNoStaleLock() throws {
 /// `runnerYAML` with another learning rate: every run is a new run (another resolved config).
 let editedRunnerYAML = runnerYAML.replacingOccurrences(of: "learning_rate: 0.1", with: "learning_rate: 0.05")
 
-@Test("--resume after editing the config: old runs stay with their configs and ledgers, new runs beside them, tables never mix them")
+@Test(
+    "--resume after editing the config: old runs stay with their configs and ledgers, new runs beside them, tables never mix them"
+)
 func resumeAfterEditingTheConfigKeepsHistoryAndSplitsCells() throws {
     let dir = try temporaryDirectory()
     _ = try runExperiment(dir, executor: FakeExecutor())
@@ -101,13 +110,17 @@ func resumeAfterEditingTheConfigKeepsHistoryAndSplitsCells() throws {
     // The manifest keeps both configs and every ledger.
     let manifest = try ConfigValue(jsonData: Data(contentsOf: dir.appendingPathComponent("manifest.json")))
     guard case .list(let entries)? = manifest["runs"], case .list(let history)? = manifest["config_history"] else {
-        Issue.record("no runs or config_history"); return
+        Issue.record("no runs or config_history")
+        return
     }
     #expect(entries.count == 12 && history.count == 2)
     let old = entries.filter { $0["in_current_plan"] == .bool(false) }
     #expect(old.count == 6)
     #expect(old.allSatisfy { $0["config"]?.value(atPath: "optimizer.learning_rate") == .double(0.1) })
-    #expect(old.allSatisfy { $0["privacy_ledger"] != nil && $0["privacy_ledger"] != .null && $0["status"] == .string("finished") })
+    #expect(
+        old.allSatisfy {
+            $0["privacy_ledger"] != nil && $0["privacy_ledger"] != .null && $0["status"] == .string("finished")
+        })
     #expect(Set(old.compactMap { $0["experiment_hash"] }) == [history[0]["experiment_hash"]!])
     #expect(history[0]["config"]?.value(atPath: "optimizer.learning_rate") == .double(0.1))
     #expect(history[1]["config"]?.value(atPath: "optimizer.learning_rate") == .double(0.05))
@@ -116,7 +129,9 @@ func resumeAfterEditingTheConfigKeepsHistoryAndSplitsCells() throws {
     let (text, warnings) = try tableText(forDirectory: dir, format: .markdown)
     #expect(warnings.count == 1)
     #expect(warnings.first?.contains("optimizer.learning_rate differs: 0.1 vs 0.05") == true)
-    #expect(text.contains("| mlp [optimizer.learning_rate = 0.1] |") && text.contains("| mlp [optimizer.learning_rate = 0.05] |"))
+    #expect(
+        text.contains("| mlp [optimizer.learning_rate = 0.1] |")
+            && text.contains("| mlp [optimizer.learning_rate = 0.05] |"))
     #expect(!text.contains("n=4"))
 
     // A third invocation (the edited config again) keeps the history as it is.
@@ -162,7 +177,8 @@ func aRunIDIsNeverAppendedTwice() throws {
 
 @Test("a runs.csv written twice by two processes (before the lock) counts each run once, with a warning")
 func tableCountsARepeatedRunIDOnce() throws {
-    let repeated = knownRunsCSV + runsRow("a-s0", hash: "a", seed: 0, eps: "1", model: "mlp", accuracy: 0.80, spent: 0.99)
+    let repeated =
+        knownRunsCSV + runsRow("a-s0", hash: "a", seed: 0, eps: "1", model: "mlp", accuracy: 0.80, spent: 0.99)
         + runsRow("a-s1", hash: "a", seed: 1, eps: "1", model: "mlp", accuracy: 0.82, spent: 0.97)
     let table = try ResultsTable.aggregate(runsCSV: repeated)
     #expect(table.cell(row: "mlp", column: "1")?.n == 3)
@@ -196,7 +212,8 @@ func tableSplitsCellsThatWouldMixConfigs() throws {
     #expect(bare.cells.allSatisfy { $0.n == 1 })
 
     // Rows and columns that separate the configs need no split and give no warning.
-    let (_, none) = try tableText(forDirectory: dir, format: .markdown, rows: "model", columns: "privacy.noise_multiplier")
+    let (_, none) = try tableText(
+        forDirectory: dir, format: .markdown, rows: "model", columns: "privacy.noise_multiplier")
     #expect(none.isEmpty)
 }
 
@@ -208,14 +225,19 @@ func seedSubsetsAddUpInOneFolder() throws {
         config.runs = config.runs.filter { $0.seed == seed }
         for i in config.runs.indices { config.runs[i].index = i }
         config.seeds = [seed]
-        _ = try ExperimentRunner(config: config, outputDirectory: dir, executor: FakeExecutor(), resume: resume, log: { _ in }).run()
+        _ = try ExperimentRunner(
+            config: config, outputDirectory: dir, executor: FakeExecutor(), resume: resume, log: { _ in }
+        ).run()
     }
     let manifest = try ConfigValue(jsonData: Data(contentsOf: dir.appendingPathComponent("manifest.json")))
     #expect(manifest["config_history"]?.listValue?.count == 1)
     #expect(manifest["runs"]?.listValue?.count == 6)
-    #expect(manifest["runs"]?.listValue?.allSatisfy { $0["status"] == .string("finished") && $0["privacy_ledger"] != .null } == true)
+    #expect(
+        manifest["runs"]?.listValue?.allSatisfy { $0["status"] == .string("finished") && $0["privacy_ledger"] != .null }
+            == true)
     let (_, warnings) = try tableText(forDirectory: dir, format: .markdown)
     #expect(warnings.isEmpty)
-    let table = try ResultsTable.aggregate(runsCSV: String(contentsOf: dir.appendingPathComponent("runs.csv"), encoding: .utf8))
+    let table = try ResultsTable.aggregate(
+        runsCSV: String(contentsOf: dir.appendingPathComponent("runs.csv"), encoding: .utf8))
     #expect(table.cells.allSatisfy { $0.n == 2 })
 }

@@ -4,37 +4,38 @@ import DPTensor
 import DPTraining
 import Foundation
 import Testing
+
 @testable import DPExperiments
 
 // Mid-run resume: a run killed after some epochs continues from its last checkpoint and ends
 // exactly as an uninterrupted run (seeded mode): same epoch rows, same summary, same model bytes.
 
 private let resumeYAML = """
-name: resume
-dataset:
-  name: gaussian-mixture
-  train_size: 3000
-  test_size: 300
-  normalize: private-standardize
-  normalize_options: {noise_multiplier: 10, lower: -8, upper: 8}
-  options: {dimensions: 20, classes: 3, separation: 2.0}
-model:
-  name: mlp
-  options: {hidden_sizes: [64], activation: tanh}
-optimizer:
-  name: momentum
-  learning_rate: 0.2
-  momentum: 0.9
-privacy:
-  noise_multiplier: 1.0
-  delta: 1.0e-5
-  clipping_norm: 1.0
-  clipping: adaptive
-training:
-  expected_batch_size: 100
-  epochs: EPOCHS
-seeds: [3]
-"""
+    name: resume
+    dataset:
+      name: gaussian-mixture
+      train_size: 3000
+      test_size: 300
+      normalize: private-standardize
+      normalize_options: {noise_multiplier: 10, lower: -8, upper: 8}
+      options: {dimensions: 20, classes: 3, separation: 2.0}
+    model:
+      name: mlp
+      options: {hidden_sizes: [64], activation: tanh}
+    optimizer:
+      name: momentum
+      learning_rate: 0.2
+      momentum: 0.9
+    privacy:
+      noise_multiplier: 1.0
+      delta: 1.0e-5
+      clipping_norm: 1.0
+      clipping: adaptive
+    training:
+      expected_batch_size: 100
+      epochs: EPOCHS
+    seeds: [3]
+    """
 
 private func tempDir(_ tag: String) -> URL {
     FileManager.default.temporaryDirectory.appendingPathComponent("dpkit-\(tag)-\(UUID().uuidString)")
@@ -48,7 +49,8 @@ private func rowsWithoutTime(_ url: URL) throws -> [[String: String]] {
 
 @Test("an interrupted run continues from its checkpoint and equals the uninterrupted run (records, summary, model)")
 func interruptedRunContinuesFromItsCheckpoint() throws {
-    let config = try ExperimentConfig.parse(yaml: resumeYAML.replacingOccurrences(of: "EPOCHS", with: "4"), file: "resume.yaml")
+    let config = try ExperimentConfig.parse(
+        yaml: resumeYAML.replacingOccurrences(of: "EPOCHS", with: "4"), file: "resume.yaml")
     let run = try #require(config.runs.first)
     let dir = tempDir("ckpt")
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -60,11 +62,12 @@ func interruptedRunContinuesFromItsCheckpoint() throws {
     let fullSummary = try executor.execute(run, context: fullContext) { full.append($0) }
 
     struct Killed: Error {}
-    let context = RunContext(checkpoint: dir.appendingPathComponent("run.json"), model: dir.appendingPathComponent("resumed.safetensors"))
+    let context = RunContext(
+        checkpoint: dir.appendingPathComponent("run.json"), model: dir.appendingPathComponent("resumed.safetensors"))
     var first: [EpochRecord] = []
     #expect(throws: Killed.self) {
         _ = try executor.execute(run, context: context) { r in
-            if r.epoch == 3 { throw Killed() }  // after epoch 2's checkpoint, before epoch 3's
+            if r.epoch == 3 { throw Killed() } // after epoch 2's checkpoint, before epoch 3's
             first.append(r)
         }
     }
@@ -101,7 +104,8 @@ private func dpkitExecutable() -> URL? {
 
 private func dpkit(_ arguments: [String], log: URL? = nil) throws -> Process {
     let p = Process()
-    p.executableURL = try #require(dpkitExecutable(), "the dpkit executable is not beside the tests: run `swift build --build-tests` first")
+    p.executableURL = try #require(
+        dpkitExecutable(), "the dpkit executable is not beside the tests: run `swift build --build-tests` first")
     p.arguments = arguments
     var env = ProcessInfo.processInfo.environment
     env["DPKIT_NO_BLAS_REEXEC"] = "1"
@@ -125,7 +129,8 @@ func sigkilledRunResumesToTheSameResult() throws {
     try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: root) }
     let configURL = root.appendingPathComponent("resume.yaml")
-    try resumeYAML.replacingOccurrences(of: "EPOCHS", with: "30").write(to: configURL, atomically: true, encoding: .utf8)
+    try resumeYAML.replacingOccurrences(of: "EPOCHS", with: "30").write(
+        to: configURL, atomically: true, encoding: .utf8)
     let killed = root.appendingPathComponent("killed"), clean = root.appendingPathComponent("clean")
 
     let child = try dpkit(["run", configURL.path, "--output", killed.path])
@@ -141,7 +146,9 @@ func sigkilledRunResumesToTheSameResult() throws {
     kill(child.processIdentifier, SIGKILL)
     child.waitUntilExit()
     #expect(child.terminationReason == .uncaughtSignal)
-    let finishedBefore = try rowsWithoutTime(killed.appendingPathComponent("runs.csv")).filter { $0["status"] == "finished" }
+    let finishedBefore = try rowsWithoutTime(killed.appendingPathComponent("runs.csv")).filter {
+        $0["status"] == "finished"
+    }
     #expect(finishedBefore.isEmpty)
 
     let resumeLog = root.appendingPathComponent("resume.log")
@@ -153,18 +160,26 @@ func sigkilledRunResumesToTheSameResult() throws {
     let log = try String(contentsOf: resumeLog, encoding: .utf8)
     #expect(log.contains("continues from its checkpoint after epoch"), "the resumed run started over: \(log)")
 
-    #expect(try rowsWithoutTime(killed.appendingPathComponent("epochs.csv")) == rowsWithoutTime(clean.appendingPathComponent("epochs.csv")))
-    #expect(try rowsWithoutTime(killed.appendingPathComponent("runs.csv")) == rowsWithoutTime(clean.appendingPathComponent("runs.csv")))
+    #expect(
+        try rowsWithoutTime(killed.appendingPathComponent("epochs.csv"))
+            == rowsWithoutTime(clean.appendingPathComponent("epochs.csv")))
+    #expect(
+        try rowsWithoutTime(killed.appendingPathComponent("runs.csv"))
+            == rowsWithoutTime(clean.appendingPathComponent("runs.csv")))
     let models = try FileManager.default.contentsOfDirectory(atPath: clean.appendingPathComponent("models").path)
     #expect(models.count == 1)
     for m in models {
-        #expect(try Data(contentsOf: killed.appendingPathComponent("models/\(m)")) == Data(contentsOf: clean.appendingPathComponent("models/\(m)")))
+        #expect(
+            try Data(contentsOf: killed.appendingPathComponent("models/\(m)"))
+                == Data(contentsOf: clean.appendingPathComponent("models/\(m)")))
     }
     for m in try FileManager.default.contentsOfDirectory(atPath: clean.appendingPathComponent("metrics").path) {
-        #expect(try String(contentsOf: killed.appendingPathComponent("metrics/\(m)"), encoding: .utf8)
+        #expect(
+            try String(contentsOf: killed.appendingPathComponent("metrics/\(m)"), encoding: .utf8)
                 == String(contentsOf: clean.appendingPathComponent("metrics/\(m)"), encoding: .utf8),
-                "metrics.jsonl of the resumed run differs (lines after the checkpoint must be dropped)")
+            "metrics.jsonl of the resumed run differs (lines after the checkpoint must be dropped)")
     }
-    #expect(try FileManager.default.contentsOfDirectory(atPath: killed.appendingPathComponent("checkpoints").path).isEmpty,
-            "a finished run's checkpoint is removed")
+    #expect(
+        try FileManager.default.contentsOfDirectory(atPath: killed.appendingPathComponent("checkpoints").path).isEmpty,
+        "a finished run's checkpoint is removed")
 }

@@ -1,18 +1,20 @@
+import DPTraining
 import Foundation
 import Testing
+
 @testable import DPExperiments
-import DPTraining
 
-let sweepYAML = baseYAML.replacingOccurrences(of: "  noise_multiplier: 1.0\n", with: "") + """
-seeds: [0, 1]
-sweep:
-  privacy.target_epsilon: [1, 3, 8]
-  model.name: [mlp, logistic-regression]
-include:
-  - privacy.enabled: false
-  - {privacy.noise_multiplier: 0, privacy.target_epsilon: null}
+let sweepYAML =
+    baseYAML.replacingOccurrences(of: "  noise_multiplier: 1.0\n", with: "") + """
+        seeds: [0, 1]
+        sweep:
+          privacy.target_epsilon: [1, 3, 8]
+          model.name: [mlp, logistic-regression]
+        include:
+          - privacy.enabled: false
+          - {privacy.noise_multiplier: 0, privacy.target_epsilon: null}
 
-"""
+        """
 
 @Test func sweepExpandsTheCartesianProductTimesSeedsPlusIncludes() throws {
     // `hidden_sizes` is an mlp option: give the sweep a model without options.
@@ -21,7 +23,8 @@ include:
     let config = try parse(yaml)
     // 3 epsilons x 2 models x 2 seeds, then 2 include entries x 2 seeds.
     #expect(config.runs.count == 3 * 2 * 2 + 2 * 2)
-    #expect(config.varyingKeys == ["privacy.target_epsilon", "model.name", "privacy.enabled", "privacy.noise_multiplier"])
+    #expect(
+        config.varyingKeys == ["privacy.target_epsilon", "model.name", "privacy.enabled", "privacy.noise_multiplier"])
     // First axis outermost, seeds innermost.
     let first = config.runs.prefix(4).map { ($0.config.privacy.targetEpsilon, $0.config.model.name, $0.seed) }
     #expect(first.map(\.0) == [1, 1, 1, 1])
@@ -62,12 +65,13 @@ func seedsComeFromSeedsOrFromASeedSweep(_ extra: String, _ count: Int) throws {
 
 @Test func duplicateRunsRunOnceWithANote() throws {
     // Sweeping over privacy.enabled with two epsilons gives two identical non-private runs.
-    let yaml = baseYAML.replacingOccurrences(of: "  noise_multiplier: 1.0\n", with: "") + """
-    sweep:
-      privacy.enabled: [true, false]
-      privacy.target_epsilon: [1, 2]
+    let yaml =
+        baseYAML.replacingOccurrences(of: "  noise_multiplier: 1.0\n", with: "") + """
+            sweep:
+              privacy.enabled: [true, false]
+              privacy.target_epsilon: [1, 2]
 
-    """
+            """
     let config = try parse(yaml)
     #expect(config.runs.count == 3)
     #expect(config.warnings.contains { $0.contains("duplicates") })
@@ -82,19 +86,20 @@ func seedsComeFromSeedsOrFromASeedSweep(_ extra: String, _ count: Int) throws {
 
     // Same config with keys reordered, defaults written out and another seed.
     let reordered = """
-    name: another name
-    seeds: [7]
-    training: {epochs: 3, expected_batch_size: 100, eval_every: 1, max_physical_batch_size: 100}
-    privacy: {clipping_norm: 1.0, delta: 0.00001, noise_multiplier: 1, clipping: flat, sampling: poisson}
-    optimizer: {learning_rate: 0.1, name: sgd, momentum: 0, schedule: {name: constant}}
-    model: {options: {activation: tanh, hidden_sizes: [8]}, name: mlp}
-    dataset: {train_size: 1000, name: gaussian-mixture, normalize: none, options: {classes: 2}}
-    """
+        name: another name
+        seeds: [7]
+        training: {epochs: 3, expected_batch_size: 100, eval_every: 1, max_physical_batch_size: 100}
+        privacy: {clipping_norm: 1.0, delta: 0.00001, noise_multiplier: 1, clipping: flat, sampling: poisson}
+        optimizer: {learning_rate: 0.1, name: sgd, momentum: 0, schedule: {name: constant}}
+        model: {options: {activation: tanh, hidden_sizes: [8]}, name: mlp}
+        dataset: {train_size: 1000, name: gaussian-mixture, normalize: none, options: {classes: 2}}
+        """
     let b = try #require(try parse(reordered).runs.first)
     #expect(b.configHash == a.configHash)
     #expect(b.runID != a.runID)
 
-    let changed = try #require(try parse(baseYAML.replacingOccurrences(of: "learning_rate: 0.1", with: "learning_rate: 0.2")).runs.first)
+    let changed = try #require(
+        try parse(baseYAML.replacingOccurrences(of: "learning_rate: 0.1", with: "learning_rate: 0.2")).runs.first)
     #expect(changed.configHash != a.configHash)
 }
 
@@ -106,14 +111,18 @@ func seedsComeFromSeedsOrFromASeedSweep(_ extra: String, _ count: Int) throws {
 }
 
 @Test func canonicalJSONSortsKeysAndWritesShortestNumbers() {
-    let value = ConfigValue.map([("b", .double(0.1)), ("a", .list([.int(1), .double(2.0), .string("x\"y")])), ("c", .null)])
+    let value = ConfigValue.map([
+        ("b", .double(0.1)), ("a", .list([.int(1), .double(2.0), .string("x\"y")])), ("c", .null),
+    ])
     #expect(value.canonicalJSON == #"{"a":[1,2,"x\"y"],"b":0.1,"c":null}"#)
 }
 
 @Test func referenceDocsListEveryPluginAndParameter() throws {
     let docs = try String(contentsOf: repositoryRoot.appendingPathComponent("docs/experiments.md"), encoding: .utf8)
-    #expect(docs.contains(PluginRegistries.standard.referenceMarkdown()),
-            "regenerate it: DPKIT_WRITE_REFERENCE=/tmp/reference.md swift test --filter writePluginReference, then paste it under `## Plugin reference` in docs/experiments.md")
+    #expect(
+        docs.contains(PluginRegistries.standard.referenceMarkdown()),
+        "regenerate it: DPKIT_WRITE_REFERENCE=/tmp/reference.md swift test --filter writePluginReference, then paste it under `## Plugin reference` in docs/experiments.md"
+    )
 }
 
 /// Not a check: writes the plugin reference of docs/experiments.md when asked.
@@ -153,15 +162,24 @@ struct FakeAccountant: AccountingExecutor {
 }
 
 @Test func accountingRunnerWritesTheGrid() throws {
-    let config = try #require(try ExperimentConfig.load(
-        file: repositoryRoot.appendingPathComponent("experiments/accountants.yaml").path).accounting)
+    let config = try #require(
+        try ExperimentConfig.load(
+            file: repositoryRoot.appendingPathComponent("experiments/accountants.yaml").path
+        ).accounting)
     let dir = try temporaryDirectory()
     try runAccounting(config, outputDirectory: dir, executor: FakeAccountant(), log: { _ in })
-    let (header, rows) = CSV.table(try String(contentsOf: dir.appendingPathComponent("accounting.csv"), encoding: .utf8))
+    let (header, rows) = CSV.table(
+        try String(contentsOf: dir.appendingPathComponent("accounting.csv"), encoding: .utf8))
     #expect(header == accountingColumns)
     #expect(rows.count == config.points.count)
     let first = try #require(rows.first)
-    #expect(first["q"] == "0.004267" && first["noise_multiplier"] == "0.8" && first["steps"] == "100" && first["delta"] == "1e-05")
+    #expect(
+        first["q"] == "0.004267" && first["noise_multiplier"] == "0.8" && first["steps"] == "100"
+            && first["delta"] == "1e-05")
     #expect(Double(first["epsilon_pld_upper"]!)! == 0.004267 * 100 / 0.8)
-    #expect(try renderAccountingTable(accountingCSV: try String(contentsOf: dir.appendingPathComponent("accounting.csv"), encoding: .utf8), format: .latex).contains("\\toprule"))
+    #expect(
+        try renderAccountingTable(
+            accountingCSV: try String(contentsOf: dir.appendingPathComponent("accounting.csv"), encoding: .utf8),
+            format: .latex
+        ).contains("\\toprule"))
 }

@@ -1,32 +1,34 @@
 import Foundation
+
 @testable import DPExperiments
 
 /// The repository root (for the shipped configs).
-let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
 
 /// A minimal valid private config; tests edit it with `replacing`.
 let baseYAML = """
-name: test
-dataset:
-  name: gaussian-mixture
-  train_size: 1000
-model:
-  name: mlp
-  options:
-    hidden_sizes: [8]
-optimizer:
-  name: sgd
-  learning_rate: 0.1
-privacy:
-  noise_multiplier: 1.0
-  delta: 1.0e-5
-  clipping_norm: 1.0
-training:
-  expected_batch_size: 100
-  epochs: 3
-seeds: [0]
+    name: test
+    dataset:
+      name: gaussian-mixture
+      train_size: 1000
+    model:
+      name: mlp
+      options:
+        hidden_sizes: [8]
+    optimizer:
+      name: sgd
+      learning_rate: 0.1
+    privacy:
+      noise_multiplier: 1.0
+      delta: 1.0e-5
+      clipping_norm: 1.0
+    training:
+      expected_batch_size: 100
+      epochs: 3
+    seeds: [0]
 
-"""
+    """
 
 /// Parses `yaml` as `file`; the caller expects success.
 func parse(_ yaml: String, file: String = "test.yaml") throws -> ExperimentConfig {
@@ -48,7 +50,8 @@ func configError(_ yaml: String, file: String = "test.yaml") -> ConfigError? {
 /// A fresh empty directory under the system temporary directory.
 func temporaryDirectory(_ name: String = #function) throws -> URL {
     let safe = name.filter { $0.isLetter || $0.isNumber }
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("dpexperiments-\(safe)-\(UUID().uuidString)")
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent(
+        "dpexperiments-\(safe)-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
 }
@@ -89,17 +92,22 @@ final class FakeExecutor: RunExecutor {
         for epoch in 1...epochs {
             if failing.contains(run.runID) && epoch > failAfterEpochs { throw FakeFailure() }
             let eps = p.enabled ? (p.targetEpsilon ?? 2) * Double(epoch) / Double(epochs) : nil
-            try progress(EpochRecord(
-                epoch: epoch, step: epoch * 10, trainLoss: 1.0 / Double(epoch), trainAccuracy: Self.accuracy(run, epoch: epoch),
-                testLoss: 1.1 / Double(epoch), testAccuracy: Self.accuracy(run, epoch: epoch), epsilonRDP: eps,
-                delta: p.targetDelta, noiseMultiplier: p.noiseMultiplier, samplingProbability: p.enabled ? 0.1 : nil,
-                clippingNorm: p.clippingNorm, clippedFraction: p.enabled ? 0.5 : nil, wallSeconds: Double(epoch)))
+            try progress(
+                EpochRecord(
+                    epoch: epoch, step: epoch * 10, trainLoss: 1.0 / Double(epoch),
+                    trainAccuracy: Self.accuracy(run, epoch: epoch),
+                    testLoss: 1.1 / Double(epoch), testAccuracy: Self.accuracy(run, epoch: epoch), epsilonRDP: eps,
+                    delta: p.targetDelta, noiseMultiplier: p.noiseMultiplier,
+                    samplingProbability: p.enabled ? 0.1 : nil,
+                    clippingNorm: p.clippingNorm, clippedFraction: p.enabled ? 0.5 : nil, wallSeconds: Double(epoch)))
         }
         return RunSummary(
-            epochs: epochs, steps: epochs * 10, trainLoss: 1.0 / Double(epochs), trainAccuracy: Self.accuracy(run, epoch: epochs),
+            epochs: epochs, steps: epochs * 10, trainLoss: 1.0 / Double(epochs),
+            trainAccuracy: Self.accuracy(run, epoch: epochs),
             testLoss: 1.1 / Double(epochs), testAccuracy: Self.accuracy(run, epoch: epochs),
             epsilonRDP: p.enabled ? (p.targetEpsilon ?? 2) : nil, delta: p.targetDelta,
-            noiseMultiplier: p.noiseMultiplier, samplingProbability: p.enabled ? 0.1 : nil, clippingNorm: p.clippingNorm,
+            noiseMultiplier: p.noiseMultiplier, samplingProbability: p.enabled ? 0.1 : nil,
+            clippingNorm: p.clippingNorm,
             privacyLedger: .map([("events", .list([.string("gaussian")])), ("steps", .int(epochs * 10))]))
     }
 }
@@ -107,7 +115,10 @@ final class FakeExecutor: RunExecutor {
 /// A deterministic clock advancing one second per reading.
 final class FakeClock {
     var now = 0.0
-    func read() -> Double { now += 1; return now }
+    func read() -> Double {
+        now += 1
+        return now
+    }
 }
 
 struct FakeFailure: Error, CustomStringConvertible {

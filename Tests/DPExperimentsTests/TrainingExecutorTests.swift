@@ -2,46 +2,50 @@ import DPAccounting
 import DPTraining
 import Foundation
 import Testing
+
 @testable import DPExperiments
 
 // The real executor end to end on a tiny generated task: calibration, the budget, the ledger
 // in the manifest, and the accountants' figures in the CSVs.
 
 private let tinyYAML = """
-name: tiny
-dataset:
-  name: gaussian-mixture
-  train_size: 300
-  test_size: 100
-  options: {dimensions: 5, classes: 3, separation: 3.0}
-model:
-  name: mlp
-  options: {hidden_sizes: [8], activation: tanh}
-optimizer:
-  name: momentum
-  learning_rate: 0.5
-privacy:
-  target_epsilon: 2
-  delta: 1.0e-4
-  clipping_norm: 1.0
-  accountant: both
-training:
-  expected_batch_size: 50
-  epochs: 3
-seeds: [1]
-include:
-  - privacy.enabled: false
-"""
+    name: tiny
+    dataset:
+      name: gaussian-mixture
+      train_size: 300
+      test_size: 100
+      options: {dimensions: 5, classes: 3, separation: 3.0}
+    model:
+      name: mlp
+      options: {hidden_sizes: [8], activation: tanh}
+    optimizer:
+      name: momentum
+      learning_rate: 0.5
+    privacy:
+      target_epsilon: 2
+      delta: 1.0e-4
+      clipping_norm: 1.0
+      accountant: both
+    training:
+      expected_batch_size: 50
+      epochs: 3
+    seeds: [1]
+    include:
+      - privacy.enabled: false
+    """
 
 @Test func realExecutorTrainsCalibratesAndAccounts() throws {
     let config = try ExperimentConfig.parse(yaml: tinyYAML, file: "tiny.yaml")
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dpkit-exec-\(UUID().uuidString)")
     defer { try? FileManager.default.removeItem(at: dir) }
-    let report = try ExperimentRunner(config: config, outputDirectory: dir, executor: TrainingExecutor(), log: { _ in }).run()
+    let report = try ExperimentRunner(config: config, outputDirectory: dir, executor: TrainingExecutor(), log: { _ in })
+        .run()
     #expect(report.finished.count == 2 && report.failed.isEmpty, "\(report)")
 
     let runs = try String(contentsOf: dir.appendingPathComponent("runs.csv"), encoding: .utf8)
-    let lines = runs.split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+    let lines = runs.split(separator: "\n").map {
+        $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+    }
     let header = lines[0]
     let col = { (name: String) in header.firstIndex(of: name)! }
     let privateRow = try #require(lines.dropFirst().first { !$0[col("epsilon_rdp")].isEmpty })
@@ -52,7 +56,9 @@ include:
     #expect(rdp <= 2 && rdp >= 1.98)
     #expect(lower <= upper && upper <= rdp)
     // The same figure again from the ledger in the manifest, re-accounted.
-    let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("manifest.json"))) as! [String: Any]
+    let manifest =
+        try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("manifest.json")))
+        as! [String: Any]
     let text = String(decoding: try JSONSerialization.data(withJSONObject: manifest), as: UTF8.self)
     #expect(text.contains("poissonSampled"))
     let accuracy = try #require(Double(privateRow[col("test_accuracy")]))
@@ -69,21 +75,31 @@ include:
     #expect(try #require(r.epsilonPLDUpper) <= (try #require(r.epsilonRDP)))
 }
 
-@Test("private-standardize: its Gaussian event comes first in the ledger, calibration pays for it, runs.csv and the manifest name relation, unit and randomness")
+@Test(
+    "private-standardize: its Gaussian event comes first in the ledger, calibration pays for it, runs.csv and the manifest name relation, unit and randomness"
+)
 func privateStatisticsAreAccountedInTheRun() throws {
     let yaml = tinyYAML.replacingOccurrences(
         of: "  name: gaussian-mixture\n",
-        with: "  name: gaussian-mixture\n  normalize: private-standardize\n  normalize_options: {noise_multiplier: 3, lower: -6, upper: 6}\n")
-        .replacingOccurrences(of: "include:\n  - privacy.enabled: false", with: "")
+        with:
+            "  name: gaussian-mixture\n  normalize: private-standardize\n  normalize_options: {noise_multiplier: 3, lower: -6, upper: 6}\n"
+    )
+    .replacingOccurrences(of: "include:\n  - privacy.enabled: false", with: "")
     let config = try ExperimentConfig.parse(yaml: yaml, file: "tiny.yaml")
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dpkit-stats-\(UUID().uuidString)")
     defer { try? FileManager.default.removeItem(at: dir) }
     var lines: [String] = []
-    let report = try ExperimentRunner(config: config, outputDirectory: dir, executor: TrainingExecutor(), log: { lines.append($0) }).run()
+    let report = try ExperimentRunner(
+        config: config, outputDirectory: dir, executor: TrainingExecutor(), log: { lines.append($0) }
+    ).run()
     #expect(report.finished.count == 1)
     let manifest = try ConfigValue(jsonData: Data(contentsOf: dir.appendingPathComponent("manifest.json")))
-    guard case .list(let runs)? = manifest["runs"], let run = runs.first else { Issue.record("no runs"); return }
-    let ledger = try JSONDecoder().decode(PrivacyLedger.self, from: try #require(run["privacy_ledger"]).jsonText().data(using: .utf8)!)
+    guard case .list(let runs)? = manifest["runs"], let run = runs.first else {
+        Issue.record("no runs")
+        return
+    }
+    let ledger = try JSONDecoder().decode(
+        PrivacyLedger.self, from: try #require(run["privacy_ledger"]).jsonText().data(using: .utf8)!)
     #expect(ledger.entries.first?.event == .gaussian(noiseMultiplier: 3) && ledger.entries.first?.count == 1)
     #expect(ledger.entries.count == 2, "statistics, then the steps")
     // Calibrated to epsilon 2 with the statistics included: the whole ledger is within budget.
@@ -92,12 +108,17 @@ func privateStatisticsAreAccountedInTheRun() throws {
     #expect(run["privacy"]?["neighboring_relation"] == .string("add-remove"))
     #expect(run["privacy"]?["privacy_unit"] == .string("example"))
     #expect(run["privacy"]?["randomness"] == .string("seeded"))
-    #expect(run["privacy"]?["randomness_statement"]?.stringValue?.contains("publishing the manifest publishes the noise") == true)
+    #expect(
+        run["privacy"]?["randomness_statement"]?.stringValue?.contains("publishing the manifest publishes the noise")
+            == true)
     #expect(lines.contains { $0.contains("(add-remove, per example, seeded)") })
-    #expect(lines.contains { $0.contains("input statistics (private-standardize) cost gaussian(noiseMultiplier: 3.0)") }, "\(lines)")
+    #expect(
+        lines.contains { $0.contains("input statistics (private-standardize) cost gaussian(noiseMultiplier: 3.0)") },
+        "\(lines)")
     let csv = try String(contentsOf: dir.appendingPathComponent("runs.csv"), encoding: .utf8)
     let (_, rows) = CSV.table(csv)
-    #expect(rows.first?["neighboring_relation"] == "add-remove" && rows.first?["privacy_unit"] == "example"
+    #expect(
+        rows.first?["neighboring_relation"] == "add-remove" && rows.first?["privacy_unit"] == "example"
             && rows.first?["randomness"] == "seeded")
 }
 
@@ -131,7 +152,9 @@ func metricsLogHasEveryStep() throws {
     for row in rows {
         let id = try #require(row["run_id"])
         let text = try String(contentsOf: dir.appendingPathComponent("metrics/\(id).jsonl"), encoding: .utf8)
-        let lines = text.split(separator: "\n").map { try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        let lines = text.split(separator: "\n").map {
+            try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+        }
         #expect(lines.count == Int(row["steps"] ?? ""), "one line per step")
         #expect(lines.map { $0["step"] as! Int } == Array(1...lines.count))
         if let eps = Double(row["epsilon_rdp"] ?? "") {
@@ -146,8 +169,10 @@ func metricsLogHasEveryStep() throws {
 
 @Test("secure mode: the manifest and runs.csv say so, and metrics.jsonl records nothing about the sampling")
 func secureRunRecordsNoSampling() throws {
-    let yaml = tinyYAML.replacingOccurrences(of: "  accountant: both\n", with: "  accountant: both\n  secure_rng: true\n")
-        .replacingOccurrences(of: "include:\n  - privacy.enabled: false", with: "")
+    let yaml = tinyYAML.replacingOccurrences(
+        of: "  accountant: both\n", with: "  accountant: both\n  secure_rng: true\n"
+    )
+    .replacingOccurrences(of: "include:\n  - privacy.enabled: false", with: "")
     let config = try ExperimentConfig.parse(yaml: yaml, file: "tiny.yaml")
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dpkit-secure-\(UUID().uuidString)")
     defer { try? FileManager.default.removeItem(at: dir) }

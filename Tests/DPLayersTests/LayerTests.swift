@@ -1,6 +1,7 @@
-@_spi(Testing) @testable import DPLayers
 import DPTensor
 import Testing
+
+@_spi(Testing) @testable import DPLayers
 
 // MARK: - Cases
 
@@ -13,10 +14,13 @@ func linear(_ i: Int, _ o: Int, bias: Bool = true, rule: PerSampleNormRule? = ni
     return l
 }
 
-func conv(_ cin: Int, _ cout: Int, kernel: Int, stride: Int, padding: Int, bias: Bool = true,
-          rule: PerSampleNormRule? = nil) -> Conv2d {
+func conv(
+    _ cin: Int, _ cout: Int, kernel: Int, stride: Int, padding: Int, bias: Bool = true,
+    rule: PerSampleNormRule? = nil
+) -> Conv2d {
     var rng = makeRNG()
-    let c = Conv2d(inChannels: cin, outChannels: cout, kernel: kernel, stride: stride, padding: padding, bias: bias, rng: &rng)
+    let c = Conv2d(
+        inChannels: cin, outChannels: cout, kernel: kernel, stride: stride, padding: padding, bias: bias, rng: &rng)
     c.normRuleOverride = rule
     return c
 }
@@ -28,15 +32,22 @@ let parameterCases: [LayerCase] = [
     LayerCase(name: "Linear 5->3 materialise", inputShape: [3, 5], make: { linear(5, 3, rule: .materialize) }),
     LayerCase(name: "Linear sequence auto", inputShape: [3, 4, 5], make: { linear(5, 3) }),
     LayerCase(name: "Linear sequence ghost", inputShape: [3, 4, 5], make: { linear(5, 3, rule: .ghost) }),
-    LayerCase(name: "Linear sequence materialise", inputShape: [3, 2, 2, 5], make: { linear(5, 3, rule: .materialize) }),
-    LayerCase(name: "Conv2d k3 s2 p1 ghost", inputShape: [3, 2, 5, 5], make: { conv(2, 3, kernel: 3, stride: 2, padding: 1, rule: .ghost) }),
-    LayerCase(name: "Conv2d k3 s2 p1 materialise", inputShape: [3, 2, 5, 5],
-              make: { conv(2, 3, kernel: 3, stride: 2, padding: 1, rule: .materialize) }),
-    LayerCase(name: "Conv2d k2 s1 p2 ghost no bias", inputShape: [2, 1, 3, 4],
-              make: { conv(1, 2, kernel: 2, stride: 1, padding: 2, bias: false, rule: .ghost) }),
-    LayerCase(name: "Conv2d k2 s1 p2 materialise no bias", inputShape: [2, 1, 3, 4],
-              make: { conv(1, 2, kernel: 2, stride: 1, padding: 2, bias: false, rule: .materialize) }),
-    LayerCase(name: "Conv2d k3 s1 p0 auto", inputShape: [2, 2, 4, 4], make: { conv(2, 2, kernel: 3, stride: 1, padding: 0) }),
+    LayerCase(
+        name: "Linear sequence materialise", inputShape: [3, 2, 2, 5], make: { linear(5, 3, rule: .materialize) }),
+    LayerCase(
+        name: "Conv2d k3 s2 p1 ghost", inputShape: [3, 2, 5, 5],
+        make: { conv(2, 3, kernel: 3, stride: 2, padding: 1, rule: .ghost) }),
+    LayerCase(
+        name: "Conv2d k3 s2 p1 materialise", inputShape: [3, 2, 5, 5],
+        make: { conv(2, 3, kernel: 3, stride: 2, padding: 1, rule: .materialize) }),
+    LayerCase(
+        name: "Conv2d k2 s1 p2 ghost no bias", inputShape: [2, 1, 3, 4],
+        make: { conv(1, 2, kernel: 2, stride: 1, padding: 2, bias: false, rule: .ghost) }),
+    LayerCase(
+        name: "Conv2d k2 s1 p2 materialise no bias", inputShape: [2, 1, 3, 4],
+        make: { conv(1, 2, kernel: 2, stride: 1, padding: 2, bias: false, rule: .materialize) }),
+    LayerCase(
+        name: "Conv2d k3 s1 p0 auto", inputShape: [2, 2, 4, 4], make: { conv(2, 2, kernel: 3, stride: 1, padding: 0) }),
     LayerCase(name: "GroupNorm 2x4", inputShape: [3, 4, 2, 2], make: { GroupNorm(groups: 2, channels: 4) }),
     LayerCase(name: "GroupNorm 1x3 on vectors", inputShape: [2, 3, 3], make: { GroupNorm(groups: 1, channels: 3) }),
     LayerCase(name: "LayerNorm [5]", inputShape: [3, 5], make: { LayerNorm(shape: [5]) }),
@@ -48,9 +59,13 @@ let parameterCases: [LayerCase] = [
 let parameterFreeCases: [LayerCase] = [
     LayerCase(name: "ReLU", inputShape: [3, 2, 4], make: { ReLU() }, separatedInput: true),
     LayerCase(name: "Tanh", inputShape: [3, 5], make: { Tanh() }),
-    LayerCase(name: "TemperedSigmoid", inputShape: [3, 5], make: { TemperedSigmoid(scale: 1.5, temperature: 0.7, offset: 0.2) }),
+    LayerCase(
+        name: "TemperedSigmoid", inputShape: [3, 5],
+        make: { TemperedSigmoid(scale: 1.5, temperature: 0.7, offset: 0.2) }),
     LayerCase(name: "Flatten", inputShape: [2, 2, 3, 2], make: { Flatten() }),
-    LayerCase(name: "MaxPool2d 2/1", inputShape: [2, 2, 4, 4], make: { MaxPool2d(kernel: 2, stride: 1) }, separatedInput: true),
+    LayerCase(
+        name: "MaxPool2d 2/1", inputShape: [2, 2, 4, 4], make: { MaxPool2d(kernel: 2, stride: 1) }, separatedInput: true
+    ),
     LayerCase(name: "MaxPool2d 2/2", inputShape: [2, 1, 5, 5], make: { MaxPool2d(kernel: 2) }, separatedInput: true),
     LayerCase(name: "AvgPool2d 3/2", inputShape: [2, 2, 5, 5], make: { AvgPool2d(kernel: 3, stride: 2) }),
     LayerCase(name: "Dropout", inputShape: [3, 6], make: { Dropout(rate: 0.5) }),
@@ -64,7 +79,8 @@ func perSampleGradientsMatchReferences(_ c: LayerCase) {
     let x = c.input()
     var context = ForwardContext(training: false)
     let y = layer.forward(x, context: &context)
-    #expect(y.shape == Shape([x.shape[0]] + layer.outputShape(forExampleShape: Shape(Array(x.shape.dropFirst()))).array))
+    #expect(
+        y.shape == Shape([x.shape[0]] + layer.outputShape(forExampleShape: Shape(Array(x.shape.dropFirst()))).array))
     checkPerSampleContract(layer, input: x, outputGradient: randomTensor(y.shape, seed: 2))
 }
 

@@ -1,6 +1,7 @@
-@testable import DPLayers
 import DPTensor
 import Testing
+
+@testable import DPLayers
 
 @Test func softmaxCrossEntropyLossesAndGradient() {
     let logits = Tensor<Float>([1, 2, 3, -1, 0, 1000], shape: [2, 3])

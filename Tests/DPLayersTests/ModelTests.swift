@@ -1,12 +1,13 @@
-@_spi(Testing) @testable import DPLayers
 import DPSchema
 import DPTensor
 import Foundation
 import Testing
 
+@_spi(Testing) @testable import DPLayers
+
 struct ModelCase: CustomStringConvertible, Sendable {
     let name: String
-    let inputShape: Shape  // one example
+    let inputShape: Shape // one example
     let classes: Int
     var parameters: [String: ConfigValue] = [:]
     var description: String { name }
@@ -16,7 +17,8 @@ struct ModelCase: CustomStringConvertible, Sendable {
 /// Every model in the registry, at small shapes (the tanh CNNs need 28x28 for 512 features).
 let modelCases: [ModelCase] = [
     ModelCase(name: "logistic-regression", inputShape: [1, 4, 4], classes: 3),
-    ModelCase(name: "mlp", inputShape: [1, 3, 3], classes: 4, parameters: ["hidden_sizes": .list([.int(6), .int(5)])]),
+    ModelCase(
+        name: "mlp", inputShape: [1, 3, 3], classes: 4, parameters: ["hidden_sizes": .list([.int(6), .int(5)])]),
     ModelCase(name: "cnn-tanh", inputShape: [1, 28, 28], classes: 10),
     ModelCase(name: "cnn-tanh-tramer", inputShape: [1, 28, 28], classes: 10),
 ]
@@ -52,7 +54,8 @@ func modelPassesAnEmptyBatch(_ c: ModelCase) throws {
 
 @Test func tanhCNNsHave512FeaturesAndTheCostModelChoice() throws {
     for name in ["cnn-tanh", "cnn-tanh-tramer"] {
-        let model = try ModelBuilder.build(model: name, input: ModelInput(exampleShape: [1, 28, 28], classes: 10), seed: 1)
+        let model = try ModelBuilder.build(
+            model: name, input: ModelInput(exampleShape: [1, 28, 28], classes: 10), seed: 1)
         let linears = model.layers.compactMap { $0 as? Linear }
         #expect(linears.map(\.inputCount) == [512, 32], "\(name)")
         let convs = model.layers.compactMap { $0 as? Conv2d }
@@ -88,15 +91,25 @@ func modelPassesAnEmptyBatch(_ c: ModelCase) throws {
 }
 
 @Test func builderRejectsShapesThatDoNotFit() {
-    #expect(throws: ModelBuilderError.self) { try ModelBuilder.build(specs: [.linear(outputs: 3)], inputShape: [1, 4, 4], seed: 0) }
-    #expect(throws: ModelBuilderError.self) { try ModelBuilder.build(specs: [.conv2d(outChannels: 2, kernel: 5)], inputShape: [1, 4, 4], seed: 0) }
-    #expect(throws: ModelBuilderError.self) { try ModelBuilder.build(specs: [.groupNorm(groups: 3)], inputShape: [4, 2, 2], seed: 0) }
-    #expect(throws: ModelBuilderError.self) { try ModelBuilder.build(specs: [.dropout(rate: 1)], inputShape: [4], seed: 0) }
+    #expect(throws: ModelBuilderError.self) {
+        try ModelBuilder.build(specs: [.linear(outputs: 3)], inputShape: [1, 4, 4], seed: 0)
+    }
+    #expect(throws: ModelBuilderError.self) {
+        try ModelBuilder.build(specs: [.conv2d(outChannels: 2, kernel: 5)], inputShape: [1, 4, 4], seed: 0)
+    }
+    #expect(throws: ModelBuilderError.self) {
+        try ModelBuilder.build(specs: [.groupNorm(groups: 3)], inputShape: [4, 2, 2], seed: 0)
+    }
+    #expect(throws: ModelBuilderError.self) {
+        try ModelBuilder.build(specs: [.dropout(rate: 1)], inputShape: [4], seed: 0)
+    }
 }
 
 @Test func builderIsSeededAndInfersSizes() throws {
-    let specs: [LayerSpec] = [.conv2d(outChannels: 4, kernel: 3, padding: 1), .groupNorm(groups: 2), .temperedSigmoid(),
-                              .avgPool2d(kernel: 2), .flatten, .dropout(rate: 0.1), .layerNorm(), .linear(outputs: 3)]
+    let specs: [LayerSpec] = [
+        .conv2d(outChannels: 4, kernel: 3, padding: 1), .groupNorm(groups: 2), .temperedSigmoid(),
+        .avgPool2d(kernel: 2), .flatten, .dropout(rate: 0.1), .layerNorm(), .linear(outputs: 3),
+    ]
     let a = try ModelBuilder.build(specs: specs, inputShape: [2, 6, 6], seed: 9)
     let b = try ModelBuilder.build(specs: specs, inputShape: [2, 6, 6], seed: 9)
     let c = try ModelBuilder.build(specs: specs, inputShape: [2, 6, 6], seed: 10)
@@ -110,24 +123,33 @@ func modelPassesAnEmptyBatch(_ c: ModelCase) throws {
 }
 
 @Test func layerSpecCodableRoundTripAndDefaults() throws {
-    let specs: [LayerSpec] = [.linear(outputs: 3, bias: false), .conv2d(outChannels: 2, kernel: 3, stride: 2, padding: 1),
-                              .maxPool2d(kernel: 2, stride: 1), .avgPool2d(kernel: 2), .flatten, .relu, .tanh,
-                              .temperedSigmoid(scale: 1, temperature: 3, offset: 0), .groupNorm(groups: 2),
-                              .layerNorm(trailingAxes: 2), .dropout(rate: 0.25), .batchNorm]
+    let specs: [LayerSpec] = [
+        .linear(outputs: 3, bias: false), .conv2d(outChannels: 2, kernel: 3, stride: 2, padding: 1),
+        .maxPool2d(kernel: 2, stride: 1), .avgPool2d(kernel: 2), .flatten, .relu, .tanh,
+        .temperedSigmoid(scale: 1, temperature: 3, offset: 0), .groupNorm(groups: 2),
+        .layerNorm(trailingAxes: 2), .dropout(rate: 0.25), .batchNorm,
+    ]
     let data = try JSONEncoder().encode(specs)
     #expect(try JSONDecoder().decode([LayerSpec].self, from: data) == specs)
-    let json = #"[{"type": "conv2d", "outChannels": 16, "kernel": 8, "stride": 2}, {"type": "linear", "outputs": 10}, {"type": "maxPool2d", "kernel": 2}]"#
+    let json =
+        #"[{"type": "conv2d", "outChannels": 16, "kernel": 8, "stride": 2}, {"type": "linear", "outputs": 10}, {"type": "maxPool2d", "kernel": 2}]"#
     let decoded = try JSONDecoder().decode([LayerSpec].self, from: Data(json.utf8))
-    #expect(decoded == [.conv2d(outChannels: 16, kernel: 8, stride: 2, padding: 0, bias: true), .linear(outputs: 10, bias: true),
-                        .maxPool2d(kernel: 2, stride: nil)])
-    #expect(throws: DecodingError.self) { try JSONDecoder().decode([LayerSpec].self, from: Data(#"[{"type": "batchnorm2d"}]"#.utf8)) }
+    #expect(
+        decoded == [
+            .conv2d(outChannels: 16, kernel: 8, stride: 2, padding: 0, bias: true), .linear(outputs: 10, bias: true),
+            .maxPool2d(kernel: 2, stride: nil),
+        ])
+    #expect(throws: DecodingError.self) {
+        try JSONDecoder().decode([LayerSpec].self, from: Data(#"[{"type": "batchnorm2d"}]"#.utf8))
+    }
 }
 
 // MARK: - Sequential
 
 @Test func sequentialPerLayerNormsAndWeights() throws {
-    let model = try ModelBuilder.build(model: "mlp", input: ModelInput(exampleShape: [5], classes: 3),
-                                       parameters: ["hidden_sizes": .list([.int(4)])], seed: 2)
+    let model = try ModelBuilder.build(
+        model: "mlp", input: ModelInput(exampleShape: [5], classes: 3),
+        parameters: ["hidden_sizes": .list([.int(4)])], seed: 2)
     let x = randomTensor([4, 5], seed: 1)
     let (_, dy) = SoftmaxCrossEntropy()(logits: model(x), labels: [0, 1, 2, 0])
     _ = model.backward(dy)
@@ -135,7 +157,7 @@ func modelPassesAnEmptyBatch(_ c: ModelCase) throws {
     let perLayer = model.perLayerSquaredNorms()
     expectClose(perLayer[0] + perLayer[1], model.perSampleGradientSquaredNorms(), "per-layer norms sum to the total")
 
-    let perSample = model.perSampleGradients()  // [W1, b1, W2, b2]
+    let perSample = model.perSampleGradients() // [W1, b1, W2, b2]
     let w1 = randomTensor([4], seed: 3, in: 0...1), w2 = randomTensor([4], seed: 4, in: 0...1)
     model.zeroGradients()
     model.accumulateGradients(perLayerWeights: [w1, w2])
@@ -153,7 +175,7 @@ func modelPassesAnEmptyBatch(_ c: ModelCase) throws {
 @Test func sequentialPredictAndAccuracy() {
     var rng = PhiloxRandom(seed: 1)
     let layer = Linear(inputs: 2, outputs: 2, bias: false, rng: &rng)
-    layer.weight.value = Tensor([1, 0, 0, 1], shape: [2, 2])  // logits = inputs
+    layer.weight.value = Tensor([1, 0, 0, 1], shape: [2, 2]) // logits = inputs
     let model = Sequential(layer)
     let x = Tensor<Float>([3, 1, 0, 2, 5, 4], shape: [3, 2])
     #expect(model.predict(x, batchSize: 2) == [0, 1, 0])
@@ -161,15 +183,18 @@ func modelPassesAnEmptyBatch(_ c: ModelCase) throws {
 }
 
 @Test func mlpMatchesFiniteDifferences() throws {
-    let model = try ModelBuilder.build(specs: [.linear(outputs: 3), .tanh, .linear(outputs: 2)], inputShape: [3], seed: 5)
+    let model = try ModelBuilder.build(
+        specs: [.linear(outputs: 3), .tanh, .linear(outputs: 2)], inputShape: [3], seed: 5)
     checkFiniteDifferences(model, input: randomTensor([2, 3], seed: 8))
 }
 
 // MARK: - Shape inference
 
 @Test func shapeInferenceMatchesTheBuiltLayersAndAllocatesNothing() throws {
-    let specs: [LayerSpec] = [.conv2d(outChannels: 4, kernel: 3, stride: 2, padding: 1), .groupNorm(groups: 2), .tanh,
-                              .maxPool2d(kernel: 2, stride: 1), .avgPool2d(kernel: 2), .flatten, .linear(outputs: 5)]
+    let specs: [LayerSpec] = [
+        .conv2d(outChannels: 4, kernel: 3, stride: 2, padding: 1), .groupNorm(groups: 2), .tanh,
+        .maxPool2d(kernel: 2, stride: 1), .avgPool2d(kernel: 2), .flatten, .linear(outputs: 5),
+    ]
     let inferred = try ModelBuilder.inferShapes(specs: specs, inputShape: [2, 9, 9])
     #expect(inferred.map(\.outputShape) == [[4, 5, 5], [4, 5, 5], [4, 5, 5], [4, 4, 4], [4, 2, 2], [16], [5]])
     #expect(inferred[0].exampleScalars == 2 * 3 * 3 * 25, "the im2col columns outgrow the output")
@@ -188,34 +213,54 @@ struct ShapeErrorCase: CustomStringConvertible, Sendable {
 }
 
 let shapeErrorCases: [ShapeErrorCase] = [
-    ShapeErrorCase(name: "kernel larger than the input", specs: [.conv2d(outChannels: 2, kernel: 5), .flatten],
-                   input: [1, 4, 4], index: 0, fragment: "the 5x5 window is larger than the 4x4 input"),
-    ShapeErrorCase(name: "kernel larger than the padded input", specs: [.conv2d(outChannels: 2, kernel: 7, padding: 1)],
-                   input: [1, 4, 4], index: 0, fragment: "larger than the padded 6x6 input"),
-    ShapeErrorCase(name: "pooling after the map has shrunk", specs: [.conv2d(outChannels: 2, kernel: 3, stride: 3), .maxPool2d(kernel: 3)],
-                   input: [1, 6, 6], index: 1, fragment: "cannot take examples of shape [2, 2, 2]"),
-    ShapeErrorCase(name: "convolution on vectors", specs: [.conv2d(outChannels: 2, kernel: 1)], input: [8], index: 0,
-                   fragment: "needs images [C, H, W]"),
-    ShapeErrorCase(name: "dense on images", specs: [.linear(outputs: 3)], input: [1, 4, 4], index: 0, fragment: "add a flatten before it"),
-    ShapeErrorCase(name: "zero outputs", specs: [.linear(outputs: 0)], input: [4], index: 0, fragment: "outputs must be positive"),
-    ShapeErrorCase(name: "negative stride", specs: [.avgPool2d(kernel: 2, stride: -1)], input: [1, 4, 4], index: 0,
-                   fragment: "kernel and stride must be positive"),
-    ShapeErrorCase(name: "zero-sized input", specs: [.linear(outputs: 3)], input: [0], index: 0, fragment: "every size of an example must be positive"),
-    ShapeErrorCase(name: "groups that do not divide", specs: [.groupNorm(groups: 3)], input: [4, 2, 2], index: 0, fragment: "4 channels do not split into 3"),
-    ShapeErrorCase(name: "layer norm over too many axes", specs: [.layerNorm(trailingAxes: 2)], input: [4], index: 0,
-                   fragment: "last 2 axes of a rank-1 example"),
-    ShapeErrorCase(name: "dropout rate rounding to 1 in Float", specs: [.dropout(rate: Float(0.9999999999))], input: [4], index: 0,
-                   fragment: "must be in [0, 1)"),
-    ShapeErrorCase(name: "weights beyond the limit", specs: [.flatten, .linear(outputs: 1 << 20)], input: [1, 28, 28], index: 1,
-                   fragment: "weight matrix would hold 822083584 scalars; the limit is 268435456"),
-    ShapeErrorCase(name: "sizes whose product overflows Int", specs: [.conv2d(outChannels: 1 << 40, kernel: 1 << 20, padding: 1 << 40)],
-                   input: [1, 4, 4], index: 0, fragment: "more scalars than a 64-bit integer counts"),
+    ShapeErrorCase(
+        name: "kernel larger than the input", specs: [.conv2d(outChannels: 2, kernel: 5), .flatten],
+        input: [1, 4, 4], index: 0, fragment: "the 5x5 window is larger than the 4x4 input"),
+    ShapeErrorCase(
+        name: "kernel larger than the padded input", specs: [.conv2d(outChannels: 2, kernel: 7, padding: 1)],
+        input: [1, 4, 4], index: 0, fragment: "larger than the padded 6x6 input"),
+    ShapeErrorCase(
+        name: "pooling after the map has shrunk",
+        specs: [.conv2d(outChannels: 2, kernel: 3, stride: 3), .maxPool2d(kernel: 3)],
+        input: [1, 6, 6], index: 1, fragment: "cannot take examples of shape [2, 2, 2]"),
+    ShapeErrorCase(
+        name: "convolution on vectors", specs: [.conv2d(outChannels: 2, kernel: 1)], input: [8], index: 0,
+        fragment: "needs images [C, H, W]"),
+    ShapeErrorCase(
+        name: "dense on images", specs: [.linear(outputs: 3)], input: [1, 4, 4], index: 0,
+        fragment: "add a flatten before it"),
+    ShapeErrorCase(
+        name: "zero outputs", specs: [.linear(outputs: 0)], input: [4], index: 0, fragment: "outputs must be positive"),
+    ShapeErrorCase(
+        name: "negative stride", specs: [.avgPool2d(kernel: 2, stride: -1)], input: [1, 4, 4], index: 0,
+        fragment: "kernel and stride must be positive"),
+    ShapeErrorCase(
+        name: "zero-sized input", specs: [.linear(outputs: 3)], input: [0], index: 0,
+        fragment: "every size of an example must be positive"),
+    ShapeErrorCase(
+        name: "groups that do not divide", specs: [.groupNorm(groups: 3)], input: [4, 2, 2], index: 0,
+        fragment: "4 channels do not split into 3"),
+    ShapeErrorCase(
+        name: "layer norm over too many axes", specs: [.layerNorm(trailingAxes: 2)], input: [4], index: 0,
+        fragment: "last 2 axes of a rank-1 example"),
+    ShapeErrorCase(
+        name: "dropout rate rounding to 1 in Float", specs: [.dropout(rate: Float(0.9999999999))], input: [4], index: 0,
+        fragment: "must be in [0, 1)"),
+    ShapeErrorCase(
+        name: "weights beyond the limit", specs: [.flatten, .linear(outputs: 1 << 20)], input: [1, 28, 28], index: 1,
+        fragment: "weight matrix would hold 822083584 scalars; the limit is 268435456"),
+    ShapeErrorCase(
+        name: "sizes whose product overflows Int",
+        specs: [.conv2d(outChannels: 1 << 40, kernel: 1 << 20, padding: 1 << 40)],
+        input: [1, 4, 4], index: 0, fragment: "more scalars than a 64-bit integer counts"),
     ShapeErrorCase(name: "no layers", specs: [], input: [4], index: nil, fragment: "no layers"),
 ]
 
 @Test(arguments: shapeErrorCases)
 func shapeInferenceNamesTheLayerAndTheShapes(_ c: ShapeErrorCase) throws {
-    let error = #expect(throws: ModelBuilderError.self) { try ModelBuilder.inferShapes(specs: c.specs, inputShape: c.input) }
+    let error = #expect(throws: ModelBuilderError.self) {
+        try ModelBuilder.inferShapes(specs: c.specs, inputShape: c.input)
+    }
     #expect(error?.index == c.index)
     #expect(error?.description.contains(c.fragment) == true, "\(String(describing: error))")
     // Building checks the same rules, before allocating anything.
@@ -224,9 +269,11 @@ func shapeInferenceNamesTheLayerAndTheShapes(_ c: ShapeErrorCase) throws {
 
 @Test func classifierNeedsALastLinearLayerWithOneLogitPerClass() throws {
     let body: [LayerSpec] = [.flatten, .linear(outputs: 8), .tanh]
-    for (last, fragment) in [(LayerSpec.linear(outputs: 9), "fewer outputs than classes: the labels 9..<10 would have no logit"),
-                             (.linear(outputs: 11), "more outputs than classes: the logits 10..<11 would belong to no class"),
-                             (.tanh, "the last layer gives the logits, so it must be a linear layer")] {
+    for (last, fragment) in [
+        (LayerSpec.linear(outputs: 9), "fewer outputs than classes: the labels 9..<10 would have no logit"),
+        (.linear(outputs: 11), "more outputs than classes: the logits 10..<11 would belong to no class"),
+        (.tanh, "the last layer gives the logits, so it must be a linear layer"),
+    ] {
         let error = #expect(throws: ModelBuilderError.self) {
             try ModelBuilder.inferClassifierShapes(specs: body + [last], inputShape: [1, 4, 4], classes: 10)
         }
@@ -234,12 +281,18 @@ func shapeInferenceNamesTheLayerAndTheShapes(_ c: ShapeErrorCase) throws {
         #expect(error?.description.contains(fragment) == true, "\(String(describing: error))")
     }
     let sequence = #expect(throws: ModelBuilderError.self) {
-        try ModelBuilder.inferClassifierShapes(specs: [.layerNorm(), .linear(outputs: 3)], inputShape: [5, 4], classes: 3)
+        try ModelBuilder.inferClassifierShapes(
+            specs: [.layerNorm(), .linear(outputs: 3)], inputShape: [5, 4], classes: 3)
     }
     #expect(sequence?.description.contains("flatten before it") == true)
-    #expect(try ModelBuilder.inferClassifierShapes(specs: body + [.linear(outputs: 10)], inputShape: [1, 4, 4], classes: 10).last?.outputShape == [10])
+    #expect(
+        try ModelBuilder.inferClassifierShapes(
+            specs: body + [.linear(outputs: 10)], inputShape: [1, 4, 4], classes: 10
+        ).last?.outputShape == [10])
     // Named models are checked as classifiers of their class count, on their input.
-    #expect(throws: ModelBuilderError.self) { try ModelBuilder.build(model: "cnn-tanh", input: ModelInput(exampleShape: [1, 8, 8], classes: 10), seed: 0) }
+    #expect(throws: ModelBuilderError.self) {
+        try ModelBuilder.build(model: "cnn-tanh", input: ModelInput(exampleShape: [1, 8, 8], classes: 10), seed: 0)
+    }
 }
 
 @Test func maxPoolGradientReachesTheMaximumOfEveryPlane() throws {

@@ -1,6 +1,7 @@
 import DPTensor
 import Foundation
 import Testing
+
 @testable import DPLayers
 
 // The safetensors writer against the format written out by hand, the reader against malformed
@@ -29,7 +30,10 @@ private let malformed: [(String, Data)] = [
     ("header longer than the file", file(headerLength: 200, "{}")),
     ("header not an object", file(headerLength: 2, "[]")),
     ("dtype", file(headerLength: 58, #"{"w":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}}    "#, data: [0, 0])),
-    ("offsets past the data", file(headerLength: 58, #"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}    "#, data: [0, 0, 0, 0])),
+    (
+        "offsets past the data",
+        file(headerLength: 58, #"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}    "#, data: [0, 0, 0, 0])
+    ),
 ]
 
 @Test("malformed safetensors files are refused with a reason")
@@ -42,8 +46,10 @@ func malformedSafetensors() {
 @Test("a model exports under PyTorch names and layouts and rebuilds to the same function")
 func modelExportRoundTrip() throws {
     let model = try ModelBuilder.build(
-        specs: [.conv2d(outChannels: 3, kernel: 3, stride: 1, padding: 1), .groupNorm(groups: 1), .tanh,
-                .maxPool2d(kernel: 2, stride: 2), .flatten, .linear(outputs: 4)],
+        specs: [
+            .conv2d(outChannels: 3, kernel: 3, stride: 1, padding: 1), .groupNorm(groups: 1), .tanh,
+            .maxPool2d(kernel: 2, stride: 2), .flatten, .linear(outputs: 4),
+        ],
         inputShape: [2, 6, 6], seed: 9)
     let names = model.namedParameters.map(\.name)
     #expect(names == ["0.weight", "0.bias", "1.weight", "1.bias", "5.weight", "5.bias"])
@@ -56,5 +62,7 @@ func modelExportRoundTrip() throws {
     #expect(model.safetensors() == model.safetensors(), "the same model gives the same bytes")
     // A model of another shape refuses the file.
     let other = try ModelBuilder.build(specs: [.flatten, .linear(outputs: 4)], inputShape: [2, 6, 6], seed: 9)
-    #expect(throws: SafetensorsError.self) { try other.loadSafetensors(Safetensors.decode(model.safetensors()).tensors) }
+    #expect(throws: SafetensorsError.self) {
+        try other.loadSafetensors(Safetensors.decode(model.safetensors()).tensors)
+    }
 }

@@ -1,6 +1,7 @@
-@_spi(Testing) @testable import DPLayers
 import DPTensor
 import Testing
+
+@_spi(Testing) @testable import DPLayers
 
 // MARK: - Random data and comparisons
 
@@ -22,8 +23,10 @@ func relativeError(_ a: Tensor<Float>, _ b: Tensor<Float>, floor: Double = 1e-6)
     return diff.squareRoot() / max(ref.squareRoot(), floor)
 }
 
-func expectClose(_ a: Tensor<Float>, _ b: Tensor<Float>, tolerance: Double = 1e-4, _ what: String,
-                 sourceLocation: SourceLocation = #_sourceLocation) {
+func expectClose(
+    _ a: Tensor<Float>, _ b: Tensor<Float>, tolerance: Double = 1e-4, _ what: String,
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
     #expect(a.scalarCount == b.scalarCount, "\(what): \(a.shape) vs \(b.shape)", sourceLocation: sourceLocation)
     guard a.scalarCount == b.scalarCount else { return }
     let e = relativeError(a, b)
@@ -49,8 +52,10 @@ func zeroGradients(_ layer: any Layer) {
 /// 2. `perSampleGradients()` equals a loop of batch-size-one forward/backward passes
 ///    (each accumulated with unit weight);
 /// 3. `accumulateGradients(exampleWeights: w)` equals `sum_i w_i g_i` for random `w`.
-func checkPerSampleContract(_ layer: any Layer, input x: Tensor<Float>, outputGradient dy: Tensor<Float>,
-                            sourceLocation: SourceLocation = #_sourceLocation) {
+func checkPerSampleContract(
+    _ layer: any Layer, input x: Tensor<Float>, outputGradient dy: Tensor<Float>,
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
     let batch = x.shape[0]
     var context = ForwardContext(training: false)
     _ = layer.forward(x, context: &context)
@@ -59,11 +64,16 @@ func checkPerSampleContract(_ layer: any Layer, input x: Tensor<Float>, outputGr
     let perSample = layer.perSampleGradients()
     #expect(perSample.count == layer.parameters.count, sourceLocation: sourceLocation)
     for (g, p) in zip(perSample, layer.parameters) {
-        #expect(g.shape == Shape([batch] + p.value.shape.array), "\(layer.description): per-sample \(g.shape) for \(p.name) \(p.value.shape)", sourceLocation: sourceLocation)
+        #expect(
+            g.shape == Shape([batch] + p.value.shape.array),
+            "\(layer.description): per-sample \(g.shape) for \(p.name) \(p.value.shape)", sourceLocation: sourceLocation
+        )
     }
     var slowNorms = Tensor<Float>(zeros: [batch])
     for g in perSample { slowNorms.add(g.reshaped([batch, g.shape.trailingCount]).rowSquaredNorms()) }
-    expectClose(fastNorms, slowNorms, "\(layer.description): fast norms vs per-sample gradients", sourceLocation: sourceLocation)
+    expectClose(
+        fastNorms, slowNorms, "\(layer.description): fast norms vs per-sample gradients", sourceLocation: sourceLocation
+    )
 
     // Weighted accumulation over the batch.
     let w = randomTensor([batch], seed: 5, in: 0...1)
@@ -72,7 +82,9 @@ func checkPerSampleContract(_ layer: any Layer, input x: Tensor<Float>, outputGr
     for (k, p) in layer.parameters.enumerated() {
         var expected = Tensor<Float>(zeros: p.value.shape)
         for i in 0..<batch { expected.addScaled(perSample[k][row: i], by: w.scalars[i]) }
-        expectClose(p.gradient, expected, "\(layer.description): weighted accumulation of \(p.name)", sourceLocation: sourceLocation)
+        expectClose(
+            p.gradient, expected, "\(layer.description): weighted accumulation of \(p.name)",
+            sourceLocation: sourceLocation)
     }
 
     // One example at a time.
@@ -82,8 +94,10 @@ func checkPerSampleContract(_ layer: any Layer, input x: Tensor<Float>, outputGr
         zeroGradients(layer)
         layer.accumulateGradients(exampleWeights: nil)
         for (k, p) in layer.parameters.enumerated() {
-            expectClose(perSample[k][row: i], p.gradient, "\(layer.description): example \(i), \(p.name), batch vs batch of one",
-                        sourceLocation: sourceLocation)
+            expectClose(
+                perSample[k][row: i], p.gradient,
+                "\(layer.description): example \(i), \(p.name), batch vs batch of one",
+                sourceLocation: sourceLocation)
         }
     }
     zeroGradients(layer)
@@ -93,8 +107,10 @@ func checkPerSampleContract(_ layer: any Layer, input x: Tensor<Float>, outputGr
 
 /// Central finite differences of `L = sum(forward(x) * r)` (accumulated in Double) against
 /// backward (input gradient) and accumulateGradients(nil) (parameter gradients).
-func checkFiniteDifferences(_ layer: any Layer, input x: Tensor<Float>, eps: Float = 1e-2, tolerance: Double = 1e-2,
-                            sourceLocation: SourceLocation = #_sourceLocation) {
+func checkFiniteDifferences(
+    _ layer: any Layer, input x: Tensor<Float>, eps: Float = 1e-2, tolerance: Double = 1e-2,
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
     func loss(_ x: Tensor<Float>, _ r: Tensor<Float>) -> Double {
         var context = ForwardContext(training: true, rng: PhiloxRandom(seed: 11))
         return weightedSum(layer.forward(x, context: &context), r)
@@ -115,7 +131,9 @@ func checkFiniteDifferences(_ layer: any Layer, input x: Tensor<Float>, eps: Flo
         let d = (loss(xp, r) - loss(xm, r)) / (2 * Double(eps))
         numeric.withUnsafeMutableBufferPointer { $0[j] = Float(d) }
     }
-    expectClose(dx, numeric, tolerance: tolerance, "\(layer.description): input gradient vs finite differences", sourceLocation: sourceLocation)
+    expectClose(
+        dx, numeric, tolerance: tolerance, "\(layer.description): input gradient vs finite differences",
+        sourceLocation: sourceLocation)
 
     for (k, p) in layer.parameters.enumerated() {
         let original = p.value
@@ -130,8 +148,10 @@ func checkFiniteDifferences(_ layer: any Layer, input x: Tensor<Float>, eps: Flo
             numeric.withUnsafeMutableBufferPointer { $0[j] = Float((lp - lm) / (2 * Double(eps))) }
         }
         p.value = original
-        expectClose(analytic[k], numeric, tolerance: tolerance, "\(layer.description): \(p.name) gradient vs finite differences",
-                    sourceLocation: sourceLocation)
+        expectClose(
+            analytic[k], numeric, tolerance: tolerance,
+            "\(layer.description): \(p.name) gradient vs finite differences",
+            sourceLocation: sourceLocation)
     }
     zeroGradients(layer)
 }
@@ -152,7 +172,9 @@ struct LayerCase: CustomStringConvertible, @unchecked Sendable {
         if !separatedInput { return randomTensor(inputShape, seed: seed) }
         // Distinct values 0.05 apart, shuffled, centred: no ties within a finite-difference step, none near 0.
         var rng = PhiloxRandom(seed: seed)
-        var values = (0..<inputShape.scalarCount).map { Float($0) * 0.05 + 0.025 - Float(inputShape.scalarCount) * 0.025 }
+        var values = (0..<inputShape.scalarCount).map {
+            Float($0) * 0.05 + 0.025 - Float(inputShape.scalarCount) * 0.025
+        }
         values.shuffle(using: &rng)
         return Tensor(values, shape: inputShape)
     }

@@ -1,5 +1,7 @@
-@testable import DPTensor
 import Testing
+
+@testable import DPTensor
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,8 +9,9 @@ import Glibc
 struct ConvCase: Sendable, CustomTestStringConvertible {
     var batch, channels, height, width, kh, kw, stride, padding: Int
     var geometry: ConvGeometry {
-        ConvGeometry(channels: channels, height: height, width: width, kernel: (kh, kw),
-                     stride: (stride, stride), padding: (padding, padding))
+        ConvGeometry(
+            channels: channels, height: height, width: width, kernel: (kh, kw),
+            stride: (stride, stride), padding: (padding, padding))
     }
     var testDescription: String { "B\(batch) C\(channels) \(height)x\(width) k\(kh)x\(kw) s\(stride) p\(padding)" }
 }
@@ -50,9 +53,13 @@ func checkIm2col<S: TensorScalar>(_: S.Type, _ c: ConvCase) {
     im2col(x, kernel: (c.kh, c.kw), stride: (c.stride, c.stride), padding: (c.padding, c.padding), into: &cols)
     let dx = doubles(x)
     var ref = [Double]()
-    for b in 0..<c.batch { for r in 0..<g.patchSize { for l in 0..<g.outputPositions {
-        ref.append(naiveColumnEntry(dx, c, b: b, row: r, col: l))
-    } } }
+    for b in 0..<c.batch {
+        for r in 0..<g.patchSize {
+            for l in 0..<g.outputPositions {
+                ref.append(naiveColumnEntry(dx, c, b: b, row: r, col: l))
+            }
+        }
+    }
     #expect(doubles(cols) == ref, "im2col \(c.testDescription)")
 
     // One example, rank 3 in and rank 2 out, is the same as its slice of the batch.
@@ -86,15 +93,27 @@ func im2colMatchesDefinition(c: ConvCase) {
 func naiveConv(_ x: [Double], _ w: [Double], _ c: ConvCase, outChannels: Int) -> [Double] {
     let g = c.geometry
     var y = [Double](repeating: 0, count: c.batch * outChannels * g.outputPositions)
-    for b in 0..<c.batch { for o in 0..<outChannels { for oh in 0..<g.outputHeight { for ow in 0..<g.outputWidth {
-        var s = 0.0
-        for ch in 0..<c.channels { for i in 0..<c.kh { for j in 0..<c.kw {
-            let ih = oh * c.stride - c.padding + i, iw = ow * c.stride - c.padding + j
-            if ih < 0 || ih >= c.height || iw < 0 || iw >= c.width { continue }
-            s += w[((o * c.channels + ch) * c.kh + i) * c.kw + j] * x[((b * c.channels + ch) * c.height + ih) * c.width + iw]
-        } } }
-        y[((b * outChannels + o) * g.outputHeight + oh) * g.outputWidth + ow] = s
-    } } } }
+    for b in 0..<c.batch {
+        for o in 0..<outChannels {
+            for oh in 0..<g.outputHeight {
+                for ow in 0..<g.outputWidth {
+                    var s = 0.0
+                    for ch in 0..<c.channels {
+                        for i in 0..<c.kh {
+                            for j in 0..<c.kw {
+                                let ih = oh * c.stride - c.padding + i, iw = ow * c.stride - c.padding + j
+                                if ih < 0 || ih >= c.height || iw < 0 || iw >= c.width { continue }
+                                s +=
+                                    w[((o * c.channels + ch) * c.kh + i) * c.kw + j]
+                                    * x[((b * c.channels + ch) * c.height + ih) * c.width + iw]
+                            }
+                        }
+                    }
+                    y[((b * outChannels + o) * g.outputHeight + oh) * g.outputWidth + ow] = s
+                }
+            }
+        }
+    }
     return y
 }
 
@@ -134,7 +153,9 @@ func checkConvolution<S: TensorScalar>(_: S.Type, _ c: ConvCase) {
         refGrad[i] = zip(naiveConv(e, dw, c, outChannels: cout), ddy).map(*).reduce(0, +)
     }
     if x.scalarCount <= 400 {
-        expectClose(doubles(dx), refGrad, tol: tolerance(S.self) * Double(g.patchSize), "conv input gradient \(c.testDescription)")
+        expectClose(
+            doubles(dx), refGrad, tol: tolerance(S.self) * Double(g.patchSize),
+            "conv input gradient \(c.testDescription)")
     }
 }
 
@@ -147,7 +168,10 @@ func convolutionByGemm(c: ConvCase) {
 @Test("a column shape mismatch names both shapes and the geometry")
 func convMismatchMessage() {
     let g = ConvGeometry(channels: 1, height: 28, width: 28, kernel: 8, stride: 2, padding: 3)
-    let m = convShapeMessage(function: "im2col", input: [4, 1, 28, 28], columns: [4, 64, 195],
-                             expected: g.columnShape(batch: 4), geometry: g)
-    #expect(m.contains("[4, 64, 195]") && m.contains("[4, 64, 196]") && m.contains("[4, 1, 28, 28]") && m.contains("kernel 8x8"))
+    let m = convShapeMessage(
+        function: "im2col", input: [4, 1, 28, 28], columns: [4, 64, 195],
+        expected: g.columnShape(batch: 4), geometry: g)
+    #expect(
+        m.contains("[4, 64, 195]") && m.contains("[4, 64, 196]") && m.contains("[4, 1, 28, 28]")
+            && m.contains("kernel 8x8"))
 }

@@ -1,5 +1,7 @@
-@testable import DPTensor
 import Testing
+
+@testable import DPTensor
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -35,7 +37,8 @@ func checkEigen<S: TensorScalar>(_: S.Type, n: Int) throws {
     let av = matmul(a, v)
     var vw = v
     for i in 0..<n { for j in 0..<n { vw[i, j] = v[i, j] * w[j] } }
-    expectClose(doubles(av), doubles(vw), tol: linalgTolerance(S.self) * Double(max(n, 1)), "A V = V Λ (\(S.self), n \(n))")
+    expectClose(
+        doubles(av), doubles(vw), tol: linalgTolerance(S.self) * Double(max(n, 1)), "A V = V Λ (\(S.self), n \(n))")
 }
 
 @Test("symmetric eigendecomposition: A V = V Λ, VᵀV = I, ascending", arguments: [0, 1, 2, 7, 20])
@@ -70,8 +73,10 @@ func checkCholesky<S: TensorScalar>(_: S.Type, n: Int) throws {
     let l = try choleskyFactor(a)
     for i in 0..<n { for j in (i + 1)..<max(i + 1, n) { #expect(l[i, j] == 0) } }
     for i in 0..<n { #expect(l[i, i] > 0) }
-    expectClose(doubles(matmul(l, transposed: false, l, transposed: true)), doubles(a), tol: linalgTolerance(S.self) * Double(max(n, 1)),
-                "L Lᵀ = A (\(S.self), n \(n))")
+    expectClose(
+        doubles(matmul(l, transposed: false, l, transposed: true)), doubles(a),
+        tol: linalgTolerance(S.self) * Double(max(n, 1)),
+        "L Lᵀ = A (\(S.self), n \(n))")
 }
 
 @Test("Cholesky: L Lᵀ = A, L lower triangular", arguments: [0, 1, 4, 16])
@@ -91,7 +96,9 @@ func choleskyRejectsIndefinite() {
         _ = try choleskyFactor(Tensor<Float>([-1], shape: [1, 1]))
         Issue.record("no error")
     } catch let e as LinearAlgebraError {
-        #expect(e.description == "LAPACKE_spotrf: matrix is not positive definite: the leading minor of order 1 is not positive")
+        #expect(
+            e.description
+                == "LAPACKE_spotrf: matrix is not positive definite: the leading minor of order 1 is not positive")
     } catch { Issue.record("unexpected \(error)") }
 }
 
@@ -109,9 +116,13 @@ func checkPCA<S: TensorScalar>(_: S.Type) throws {
     var rng = PhiloxRandom(seed: 33)
     let n = 2000
     let z = Tensor<S>(normal: [n, 3], using: &rng)
-    let q = try symmetricEigendecomposition(randomSymmetric(3, positiveDefinite: false, seed: 34) as Tensor<S>).eigenvectors
+    let q = try symmetricEigendecomposition(randomSymmetric(3, positiveDefinite: false, seed: 34) as Tensor<S>)
+        .eigenvectors
     var scaled = z
-    for i in 0..<n { scaled[i, 0] *= 3; scaled[i, 2] *= 0.1 }
+    for i in 0..<n {
+        scaled[i, 0] *= 3
+        scaled[i, 2] *= 0.1
+    }
     var x = matmul(scaled, transposed: false, q, transposed: true) // rows: sum_j s_j z_j q_j
     x.addRowVector(Tensor<S>([1, -2, 5]))
     let pca = try PrincipalComponents(fitting: x, components: 2)

@@ -1,5 +1,7 @@
-@testable import DPTensor
 import Testing
+
+@testable import DPTensor
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -26,11 +28,21 @@ func checkElementwise<S: TensorScalar>(_: S.Type, shape: Shape) {
     expectClose(doubles(sigmoid(a)), da.map { 1 / (1 + Glibc.exp(-$0)) }, tol: tol, "sigmoid")
     expectClose(doubles(exp(a)), da.map { Glibc.exp($0) }, tol: tol, "exp")
     expectClose(doubles(log(b)), db.map { Glibc.log($0) }, tol: tol, "log")
-    var r = a; r.applyRelu(); #expect(r == relu(a))
-    var t = a; t.applyTanh(); #expect(t == tanh(a))
-    var s = a; s.applySigmoid(); #expect(s == sigmoid(a))
-    var e = a; e.applyExp(); #expect(e == exp(a))
-    var l = b; l.applyLog(); #expect(l == log(b))
+    var r = a
+    r.applyRelu()
+    #expect(r == relu(a))
+    var t = a
+    t.applyTanh()
+    #expect(t == tanh(a))
+    var s = a
+    s.applySigmoid()
+    #expect(s == sigmoid(a))
+    var e = a
+    e.applyExp()
+    #expect(e == exp(a))
+    var l = b
+    l.applyLog()
+    #expect(l == log(b))
 }
 
 @Test("element-wise arithmetic and activations against scalar math", arguments: elementwiseShapes)
@@ -88,7 +100,9 @@ func checkReductions<S: TensorScalar>(_: S.Type, shape: Shape) {
     let d = doubles(a)
     let tol = tolerance(S.self) * 10
     expectClose([Double(a.sum())], [d.reduce(0, +)], tol: tol, "sum \(shape)")
-    if d.isEmpty { #expect(a.mean().isNaN) } else {
+    if d.isEmpty {
+        #expect(a.mean().isNaN)
+    } else {
         expectClose([Double(a.mean())], [d.reduce(0, +) / Double(d.count)], tol: tol, "mean \(shape)")
         #expect(Double(a.max()) == d.max()!)
         #expect(a.argmax() == d.firstIndex(of: d.max()!)!)
@@ -101,7 +115,9 @@ func checkReductions<S: TensorScalar>(_: S.Type, shape: Shape) {
         let ref = naiveAxisSum(d, shape, axis: axis)
         expectClose(doubles(s), ref, tol: tol, "sum axis \(axis) \(shape)")
         let m = a.mean(alongAxis: axis)
-        if shape[axis] == 0 { #expect(m.scalars.allSatisfy { $0.isNaN }) } else {
+        if shape[axis] == 0 {
+            #expect(m.scalars.allSatisfy { $0.isNaN })
+        } else {
             expectClose(doubles(m), ref.map { $0 / Double(shape[axis]) }, tol: tol, "mean axis \(axis) \(shape)")
         }
     }
@@ -115,8 +131,9 @@ func checkReductions<S: TensorScalar>(_: S.Type, shape: Shape) {
     }
 }
 
-@Test("sum, mean (all and per axis), max, argmax, argmaxRows against loops",
-      arguments: [[1], [1, 1], [0, 3], [3, 0], [5, 7], [2, 3, 4], [1000]] as [Shape])
+@Test(
+    "sum, mean (all and per axis), max, argmax, argmaxRows against loops",
+    arguments: [[1], [1, 1], [0, 3], [3, 0], [5, 7], [2, 3, 4], [1000]] as [Shape])
 func reductionsMatchNaive(shape: Shape) {
     checkReductions(Float.self, shape: shape)
     checkReductions(Double.self, shape: shape)
@@ -154,7 +171,9 @@ func checkSoftmax<S: TensorScalar>(_: S.Type, scale: Double) {
     #expect(ls.scalars.allSatisfy { $0.isFinite })
     expectClose(doubles(ls), refLog, tol: tolerance(S.self) * 10 * max(1, scale / 100), "logSoftmax scale \(scale)")
     expectClose(doubles(sm), refSoft, tol: tolerance(S.self) * 10, "softmax scale \(scale)")
-    for r in 0..<6 { expectClose([doubles(sm)[(r * 10)..<((r + 1) * 10)].reduce(0, +)], [1], tol: tolerance(S.self) * 10, "row sum") }
+    for r in 0..<6 {
+        expectClose([doubles(sm)[(r * 10)..<((r + 1) * 10)].reduce(0, +)], [1], tol: tolerance(S.self) * 10, "row sum")
+    }
 }
 
 @Test("logSoftmax and softmax against a Double reference, stable for logits of 1e4", arguments: [1.0, 30, 1e4])

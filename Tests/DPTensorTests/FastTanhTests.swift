@@ -1,5 +1,7 @@
-@testable import DPTensor
 import Testing
+
+@testable import DPTensor
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -22,10 +24,13 @@ func vectorizableTanhMatchesLibm() {
             let fast = Float.vectorizableTanh(v)
             #expect(fast.sign == v.sign || fast == 0, "tanh(\(v)) = \(fast) has the wrong sign")
             let e = tanhErrorInUlps(v, fast)
-            if e > worst { worst = e; worstX = v }
+            if e > worst {
+                worst = e
+                worstX = v
+            }
             worstLibm = max(worstLibm, tanhErrorInUlps(v, tanhf(v)))
         }
-        bits += 997  // about 1.1 million points, every binade of [0, 12] sampled densely
+        bits += 997 // about 1.1 million points, every binade of [0, 12] sampled densely
     }
     #expect(worst <= 2, "worst error \(worst) ulp at x = \(worstX) (libm: \(worstLibm) ulp)")
     #expect(worst <= worstLibm + 1.5, "worst error \(worst) ulp at x = \(worstX) vs libm \(worstLibm)")

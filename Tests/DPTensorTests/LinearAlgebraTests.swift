@@ -1,12 +1,16 @@
-@testable import DPTensor
 import Testing
+
+@testable import DPTensor
+
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// The naive triple loop: `alpha * op(a) * op(b) + beta * c0` in `Double`.
-func naiveGemm(_ a: [Double], _ aShape: Shape, _ ta: Bool, _ b: [Double], _ bShape: Shape, _ tb: Bool,
-               alpha: Double, beta: Double, c0: [Double]) -> [Double] {
+func naiveGemm(
+    _ a: [Double], _ aShape: Shape, _ ta: Bool, _ b: [Double], _ bShape: Shape, _ tb: Bool,
+    alpha: Double, beta: Double, c0: [Double]
+) -> [Double] {
     let m = ta ? aShape[1] : aShape[0], k = ta ? aShape[0] : aShape[1]
     let n = tb ? bShape[0] : bShape[1]
     var c = [Double](repeating: 0, count: m * n)
@@ -35,8 +39,10 @@ func checkGemm<S: TensorScalar>(_: S.Type, size: [Int], transposes: Int, alpha: 
     var c: Tensor<S> = randomTensor([m, n], seed: 3)
     let c0 = doubles(c)
     gemm(a, transposed: ta, b, transposed: tb, alpha: alpha, beta: beta, into: &c)
-    let ref = naiveGemm(doubles(a), aShape, ta, doubles(b), bShape, tb, alpha: Double(alpha), beta: Double(beta), c0: c0)
-    expectClose(doubles(c), ref, tol: tolerance(S.self) * Double(max(k, 1)), "gemm \(size) transposes \(transposes) \(S.self)")
+    let ref = naiveGemm(
+        doubles(a), aShape, ta, doubles(b), bShape, tb, alpha: Double(alpha), beta: Double(beta), c0: c0)
+    expectClose(
+        doubles(c), ref, tol: tolerance(S.self) * Double(max(k, 1)), "gemm \(size) transposes \(transposes) \(S.self)")
     if alpha == 1 && beta == 0 {
         let d = matmul(a, transposed: ta, b, transposed: tb)
         #expect(d.shape == [m, n])
@@ -50,7 +56,9 @@ func gemmMatchesNaive(size: [Int], transposes: Int) {
     checkGemm(Double.self, size: size, transposes: transposes, alpha: 1, beta: 0)
 }
 
-@Test("gemm with alpha and beta accumulates into the output", arguments: [[4, 5, 6], [3, 0, 2], [1, 1, 1]], [(Float(0.5), Float(1)), (-2, 0.25), (1, 1)])
+@Test(
+    "gemm with alpha and beta accumulates into the output", arguments: [[4, 5, 6], [3, 0, 2], [1, 1, 1]],
+    [(Float(0.5), Float(1)), (-2, 0.25), (1, 1)])
 func gemmAccumulates(size: [Int], coefficients: (Float, Float)) {
     for t in 0..<4 {
         checkGemm(Float.self, size: size, transposes: t, alpha: coefficients.0, beta: coefficients.1)
@@ -65,8 +73,9 @@ func checkGemv<S: TensorScalar>(_: S.Type, m: Int, n: Int, transposed: Bool) {
     let y0 = doubles(y)
     gemv(a, transposed: transposed, x, alpha: 2, beta: 0.5, into: &y)
     // gemv is gemm with a one-column b.
-    let ref = naiveGemm(doubles(a), [m, n], transposed, doubles(x), [x.scalarCount, 1], false,
-                        alpha: 2, beta: 0.5, c0: y0)
+    let ref = naiveGemm(
+        doubles(a), [m, n], transposed, doubles(x), [x.scalarCount, 1], false,
+        alpha: 2, beta: 0.5, c0: y0)
     expectClose(doubles(y), ref, tol: tolerance(S.self) * Double(max(m, n)), "gemv \(m)x\(n) \(transposed) \(S.self)")
 }
 
@@ -112,7 +121,8 @@ func checkRowNorms<S: TensorScalar>(_: S.Type, shape: Shape) {
     let cols = shape.trailingCount
     let d = doubles(x)
     let ref = (0..<shape[0]).map { r in (0..<cols).map { d[r * cols + $0] * d[r * cols + $0] }.reduce(0, +) }
-    expectClose(doubles(x.rowSquaredNorms()), ref, tol: tolerance(S.self) * Double(max(cols, 1)), "rowSquaredNorms \(shape)")
+    expectClose(
+        doubles(x.rowSquaredNorms()), ref, tol: tolerance(S.self) * Double(max(cols, 1)), "rowSquaredNorms \(shape)")
 }
 
 @Test("rowSquaredNorms against a loop", arguments: [[1, 1], [0, 5], [3, 0], [4, 2, 3], [9, 17]] as [Shape])

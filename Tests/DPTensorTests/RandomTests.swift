@@ -1,5 +1,7 @@
-@testable import DPTensor
 import Testing
+
+@testable import DPTensor
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -9,8 +11,13 @@ func moments(_ x: [Double]) -> (mean: Double, variance: Double, kurtosis: Double
     let n = Double(x.count)
     let m = x.reduce(0, +) / n
     var m2 = 0.0, m4 = 0.0
-    for v in x { let d = (v - m) * (v - m); m2 += d; m4 += d * d }
-    m2 /= n; m4 /= n
+    for v in x {
+        let d = (v - m) * (v - m)
+        m2 += d
+        m4 += d * d
+    }
+    m2 /= n
+    m4 /= n
     return (m, m2, m4 / (m2 * m2))
 }
 
@@ -84,8 +91,9 @@ func vectorMathAccuracy() {
     for k in 0...200 {
         let t = Float(k - 100) / 100 * (Float.pi / 4)
         let (s, c) = sinCosQuarterPi(SIMD8<Float>(repeating: t))
-        worstTrig = max(worstTrig, abs(Double(s[0]) - Glibc.sin(Double(t))) / Double(Float.ulpOfOne),
-                        abs(Double(c[0]) - Glibc.cos(Double(t))) / Double(Float.ulpOfOne))
+        worstTrig = max(
+            worstTrig, abs(Double(s[0]) - Glibc.sin(Double(t))) / Double(Float.ulpOfOne),
+            abs(Double(c[0]) - Glibc.cos(Double(t))) / Double(Float.ulpOfOne))
     }
     #expect(worstLog < 4, "log: \(worstLog) ulp")
     #expect(worstSqrt < 4, "sqrt: \(worstSqrt) ulp")
@@ -117,13 +125,17 @@ func referenceOpenUnit(high: UInt32, low: UInt32) -> Float {
 /// Radius words at every place where the conversion changes case (the significant bytes of the
 /// high word) and at the ends of the low word.
 let edgeRadiusWords: [(UInt32, UInt32)] = {
-    let highs: [UInt32] = [0, 1, 2, 0xFF, 0x100, 0x101, 0xFFFF, 0x1_0000, 0xFF_FFFF, 0x100_0000, 0x7FFF_FFFF,
-                           0x8000_0000, 0xFFFF_FF7F, 0xFFFF_FF80, 0xFFFF_FFFF]
+    let highs: [UInt32] = [
+        0, 1, 2, 0xFF, 0x100, 0x101, 0xFFFF, 0x1_0000, 0xFF_FFFF, 0x100_0000, 0x7FFF_FFFF,
+        0x8000_0000, 0xFFFF_FF7F, 0xFFFF_FF80, 0xFFFF_FFFF,
+    ]
     let lows: [UInt32] = [0, 1, 2, 0x7F_FFFF, 0x80_0000, 0x80_0001, 0xFFFF_FF, 0x8000_0000, 0xFFFF_FFFE, 0xFFFF_FFFF]
     return highs.flatMap { h in lows.map { (h, $0) } }
 }()
 
-@Test("the Float sampler reaches beyond 8.5 sigma: radius words (0, 0) give r = sqrt(130 ln 2) = 9.49, in Swift and in the C kernel")
+@Test(
+    "the Float sampler reaches beyond 8.5 sigma: radius words (0, 0) give r = sqrt(130 ln 2) = 9.49, in Swift and in the C kernel"
+)
 func farTailReachable() {
     let largest = (130 * Glibc.log(2.0)).squareRoot() // u1 = 2^-65
     let next = (-2 * Glibc.log(1.5 * 0x1p-64)).squareRoot() // radius words (0, 1): 9.376
@@ -137,7 +149,8 @@ func farTailReachable() {
             let (kc, ks) = PhiloxRandom.kernelBoxMuller(radiusHigh: 0, radiusLow: low, angle: angle)
             let kr = (Double(kc) * Double(kc) + Double(ks) * Double(ks)).squareRoot()
             #expect(kr.isFinite && kr > 8.5, "C kernel: largest radius \(kr)")
-            #expect(abs(kr - expected) < 1e-5 * expected, "C kernel: radius \(kr), expected \(expected) (low word \(low))")
+            #expect(
+                abs(kr - expected) < 1e-5 * expected, "C kernel: radius \(kr), expected \(expected) (low word \(low))")
         }
     }
 }
@@ -210,7 +223,9 @@ func checkReproducible<S: TensorScalar>(_: S.Type) {
         var noisy = base
         noisy.addGaussianNoise(standardDeviation: 0.5, using: &a)
         let noise = Tensor<S>(normal: [count], standardDeviation: 0.5, using: &b)
-        expectClose(doubles(noisy), zip(doubles(base), doubles(noise)).map(+), tol: tolerance(S.self), "addGaussianNoise \(count)")
+        expectClose(
+            doubles(noisy), zip(doubles(base), doubles(noise)).map(+), tol: tolerance(S.self),
+            "addGaussianNoise \(count)")
         #expect(a == b, "generators advance alike")
     }
     // mean and standard deviation are applied.
@@ -241,7 +256,9 @@ func splitStreamsIndependent(stream: UInt64) {
 @Test("a saved state resumes the same stream")
 func stateRoundTrip() {
     var rng = PhiloxRandom(seed: 8, stream: 2)
-    _ = rng.next32(); _ = rng.next32(); _ = rng.next32()
+    _ = rng.next32()
+    _ = rng.next32()
+    _ = rng.next32()
     var resumed = PhiloxRandom(state: rng.state)
     #expect((0..<10).map { _ in rng.next32() } == (0..<10).map { _ in resumed.next32() })
     var r1 = PhiloxRandom(seed: 8)
@@ -279,7 +296,9 @@ func systemRandom() {
     #expect(Int.random(in: 0..<10, using: &sys) < 10)
 }
 
-@Test("the eight-lane Philox equals the scalar Philox block by block, across a carry", arguments: [UInt64(0), 5, 0xFFFF_FFFD])
+@Test(
+    "the eight-lane Philox equals the scalar Philox block by block, across a carry",
+    arguments: [UInt64(0), 5, 0xFFFF_FFFD])
 func philoxLanesMatchScalar(firstBlock: UInt64) {
     let key: UInt64 = 0x0123_4567_89AB_CDEF, stream: UInt64 = 0xDEAD_BEEF_0000_0042
     let (x0, x1, x2, x3) = PhiloxRandom.bijection8(firstBlock: firstBlock, stream: stream, key: key)
@@ -288,7 +307,8 @@ func philoxLanesMatchScalar(firstBlock: UInt64) {
         #expect(SIMD4(x0[lane], x1[lane], x2[lane], x3[lane]) == ref, "lane \(lane)")
     }
     // Known-answer: Philox4x32-10 with zero key and counter (Random123 kat_vectors).
-    #expect(PhiloxRandom.bijection(counter: (0, 0), key: 0) == SIMD4(0x6627_E8D5, 0xE169_C58D, 0xBC57_AC4C, 0x9B00_DBD8))
+    #expect(
+        PhiloxRandom.bijection(counter: (0, 0), key: 0) == SIMD4(0x6627_E8D5, 0xE169_C58D, 0xBC57_AC4C, 0x9B00_DBD8))
 }
 
 @Test("a generator resumed from its state compares equal to the original")
@@ -317,27 +337,35 @@ func ulps(_ a: Float, _ b: Float) -> Float {
 
 /// The kernel does the reference's operations in the same order without fused multiply-adds, so
 /// today the outputs are bitwise equal; the contract is a few ulps, as for any two CPU kernels.
-@Test("the C normal kernel equals the Swift reference within 4 ulps and advances the generator alike",
-      arguments: [(UInt64(1), UInt64(0), 0), (2026, 3, 5), (0x0123_4567_89AB_CDEF, 1 << 40, 4099),
-                  (7, 0xDEAD_BEEF_0000_0042, 2)])
+@Test(
+    "the C normal kernel equals the Swift reference within 4 ulps and advances the generator alike",
+    arguments: [
+        (UInt64(1), UInt64(0), 0), (2026, 3, 5), (0x0123_4567_89AB_CDEF, 1 << 40, 4099),
+        (7, 0xDEAD_BEEF_0000_0042, 2),
+    ])
 func normalKernelMatchesReference(key: UInt64, stream: UInt64, words: Int) {
     // Counts around the kernel's 128 outputs per iteration and the 64 per group of 24 blocks.
-    for (count, accumulate) in [(10_000, false), (10_007, false), (10_000, true), (1, false), (33, true), (97, false),
-                                (64, false), (128, true), (129, false), (193, true)] {
+    for (count, accumulate) in [
+        (10_000, false), (10_007, false), (10_000, true), (1, false), (33, true), (97, false),
+        (64, false), (128, true), (129, false), (193, true),
+    ] {
         var fast = philox(key: key, stream: stream, words: words)
         var slow = fast
         let base = (0..<count).map { Float($0 % 17) * 0.25 - 2 }
         var a = base, b = base
         let (mean, sd): (Float, Float) = accumulate ? (0, 0.7) : (1.5, 0.7)
         a.withUnsafeMutableBufferPointer {
-            fast.fillNormalFloat($0.baseAddress, count: count, mean: mean, standardDeviation: sd, accumulate: accumulate)
+            fast.fillNormalFloat(
+                $0.baseAddress, count: count, mean: mean, standardDeviation: sd, accumulate: accumulate)
         }
         b.withUnsafeMutableBufferPointer {
-            slow.fillNormalFloatReference($0.baseAddress, count: count, mean: mean, standardDeviation: sd, accumulate: accumulate)
+            slow.fillNormalFloatReference(
+                $0.baseAddress, count: count, mean: mean, standardDeviation: sd, accumulate: accumulate)
         }
         let worst = zip(a, b).map { ulps($0, $1) }.max() ?? 0
         let worstAbs = zip(a, b).map { abs($0 - $1) }.max() ?? 0
-        #expect(worst <= 4 || worstAbs <= 1e-6, "\(count) (accumulate \(accumulate)): \(worst) ulp, \(worstAbs) absolute")
+        #expect(
+            worst <= 4 || worstAbs <= 1e-6, "\(count) (accumulate \(accumulate)): \(worst) ulp, \(worstAbs) absolute")
         #expect(fast == slow, "the generators advance alike (\(count), accumulate \(accumulate))")
         #expect(fast.state == slow.state)
     }

@@ -1,5 +1,7 @@
-@testable import DPTensor
 import Testing
+
+@testable import DPTensor
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -17,8 +19,10 @@ func tolerance<S: TensorScalar>(_: S.Type) -> Double { S.self == Float.self ? 2e
 func doubles<S: TensorScalar>(_ t: Tensor<S>) -> [Double] { t.scalars.map { Double($0) } }
 
 /// `|a - b| <= tol * (1 + |b|)` element-wise, with a message naming the first bad index.
-func expectClose(_ a: [Double], _ b: [Double], tol: Double, _ what: String = "",
-                 sourceLocation: SourceLocation = #_sourceLocation) {
+func expectClose(
+    _ a: [Double], _ b: [Double], tol: Double, _ what: String = "",
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
     #expect(a.count == b.count, "\(what): \(a.count) vs \(b.count) scalars", sourceLocation: sourceLocation)
     guard a.count == b.count else { return }
     for i in a.indices where !(abs(a[i] - b[i]) <= tol * (1 + abs(b[i]))) {
@@ -29,5 +33,3 @@ func expectClose(_ a: [Double], _ b: [Double], tol: Double, _ what: String = "",
 
 /// The standard normal CDF.
 func normalCDF(_ x: Double) -> Double { 0.5 * erfc(-x / 2.0.squareRoot()) }
-
-

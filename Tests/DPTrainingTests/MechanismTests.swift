@@ -4,6 +4,7 @@ import DPLayers
 import DPTensor
 import Foundation
 import Testing
+
 @testable import DPTraining
 
 // The trainer as a black-box mechanism: what it releases (parameter updates, clipping norms,
@@ -20,14 +21,19 @@ import Testing
 
 /// Three Gaussian classes in `dimensions` dimensions.
 private func mixture(count: Int, dimensions: Int, seed: UInt64 = 7) -> Dataset {
-    SyntheticData.gaussianMixture(classes: 3, dimensions: dimensions, examplesPerClass: count / 3, separation: 2, seed: seed)
+    SyntheticData.gaussianMixture(
+        classes: 3, dimensions: dimensions, examplesPerClass: count / 3, separation: 2, seed: seed)
 }
 
-private func trainer(_ model: Sequential, _ data: Dataset, batch: Int, privacy: PrivacySettings?,
-                     sampling: SamplingScheme = .poisson, learningRate: Double = 1, seed: UInt64 = 21) throws -> DPSGDTrainer {
-    try DPSGDTrainer(model: model, optimizer: SGD(learningRate: learningRate), data: data,
-                     configuration: TrainerConfiguration(sampling: sampling, expectedBatchSize: batch,
-                                                         privacy: privacy, seed: seed))
+private func trainer(
+    _ model: Sequential, _ data: Dataset, batch: Int, privacy: PrivacySettings?,
+    sampling: SamplingScheme = .poisson, learningRate: Double = 1, seed: UInt64 = 21
+) throws -> DPSGDTrainer {
+    try DPSGDTrainer(
+        model: model, optimizer: SGD(learningRate: learningRate), data: data,
+        configuration: TrainerConfiguration(
+            sampling: sampling, expectedBatchSize: batch,
+            privacy: privacy, seed: seed))
 }
 
 /// Mean and (population) standard deviation.
@@ -39,13 +45,18 @@ private func meanAndDeviation(_ x: [Double]) -> (mean: Double, sd: Double) {
 /// The noise on one step's summed gradient, recovered from the released update: the same
 /// trainer with sigma = 0 (same seed, so the same batch and the same clipped sum) is the
 /// noiseless twin; with SGD at learning rate 1, `noise = -(theta_noisy - theta_clean) * m`.
-private func releasedGradientNoise(privacy: PrivacySettings, sampling: SamplingScheme,
-                                   clean: PrivacySettings) throws -> (noise: [Double], event: DpEvent) {
+private func releasedGradientNoise(
+    privacy: PrivacySettings, sampling: SamplingScheme,
+    clean: PrivacySettings
+) throws -> (noise: [Double], event: DpEvent) {
     let data = mixture(count: 300, dimensions: 200)
     let batch = 16
     // 200 -> 480 -> 3: 97,923 parameters, each coordinate one noise sample.
-    let build = { try ModelBuilder.build(specs: [.linear(outputs: 480, bias: true), .tanh, .linear(outputs: 3, bias: true)],
-                                         inputShape: [200], seed: 3) }
+    let build = {
+        try ModelBuilder.build(
+            specs: [.linear(outputs: 480, bias: true), .tanh, .linear(outputs: 3, bias: true)],
+            inputShape: [200], seed: 3)
+    }
     let noisyModel = try build(), cleanModel = try build()
     let noisy = try trainer(noisyModel, data, batch: batch, privacy: privacy, sampling: sampling)
     let twin = try trainer(cleanModel, data, batch: batch, privacy: clean, sampling: sampling)
@@ -64,14 +75,17 @@ private func accountedNoise(_ event: DpEvent, clippingNorm c: Double) -> (sigma:
     switch event {
     case .poissonSampled(_, .gaussian(let s)): return (s, c)
     case .sampledWithoutReplacement(_, _, .gaussian(let s)): return (s, 2 * c)
-    default: Issue.record("unexpected step event \(event.summary)"); return (.nan, .nan)
+    default:
+        Issue.record("unexpected step event \(event.summary)")
+        return (.nan, .nan)
     }
 }
 
 // MARK: - Gradient noise
 
-@Test("the released update noise is the accounted sigma times the sensitivity over the expected batch",
-      arguments: SamplingScheme.allCases)
+@Test(
+    "the released update noise is the accounted sigma times the sensitivity over the expected batch",
+    arguments: SamplingScheme.allCases)
 func updateNoiseMatchesTheAccountedEvent(sampling: SamplingScheme) throws {
     let c = 0.5
     let (noise, event) = try releasedGradientNoise(
@@ -93,16 +107,20 @@ func updateNoiseMatchesTheAccountedEvent(sampling: SamplingScheme) throws {
 /// gives `f = gamma - log(C'/C) / eta`, and the count is `R = m (f - 1/2)`. Runs `steps` steps in
 /// a regime where every example is unclipped (huge C) or clipped (tiny C), and returns
 /// `(batch size, R)` per step.
-private func releasedCounts(unclipped: Bool, steps: Int, sigma: Double, countSigma: Double,
-                            seed: UInt64) throws -> [(batch: Double, count: Double)] {
+private func releasedCounts(
+    unclipped: Bool, steps: Int, sigma: Double, countSigma: Double,
+    seed: UInt64
+) throws -> [(batch: Double, count: Double)] {
     let data = mixture(count: 42, dimensions: 2, seed: seed)
     let model = try ModelBuilder.build(specs: [.linear(outputs: 3, bias: true)], inputShape: [2], seed: seed)
     let eta = 1e-4, gamma = 0.5
-    let t = try trainer(model, data, batch: 21,
-                        privacy: PrivacySettings(noiseMultiplier: sigma, clippingNorm: unclipped ? 1e6 : 1e-7,
-                                                 clipping: .adaptive(targetQuantile: gamma, learningRate: eta, countNoiseMultiplier: countSigma),
-                                                 delta: 1e-5),
-                        learningRate: 0, seed: seed)
+    let t = try trainer(
+        model, data, batch: 21,
+        privacy: PrivacySettings(
+            noiseMultiplier: sigma, clippingNorm: unclipped ? 1e6 : 1e-7,
+            clipping: .adaptive(targetQuantile: gamma, learningRate: eta, countNoiseMultiplier: countSigma),
+            delta: 1e-5),
+        learningRate: 0, seed: seed)
     var out: [(Double, Double)] = []
     out.reserveCapacity(steps)
     for _ in 0..<steps {
@@ -120,7 +138,10 @@ private func regress(_ points: [(batch: Double, count: Double)]) -> (slope: Doub
     let mx = points.reduce(0) { $0 + $1.batch } / Double(points.count)
     let my = points.reduce(0) { $0 + $1.count } / Double(points.count)
     var sxy = 0.0, sxx = 0.0
-    for p in points { sxy += (p.batch - mx) * (p.count - my); sxx += (p.batch - mx) * (p.batch - mx) }
+    for p in points {
+        sxy += (p.batch - mx) * (p.count - my)
+        sxx += (p.batch - mx) * (p.batch - mx)
+    }
     let slope = sxy / sxx
     return (slope, points.map { $0.count - my - slope * ($0.batch - mx) })
 }
@@ -130,11 +151,12 @@ func adaptiveClippingIsTheAccountedJointMechanism() throws {
     let sigma = 1.0, countSigma = 2.0, c = 0.5
     // 1. The gradient's share of the noise, from the released update.
     let (noise, event) = try releasedGradientNoise(
-        privacy: PrivacySettings(noiseMultiplier: sigma, clippingNorm: c,
-                                 clipping: .adaptive(targetQuantile: 0.5, learningRate: 0.2, countNoiseMultiplier: countSigma),
-                                 delta: 1e-5),
+        privacy: PrivacySettings(
+            noiseMultiplier: sigma, clippingNorm: c,
+            clipping: .adaptive(targetQuantile: 0.5, learningRate: 0.2, countNoiseMultiplier: countSigma),
+            delta: 1e-5),
         sampling: .poisson, clean: PrivacySettings(noiseMultiplier: 0, clippingNorm: c, delta: 1e-5))
-    let gradientSD = meanAndDeviation(noise).sd  // relative standard error 0.23%
+    let gradientSD = meanAndDeviation(noise).sd // relative standard error 0.23%
     let accountedSigma = accountedNoise(event, clippingNorm: c).sigma
     #expect(accountedSigma == sigma)
 
@@ -147,8 +169,10 @@ func adaptiveClippingIsTheAccountedJointMechanism() throws {
     let (slopeUnclipped, r1) = regress(all), (slopeClipped, r2) = regress(none)
     // Slope standard error: sd / (sd(|B|) sqrt(T)) = 2 / (3.2 * 141) = 0.0045; tolerance 0.03.
     let sensitivity = max(abs(slopeUnclipped), abs(slopeClipped))
-    #expect(abs(slopeUnclipped - 0.5) < 0.03 && abs(slopeClipped + 0.5) < 0.03,
-            "count slopes \(slopeUnclipped) (unclipped) and \(slopeClipped) (clipped): the centred count moves by 1/2 per example")
+    #expect(
+        abs(slopeUnclipped - 0.5) < 0.03 && abs(slopeClipped + 0.5) < 0.03,
+        "count slopes \(slopeUnclipped) (unclipped) and \(slopeClipped) (clipped): the centred count moves by 1/2 per example"
+    )
     // 40,000 residuals: relative standard error of sd 0.35%; tolerance 1.5% (4.3 standard errors).
     let countSD = meanAndDeviation(r1 + r2).sd
     #expect(countSD > countSigma * 0.985, "count noise sd \(countSD) vs accounted \(countSigma)")
@@ -156,23 +180,33 @@ func adaptiveClippingIsTheAccountedJointMechanism() throws {
 
     // 3. The pair is one Gaussian mechanism of multiplier s with 1/s^2 = (C/sd_g)^2 + (Delta_b/sd_b)^2:
     // measured, it must be at least the accounted sigma (within the estimates' tolerance).
-    let measured = 1 / ((c / gradientSD) * (c / gradientSD) + (sensitivity / countSD) * (sensitivity / countSD)).squareRoot()
-    #expect(measured > accountedSigma * 0.985, "the released pair is a Gaussian mechanism of multiplier \(measured), accounted \(accountedSigma)")
+    let measured =
+        1 / ((c / gradientSD) * (c / gradientSD) + (sensitivity / countSD) * (sensitivity / countSD)).squareRoot()
+    #expect(
+        measured > accountedSigma * 0.985,
+        "the released pair is a Gaussian mechanism of multiplier \(measured), accounted \(accountedSigma)")
     #expect(abs(measured / accountedSigma - 1) < 0.015)
 }
 
 @Test func adaptiveClippingRefusesACountNoiseThatLeavesNoGradientNoise() throws {
-    #expect(throws: TrainingError.self) { try AdaptiveClipping.gradientNoiseMultiplier(accounted: 2, countNoiseMultiplier: 1) }
-    #expect(try AdaptiveClipping.gradientNoiseMultiplier(accounted: 1, countNoiseMultiplier: 2) == 1 / (1 - 1.0 / 16).squareRoot())
+    #expect(throws: TrainingError.self) {
+        try AdaptiveClipping.gradientNoiseMultiplier(accounted: 2, countNoiseMultiplier: 1)
+    }
+    #expect(
+        try AdaptiveClipping.gradientNoiseMultiplier(accounted: 1, countNoiseMultiplier: 2) == 1
+            / (1 - 1.0 / 16).squareRoot())
 }
 
 // MARK: - Sampling
 
 /// Per-example inclusion counts and batch sizes over `steps` batches.
-private func inclusion(_ scheme: SamplingScheme, n: Int, batch: Int, steps: Int,
-                       randomness: RandomnessSource) -> (counts: [Int], sizes: [Int]) {
-    var s = BatchSampler(scheme: scheme, datasetSize: n, expectedBatchSize: batch, rng: PhiloxRandom(seed: 31),
-                         randomness: randomness)
+private func inclusion(
+    _ scheme: SamplingScheme, n: Int, batch: Int, steps: Int,
+    randomness: RandomnessSource
+) -> (counts: [Int], sizes: [Int]) {
+    var s = BatchSampler(
+        scheme: scheme, datasetSize: n, expectedBatchSize: batch, rng: PhiloxRandom(seed: 31),
+        randomness: randomness)
     var counts = [Int](repeating: 0, count: n), sizes: [Int] = []
     var idx: [Int] = []
     for _ in 0..<steps {
@@ -183,8 +217,9 @@ private func inclusion(_ scheme: SamplingScheme, n: Int, batch: Int, steps: Int,
     return (counts, sizes)
 }
 
-@Test("each example joins a batch with the accounted probability, under both samplers and both sources",
-      arguments: SamplingScheme.allCases, RandomnessSource.allCases)
+@Test(
+    "each example joins a batch with the accounted probability, under both samplers and both sources",
+    arguments: SamplingScheme.allCases, RandomnessSource.allCases)
 func inclusionFrequenciesMatchTheEvent(scheme: SamplingScheme, randomness: RandomnessSource) {
     let n = 50, batch = 10, steps = 20_000
     let q = Double(batch) / Double(n)
@@ -196,7 +231,8 @@ func inclusionFrequenciesMatchTheEvent(scheme: SamplingScheme, randomness: Rando
     #expect(chi2 < 104.5, "inclusion counts chi-square \(chi2) (50 d.f.)")
     let total = Double(counts.reduce(0, +))
     // Total inclusions: mean T n q; sd sqrt(T n q (1 - q)) = 400 under Poisson; 0 for fixed size.
-    #expect(abs(total / (Double(steps * n) * q) - 1) < 0.01, "mean inclusion rate \(total / Double(steps * n)) vs q = \(q)")
+    #expect(
+        abs(total / (Double(steps * n) * q) - 1) < 0.01, "mean inclusion rate \(total / Double(steps * n)) vs q = \(q)")
     let (meanSize, sdSize) = meanAndDeviation(sizes.map(Double.init))
     switch scheme {
     case .poisson:
@@ -216,8 +252,9 @@ func secureModeRandomnessIsNotDerivedFromTheSeed() throws {
     let data = mixture(count: 60, dimensions: 4)
     func run() throws -> (batches: [[Int]], parameters: [Float], trainer: DPSGDTrainer) {
         let model = try ModelBuilder.build(specs: [.linear(outputs: 3, bias: true)], inputShape: [4], seed: 1)
-        let t = try trainer(model, data, batch: 30,
-                            privacy: PrivacySettings(noiseMultiplier: 1, clippingNorm: 1, delta: 1e-5, randomness: .secure))
+        let t = try trainer(
+            model, data, batch: 30,
+            privacy: PrivacySettings(noiseMultiplier: 1, clippingNorm: 1, delta: 1e-5, randomness: .secure))
         var batches: [[Int]] = []
         for _ in 0..<3 {
             var copy = t.sampler
@@ -231,8 +268,9 @@ func secureModeRandomnessIsNotDerivedFromTheSeed() throws {
     #expect(a.batches != b.batches, "secure batches repeat across runs: they come from the seed")
     #expect(a.parameters != b.parameters, "secure noise repeats across runs")
     // What the seed would have produced is not what ran.
-    var seeded = BatchSampler(scheme: .poisson, datasetSize: data.count, expectedBatchSize: 30,
-                              rng: PhiloxRandom(seed: 21).split(stream: RandomStream.sampling.rawValue))
+    var seeded = BatchSampler(
+        scheme: .poisson, datasetSize: data.count, expectedBatchSize: 30,
+        rng: PhiloxRandom(seed: 21).split(stream: RandomStream.sampling.rawValue))
     #expect(a.batches[0] != seeded.nextBatch())
     // The seeded sampling and noise streams were never advanced.
     let root = PhiloxRandom(seed: 21)
@@ -247,16 +285,21 @@ func nonFiniteGradientNormStopsTheStep() throws {
     // One coordinate of 1e20: finite logits and loss, but a squared gradient norm of ~1e40 (inf in Float).
     var features = [Float](repeating: 0.1, count: 20 * 3)
     features[0] = 1e20
-    let data = Dataset(name: "overflow", features: Tensor(features, shape: [20, 3]), labels: (0..<20).map { $0 % 2 }, classCount: 2)
+    let data = Dataset(
+        name: "overflow", features: Tensor(features, shape: [20, 3]), labels: (0..<20).map { $0 % 2 }, classCount: 2)
     let model = try ModelBuilder.build(specs: [.linear(outputs: 2, bias: true)], inputShape: [3], seed: 1)
     model.parameters[0].value.fill(1e-30)
     let before = model.parameters.map(\.value.scalars)
-    let t = try trainer(model, data, batch: 20, privacy: PrivacySettings(noiseMultiplier: 1, clippingNorm: 1, delta: 1e-5))
+    let t = try trainer(
+        model, data, batch: 20, privacy: PrivacySettings(noiseMultiplier: 1, clippingNorm: 1, delta: 1e-5))
     do {
         try t.trainStep()
         Issue.record("the step ran with a non-finite gradient norm")
     } catch let e as TrainingError {
-        guard case .nonFiniteGradientNorm = e else { Issue.record("wrong error: \(e)"); return }
+        guard case .nonFiniteGradientNorm = e else {
+            Issue.record("wrong error: \(e)")
+            return
+        }
         #expect("\(e)".contains("clipping cannot bound"))
     }
     #expect(model.parameters.map(\.value.scalars) == before)
@@ -266,12 +309,16 @@ func nonFiniteGradientNormStopsTheStep() throws {
 @Test("per-layer clipping reports the fraction of examples with any layer clipped (never above 1)")
 func perLayerClippedFractionIsAtMostOne() throws {
     let data = mixture(count: 60, dimensions: 6)
-    let model = try ModelBuilder.build(specs: [.linear(outputs: 5, bias: true), .tanh, .linear(outputs: 3, bias: true)],
-                                       inputShape: [6], seed: 2)
-    let t = try trainer(model, data, batch: 20,
-                        privacy: PrivacySettings(noiseMultiplier: 1, clippingNorm: 1e-6, clipping: .perLayer(thresholds: nil), delta: 1e-5))
+    let model = try ModelBuilder.build(
+        specs: [.linear(outputs: 5, bias: true), .tanh, .linear(outputs: 3, bias: true)],
+        inputShape: [6], seed: 2)
+    let t = try trainer(
+        model, data, batch: 20,
+        privacy: PrivacySettings(
+            noiseMultiplier: 1, clippingNorm: 1e-6, clipping: .perLayer(thresholds: nil), delta: 1e-5))
     for _ in 0..<5 {
         let r = try t.trainStep()
-        #expect(r.clippedCount == r.batchSize, "every example has both layers clipped: \(r.clippedCount) of \(r.batchSize)")
+        #expect(
+            r.clippedCount == r.batchSize, "every example has both layers clipped: \(r.clippedCount) of \(r.batchSize)")
     }
 }

@@ -3,6 +3,7 @@ import DPData
 import DPTensor
 import Foundation
 import Testing
+
 @testable import DPTraining
 
 // The private input statistics as a mechanism: the exact sums move by at most the stated
@@ -10,8 +11,9 @@ import Testing
 // and the noise on the released statistics has the accounted scale.
 
 private func images(_ values: [[Float]]) -> Dataset {
-    Dataset(name: "t", features: Tensor(values.flatMap { $0 }, shape: [values.count, 1, 2, 2]),
-            labels: values.map { _ in 0 }, classCount: 1)
+    Dataset(
+        name: "t", features: Tensor(values.flatMap { $0 }, shape: [values.count, 1, 2, 2]),
+        labels: values.map { _ in 0 }, classCount: 1)
 }
 
 @Test("the centred sums move by at most the stated sensitivity (add/remove and replace-one)")
@@ -19,7 +21,9 @@ func privateStatisticsSensitivity() {
     let m = PrivateStandardization(noiseMultiplier: 1, lower: -1, upper: 2, perChannel: true)
     let base: [[Float]] = [[0.1, 0.5, 1.5, -0.3], [1, 1, 1, 1], [0, 0, 0, 0]]
     // Extreme examples: every value at either end of the range, outside it (clipped), mixed.
-    let extremes: [[Float]] = [[-1, -1, -1, -1], [2, 2, 2, 2], [-5, 9, -5, 9], [0, 0, 0, 0], [2, -1, 2, -1], [0.5, 0.5, 0.5, 0.5]]
+    let extremes: [[Float]] = [
+        [-1, -1, -1, -1], [2, 2, 2, 2], [-5, 9, -5, 9], [0, 0, 0, 0], [2, -1, 2, -1], [0.5, 0.5, 0.5, 0.5],
+    ]
     let delta = m.sensitivity(groups: 1)
     var worstAdd = 0.0, worstReplace = 0.0
     let (a0, s0) = m.centredSums(images(base))
@@ -28,7 +32,8 @@ func privateStatisticsSensitivity() {
         worstAdd = max(worstAdd, ((a1[0] - a0[0]) * (a1[0] - a0[0]) + (s1[0] - s0[0]) * (s1[0] - s0[0])).squareRoot())
         for y in extremes {
             let (a2, s2) = m.centredSums(images(base + [y]))
-            worstReplace = max(worstReplace, ((a1[0] - a2[0]) * (a1[0] - a2[0]) + (s1[0] - s2[0]) * (s1[0] - s2[0])).squareRoot())
+            worstReplace = max(
+                worstReplace, ((a1[0] - a2[0]) * (a1[0] - a2[0]) + (s1[0] - s2[0]) * (s1[0] - s2[0])).squareRoot())
         }
     }
     #expect(worstAdd <= delta * (1 + 1e-12), "add/remove moved the sums by \(worstAdd) > \(delta)")

@@ -4,6 +4,7 @@ import DPData
 import DPTensor
 import Foundation
 import Testing
+
 @testable import DPTraining
 
 // MARK: - Fixtures
@@ -13,14 +14,17 @@ private func smallData(count: Int = 40, seed: UInt64 = 3) -> Dataset {
 }
 
 private func smallModel(seed: UInt64 = 5, specs: [LayerSpec]? = nil) throws -> Sequential {
-    try ModelBuilder.build(specs: specs ?? [.linear(outputs: 5, bias: true), .tanh, .linear(outputs: 3, bias: true)],
-                           inputShape: [6], seed: seed)
+    try ModelBuilder.build(
+        specs: specs ?? [.linear(outputs: 5, bias: true), .tanh, .linear(outputs: 3, bias: true)],
+        inputShape: [6], seed: seed)
 }
 
 private func parameterValues(_ m: Sequential) -> [[Float]] { m.parameters.map(\.value.scalars) }
 
 /// The reference: per-example gradients by batch-of-one backward passes, clipped, summed.
-private func referenceClippedSum(model: Sequential, data: Dataset, indices: [Int], clip: (_ norms: [Double]) -> [Double]) -> [[Double]] {
+private func referenceClippedSum(
+    model: Sequential, data: Dataset, indices: [Int], clip: (_ norms: [Double]) -> [Double]
+) -> [[Double]] {
     let loss = SoftmaxCrossEntropy()
     var perExample: [[[Float]]] = []
     for i in indices {
@@ -44,12 +48,16 @@ private func referenceClippedSum(model: Sequential, data: Dataset, indices: [Int
     return sum
 }
 
-private func makeTrainer(model: Sequential, data: Dataset, sampling: SamplingScheme = .poisson, batch: Int = 8,
-                         physical: Int = 1024, privacy: PrivacySettings?, seed: UInt64 = 11,
-                         optimizer: Optimizer = SGD(learningRate: 1)) throws -> DPSGDTrainer {
-    try DPSGDTrainer(model: model, optimizer: optimizer, data: data,
-                     configuration: TrainerConfiguration(sampling: sampling, expectedBatchSize: batch,
-                                                         maxPhysicalBatchSize: physical, privacy: privacy, seed: seed))
+private func makeTrainer(
+    model: Sequential, data: Dataset, sampling: SamplingScheme = .poisson, batch: Int = 8,
+    physical: Int = 1024, privacy: PrivacySettings?, seed: UInt64 = 11,
+    optimizer: Optimizer = SGD(learningRate: 1)
+) throws -> DPSGDTrainer {
+    try DPSGDTrainer(
+        model: model, optimizer: optimizer, data: data,
+        configuration: TrainerConfiguration(
+            sampling: sampling, expectedBatchSize: batch,
+            maxPhysicalBatchSize: physical, privacy: privacy, seed: seed))
 }
 
 // MARK: - The clipped sum equals the one-example-at-a-time reference
@@ -83,15 +91,20 @@ func clippedSumMatchesBatchOfOneReference(mode: ClippingMode, clippingNorm: Doub
     }
 }
 
-@Test("per-layer clipping equals a per-example, per-layer reference (equal split and given thresholds)",
-      arguments: [(0.01, nil), (0.3, nil), (10.0, nil), (0.3, [0.1, (0.09 - 0.01).squareRoot()]), (0.05, [0.048, 0.014])] as [(Double, [Double]?)])
+@Test(
+    "per-layer clipping equals a per-example, per-layer reference (equal split and given thresholds)",
+    arguments: [
+        (0.01, nil), (0.3, nil), (10.0, nil), (0.3, [0.1, (0.09 - 0.01).squareRoot()]), (0.05, [0.048, 0.014]),
+    ] as [(Double, [Double]?)])
 func perLayerClippingMatchesPerExampleReference(_ setting: (Double, [Double]?)) throws {
     let (c, thresholds) = setting
     let data = smallData()
     let model = try smallModel()
     let before = parameterValues(model)
-    let trainer = try makeTrainer(model: model, data: data,
-                                  privacy: PrivacySettings(noiseMultiplier: 0, clippingNorm: c, clipping: .perLayer(thresholds: thresholds), delta: 1e-5))
+    let trainer = try makeTrainer(
+        model: model, data: data,
+        privacy: PrivacySettings(
+            noiseMultiplier: 0, clippingNorm: c, clipping: .perLayer(thresholds: thresholds), delta: 1e-5))
     let indices = trainer.sampler.nextBatch()
     // Reference: per-example gradients of each layer (batch-validated in DPLayersTests), each
     // layer clipped to C / sqrt(L) separately, summed.
@@ -106,14 +119,21 @@ func perLayerClippingMatchesPerExampleReference(_ setting: (Double, [Double]?)) 
     var expected: [[Double]] = []
     for (l, layer) in layers.enumerated() {
         let perLayerC = thresholds?[l] ?? c / Double(layers.count).squareRoot()
-        let grads = layer.perSampleGradients()  // one [B] + shape per parameter
+        let grads = layer.perSampleGradients() // one [B] + shape per parameter
         let perExample = grads.map { $0.scalarCount / max(1, indices.count) }
         var sums = grads.map { [Double](repeating: 0, count: $0.scalarCount / max(1, indices.count)) }
         for e in 0..<indices.count {
             var sq = 0.0
-            for (g, n) in zip(grads, perExample) { for j in 0..<n { let v = Double(g.scalars[e * n + j]); sq += v * v } }
+            for (g, n) in zip(grads, perExample) {
+                for j in 0..<n {
+                    let v = Double(g.scalars[e * n + j])
+                    sq += v * v
+                }
+            }
             let w = min(1, perLayerC / sq.squareRoot())
-            for (p, (g, n)) in zip(grads, perExample).enumerated() { for j in 0..<n { sums[p][j] += w * Double(g.scalars[e * n + j]) } }
+            for (p, (g, n)) in zip(grads, perExample).enumerated() {
+                for j in 0..<n { sums[p][j] += w * Double(g.scalars[e * n + j]) }
+            }
         }
         expected.append(contentsOf: sums)
     }
@@ -133,13 +153,20 @@ func perLayerClippingMatchesPerExampleReference(_ setting: (Double, [Double]?)) 
     let model = try smallModel()
     let before = parameterValues(model)
     let c = 0.01
-    let trainer = try makeTrainer(model: model, data: data, batch: 8,
-                                  privacy: PrivacySettings(noiseMultiplier: 0, clippingNorm: c, clipping: .perLayer(thresholds: nil), delta: 1e-5))
+    let trainer = try makeTrainer(
+        model: model, data: data, batch: 8,
+        privacy: PrivacySettings(noiseMultiplier: 0, clippingNorm: c, clipping: .perLayer(thresholds: nil), delta: 1e-5)
+    )
     let report = try trainer.trainStep()
     // Each example contributes at most C in total, so the summed update is at most |B| C / b.
     let after = parameterValues(model)
     var sq = 0.0
-    for p in 0..<before.count { for j in 0..<before[p].count { let d = Double(before[p][j] - after[p][j]); sq += d * d } }
+    for p in 0..<before.count {
+        for j in 0..<before[p].count {
+            let d = Double(before[p][j] - after[p][j])
+            sq += d * d
+        }
+    }
     #expect(sq.squareRoot() <= Double(report.batchSize) * c / 8 + 1e-6)
     #expect(report.clippedCount > 0)
 }
@@ -149,7 +176,8 @@ func perLayerClippingMatchesPerExampleReference(_ setting: (Double, [Double]?)) 
 @Test func zeroNoiseInfiniteClippingIsNonPrivateSGD() throws {
     let data = smallData()
     let a = try smallModel(), b = try smallModel()
-    let t1 = try makeTrainer(model: a, data: data, privacy: PrivacySettings(noiseMultiplier: 0, clippingNorm: .infinity, delta: 1e-5))
+    let t1 = try makeTrainer(
+        model: a, data: data, privacy: PrivacySettings(noiseMultiplier: 0, clippingNorm: .infinity, delta: 1e-5))
     let t2 = try makeTrainer(model: b, data: data, privacy: nil)
     for _ in 0..<5 {
         try t1.trainStep()
@@ -168,13 +196,15 @@ func perLayerClippingMatchesPerExampleReference(_ setting: (Double, [Double]?)) 
     // q = 1/12: find a seed whose first batch is empty.
     var seed: UInt64 = 0
     while true {
-        let s = BatchSampler(scheme: .poisson, datasetSize: data.count, expectedBatchSize: 1,
-                             rng: PhiloxRandom(seed: seed).split(stream: RandomStream.sampling.rawValue))
+        let s = BatchSampler(
+            scheme: .poisson, datasetSize: data.count, expectedBatchSize: 1,
+            rng: PhiloxRandom(seed: seed).split(stream: RandomStream.sampling.rawValue))
         if s.nextBatch().isEmpty { break }
         seed += 1
     }
-    let trainer = try makeTrainer(model: model, data: data, batch: 1,
-                                  privacy: PrivacySettings(noiseMultiplier: 1, clippingNorm: 1, delta: 1e-5), seed: seed)
+    let trainer = try makeTrainer(
+        model: model, data: data, batch: 1,
+        privacy: PrivacySettings(noiseMultiplier: 1, clippingNorm: 1, delta: 1e-5), seed: seed)
     let report = try trainer.trainStep()
     #expect(report.batchSize == 0)
     let after = parameterValues(model)
@@ -187,8 +217,9 @@ func perLayerClippingMatchesPerExampleReference(_ setting: (Double, [Double]?)) 
 @Test func sameSeedSameRun() throws {
     func run(_ seed: UInt64) throws -> [[Float]] {
         let model = try smallModel()
-        let t = try makeTrainer(model: model, data: smallData(),
-                                privacy: PrivacySettings(noiseMultiplier: 1.1, clippingNorm: 1, delta: 1e-5), seed: seed)
+        let t = try makeTrainer(
+            model: model, data: smallData(),
+            privacy: PrivacySettings(noiseMultiplier: 1.1, clippingNorm: 1, delta: 1e-5), seed: seed)
         for _ in 0..<4 { try t.trainStep() }
         return parameterValues(model)
     }
@@ -219,8 +250,9 @@ func perLayerClippingMatchesPerExampleReference(_ setting: (Double, [Double]?)) 
 @Test(arguments: SamplingScheme.allCases)
 func ledgerRecordsTheSamplersEvent(scheme: SamplingScheme) throws {
     let data = smallData(count: 60)
-    let t = try makeTrainer(model: try smallModel(), data: data, sampling: scheme, batch: 10,
-                            privacy: PrivacySettings(noiseMultiplier: 1.3, clippingNorm: 1, delta: 1e-5))
+    let t = try makeTrainer(
+        model: try smallModel(), data: data, sampling: scheme, batch: 10,
+        privacy: PrivacySettings(noiseMultiplier: 1.3, clippingNorm: 1, delta: 1e-5))
     for _ in 0..<7 { try t.trainStep() }
     let expected: DpEvent
     switch scheme {
@@ -228,7 +260,8 @@ func ledgerRecordsTheSamplersEvent(scheme: SamplingScheme) throws {
         expected = .poissonSampled(probability: 10.0 / Double(data.count), event: .gaussian(noiseMultiplier: 1.3))
     case .fixedSize:
         // Replace-one sensitivity is 2C: the same noise is multiplier 1.3 / 2 under that relation.
-        expected = .sampledWithoutReplacement(sampleSize: 10, datasetSize: data.count, event: .gaussian(noiseMultiplier: 0.65))
+        expected = .sampledWithoutReplacement(
+            sampleSize: 10, datasetSize: data.count, event: .gaussian(noiseMultiplier: 0.65))
     }
     #expect(t.ledger.entries.count == 1)
     #expect(t.ledger.entries.first?.event == expected)
@@ -237,16 +270,20 @@ func ledgerRecordsTheSamplersEvent(scheme: SamplingScheme) throws {
 
 @Test func fixedSizeRunsAreAccountedUnderReplaceOne() throws {
     let data = smallData(count: 60)
-    let t = try makeTrainer(model: try smallModel(), data: data, sampling: .fixedSize, batch: 6,
-                            privacy: PrivacySettings(noiseMultiplier: 2, clippingNorm: 1, delta: 1e-5, targetEpsilon: 4))
+    let t = try makeTrainer(
+        model: try smallModel(), data: data, sampling: .fixedSize, batch: 6,
+        privacy: PrivacySettings(noiseMultiplier: 2, clippingNorm: 1, delta: 1e-5, targetEpsilon: 4))
     let allowed = try #require(t.stepsRemaining)
     #expect(allowed > 0)
     for _ in 0..<min(allowed, 5) { try t.trainStep() }
     #expect(try t.ledger.neighboringRelation() == .replaceOne)
     var reference = RDPAccountant(neighboringRelation: .replaceOne)
-    try reference.compose(.sampledWithoutReplacement(sampleSize: 6, datasetSize: data.count, event: .gaussian(noiseMultiplier: 1)),
-                          count: min(allowed, 5))
-    #expect(abs(try PrivacyBudget.epsilon(ledger: t.ledger, delta: 1e-5) - (try reference.epsilon(delta: 1e-5).epsilon)) < 1e-9)
+    try reference.compose(
+        .sampledWithoutReplacement(sampleSize: 6, datasetSize: data.count, event: .gaussian(noiseMultiplier: 1)),
+        count: min(allowed, 5))
+    #expect(
+        abs(try PrivacyBudget.epsilon(ledger: t.ledger, delta: 1e-5) - (try reference.epsilon(delta: 1e-5).epsilon))
+            < 1e-9)
     // PLD does not analyse sampling without replacement: it refuses rather than guess.
     #expect(throws: AccountingError.self) { try PrivacyBudget.epsilon(ledger: t.ledger, delta: 1e-5, accountant: .pld) }
     // A ledger that mixes the two relations has no single epsilon.
@@ -284,8 +321,9 @@ func ledgerRecordsTheSamplersEvent(scheme: SamplingScheme) throws {
 @Test func budgetRefusesTheStepThatWouldExceedIt() throws {
     let data = smallData(count: 60)
     let target = 3.0
-    let t = try makeTrainer(model: try smallModel(), data: data, batch: 6,
-                            privacy: PrivacySettings(noiseMultiplier: 1.5, clippingNorm: 1, delta: 1e-5, targetEpsilon: target))
+    let t = try makeTrainer(
+        model: try smallModel(), data: data, batch: 6,
+        privacy: PrivacySettings(noiseMultiplier: 1.5, clippingNorm: 1, delta: 1e-5, targetEpsilon: target))
     let allowed = try #require(t.stepsRemaining)
     #expect(allowed > 2 && allowed < 500)
     for _ in 0..<allowed { try t.trainStep() }
@@ -305,8 +343,9 @@ func initRefusesABudgetThatAllowsNoStep(target: Double) throws {
     // One step at sigma 0.5, q = 0.5 costs far more than these targets.
     let data = smallData(count: 60)
     do {
-        _ = try makeTrainer(model: try smallModel(), data: data, batch: 30,
-                            privacy: PrivacySettings(noiseMultiplier: 0.5, clippingNorm: 1, delta: 1e-5, targetEpsilon: target))
+        _ = try makeTrainer(
+            model: try smallModel(), data: data, batch: 30,
+            privacy: PrivacySettings(noiseMultiplier: 0.5, clippingNorm: 1, delta: 1e-5, targetEpsilon: target))
         Issue.record("a budget that allows no step must be refused at init")
     } catch let TrainingError.invalidSetting(message) {
         #expect(message.contains("target epsilon \(target) allows no step"))
@@ -319,10 +358,13 @@ func initRefusesABudgetThatAllowsNoStep(target: Double) throws {
     var ledger = PrivacyLedger()
     try ledger.record(.gaussian(noiseMultiplier: 0.3))
     #expect(throws: TrainingError.self) {
-        _ = try DPSGDTrainer(model: try smallModel(), optimizer: SGD(learningRate: 1), data: data,
-                             configuration: TrainerConfiguration(expectedBatchSize: 6, privacy: PrivacySettings(
-                                 noiseMultiplier: 2, clippingNorm: 1, delta: 1e-5, targetEpsilon: 1), seed: 1),
-                             ledger: ledger)
+        _ = try DPSGDTrainer(
+            model: try smallModel(), optimizer: SGD(learningRate: 1), data: data,
+            configuration: TrainerConfiguration(
+                expectedBatchSize: 6,
+                privacy: PrivacySettings(
+                    noiseMultiplier: 2, clippingNorm: 1, delta: 1e-5, targetEpsilon: 1), seed: 1),
+            ledger: ledger)
     }
 }
 
@@ -330,8 +372,9 @@ func initRefusesABudgetThatAllowsNoStep(target: Double) throws {
 func theOptimizersLearningRateIsTheOneUsed(schedule: LearningRateSchedule) throws {
     let data = smallData()
     let optimizer = SGD(learningRate: 0.25)
-    let t = try DPSGDTrainer(model: try smallModel(), optimizer: optimizer, schedule: schedule, data: data,
-                             configuration: TrainerConfiguration(expectedBatchSize: 8, privacy: nil, seed: 1))
+    let t = try DPSGDTrainer(
+        model: try smallModel(), optimizer: optimizer, schedule: schedule, data: data,
+        configuration: TrainerConfiguration(expectedBatchSize: 8, privacy: nil, seed: 1))
     #expect(t.baseLearningRate == 0.25)
     for step in 0..<3 {
         try t.trainStep()
@@ -342,12 +385,17 @@ func theOptimizersLearningRateIsTheOneUsed(schedule: LearningRateSchedule) throw
 @Test func invalidSettingsNameTheValue() throws {
     let data = smallData()
     func message(_ p: PrivacySettings) -> String {
-        do { _ = try makeTrainer(model: try smallModel(), data: data, privacy: p); return "" } catch { return "\(error)" }
+        do {
+            _ = try makeTrainer(model: try smallModel(), data: data, privacy: p)
+            return ""
+        } catch { return "\(error)" }
     }
     #expect(message(PrivacySettings(noiseMultiplier: -1, clippingNorm: 1, delta: 1e-5)).contains("noise multiplier -1"))
     #expect(message(PrivacySettings(noiseMultiplier: 1, clippingNorm: 0, delta: 1e-5)).contains("clipping norm 0"))
     #expect(message(PrivacySettings(noiseMultiplier: 1, clippingNorm: 1, delta: 2)).contains("delta 2"))
-    #expect(message(PrivacySettings(noiseMultiplier: 0, clippingNorm: 1, delta: 1e-5, targetEpsilon: 1)).contains("needs noise"))
+    #expect(
+        message(PrivacySettings(noiseMultiplier: 0, clippingNorm: 1, delta: 1e-5, targetEpsilon: 1)).contains(
+            "needs noise"))
     do {
         _ = try makeTrainer(model: try smallModel(), data: data, batch: 1000, privacy: nil)
         Issue.record("a batch larger than the dataset must be refused")
@@ -359,14 +407,18 @@ func theOptimizersLearningRateIsTheOneUsed(schedule: LearningRateSchedule) throw
     data.mapFeatures { $0.fill(.nan) }
     let model = try smallModel()
     let before = parameterValues(model)
-    let t = try makeTrainer(model: model, data: data, privacy: PrivacySettings(noiseMultiplier: 1, clippingNorm: 1, delta: 1e-5))
+    let t = try makeTrainer(
+        model: model, data: data, privacy: PrivacySettings(noiseMultiplier: 1, clippingNorm: 1, delta: 1e-5))
     do {
         try t.trainStep()
         Issue.record("a NaN loss must stop training")
     } catch let e as TrainingError {
         #expect(parameterValues(model) == before, "nothing is updated")
         #expect(t.ledger.entries.isEmpty, "nothing is composed")
-        guard case .nonFiniteLoss = e else { Issue.record("unexpected \(e)"); return }
+        guard case .nonFiniteLoss = e else {
+            Issue.record("unexpected \(e)")
+            return
+        }
         #expect("\(e)".contains("lower the learning rate"))
     }
 }
@@ -408,12 +460,16 @@ func resumedRunContinuesExactly(adam: Bool) throws {
 @Test func perLayerThresholdsMustMatchTheModelAndTheClippingNorm() throws {
     let data = smallData()
     #expect(throws: TrainingError.self) {
-        _ = try makeTrainer(model: try smallModel(), data: data,
-                            privacy: PrivacySettings(noiseMultiplier: 1, clippingNorm: 1, clipping: .perLayer(thresholds: [1]), delta: 1e-5))
+        _ = try makeTrainer(
+            model: try smallModel(), data: data,
+            privacy: PrivacySettings(
+                noiseMultiplier: 1, clippingNorm: 1, clipping: .perLayer(thresholds: [1]), delta: 1e-5))
     }
     #expect(throws: TrainingError.self) {
-        _ = try makeTrainer(model: try smallModel(), data: data,
-                            privacy: PrivacySettings(noiseMultiplier: 1, clippingNorm: 1, clipping: .perLayer(thresholds: [0.5, 0.5]), delta: 1e-5))
+        _ = try makeTrainer(
+            model: try smallModel(), data: data,
+            privacy: PrivacySettings(
+                noiseMultiplier: 1, clippingNorm: 1, clipping: .perLayer(thresholds: [0.5, 0.5]), delta: 1e-5))
     }
 }
 
@@ -430,11 +486,13 @@ func resumedRunContinuesExactly(adam: Bool) throws {
 
 @Test func fitRunsEpochsAndReportsEveryStep() throws {
     let data = smallData(count: 60)
-    let t = try makeTrainer(model: try smallModel(), data: data, batch: 10,
-                            privacy: PrivacySettings(noiseMultiplier: 1, clippingNorm: 1, delta: 1e-5))
+    let t = try makeTrainer(
+        model: try smallModel(), data: data, batch: 10,
+        privacy: PrivacySettings(noiseMultiplier: 1, clippingNorm: 1, delta: 1e-5))
     var steps: [Int] = []
     var epochs: [EpochReport] = []
-    let summary = try t.fit(epochs: 2, evaluateOn: data, onStep: { steps.append($0.step) }, onEpoch: { epochs.append($0) })
+    let summary = try t.fit(
+        epochs: 2, evaluateOn: data, onStep: { steps.append($0.step) }, onEpoch: { epochs.append($0) })
     #expect(steps == Array(0..<(2 * t.stepsPerEpoch)))
     #expect(epochs.map(\.epoch) == [1, 2])
     #expect(summary.steps == 2 * t.stepsPerEpoch && summary.epochs == 2 && !summary.stoppedByBudget)
@@ -446,10 +504,11 @@ func resumedRunContinuesExactly(adam: Bool) throws {
 
 @Test func fitStopsAtTheBudgetWithoutError() throws {
     let data = smallData(count: 60)
-    let t = try makeTrainer(model: try smallModel(), data: data, batch: 6,
-                            privacy: PrivacySettings(noiseMultiplier: 1.5, clippingNorm: 1, delta: 1e-5, targetEpsilon: 3))
+    let t = try makeTrainer(
+        model: try smallModel(), data: data, batch: 6,
+        privacy: PrivacySettings(noiseMultiplier: 1.5, clippingNorm: 1, delta: 1e-5, targetEpsilon: 3))
     let allowed = try #require(t.stepsRemaining)
-    let summary = try t.fit(epochs: allowed)  // far more steps than the budget allows
+    let summary = try t.fit(epochs: allowed) // far more steps than the budget allows
     #expect(summary.stoppedByBudget)
     #expect(summary.steps == allowed)
     #expect(try #require(summary.epsilon) <= 3)

@@ -26,12 +26,18 @@ func swiftBlocks(in relativePath: String) throws -> [SwiftBlock] {
     var blocks: [SwiftBlock] = []
     var i = 0
     while i < lines.count {
-        guard lines[i].trimmingCharacters(in: .whitespaces) == "```swift" else { i += 1; continue }
+        guard lines[i].trimmingCharacters(in: .whitespaces) == "```swift" else {
+            i += 1
+            continue
+        }
         let previous = i > 0 ? lines[i - 1].trimmingCharacters(in: .whitespaces) : ""
         let marker = previous.hasPrefix("<!--") ? previous : nil
         var body: [String] = []
         var j = i + 1
-        while j < lines.count, lines[j].trimmingCharacters(in: .whitespaces) != "```" { body.append(lines[j]); j += 1 }
+        while j < lines.count, lines[j].trimmingCharacters(in: .whitespaces) != "```" {
+            body.append(lines[j])
+            j += 1
+        }
         blocks.append(SwiftBlock(file: relativePath, line: i + 1, marker: marker, text: body))
         i = j + 1
     }
@@ -42,10 +48,13 @@ func swiftBlocks(in relativePath: String) throws -> [SwiftBlock] {
 func snippetRegion(file: String, name: String) throws -> [String]? {
     let lines = try String(contentsOf: root.appendingPathComponent(file), encoding: .utf8).components(separatedBy: "\n")
     guard let start = lines.firstIndex(where: { $0.trimmingCharacters(in: .whitespaces) == "// snippet: \(name)" }),
-          let end = lines[(start + 1)...].firstIndex(where: { $0.trimmingCharacters(in: .whitespaces) == "// end snippet" })
+        let end = lines[(start + 1)...].firstIndex(where: {
+            $0.trimmingCharacters(in: .whitespaces) == "// end snippet"
+        })
     else { return nil }
     let region = Array(lines[(start + 1)..<end])
-    let indent = region.filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+    let indent =
+        region.filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
         .map { $0.prefix { $0 == " " }.count }.min() ?? 0
     return region.map { $0.count >= indent ? String($0.dropFirst(indent)) : $0.trimmingCharacters(in: .whitespaces) }
 }
@@ -58,7 +67,9 @@ func documentationFiles() throws -> [String] {
         .filter { $0.hasSuffix(".md") }.sorted().map { "docs/" + $0 }
     for module in try fm.contentsOfDirectory(atPath: root.appendingPathComponent("Sources").path).sorted() {
         let catalog = "Sources/\(module)/\(module).docc"
-        guard let items = try? fm.contentsOfDirectory(atPath: root.appendingPathComponent(catalog).path) else { continue }
+        guard let items = try? fm.contentsOfDirectory(atPath: root.appendingPathComponent(catalog).path) else {
+            continue
+        }
         files += items.filter { $0.hasSuffix(".md") }.sorted().map { "\(catalog)/\($0)" }
     }
     return files
@@ -69,7 +80,9 @@ func documentationFiles() throws -> [String] {
     for file in try documentationFiles() {
         for block in try swiftBlocks(in: file) {
             guard let marker = block.marker else {
-                Issue.record("\(block): a ```swift block needs `<!-- snippet: Examples/...swift#name -->` or `<!-- not compiled: reason -->` on the line before it")
+                Issue.record(
+                    "\(block): a ```swift block needs `<!-- snippet: Examples/...swift#name -->` or `<!-- not compiled: reason -->` on the line before it"
+                )
                 continue
             }
             // Not compiled here: a reason is given, or another test checks the block word for word.
@@ -80,14 +93,20 @@ func documentationFiles() throws -> [String] {
             }
             let reference = marker.dropFirst("<!-- snippet: ".count).dropLast(" -->".count)
             let parts = reference.split(separator: "#", maxSplits: 1).map(String.init)
-            guard parts.count == 2 else { Issue.record("\(block): \(marker) must name FILE#SNIPPET"); continue }
+            guard parts.count == 2 else {
+                Issue.record("\(block): \(marker) must name FILE#SNIPPET")
+                continue
+            }
             guard let region = try snippetRegion(file: parts[0], name: parts[1]) else {
                 Issue.record("\(block): no `// snippet: \(parts[1])` ... `// end snippet` in \(parts[0])")
                 continue
             }
-            let trim = { (lines: [String]) in lines.map { $0.replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression) } }
-            #expect(trim(region) == trim(block.text),
-                    "\(block) differs from \(parts[0])#\(parts[1]): edit both (the file is what `make examples` compiles)")
+            let trim = { (lines: [String]) in
+                lines.map { $0.replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression) }
+            }
+            #expect(
+                trim(region) == trim(block.text),
+                "\(block) differs from \(parts[0])#\(parts[1]): edit both (the file is what `make examples` compiles)")
             compiled += 1
         }
     }
