@@ -35,20 +35,9 @@ public struct Standardization: Codable, Sendable, Equatable {
         let block = dataset.exampleSize / groups
         var sum = [Double](repeating: 0, count: groups)
         var sumSquares = [Double](repeating: 0, count: groups)
-        dataset.features.withUnsafeBufferPointer { p in
-            for e in 0..<dataset.count {
-                for g in 0..<groups {
-                    let base = e * dataset.exampleSize + g * block
-                    var s = 0.0, q = 0.0
-                    for j in 0..<block {
-                        let x = Double(p[base + j])
-                        s += x
-                        q += x * x
-                    }
-                    sum[g] += s
-                    sumSquares[g] += q
-                }
-            }
+        dataset.forEachGroupMoments(groups: groups) { _, g, mean, meanSquare in
+            sum[g] += mean * Double(block)
+            sumSquares[g] += meanSquare * Double(block)
         }
         let n = Double(max(1, dataset.count * block))
         var mean = [Float](), sd = [Float]()
@@ -112,23 +101,45 @@ extension Dataset {
     /// below `1e-6`) is only centred.
     public mutating func standardizePerExample() {
         let groups = exampleShape.rank == 3 ? exampleShape[0] : 1
-        let size = exampleSize, block = size / groups, count = self.count
+        let block = exampleSize / groups
+        var shift = [Float](repeating: 0, count: count * groups), scale = shift
+        forEachGroupMoments(groups: groups) { e, g, m, q in
+            let sd = max(0, q - m * m).squareRoot()
+            shift[e * groups + g] = Float(m)
+            scale[e * groups + g] = Float(sd < 1e-6 ? 1 : 1 / sd)
+        }
         mapFeatures { features in
             features.withUnsafeMutableBufferPointer { p in
-                for e in 0..<count {
-                    for g in 0..<groups {
-                        let base = e * size + g * block
-                        var s = 0.0, q = 0.0
-                        for j in 0..<block {
-                            let x = Double(p[base + j])
-                            s += x
-                            q += x * x
-                        }
-                        let m = s / Double(block)
-                        let sd = max(0, q / Double(block) - m * m).squareRoot()
-                        let r = Float(sd < 1e-6 ? 1 : 1 / sd), mf = Float(m)
-                        for j in 0..<block { p[base + j] = (p[base + j] - mf) * r }
+                for i in 0..<shift.count {
+                    let base = i * block, m = shift[i], r = scale[i]
+                    for j in 0..<block { p[base + j] = (p[base + j] - m) * r }
+                }
+            }
+        }
+    }
+
+    /// Calls `body(example, group, mean, meanOfSquares)` for every example and every one of
+    /// `groups` equal consecutive blocks of its features (channels), in Double; values are
+    /// clipped to `clip` first when given. The one loop behind fitted, per-example and private
+    /// statistics.
+    public func forEachGroupMoments(
+        groups: Int, clippedTo clip: ClosedRange<Float>? = nil,
+        _ body: (_ example: Int, _ group: Int, _ mean: Double, _ meanOfSquares: Double) -> Void
+    ) {
+        let size = exampleSize, block = size / groups
+        features.withUnsafeBufferPointer { p in
+            for e in 0..<count {
+                for g in 0..<groups {
+                    let base = e * size + g * block
+                    var s = 0.0, q = 0.0
+                    for j in 0..<block {
+                        var v = p[base + j]
+                        if let clip { v = Swift.min(Swift.max(v, clip.lowerBound), clip.upperBound) }
+                        let x = Double(v)
+                        s += x
+                        q += x * x
                     }
+                    body(e, g, s / Double(block), q / Double(block))
                 }
             }
         }

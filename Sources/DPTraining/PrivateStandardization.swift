@@ -62,25 +62,12 @@ public struct PrivateStandardization: Sendable {
     /// The exact centred per-group sums `(sum_a, sum_s)` over `dataset`, before noise.
     func centredSums(_ dataset: Dataset) -> (a: [Double], s: [Double]) {
         let groups = perChannel ? dataset.exampleShape[0] : 1
-        let block = dataset.exampleSize / groups
-        let lo = Float(lower), hi = Float(upper)
         let ca = (lower + upper) / 2, (slo, shi) = squareRange
         let cs = (slo + shi) / 2
         var sa = [Double](repeating: 0, count: groups), ss = sa
-        dataset.features.withUnsafeBufferPointer { p in
-            for e in 0..<dataset.count {
-                for g in 0..<groups {
-                    let base = e * dataset.exampleSize + g * block
-                    var a = 0.0, q = 0.0
-                    for j in 0..<block {
-                        let x = Double(Swift.min(Swift.max(p[base + j], lo), hi))
-                        a += x
-                        q += x * x
-                    }
-                    sa[g] += a / Double(block) - ca
-                    ss[g] += q / Double(block) - cs
-                }
-            }
+        dataset.forEachGroupMoments(groups: groups, clippedTo: Float(lower)...Float(upper)) { _, g, mean, meanSquare in
+            sa[g] += mean - ca
+            ss[g] += meanSquare - cs
         }
         return (sa, ss)
     }
