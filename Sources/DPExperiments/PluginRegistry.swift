@@ -5,7 +5,7 @@ import DPTraining
 
 /// Every registry the config validator consults, assembled from the modules that own the
 /// names: datasets from DPData, models and layer types from DPLayers, samplers, clipping
-/// modes and accountants from DPTraining. Optimizers and schedules are named here.
+/// modes, accountants, optimizers and schedules from DPTraining.
 ///
 /// Adding a dataset or a model is one registration in its module's registry (or
 /// `registries.datasets.register(...)` / `registries.models.register(...)` at run time); the
@@ -35,47 +35,7 @@ public struct PluginRegistries: Sendable {
     /// The plugins DPKit ships.
     public static let standard = PluginRegistries(
         datasets: .standard, models: .standard, layers: .standard,
-        optimizers: PluginRegistry(
-            kind: "optimizer",
-            [
-                PluginSpec(
-                    "sgd", "stochastic gradient descent (heavy-ball momentum when momentum > 0)",
-                    parameters: [
-                        ParameterSpec("momentum", .double, range: .halfOpenUnit, default: .double(0)),
-                        ParameterSpec("weight_decay", .double, range: .nonNegative, default: .double(0)),
-                    ]),
-                PluginSpec(
-                    "momentum", "SGD with heavy-ball momentum",
-                    parameters: [
-                        ParameterSpec("momentum", .double, range: .halfOpenUnit, default: .double(0.9)),
-                        ParameterSpec("weight_decay", .double, range: .nonNegative, default: .double(0)),
-                    ]),
-                PluginSpec(
-                    "adam", "Adam (Kingma & Ba 2015)",
-                    parameters: [
-                        ParameterSpec(
-                            "betas", .doubleList, range: .halfOpenUnit, count: 2,
-                            default: .list([.double(0.9), .double(0.999)])),
-                        ParameterSpec("weight_decay", .double, range: .nonNegative, default: .double(0)),
-                    ]),
-            ]),
-        schedules: PluginRegistry(
-            kind: "learning-rate schedule",
-            [
-                PluginSpec("constant"),
-                PluginSpec(
-                    "step", "multiply the learning rate by gamma every step_epochs epochs",
-                    parameters: [
-                        ParameterSpec("step_epochs", .int, range: .closed(1, 1e6), default: .int(10)),
-                        ParameterSpec("gamma", .double, range: .unitExcludingZero, default: .double(0.1)),
-                    ]),
-                PluginSpec(
-                    "cosine", "cosine decay to min_learning_rate after warmup_epochs of linear warm-up",
-                    parameters: [
-                        ParameterSpec("min_learning_rate", .double, range: .nonNegative, default: .double(0)),
-                        ParameterSpec("warmup_epochs", .int, range: .closed(0, 1e6), default: .int(0)),
-                    ]),
-            ]))
+        optimizers: OptimizerKind.schema, schedules: LearningRateSchedule.schema)
 }
 
 // MARK: - Reference

@@ -90,15 +90,14 @@ public struct ScheduleConfig: Hashable, Sendable {
 
 /// `optimizer:` section.
 public struct OptimizerConfig: Hashable, Sendable {
-    /// `sgd`, `momentum`, `adam`.
-    public var name: String
+    public var kind: OptimizerKind
     public var learningRate: Double
-    /// Heavy-ball momentum (0 for adam).
-    public var momentum: Double
-    /// Adam's (beta1, beta2); empty for other optimizers.
-    public var betas: [Double]
-    public var weightDecay: Double
+    /// The optimizer's parameters (momentum, betas, weight_decay), defaults filled in.
+    public var options: [String: ConfigValue]
     public var schedule: ScheduleConfig
+
+    /// Heavy-ball momentum (0 for adam).
+    public var momentum: Double { options["momentum"]?.doubleValue ?? 0 }
 }
 
 /// `privacy:` section.
@@ -341,14 +340,13 @@ extension RunConfig {
         s.close(scheduleOptionsReader, as: "options")
         try s.finish()
         o.close(s, as: "schedule")
-        let options = Parameters(plugin, try o.pluginParameters(plugin, kind: "optimizer"))
+        let options = try o.pluginParameters(plugin, kind: "optimizer")
         root.close(o, as: "optimizer")
-        let has = { (name: String) in plugin.parameters.contains { $0.name == name } }
+        guard let kind = OptimizerKind(rawValue: plugin.name) else {
+            throw o.error("name", "`\(plugin.name)` has no optimizer behind it")
+        }
         return OptimizerConfig(
-            name: plugin.name, learningRate: learningRate,
-            momentum: has("momentum") ? options.double("momentum") : 0,
-            betas: has("betas") ? options.optionalDoubleList("betas") ?? [] : [],
-            weightDecay: has("weight_decay") ? options.double("weight_decay") : 0,
+            kind: kind, learningRate: learningRate, options: Parameters(plugin, options).values,
             schedule: ScheduleConfig(name: schedulePlugin.name, options: scheduleOptions))
     }
 

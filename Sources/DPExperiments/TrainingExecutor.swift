@@ -316,35 +316,18 @@ public struct TrainingExecutor: RunExecutor {
     }
 
     func makeOptimizer(_ o: OptimizerConfig) throws -> Optimizer {
-        switch o.name {
-        case "sgd", "momentum":
-            return SGD(learningRate: o.learningRate, momentum: o.momentum, weightDecay: o.weightDecay)
-        case "adam":
-            let b = o.betas.count == 2 ? o.betas : [0.9, 0.999]
-            return Adam(learningRate: o.learningRate, beta1: b[0], beta2: b[1], weightDecay: o.weightDecay)
-        default:
-            throw TrainingError.invalidSetting("optimizer.name: no optimizer `\(o.name)`")
-        }
+        o.kind.make(learningRate: o.learningRate, parameters: o.options)
     }
 
     func makeSchedule(
         _ s: ScheduleConfig, learningRate: Double, stepsPerEpoch: Int, totalSteps: Int
     ) throws -> LearningRateSchedule {
-        switch s.name {
-        case "constant": return .constant
-        case "step":
-            return .step(
-                everySteps: (s.options["step_epochs"]?.intValue ?? 10) * stepsPerEpoch,
-                factor: s.options["gamma"]?.doubleValue ?? 0.1)
-        case "cosine":
-            let warmup = (s.options["warmup_epochs"]?.intValue ?? 0) * stepsPerEpoch
-            let minimum = s.options["min_learning_rate"]?.doubleValue ?? 0
-            return .cosine(
-                totalSteps: totalSteps, minimumFactor: learningRate > 0 ? minimum / learningRate : 0,
-                warmupSteps: min(warmup, totalSteps))
-        default:
-            throw TrainingError.invalidSetting("optimizer.schedule.name: no schedule `\(s.name)`")
-        }
+        guard
+            let schedule = LearningRateSchedule(
+                name: s.name, parameters: s.options, learningRate: learningRate, stepsPerEpoch: stepsPerEpoch,
+                totalSteps: totalSteps)
+        else { throw TrainingError.invalidSetting("optimizer.schedule.name: no schedule `\(s.name)`") }
+        return schedule
     }
 }
 

@@ -108,3 +108,91 @@ extension AccountantKind {
         selection == [.pld] ? .pld : .rdp
     }
 }
+
+// MARK: - Optimizers
+
+/// `optimizer.name`: the optimizers by name, with their parameters (beside `name` in configs).
+public enum OptimizerKind: String, CaseIterable, Sendable {
+    case sgd, momentum, adam
+
+    public static let schema = PluginRegistry(
+        kind: "optimizer",
+        [
+            PluginSpec(
+                "sgd", "stochastic gradient descent (heavy-ball momentum when momentum > 0)",
+                parameters: [
+                    ParameterSpec("momentum", .double, range: .halfOpenUnit, default: .double(0)),
+                    ParameterSpec("weight_decay", .double, range: .nonNegative, default: .double(0)),
+                ]),
+            PluginSpec(
+                "momentum", "SGD with heavy-ball momentum",
+                parameters: [
+                    ParameterSpec("momentum", .double, range: .halfOpenUnit, default: .double(0.9)),
+                    ParameterSpec("weight_decay", .double, range: .nonNegative, default: .double(0)),
+                ]),
+            PluginSpec(
+                "adam", "Adam (Kingma & Ba 2015)",
+                parameters: [
+                    ParameterSpec(
+                        "betas", .doubleList, range: .halfOpenUnit, count: 2,
+                        default: .list([.double(0.9), .double(0.999)])),
+                    ParameterSpec("weight_decay", .double, range: .nonNegative, default: .double(0)),
+                ]),
+        ])
+
+    /// This optimizer at `learningRate` with `parameters` (defaults filled in from ``schema``).
+    public func make(learningRate: Double, parameters given: [String: ConfigValue]) -> Optimizer {
+        let p = Parameters(Self.schema.plugin(named: rawValue) ?? PluginSpec(rawValue), given)
+        switch self {
+        case .sgd, .momentum:
+            return SGD(
+                learningRate: learningRate, momentum: p.double("momentum"), weightDecay: p.double("weight_decay"))
+        case .adam:
+            let b = p.optionalDoubleList("betas") ?? [0.9, 0.999]
+            return Adam(learningRate: learningRate, beta1: b[0], beta2: b[1], weightDecay: p.double("weight_decay"))
+        }
+    }
+}
+
+// MARK: - Learning-rate schedules
+
+extension LearningRateSchedule {
+    /// `optimizer.schedule.name`, options in `optimizer.schedule.options`.
+    public static let schema = PluginRegistry(
+        kind: "learning-rate schedule",
+        [
+            PluginSpec("constant"),
+            PluginSpec(
+                "step", "multiply the learning rate by gamma every step_epochs epochs",
+                parameters: [
+                    ParameterSpec("step_epochs", .int, range: .closed(1, 1e6), default: .int(10)),
+                    ParameterSpec("gamma", .double, range: .unitExcludingZero, default: .double(0.1)),
+                ]),
+            PluginSpec(
+                "cosine", "cosine decay to min_learning_rate after warmup_epochs of linear warm-up",
+                parameters: [
+                    ParameterSpec("min_learning_rate", .double, range: .nonNegative, default: .double(0)),
+                    ParameterSpec("warmup_epochs", .int, range: .closed(0, 1e6), default: .int(0)),
+                ]),
+        ])
+
+    /// The schedule named `name` with `parameters` (defaults filled in from ``schema``), in steps
+    /// of a run of `totalSteps` with `stepsPerEpoch`; nil for a name the schema does not list.
+    public init?(
+        name: String, parameters given: [String: ConfigValue], learningRate: Double, stepsPerEpoch: Int,
+        totalSteps: Int
+    ) {
+        guard let spec = Self.schema.plugin(named: name) else { return nil }
+        let p = Parameters(spec, given)
+        switch name {
+        case "constant": self = .constant
+        case "step": self = .step(everySteps: p.int("step_epochs") * stepsPerEpoch, factor: p.double("gamma"))
+        case "cosine":
+            let minimum = p.double("min_learning_rate")
+            self = .cosine(
+                totalSteps: totalSteps, minimumFactor: learningRate > 0 ? minimum / learningRate : 0,
+                warmupSteps: min(p.int("warmup_epochs") * stepsPerEpoch, totalSteps))
+        default: return nil
+        }
+    }
+}
