@@ -41,6 +41,8 @@ public final class ExperimentRunner {
     /// prints plain lines otherwise.
     public var status: ((String) -> Void)?
     public var statusInterval = 0.5
+    /// Called with the run id and the epoch each time a run's checkpoint is on disk.
+    public var afterCheckpoint: ((String, Int) -> Void)?
     /// The command line recorded in the output folder's lock (named to a second process).
     public var command: String = CommandLine.arguments.joined(separator: " ")
 
@@ -204,7 +206,7 @@ public final class ExperimentRunner {
                 try FileManager.default.createDirectory(at: files.metrics, withIntermediateDirectories: true)
                 var lastStatus = clock(), samples = 0, samplesSince = clock()
                 let totalRuns = runs.count
-                let context = RunContext(
+                var context = RunContext(
                     checkpoint: files.checkpoint(run.runID), model: files.model(run.runID),
                     metrics: files.metrics(run.runID),
                     onStep: { [self] m in
@@ -228,6 +230,7 @@ public final class ExperimentRunner {
                         samples = 0
                         samplesSince = now
                     })
+                context.onCheckpoint = afterCheckpoint.map { hook in { epoch in hook(run.runID, epoch) } }
                 let summary = try executor.execute(run, context: context) { record in
                     var record = record
                     if record.wallSeconds == nil { record.wallSeconds = self.clock() - runStart }

@@ -183,6 +183,8 @@ public struct RunContext {
     public var metrics: URL?
     /// Called after every step (progress lines).
     public var onStep: ((StepMetrics) -> Void)?
+    /// Called after the checkpoint of each epoch is on disk, with the epoch.
+    public var onCheckpoint: ((Int) -> Void)?
 
     public init(checkpoint: URL? = nil, model: URL? = nil, metrics: URL? = nil, onStep: ((StepMetrics) -> Void)? = nil)
     {

@@ -204,6 +204,7 @@ public struct TrainingExecutor: RunExecutor {
                     wallSeconds: record.wallSeconds ?? 0, trainer: trainer.checkpoint(),
                     transform: transform, figures: RunFigures(summary)
                 ).write(to: url)
+                context.onCheckpoint?(epoch)
             }
             if stopped || done >= setup.steps { break }
             epoch += 1

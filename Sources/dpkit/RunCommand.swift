@@ -54,6 +54,19 @@ struct RunCommand: ParsableCommand {
                 runner.status = { print($0) }
                 runner.statusInterval = 30
             }
+            // For tests of recovery after a kill: with DPKIT_HALT_AFTER_EPOCH=N, the process writes
+            // the file DPKIT_HALT_MARKER once a run's epoch-N checkpoint is on disk and then waits
+            // to be killed, so a test kills it at a known point instead of racing the clock.
+            let variables = ProcessInfo.processInfo.environment
+            if let n = variables["DPKIT_HALT_AFTER_EPOCH"].flatMap(Int.init),
+                let marker = variables["DPKIT_HALT_MARKER"]
+            {
+                runner.afterCheckpoint = { _, epoch in
+                    guard epoch == n else { return }
+                    FileManager.default.createFile(atPath: marker, contents: Data("\(epoch)\n".utf8))
+                    while true { pause() }
+                }
+            }
             started = true
             let report = try runner.run()
             if !report.failed.isEmpty {

@@ -420,7 +420,6 @@ func fuzzedConfigsNeverTrap() throws {
     let mutations = 3000
     var r = FuzzRandom(state: 0xD9C0_F1A5_0000_0010)
     var tally = FuzzTally()
-    let start = Date()
     for i in 0..<mutations {
         var tree = bases[i % bases.count]
         for _ in 0..<(1 + r.int(2)) { tree = mutate(tree, &r, csvPath: csvPath) }
@@ -444,9 +443,8 @@ func fuzzedConfigsNeverTrap() throws {
             Issue.record("\(file): not a ConfigError: \(type(of: error)) \(error)\n\(text)")
         }
     }
-    let seconds = Date().timeIntervalSince(start)
     print(
-        "config fuzz: \(tally.cases) mutations in \(String(format: "%.1f", seconds)) s: \(tally.validated) validated, \(tally.refused) refused with a ConfigError; \(tally.runsChecked) runs shape-checked, \(tally.forwardChecked) distinct models built and checked by a forward and backward pass, \(tally.tooLargeToBuild) too large to build here, \(tally.csvRunErrors) csv runs refused on loading"
+        "config fuzz: \(tally.cases) mutations: \(tally.validated) validated, \(tally.refused) refused with a ConfigError; \(tally.runsChecked) runs shape-checked, \(tally.forwardChecked) distinct models built and checked by a forward and backward pass, \(tally.tooLargeToBuild) too large to build here, \(tally.csvRunErrors) csv runs refused on loading"
     )
     // Not vacuous: both outcomes are common, and many models go through a forward pass.
     // (Seed 0xD9C0F1A500000010, 3000 mutations: 611 validate; 1145 runs are shape-checked and

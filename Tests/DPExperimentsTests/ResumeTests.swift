@@ -102,13 +102,15 @@ private func dpkitExecutable() -> URL? {
     return nil
 }
 
-private func dpkit(_ arguments: [String], log: URL? = nil) throws -> Process {
+private func dpkit(_ arguments: [String], log: URL? = nil, environment extra: [String: String] = [:]) throws -> Process
+{
     let p = Process()
     p.executableURL = try #require(
         dpkitExecutable(), "the dpkit executable is not beside the tests: run `swift build --build-tests` first")
     p.arguments = arguments
     var env = ProcessInfo.processInfo.environment
     env["DPKIT_NO_BLAS_REEXEC"] = "1"
+    env.merge(extra) { $1 }
     p.environment = env
     if let log {
         FileManager.default.createFile(atPath: log.path, contents: nil)
@@ -129,20 +131,18 @@ func sigkilledRunResumesToTheSameResult() throws {
     try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: root) }
     let configURL = root.appendingPathComponent("resume.yaml")
-    try resumeYAML.replacingOccurrences(of: "EPOCHS", with: "30").write(
+    try resumeYAML.replacingOccurrences(of: "EPOCHS", with: "5").write(
         to: configURL, atomically: true, encoding: .utf8)
     let killed = root.appendingPathComponent("killed"), clean = root.appendingPathComponent("clean")
 
-    let child = try dpkit(["run", configURL.path, "--output", killed.path])
-    // Kill it once it has written at least two epochs (and before it finishes).
-    let epochs = killed.appendingPathComponent("epochs.csv")
-    let deadline = Date().addingTimeInterval(120)
-    while Date() < deadline, child.isRunning {
-        let lines = (try? String(contentsOf: epochs, encoding: .utf8))?.split(separator: "\n").count ?? 0
-        if lines >= 3 { break }
-        usleep(2_000)
-    }
-    #expect(child.isRunning, "the run finished before it could be killed; make the test run longer")
+    // The child halts once epoch 2's checkpoint is on disk and says so in a marker file: the kill
+    // comes at that known point, mid-run (of 5 epochs), not after a race with the clock.
+    let marker = root.appendingPathComponent("halted")
+    let child = try dpkit(
+        ["run", configURL.path, "--output", killed.path],
+        environment: ["DPKIT_HALT_AFTER_EPOCH": "2", "DPKIT_HALT_MARKER": marker.path])
+    while child.isRunning, !FileManager.default.fileExists(atPath: marker.path) { usleep(2_000) }
+    #expect(child.isRunning, "the run ended before its epoch-2 checkpoint")
     kill(child.processIdentifier, SIGKILL)
     child.waitUntilExit()
     #expect(child.terminationReason == .uncaughtSignal)
@@ -158,7 +158,7 @@ func sigkilledRunResumesToTheSameResult() throws {
     reference.waitUntilExit()
     #expect(resume.terminationStatus == 0 && reference.terminationStatus == 0)
     let log = try String(contentsOf: resumeLog, encoding: .utf8)
-    #expect(log.contains("continues from its checkpoint after epoch"), "the resumed run started over: \(log)")
+    #expect(log.contains("continues from its checkpoint after epoch 2"), "the resumed run started over: \(log)")
 
     #expect(
         try rowsWithoutTime(killed.appendingPathComponent("epochs.csv"))
