@@ -12,6 +12,8 @@
 //   DPLayers         layers with per-sample gradient rules
 //   DPData           datasets: IDX (Fashion-MNIST), CSV, synthetic
 //   DPTraining       DP-SGD: sampling, clipping, noise, optimizers, privacy engine
+//   DPAuditing       attacks on privacy and empirical epsilon lower bounds: membership inference,
+//                    canaries, gradient inversion (tests what DPAccounting claims)
 //   DPExperiments    configs, sweeps, CSV logs, tables, plots
 //   DPBenchmarking   timed training steps of named workloads (`dpkit bench`, Benchmarks/DPSGD)
 //   dpkit            thin command-line tool
@@ -26,6 +28,7 @@ let package = Package(
         .library(name: "DPLayers", targets: ["DPLayers"]),
         .library(name: "DPData", targets: ["DPData"]),
         .library(name: "DPTraining", targets: ["DPTraining"]),
+        .library(name: "DPAuditing", targets: ["DPAuditing"]),
         .library(name: "DPExperiments", targets: ["DPExperiments"]),
         .library(name: "DPBenchmarking", targets: ["DPBenchmarking"]),
         .executable(name: "dpkit", targets: ["dpkit"]),
@@ -60,9 +63,12 @@ let package = Package(
         .target(name: "DPData", dependencies: ["DPSchema", "DPTensor", "CZlib"]),
         .target(name: "DPTraining", dependencies: ["DPSchema", "DPTensor", "DPLayers", "DPData", "DPAccounting"]),
         .target(
+            name: "DPAuditing",
+            dependencies: ["DPTensor", "DPLayers", "DPData", "DPTraining", "DPAccounting"]),
+        .target(
             name: "DPExperiments",
             dependencies: [
-                "DPSchema", "DPTraining", "DPAccounting", "DPData", "DPLayers", "DPTensor",
+                "DPSchema", "DPTraining", "DPAuditing", "DPAccounting", "DPData", "DPLayers", "DPTensor",
                 .product(name: "Yams", package: "Yams"),
             ]),
         .target(
@@ -82,6 +88,9 @@ let package = Package(
         .testTarget(name: "DPDataTests", dependencies: ["DPData", "DPSchema", "DPTensor"]),
         .testTarget(
             name: "DPTrainingTests", dependencies: ["DPTraining", "DPLayers", "DPData", "DPAccounting", "DPTensor"]),
+        .testTarget(
+            name: "DPAuditingTests",
+            dependencies: ["DPAuditing", "DPTraining", "DPLayers", "DPData", "DPAccounting", "DPTensor"]),
         // README.md, docs/ and the DocC articles: every Swift snippet is compiled in Examples/.
         .testTarget(name: "DocumentationTests"),
         .testTarget(
