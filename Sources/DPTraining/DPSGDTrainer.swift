@@ -174,6 +174,9 @@ public final class DPSGDTrainer {
     private var secureRandom: SystemRandom?
     /// Steps the budget still allows (nil: no budget).
     public private(set) var stepsRemaining: Int?
+    /// A white-box audit that adds canary gradients to each step and reads what the step
+    /// releases (``GradientAuditor``); nil in ordinary training.
+    public var auditor: GradientAuditor?
     /// The accountant that enforces the budget.
     public let budgetAccountant: AccountantKind
 
@@ -329,6 +332,7 @@ public final class DPSGDTrainer {
         if !report.lossSum.isFinite {
             throw TrainingError.nonFiniteLoss(step: step, loss: report.lossSum / Double(max(1, report.batchSize)))
         }
+        auditor?.addCanaryGradients(step: step, clippingNorm: clippingNorm, parameters: model.parameters)
         if let privacy = configuration.privacy {
             if privacy.noiseMultiplier > 0 {
                 let sigmaGrad = try privacy.clipping.gradientNoiseMultiplier(accounted: privacy.noiseMultiplier)
@@ -342,6 +346,7 @@ public final class DPSGDTrainer {
                     expectedBatchSize: sampler.expectedBatchSize, targetQuantile: quantile, learningRate: lr)
             }
         }
+        auditor?.observeReleasedGradient(step: step, parameters: model.parameters)
         let scale = Float(1 / sampler.expectedBatchSize)
         for p in model.parameters { p.gradient.scale(by: scale) }
         optimizer.learningRate = schedule.learningRate(base: baseLearningRate, step: step)
@@ -476,22 +481,42 @@ public enum Evaluation {
         guard n > 0 else { return (.nan, .nan) }
         let loss = SoftmaxCrossEntropy()
         var total = 0.0, correct = 0
+        forEachBatch(model: model, dataset: dataset, batchSize: batchSize) { logits, labels in
+            total += Double(loss.losses(logits: logits, labels: labels).sum())
+            correct += correctCount(logits: logits, labels: labels)
+        }
+        return (total / Double(n), Double(correct) / Double(n))
+    }
+
+    /// The cross-entropy loss of each example, in evaluation mode (the membership-inference
+    /// attacks' raw signal).
+    public static func perExampleLosses(model: Sequential, dataset: Dataset, batchSize: Int = 1024) -> [Double] {
+        let loss = SoftmaxCrossEntropy()
+        var out: [Double] = []
+        out.reserveCapacity(dataset.count)
+        forEachBatch(model: model, dataset: dataset, batchSize: batchSize) { logits, labels in
+            loss.losses(logits: logits, labels: labels).withUnsafeBufferPointer { out.append(contentsOf: $0.map(Double.init)) }
+        }
+        return out
+    }
+
+    /// Runs the model over `dataset` in order, in chunks, and hands each chunk's logits over.
+    static func forEachBatch(
+        model: Sequential, dataset: Dataset, batchSize: Int, _ body: (Tensor<Float>, [Int]) -> Void
+    ) {
+        let n = dataset.count
         var x = Tensor<Float>(zeros: dataset.batchShape(0))
         var labels: [Int] = []
-        var idx: [Int] = []
         var start = 0
         while start < n {
             let end = min(n, start + batchSize)
-            idx = Array(start..<end)
+            let idx = Array(start..<end)
             if x.leadingCount != idx.count { x = Tensor(zeros: dataset.batchShape(idx.count)) }
             dataset.gather(indices: idx, into: &x, labels: &labels)
             var ctx = ForwardContext(training: false)
-            let logits = model.forward(x, context: &ctx)
-            total += Double(loss.losses(logits: logits, labels: labels).sum())
-            correct += correctCount(logits: logits, labels: labels)
+            body(model.forward(x, context: &ctx), labels)
             start = end
         }
-        return (total / Double(n), Double(correct) / Double(n))
     }
 
     /// How many rows of `logits` have their largest entry at the label.

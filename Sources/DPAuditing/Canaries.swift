@@ -1,0 +1,177 @@
+import DPData
+import DPLayers
+import DPTensor
+import DPTraining
+
+/// The kinds of canary a one-run audit plants.
+public enum CanaryKind: String, Sendable, CaseIterable, Codable {
+    /// White-box: gradients that are zero but for one coordinate (a Dirac vector), of norm equal
+    /// to the clipping norm, added to the step as examples would be; the auditor reads the
+    /// released noisy gradient of every step. The strongest canary for DP-SGD (Nasr et al. 2023;
+    /// Steinke et al. 2023).
+    case diracGradient = "dirac-gradient"
+    /// Black-box: training examples given a wrong label; the auditor sees only the final model
+    /// and scores each canary by its loss.
+    case mislabelled
+}
+
+/// Which canaries a one-run audit plants: each of `count` canaries is included independently
+/// with probability 1/2, from its own random stream (Philox stream `0xa0d17`), independent of
+/// the training streams, so the inclusion bits are independent of everything but the seed.
+struct CanaryDraw {
+    var rng: PhiloxRandom
+    init(seed: UInt64) { rng = PhiloxRandom(seed: seed, stream: 0xa0d17) }
+
+    mutating func inclusion(count: Int) -> [Bool] { (0..<count).map { _ in rng.next() & 1 == 1 } }
+
+    /// `count` distinct integers of `0..<range`, in random order (rejection; count <= range).
+    mutating func distinct(_ count: Int, of range: Int) -> [Int] {
+        precondition(count <= range, "cannot draw \(count) distinct values of \(range)")
+        if 2 * count > range {
+            var all = Array(0..<range)
+            for i in 0..<count { all.swapAt(i, i + Int(rng.next() % UInt64(range - i))) }
+            return Array(all.prefix(count))
+        }
+        var seen = Set<Int>()
+        var out: [Int] = []
+        while out.count < count {
+            let v = Int(rng.next() % UInt64(range))
+            if seen.insert(v).inserted { out.append(v) }
+        }
+        return out
+    }
+}
+
+/// White-box Dirac gradient canaries for a one-run audit of DP-SGD.
+///
+/// Canary k is the vector `s_k C e_(j_k)` (a random coordinate `j_k` of the flattened
+/// parameters, a random sign `s_k`, the current clipping norm `C`: exactly at the clipping
+/// bound). An included canary joins each step with probability q, the step's sampling
+/// probability, like any training example under Poisson sampling, so the accounted
+/// add/remove-one guarantee covers each canary. Its score is
+/// `max_t s_k g_t[j_k]`, the largest signed value of its coordinate in the released (noisy,
+/// clipped, summed) gradients `g_t`: an included canary lifts its coordinate by `C` on the
+/// steps that sample it, while the noise's maximum over T steps grows only like
+/// `sigma C sqrt(2 ln T)`; with q < 1 that beats the sum over steps (signal `qTC` against noise
+/// `sigma C sqrt T`). The score is fixed before training, so choosing it costs no confidence.
+public final class DiracCanaries: GradientAuditor {
+    public let included: [Bool]
+    public let samplingProbability: Double
+    /// The canary norm when the run does not clip (non-private controls): there is no bound, so
+    /// a fixed norm stands in.
+    public let unclippedNorm: Double
+    /// Steps in which some canary was added, and canary gradients added in all.
+    public private(set) var insertions = 0
+    public private(set) var scores: [Double]
+    private let coordinates: [(parameter: Int, index: Int)]
+    private let signs: [Float]
+    private var stepRandom: PhiloxRandom
+
+    /// - Throws: ``AuditError`` when there are more canaries than parameters, or q is not in (0, 1].
+    public init(
+        count: Int, parameterCounts: [Int], samplingProbability q: Double, seed: UInt64, unclippedNorm: Double = 1
+    ) throws {
+        let total = parameterCounts.reduce(0, +)
+        guard count >= 2 else { throw AuditError("canary count \(count): a one-run audit needs at least 2 canaries") }
+        guard count <= total else {
+            throw AuditError(
+                "\(count) Dirac canaries for a model with \(total) parameters: each canary needs its own coordinate; lower audit.count to at most \(total)"
+            )
+        }
+        guard q > 0, q <= 1 else { throw AuditError("sampling probability \(q) is outside (0, 1]") }
+        var draw = CanaryDraw(seed: seed)
+        included = draw.inclusion(count: count)
+        var offsets: [Int] = []
+        var running = 0
+        for c in parameterCounts {
+            offsets.append(running)
+            running += c
+        }
+        coordinates = draw.distinct(count, of: total).map { flat in
+            let p = offsets.lastIndex { $0 <= flat }!
+            return (p, flat - offsets[p])
+        }
+        signs = (0..<count).map { _ in draw.rng.next() & 1 == 1 ? 1 : -1 }
+        stepRandom = draw.rng.split(stream: 0xa0d18)
+        samplingProbability = q
+        self.unclippedNorm = unclippedNorm
+        scores = Array(repeating: -.infinity, count: count)
+    }
+
+    public func addCanaryGradients(step: Int, clippingNorm: Double, parameters: [Parameter]) {
+        let c = Float(clippingNorm.isFinite ? clippingNorm : unclippedNorm)
+        for k in included.indices where included[k] {
+            guard stepRandom.nextOpenUnitDouble() < samplingProbability else { continue }
+            let (p, i) = coordinates[k]
+            parameters[p].gradient.withUnsafeMutableBufferPointer { $0[i] += signs[k] * c }
+            insertions += 1
+        }
+    }
+
+    public func observeReleasedGradient(step: Int, parameters: [Parameter]) {
+        for k in coordinates.indices {
+            let (p, i) = coordinates[k]
+            let v = Double(parameters[p].gradient.withUnsafeBufferPointer { $0[i] } * signs[k])
+            scores[k] = max(scores[k], v)
+        }
+    }
+}
+
+/// Black-box mislabelled canaries for a one-run audit: `count` training examples get a label
+/// other than their own (uniform among the other classes); each is kept in the training set
+/// with probability 1/2 and removed otherwise (add/remove-one). Scored by minus the loss of the
+/// wrong label under the final model: a model that memorised a canary predicts its wrong label.
+public struct MislabelledCanaries: Sendable {
+    public let included: [Bool]
+    /// The canaries with their wrong labels (for scoring).
+    public let canaries: Dataset
+    /// The training set the run uses: the non-canary examples and the included canaries.
+    public let training: Dataset
+
+    /// - Throws: ``AuditError`` when the training set has fewer than `count + 1` examples or
+    ///   one class only.
+    public init(count: Int, from train: Dataset, seed: UInt64) throws {
+        guard count >= 2 else { throw AuditError("canary count \(count): a one-run audit needs at least 2 canaries") }
+        guard count < train.count else {
+            throw AuditError(
+                "\(count) canaries but the training set has \(train.count) examples; lower audit.count below \(train.count)"
+            )
+        }
+        guard train.classCount >= 2 else { throw AuditError("mislabelled canaries need at least two classes") }
+        var draw = CanaryDraw(seed: seed)
+        let bits = draw.inclusion(count: count)
+        included = bits
+        let chosen = draw.distinct(count, of: train.count)
+        let chosenSet = Set(chosen)
+        var canaryData = train.subset(chosen, name: "\(train.name)/canaries")
+        let wrong = canaryData.labels.map { y in
+            (y + 1 + Int(draw.rng.next() % UInt64(train.classCount - 1))) % train.classCount
+        }
+        canaryData = Dataset(
+            name: canaryData.name, features: canaryData.features, labels: wrong, classCount: train.classCount,
+            classNames: train.classNames)
+        canaries = canaryData
+        // Keep the order of the training set for the others, the included canaries at the end.
+        let keep = (0..<train.count).filter { !chosenSet.contains($0) }
+        let rest = train.subset(keep, name: train.name)
+        let inIdx = bits.indices.filter { bits[$0] }
+        let inCanaries = canaryData.subset(inIdx)
+        var x = Tensor<Float>(zeros: train.batchShape(rest.count + inCanaries.count))
+        x.withUnsafeMutableBufferPointer { out in
+            rest.features.withUnsafeBufferPointer { a in
+                inCanaries.features.withUnsafeBufferPointer { b in
+                    for i in 0..<a.count { out[i] = a[i] }
+                    for i in 0..<b.count { out[a.count + i] = b[i] }
+                }
+            }
+        }
+        training = Dataset(
+            name: train.name, features: x, labels: rest.labels + inCanaries.labels, classCount: train.classCount,
+            classNames: train.classNames)
+    }
+
+    /// Minus the loss of each canary's wrong label under `model`.
+    public func scores(model: Sequential) -> [Double] {
+        MembershipScore.loss(Evaluation.perExampleLosses(model: model, dataset: canaries))
+    }
+}
