@@ -123,8 +123,9 @@ public final class DiracCanaries: GradientAuditor {
 /// wrong label under the final model: a model that memorised a canary predicts its wrong label.
 public struct MislabelledCanaries: Sendable {
     public let included: [Bool]
-    /// The canaries with their wrong labels (for scoring).
-    public let canaries: Dataset
+    /// The canaries with their wrong labels (for scoring); scale them as the training inputs are
+    /// scaled before scoring.
+    public var canaries: Dataset
     /// The training set the run uses: the non-canary examples and the included canaries.
     public let training: Dataset
 

@@ -6,7 +6,7 @@ import Foundation
 /// reported `epsilon` exceeds the true epsilon with probability at most `1 - confidence` over
 /// the audit's own randomness (canary inclusion, trials). The number is 0 when the evidence
 /// shows nothing.
-public struct EmpiricalEpsilon: Equatable, Sendable, Codable {
+public struct EmpiricalEpsilon: Hashable, Sendable, Codable {
     /// The lower bound on epsilon (0 when nothing is shown).
     public var epsilon: Double
     /// The delta the bound is stated at (the same delta as the theoretical epsilon).
@@ -148,7 +148,8 @@ public enum MultiRunAudit {
 /// bound is the largest epsilon that this p-value rejects at `1 - confidence`.
 public enum OneRunAudit {
     /// The p-value of `v` correct out of `r` guesses (of `m` canaries) under (epsilon, delta)-DP.
-    public static func pValue(canaries m: Int, guesses r: Int, correct v: Int, epsilon: Double, delta: Double) -> Double {
+    public static func pValue(canaries m: Int, guesses r: Int, correct v: Int, epsilon: Double, delta: Double) -> Double
+    {
         precondition(0 <= v && v <= r && r <= m, "need 0 <= correct <= guesses <= canaries (\(v), \(r), \(m))")
         let q = 1 / (1 + exp(-epsilon))
         let b = Binomial(trials: r, probability: q)
@@ -165,7 +166,9 @@ public enum OneRunAudit {
 
     /// The epsilon lower bound for `v` correct of `r` guesses at `1 - alpha` (0 if even
     /// epsilon = 0 is not rejected).
-    public static func epsilonLowerBound(canaries m: Int, guesses r: Int, correct v: Int, delta: Double, alpha: Double)
+    public static func epsilonLowerBound(
+        canaries m: Int, guesses r: Int, correct v: Int, delta: Double, alpha: Double
+    )
         -> Double
     {
         guard r > 0, pValue(canaries: m, guesses: r, correct: v, epsilon: 0, delta: delta) < alpha else { return 0 }
@@ -174,7 +177,11 @@ public enum OneRunAudit {
         while pValue(canaries: m, guesses: r, correct: v, epsilon: hi, delta: delta) < alpha, hi < 100 { hi *= 2 }
         for _ in 0..<50 {
             let mid = (lo + hi) / 2
-            if pValue(canaries: m, guesses: r, correct: v, epsilon: mid, delta: delta) < alpha { lo = mid } else { hi = mid }
+            if pValue(canaries: m, guesses: r, correct: v, epsilon: mid, delta: delta) < alpha {
+                lo = mid
+            } else {
+                hi = mid
+            }
         }
         return lo
     }
@@ -198,7 +205,9 @@ public enum OneRunAudit {
             throw AuditError("a canary score is not finite: the audited model diverged; audit a run that trained")
         }
         let ks = (guessCounts ?? defaultGuessCounts(canaries: m)).filter { $0 >= 1 && 2 * $0 <= m }
-        guard !ks.isEmpty else { throw AuditError("no usable guess count for \(m) canaries (each k needs 1 <= k <= m/2)") }
+        guard !ks.isEmpty else {
+            throw AuditError("no usable guess count for \(m) canaries (each k needs 1 <= k <= m/2)")
+        }
         let order = scores.indices.sorted { scores[$0] > scores[$1] }
         let alpha = (1 - confidence) / Double(ks.count)
         var best = 0.0

@@ -17,7 +17,8 @@ public enum OutputSchema {
         "status", "kind", "dataset", "model", "target_epsilon", "epochs", "steps",
         "train_loss", "train_accuracy", "test_loss", "test_accuracy",
         "epsilon", "epsilon_rdp", "epsilon_pld_lower", "epsilon_pld_upper", "neighboring_relation", "privacy_unit",
-        "randomness", "delta", "noise_multiplier", "sampling_probability", "clipping_norm", "wall_seconds", "error",
+        "randomness", "delta", "noise_multiplier", "sampling_probability", "clipping_norm",
+        "epsilon_lower_empirical", "audit_confidence", "mia_auc", "mia_tpr_at_fpr_0.01", "wall_seconds", "error",
     ]
 
     public static func epochsHeader(varyingKeys: [String]) -> [String] { leadingColumns + varyingKeys + epochColumns }
@@ -50,6 +51,8 @@ public enum OutputSchema {
             s?.privacy?.neighboringRelation ?? "", s?.privacy?.privacyUnit ?? "", s?.privacy?.randomness ?? "",
             csvNumber(s?.delta ?? c.privacy.targetDelta), csvNumber(s?.noiseMultiplier ?? c.privacy.noiseMultiplier),
             csvNumber(s?.samplingProbability), csvNumber(s?.clippingNorm ?? c.privacy.clippingNorm),
+            csvNumber(s?.audit?.empirical?.epsilon), csvNumber(s?.audit?.empirical?.confidence),
+            csvNumber(s?.audit?.miaAUC), csvNumber(s?.audit?.miaTPRAtFPR001),
             csvNumber(wallSeconds), error ?? "",
         ]
     }
@@ -88,6 +91,9 @@ struct OutputFiles {
     /// Trained models, one safetensors file per finished run.
     var models: URL { directory.appendingPathComponent("models") }
     func model(_ runID: String) -> URL { models.appendingPathComponent("\(runID).safetensors") }
+    /// Audit outputs (the membership-inference ROC), one file per audited run.
+    var audits: URL { directory.appendingPathComponent("audits") }
+    func roc(_ runID: String) -> URL { audits.appendingPathComponent("\(runID)-mia-roc.csv") }
 
     /// Makes sure `url` holds `header` as its first line: writes it into an empty file, cuts a
     /// trailing partial line, and refuses a file written with other columns.

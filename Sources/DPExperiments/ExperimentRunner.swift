@@ -48,6 +48,8 @@ public final class ExperimentRunner {
 
     private var files: OutputFiles { OutputFiles(directory: outputDirectory) }
     private var ledgers: [String: ConfigValue] = [:]
+    /// The audit of each audited run (manifest `audit`).
+    private var audits: [String: ConfigValue] = [:]
     private var statuses: [String: String] = [:]
     private var plans: [String: RunPlan] = [:]
     /// Errors of runs that cannot be planned, with their run ids.
@@ -252,6 +254,13 @@ public final class ExperimentRunner {
                     run, status: "finished", summary: summary, wallSeconds: clock() - runStart, error: nil)
                 try files.appendRunRow(row)
                 if let ledger = summary.privacyLedger { ledgers[run.runID] = ledger }
+                if let audit = summary.audit {
+                    audits[run.runID] = audit.manifestValue
+                    if let roc = audit.rocCSV {
+                        try FileManager.default.createDirectory(at: files.audits, withIntermediateDirectories: true)
+                        try DurableFile.writeAtomically(roc, to: files.roc(run.runID))
+                    }
+                }
                 try? FileManager.default.removeItem(at: files.checkpoint(run.runID))
                 statuses[run.runID] = "finished"
                 report.finished.append(run.runID)
@@ -328,6 +337,7 @@ public final class ExperimentRunner {
                     } ?? .null
                 ),
                 ("privacy_ledger", ledgers[run.runID] ?? .null),
+                ("audit", audits[run.runID] ?? .null),
             ])
         }
         let planned = Set(config.runs.map(\.runID))
@@ -336,6 +346,7 @@ public final class ExperimentRunner {
             _ = entry.setValue(.bool(false), atPath: "in_current_plan")
             if entry["status"] == .string("running") { _ = entry.setValue(.string("interrupted"), atPath: "status") }
             if let ledger = ledgers[id] { _ = entry.setValue(ledger, atPath: "privacy_ledger") }
+            if let audit = audits[id] { _ = entry.setValue(audit, atPath: "audit") }
             return entry
         }
         var configs = history.configs
@@ -411,6 +422,7 @@ public final class ExperimentRunner {
         for run in runs {
             guard case .string(let id)? = run["run_id"] else { continue }
             if let ledger = run["privacy_ledger"], ledger != .null { ledgers[id] = ledger }
+            if let audit = run["audit"], audit != .null { audits[id] = audit }
             var entry = run
             if entry["experiment_hash"] == nil, let hash = manifest["experiment_hash"] {
                 _ = entry.setValue(hash, atPath: "experiment_hash")

@@ -50,6 +50,10 @@ public struct AggregateCell: Hashable, Sendable {
     public var relations: [String] = []
     /// The config all of the cell's runs share.
     public var configHash: String = ""
+    /// The smallest empirical epsilon lower bound among the cell's audited runs (nil: none
+    /// audited). The smallest, not the mean or the largest: each run's bound holds at the
+    /// stated confidence, and picking the largest of several would not.
+    public var epsilonLowerEmpirical: Double?
 
     public var n: Int { values.count }
     public var mean: Double { values.reduce(0, +) / Double(values.count) }
@@ -126,6 +130,8 @@ public struct ResultsTable: Hashable, Sendable {
     public var inPercent: Bool { metric.hasSuffix("accuracy") }
     /// The metric is itself an epsilon: the cell shows it, without a second ε beside it.
     public var metricIsEpsilon: Bool { metric == "epsilon" || metric.hasPrefix("epsilon_") }
+    /// The confidences of the audited runs' empirical bounds.
+    public var auditConfidences: [Double] = []
 
     /// Columns of runs.csv that describe a run's config, compared when no resolved config is known.
     static let configColumns = [
@@ -333,6 +339,14 @@ public struct ResultsTable: Hashable, Sendable {
             } else {
                 cell.epsilon = .infinity
             }
+            cell.epsilonLowerEmpirical = group.records.compactMap { Double($0["epsilon_lower_empirical"] ?? "") }.min()
+            if cell.epsilonLowerEmpirical != nil {
+                for record in group.records {
+                    if let c = Double(record["audit_confidence"] ?? ""), !table.auditConfidences.contains(c) {
+                        table.auditConfidences.append(c)
+                    }
+                }
+            }
             table.cells.append(cell)
             table.rowParts[group.row] = group.parts
         }
@@ -443,6 +457,9 @@ public struct ResultsTable: Hashable, Sendable {
             "\(metricName): mean ± sample standard deviation over the seeds of one config (n runs)"
             + (metricIsEpsilon ? deltaText : "; ε: mean epsilon spent" + deltaText)
             + relationText + unitText
+            + (auditConfidences.isEmpty
+                ? ""
+                : "; ε̂: empirical lower bound of a one-run audit (Steinke et al. 2023) at confidence \(auditConfidences.map { ConfigValue.numberText($0) }.joined(separator: "/")), the smallest over the cell's runs")
             + bestText
             + (excludedRuns > 0 ? "; \(excludedRuns) unfinished runs left out" : "")
             + (runsWithoutMetric > 0
@@ -455,7 +472,7 @@ public struct ResultsTable: Hashable, Sendable {
         case .csv:
             var out = CSV.line([
                 rowKey, columnKey ?? "column", "kind", "metric", "n", "mean", "std", "epsilon", "neighboring_relation",
-                "best",
+                "best", "epsilon_lower_empirical",
             ])
             for row in rowLabels {
                 for cell in cells where cell.row == row {
@@ -463,7 +480,7 @@ public struct ResultsTable: Hashable, Sendable {
                         cell.row, cell.column, cell.kind.rawValue, metric, String(cell.n), csvNumber(cell.mean),
                         csvNumber(cell.standardDeviation), csvNumber(cell.epsilon),
                         cell.relations.joined(separator: "+"),
-                        best.contains(cell) ? "true" : "false",
+                        best.contains(cell) ? "true" : "false", csvNumber(cell.epsilonLowerEmpirical),
                     ])
                 }
             }
@@ -475,7 +492,9 @@ public struct ResultsTable: Hashable, Sendable {
                 var s = number(cell.mean)
                 if let sd = cell.standardDeviation { s += " ± " + number(sd) }
                 if best.contains(cell) { s = "**\(s)**" }
-                return s + " (n=\(cell.n)\(metricIsEpsilon ? "" : ", ε=\(eps(cell.epsilon))")\(relationMark(cell)))"
+                let audited = cell.epsilonLowerEmpirical.map { ", ε̂ ≥ " + eps($0) } ?? ""
+                return s
+                    + " (n=\(cell.n)\(metricIsEpsilon ? "" : ", ε=\(eps(cell.epsilon))")\(audited)\(relationMark(cell)))"
             }
             func md(_ s: String) -> String { s.replacingOccurrences(of: "|", with: "\\|") }
             var lines = [
@@ -499,7 +518,9 @@ public struct ResultsTable: Hashable, Sendable {
                 if let sd = cell.standardDeviation { s += " \\pm " + number(sd) }
                 s = best.contains(cell) ? "$\\mathbf{\(s)}$" : "$\(s)$"
                 let e = cell.epsilon.map { $0.isInfinite ? "\\infty" : String(format: "%.3g", $0) } ?? "?"
-                let epsilonText = metricIsEpsilon ? "" : ", $\\varepsilon{=}\(e)$"
+                let epsilonText =
+                    (metricIsEpsilon ? "" : ", $\\varepsilon{=}\(e)$")
+                    + (cell.epsilonLowerEmpirical.map { String(format: ", $\\hat\\varepsilon{\\geq}%.3g$", $0) } ?? "")
                 return s + " {\\scriptsize ($n{=}\(cell.n)$\(epsilonText)\(tex(relationMark(cell))))}"
             }
             var lines = [

@@ -156,6 +156,8 @@ public struct RunConfig: Hashable, Sendable {
     public var optimizer: OptimizerConfig
     public var privacy: PrivacyConfig
     public var training: TrainingConfig
+    /// `audit:`; nil when the run is not audited.
+    public var audit: AuditConfig?
     public var seed: Int
     /// The resolved config (every known key with defaults filled in, seed excluded) as a tree;
     /// `configHash` is computed from its canonical JSON.
@@ -189,7 +191,7 @@ public func fnv1a64Hex(_ text: String) -> String {
 
 extension RunConfig {
     /// The sections of a training run, in file order.
-    static let sectionKeys = ["dataset", "model", "optimizer", "privacy", "training"]
+    static let sectionKeys = ["dataset", "model", "optimizer", "privacy", "training", "audit"]
 
     /// Validates the run sections of `tree` (a whole config file after sweep values were applied).
     static func parse(_ tree: ConfigValue, seed: Int, context: ParseContext) throws -> RunConfig {
@@ -202,6 +204,13 @@ extension RunConfig {
         let training = try parseTraining(t)
         let privacy = try parsePrivacy(root, training: training, normalize: dataset.normalize, context: context)
         root.close(t, as: "training")
+        let audit = try parseAudit(root)
+        if let audit, audit.canaries != .none, privacy.enabled, privacy.sampling != .poisson {
+            throw context.error(
+                "audit.canaries",
+                "a one-run audit tests add/remove-one DP, which Poisson sampling's accounting states; `\(privacy.sampling.rawValue)` sampling is accounted for replace-one; use `privacy.sampling: poisson` in audited runs"
+            )
+        }
 
         // The model must fit the data: shape inference from the dataset config, no data read.
         try checkShapes(dataset: dataset, model: model, context: context)
@@ -210,7 +219,7 @@ extension RunConfig {
         let resolved = ConfigValue.map(sectionKeys.compactMap { key in root.resolved.first { $0.key == key } })
         return RunConfig(
             dataset: dataset, model: model, optimizer: optimizer, privacy: privacy, training: training,
-            seed: seed, resolved: resolved)
+            audit: audit, seed: seed, resolved: resolved)
     }
 
     // MARK: dataset

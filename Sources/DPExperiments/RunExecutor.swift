@@ -129,6 +129,8 @@ public struct RunSummary: Hashable, Sendable {
     public var clippingNorm: Double?
     /// The run's privacy ledger (the composed privacy events), stored as is in the manifest.
     public var privacyLedger: ConfigValue?
+    /// The audit of an audited run (`audit:`).
+    public var audit: AuditSummary?
 
     public init(
         epochs: Int, steps: Int, trainLoss: Double? = nil, trainAccuracy: Double? = nil, testLoss: Double? = nil,

@@ -53,7 +53,15 @@ public struct TrainingExecutor: RunExecutor {
         _ run: ResolvedRun, context: RunContext, progress: (EpochRecord) throws -> Void
     ) throws -> RunSummary {
         let c = run.config
+        var context = context
         var split = try loadData(c)
+        // An audit plants its canaries before anything is fitted or planned from the data. Its
+        // state (canary scores) is not checkpointed: an audited run starts again on resume.
+        var audit: RunAudit?
+        if let a = c.audit {
+            context.checkpoint = nil
+            audit = try RunAudit(a, train: &split.train, seed: UInt64(c.seed))
+        }
         // The plan printed before training, unless the data turned out to hold another number
         // of examples than the dataset declared (then sigma, q and the steps follow the data).
         let setup =
@@ -75,6 +83,7 @@ public struct TrainingExecutor: RunExecutor {
         }
         transform.apply(to: &split.train)
         transform.apply(to: &split.test)
+        audit?.apply(transform)
         let model = try buildModel(
             c.model, inputShape: split.train.exampleShape, classes: split.train.classCount, seed: seed)
         let optimizer = try makeOptimizer(c.optimizer)
@@ -88,6 +97,7 @@ public struct TrainingExecutor: RunExecutor {
                 sampling: setup.sampling, expectedBatchSize: c.training.expectedBatchSize,
                 maxPhysicalBatchSize: c.training.maxPhysicalBatchSize, privacy: setup.privacySettings, seed: seed),
             ledger: ledger, budgetAccountant: setup.budgetAccountant)
+        try audit?.attach(to: trainer, samplingProbability: setup.samplingProbability)
 
         var summary = RunSummary(
             epochs: 0, steps: 0, delta: setup.delta, noiseMultiplier: setup.noiseMultiplier,
@@ -211,6 +221,9 @@ public struct TrainingExecutor: RunExecutor {
         }
         if trainer.isPrivate {
             summary.privacyLedger = try ConfigValue(jsonData: JSONEncoder().encode(trainer.ledger))
+        }
+        if let audit {
+            summary.audit = try audit.finish(model: model, train: split.train, test: split.test, delta: setup.delta)
         }
         if let url = context.model {
             try writeModel(model, to: url, run: run, transform: transform, summary: summary)

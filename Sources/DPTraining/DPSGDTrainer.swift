@@ -495,7 +495,9 @@ public enum Evaluation {
         var out: [Double] = []
         out.reserveCapacity(dataset.count)
         forEachBatch(model: model, dataset: dataset, batchSize: batchSize) { logits, labels in
-            loss.losses(logits: logits, labels: labels).withUnsafeBufferPointer { out.append(contentsOf: $0.map(Double.init)) }
+            loss.losses(logits: logits, labels: labels).withUnsafeBufferPointer {
+                out.append(contentsOf: $0.map(Double.init))
+            }
         }
         return out
     }

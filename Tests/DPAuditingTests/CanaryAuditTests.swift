@@ -23,7 +23,9 @@ private func model(hidden: Int = 32, inputs: Int = 10) throws -> Sequential {
 }
 
 /// Trains with `count` Dirac canaries and returns the audit and the accounted epsilon at 1e-5.
-private func whiteBoxAudit(noiseMultiplier sigma: Double, accountedSigma: Double? = nil, count: Int = 200, seed: UInt64)
+private func whiteBoxAudit(
+    noiseMultiplier sigma: Double, accountedSigma: Double? = nil, count: Int = 200, seed: UInt64
+)
     throws -> (EmpiricalEpsilon, epsilon: Double)
 {
     let d = data()

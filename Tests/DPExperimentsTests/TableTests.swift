@@ -94,7 +94,7 @@ let knownRunsCSV: String =
     #expect(
         header == [
             "model", "privacy.target_epsilon", "kind", "metric", "n", "mean", "std", "epsilon", "neighboring_relation",
-            "best",
+            "best", "epsilon_lower_empirical",
         ])
     #expect(rows.count == 5)
     #expect(rows.first { $0["model"] == "mlp" && $0["privacy.target_epsilon"] == "1" }?["best"] == "true")
