@@ -1,3 +1,5 @@
+import DPData
+import DPLayers
 import Foundation
 
 /// What an epsilon is about: every reported epsilon carries these.
@@ -187,6 +189,11 @@ public struct RunContext {
     public var onStep: ((StepMetrics) -> Void)?
     /// Called after the checkpoint of each epoch is on disk, with the epoch.
     public var onCheckpoint: ((Int) -> Void)?
+    /// Edits the loaded data before anything is fitted or planned from it (shadow models of a
+    /// membership-inference attack train on a subset; `dpkit audit`).
+    var prepareData: ((inout TrainTestSplit) throws -> Void)?
+    /// Called with the trained model and the data as it was scaled for training.
+    var onTrained: ((Sequential, TrainTestSplit) throws -> Void)?
 
     public init(checkpoint: URL? = nil, model: URL? = nil, metrics: URL? = nil, onStep: ((StepMetrics) -> Void)? = nil)
     {

@@ -55,6 +55,7 @@ public struct TrainingExecutor: RunExecutor {
         let c = run.config
         var context = context
         var split = try loadData(c)
+        try context.prepareData?(&split)
         // An audit plants its canaries before anything is fitted or planned from the data. Its
         // state (canary scores) is not checkpointed: an audited run starts again on resume.
         var audit: RunAudit?
@@ -225,6 +226,7 @@ public struct TrainingExecutor: RunExecutor {
         if let audit {
             summary.audit = try audit.finish(model: model, train: split.train, test: split.test, delta: setup.delta)
         }
+        try context.onTrained?(model, split)
         if let url = context.model {
             try writeModel(model, to: url, run: run, transform: transform, summary: summary)
         }
