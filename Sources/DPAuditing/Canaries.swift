@@ -67,12 +67,23 @@ public final class DiracCanaries: GradientAuditor {
     private let signs: [Float]
     private var stepRandom: PhiloxRandom
 
+    /// - Parameters:
+    ///   - seed: which coordinates, signs and (one-run) inclusion bits.
+    ///   - included: which canaries are planted; nil: each with probability 1/2 (a one-run
+    ///     audit). A multi-run audit plants one canary or none: `[true]` or `[false]`.
+    ///   - samplingSeed: the steps that sample a canary; nil: from `seed`.
     /// - Throws: ``AuditError`` when there are more canaries than parameters, or q is not in (0, 1].
     public init(
-        count: Int, parameterCounts: [Int], samplingProbability q: Double, seed: UInt64, unclippedNorm: Double = 1
+        count: Int, parameterCounts: [Int], samplingProbability q: Double, seed: UInt64, unclippedNorm: Double = 1,
+        included explicit: [Bool]? = nil, samplingSeed: UInt64? = nil
     ) throws {
         let total = parameterCounts.reduce(0, +)
-        guard count >= 2 else { throw AuditError("canary count \(count): a one-run audit needs at least 2 canaries") }
+        guard count >= (explicit == nil ? 2 : 1) else {
+            throw AuditError("canary count \(count): a one-run audit needs at least 2 canaries")
+        }
+        guard explicit == nil || explicit!.count == count else {
+            throw AuditError("\(explicit!.count) inclusion bits for \(count) canaries")
+        }
         guard count <= total else {
             throw AuditError(
                 "\(count) Dirac canaries for a model with \(total) parameters: each canary needs its own coordinate; lower audit.count to at most \(total)"
@@ -80,7 +91,8 @@ public final class DiracCanaries: GradientAuditor {
         }
         guard q > 0, q <= 1 else { throw AuditError("sampling probability \(q) is outside (0, 1]") }
         var draw = CanaryDraw(seed: seed)
-        included = draw.inclusion(count: count)
+        let random = draw.inclusion(count: count)
+        included = explicit ?? random
         var offsets: [Int] = []
         var running = 0
         for c in parameterCounts {
@@ -92,7 +104,9 @@ public final class DiracCanaries: GradientAuditor {
             return (p, flat - offsets[p])
         }
         signs = (0..<count).map { _ in draw.rng.next() & 1 == 1 ? 1 : -1 }
-        stepRandom = draw.rng.split(stream: 0xa0d18)
+        // Which steps sample a canary: the run's randomness (a multi-run audit keeps the canary
+        // fixed across runs, `seed`, and draws each run's sampling afresh, `samplingSeed`).
+        stepRandom = samplingSeed.map { PhiloxRandom(seed: $0, stream: 0xa0d18) } ?? draw.rng.split(stream: 0xa0d18)
         samplingProbability = q
         self.unclippedNorm = unclippedNorm
         scores = Array(repeating: -.infinity, count: count)
@@ -131,8 +145,14 @@ public struct MislabelledCanaries: Sendable {
 
     /// - Throws: ``AuditError`` when the training set has fewer than `count + 1` examples or
     ///   one class only.
-    public init(count: Int, from train: Dataset, seed: UInt64) throws {
-        guard count >= 2 else { throw AuditError("canary count \(count): a one-run audit needs at least 2 canaries") }
+    /// - Parameter included: as for ``DiracCanaries``: nil for random halves.
+    public init(count: Int, from train: Dataset, seed: UInt64, included explicit: [Bool]? = nil) throws {
+        guard count >= (explicit == nil ? 2 : 1) else {
+            throw AuditError("canary count \(count): a one-run audit needs at least 2 canaries")
+        }
+        guard explicit == nil || explicit!.count == count else {
+            throw AuditError("\(explicit!.count) inclusion bits for \(count) canaries")
+        }
         guard count < train.count else {
             throw AuditError(
                 "\(count) canaries but the training set has \(train.count) examples; lower audit.count below \(train.count)"
@@ -140,7 +160,8 @@ public struct MislabelledCanaries: Sendable {
         }
         guard train.classCount >= 2 else { throw AuditError("mislabelled canaries need at least two classes") }
         var draw = CanaryDraw(seed: seed)
-        let bits = draw.inclusion(count: count)
+        let random = draw.inclusion(count: count)
+        let bits = explicit ?? random
         included = bits
         let chosen = draw.distinct(count, of: train.count)
         let chosenSet = Set(chosen)

@@ -105,7 +105,12 @@ public enum MultiRunAudit {
         var thresholds: [Double] = []
         // Quantiles evenly spaced in log-odds from 1e-3 to 1 - 1e-3: the strongest tests of a
         // tight mechanism sit in the tails of the score distribution.
-        for i in 0..<thresholdCount {
+        // Few scores: every distinct score is a candidate (a coarse grid would miss the
+        // separating threshold of a small audit).
+        if all.count <= thresholdCount {
+            for t in all where thresholds.last != t { thresholds.append(t) }
+        }
+        for i in 0..<thresholdCount where all.count > thresholdCount {
             let x = thresholdCount == 1 ? 0 : -6.9 + 13.8 * Double(i) / Double(thresholdCount - 1)
             let q = 1 / (1 + exp(-x))
             let t = all[min(all.count - 1, Int(q * Double(all.count)))]

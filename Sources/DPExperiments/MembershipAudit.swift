@@ -54,10 +54,14 @@ public struct MembershipAudit {
         self.log = log
     }
 
-    /// The finished runs of the folder (those `runIDs` names, or all) with their configs.
+    /// The finished runs of `folder` (those `runIDs` names, or all) with their configs.
     /// - Throws: ``OutputError`` when the folder has no manifest, a named run is unknown or
-    ///   unfinished, or a run saved no model.
-    func finishedRuns(_ runIDs: [String]) throws -> [(id: String, config: RunConfig, model: URL, epsilon: Double?)] {
+    ///   unfinished, or (with `requireModel`) a run saved no model.
+    static func finishedRuns(
+        in folder: URL, _ runIDs: [String], requireModel: Bool = true
+    ) throws -> [(
+        id: String, config: RunConfig, model: URL, epsilon: Double?
+    )] {
         let manifestURL = folder.appendingPathComponent("manifest.json")
         guard let data = FileManager.default.contents(atPath: manifestURL.path) else {
             throw OutputError(
@@ -75,12 +79,13 @@ public struct MembershipAudit {
             if !runIDs.isEmpty, !runIDs.contains(id) { continue }
             guard entry["status"] == .string("finished") else {
                 if runIDs.contains(id) {
-                    throw OutputError("run \(id) did not finish: finish it with `dpkit run ... --resume` first", kind: .usage)
+                    throw OutputError(
+                        "run \(id) did not finish: finish it with `dpkit run ... --resume` first", kind: .usage)
                 }
                 continue
             }
             let model = folder.appendingPathComponent("models/\(id).safetensors")
-            guard FileManager.default.fileExists(atPath: model.path) else {
+            guard !requireModel || FileManager.default.fileExists(atPath: model.path) else {
                 throw OutputError(
                     "run \(id) saved no model (\(model.path) is missing): membership inference needs the trained model; runs written before DPKit exported models must be run again",
                     kind: .usage)
@@ -109,7 +114,7 @@ public struct MembershipAudit {
                 "LiRA needs at least 2 shadow models (got \(options.shadowModels)); the paper uses 16 to 256")
         }
         var results: [Result] = []
-        for run in try finishedRuns(runIDs) {
+        for run in try Self.finishedRuns(in: folder, runIDs) {
             results += try attack(runID: run.id, config: run.config, modelURL: run.model)
         }
         return results
@@ -120,9 +125,10 @@ public struct MembershipAudit {
             throw OutputError("cannot read \(modelURL.path)")
         }
         let (model, metadata) = try Sequential.fromSafetensors(bytes)
-        let transform = try metadata["input_transform"].map {
-            try JSONDecoder().decode(InputTransform.self, from: Data($0.utf8))
-        } ?? .none
+        let transform =
+            try metadata["input_transform"].map {
+                try JSONDecoder().decode(InputTransform.self, from: Data($0.utf8))
+            } ?? .none
         let executor = TrainingExecutor()
         var raw = try executor.loadData(c)
         // The training set the run used: an audited run's mislabelled canaries are rebuilt from
@@ -157,9 +163,12 @@ public struct MembershipAudit {
                     format: "%@ %@: AUC %.4f, TPR %.4f at FPR 0.1%%, %.4f at FPR 1%% (%d members, %d non-members)",
                     runID, attack.rawValue, roc.auc, roc.tpr(atFPR: 0.001), roc.tpr(atFPR: 0.01), k, k))
             return Result(
-                runID: runID, attack: attack, examples: k, shadowModels: shadows, roc: roc, epsilon: epsilon, kind: kind)
+                runID: runID, attack: attack, examples: k, shadowModels: shadows, roc: roc, epsilon: epsilon, kind: kind
+            )
         }
-        if options.attacks.contains(.loss) { results.append(result(.loss, MembershipScore.loss(targetLosses), shadows: 0)) }
+        if options.attacks.contains(.loss) {
+            results.append(result(.loss, MembershipScore.loss(targetLosses), shadows: 0))
+        }
         let lira = options.attacks.filter { $0 != .loss }
         guard !lira.isEmpty else { return results }
 
@@ -222,13 +231,7 @@ extension MembershipAudit {
     /// `roc.svg` into `output`, which must not be inside the audited folder.
     /// - Returns: the files written.
     public static func write(_ results: [Result], to output: URL, auditedFolder: URL) throws -> [URL] {
-        let out = output.standardizedFileURL.resolvingSymlinksInPath().path
-        let audited = auditedFolder.standardizedFileURL.resolvingSymlinksInPath().path
-        if out == audited || out.hasPrefix(audited + "/") {
-            throw OutputError(
-                "--output \(output.path) is inside the audited folder \(auditedFolder.path): an audit never writes into the run it audits; give a folder outside it",
-                kind: .usage)
-        }
+        try checkOutside(output, auditedFolder)
         let roc = output.appendingPathComponent("roc")
         try FileManager.default.createDirectory(at: roc, withIntermediateDirectories: true)
         var text = CSV.line(columns)

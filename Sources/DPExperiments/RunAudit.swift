@@ -17,6 +17,8 @@ public struct AuditSummary: Hashable, Sendable {
     public var miaExamples: Int?
     /// `fpr,tpr` of the loss attack (written to `audits/<run_id>-mia-roc.csv`).
     public var rocCSV: String?
+    /// The raw canary scores (higher: more likely planted), for multi-run audits.
+    public var canaryScores: [Double] = []
 
     /// The manifest entry.
     var manifestValue: ConfigValue {
@@ -57,13 +59,24 @@ struct RunAudit {
     /// Training examples `0..<nonCanaryCount` are not canaries (mislabelled canaries come last).
     private(set) var nonCanaryCount: Int
 
+    /// Which canaries are planted; nil: each with probability 1/2 (a one-run audit).
+    let inclusion: [Bool]?
+    /// The run's own seed (the canaries' sampling in a multi-run audit).
+    let runSeed: UInt64
+
     /// Plants mislabelled canaries in `train` (the audit's own random stream, from the seed).
-    init(_ config: AuditConfig, train: inout Dataset, seed: UInt64) throws {
+    init(
+        _ config: AuditConfig, train: inout Dataset, seed: UInt64, inclusion: [Bool]? = nil, runSeed: UInt64? = nil
+    )
+        throws
+    {
         self.config = config
         self.seed = seed
+        self.runSeed = runSeed ?? seed
+        self.inclusion = inclusion
         nonCanaryCount = train.count
         if config.canaries == .mislabelled {
-            let m = try MislabelledCanaries(count: config.count, from: train, seed: seed)
+            let m = try MislabelledCanaries(count: config.count, from: train, seed: seed, included: inclusion)
             train = m.training
             nonCanaryCount = train.count - m.included.filter { $0 }.count
             mislabelled = m
@@ -83,7 +96,8 @@ struct RunAudit {
         guard config.canaries == .diracGradient else { return }
         let d = try DiracCanaries(
             count: config.count, parameterCounts: trainer.model.parameters.map(\.scalarCount), samplingProbability: q,
-            seed: seed, unclippedNorm: config.unclippedCanaryNorm)
+            seed: seed, unclippedNorm: config.unclippedCanaryNorm, included: inclusion,
+            samplingSeed: inclusion == nil ? nil : runSeed)
         trainer.auditor = d
         dirac = d
     }
@@ -93,14 +107,23 @@ struct RunAudit {
     func finish(model: Sequential, train: Dataset, test: Dataset, delta: Double?) throws -> AuditSummary {
         var s = AuditSummary()
         let d = delta ?? 1e-5
+        var scores: [Double]?
+        var included: [Bool] = []
         if let m = mislabelled {
-            s.empirical = try OneRunAudit.audit(
-                scores: m.scores(model: model), included: m.included, delta: d, confidence: config.confidence)
-            s.canaryKind = config.canaries.rawValue
+            scores = m.scores(model: model)
+            included = m.included
         } else if let g = dirac {
-            s.empirical = try OneRunAudit.audit(
-                scores: g.scores, included: g.included, delta: d, confidence: config.confidence)
+            scores = g.scores
+            included = g.included
+        }
+        if let scores {
             s.canaryKind = config.canaries.rawValue
+            s.canaryScores = scores
+            // One canary is one trial of a multi-run audit, bounded over many runs by the caller.
+            if inclusion == nil {
+                s.empirical = try OneRunAudit.audit(
+                    scores: scores, included: included, delta: d, confidence: config.confidence)
+            }
         }
         if config.membershipInference {
             let k = min(config.miaExamples, nonCanaryCount, test.count)

@@ -192,6 +192,10 @@ public struct RunContext {
     /// Edits the loaded data before anything is fitted or planned from it (shadow models of a
     /// membership-inference attack train on a subset; `dpkit audit`).
     var prepareData: ((inout TrainTestSplit) throws -> Void)?
+    /// The canaries an `audit:` plants (multi-run audits: `[true]` or `[false]`); nil: random halves.
+    var canaryInclusion: [Bool]?
+    /// The seed that picks the canaries (a multi-run audit keeps them fixed across its runs).
+    var canarySeed: UInt64?
     /// Called with the trained model and the data as it was scaled for training.
     var onTrained: ((Sequential, TrainTestSplit) throws -> Void)?
 

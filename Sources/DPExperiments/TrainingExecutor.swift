@@ -61,7 +61,9 @@ public struct TrainingExecutor: RunExecutor {
         var audit: RunAudit?
         if let a = c.audit {
             context.checkpoint = nil
-            audit = try RunAudit(a, train: &split.train, seed: UInt64(c.seed))
+            audit = try RunAudit(
+                a, train: &split.train, seed: context.canarySeed ?? UInt64(c.seed), inclusion: context.canaryInclusion,
+                runSeed: UInt64(c.seed))
         }
         // The plan printed before training, unless the data turned out to hold another number
         // of examples than the dataset declared (then sigma, q and the steps follow the data).

@@ -41,7 +41,27 @@ struct AuditCommand: ParsableCommand {
     @Option(help: "Seed of the evaluation set and the shadow models' data.")
     var seed: UInt64 = 0
 
+    @Option(
+        help:
+            "Multi-run canary audit: dirac-gradient (white-box) or mislabelled (black-box); trains 2 x TRIALS runs of the config."
+    )
+    var canary: String?
+
+    @Option(help: "Runs with the canary (and as many without it) for --canary.")
+    var trials = 50
+
+    @Option(help: "Confidence of the multi-run bound, in (0, 1).")
+    var confidence = 0.95
+
     func validate() throws {
+        if let canary, AuditConfig.Canaries(rawValue: canary) == nil || canary == "none" {
+            throw ValidationError("unknown canary `\(canary)`: use dirac-gradient or mislabelled")
+        }
+        guard confidence > 0, confidence < 1 else {
+            throw ValidationError(
+                "--confidence \(confidence) is outside (0, 1): give the probability the bound holds, e.g. 0.95")
+        }
+        guard trials >= 2 else { throw ValidationError("--trials \(trials) must be at least 2") }
         for a in attacks where MembershipAudit.Attack(rawValue: a) == nil {
             throw ValidationError(
                 "unknown attack `\(a)`: use \(MembershipAudit.Attack.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -59,10 +79,20 @@ struct AuditCommand: ParsableCommand {
         options.examples = examples
         options.seed = seed
         let folder = URL(fileURLWithPath: directory)
+        let out = URL(fileURLWithPath: output)
         do {
+            if let canary, let kind = AuditConfig.Canaries(rawValue: canary) {
+                let audit = MultiRunCanaryAudit(
+                    folder: folder, canary: kind, trials: trials, confidence: confidence, seed: seed,
+                    log: { print($0) })
+                print(
+                    "wrote \(try MultiRunCanaryAudit.write(try audit.run(runIDs: runs), to: out, auditedFolder: folder).path)"
+                )
+                if attacks.isEmpty { return }
+            }
             let audit = MembershipAudit(folder: folder, options: options, log: { print($0) })
             let results = try audit.run(runIDs: runs)
-            for file in try MembershipAudit.write(results, to: URL(fileURLWithPath: output), auditedFolder: folder) {
+            for file in try MembershipAudit.write(results, to: out, auditedFolder: folder) {
                 print("wrote \(file.path)")
             }
         } catch {

@@ -219,3 +219,16 @@ func binomialTailsMatchTheDirectSum(n: Int, p: Double, k: Int) {
         nonMemberScores: target.indices.filter { !member[$0] }.map { target[$0] })
     #expect(roc.auc < 0.9)
 }
+
+/// Ten runs with and ten without a canary, perfectly separated: the bound is positive (every
+/// distinct score is a candidate threshold when there are few) and equals the fixed-threshold
+/// bound at the Bonferroni-corrected level.
+@Test func smallPerfectlySeparatedMultiRunAuditGivesItsBound() throws {
+    let b = try MultiRunAudit.audit(
+        positives: (0..<10).map { 1 + Double($0) / 100 }, negatives: (0..<10).map { Double($0) / 100 }, delta: 1e-5,
+        confidence: 0.95)
+    #expect(b.counts["false_positives"] == 0 && b.counts["false_negatives"] == 0)
+    let fixed = MultiRunAudit.epsilonLowerBound(
+        falsePositives: 0, negatives: 10, falseNegatives: 0, positives: 10, delta: 1e-5, alpha: 0.05 / 20)
+    #expect(abs(b.epsilon - fixed) < 1e-12 && b.epsilon > 0, "\(b.statement)")
+}

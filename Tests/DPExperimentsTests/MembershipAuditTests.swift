@@ -1,3 +1,4 @@
+import DPAuditing
 import Foundation
 import Testing
 
@@ -67,4 +68,41 @@ private let overfitYAML = """
     } catch let e as OutputError {
         #expect(e.description.contains("saved no model"), "\(e)")
     }
+}
+
+/// Multi-run audit after the fact: 40 clip-only runs with a Dirac canary against 40 without
+/// separate but for the runs that never sample the canary (0.9^30 = 4% of them), so the bound
+/// exceeds 0.5; with 10 and 10 it is 0 (a multi-run audit needs many runs). The private run's
+/// bound stays below its epsilon; the audited folder is not written.
+@Test func multiRunCanaryAuditSeparatesClipOnlyRuns() throws {
+    // 300 examples, expected batch 30 (q = 0.1), 3 epochs: 30 steps a run.
+    let yaml =
+        baseYAML.replacingOccurrences(of: "hidden_sizes: [8]", with: "hidden_sizes: [128]")
+        .replacingOccurrences(of: "train_size: 1000", with: "train_size: 300\n  test_size: 100")
+        .replacingOccurrences(of: "expected_batch_size: 100", with: "expected_batch_size: 30")
+        + "sweep:\n  privacy.noise_multiplier: [0, 3]\n"
+    let folder = try temporaryDirectory()
+    let output = try temporaryDirectory()
+    defer {
+        try? FileManager.default.removeItem(at: folder)
+        try? FileManager.default.removeItem(at: output)
+    }
+    _ = try ExperimentRunner(
+        config: try parse(yaml), outputDirectory: folder, executor: TrainingExecutor(), log: { _ in }
+    ).run()
+    let before = try FileManager.default.subpathsOfDirectory(atPath: folder.path).sorted()
+    let results = try MultiRunCanaryAudit(folder: folder, canary: .diracGradient, trials: 40).run()
+    #expect(results.count == 2)
+    let (_, rows) = CSV.table(try String(contentsOf: folder.appendingPathComponent("runs.csv"), encoding: .utf8))
+    for r in results {
+        let row = try #require(rows.first { $0["run_id"] == r.runID })
+        if r.kind == "clip-only" {
+            #expect(r.bound.epsilon > 0.5, "\(r.bound.statement)")
+        } else {
+            #expect(r.bound.epsilon <= Double(row["epsilon"]!)!, "\(r.bound.statement)")
+        }
+    }
+    _ = try MultiRunCanaryAudit.write(results, to: output, auditedFolder: folder)
+    #expect(try FileManager.default.subpathsOfDirectory(atPath: folder.path).sorted() == before)
+    #expect(throws: AuditError.self) { try MultiRunCanaryAudit(folder: folder, canary: .mislabelled, trials: 1).run() }
 }
