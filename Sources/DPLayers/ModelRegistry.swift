@@ -14,6 +14,11 @@ public struct LayerPlugin: Plugin {
         self.spec = spec
         self.make = make
     }
+
+    /// ``ModelBuilderError/unknownLayerType(name:valid:)``.
+    public static func unknownName(_ name: String, valid: [String]) -> any Error {
+        ModelBuilderError.unknownLayerType(name: name, valid: valid)
+    }
 }
 
 /// Layer types by name: the one list `model.layers[].type` reads.
@@ -25,7 +30,8 @@ extension Registry where Entry == LayerPlugin {
 
     /// The spec of layer type `name` with `parameters` (defaults filled in); nil for an unknown name.
     public func layer(_ name: String, _ parameters: [String: ConfigValue] = [:]) -> LayerSpec? {
-        plugin(named: name).map { $0.make(Parameters($0.spec, parameters)) }
+        guard let (layer, parameters) = try? plugin(name, parameters: parameters) else { return nil }
+        return layer.make(parameters)
     }
 }
 
@@ -53,22 +59,8 @@ private let standardLayers = LayerRegistry(
                 outChannels: p.int("channels"), kernel: p.int("kernel_size"), stride: p.int("stride"),
                 padding: p.int("padding"))
         },
-        LayerPlugin(
-            PluginSpec(
-                "max-pool2d",
-                parameters: [
-                    ParameterSpec("size", .int, range: .atLeast(1), default: .int(2)),
-                    ParameterSpec("stride", .int, range: .atLeast(1), "default size"),
-                ])
-        ) { .maxPool2d(kernel: $0.int("size"), stride: $0.optionalInt("stride")) },
-        LayerPlugin(
-            PluginSpec(
-                "avg-pool2d",
-                parameters: [
-                    ParameterSpec("size", .int, range: .atLeast(1), default: .int(2)),
-                    ParameterSpec("stride", .int, range: .atLeast(1), "default size"),
-                ])
-        ) { .avgPool2d(kernel: $0.int("size"), stride: $0.optionalInt("stride")) },
+        .pooling("max-pool2d") { .maxPool2d(kernel: $0, stride: $1) },
+        .pooling("avg-pool2d") { .avgPool2d(kernel: $0, stride: $1) },
         LayerPlugin(PluginSpec("flatten")) { _ in .flatten },
         LayerPlugin(PluginSpec("tanh")) { _ in .tanh },
         LayerPlugin(PluginSpec("relu")) { _ in .relu },
@@ -109,6 +101,22 @@ private let standardLayers = LayerRegistry(
         },
     ], refused: ["batch-norm": batchNormReason, "batchnorm": batchNormReason])
 
+extension LayerPlugin {
+    /// A pooling layer type: a square window of `size`, moved by `stride` (default: `size`).
+    static func pooling(
+        _ name: String, _ make: @escaping @Sendable (_ size: Int, _ stride: Int?) -> LayerSpec
+    ) -> LayerPlugin {
+        LayerPlugin(
+            PluginSpec(
+                name,
+                parameters: [
+                    ParameterSpec("size", .int, range: .atLeast(1), default: .int(2)),
+                    ParameterSpec("stride", .int, range: .atLeast(1), "default size"),
+                ])
+        ) { make($0.int("size"), $0.optionalInt("stride")) }
+    }
+}
+
 extension LayerSpec {
     /// The logistic sigmoid `1 / (1 + e^-x)`: a tempered sigmoid of scale 1, temperature 1, offset 0.
     public static let sigmoid = LayerSpec.temperedSigmoid(scale: 1, temperature: 1, offset: 0)
@@ -136,6 +144,11 @@ public struct ModelPlugin: Plugin {
         self.spec = spec
         self.make = make
     }
+
+    /// ``ModelBuilderError/unknownModel(name:valid:)``.
+    public static func unknownName(_ name: String, valid: [String]) -> any Error {
+        ModelBuilderError.unknownModel(name: name, valid: valid)
+    }
 }
 
 /// Named models: the one list that `model.name` in configs, `dpkit bench`, the plugin
@@ -148,18 +161,13 @@ extension Registry where Entry == ModelPlugin {
     /// The models DPKit ships.
     public static var standard: ModelRegistry { standardModels }
 
-    /// - Throws: ``ModelBuilderError/unknownModel(name:valid:)`` listing the valid names.
-    public func model(named name: String) throws -> ModelPlugin {
-        try plugin(named: name, orThrow: ModelBuilderError.unknownModel)
-    }
-
     /// The layers of model `name` with `parameters` (defaults filled in) for `input`.
     /// - Throws: ``ModelBuilderError/unknownModel(name:valid:)`` listing the valid names.
     public func specs(
         named name: String, parameters: [String: ConfigValue] = [:], input: ModelInput
     ) throws -> [LayerSpec] {
-        let plugin = try model(named: name)
-        return plugin.make(Parameters(plugin.spec, parameters), input)
+        let (model, parameters) = try plugin(name, parameters: parameters)
+        return model.make(parameters, input)
     }
 }
 

@@ -224,6 +224,9 @@ extension ConfigValue {
 /// dataset loader, a model's layers, a layer spec).
 public protocol Plugin: Sendable {
     var spec: PluginSpec { get }
+    /// The owning module's error for a name that no plugin of this kind has, listing the valid
+    /// names: what ``Registry/plugin(_:)`` throws.
+    static func unknownName(_ name: String, valid: [String]) -> any Error
 }
 
 /// The plugins of one kind that a module owns, by name: DPData's datasets, DPLayers' models
@@ -257,11 +260,19 @@ public struct Registry<Entry: Plugin>: Sendable {
 
     public func plugin(named name: String) -> Entry? { plugins.first { $0.spec.name == name } }
 
-    /// The plugin `name`, or the module's error for an unknown name, made from the name and the valid names.
-    public func plugin(
-        named name: String, orThrow unknown: (_ name: String, _ valid: [String]) -> any Error
-    ) throws -> Entry {
-        guard let p = plugin(named: name) else { throw unknown(name, names) }
+    /// The plugin `name`.
+    /// - Throws: `Entry.unknownName(name, valid: names)` (``Plugin/unknownName(_:valid:)``).
+    public func plugin(_ name: String) throws -> Entry {
+        guard let p = plugin(named: name) else { throw Entry.unknownName(name, valid: names) }
         return p
+    }
+
+    /// The plugin `name` and its parameters: `given` with the defaults of its schema filled in.
+    /// - Throws: `Entry.unknownName(name, valid: names)` (``Plugin/unknownName(_:valid:)``).
+    public func plugin(
+        _ name: String, parameters given: [String: ConfigValue]
+    ) throws -> (plugin: Entry, parameters: Parameters) {
+        let p = try plugin(name)
+        return (p, Parameters(p.spec, given))
     }
 }
