@@ -38,6 +38,11 @@ func fixture(_ name: String) throws -> String {
     return try String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8)
 }
 
+/// The `manifest.json` of the results folder `directory`.
+func readManifest(_ directory: URL) throws -> ConfigValue {
+    try ConfigValue(jsonData: Data(contentsOf: directory.appendingPathComponent("manifest.json")))
+}
+
 /// One kind of bad input: an edit of `baseYAML` (`replace` becomes `with`), the key path the
 /// error must name, and words its message must contain. The cases are tables in `Fixtures/`.
 struct BadConfigCase: CustomStringConvertible, Sendable {

@@ -67,7 +67,7 @@ func privateStatisticsAreAccountedInTheRun() throws {
         config: config, outputDirectory: dir, executor: TrainingExecutor(), log: { lines.append($0) }
     ).run()
     #expect(report.finished.count == 1)
-    let manifest = try ConfigValue(jsonData: Data(contentsOf: dir.appendingPathComponent("manifest.json")))
+    let manifest = try readManifest(dir)
     guard case .list(let runs)? = manifest["runs"], let run = runs.first else {
         Issue.record("no runs")
         return
