@@ -78,7 +78,10 @@ public enum LayerSpec: Codable, Hashable, Sendable, CustomStringConvertible {
 
     /// Writes the `model.layers` entry of this spec (``LayerRegistry/entry(for:)``).
     public func encode(to encoder: any Encoder) throws {
-        let (type, parameters) = LayerRegistry.standard.entry(for: self)
+        guard let (type, parameters) = LayerRegistry.standard.entry(for: self) else {
+            throw EncodingError.invalidValue(
+                self, .init(codingPath: encoder.codingPath, debugDescription: "no layer type describes \(self)"))
+        }
         let entry = [("type", ConfigValue.string(type))] + parameters.sorted { $0.key < $1.key }.map { ($0, $1) }
         try ConfigValue.map(entry).encode(to: encoder)
     }

@@ -60,13 +60,14 @@ extension Registry where Entry == LayerPlugin {
     }
 
     /// The `model.layers` entry of `spec`: the first layer type whose ``LayerPlugin/describe``
-    /// takes it, and its parameters (``batchNormType`` for ``LayerSpec/batchNorm``).
-    public func entry(for spec: LayerSpec) -> (type: String, parameters: [String: ConfigValue]) {
+    /// takes it, and its parameters (``batchNormType`` for ``LayerSpec/batchNorm``); nil when
+    /// no type of this registry does (``standard`` describes every spec).
+    public func entry(for spec: LayerSpec) -> (type: String, parameters: [String: ConfigValue])? {
         if spec == .batchNorm { return (Self.batchNormType, [:]) }
         for layer in plugins {
             if let parameters = layer.describe(spec) { return (layer.spec.name, parameters) }
         }
-        preconditionFailure("no layer type of \(kind)s describes \(spec)")
+        return nil
     }
 }
 
