@@ -93,9 +93,11 @@ let package = Package(
             dependencies: ["DPAuditing", "DPTraining", "DPLayers", "DPData", "DPAccounting", "DPTensor"]),
         // README.md, docs/ and the DocC articles: every Swift snippet is compiled in Examples/.
         .testTarget(name: "DocumentationTests"),
+        // Fixtures/: configs and tables of cases, read from the source tree.
         .testTarget(
             name: "DPExperimentsTests",
-            dependencies: ["DPExperiments", "DPTraining", "DPAccounting", "DPLayers", "DPData", "DPTensor"]),
+            dependencies: ["DPExperiments", "DPTraining", "DPAccounting", "DPLayers", "DPData", "DPTensor"],
+            exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]
 )

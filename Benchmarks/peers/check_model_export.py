@@ -22,19 +22,56 @@ from safetensors.torch import load_file
 from safetensors import safe_open
 
 
-def torch_module(spec, shape):
-    """The PyTorch module for one DPKit layer spec and the example shape it sees."""
+# Files written before the layers took the config names spell them with DPKit's Swift case
+# names and labels: {"type": "linear", "outputs": 10}. This maps such an entry to the config
+# spelling ({"type": "dense", "units": 10}), the one torch_module reads.
+LEGACY_TYPES = {"linear": "dense", "maxPool2d": "max-pool2d", "avgPool2d": "avg-pool2d",
+                "temperedSigmoid": "tempered-sigmoid", "groupNorm": "group-norm", "layerNorm": "layer-norm"}
+LEGACY_KEYS = {"outputs": "units", "outChannels": "channels", "kernel": "kernel_size", "trailingAxes": "axes"}
+
+
+def config_spelling(spec):
     t = spec["type"]
-    if t == "linear":
-        return torch.nn.Linear(shape[-1], spec["outputs"], bias=spec.get("bias", True)), shape[:-1] + [spec["outputs"]]
+    if t not in LEGACY_TYPES and not (t == "conv2d" and "outChannels" in spec):
+        return spec
+    t = LEGACY_TYPES.get(t, t)
+    out = {"type": t}
+    for key, value in spec.items():
+        if key == "type":
+            continue
+        if key == "kernel" and t in ("max-pool2d", "avg-pool2d"):
+            key = "size"
+        out[LEGACY_KEYS.get(key, key)] = value
+    if t == "tempered-sigmoid" and (out.get("scale", 2), out.get("temperature", 2), out.get("offset", 1)) == (1, 1, 0):
+        return {"type": "sigmoid"}
+    return out
+
+
+class TemperedSigmoid(torch.nn.Module):
+    """scale * sigmoid(temperature * x) - offset (no parameters; no PyTorch module of its own)."""
+
+    def __init__(self, scale, temperature, offset):
+        super().__init__()
+        self.scale, self.temperature, self.offset = scale, temperature, offset
+
+    def forward(self, x):
+        return self.scale * torch.sigmoid(self.temperature * x) - self.offset
+
+
+def torch_module(spec, shape):
+    """The PyTorch module for one entry of the architecture's `layers` (the names and keys of a
+    config's `model.layers`) and the example shape it sees."""
+    t = spec["type"]
+    if t == "dense":
+        return torch.nn.Linear(shape[-1], spec["units"], bias=spec.get("bias", True)), shape[:-1] + [spec["units"]]
     if t == "conv2d":
-        k, s, p = spec["kernel"], spec.get("stride", 1), spec.get("padding", 0)
+        k, s, p = spec.get("kernel_size", 3), spec.get("stride", 1), spec.get("padding", 0)
         c, h, w = shape
-        m = torch.nn.Conv2d(c, spec["outChannels"], k, stride=s, padding=p, bias=spec.get("bias", True))
-        return m, [spec["outChannels"], (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1]
-    if t in ("maxPool2d", "avgPool2d"):
-        k = spec["kernel"]; s = spec.get("stride") or k
-        m = (torch.nn.MaxPool2d if t == "maxPool2d" else torch.nn.AvgPool2d)(k, stride=s)
+        m = torch.nn.Conv2d(c, spec["channels"], k, stride=s, padding=p, bias=spec.get("bias", True))
+        return m, [spec["channels"], (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1]
+    if t in ("max-pool2d", "avg-pool2d"):
+        k = spec.get("size", 2); s = spec.get("stride") or k
+        m = (torch.nn.MaxPool2d if t == "max-pool2d" else torch.nn.AvgPool2d)(k, stride=s)
         c, h, w = shape
         return m, [c, (h - k) // s + 1, (w - k) // s + 1]
     if t == "flatten":
@@ -43,10 +80,14 @@ def torch_module(spec, shape):
         return torch.nn.Tanh(), shape
     if t == "relu":
         return torch.nn.ReLU(), shape
-    if t == "groupNorm":
+    if t == "sigmoid":
+        return torch.nn.Sigmoid(), shape
+    if t == "tempered-sigmoid":
+        return TemperedSigmoid(spec.get("scale", 2), spec.get("temperature", 2), spec.get("offset", 1)), shape
+    if t == "group-norm":
         return torch.nn.GroupNorm(spec["groups"], shape[0], eps=spec.get("eps", 1e-5)), shape
-    if t == "layerNorm":
-        n = spec.get("trailingAxes", 1)
+    if t == "layer-norm":
+        n = spec.get("axes", 1)
         return torch.nn.LayerNorm(shape[-n:], eps=spec.get("eps", 1e-5)), shape
     if t == "dropout":
         return torch.nn.Dropout(spec["rate"]), shape
@@ -79,10 +120,11 @@ def main():
     with safe_open(a.model, framework="pt") as f:
         meta = f.metadata()
     arch = json.loads(meta["dpkit.architecture"])
-    shape = list(arch["inputShape"])
+    input_shape = arch["input_shape"] if "layers" in arch else arch["inputShape"]  # before: inputShape, specs
+    shape = list(input_shape)
     modules = []
-    for spec in arch["specs"]:
-        m, shape = torch_module(spec, shape)
+    for spec in arch["layers"] if "layers" in arch else arch["specs"]:
+        m, shape = torch_module(config_spelling(spec), shape)
         modules.append(m)
     net = torch.nn.Sequential(*modules)
     net.load_state_dict(load_file(a.model), strict=True)
@@ -90,7 +132,7 @@ def main():
 
     x = idx(find(a.data, "t10k-images-idx3-ubyte")).astype(np.float32) / 255.0
     y = idx(find(a.data, "t10k-labels-idx1-ubyte")).astype(np.int64)
-    x = x.reshape(-1, *arch["inputShape"])
+    x = x.reshape(-1, *input_shape)
     transform = json.loads(meta.get("input_transform", '"none"'))
     if isinstance(transform, dict) and "standardization" in transform:
         s = transform["standardization"]["_0"]

@@ -77,6 +77,11 @@ public struct DatasetPlugin: Plugin {
     /// applies them).
     public var load: @Sendable (DatasetRequest) throws -> TrainTestSplit
 
+    /// ``DataError/unknownDataset(name:valid:)``.
+    public static func unknownName(_ name: String, valid: [String]) -> any Error {
+        DataError.unknownDataset(name: name, valid: valid)
+    }
+
     /// A dataset; `trainingSetSize` defaults to the declared count, else the loaded count.
     public init(
         _ spec: PluginSpec,
@@ -106,24 +111,20 @@ extension Registry where Entry == DatasetPlugin {
     /// The datasets DPKit ships.
     public static var standard: DatasetRegistry { standardDatasets }
 
-    /// - Throws: ``DataError/unknownDataset(name:valid:)`` listing the valid names.
-    public func dataset(named name: String) throws -> DatasetPlugin {
-        try plugin(named: name, orThrow: DataError.unknownDataset)
-    }
-
     /// A request for dataset `name` with `parameters` (defaults filled in from its schema).
+    /// - Throws: ``DataError/unknownDataset(name:valid:)`` listing the valid names.
     public func request(
         _ name: String, parameters: [String: ConfigValue] = [:], path: String? = nil,
         trainSize: Int? = nil, testSize: Int? = nil, seed: UInt64 = 0
     ) throws -> DatasetRequest {
         DatasetRequest(
-            parameters: Parameters(try dataset(named: name).spec, parameters), path: path,
-            trainSize: trainSize, testSize: testSize, seed: seed)
+            parameters: try plugin(name, parameters: parameters).parameters, path: path, trainSize: trainSize,
+            testSize: testSize, seed: seed)
     }
 
     /// Loads the dataset of `request` and keeps the first `trainSize` and `testSize` examples.
     public func load(_ request: DatasetRequest) throws -> TrainTestSplit {
-        var split = try dataset(named: request.parameters.plugin.name).load(request)
+        var split = try plugin(request.parameters.plugin.name).load(request)
         if let n = request.trainSize, n < split.train.count { split.train = split.train.subset(Array(0..<n)) }
         if let n = request.testSize, n < split.test.count { split.test = split.test.subset(Array(0..<n)) }
         return split
@@ -131,12 +132,12 @@ extension Registry where Entry == DatasetPlugin {
 
     /// The examples `request` declares, without reading data (nil for csv).
     public func declaredExamples(_ request: DatasetRequest) throws -> DeclaredExamples? {
-        try dataset(named: request.parameters.plugin.name).declare(request)
+        try plugin(request.parameters.plugin.name).declare(request)
     }
 
     /// The number of training examples `load(request)` gives.
     public func trainingSetSize(_ request: DatasetRequest) throws -> Int {
-        try dataset(named: request.parameters.plugin.name).trainingSetSize(request)
+        try plugin(request.parameters.plugin.name).trainingSetSize(request)
     }
 }
 

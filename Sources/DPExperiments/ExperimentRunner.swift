@@ -157,7 +157,9 @@ public final class ExperimentRunner {
                 line += ", eps_pld [\(format(lo)), \(format(hi))]"
             }
             if let delta = run.config.privacy.targetDelta { line += " at delta \(format(delta))" }
-            if let st = plan.privacy { line += " (\(st.neighboringRelation), per \(st.privacyUnit), \(st.randomness))" }
+            if let st = plan.privacy {
+                line += " (\(st.neighboringRelation.name), per \(st.privacyUnit), \(st.randomness.rawValue))"
+            }
             if done.contains(run.runID) { line += "  (finished: skipped)" }
             log(line)
             for note in plan.notes { log("    note: \(note)") }
@@ -329,9 +331,9 @@ public final class ExperimentRunner {
                     "privacy",
                     plan?.privacy.map { st in
                         .map([
-                            ("neighboring_relation", .string(st.neighboringRelation)),
+                            ("neighboring_relation", .string(st.neighboringRelation.name)),
                             ("privacy_unit", .string(st.privacyUnit)),
-                            ("randomness", .string(st.randomness)),
+                            ("randomness", .string(st.randomness.rawValue)),
                             ("randomness_statement", .string(st.randomnessStatement)),
                         ])
                     } ?? .null

@@ -280,22 +280,17 @@ public enum FileIO {
     public static func createDirectory(_ url: URL) throws {
         let path = url.standardizedFileURL.path
         var st = stat()
-        if stat(path, &st) == 0 {
-            guard (st.st_mode & S_IFMT) == S_IFDIR else {
-                throw FileError(
-                    .createOutput, path: path, reason: .notADirectory,
-                    hint: "it is a file; choose another output folder")
-            }
-            return
-        }
         var prefix = ""
+        // Every folder on the way, the path last: an existing one must be a folder, a missing one is made.
         for component in path.split(separator: "/", omittingEmptySubsequences: true) {
             prefix += "/" + component
             if stat(prefix, &st) == 0 {
                 guard (st.st_mode & S_IFMT) == S_IFDIR else {
                     throw FileError(
                         .createOutput, path: path, reason: .notADirectory,
-                        hint: "\(prefix) is a file, not a folder; choose another output folder")
+                        hint: prefix == path
+                            ? "it is a file; choose another output folder"
+                            : "\(prefix) is a file, not a folder; choose another output folder")
                 }
                 continue
             }

@@ -59,19 +59,6 @@ struct RunCheckpoint: Codable {
     var transform: InputTransform
     var figures: RunFigures
 
-    init(
-        runID: String, epoch: Int, stopped: Bool, wallSeconds: Double, trainer: Checkpoint,
-        transform: InputTransform, figures: RunFigures
-    ) {
-        self.runID = runID
-        self.epoch = epoch
-        self.stopped = stopped
-        self.wallSeconds = wallSeconds
-        self.trainer = trainer
-        self.transform = transform
-        self.figures = figures
-    }
-
     /// Atomic and durable (temporary file, fsync, rename): a kill leaves the previous one.
     func write(to url: URL) throws {
         try DurableFile.writeAtomically(Checkpoint.encoder.encode(self), to: url)

@@ -1,24 +1,27 @@
+import DPAccounting
 import DPData
 import DPLayers
+import DPTraining
 import Foundation
 
 /// What an epsilon is about: every reported epsilon carries these.
 public struct PrivacyStatement: Hashable, Sendable {
-    /// `add-remove` or `replace-one`: epsilons of different relations are not comparable.
-    public var neighboringRelation: String
+    /// `add-remove` or `replace-one` (its ``DPAccounting/NeighboringRelation/name`` in results
+    /// files): epsilons of different relations are not comparable.
+    public var neighboringRelation: NeighboringRelation
     /// What one neighbouring step changes: `example` (record-level DP) today.
     public var privacyUnit: String
-    /// `seeded` or `secure` (``DPTraining/RandomnessSource``).
-    public var randomness: String
-    /// The sentence that says what the randomness means for the guarantee.
-    public var randomnessStatement: String
+    /// `seeded` or `secure`.
+    public var randomness: RandomnessSource
 
-    public init(neighboringRelation: String, privacyUnit: String, randomness: String, randomnessStatement: String) {
+    public init(neighboringRelation: NeighboringRelation, privacyUnit: String, randomness: RandomnessSource) {
         self.neighboringRelation = neighboringRelation
         self.privacyUnit = privacyUnit
         self.randomness = randomness
-        self.randomnessStatement = randomnessStatement
     }
+
+    /// The sentence that says what the randomness means for the guarantee.
+    public var randomnessStatement: String { randomness.statement }
 }
 
 /// What an executor predicts for a run before training: printed with the plan.

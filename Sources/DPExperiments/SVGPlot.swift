@@ -294,18 +294,16 @@ public enum SVG {
     /// Text for SVG content and attributes: markup characters as entities, control characters
     /// (which XML 1.0 does not allow) as spaces.
     static func escape(_ s: String) -> String {
-        var out = ""
-        for scalar in s.unicodeScalars {
+        s.replacingScalars { scalar in
             switch scalar {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case _ where scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value): out += " "
-            default: out.unicodeScalars.append(scalar)
+            case "&": "&amp;"
+            case "<": "&lt;"
+            case ">": "&gt;"
+            case "\"": "&quot;"
+            case _ where scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value): " "
+            default: nil
             }
         }
-        return out
     }
 
     static func f(_ x: Double) -> String { String(format: "%.1f", x) }

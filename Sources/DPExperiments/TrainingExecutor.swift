@@ -257,9 +257,9 @@ public struct TrainingExecutor: RunExecutor {
         if let e = summary.epsilon { metadata["epsilon"] = csvNumber(e) }
         if let d = summary.delta { metadata["delta"] = csvNumber(d) }
         if let p = summary.privacy {
-            metadata["neighboring_relation"] = p.neighboringRelation
+            metadata["neighboring_relation"] = p.neighboringRelation.name
             metadata["privacy_unit"] = p.privacyUnit
-            metadata["randomness"] = p.randomness
+            metadata["randomness"] = p.randomness.rawValue
         }
         try DurableFile.writeAtomically(model.safetensors(metadata: metadata), to: url)
     }
@@ -453,9 +453,7 @@ struct PrivacyPlan {
     /// Relation, unit and randomness of this run's epsilon (for results files).
     var statement: PrivacyStatement {
         PrivacyStatement(
-            neighboringRelation: relation.name, privacyUnit: privacyUnit,
-            randomness: privacySettings?.randomness.rawValue ?? RandomnessSource.seeded.rawValue,
-            randomnessStatement: (privacySettings?.randomness ?? .seeded).statement)
+            neighboringRelation: relation, privacyUnit: privacyUnit, randomness: privacySettings?.randomness ?? .seeded)
     }
 
     /// The ledger of `steps` steps (nil when nothing private runs).

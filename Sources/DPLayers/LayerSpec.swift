@@ -1,14 +1,18 @@
+import DPSchema
 import DPTensor
 
 /// A layer described by name and hyper-parameters, for configs: ``ModelBuilder`` turns a list
 /// of specs into a ``Sequential``, inferring every input size from the input shape.
 ///
-/// Encoded with a `type` key and the hyper-parameters beside it; omitted values take the
-/// defaults shown, for example (YAML)
+/// Encoded as configs write it in `model.layers` (the layer types of ``LayerRegistry``): a
+/// `type` key and the parameters beside it, every value written, for example (JSON)
 ///
-///     - {type: conv2d, outChannels: 16, kernel: 8, stride: 2, padding: 3}
-///     - {type: tanh}
-///     - {type: linear, outputs: 10}
+///     {"type": "conv2d", "channels": 16, "kernel_size": 8, "stride": 2, "padding": 3, "bias": true}
+///     {"type": "tanh"}
+///     {"type": "dense", "units": 10, "bias": true}
+///
+/// Decoding also reads the spelling of files written before (the case names and labels:
+/// `{"type": "linear", "outputs": 10}`), where omitted values take the defaults of the cases.
 ///
 /// `batchNorm` exists only so that a config asking for it is refused with an explanation
 /// (``ModelBuilderError/batchNormRefused(index:)``) instead of failing to parse or being
@@ -30,7 +34,8 @@ public enum LayerSpec: Codable, Hashable, Sendable, CustomStringConvertible {
     /// Refused by ``ModelBuilder``: BatchNorm mixes examples. Use `groupNorm` or `layerNorm`.
     case batchNorm
 
-    /// The `type` names, in declaration order.
+    /// The case names, in declaration order (``description`` writes them; files written before
+    /// layers were encoded with ``LayerRegistry``'s types had them as `type`).
     public static let typeNames = [
         "linear", "conv2d", "maxPool2d", "avgPool2d", "flatten", "relu", "tanh",
         "temperedSigmoid", "groupNorm", "layerNorm", "dropout", "batchNorm",
@@ -71,14 +76,51 @@ public enum LayerSpec: Codable, Hashable, Sendable, CustomStringConvertible {
 
     // MARK: - Codable
 
-    enum CodingKeys: String, CodingKey {
+    /// Writes the `model.layers` entry of this spec (``LayerRegistry/entry(for:)``).
+    public func encode(to encoder: any Encoder) throws {
+        guard let (type, parameters) = LayerRegistry.standard.entry(for: self) else {
+            throw EncodingError.invalidValue(
+                self, .init(codingPath: encoder.codingPath, debugDescription: "no layer type describes \(self)"))
+        }
+        let entry = [("type", ConfigValue.string(type))] + parameters.sorted { $0.key < $1.key }.map { ($0, $1) }
+        try ConfigValue.map(entry).encode(to: encoder)
+    }
+
+    /// Reads a `model.layers` entry (``LayerRegistry/layer(checking:_:)``), or an entry of the
+    /// spelling before it.
+    public init(from decoder: any Decoder) throws {
+        let legacy = try decoder.container(keyedBy: LegacyKey.self)
+        let type = try legacy.decode(String.self, forKey: .type)
+        if Self.legacyOnlyTypes.contains(type) || (type == "conv2d" && legacy.contains(.outChannels)) {
+            self = try Self(legacy: legacy, type: type)
+            return
+        }
+        guard case .map(let pairs) = try ConfigValue(from: decoder) else {
+            throw DecodingError.dataCorruptedError(forKey: .type, in: legacy, debugDescription: "not a layer entry")
+        }
+        var parameters = [String: ConfigValue](pairs.map { ($0.key, $0.value) }) { first, _ in first }
+        parameters["type"] = nil
+        do {
+            self = try LayerRegistry.standard.layer(checking: type, parameters)
+        } catch {
+            throw DecodingError.dataCorruptedError(forKey: .type, in: legacy, debugDescription: "\(error)")
+        }
+    }
+
+    // MARK: - The spelling before LayerRegistry's types
+
+    /// The case names that are not also layer types (`conv2d` is both: the old one has `outChannels`).
+    static let legacyOnlyTypes: Set = [
+        "linear", "maxPool2d", "avgPool2d", "temperedSigmoid", "groupNorm", "layerNorm", "batchNorm",
+    ]
+
+    enum LegacyKey: String, CodingKey {
         case type, outputs, bias, outChannels, kernel, stride, padding, scale, temperature, offset, groups, eps,
             trailingAxes, rate
     }
 
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        let type = try c.decode(String.self, forKey: .type)
+    /// An entry of the case names and labels, as files were written before.
+    init(legacy c: KeyedDecodingContainer<LegacyKey>, type: String) throws {
         switch type {
         case "linear":
             self = .linear(
@@ -99,9 +141,6 @@ public enum LayerSpec: Codable, Hashable, Sendable, CustomStringConvertible {
             self = .avgPool2d(
                 kernel: try c.decode(Int.self, forKey: .kernel),
                 stride: try c.decodeIfPresent(Int.self, forKey: .stride))
-        case "flatten": self = .flatten
-        case "relu": self = .relu
-        case "tanh": self = .tanh
         case "temperedSigmoid":
             self = .temperedSigmoid(
                 scale: try c.decodeIfPresent(Float.self, forKey: .scale) ?? 2,
@@ -115,46 +154,10 @@ public enum LayerSpec: Codable, Hashable, Sendable, CustomStringConvertible {
             self = .layerNorm(
                 trailingAxes: try c.decodeIfPresent(Int.self, forKey: .trailingAxes) ?? 1,
                 eps: try c.decodeIfPresent(Float.self, forKey: .eps) ?? 1e-5)
-        case "dropout": self = .dropout(rate: try c.decode(Float.self, forKey: .rate))
-        case "batchNorm": self = .batchNorm
+        case "batchNorm":
+            self = .batchNorm
         default:
-            throw DecodingError.dataCorruptedError(
-                forKey: .type, in: c,
-                debugDescription:
-                    "unknown layer type '\(type)'; valid types: \(LayerSpec.typeNames.joined(separator: ", "))")
-        }
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(typeName, forKey: .type)
-        switch self {
-        case .linear(let o, let b):
-            try c.encode(o, forKey: .outputs)
-            try c.encode(b, forKey: .bias)
-        case .conv2d(let ch, let k, let s, let p, let b):
-            try c.encode(ch, forKey: .outChannels)
-            try c.encode(k, forKey: .kernel)
-            try c.encode(s, forKey: .stride)
-            try c.encode(p, forKey: .padding)
-            try c.encode(b, forKey: .bias)
-        case .maxPool2d(let k, let s), .avgPool2d(let k, let s):
-            try c.encode(k, forKey: .kernel)
-            try c.encodeIfPresent(s, forKey: .stride)
-        case .temperedSigmoid(let s, let t, let o):
-            try c.encode(s, forKey: .scale)
-            try c.encode(t, forKey: .temperature)
-            try c.encode(o, forKey: .offset)
-        case .groupNorm(let g, let e):
-            try c.encode(g, forKey: .groups)
-            try c.encode(e, forKey: .eps)
-        case .layerNorm(let a, let e):
-            try c.encode(a, forKey: .trailingAxes)
-            try c.encode(e, forKey: .eps)
-        case .dropout(let r):
-            try c.encode(r, forKey: .rate)
-        case .flatten, .relu, .tanh, .batchNorm:
-            break
+            throw DecodingError.dataCorruptedError(forKey: .type, in: c, debugDescription: "no layer type `\(type)`")
         }
     }
 }

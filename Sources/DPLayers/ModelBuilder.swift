@@ -11,6 +11,8 @@ public enum ModelBuilderError: Error, Equatable, CustomStringConvertible {
     case invalidValue(index: Int, spec: String, reason: String)
     /// No model of that name in ``ModelRegistry``.
     case unknownModel(name: String, valid: [String])
+    /// No layer type of that name in ``LayerRegistry``.
+    case unknownLayerType(name: String, valid: [String])
     /// A model with no layers.
     case noLayers
     /// A tensor of the layer at `index` (its weights, or one example's output or workspace)
@@ -26,7 +28,7 @@ public enum ModelBuilderError: Error, Equatable, CustomStringConvertible {
         case .batchNormRefused(let i), .incompatibleShape(let i, _, _, _), .invalidValue(let i, _, _),
             .tooLarge(let i, _, _, _, _, _), .classifierOutput(let i, _, _, _, _):
             return i
-        case .unknownModel, .noLayers:
+        case .unknownModel, .unknownLayerType, .noLayers:
             return nil
         }
     }
@@ -45,6 +47,8 @@ public enum ModelBuilderError: Error, Equatable, CustomStringConvertible {
             return reason
         case .unknownModel(let name, let valid):
             return "unknown model '\(name)'; valid models: \(valid.joined(separator: ", "))"
+        case .unknownLayerType(let name, let valid):
+            return "unknown layer type '\(name)'; valid layer types: \(valid.joined(separator: ", "))"
         case .noLayers:
             return "the model has no layers"
         case .tooLarge(_, _, let shape, let tensor, let scalars, let limit):
@@ -77,7 +81,7 @@ public enum ModelBuilderError: Error, Equatable, CustomStringConvertible {
             .tooLarge(let i, let spec, _, _, _, _),
             .classifierOutput(let i, let spec, _, _, _):
             return "layer \(i) (\(spec)): \(reason)"
-        case .unknownModel, .noLayers:
+        case .unknownModel, .unknownLayerType, .noLayers:
             return reason
         }
     }

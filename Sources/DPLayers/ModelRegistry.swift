@@ -3,42 +3,101 @@ import DPTensor
 
 // MARK: - Layer types
 
-/// A layer type known by name (`dense`, `conv2d`, ...): its parameter schema and the
-/// ``LayerSpec`` it makes. The names and parameters are the ones configs write in
-/// `model.layers` and ``LayerSpec`` encodes with.
+/// A layer type known by name (`dense`, `conv2d`, ...): its parameter schema, the
+/// ``LayerSpec`` it makes, and back. The names and parameters are the ones configs write in
+/// `model.layers` and ``LayerSpec`` is encoded with (an exported model's architecture).
 public struct LayerPlugin: Plugin {
     public var spec: PluginSpec
     public var make: @Sendable (Parameters) -> LayerSpec
+    /// The parameters that `make` takes back to `spec`, when `spec` is of this type; else nil.
+    public var describe: @Sendable (LayerSpec) -> [String: ConfigValue]?
 
-    public init(_ spec: PluginSpec, make: @escaping @Sendable (Parameters) -> LayerSpec) {
+    public init(
+        _ spec: PluginSpec, make: @escaping @Sendable (Parameters) -> LayerSpec,
+        describe: @escaping @Sendable (LayerSpec) -> [String: ConfigValue]?
+    ) {
         self.spec = spec
         self.make = make
+        self.describe = describe
+    }
+
+    /// A layer type without parameters that stands for `layer`.
+    public static func fixed(_ name: String, _ layer: LayerSpec) -> LayerPlugin {
+        LayerPlugin(PluginSpec(name), make: { _ in layer }, describe: { $0 == layer ? [:] : nil })
+    }
+
+    /// ``ModelBuilderError/unknownLayerType(name:valid:)``.
+    public static func unknownName(_ name: String, valid: [String]) -> any Error {
+        ModelBuilderError.unknownLayerType(name: name, valid: valid)
     }
 }
 
-/// Layer types by name: the one list `model.layers[].type` reads.
+/// Layer types by name: the one list `model.layers[].type` reads, and the one spelling of
+/// layers in files (``LayerSpec``'s `Codable`).
 public typealias LayerRegistry = Registry<LayerPlugin>
 
 extension Registry where Entry == LayerPlugin {
     /// The layer types DPKit ships.
     public static var standard: LayerRegistry { standardLayers }
 
+    /// The type of ``LayerSpec/batchNorm``, refused by configs and by ``ModelBuilder``.
+    public static var batchNormType: String { "batch-norm" }
+
     /// The spec of layer type `name` with `parameters` (defaults filled in); nil for an unknown name.
     public func layer(_ name: String, _ parameters: [String: ConfigValue] = [:]) -> LayerSpec? {
-        plugin(named: name).map { $0.make(Parameters($0.spec, parameters)) }
+        guard let (layer, parameters) = try? plugin(name, parameters: parameters) else { return nil }
+        return layer.make(parameters)
+    }
+
+    /// The spec of the `model.layers` entry of type `name` with `parameters`, checked against
+    /// the type's schema (``Parameters/init(checking:for:)``) as an entry read from a file is.
+    /// ``batchNormType`` gives ``LayerSpec/batchNorm``, which ``ModelBuilder`` refuses.
+    /// - Throws: ``ModelBuilderError/unknownLayerType(name:valid:)``; ``DPSchema/ParameterError``.
+    public func layer(checking name: String, _ parameters: [String: ConfigValue]) throws -> LayerSpec {
+        if name == Self.batchNormType, parameters.isEmpty { return .batchNorm }
+        let layer = try plugin(name)
+        return layer.make(try Parameters(checking: parameters, for: layer.spec))
+    }
+
+    /// The `model.layers` entry of `spec`: the first layer type whose ``LayerPlugin/describe``
+    /// takes it, and its parameters (``batchNormType`` for ``LayerSpec/batchNorm``); nil when
+    /// no type of this registry does (``standard`` describes every spec).
+    public func entry(for spec: LayerSpec) -> (type: String, parameters: [String: ConfigValue])? {
+        if spec == .batchNorm { return (Self.batchNormType, [:]) }
+        for layer in plugins {
+            if let parameters = layer.describe(spec) { return (layer.spec.name, parameters) }
+        }
+        return nil
     }
 }
 
 private let batchNormReason =
     "batch normalisation mixes examples of a batch, so per-example gradients and DP-SGD's guarantee break; use group-norm"
 
+/// `bias` of dense and conv2d layers, and `eps` of the norms: optional without a default, so
+/// that configs that do not write them keep their hashes.
+private let biasParameter = ParameterSpec("bias", .bool, "default true: add a learned bias")
+private let epsParameter = ParameterSpec(
+    "eps", .double, range: ValueRange(lower: 0, lowerInclusive: false, upper: 1e6),
+    "default 1e-5: added to the variance")
+
+/// A `Float` hyper-parameter as configs write it: the shortest decimal that reads back as it.
+private func number(_ x: Float) -> ConfigValue {
+    let shortest = Double("\(x)") ?? Double(x)
+    return .double(Float(shortest) == x ? shortest : Double(x))
+}
+
 private let standardLayers = LayerRegistry(
     kind: "layer type",
     [
-        LayerPlugin(PluginSpec("dense", parameters: [ParameterSpec("units", .int, range: .atLeast(1), required: true)]))
-        {
-            .linear(outputs: $0.int("units"))
-        },
+        LayerPlugin(
+            PluginSpec(
+                "dense", parameters: [ParameterSpec("units", .int, range: .atLeast(1), required: true), biasParameter]),
+            make: { .linear(outputs: $0.int("units"), bias: $0.optionalBool("bias") ?? true) },
+            describe: {
+                guard case .linear(let units, let bias) = $0 else { return nil }
+                return ["units": .int(units), "bias": .bool(bias)]
+            }),
         LayerPlugin(
             PluginSpec(
                 "conv2d",
@@ -47,32 +106,29 @@ private let standardLayers = LayerRegistry(
                     ParameterSpec("kernel_size", .int, range: .atLeast(1), default: .int(3)),
                     ParameterSpec("stride", .int, range: .atLeast(1), default: .int(1)),
                     ParameterSpec("padding", .int, range: .nonNegative, default: .int(0)),
-                ])
-        ) { p in
-            .conv2d(
-                outChannels: p.int("channels"), kernel: p.int("kernel_size"), stride: p.int("stride"),
-                padding: p.int("padding"))
+                    biasParameter,
+                ]),
+            make: { p in
+                .conv2d(
+                    outChannels: p.int("channels"), kernel: p.int("kernel_size"), stride: p.int("stride"),
+                    padding: p.int("padding"), bias: p.optionalBool("bias") ?? true)
+            },
+            describe: {
+                guard case .conv2d(let channels, let kernel, let stride, let padding, let bias) = $0 else { return nil }
+                return [
+                    "channels": .int(channels), "kernel_size": .int(kernel), "stride": .int(stride),
+                    "padding": .int(padding), "bias": .bool(bias),
+                ]
+            }),
+        .pooling("max-pool2d", make: { .maxPool2d(kernel: $0, stride: $1) }) {
+            guard case .maxPool2d(let size, let stride) = $0 else { return nil }
+            return (size, stride)
         },
-        LayerPlugin(
-            PluginSpec(
-                "max-pool2d",
-                parameters: [
-                    ParameterSpec("size", .int, range: .atLeast(1), default: .int(2)),
-                    ParameterSpec("stride", .int, range: .atLeast(1), "default size"),
-                ])
-        ) { .maxPool2d(kernel: $0.int("size"), stride: $0.optionalInt("stride")) },
-        LayerPlugin(
-            PluginSpec(
-                "avg-pool2d",
-                parameters: [
-                    ParameterSpec("size", .int, range: .atLeast(1), default: .int(2)),
-                    ParameterSpec("stride", .int, range: .atLeast(1), "default size"),
-                ])
-        ) { .avgPool2d(kernel: $0.int("size"), stride: $0.optionalInt("stride")) },
-        LayerPlugin(PluginSpec("flatten")) { _ in .flatten },
-        LayerPlugin(PluginSpec("tanh")) { _ in .tanh },
-        LayerPlugin(PluginSpec("relu")) { _ in .relu },
-        LayerPlugin(PluginSpec("sigmoid")) { _ in .sigmoid },
+        .pooling("avg-pool2d", make: { .avgPool2d(kernel: $0, stride: $1) }) {
+            guard case .avgPool2d(let size, let stride) = $0 else { return nil }
+            return (size, stride)
+        },
+        .fixed("flatten", .flatten), .fixed("tanh", .tanh), .fixed("relu", .relu), .fixed("sigmoid", .sigmoid),
         LayerPlugin(
             PluginSpec(
                 "tempered-sigmoid", "s * sigmoid(T x) - o (Papernot et al. 2021)",
@@ -84,30 +140,66 @@ private let standardLayers = LayerRegistry(
                         "temperature", .double, range: ValueRange(lower: 0, lowerInclusive: false, upper: 1e6),
                         default: .double(2)),
                     ParameterSpec("offset", .double, range: .closed(-1e6, 1e6), default: .double(1)),
-                ])
-        ) { p in
-            .temperedSigmoid(
-                scale: Float(p.double("scale")), temperature: Float(p.double("temperature")),
-                offset: Float(p.double("offset")))
-        },
+                ]),
+            make: { p in
+                .temperedSigmoid(
+                    scale: Float(p.double("scale")), temperature: Float(p.double("temperature")),
+                    offset: Float(p.double("offset")))
+            },
+            describe: {
+                guard case .temperedSigmoid(let scale, let temperature, let offset) = $0 else { return nil }
+                return ["scale": number(scale), "temperature": number(temperature), "offset": number(offset)]
+            }),
         LayerPlugin(
-            PluginSpec("group-norm", parameters: [ParameterSpec("groups", .int, range: .atLeast(1), required: true)])
-        ) {
-            .groupNorm(groups: $0.int("groups"))
-        },
+            PluginSpec(
+                "group-norm",
+                parameters: [ParameterSpec("groups", .int, range: .atLeast(1), required: true), epsParameter]),
+            make: { .groupNorm(groups: $0.int("groups"), eps: $0.optionalDouble("eps").map(Float.init) ?? 1e-5) },
+            describe: {
+                guard case .groupNorm(let groups, let eps) = $0 else { return nil }
+                return ["groups": .int(groups), "eps": number(eps)]
+            }),
         LayerPlugin(
             PluginSpec(
                 "layer-norm", "normalise each example over its last `axes` axes",
-                parameters: [
-                    ParameterSpec("axes", .int, range: .atLeast(1), default: .int(1))
-                ])
-        ) { .layerNorm(trailingAxes: $0.int("axes")) },
+                parameters: [ParameterSpec("axes", .int, range: .atLeast(1), default: .int(1)), epsParameter]),
+            make: { .layerNorm(trailingAxes: $0.int("axes"), eps: $0.optionalDouble("eps").map(Float.init) ?? 1e-5) },
+            describe: {
+                guard case .layerNorm(let axes, let eps) = $0 else { return nil }
+                return ["axes": .int(axes), "eps": number(eps)]
+            }),
         LayerPlugin(
-            PluginSpec("dropout", parameters: [ParameterSpec("rate", .double, range: .halfOpenUnit, required: true)])
-        ) {
-            .dropout(rate: Float($0.double("rate")))
-        },
-    ], refused: ["batch-norm": batchNormReason, "batchnorm": batchNormReason])
+            PluginSpec("dropout", parameters: [ParameterSpec("rate", .double, range: .halfOpenUnit, required: true)]),
+            make: { .dropout(rate: Float($0.double("rate"))) },
+            describe: {
+                guard case .dropout(let rate) = $0 else { return nil }
+                return ["rate": number(rate)]
+            }),
+    ], refused: [LayerRegistry.batchNormType: batchNormReason, "batchnorm": batchNormReason])
+
+extension LayerPlugin {
+    /// A pooling layer type: a square window of `size`, moved by `stride` (default: `size`);
+    /// `match` gives the size and stride of a spec of this type.
+    static func pooling(
+        _ name: String, make: @escaping @Sendable (_ size: Int, _ stride: Int?) -> LayerSpec,
+        match: @escaping @Sendable (LayerSpec) -> (size: Int, stride: Int?)?
+    ) -> LayerPlugin {
+        LayerPlugin(
+            PluginSpec(
+                name,
+                parameters: [
+                    ParameterSpec("size", .int, range: .atLeast(1), default: .int(2)),
+                    ParameterSpec("stride", .int, range: .atLeast(1), "default size"),
+                ]),
+            make: { make($0.int("size"), $0.optionalInt("stride")) },
+            describe: {
+                guard let (size, stride) = match($0) else { return nil }
+                var parameters: [String: ConfigValue] = ["size": .int(size)]
+                if let stride { parameters["stride"] = .int(stride) }
+                return parameters
+            })
+    }
+}
 
 extension LayerSpec {
     /// The logistic sigmoid `1 / (1 + e^-x)`: a tempered sigmoid of scale 1, temperature 1, offset 0.
@@ -136,6 +228,11 @@ public struct ModelPlugin: Plugin {
         self.spec = spec
         self.make = make
     }
+
+    /// ``ModelBuilderError/unknownModel(name:valid:)``.
+    public static func unknownName(_ name: String, valid: [String]) -> any Error {
+        ModelBuilderError.unknownModel(name: name, valid: valid)
+    }
 }
 
 /// Named models: the one list that `model.name` in configs, `dpkit bench`, the plugin
@@ -148,18 +245,13 @@ extension Registry where Entry == ModelPlugin {
     /// The models DPKit ships.
     public static var standard: ModelRegistry { standardModels }
 
-    /// - Throws: ``ModelBuilderError/unknownModel(name:valid:)`` listing the valid names.
-    public func model(named name: String) throws -> ModelPlugin {
-        try plugin(named: name, orThrow: ModelBuilderError.unknownModel)
-    }
-
     /// The layers of model `name` with `parameters` (defaults filled in) for `input`.
     /// - Throws: ``ModelBuilderError/unknownModel(name:valid:)`` listing the valid names.
     public func specs(
         named name: String, parameters: [String: ConfigValue] = [:], input: ModelInput
     ) throws -> [LayerSpec] {
-        let plugin = try model(named: name)
-        return plugin.make(Parameters(plugin.spec, parameters), input)
+        let (model, parameters) = try plugin(name, parameters: parameters)
+        return model.make(parameters, input)
     }
 }
 

@@ -2,6 +2,10 @@ import DPTensor
 import Foundation
 
 /// What ``ModelBuilder`` needs to rebuild a model: its layer specs and the example shape.
+///
+/// Encoded as `{"input_shape": [1, 28, 28], "layers": [...]}`, each layer the entry a config
+/// writes in `model.layers` (``LayerSpec``'s `Codable`). Decoding also reads the spelling of
+/// files written before, `{"inputShape": [...], "specs": [...]}` with the specs' case names.
 public struct ModelArchitecture: Codable, Equatable, Sendable {
     public var specs: [LayerSpec]
     public var inputShape: [Int]
@@ -10,6 +14,24 @@ public struct ModelArchitecture: Codable, Equatable, Sendable {
         self.specs = specs
         self.inputShape = inputShape
     }
+
+    enum CodingKeys: String, CodingKey {
+        case specs = "layers", inputShape = "input_shape"
+        case legacySpecs = "specs", legacyInputShape = "inputShape"
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(inputShape, forKey: .inputShape)
+        try c.encode(specs, forKey: .specs)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let legacy = !c.contains(.specs)
+        specs = try c.decode([LayerSpec].self, forKey: legacy ? .legacySpecs : .specs)
+        inputShape = try c.decode([Int].self, forKey: legacy ? .legacyInputShape : .inputShape)
+    }
 }
 
 /// Model export in the safetensors format with PyTorch's names and layouts.
@@ -17,17 +39,18 @@ public struct ModelArchitecture: Codable, Equatable, Sendable {
 /// A model built from specs `[s0, s1, ...]` corresponds to `torch.nn.Sequential(m0, m1, ...)`
 /// with one module per spec, in order (`Flatten`, `Tanh`, `ReLU`, `MaxPool2d` included), so
 /// its state dict keys are `"<index>.weight"` and `"<index>.bias"`:
-/// - `linear` -> `nn.Linear(in, out)`: weight `[out, in]`, bias `[out]`;
-/// - `conv2d` -> `nn.Conv2d(in, out, k, stride, padding)`: weight `[out, in, k, k]`, bias `[out]`
-///   (NCHW inputs);
-/// - `groupNorm` -> `nn.GroupNorm(groups, channels)`, `layerNorm` -> `nn.LayerNorm(shape)`: DPKit's
-///   `gamma` and `beta` are PyTorch's `weight` and `bias`;
+/// - `dense` -> `nn.Linear(in, units)`: weight `[units, in]`, bias `[units]`;
+/// - `conv2d` -> `nn.Conv2d(in, channels, kernel_size, stride, padding)`: weight
+///   `[channels, in, k, k]`, bias `[channels]` (NCHW inputs);
+/// - `group-norm` -> `nn.GroupNorm(groups, channels)`, `layer-norm` -> `nn.LayerNorm(shape)`:
+///   DPKit's `gamma` and `beta` are PyTorch's `weight` and `bias`;
 /// - `flatten` -> `nn.Flatten()` (row-major over C, H, W, as PyTorch), `tanh` -> `nn.Tanh()`,
-///   `relu` -> `nn.ReLU()`, pools -> `nn.MaxPool2d(k, stride)` / `nn.AvgPool2d(k, stride)`,
-///   `dropout` -> `nn.Dropout(p)`; `temperedSigmoid` has no PyTorch module (no parameters:
-///   `scale * sigmoid(temperature * x) - offset`).
-/// The metadata holds the architecture (`dpkit.architecture`, JSON) so that
-/// ``fromSafetensors(_:)`` rebuilds the model without its config; callers add their own keys.
+///   `relu` -> `nn.ReLU()`, pools -> `nn.MaxPool2d(size, stride)` / `nn.AvgPool2d(size, stride)`,
+///   `sigmoid` -> `nn.Sigmoid()`, `dropout` -> `nn.Dropout(rate)`; `tempered-sigmoid` has no
+///   PyTorch module (no parameters: `scale * sigmoid(temperature * x) - offset`).
+/// The metadata holds the architecture (`dpkit.architecture`, JSON, the layers spelled as
+/// configs spell them: ``ModelArchitecture``) so that ``fromSafetensors(_:)`` rebuilds the model
+/// without its config; callers add their own keys.
 extension Sequential {
     /// Parameters under their PyTorch state-dict names, in model order.
     public var namedParameters: [(name: String, parameter: Parameter)] {

@@ -164,19 +164,18 @@ extension ConfigValue {
     }
 
     public static func jsonQuoted(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
+        let body = s.replacingScalars { scalar in
             switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
+            case "\"": "\\\""
+            case "\\": "\\\\"
+            case "\n": "\\n"
+            case "\r": "\\r"
+            case "\t": "\\t"
+            case _ where scalar.value < 0x20: String(format: "\\u%04x", scalar.value)
+            default: nil
             }
         }
-        return out + "\""
+        return "\"" + body + "\""
     }
 
     /// The value as it appears in a CSV cell or a table label: strings bare, numbers in shortest
@@ -190,6 +189,65 @@ extension ConfigValue {
         case .string(let s): return s
         case .list(let items): return "[" + items.map(\.displayText).joined(separator: ", ") + "]"
         case .map: return canonicalJSON
+        }
+    }
+}
+
+// MARK: - Codable
+
+/// A `ConfigValue` is encoded as the JSON value it stands for (maps as keyed containers, lists
+/// as unkeyed ones) and decoded from any such value; a decoded map's keys are in sorted order.
+extension ConfigValue: Codable {
+    private struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        switch self {
+        case .list(let items):
+            var c = encoder.unkeyedContainer()
+            for item in items { try c.encode(item) }
+        case .map(let pairs):
+            var c = encoder.container(keyedBy: Key.self)
+            for (key, value) in pairs { try c.encode(value, forKey: Key(stringValue: key)) }
+        default:
+            var c = encoder.singleValueContainer()
+            switch self {
+            case .bool(let b): try c.encode(b)
+            case .int(let i): try c.encode(i)
+            case .double(let d): try c.encode(d)
+            case .string(let s): try c.encode(s)
+            default: try c.encodeNil()
+            }
+        }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        if let c = try? decoder.container(keyedBy: Key.self) {
+            self = .map(
+                try c.allKeys.sorted { $0.stringValue < $1.stringValue }.map {
+                    ($0.stringValue, try c.decode(ConfigValue.self, forKey: $0))
+                })
+        } else if var c = try? decoder.unkeyedContainer() {
+            var items: [ConfigValue] = []
+            while !c.isAtEnd { items.append(try c.decode(ConfigValue.self)) }
+            self = .list(items)
+        } else {
+            let c = try decoder.singleValueContainer()
+            if c.decodeNil() {
+                self = .null
+            } else if let b = try? c.decode(Bool.self) {
+                self = .bool(b)
+            } else if let i = try? c.decode(Int.self) {
+                self = .int(i)
+            } else if let d = try? c.decode(Double.self) {
+                self = .double(d)
+            } else {
+                self = .string(try c.decode(String.self))
+            }
         }
     }
 }

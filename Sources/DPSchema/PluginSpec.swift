@@ -192,6 +192,7 @@ public struct Parameters: Hashable, Sendable {
     public func intList(_ name: String) -> [Int] { present(name, \.intListValue) }
 
     /// A parameter without default, such as csv's `test_path`.
+    public func optionalBool(_ name: String) -> Bool? { value(name)?.boolValue }
     public func optionalInt(_ name: String) -> Int? { value(name)?.intValue }
     public func optionalDouble(_ name: String) -> Double? { value(name)?.doubleValue }
     public func optionalString(_ name: String) -> String? { value(name)?.stringValue }
@@ -200,7 +201,67 @@ public struct Parameters: Hashable, Sendable {
     }
 }
 
+extension Parameters {
+    /// `given` with the defaults of `plugin` filled in, checked as values read back from a file
+    /// (a model's architecture) are: every name a parameter of `plugin`, every value of the
+    /// parameter's kind, every required parameter present, so that the accessors never stop.
+    /// Ranges are left to the code that uses the values (``ParameterSpec/range`` is for configs,
+    /// whose reader checks everything with the line and key path of the value).
+    /// - Throws: ``ParameterError`` naming the first parameter that is not right.
+    public init(checking given: [String: ConfigValue], for plugin: PluginSpec) throws {
+        for name in given.keys.sorted() where !plugin.parameters.contains(where: { $0.name == name }) {
+            throw ParameterError(plugin: plugin.name, parameter: name, "is not a parameter")
+        }
+        for p in plugin.parameters {
+            if let value = given[p.name] {
+                guard p.kind.accepts(value) else {
+                    throw ParameterError(plugin: plugin.name, parameter: p.name, "is not \(p.kind.description)")
+                }
+            } else if p.required {
+                throw ParameterError(plugin: plugin.name, parameter: p.name, "is required")
+            }
+        }
+        self.init(plugin, given)
+    }
+}
+
+/// A parameter that is not one of its plugin's, or not of its kind (``Parameters/init(checking:for:)``).
+public struct ParameterError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var plugin: String
+    public var parameter: String
+    public var message: String
+
+    public init(plugin: String, parameter: String, _ message: String) {
+        self.plugin = plugin
+        self.parameter = parameter
+        self.message = message
+    }
+
+    public var description: String { "`\(parameter)` of `\(plugin)` \(message)" }
+}
+
+extension ParameterSpec.Kind {
+    /// Whether `value` reads as this kind, as ``Parameters``' accessors read it.
+    public func accepts(_ value: ConfigValue) -> Bool {
+        switch self {
+        case .bool: value.boolValue != nil
+        case .int: value.intValue != nil
+        case .double: value.doubleValue != nil
+        case .string: value.stringValue != nil
+        case .choice(let options): value.stringValue.map(options.contains) ?? false
+        case .intList: value.intListValue != nil
+        case .doubleList: value.listValue?.allSatisfy { $0.doubleValue != nil } ?? false
+        case .stringList: value.listValue?.allSatisfy { $0.stringValue != nil } ?? false
+        }
+    }
+}
+
 extension ConfigValue {
+    public var boolValue: Bool? {
+        if case .bool(let b) = self { return b }
+        return nil
+    }
+
     /// An integer, or a number with no fractional part.
     public var intValue: Int? {
         switch self {
@@ -224,6 +285,9 @@ extension ConfigValue {
 /// dataset loader, a model's layers, a layer spec).
 public protocol Plugin: Sendable {
     var spec: PluginSpec { get }
+    /// The owning module's error for a name that no plugin of this kind has, listing the valid
+    /// names: what ``Registry/plugin(_:)`` throws.
+    static func unknownName(_ name: String, valid: [String]) -> any Error
 }
 
 /// The plugins of one kind that a module owns, by name: DPData's datasets, DPLayers' models
@@ -257,11 +321,19 @@ public struct Registry<Entry: Plugin>: Sendable {
 
     public func plugin(named name: String) -> Entry? { plugins.first { $0.spec.name == name } }
 
-    /// The plugin `name`, or the module's error for an unknown name, made from the name and the valid names.
-    public func plugin(
-        named name: String, orThrow unknown: (_ name: String, _ valid: [String]) -> any Error
-    ) throws -> Entry {
-        guard let p = plugin(named: name) else { throw unknown(name, names) }
+    /// The plugin `name`.
+    /// - Throws: `Entry.unknownName(name, valid: names)` (``Plugin/unknownName(_:valid:)``).
+    public func plugin(_ name: String) throws -> Entry {
+        guard let p = plugin(named: name) else { throw Entry.unknownName(name, valid: names) }
         return p
+    }
+
+    /// The plugin `name` and its parameters: `given` with the defaults of its schema filled in.
+    /// - Throws: `Entry.unknownName(name, valid: names)` (``Plugin/unknownName(_:valid:)``).
+    public func plugin(
+        _ name: String, parameters given: [String: ConfigValue]
+    ) throws -> (plugin: Entry, parameters: Parameters) {
+        let p = try plugin(name)
+        return (p, Parameters(p.spec, given))
     }
 }

@@ -23,12 +23,9 @@ public struct ConvGeometry: Hashable, Sendable, CustomStringConvertible {
         self.channels = channels
         self.height = height
         self.width = width
-        kernelHeight = kernel.height
-        kernelWidth = kernel.width
-        strideHeight = stride.height
-        strideWidth = stride.width
-        paddingHeight = padding.height
-        paddingWidth = padding.width
+        (kernelHeight, kernelWidth) = kernel
+        (strideHeight, strideWidth) = stride
+        (paddingHeight, paddingWidth) = padding
         precondition(
             channels >= 0 && height >= 0 && width >= 0 && kernelHeight > 0 && kernelWidth > 0
                 && strideHeight > 0 && strideWidth > 0 && paddingHeight >= 0 && paddingWidth >= 0,

@@ -92,7 +92,9 @@ public func symmetricEigendecomposition<S: TensorScalar>(_ a: Tensor<S>) throws 
     if n > 0 {
         let info = v.withUnsafeMutableBufferPointer { pa in
             w.withUnsafeMutableBufferPointer { pw in
-                S.lapackSyevd(vectors: true, n: n, a: pa.baseAddress!, lda: n, w: pw.baseAddress!)
+                S.lapackeSyevd(
+                    LAPACK_ROW_MAJOR, lapackChar("V"), lapackChar("L"), Int32(n), pa.baseAddress, Int32(n),
+                    pw.baseAddress)
             }
         }
         if info != 0 { throw LinearAlgebraError(routine: routine, info: info) }
@@ -126,9 +128,9 @@ public func singularValueDecomposition<S: TensorScalar>(_ a: Tensor<S>) throws -
             s.withUnsafeMutableBufferPointer { ps in
                 u.withUnsafeMutableBufferPointer { pu in
                     vt.withUnsafeMutableBufferPointer { pv in
-                        S.lapackGesdd(
-                            m: m, n: n, a: pa.baseAddress!, lda: n, s: ps.baseAddress!,
-                            u: pu.baseAddress!, ldu: k, vt: pv.baseAddress!, ldvt: n)
+                        S.lapackeGesdd(
+                            LAPACK_ROW_MAJOR, lapackChar("S"), Int32(m), Int32(n), pa.baseAddress, Int32(n),
+                            ps.baseAddress, pu.baseAddress, Int32(k), pv.baseAddress, Int32(n))
                     }
                 }
             }
@@ -151,7 +153,7 @@ public func choleskyFactor<S: TensorScalar>(_ a: Tensor<S>) throws -> Tensor<S> 
     var l = a
     if n > 0 {
         let info = l.withUnsafeMutableBufferPointer { p in
-            let info = S.lapackPotrf(n: n, a: p.baseAddress!, lda: n)
+            let info = S.lapackePotrf(LAPACK_ROW_MAJOR, lapackChar("L"), Int32(n), p.baseAddress, Int32(n))
             for i in 0..<n { for j in (i + 1)..<Swift.max(i + 1, n) { p[i * n + j] = 0 } }
             return info
         }

@@ -24,24 +24,21 @@ where Self.RawSignificand: FixedWidthInteger {
     /// Euclidean norm of `x`, computed by BLAS without overflow.
     static func blasNrm2(n: Int, x: UnsafePointer<Self>, incx: Int) -> Self
 
-    // LAPACK (row-major, through LAPACKE; `Float+LAPACK.swift`, `Double+LAPACK.swift`).
-    // Each returns LAPACK's `info`; ``LinearAlgebraError`` explains it.
+    // LAPACK: the `LAPACKE_s*` or `LAPACKE_d*` routine itself (`Float+LAPACK.swift`,
+    // `Double+LAPACK.swift`), called row-major by the one generic code path in
+    // `Tensor+Decompositions.swift`. Each returns LAPACK's `info`; ``LinearAlgebraError``
+    // explains it.
 
     /// Symmetric eigendecomposition (`?syevd`, divide and conquer): on return `a` (`n x n`,
-    /// lower triangle read) holds the eigenvectors in its columns if `vectors`, and `w` the
+    /// lower triangle read) holds the eigenvectors in its columns if `jobz` is `V`, and `w` the
     /// eigenvalues in ascending order.
-    static func lapackSyevd(
-        vectors: Bool, n: Int, a: UnsafeMutablePointer<Self>, lda: Int,
-        w: UnsafeMutablePointer<Self>
-    ) -> Int32
-    /// Singular value decomposition (`?gesdd`), thin (`jobz = 'S'`): `a` (`m x n`, destroyed),
-    /// `s` (`min(m, n)`, descending), `u` (`m x min(m, n)`), `vt` (`min(m, n) x n`).
-    static func lapackGesdd(
-        m: Int, n: Int, a: UnsafeMutablePointer<Self>, lda: Int, s: UnsafeMutablePointer<Self>,
-        u: UnsafeMutablePointer<Self>, ldu: Int, vt: UnsafeMutablePointer<Self>, ldvt: Int
-    ) -> Int32
-    /// Cholesky factorisation (`?potrf`) of the lower triangle: `A = L Lᵀ`, `L` written over it.
-    static func lapackPotrf(n: Int, a: UnsafeMutablePointer<Self>, lda: Int) -> Int32
+    static var lapackeSyevd: LAPACKESyevd<Self> { get }
+    /// Singular value decomposition (`?gesdd`); thin with `jobz = 'S'`: `a` (`m x n`,
+    /// destroyed), `s` (`min(m, n)`, descending), `u` (`m x min(m, n)`), `vt` (`min(m, n) x n`).
+    static var lapackeGesdd: LAPACKEGesdd<Self> { get }
+    /// Cholesky factorisation (`?potrf`) of the lower triangle (`uplo = 'L'`): `A = L Lᵀ`, `L`
+    /// written over it.
+    static var lapackePotrf: LAPACKEPotrf<Self> { get }
 
     static func exp(_ x: Self) -> Self
     static func log(_ x: Self) -> Self
@@ -49,5 +46,18 @@ where Self.RawSignificand: FixedWidthInteger {
     static func log1p(_ x: Self) -> Self
     static func expm1(_ x: Self) -> Self
 }
+
+/// `LAPACKE_?syevd(layout, jobz, uplo, n, a, lda, w)`; `lapack_int` is `Int32`.
+public typealias LAPACKESyevd<S> = (
+    Int32, CChar, CChar, Int32, UnsafeMutablePointer<S>?, Int32, UnsafeMutablePointer<S>?
+)
+    -> Int32
+/// `LAPACKE_?gesdd(layout, jobz, m, n, a, lda, s, u, ldu, vt, ldvt)`.
+public typealias LAPACKEGesdd<S> = (
+    Int32, CChar, Int32, Int32, UnsafeMutablePointer<S>?, Int32, UnsafeMutablePointer<S>?, UnsafeMutablePointer<S>?,
+    Int32, UnsafeMutablePointer<S>?, Int32
+) -> Int32
+/// `LAPACKE_?potrf(layout, uplo, n, a, lda)`.
+public typealias LAPACKEPotrf<S> = (Int32, CChar, Int32, UnsafeMutablePointer<S>?, Int32) -> Int32
 
 @inlinable func cblasTranspose(_ t: Bool) -> CBLAS_TRANSPOSE { t ? CblasTrans : CblasNoTrans }

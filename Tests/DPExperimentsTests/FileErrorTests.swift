@@ -199,7 +199,7 @@ func ioErrorMidExperimentKeepsResults() throws {
     // The two finished runs are kept, with a valid manifest.
     let runs = try readTable(dir.appendingPathComponent("runs.csv"))
     #expect(runs.rows.count == 2 && runs.rows.allSatisfy { $0["status"] == "finished" })
-    let manifest = try ConfigValue(jsonData: Data(contentsOf: dir.appendingPathComponent("manifest.json")))
+    let manifest = try readManifest(dir)
     #expect(manifest["runs"]?.listValue?.filter { $0["status"] == .string("finished") }.count == 2)
 
     try FileManager.default.removeItem(at: epochs)

@@ -26,7 +26,7 @@ func labelsAreReadAndRecorded() throws {
 
     let dir = try temporaryDirectory()
     _ = try runExperiment(dir, executor: FakeExecutor(), yaml: labelledYAML)
-    let manifest = try ConfigValue(jsonData: Data(contentsOf: dir.appendingPathComponent("manifest.json")))
+    let manifest = try readManifest(dir)
     #expect(manifest["labels"]?["privacy.target_epsilon"] == .string("budget ε"))
     #expect(manifest["labels"]?["model.name"]?["mlp"] == .string("small MLP"))
     #expect(DisplayLabels(manifest: manifest) == config.labels)

@@ -102,64 +102,9 @@ func sweptImageSizeThatShrinksTheMapBelowTheKernel() throws {
 }
 
 /// Config edits that used to pass validation and then trap or misbehave at run time.
-let runtimeTrapCases: [BadConfigCase] = [
-    BadConfigCase(
-        name: "negative seed (UInt64(seed) trapped)", replace: "seeds: [0]", with: "seeds: [0, -1]",
-        path: "seeds", fragments: ["-1 is out of range", ">= 0"]),
-    BadConfigCase(
-        name: "NaN where no range was given", replace: "  name: gaussian-mixture",
-        with:
-            "  name: gaussian-mixture\n  normalize: private-standardize\n  normalize_options: {noise_multiplier: 5, lower: .nan}",
-        path: "dataset.normalize_options.lower", fragments: ["not a finite number"]),
-    BadConfigCase(
-        name: "epochs whose step count overflows Int", replace: "epochs: 3", with: "epochs: 100000000000000",
-        path: "training.epochs", fragments: ["out of range", "in [1, 1000000]"]),
-    BadConfigCase(
-        name: "image size whose square overflows", replace: "  name: gaussian-mixture",
-        with: "  name: synthetic-shapes\n  options: {image_size: 1000000000000}",
-        path: "dataset.options.image_size", fragments: ["in [8, 1024]"]),
-    BadConfigCase(
-        name: "generated data beyond memory", replace: "  train_size: 1000",
-        with: "  train_size: 100000\n  options: {dimensions: 100000}",
-        path: "dataset.train_size", fragments: ["generated examples of shape [100000]", "the limit is 1073741824"]),
-    BadConfigCase(
-        name: "more Fashion-MNIST examples than exist (q would be wrong)", replace: "  name: gaussian-mixture",
-        with: "  name: fashion-mnist",
-        path: "dataset.train_size", fragments: ["70000 exceeds the 60000 training examples of fashion-mnist"]),
-    BadConfigCase(
-        name: "a standard deviation that is zero in Float", replace: "  name: gaussian-mixture",
-        with: "  name: gaussian-mixture\n  normalize: fixed\n  normalize_options: {mean: 0, std: 1.0e-50}",
-        path: "dataset.normalize_options.std", fragments: ["out of range"]),
-    BadConfigCase(
-        name: "fixed normalisation with a mean per missing channel", replace: "  name: gaussian-mixture",
-        with:
-            "  name: synthetic-shapes\n  normalize: fixed\n  normalize_options: {mean: [0.5, 0.5, 0.5], std: [1, 1, 1]}",
-        path: "dataset.normalize_options.mean", fragments: ["has 3 values for examples of shape [1, 28, 28]"]),
-    BadConfigCase(
-        name: "private statistics whose noise overflows", replace: "  name: gaussian-mixture",
-        with:
-            "  name: gaussian-mixture\n  normalize: private-standardize\n  normalize_options: {noise_multiplier: 1.0e300}",
-        path: "dataset.normalize_options.noise_multiplier", fragments: ["out of range"]),
-    BadConfigCase(
-        name: "a step schedule whose step count overflows", replace: "  learning_rate: 0.1",
-        with: "  learning_rate: 0.1\n  schedule: {name: step, options: {step_epochs: 1000000000000000}}",
-        path: "optimizer.schedule.options.step_epochs", fragments: ["out of range"]),
-    BadConfigCase(
-        name: "a dense layer too wide to allocate", replace: "hidden_sizes: [8]",
-        with: "hidden_sizes: [1000000000000000]",
-        path: "model.name", fragments: ["layer 0 of model `mlp`", "weight matrix would hold 20000000000000000 scalars"]),
-]
-
-@Test(arguments: runtimeTrapCases)
+@Test(arguments: try BadConfigCase.table("runtime-traps.yaml"))
 func valuesThatWouldTrapAtRunTimeAreConfigErrors(_ c: BadConfigCase) throws {
-    var yaml = baseYAML.replacingOccurrences(of: c.replace, with: c.with)
-    if c.name.hasPrefix("more Fashion-MNIST") {
-        yaml = yaml.replacingOccurrences(of: "train_size: 1000", with: "train_size: 70000")
-    }
-    #expect(yaml != baseYAML, "the edit must apply")
-    let error = try #require(configError(yaml, file: "bad.yaml"))
-    #expect(error.path == c.path, "\(error)")
-    for fragment in c.fragments { #expect(error.description.contains(fragment), "\(error) lacks \(fragment)") }
+    try c.check()
 }
 
 @Test("declared example shapes and sizes agree with what the loaders produce")

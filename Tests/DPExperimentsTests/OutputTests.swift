@@ -177,7 +177,7 @@ func readTable(_ url: URL) throws -> (header: [String], rows: [[String: String]]
             == Set(referenceRuns.split(separator: "\n").map { $0.split(separator: ",").dropLast(2) }.map(Array.init)))
     #expect(runsText.split(separator: "\n").count == referenceRuns.split(separator: "\n").count)
     // Ledgers of the runs finished before the kill are kept.
-    let manifest = try ConfigValue(jsonData: Data(contentsOf: dir.appendingPathComponent("manifest.json")))
+    let manifest = try readManifest(dir)
     guard case .list(let manifestRuns)? = manifest["runs"] else {
         Issue.record("no runs")
         return

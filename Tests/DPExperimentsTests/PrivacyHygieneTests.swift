@@ -99,7 +99,7 @@ func planWarningsReachThePrintoutAndTheManifest() throws {
     executor.planWarnings = ["delta 0.01 >= 1/n = 0.001"]
     let (_, log) = try runExperiment(dir, executor: executor)
     #expect(log.filter { $0 == "    warning: delta 0.01 >= 1/n = 0.001" }.count == 4)
-    let manifest = try ConfigValue(jsonData: Data(contentsOf: dir.appendingPathComponent("manifest.json")))
+    let manifest = try readManifest(dir)
     let ids = try parse(runnerYAML).runs.filter { $0.kind == .private }.map(\.runID)
     #expect(
         manifest["warnings"]?.listValue?.contains(
@@ -120,7 +120,7 @@ func unplannableRunStopsBeforeTraining() throws {
     #expect(error.description.contains("1 of 6 runs cannot be planned") && error.description.contains(bad))
     #expect(ExitStatus(for: error) == .usage && executor.executed.isEmpty)
     _ = log
-    let manifest = try ConfigValue(jsonData: Data(contentsOf: dir.appendingPathComponent("manifest.json")))
+    let manifest = try readManifest(dir)
     #expect(
         manifest["warnings"]?.listValue?.contains {
             $0.stringValue?.hasPrefix("cannot be planned: fake failure") == true

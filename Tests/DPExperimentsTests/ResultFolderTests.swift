@@ -108,7 +108,7 @@ func resumeAfterEditingTheConfigKeepsHistoryAndSplitsCells() throws {
     #expect(runs.rows.count == 12 && Set(runs.rows.map { $0["run_id"] }).count == 12)
 
     // The manifest keeps both configs and every ledger.
-    let manifest = try ConfigValue(jsonData: Data(contentsOf: dir.appendingPathComponent("manifest.json")))
+    let manifest = try readManifest(dir)
     guard case .list(let entries)? = manifest["runs"], case .list(let history)? = manifest["config_history"] else {
         Issue.record("no runs or config_history")
         return
@@ -136,7 +136,7 @@ func resumeAfterEditingTheConfigKeepsHistoryAndSplitsCells() throws {
 
     // A third invocation (the edited config again) keeps the history as it is.
     _ = try runExperiment(dir, executor: FakeExecutor(), resume: true, yaml: editedRunnerYAML)
-    let again = try ConfigValue(jsonData: Data(contentsOf: dir.appendingPathComponent("manifest.json")))
+    let again = try readManifest(dir)
     #expect(again["config_history"]?.listValue?.count == 2 && again["runs"]?.listValue?.count == 12)
 }
 
@@ -229,7 +229,7 @@ func seedSubsetsAddUpInOneFolder() throws {
             config: config, outputDirectory: dir, executor: FakeExecutor(), resume: resume, log: { _ in }
         ).run()
     }
-    let manifest = try ConfigValue(jsonData: Data(contentsOf: dir.appendingPathComponent("manifest.json")))
+    let manifest = try readManifest(dir)
     #expect(manifest["config_history"]?.listValue?.count == 1)
     #expect(manifest["runs"]?.listValue?.count == 6)
     #expect(

@@ -10,33 +10,6 @@ import Testing
 // Mid-run resume: a run killed after some epochs continues from its last checkpoint and ends
 // exactly as an uninterrupted run (seeded mode): same epoch rows, same summary, same model bytes.
 
-private let resumeYAML = """
-    name: resume
-    dataset:
-      name: gaussian-mixture
-      train_size: 3000
-      test_size: 300
-      normalize: private-standardize
-      normalize_options: {noise_multiplier: 10, lower: -8, upper: 8}
-      options: {dimensions: 20, classes: 3, separation: 2.0}
-    model:
-      name: mlp
-      options: {hidden_sizes: [64], activation: tanh}
-    optimizer:
-      name: momentum
-      learning_rate: 0.2
-      momentum: 0.9
-    privacy:
-      noise_multiplier: 1.0
-      delta: 1.0e-5
-      clipping_norm: 1.0
-      clipping: adaptive
-    training:
-      expected_batch_size: 100
-      epochs: EPOCHS
-    seeds: [3]
-    """
-
 private func tempDir(_ tag: String) -> URL {
     FileManager.default.temporaryDirectory.appendingPathComponent("dpkit-\(tag)-\(UUID().uuidString)")
 }
@@ -49,8 +22,7 @@ private func rowsWithoutTime(_ url: URL) throws -> [[String: String]] {
 
 @Test("an interrupted run continues from its checkpoint and equals the uninterrupted run (records, summary, model)")
 func interruptedRunContinuesFromItsCheckpoint() throws {
-    let config = try ExperimentConfig.parse(
-        yaml: resumeYAML.replacingOccurrences(of: "EPOCHS", with: "4"), file: "resume.yaml")
+    let config = try ExperimentConfig.parse(yaml: fixture("resume.yaml"), file: "resume.yaml")
     let run = try #require(config.runs.first)
     let dir = tempDir("ckpt")
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -131,7 +103,7 @@ func sigkilledRunResumesToTheSameResult() throws {
     try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: root) }
     let configURL = root.appendingPathComponent("resume.yaml")
-    try resumeYAML.replacingOccurrences(of: "EPOCHS", with: "5").write(
+    try fixture("resume.yaml").replacingOccurrences(of: "epochs: 4", with: "epochs: 5").write(
         to: configURL, atomically: true, encoding: .utf8)
     let killed = root.appendingPathComponent("killed"), clean = root.appendingPathComponent("clean")
 

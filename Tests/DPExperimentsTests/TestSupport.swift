@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 
 @testable import DPExperiments
 
@@ -29,6 +30,66 @@ let baseYAML = """
     seeds: [0]
 
     """
+
+/// The text of `Fixtures/<name>` beside the tests: configs and tables of cases, kept as the
+/// YAML they are.
+func fixture(_ name: String) throws -> String {
+    let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
+    return try String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8)
+}
+
+/// The `manifest.json` of the results folder `directory`.
+func readManifest(_ directory: URL) throws -> ConfigValue {
+    try ConfigValue(jsonData: Data(contentsOf: directory.appendingPathComponent("manifest.json")))
+}
+
+/// One kind of bad input: an edit of `baseYAML` (`replace` becomes `with`), the key path the
+/// error must name, and words its message must contain. The cases are tables in `Fixtures/`.
+struct BadConfigCase: CustomStringConvertible, Sendable {
+    var name: String
+    var replace: String
+    var with: String
+    var path: String
+    var fragments: [String]
+    var description: String { name }
+
+    /// The cases of the fixture `file`, a list of maps with these keys.
+    static func table(_ file: String) throws -> [BadConfigCase] {
+        let (value, _) = try ConfigValue.parseYAML(try fixture(file), file: file)
+        return try (value.listValue ?? []).map { item in
+            func string(_ key: String) throws -> String {
+                guard let s = item[key]?.stringValue else { throw FixtureError(file: file, key: key) }
+                return s
+            }
+            return BadConfigCase(
+                name: try string("name"), replace: try string("replace"), with: try string("with"),
+                path: try string("path"),
+                fragments: try (item["fragments"]?.listValue ?? []).map {
+                    guard let s = $0.stringValue else { throw FixtureError(file: file, key: "fragments") }
+                    return s
+                })
+        }
+    }
+
+    /// Applies the edit and checks the error: the file, the key path and every fragment.
+    func check() throws {
+        let yaml = baseYAML.replacingOccurrences(of: replace, with: with)
+        #expect(yaml != baseYAML, "the edit must apply")
+        let error = try #require(configError(yaml, file: "bad.yaml"))
+        #expect(error.file == "bad.yaml")
+        #expect(error.path == path, "\(error)")
+        for fragment in fragments {
+            #expect(error.description.contains(fragment), "\(error) lacks \(fragment)")
+        }
+        #expect(error.description.hasPrefix("bad.yaml"))
+    }
+}
+
+/// A fixture entry without a string at `key`.
+struct FixtureError: Error {
+    var file: String
+    var key: String
+}
 
 /// Parses `yaml` as `file`; the caller expects success.
 func parse(_ yaml: String, file: String = "test.yaml") throws -> ExperimentConfig {

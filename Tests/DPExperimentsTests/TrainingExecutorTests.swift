@@ -8,34 +8,8 @@ import Testing
 // The real executor end to end on a tiny generated task: calibration, the budget, the ledger
 // in the manifest, and the accountants' figures in the CSVs.
 
-private let tinyYAML = """
-    name: tiny
-    dataset:
-      name: gaussian-mixture
-      train_size: 300
-      test_size: 100
-      options: {dimensions: 5, classes: 3, separation: 3.0}
-    model:
-      name: mlp
-      options: {hidden_sizes: [8], activation: tanh}
-    optimizer:
-      name: momentum
-      learning_rate: 0.5
-    privacy:
-      target_epsilon: 2
-      delta: 1.0e-4
-      clipping_norm: 1.0
-      accountant: both
-    training:
-      expected_batch_size: 50
-      epochs: 3
-    seeds: [1]
-    include:
-      - privacy.enabled: false
-    """
-
 @Test func realExecutorTrainsCalibratesAndAccounts() throws {
-    let config = try ExperimentConfig.parse(yaml: tinyYAML, file: "tiny.yaml")
+    let config = try ExperimentConfig.parse(yaml: fixture("tiny.yaml"), file: "tiny.yaml")
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dpkit-exec-\(UUID().uuidString)")
     defer { try? FileManager.default.removeItem(at: dir) }
     let report = try ExperimentRunner(config: config, outputDirectory: dir, executor: TrainingExecutor(), log: { _ in })
@@ -79,7 +53,7 @@ private let tinyYAML = """
     "private-standardize: its Gaussian event comes first in the ledger, calibration pays for it, runs.csv and the manifest name relation, unit and randomness"
 )
 func privateStatisticsAreAccountedInTheRun() throws {
-    let yaml = tinyYAML.replacingOccurrences(
+    let yaml = try fixture("tiny.yaml").replacingOccurrences(
         of: "  name: gaussian-mixture\n",
         with:
             "  name: gaussian-mixture\n  normalize: private-standardize\n  normalize_options: {noise_multiplier: 3, lower: -6, upper: 6}\n"
@@ -93,7 +67,7 @@ func privateStatisticsAreAccountedInTheRun() throws {
         config: config, outputDirectory: dir, executor: TrainingExecutor(), log: { lines.append($0) }
     ).run()
     #expect(report.finished.count == 1)
-    let manifest = try ConfigValue(jsonData: Data(contentsOf: dir.appendingPathComponent("manifest.json")))
+    let manifest = try readManifest(dir)
     guard case .list(let runs)? = manifest["runs"], let run = runs.first else {
         Issue.record("no runs")
         return
@@ -124,7 +98,7 @@ func privateStatisticsAreAccountedInTheRun() throws {
 
 @Test("every finished run writes its model; dpkit evaluate's path rebuilds it and gets the run's test accuracy")
 func exportedModelEvaluatesToTheRunsAccuracy() throws {
-    let config = try ExperimentConfig.parse(yaml: tinyYAML, file: "tiny.yaml")
+    let config = try ExperimentConfig.parse(yaml: fixture("tiny.yaml"), file: "tiny.yaml")
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dpkit-model-\(UUID().uuidString)")
     defer { try? FileManager.default.removeItem(at: dir) }
     _ = try ExperimentRunner(config: config, outputDirectory: dir, executor: TrainingExecutor(), log: { _ in }).run()
@@ -140,7 +114,7 @@ func exportedModelEvaluatesToTheRunsAccuracy() throws {
 
 @Test("metrics.jsonl: one JSON line per step; its last epsilon is the run's RDP epsilon")
 func metricsLogHasEveryStep() throws {
-    let config = try ExperimentConfig.parse(yaml: tinyYAML, file: "tiny.yaml")
+    let config = try ExperimentConfig.parse(yaml: fixture("tiny.yaml"), file: "tiny.yaml")
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dpkit-metrics-\(UUID().uuidString)")
     defer { try? FileManager.default.removeItem(at: dir) }
     let runner = ExperimentRunner(config: config, outputDirectory: dir, executor: TrainingExecutor(), log: { _ in })
@@ -169,7 +143,7 @@ func metricsLogHasEveryStep() throws {
 
 @Test("secure mode: the manifest and runs.csv say so, and metrics.jsonl records nothing about the sampling")
 func secureRunRecordsNoSampling() throws {
-    let yaml = tinyYAML.replacingOccurrences(
+    let yaml = try fixture("tiny.yaml").replacingOccurrences(
         of: "  accountant: both\n", with: "  accountant: both\n  secure_rng: true\n"
     )
     .replacingOccurrences(of: "include:\n  - privacy.enabled: false", with: "")
