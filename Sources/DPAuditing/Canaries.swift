@@ -178,18 +178,7 @@ public struct MislabelledCanaries: Sendable {
         let rest = train.subset(keep, name: train.name)
         let inIdx = bits.indices.filter { bits[$0] }
         let inCanaries = canaryData.subset(inIdx)
-        var x = Tensor<Float>(zeros: train.batchShape(rest.count + inCanaries.count))
-        x.withUnsafeMutableBufferPointer { out in
-            rest.features.withUnsafeBufferPointer { a in
-                inCanaries.features.withUnsafeBufferPointer { b in
-                    for i in 0..<a.count { out[i] = a[i] }
-                    for i in 0..<b.count { out[a.count + i] = b[i] }
-                }
-            }
-        }
-        training = Dataset(
-            name: train.name, features: x, labels: rest.labels + inCanaries.labels, classCount: train.classCount,
-            classNames: train.classNames)
+        training = rest.appending(inCanaries)
     }
 
     /// Minus the loss of each canary's wrong label under `model`.

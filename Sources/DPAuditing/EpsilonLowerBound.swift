@@ -22,19 +22,6 @@ public struct EmpiricalEpsilon: Hashable, Sendable, Codable {
     /// The counts behind the bound (multi-run: false positives/negatives; one-run: guesses, correct).
     public var counts: [String: Int]
 
-    public init(
-        epsilon: Double, delta: Double, confidence: Double, method: String, trials: Int, selection: String,
-        counts: [String: Int]
-    ) {
-        self.epsilon = epsilon
-        self.delta = delta
-        self.confidence = confidence
-        self.method = method
-        self.trials = trials
-        self.selection = selection
-        self.counts = counts
-    }
-
     /// One sentence for reports and manifests.
     public var statement: String {
         let c = counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")

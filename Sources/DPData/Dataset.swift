@@ -97,6 +97,26 @@ public struct Dataset: Sendable {
             name: name ?? self.name, features: batch, labels: y, classCount: classCount, classNames: classNames)
     }
 
+    /// This dataset's examples followed by `other`'s (same example shape and classes).
+    public func appending(_ other: Dataset, name: String? = nil) -> Dataset {
+        precondition(
+            other.exampleShape == exampleShape && other.classCount == classCount,
+            "Dataset.appending: \(other.name) has examples \(other.exampleShape) and \(other.classCount) classes, \(self.name) \(exampleShape) and \(classCount)"
+        )
+        var x = Tensor<Float>(zeros: batchShape(count + other.count))
+        x.withUnsafeMutableBufferPointer { out in
+            features.withUnsafeBufferPointer { a in
+                other.features.withUnsafeBufferPointer { b in
+                    _ = UnsafeMutableBufferPointer(rebasing: out[0..<a.count]).update(fromContentsOf: a)
+                    _ = UnsafeMutableBufferPointer(rebasing: out[a.count...]).update(fromContentsOf: b)
+                }
+            }
+        }
+        return Dataset(
+            name: name ?? self.name, features: x, labels: labels + other.labels, classCount: classCount,
+            classNames: classNames)
+    }
+
     /// Splits the examples at random into two parts, `first` holding `round(fraction * count)`
     /// of them, stratified by class so both parts keep the class proportions.
     ///

@@ -146,7 +146,7 @@ public struct MembershipAudit {
             return Array(all.prefix(k))
         }
         let memberIdx = pick(members)
-        let evaluation = concatenate(raw.train.subset(memberIdx), raw.test.subset(pick(raw.test.count)))
+        let evaluation = raw.train.subset(memberIdx).appending(raw.test.subset(pick(raw.test.count)))
         let isMember = (0..<(2 * k)).map { $0 < k }
         var scaled = evaluation
         transform.apply(to: &scaled)
@@ -190,7 +190,7 @@ public struct MembershipAudit {
                 let trainIdx = (0..<raw.train.count).filter { inPool[$0] }
                 let nonIdx = (0..<k).filter { inPool[raw.train.count + $0] }
                 split = TrainTestSplit(
-                    train: concatenate(raw.train.subset(trainIdx), evaluation.subset(nonIdx.map { k + $0 })),
+                    train: raw.train.subset(trainIdx).appending(evaluation.subset(nonIdx.map { k + $0 })),
                     test: evaluation)
             }
             context.onTrained = { shadow, split in
@@ -268,19 +268,4 @@ extension MembershipAudit {
         try DurableFile.writeAtomically(SVG.document(rows: [[panel]], width: 900), to: svg)
         return [csv, svg] + written
     }
-}
-
-/// The examples of `a` then those of `b` (same example shape and classes).
-func concatenate(_ a: Dataset, _ b: Dataset) -> Dataset {
-    var x = Tensor<Float>(zeros: a.batchShape(a.count + b.count))
-    x.withUnsafeMutableBufferPointer { out in
-        a.features.withUnsafeBufferPointer { p in
-            b.features.withUnsafeBufferPointer { q in
-                for i in 0..<p.count { out[i] = p[i] }
-                for i in 0..<q.count { out[p.count + i] = q[i] }
-            }
-        }
-    }
-    return Dataset(
-        name: a.name, features: x, labels: a.labels + b.labels, classCount: a.classCount, classNames: a.classNames)
 }

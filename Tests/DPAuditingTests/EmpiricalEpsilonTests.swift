@@ -122,22 +122,26 @@ func binomialTailsMatchTheDirectSum(n: Int, p: Double, k: Int) {
 /// (at most 6 of 40 audits above 2 at confidence 0.95, false-failure rate < 0.4%) and close
 /// (median above 1.4 with 1000 canaries). Checked once: testing at level 0.5 instead of
 /// 1 - confidence (a bound without its confidence) exceeded 2 in 29 of 40 audits.
+/// One-run audits of `audits` independent mechanisms with `canaries` canaries each: canary i is
+/// included with probability 1/2 and scored by `score(included, &rng)`.
+private func oneRunBounds(
+    audits: Int, canaries: Int, delta: Double, seed: UInt64, score: (Bool, inout PhiloxRandom) -> Double
+) throws -> [Double] {
+    var rng = PhiloxRandom(seed: seed)
+    return try (0..<audits).map { _ in
+        let included = (0..<canaries).map { _ in rng.nextOpenUnitDouble() < 0.5 }
+        let scores = included.map { score($0, &rng) }
+        return try OneRunAudit.audit(scores: scores, included: included, delta: delta, confidence: 0.95).epsilon
+    }
+}
+
 @Test func oneRunBoundIsSoundOnRandomizedResponse() throws {
-    var rng = PhiloxRandom(seed: 21)
     let eps = 2.0
     let keep = exp(eps) / (1 + exp(eps))
-    var bounds: [Double] = []
-    for _ in 0..<40 {
-        var included: [Bool] = []
-        var scores: [Double] = []
-        for _ in 0..<1000 {
-            let b = rng.nextOpenUnitDouble() < 0.5
-            let reported = rng.nextOpenUnitDouble() < keep ? b : !b
-            included.append(b)
-            // A tiny random tie-break: the ordering within a tie must not see the truth.
-            scores.append((reported ? 1 : 0) + 1e-3 * rng.nextOpenUnitDouble())
-        }
-        bounds.append(try OneRunAudit.audit(scores: scores, included: included, delta: 0, confidence: 0.95).epsilon)
+    let bounds = try oneRunBounds(audits: 40, canaries: 1000, delta: 0, seed: 21) { b, rng in
+        let reported = rng.nextOpenUnitDouble() < keep ? b : !b
+        // A tiny random tie-break: the ordering within a tie must not see the truth.
+        return (reported ? 1 : 0) + 1e-3 * rng.nextOpenUnitDouble()
     }
     #expect(bounds.filter { $0 > eps }.count <= 6)
     #expect(bounds.sorted()[20] > 1.4, "median \(bounds.sorted()[20])")
@@ -146,17 +150,8 @@ func binomialTailsMatchTheDirectSum(n: Int, p: Double, k: Int) {
 @Test func oneRunBoundOnGaussianCanariesIsBelowTheTruth() throws {
     let mu = 2.0
     let truth = gaussianEpsilon(mu: mu, delta: 1e-5)
-    var rng = PhiloxRandom(seed: 22)
-    var bounds: [Double] = []
-    for _ in 0..<10 {
-        var included: [Bool] = []
-        var scores: [Double] = []
-        for _ in 0..<2000 {
-            let b = rng.nextOpenUnitDouble() < 0.5
-            included.append(b)
-            scores.append((b ? mu : 0) + rng.nextNormalDouble())
-        }
-        bounds.append(try OneRunAudit.audit(scores: scores, included: included, delta: 1e-5, confidence: 0.95).epsilon)
+    let bounds = try oneRunBounds(audits: 10, canaries: 2000, delta: 1e-5, seed: 22) { b, rng in
+        (b ? mu : 0) + rng.nextNormalDouble()
     }
     #expect(bounds.allSatisfy { $0 <= truth }, "bounds \(bounds), truth \(truth)")
     #expect(bounds.sorted()[5] > 0.5, "median \(bounds.sorted()[5])")

@@ -21,12 +21,8 @@ private let auditedYAML =
 /// clip-only run is at least 1 (power) and every private run's bound is at most its epsilon
 /// (soundness), the acceptance of issue 12 on a small task.
 @Test func auditedRunsReportTheirBoundsBesideEpsilon() throws {
-    let config = try parse(auditedYAML)
-    let output = try temporaryDirectory()
+    let (report, _, output) = try trainInTemporaryFolder(try parse(auditedYAML))
     defer { try? FileManager.default.removeItem(at: output) }
-    let report = try ExperimentRunner(
-        config: config, outputDirectory: output, executor: TrainingExecutor(), log: { _ in }
-    ).run()
     #expect(report.finished.count == 4, "\(report.failed)")
     let (_, rows) = CSV.table(try String(contentsOf: output.appendingPathComponent("runs.csv"), encoding: .utf8))
     for row in rows {
@@ -62,13 +58,9 @@ private let auditedYAML =
 
 /// More canaries than examples: the run fails with the reason and the fix; nothing trains.
 @Test func tooManyCanariesFailTheRunWithTheFix() throws {
-    let config = try parse(baseYAML + "audit:\n  canaries: mislabelled\n  count: 5000\n")
-    let output = try temporaryDirectory()
+    let (report, lines, output) = try trainInTemporaryFolder(
+        try parse(baseYAML + "audit:\n  canaries: mislabelled\n  count: 5000\n"))
     defer { try? FileManager.default.removeItem(at: output) }
-    var lines: [String] = []
-    let report = try ExperimentRunner(
-        config: config, outputDirectory: output, executor: TrainingExecutor(), log: { lines.append($0) }
-    ).run()
     #expect(report.failed.count == 1)
     #expect(lines.contains { $0.contains("lower audit.count below") }, "\(lines)")
 }

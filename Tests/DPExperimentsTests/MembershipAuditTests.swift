@@ -32,15 +32,12 @@ private let overfitYAML = """
     """
 
 @Test func membershipAuditFindsTheMembersOfAnOverfitModel() throws {
-    let folder = try temporaryDirectory()
+    let (report, _, folder) = try trainInTemporaryFolder(try parse(overfitYAML))
     let output = try temporaryDirectory()
     defer {
         try? FileManager.default.removeItem(at: folder)
         try? FileManager.default.removeItem(at: output)
     }
-    let report = try ExperimentRunner(
-        config: try parse(overfitYAML), outputDirectory: folder, executor: TrainingExecutor(), log: { _ in }
-    ).run()
     #expect(report.finished.count == 1)
     let before = try FileManager.default.subpathsOfDirectory(atPath: folder.path).sorted()
     var options = MembershipAudit.Options()
@@ -81,15 +78,12 @@ private let overfitYAML = """
         .replacingOccurrences(of: "train_size: 1000", with: "train_size: 300\n  test_size: 100")
         .replacingOccurrences(of: "expected_batch_size: 100", with: "expected_batch_size: 30")
         + "sweep:\n  privacy.noise_multiplier: [0, 3]\n"
-    let folder = try temporaryDirectory()
+    let folder = try trainInTemporaryFolder(try parse(yaml)).folder
     let output = try temporaryDirectory()
     defer {
         try? FileManager.default.removeItem(at: folder)
         try? FileManager.default.removeItem(at: output)
     }
-    _ = try ExperimentRunner(
-        config: try parse(yaml), outputDirectory: folder, executor: TrainingExecutor(), log: { _ in }
-    ).run()
     let before = try FileManager.default.subpathsOfDirectory(atPath: folder.path).sorted()
     let results = try MultiRunCanaryAudit(folder: folder, canary: .diracGradient, trials: 40).run()
     #expect(results.count == 2)

@@ -168,12 +168,8 @@ func csvModelsAreCheckedAtLoadAndOnTheLoadedData() throws {
         + "sweep:\n  model.layers: [[{type: dense, units: 3}], [{type: dense, units: 2}]]\n"
     let config = try parse(swept)
     #expect(config.runs.count == 2)
-    let output = try temporaryDirectory()
+    let (report, lines, output) = try trainInTemporaryFolder(config)
     defer { try? FileManager.default.removeItem(at: output) }
-    var lines: [String] = []
-    let report = try ExperimentRunner(
-        config: config, outputDirectory: output, executor: TrainingExecutor(), log: { lines.append($0) }
-    ).run()
     #expect(report.finished.count == 1 && report.failed.count == 1)
     #expect(lines.contains { $0.contains("FAILED: model.layers[0]: `dense` gives 2 logits for 3 classes") }, "\(lines)")
 }

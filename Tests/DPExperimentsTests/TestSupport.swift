@@ -185,3 +185,18 @@ final class FakeClock {
 struct FakeFailure: Error, CustomStringConvertible {
     var description: String { "fake failure, with a comma and a \"quote\"" }
 }
+
+/// Trains `config` with the real trainer into a fresh temporary folder, collecting the log
+/// lines; the caller removes `folder`.
+func trainInTemporaryFolder(
+    _ config: ExperimentConfig, name: String = #function
+) throws -> (
+    report: ExperimentReport, lines: [String], folder: URL
+) {
+    let folder = try temporaryDirectory(name)
+    var lines: [String] = []
+    let report = try ExperimentRunner(
+        config: config, outputDirectory: folder, executor: TrainingExecutor(), log: { lines.append($0) }
+    ).run()
+    return (report, lines, folder)
+}

@@ -60,12 +60,8 @@ func privateStatisticsAreAccountedInTheRun() throws {
     )
     .replacingOccurrences(of: "include:\n  - privacy.enabled: false", with: "")
     let config = try ExperimentConfig.parse(yaml: yaml, file: "tiny.yaml")
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dpkit-stats-\(UUID().uuidString)")
+    let (report, lines, dir) = try trainInTemporaryFolder(config)
     defer { try? FileManager.default.removeItem(at: dir) }
-    var lines: [String] = []
-    let report = try ExperimentRunner(
-        config: config, outputDirectory: dir, executor: TrainingExecutor(), log: { lines.append($0) }
-    ).run()
     #expect(report.finished.count == 1)
     let manifest = try readManifest(dir)
     guard case .list(let runs)? = manifest["runs"], let run = runs.first else {
