@@ -1,3 +1,4 @@
+import Foundation
 import DPData
 import DPLayers
 import DPTensor
@@ -48,12 +49,15 @@ struct CanaryDraw {
 /// parameters, a random sign `s_k`, the current clipping norm `C`: exactly at the clipping
 /// bound). An included canary joins each step with probability q, the step's sampling
 /// probability, like any training example under Poisson sampling, so the accounted
-/// add/remove-one guarantee covers each canary. Its score is
-/// `max_t s_k g_t[j_k]`, the largest signed value of its coordinate in the released (noisy,
-/// clipped, summed) gradients `g_t`: an included canary lifts its coordinate by `C` on the
-/// steps that sample it, while the noise's maximum over T steps grows only like
-/// `sigma C sqrt(2 ln T)`; with q < 1 that beats the sum over steps (signal `qTC` against noise
-/// `sigma C sqrt T`). The score is fixed before training, so choosing it costs no confidence.
+/// add/remove-one guarantee covers each canary. The auditor reads `y_t = s_k g_t[j_k]`, the
+/// signed value of the canary's coordinate in the released (noisy, clipped, summed) gradient of
+/// every step. With noise (standard deviation `sigma C`), the score is the log-likelihood ratio
+/// of "included" against "not included" for a coordinate that holds only the canary and the
+/// noise, `sum_t log(1 - q + q exp((C y_t - C^2/2) / (sigma C)^2))`: the Neyman-Pearson test of
+/// the sampled Gaussian mechanism, step by step (the real gradients on the coordinate are
+/// unmodelled and only cost power). Without noise it is `max_t y_t` (the steps that sample an
+/// included canary lift its coordinate by C). The score is fixed before training, so choosing
+/// it costs no confidence.
 public final class DiracCanaries: GradientAuditor {
     public let included: [Bool]
     public let samplingProbability: Double
@@ -66,16 +70,21 @@ public final class DiracCanaries: GradientAuditor {
     private let coordinates: [(parameter: Int, index: Int)]
     private let signs: [Float]
     private var stepRandom: PhiloxRandom
+    /// The gradient noise multiplier (0: no noise, score by the maximum).
+    public let noiseMultiplier: Double
+    private var lastNorm = 1.0
 
     /// - Parameters:
     ///   - seed: which coordinates, signs and (one-run) inclusion bits.
     ///   - included: which canaries are planted; nil: each with probability 1/2 (a one-run
     ///     audit). A multi-run audit plants one canary or none: `[true]` or `[false]`.
     ///   - samplingSeed: the steps that sample a canary; nil: from `seed`.
+    ///   - noiseMultiplier: the noise on the gradient sum over the clipping norm (the trainer's
+    ///     gradient sigma, after any adaptive-clipping split); 0 when the run adds none.
     /// - Throws: ``AuditError`` when there are more canaries than parameters, or q is not in (0, 1].
     public init(
         count: Int, parameterCounts: [Int], samplingProbability q: Double, seed: UInt64, unclippedNorm: Double = 1,
-        included explicit: [Bool]? = nil, samplingSeed: UInt64? = nil
+        included explicit: [Bool]? = nil, samplingSeed: UInt64? = nil, noiseMultiplier: Double = 0
     ) throws {
         let total = parameterCounts.reduce(0, +)
         guard count >= (explicit == nil ? 2 : 1) else {
@@ -109,11 +118,13 @@ public final class DiracCanaries: GradientAuditor {
         stepRandom = samplingSeed.map { PhiloxRandom(seed: $0, stream: 0xa0d18) } ?? draw.rng.split(stream: 0xa0d18)
         samplingProbability = q
         self.unclippedNorm = unclippedNorm
-        scores = Array(repeating: -.infinity, count: count)
+        self.noiseMultiplier = noiseMultiplier
+        scores = Array(repeating: noiseMultiplier > 0 ? 0 : -.infinity, count: count)
     }
 
     public func addCanaryGradients(step: Int, clippingNorm: Double, parameters: [Parameter]) {
-        let c = Float(clippingNorm.isFinite ? clippingNorm : unclippedNorm)
+        lastNorm = clippingNorm.isFinite ? clippingNorm : unclippedNorm
+        let c = Float(lastNorm)
         for k in included.indices where included[k] {
             guard stepRandom.nextOpenUnitDouble() < samplingProbability else { continue }
             let (p, i) = coordinates[k]
@@ -123,10 +134,21 @@ public final class DiracCanaries: GradientAuditor {
     }
 
     public func observeReleasedGradient(step: Int, parameters: [Parameter]) {
+        let c = lastNorm
+        let variance = (noiseMultiplier * c) * (noiseMultiplier * c)
+        let logQ = log(samplingProbability)
+        let logNotQ = log1p(-samplingProbability)
         for k in coordinates.indices {
             let (p, i) = coordinates[k]
-            let v = Double(parameters[p].gradient.withUnsafeBufferPointer { $0[i] } * signs[k])
-            scores[k] = max(scores[k], v)
+            let y = Double(parameters[p].gradient.withUnsafeBufferPointer { $0[i] } * signs[k])
+            if noiseMultiplier > 0 {
+                // log(1 - q + q e^a), a = (C y - C^2/2) / (sigma C)^2, without overflow.
+                let a = logQ + (c * y - c * c / 2) / variance
+                let m = max(logNotQ, a)
+                scores[k] += samplingProbability == 1 ? a : m + log(exp(logNotQ - m) + exp(a - m))
+            } else {
+                scores[k] = max(scores[k], y)
+            }
         }
     }
 }

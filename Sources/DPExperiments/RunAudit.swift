@@ -94,10 +94,14 @@ struct RunAudit {
     /// Attaches Dirac canaries to the trainer.
     mutating func attach(to trainer: DPSGDTrainer, samplingProbability q: Double) throws {
         guard config.canaries == .diracGradient else { return }
+        var sigma = 0.0
+        if let p = trainer.configuration.privacy, p.noiseMultiplier > 0 {
+            sigma = try p.clipping.gradientNoiseMultiplier(accounted: p.noiseMultiplier)
+        }
         let d = try DiracCanaries(
             count: config.count, parameterCounts: trainer.model.parameters.map(\.scalarCount), samplingProbability: q,
             seed: seed, unclippedNorm: config.unclippedCanaryNorm, included: inclusion,
-            samplingSeed: inclusion == nil ? nil : runSeed)
+            samplingSeed: inclusion == nil ? nil : runSeed, noiseMultiplier: sigma)
         trainer.auditor = d
         dirac = d
     }

@@ -35,8 +35,10 @@ private func whiteBoxAudit(
         configuration: TrainerConfiguration(
             sampling: .poisson, expectedBatchSize: 60, maxPhysicalBatchSize: 600,
             privacy: PrivacySettings(noiseMultiplier: sigma, clippingNorm: 1, delta: 1e-5), seed: seed))
+    // The auditor scores with the noise the trainer claims (a likelihood ratio; the maximum at 0).
     let canaries = try DiracCanaries(
-        count: count, parameterCounts: m.parameters.map(\.scalarCount), samplingProbability: 0.1, seed: seed)
+        count: count, parameterCounts: m.parameters.map(\.scalarCount), samplingProbability: 0.1, seed: seed,
+        noiseMultiplier: accountedSigma ?? sigma)
     trainer.auditor = canaries
     for _ in 0..<150 { try trainer.trainStep() }
     let audit = try OneRunAudit.audit(
