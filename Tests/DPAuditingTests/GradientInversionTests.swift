@@ -372,3 +372,80 @@ func labelIsInferredFromOneExamplesGradient(clippingNorm: Double) throws {
     #expect(throws: AuditError.self) { try GradientMatching(totalVariationWeight: -1).validate() }
     #expect(throws: AuditError.self) { try GradientMatching(restarts: 0).validate() }
 }
+
+// MARK: - Images and the sweep
+
+/// The grid of settings leaves out noise without clipping (the noise is sigma C).
+@Test func defenceGridLeavesOutNoiseWithoutClipping() {
+    #expect(
+        GradientInversionExperiment.defences(clippingNorms: [.infinity, 1], noiseMultipliers: [0, 1]) == [
+            .none, GradientDefence(clippingNorm: 1, noiseMultiplier: 0),
+            GradientDefence(clippingNorm: 1, noiseMultiplier: 1),
+        ])
+}
+
+@Test func pngChecksumsAndLayout() {
+    #expect(PNG.crc32(Array("123456789".utf8)) == 0xCBF4_3926)
+    #expect(PNG.adler32(Array("Wikipedia".utf8)) == 0x11E6_0398)
+    let png = PNG.encode(pixels: [0, 128, 255, 1, 2, 3], width: 3, height: 2, channels: 1)
+    #expect(Array(png[0..<8]) == [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A])
+    #expect(String(decoding: png[12..<16], as: UTF8.self) == "IHDR")
+    #expect(Array(png[16..<24]) == [0, 0, 0, 3, 0, 0, 0, 2])
+    // IDAT: zlib header, one final stored block of 2 rows of (filter byte + 3 pixels), Adler-32.
+    let idat = Array(png[37..<(37 + 4 + 2 + 5 + 8 + 4)])
+    #expect(String(decoding: idat[0..<4], as: UTF8.self) == "IDAT")
+    #expect(Array(idat[4..<11]) == [0x78, 0x01, 1, 8, 0, 0xF7, 0xFF])
+    #expect(Array(idat[11..<19]) == [0, 0, 128, 255, 0, 1, 2, 3])
+    #expect(Array(png.suffix(12)) == [0, 0, 0, 0] + Array("IEND".utf8) + [0xAE, 0x42, 0x60, 0x82])
+}
+
+/// A small sweep end to end: the table has one row per setting, the grid every image.
+@Test func experimentWritesTheTableAndTheGrid() throws {
+    let data = shapes(count: 30, size: 8)
+    let model = try ModelBuilder.build(
+        specs: [.flatten, .linear(outputs: 16), .tanh, .linear(outputs: 10)], inputShape: [1, 8, 8], seed: 0)
+    let experiment = GradientInversionExperiment(
+        method: .analytic, batchSizes: [1, 2],
+        defences: GradientInversionExperiment.defences(clippingNorms: [.infinity, 0.1], noiseMultipliers: [0, 1]))
+    let report = try experiment.run(model: model, modelName: "tiny-mlp", data: data, datasetName: "shapes-8")
+    #expect(report.records.count == 6)
+    let lines = report.csv.split(separator: "\n")
+    #expect(lines.count == 7)
+    #expect(lines[0] == InversionReport.columns.joined(separator: ","))
+    // One example, no noise: exact whether or not it is clipped.
+    for r in report.records where r.batchSize == 1 && r.defence.noiseMultiplier == 0 {
+        #expect(r.quality.peakSignalToNoiseRatio > 60)
+    }
+    for r in report.records where r.defence.noiseMultiplier == 1 {
+        #expect(r.clippedFraction == 1)
+        #expect(r.quality.peakSignalToNoiseRatio < r.baseline.peakSignalToNoiseRatio + 3)
+    }
+    let svg = try #require(report.grid(title: "test")).svg()
+    #expect(svg.components(separatedBy: "<image ").count - 1 == 3 + 3 * 3)
+    #expect(svg.hasPrefix("<svg ") && svg.hasSuffix("</svg>\n"))
+}
+
+@Test func experimentRejectsBadInput() throws {
+    let data = shapes(count: 5, size: 8)
+    let model = try ModelBuilder.build(
+        specs: [.flatten, .linear(outputs: 4), .tanh, .linear(outputs: 10)], inputShape: [1, 8, 8], seed: 0)
+    func run(_ e: GradientInversionExperiment) throws {
+        _ = try e.run(model: model, modelName: "m", data: data, datasetName: "d")
+    }
+    #expect(throws: AuditError.self) {
+        try run(GradientInversionExperiment(method: .analytic, batchSizes: [0], defences: [.none]))
+    }
+    #expect(throws: AuditError.self) {
+        try run(GradientInversionExperiment(method: .analytic, batchSizes: [6], defences: [.none]))
+    }
+    #expect(throws: AuditError.self) {
+        try run(GradientInversionExperiment(method: .analytic, batchSizes: [1], defences: []))
+    }
+    var scaled = data
+    scaled.scale(by: 3)
+    let error = try #require(throws: AuditError.self) {
+        _ = try GradientInversionExperiment(method: .analytic, batchSizes: [1], defences: [.none])
+            .run(model: model, modelName: "m", data: scaled, datasetName: "d")
+    }
+    #expect(error.description.contains("outside the range"))
+}
