@@ -9,9 +9,12 @@ import Foundation
 ///
 ///     L(x') = 1 - <g(x'), g*> / (||g(x')|| ||g*||)  +  lambda TV(x'),
 ///
-/// over all parameters, where `g*` is the observed gradient and `g(x')` the plain summed
-/// gradient of the dummy batch with its labels (no clipping: the cosine does not see the
-/// scale, so for one example clipping changes nothing the attack uses). `TV` is the mean over
+/// over all parameters, where `g*` is the observed gradient and `g(x')` the dummy batch's
+/// gradient **clipped as DP-SGD clips it**, `sum_i min(1, C / ||g_i||) g_i` with the
+/// per-example gradients `g_i` of the dummy examples and their labels (the attacker knows C:
+/// DP-SGD's hyperparameters are public). Without this, per-example clipping would reweight the
+/// examples of the observed sum and an attacker who ignored it would match the wrong blend;
+/// for one example the factor is a scale, which the cosine does not see. `TV` is the mean over
 /// pixels of `phi(x[h, w+1] - x[h, w]) + phi(x[h+1, w] - x[h, w])` with the smooth absolute
 /// value `phi(d) = sqrt(d^2 + eps^2) - eps`, `eps = 1e-3` (Charbonnier), for image examples
 /// `[C, H, W]`; 0 for vectors.
@@ -26,7 +29,10 @@ import Foundation
 /// finite differences over the input dimensions (784 pairs of passes per step for a 28x28
 /// image, and float32 rounding) and over derivative-free optimisers (which do not reach the
 /// exact reconstructions of a gradient method in a few hundred steps); it is checked against
-/// central finite differences in the tests. It covers the layers of `mlp`,
+/// central finite differences in the tests. With clipping, example i's weight
+/// `w_i = C / ||g_i||` (when `||g_i|| > C`) moves with `x'_i` too, and
+/// `d/dx'_i <w_i g_i, v> = d/dx'_i <g_i, w_i v - (C <g_i, v> / ||g_i||^3) g_i>` (directions held
+/// fixed): one R-operator pass per example. It covers the layers of `mlp`,
 /// `logistic-regression` and the tanh CNNs.
 ///
 /// **Optimiser** (Geiping et al.'s): Adam on `x'` with learning rate `learningRate`, divided by
@@ -107,7 +113,7 @@ public struct GradientMatching: Sendable {
         let replica = try SecondOrderReplica(model: model, exampleShape: exampleShape)
         let objective = try GradientMatchingObjective(
             replica: replica, observed: observed.parameters, labels: labels,
-            totalVariationWeight: totalVariationWeight)
+            totalVariationWeight: totalVariationWeight, clippingNorm: observed.defence.clippingNorm)
         let shape = exampleShape.prepending(labels.count)
         var best: (x: Tensor<Double>, loss: Double)?
         for start in 0..<restarts {
@@ -117,8 +123,7 @@ public struct GradientMatching: Sendable {
             if best == nil || found.loss < best!.loss { best = found }
         }
         let x = best!.x
-        let pass = replica.evaluate(x, labels: labels)
-        let cosine = objective.cosine(pass.gradient)
+        let cosine = objective.cosine(objective.clippedGradient(x).sum)
         return Result(inputs: Tensor(x.scalars.map(Float.init), shape: shape), loss: best!.loss, cosine: cosine)
     }
 
@@ -181,7 +186,8 @@ public struct GradientMatching: Sendable {
 }
 
 /// The matching loss `1 - cos(g(x'), g*) + lambda TV(x')` and its exact gradient with respect
-/// to the dummy inputs `x'` (see ``GradientMatching``).
+/// to the dummy inputs `x'` (see ``GradientMatching``), with `g(x') = sum_i min(1, C / ||g_i||) g_i`
+/// (the plain sum when C is infinite).
 public struct GradientMatchingObjective {
     public let replica: SecondOrderReplica
     /// g*, in Double.
@@ -189,13 +195,16 @@ public struct GradientMatchingObjective {
     public let targetNorm: Double
     public let labels: [Int]
     public let totalVariationWeight: Double
+    /// C, the per-example clipping norm the dummy gradient is clipped to (`.infinity`: none).
+    public let clippingNorm: Double
     /// The smoothing of the total variation's absolute value.
     public static let totalVariationSmoothing = 1e-3
 
     /// - Throws: ``AuditError`` if the observed gradient is zero (nothing to match) or does not
     ///   fit the model's parameters.
     public init(
-        replica: SecondOrderReplica, observed: [Tensor<Float>], labels: [Int], totalVariationWeight: Double
+        replica: SecondOrderReplica, observed: [Tensor<Float>], labels: [Int], totalVariationWeight: Double,
+        clippingNorm: Double = .infinity
     ) throws {
         guard observed.map(\.shape) == replica.parameterShapes else {
             throw AuditError(
@@ -211,6 +220,7 @@ public struct GradientMatchingObjective {
         }
         self.labels = labels
         self.totalVariationWeight = totalVariationWeight
+        self.clippingNorm = clippingNorm
     }
 
     /// `cos(g, g*)`.
@@ -219,16 +229,41 @@ public struct GradientMatchingObjective {
         return norm > 0 ? ParameterVector.dot(g, target) / (norm * targetNorm) : 0
     }
 
+    /// What the clipped dummy gradient is made of: the sum `sum_i w_i g_i`, and, when C is
+    /// finite, each example's pass, gradient norm and weight `w_i = min(1, C / ||g_i||)`.
+    struct ClippedGradient {
+        var sum: [Tensor<Double>]
+        /// Nil without clipping (one batched pass, all weights 1).
+        var batch: SecondOrderReplica.Pass?
+        var examples: [(pass: SecondOrderReplica.Pass, norm: Double, weight: Double)]
+    }
+
+    func clippedGradient(_ x: Tensor<Double>) -> ClippedGradient {
+        guard clippingNorm.isFinite else {
+            let pass = replica.evaluate(x, labels: labels)
+            return ClippedGradient(sum: pass.gradient, batch: pass, examples: [])
+        }
+        var sum = replica.parameterShapes.map { Tensor<Double>(zeros: $0) }
+        var examples: [(pass: SecondOrderReplica.Pass, norm: Double, weight: Double)] = []
+        for (i, label) in labels.enumerated() {
+            let pass = replica.evaluate(x.rows(i..<(i + 1)), labels: [label])
+            let norm = ParameterVector.norm(pass.gradient)
+            let weight = norm > clippingNorm ? clippingNorm / norm : 1
+            sum = ParameterVector.combination(1, sum, weight, pass.gradient)
+            examples.append((pass, norm, weight))
+        }
+        return ClippedGradient(sum: sum, batch: nil, examples: examples)
+    }
+
     /// `L(x)`.
     public func value(_ x: Tensor<Double>) -> Double {
-        let pass = replica.evaluate(x, labels: labels)
-        return 1 - cosine(pass.gradient) + totalVariationWeight * Self.totalVariation(x, gradient: false).value
+        1 - cosine(clippedGradient(x).sum) + totalVariationWeight * Self.totalVariation(x, gradient: false).value
     }
 
     /// `L(x)` and `dL/dx`.
     public func valueAndGradient(_ x: Tensor<Double>) -> (value: Double, gradient: Tensor<Double>) {
-        let pass = replica.evaluate(x, labels: labels)
-        let g = pass.gradient
+        let clipped = clippedGradient(x)
+        let g = clipped.sum
         let norm = ParameterVector.norm(g)
         let tv = Self.totalVariation(x, gradient: totalVariationWeight > 0)
         var value = 1 + totalVariationWeight * tv.value
@@ -238,7 +273,25 @@ public struct GradientMatchingObjective {
             value -= cos
             // d cos / dx = d/dx <g(x), v>, v = g* / (|g| |g*|) - cos g / |g|^2.
             let v = ParameterVector.combination(1 / (norm * targetNorm), target, -cos / (norm * norm), g)
-            gradient = replica.mixedDerivative(pass, direction: v)
+            if let batch = clipped.batch {
+                gradient = replica.mixedDerivative(batch, direction: v)
+            } else {
+                // Example i: d/dx_i <w_i g_i, v> = R_i(w_i v - [clipped] (C <g_i, v> / n_i^3) g_i).
+                let rows = x.scalarCount / max(1, labels.count)
+                gradient.withUnsafeMutableBufferPointer { out in
+                    for (i, e) in clipped.examples.enumerated() {
+                        var direction = v
+                        if e.weight < 1 {
+                            let c = clippingNorm * ParameterVector.dot(e.pass.gradient, v) / (e.norm * e.norm * e.norm)
+                            direction = ParameterVector.combination(e.weight, v, -c, e.pass.gradient)
+                        }
+                        let row = replica.mixedDerivative(e.pass, direction: direction)
+                        row.withUnsafeBufferPointer { r in
+                            for k in 0..<rows { out[i * rows + k] = r[k] }
+                        }
+                    }
+                }
+            }
             gradient.scale(by: -1)
         }
         if let tvGradient = tv.gradient { gradient.addScaled(tvGradient, by: totalVariationWeight) }

@@ -291,6 +291,46 @@ func matchingLossGradientMatchesFiniteDifferences(_ tiny: TinyModel) throws {
     #expect((d / n).squareRoot() <= 1e-6, "\(tiny.name): relative error \((d / n).squareRoot())")
 }
 
+/// With clipping the dummy gradient is `sum_i min(1, C / ||g_i||) g_i`, and the weights move
+/// with the inputs: its exact gradient against central finite differences, with C between the
+/// two examples' gradient norms (one clipped, one not; both at least 1% away from C, so the
+/// finite differences do not cross the kink of the min).
+@Test(arguments: tinyModels)
+func clippedMatchingLossGradientMatchesFiniteDifferences(_ tiny: TinyModel) throws {
+    let model = try ModelBuilder.build(specs: tiny.specs, inputShape: tiny.exampleShape, seed: 4)
+    let replica = try SecondOrderReplica(model: model, exampleShape: tiny.exampleShape)
+    let labels = [2, 0]
+    let other = replica.evaluate(randomDouble(tiny.exampleShape.prepending(2), seed: 2, in: 0...1), labels: [1, 0])
+    let target = other.gradient.map { Tensor<Float>($0.scalars.map(Float.init), shape: $0.shape) }
+    let x = randomDouble(tiny.exampleShape.prepending(2), seed: 3, in: 0.1...0.9)
+    let norms = (0..<2).map {
+        ParameterVector.norm(replica.evaluate(x.rows($0..<($0 + 1)), labels: [labels[$0]]).gradient)
+    }
+    let c = (norms[0] + norms[1]) / 2
+    try #require(norms.allSatisfy { abs($0 - c) > 0.01 * c }, "norms \(norms) too close for this test")
+    let objective = try GradientMatchingObjective(
+        replica: replica, observed: target, labels: labels, totalVariationWeight: 0.05, clippingNorm: c)
+    let (value, gradient) = objective.valueAndGradient(x)
+    #expect(abs(value - objective.value(x)) <= 1e-12)
+    let h = 1e-6
+    var d = 0.0, n = 0.0
+    for i in 0..<x.scalarCount {
+        var plus = x, minus = x
+        plus.withUnsafeMutableBufferPointer { $0[i] += h }
+        minus.withUnsafeMutableBufferPointer { $0[i] -= h }
+        let fd = (objective.value(plus) - objective.value(minus)) / (2 * h)
+        d += (gradient.scalars[i] - fd) * (gradient.scalars[i] - fd)
+        n += fd * fd
+    }
+    #expect((d / n).squareRoot() <= 1e-6, "\(tiny.name): relative error \((d / n).squareRoot())")
+    // A C above both norms clips nothing: the batched path's value.
+    let unclipped = try GradientMatchingObjective(
+        replica: replica, observed: target, labels: labels, totalVariationWeight: 0.05, clippingNorm: 2 * c)
+    let plain = try GradientMatchingObjective(
+        replica: replica, observed: target, labels: labels, totalVariationWeight: 0.05)
+    #expect(abs(unclipped.value(x) - plain.value(x)) <= 1e-12)
+}
+
 /// The R-operator alone: `d/dx <grad_theta l, v>` against central differences of
 /// `<grad_theta l(x), v>` over the inputs.
 @Test func mixedDerivativeMatchesFiniteDifferences() throws {
