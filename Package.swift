@@ -77,7 +77,8 @@ let package = Package(
         .executableTarget(
             name: "dpkit",
             dependencies: [
-                "DPExperiments", "DPTraining", "DPBenchmarking", "DPAccounting", "DPTensor",
+                "DPExperiments", "DPTraining", "DPBenchmarking", "DPAuditing", "DPAccounting", "DPData", "DPLayers",
+                "DPTensor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 

@@ -27,6 +27,7 @@ struct DPKitCommand: ParsableCommand {
         subcommands: [
             InfoCommand.self, RunCommand.self, TableCommand.self, PlotCommand.self, EvaluateCommand.self,
             EpsilonCommand.self, CalibrateCommand.self, BenchCommand.self, AuditCommand.self,
+            InvertCommand.self,
         ])
 }
 
