@@ -1,8 +1,8 @@
-import Foundation
 import DPData
 import DPLayers
 import DPTensor
 import DPTraining
+import Foundation
 
 /// The kinds of canary a one-run audit plants.
 public enum CanaryKind: String, Sendable, CaseIterable, Codable {
