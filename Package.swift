@@ -78,7 +78,7 @@ let package = Package(
         .target(
             name: "DPExperiments",
             dependencies: [
-                "DPSchema", "DPTraining", "DPAuditing", "DPAccounting", "DPData", "DPLayers", "DPTensor",
+                "DPSchema", "DPTraining", "DPAuditing", "DPAccounting", "DPData", "DPLayers", "DPTensor", "DPCrypto",
                 .product(name: "Yams", package: "Yams"),
             ]),
         .target(
@@ -87,7 +87,7 @@ let package = Package(
         .executableTarget(
             name: "dpkit",
             dependencies: [
-                "DPExperiments", "DPTraining", "DPBenchmarking", "DPAccounting", "DPTensor",
+                "DPExperiments", "DPTraining", "DPBenchmarking", "DPAccounting", "DPTensor", "DPCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 

@@ -81,8 +81,8 @@ public enum CryptoError: Error, CustomStringConvertible, Equatable, Sendable {
             return "\(path): the data key cannot be recovered (\(detail)): the header was modified or damaged. "
                 + "Fix: get an intact copy of the file."
         case .chunkAuthenticationFailed(let path, let index, let offset):
-            return "\(path): chunk \(index) (at byte \(offset)) fails authentication: the file was modified, "
-                + "its chunks reordered, or its header changed. Nothing was written. Fix: get an intact copy of the file."
+            return "\(path): chunk \(index) (at byte \(offset)) fails authentication: the file was modified or "
+                + "cut short, its chunks reordered, or its header changed. Nothing was written. Fix: get an intact copy of the file."
         case .truncated(let path, let chunks):
             return "\(path): truncated: the file ends after chunk \(chunks == 0 ? "header" : String(chunks - 1)), "
                 + "which is not the last. Nothing was written. Fix: copy the whole file again."
@@ -99,8 +99,8 @@ public enum CryptoError: Error, CustomStringConvertible, Equatable, Sendable {
             return
                 "\(path): key file not found. Fix: check the path, or make keys with `dpkit keys generate --output DIR`."
         case .keyFileTooOpen(let path, let mode):
-            return "\(path): private key readable by \(mode & 0o070 != 0 ? "its group" : "others") (mode "
-                + "\(String(mode & 0o777, radix: 8))); DPKit refuses to use it. Fix: `chmod 600 \(path)`."
+            return "\(path): secret key file open to \(mode & 0o070 != 0 ? "its group" : "others") (mode "
+                + "0\(String(mode & 0o777, radix: 8))); DPKit refuses to use it. Fix: `chmod 600 \(path)`."
         case .notAKey(let path, let expected, let detail):
             return "\(path): not \(expected) (\(detail)). Fix: give the file `dpkit keys generate` wrote for this."
         case .keyTooSmall(let path, let bits):

@@ -254,14 +254,16 @@ public enum KeyFile {
         guard (st.st_mode & S_IFMT) == S_IFREG else {
             throw CryptoError.io(path: path, action: "read the key file", reason: "not a regular file")
         }
-        if secret, UInt32(st.st_mode) & 0o077 != 0 {
-            throw CryptoError.keyFileTooOpen(path: path, mode: UInt32(st.st_mode))
-        }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw CryptoError.io(path: path, action: "read the key file", reason: "permission denied")
         }
         guard data.count < 1 << 20, let text = String(data: data, encoding: .utf8) else {
             throw CryptoError.notAKey(path: path, expected: "a PEM key file", detail: "not PEM text")
+        }
+        // A public key given where a private one belongs is named as such by the caller, not
+        // refused for its (rightly) open mode.
+        if secret, UInt32(st.st_mode) & 0o077 != 0, !text.contains("PUBLIC KEY-----") {
+            throw CryptoError.keyFileTooOpen(path: path, mode: UInt32(st.st_mode))
         }
         return text
     }

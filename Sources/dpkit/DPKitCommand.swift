@@ -26,7 +26,8 @@ struct DPKitCommand: ParsableCommand {
         version: "DPKit \(DPKitVersion.string)",
         subcommands: [
             InfoCommand.self, RunCommand.self, TableCommand.self, PlotCommand.self, EvaluateCommand.self,
-            EpsilonCommand.self, CalibrateCommand.self, BenchCommand.self,
+            EpsilonCommand.self, CalibrateCommand.self, BenchCommand.self, KeysCommand.self, EncryptCommand.self,
+            DecryptCommand.self, SignCommand.self, VerifyCommand.self,
         ])
 }
 
