@@ -106,7 +106,7 @@ let package = Package(
         .testTarget(name: "DocumentationTests"),
         .testTarget(
             name: "DPExperimentsTests",
-            dependencies: ["DPExperiments", "DPTraining", "DPAccounting", "DPLayers", "DPData", "DPTensor"]),
+            dependencies: ["DPExperiments", "DPTraining", "DPAccounting", "DPLayers", "DPData", "DPTensor", "DPCrypto"]),
     ],
     swiftLanguageModes: [.v5]
 )

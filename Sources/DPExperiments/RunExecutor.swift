@@ -1,3 +1,4 @@
+import DPCrypto
 import Foundation
 
 /// What an epsilon is about: every reported epsilon carries these.
@@ -185,6 +186,10 @@ public struct RunContext {
     public var onStep: ((StepMetrics) -> Void)?
     /// Called after the checkpoint of each epoch is on disk, with the epoch.
     public var onCheckpoint: ((Int) -> Void)?
+    /// Checkpoints and the model are written as envelopes for this key (`output.encrypt_for`).
+    public var encryptFor: RecipientPublicKey?
+    /// Opens an encrypted checkpoint to continue from.
+    public var checkpointKey: DecryptionKey?
 
     public init(checkpoint: URL? = nil, model: URL? = nil, metrics: URL? = nil, onStep: ((StepMetrics) -> Void)? = nil)
     {
