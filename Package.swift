@@ -17,7 +17,8 @@
 //   DPAuditing       attacks on privacy and empirical epsilon lower bounds: membership inference,
 //                    canaries, gradient inversion (tests what DPAccounting claims)
 //   DPExperiments    configs, sweeps, CSV logs, tables, plots
-//   DPBenchmarking   timed training steps of named workloads (`dpkit bench`, Benchmarks/DPSGD)
+//   DPBenchmarking   timed training steps of named workloads (`dpkit bench`, Benchmarks/DPSGD) and
+//                    envelope throughput (`dpkit bench-encryption`)
 //   dpkit            thin command-line tool
 import PackageDescription
 
@@ -83,7 +84,7 @@ let package = Package(
             ]),
         .target(
             name: "DPBenchmarking",
-            dependencies: ["DPSchema", "DPTensor", "DPLayers", "DPData", "DPTraining"]),
+            dependencies: ["DPSchema", "DPTensor", "DPLayers", "DPData", "DPTraining", "DPCrypto"]),
         .executableTarget(
             name: "dpkit",
             dependencies: [

@@ -79,8 +79,8 @@ struct ChunkCipher {
 
     func seal(_ plaintext: UnsafeRawBufferPointer, index: UInt64, final: Bool, into sink: inout some ByteSink) throws {
         let box = try AES.GCM.seal(plaintext, using: key, nonce: nonce(index), authenticating: aad(index, final: final))
-        try sink.write(box.ciphertext)
-        try sink.write(box.tag)
+        // nonce || ciphertext || tag: the stored chunk is all but the nonce, written at once.
+        try sink.write(box.combined!.dropFirst(Envelope.nonceBytes))
     }
 
     /// The plaintext of a stored chunk (ciphertext then tag), or nil when it does not authenticate.
@@ -338,6 +338,7 @@ extension Envelope {
     ) throws -> [UInt8] {
         var source = MemorySource(plaintext)
         var sink = MemorySink()
+        sink.bytes.reserveCapacity(plaintext.count + plaintext.count >> 10 + 4096)
         try encrypt(from: &source, to: &sink, recipients: recipients, chunkSizeLog2: chunkSizeLog2)
         return sink.bytes
     }
@@ -346,6 +347,7 @@ extension Envelope {
     public static func decrypt(_ envelope: [UInt8], key: DecryptionKey, path: String = "<memory>") throws -> [UInt8] {
         var source = MemorySource(envelope)
         var sink = MemorySink()
+        sink.bytes.reserveCapacity(envelope.count)
         try decrypt(from: &source, to: &sink, key: key, path: path)
         return sink.bytes
     }

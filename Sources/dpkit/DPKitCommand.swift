@@ -27,7 +27,7 @@ struct DPKitCommand: ParsableCommand {
         subcommands: [
             InfoCommand.self, RunCommand.self, TableCommand.self, PlotCommand.self, EvaluateCommand.self,
             EpsilonCommand.self, CalibrateCommand.self, BenchCommand.self, KeysCommand.self, EncryptCommand.self,
-            DecryptCommand.self, SignCommand.self, VerifyCommand.self,
+            DecryptCommand.self, SignCommand.self, VerifyCommand.self, BenchEncryptionCommand.self,
         ])
 }
 
