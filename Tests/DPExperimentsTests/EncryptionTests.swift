@@ -227,3 +227,71 @@ func signedResultsCatchEpsilonEdits() throws {
     }
     #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("out").path))
 }
+
+// MARK: - The commands
+
+/// Runs the `dpkit` executable beside the tests; returns its exit status and standard error.
+private func dpkit(_ arguments: [String]) throws -> (status: Int32, stderr: String) {
+    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    var executable: URL?
+    for _ in 0..<3 where executable == nil {
+        let candidate = dir.appendingPathComponent("dpkit")
+        if FileManager.default.isExecutableFile(atPath: candidate.path) { executable = candidate }
+        dir = dir.deletingLastPathComponent()
+    }
+    let p = Process()
+    p.executableURL = try #require(executable, "run `swift build --build-tests` first: dpkit is not beside the tests")
+    p.arguments = arguments
+    var env = ProcessInfo.processInfo.environment
+    env["DPKIT_NO_BLAS_REEXEC"] = "1"
+    p.environment = env
+    let err = Pipe()
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = err
+    try p.run()
+    let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    p.waitUntilExit()
+    return (p.terminationStatus, text)
+}
+
+@Test("dpkit decrypt and verify: a clear error, exit status 65 and no output file")
+func commandsRefuseTamperedFiles() throws {
+    let dir = try temporaryDirectory()
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let keys = try KeyFolder(in: dir)
+    let plain = dir.appendingPathComponent("plain.bin")
+    try Data((0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }).write(to: plain)
+    #expect(try dpkit(["encrypt", "--recipient", keys.recipient, plain.path]).status == 0)
+    let envelope = plain.path + ".dpkenc"
+    var bytes = try Data(contentsOf: URL(fileURLWithPath: envelope))
+    bytes[150_000] ^= 0x40
+    let tampered = dir.appendingPathComponent("tampered.dpkenc")
+    try bytes.write(to: tampered)
+    let out = dir.appendingPathComponent("out.bin").path
+    let refused = try dpkit(["decrypt", "--key", keys.recipientKey, tampered.path, "--output", out])
+    #expect(refused.status == ExitStatus.dataError.rawValue)
+    #expect(refused.stderr.contains("fails authentication") && refused.stderr.contains("Fix:"), "\(refused.stderr)")
+    #expect(!FileManager.default.fileExists(atPath: out))
+    let cut = dir.appendingPathComponent("cut.dpkenc")
+    try bytes.prefix(65_536 + 16 + 500).write(to: cut)
+    #expect(try dpkit(["decrypt", "--key", keys.recipientKey, cut.path, "--output", out]).status == 65)
+    #expect(!FileManager.default.fileExists(atPath: out))
+    #expect(try dpkit(["decrypt", "--key", keys.recipientKey, envelope, "--output", out]).status == 0)
+    #expect(try Data(contentsOf: URL(fileURLWithPath: out)) == Data(contentsOf: plain))
+
+    // A group-readable private key is refused with the chmod command.
+    try FileManager.default.setAttributes([.posixPermissions: 0o640], ofItemAtPath: keys.recipientKey)
+    let open = try dpkit(["decrypt", "--key", keys.recipientKey, envelope, "--output", out + "2"])
+    #expect(open.status == ExitStatus.usage.rawValue && open.stderr.contains("chmod 600 \(keys.recipientKey)"))
+
+    // dpkit verify names the changed file and exits 65.
+    let results = dir.appendingPathComponent("results")
+    try FileManager.default.createDirectory(at: results, withIntermediateDirectories: true)
+    try "run_id,epsilon\na-s0,2.5\n".write(
+        to: results.appendingPathComponent("runs.csv"), atomically: true, encoding: .utf8)
+    #expect(try dpkit(["sign", "--key", keys.signingKey, results.path]).status == 0)
+    #expect(try dpkit(["verify", "--public", keys.signing, results.path]).status == 0)
+    try "run_id,epsilon\na-s0,1.5\n".write(
+        to: results.appendingPathComponent("runs.csv"), atomically: true, encoding: .utf8)
+    #expect(try dpkit(["verify", "--public", keys.signing, results.path]).status == 65)
+}
