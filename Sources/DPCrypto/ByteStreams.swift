@@ -61,7 +61,29 @@ struct MemorySource: ByteSource {
     }
 }
 
+/// Bytes from a closure that fills a buffer and returns the count (fewer only at the end).
+struct ClosureSource: ByteSource {
+    let body: (UnsafeMutableRawBufferPointer) throws -> Int
+
+    mutating func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = try body(UnsafeMutableRawBufferPointer(rebasing: buffer[done...]))
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+}
+
 // MARK: - Sinks
+
+/// Bytes handed to a closure.
+struct ClosureSink: ByteSink {
+    let body: (UnsafeRawBufferPointer) throws -> Void
+
+    mutating func write(_ bytes: UnsafeRawBufferPointer) throws { try body(bytes) }
+}
 
 /// Where bytes go, in order.
 protocol ByteSink {

@@ -352,6 +352,31 @@ extension Envelope {
         return sink.bytes
     }
 
+    /// Encrypts a stream: `read` fills the buffer it is given and returns the byte count (0 at
+    /// the end); `write` receives the envelope's bytes in order. Two chunks of memory.
+    public static func encryptStream(
+        read: @escaping (UnsafeMutableRawBufferPointer) throws -> Int,
+        write: @escaping (UnsafeRawBufferPointer) throws -> Void,
+        recipients: [EncryptionRecipient], chunkSizeLog2: UInt8 = defaultChunkSizeLog2
+    ) throws {
+        var source = ClosureSource(body: read)
+        var sink = ClosureSink(body: write)
+        try encrypt(from: &source, to: &sink, recipients: recipients, chunkSizeLog2: chunkSizeLog2)
+    }
+
+    /// Decrypts a stream: `write` receives each chunk's plaintext once it authenticated. The
+    /// plaintext is valid only when this returns without throwing (a later chunk may fail), so
+    /// `write` must not publish it before then. `path` names the stream in errors.
+    public static func decryptStream(
+        read: @escaping (UnsafeMutableRawBufferPointer) throws -> Int,
+        write: @escaping (UnsafeRawBufferPointer) throws -> Void,
+        key: DecryptionKey, path: String = "<stream>"
+    ) throws {
+        var source = ClosureSource(body: read)
+        var sink = ClosureSink(body: write)
+        try decrypt(from: &source, to: &sink, key: key, path: path)
+    }
+
     /// As ``encrypt(_:for:chunkSizeLog2:)`` with the data key, nonce base and entries given:
     /// reproduces the test vectors of docs/encryption.md byte for byte.
     @_spi(Testing)

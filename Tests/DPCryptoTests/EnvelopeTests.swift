@@ -260,3 +260,26 @@ func tamperFixture() throws -> (plain: [UInt8], envelope: [UInt8], header: Int) 
     #expect(!Envelope.isEnvelope(Array("DPKITEN".utf8)))
     #expect(Envelope.isEnvelope(Array("DPKITENV".utf8) + [1]))
 }
+
+@Test func streamsWithShortReadsRoundTrip() throws {
+    let plain = pattern(5000, seed: 5)
+    // A reader that hands out at most 7 bytes at a time.
+    func reader(_ data: [UInt8]) -> (UnsafeMutableRawBufferPointer) -> Int {
+        var offset = 0
+        return { buffer in
+            let n = min(buffer.count, 7, data.count - offset)
+            for i in 0..<n { buffer[i] = data[offset + i] }
+            offset += n
+            return n
+        }
+    }
+    var envelope: [UInt8] = []
+    try Envelope.encryptStream(
+        read: reader(plain), write: { envelope.append(contentsOf: $0) },
+        recipients: [.publicKey(TestKeys.alice.publicKey)], chunkSizeLog2: 8)
+    #expect(try Envelope.decrypt(envelope, key: .privateKey(TestKeys.alice)) == plain)
+    var out: [UInt8] = []
+    try Envelope.decryptStream(
+        read: reader(envelope), write: { out.append(contentsOf: $0) }, key: .privateKey(TestKeys.alice))
+    #expect(out == plain)
+}
