@@ -36,9 +36,15 @@ public struct RecipientPublicKey: @unchecked Sendable {
                 detail: block.label.contains("PRIVATE")
                     ? "it is a private key; give the public one" : "PEM label \(block.label)")
         }
+        if Ed25519DER.key(from: block.der, prefix: Ed25519DER.publicPrefix) != nil {
+            throw CryptoError.notAKey(
+                path: path, expected: "an RSA public key (recipient.pem)",
+                detail: "it is an Ed25519 signing key (signing.pem)")
+        }
         let key: _RSA.Encryption.PublicKey
         do { key = try _RSA.Encryption.PublicKey(unsafePEMRepresentation: pem) } catch {
-            throw CryptoError.notAKey(path: path, expected: "an RSA public key (recipient.pem)", detail: "\(error)")
+            throw CryptoError.notAKey(
+                path: path, expected: "an RSA public key (recipient.pem)", detail: "not an RSA key, or damaged")
         }
         guard key.keySizeInBits >= 3072 else { throw CryptoError.keyTooSmall(path: path, bits: key.keySizeInBits) }
         self.init(key)
@@ -85,11 +91,15 @@ public struct RecipientPrivateKey: @unchecked Sendable {
                 detail: block.label.contains("PUBLIC")
                     ? "it is a public key; decryption needs the private one" : "PEM label \(block.label)")
         }
+        if Ed25519DER.key(from: block.der, prefix: Ed25519DER.privatePrefix) != nil {
+            throw CryptoError.notAKey(
+                path: path, expected: "an RSA private key (recipient.key.pem)",
+                detail: "it is an Ed25519 signing key (signing.key.pem), not RSA")
+        }
         let key: _RSA.Encryption.PrivateKey
         do { key = try _RSA.Encryption.PrivateKey(unsafePEMRepresentation: pem) } catch {
             throw CryptoError.notAKey(
-                path: path, expected: "an RSA private key (recipient.key.pem)",
-                detail: "not RSA, or damaged: \(error)")
+                path: path, expected: "an RSA private key (recipient.key.pem)", detail: "not an RSA key, or damaged")
         }
         guard key.keySizeInBits >= 3072 else { throw CryptoError.keyTooSmall(path: path, bits: key.keySizeInBits) }
         self.init(key)
@@ -228,7 +238,13 @@ public struct Passphrase: Sendable {
 
     /// The first line of a passphrase file (mode 0600), without its line ending.
     public static func load(_ path: String) throws -> Passphrase {
-        var bytes = Array(try KeyFile.readText(path, secret: true).utf8)
+        let text = try KeyFile.readText(path, secret: true)
+        if text.contains("-----BEGIN ") {
+            throw CryptoError.invalidSetting(
+                "\(path): a PEM key file, not a passphrase file; give the key with --recipient or --key, or a file whose first line is the passphrase"
+            )
+        }
+        var bytes = Array(text.utf8)
         if let newline = bytes.firstIndex(of: UInt8(ascii: "\n")) { bytes.removeSubrange(newline...) }
         if bytes.last == UInt8(ascii: "\r") { bytes.removeLast() }
         guard !bytes.isEmpty else {

@@ -53,7 +53,10 @@ func privateKeysOpenToOthersAreRefusedWithTheFix(_ mode: Int) throws {
     func detail(_ body: () throws -> Void) -> String { cryptoError(body)?.description ?? "accepted" }
     #expect(detail { _ = try RecipientPrivateKey.load(dir.file("recipient.pem")) }.contains("it is a public key"))
     #expect(detail { _ = try RecipientPublicKey.load(dir.file("signing.key.pem")) }.contains("it is a private key"))
-    #expect(detail { _ = try RecipientPrivateKey.load(dir.file("signing.key.pem")) }.contains("not RSA"))
+    #expect(detail { _ = try RecipientPrivateKey.load(dir.file("signing.key.pem")) }.contains("Ed25519 signing key"))
+    try KeyFile.create(dir.file("signing.pem"), text: TestKeys.signer.verificationKey.pemText, secret: false)
+    #expect(detail { _ = try RecipientPublicKey.load(dir.file("signing.pem")) }.contains("Ed25519 signing key"))
+    #expect(detail { _ = try Passphrase.load(dir.file("recipient.pem")) }.contains("not a passphrase file"))
     #expect(detail { _ = try SigningKey.load(dir.file("recipient.pem")) }.contains("public key"))
     #expect(detail { _ = try RecipientPrivateKey.load(dir.file("notes.txt")) }.contains("no -----BEGIN line"))
     #expect(
