@@ -114,15 +114,16 @@ public final class ExperimentRunner {
                 { $0[0] })
             // Only the rows of runs this plan redoes go; runs of an earlier config stay as recorded.
             let redo = Set(config.runs.map(\.runID)).subtracting(done)
-            report.removedRunRows = try files.filter(files.runs, header: runsHeader) {
-                !redo.contains($0["run_id"] ?? "")
-            }
-            // A run to redo continues from its checkpoint when it has one: keep its rows up to that epoch.
+            // A run to redo continues from its checkpoint when it has one: keep its rows up to that
+            // epoch. Read first: an encrypted checkpoint without its key stops here, folder untouched.
             var resumeEpoch: [String: Int] = [:]
             for id in redo {
                 if let e = try RunCheckpoint.epoch(at: files.checkpoint(id), key: protection.checkpointKey) {
                     resumeEpoch[id] = e
                 }
+            }
+            report.removedRunRows = try files.filter(files.runs, header: runsHeader) {
+                !redo.contains($0["run_id"] ?? "")
             }
             report.removedEpochRows = try files.filter(files.epochs, header: epochsHeader) { row in
                 let id = row["run_id"] ?? ""
