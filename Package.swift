@@ -10,12 +10,15 @@
 //   DPTensor         tensor kernel, BLAS/LAPACK, random numbers
 //   DPAccounting     privacy events and accountants (depends on nothing else in DPKit)
 //   DPLayers         layers with per-sample gradient rules
+//   DPCrypto         envelope encryption (AES-256-GCM, RSA-OAEP, scrypt) and Ed25519 signatures
+//                    of result folders, all from swift-crypto (depends on nothing else in DPKit)
 //   DPData           datasets: IDX (Fashion-MNIST), CSV, synthetic
 //   DPTraining       DP-SGD: sampling, clipping, noise, optimizers, privacy engine
 //   DPAuditing       attacks on privacy and empirical epsilon lower bounds: membership inference,
 //                    canaries, gradient inversion (tests what DPAccounting claims)
 //   DPExperiments    configs, sweeps, CSV logs, tables, plots
-//   DPBenchmarking   timed training steps of named workloads (`dpkit bench`, Benchmarks/DPSGD)
+//   DPBenchmarking   timed training steps of named workloads (`dpkit bench`, Benchmarks/DPSGD) and
+//                    envelope throughput (`dpkit bench-encryption`)
 //   dpkit            thin command-line tool
 import PackageDescription
 
@@ -26,6 +29,7 @@ let package = Package(
         .library(name: "DPTensor", targets: ["DPTensor"]),
         .library(name: "DPAccounting", targets: ["DPAccounting"]),
         .library(name: "DPLayers", targets: ["DPLayers"]),
+        .library(name: "DPCrypto", targets: ["DPCrypto"]),
         .library(name: "DPData", targets: ["DPData"]),
         .library(name: "DPTraining", targets: ["DPTraining"]),
         .library(name: "DPAuditing", targets: ["DPAuditing"]),
@@ -36,6 +40,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // MARK: - System libraries
@@ -60,7 +65,13 @@ let package = Package(
         .target(name: "DPTensor", dependencies: ["CBLAS", "CLAPACKE", "CDPKernels"]),
         .target(name: "DPAccounting", dependencies: ["CFFTW"]),
         .target(name: "DPLayers", dependencies: ["DPSchema", "DPTensor"]),
-        .target(name: "DPData", dependencies: ["DPSchema", "DPTensor", "CZlib"]),
+        .target(
+            name: "DPCrypto",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ]),
+        .target(name: "DPData", dependencies: ["DPSchema", "DPTensor", "DPCrypto", "CZlib"]),
         .target(name: "DPTraining", dependencies: ["DPSchema", "DPTensor", "DPLayers", "DPData", "DPAccounting"]),
         .target(
             name: "DPAuditing",
@@ -68,17 +79,17 @@ let package = Package(
         .target(
             name: "DPExperiments",
             dependencies: [
-                "DPSchema", "DPTraining", "DPAuditing", "DPAccounting", "DPData", "DPLayers", "DPTensor",
+                "DPSchema", "DPTraining", "DPAuditing", "DPAccounting", "DPData", "DPLayers", "DPTensor", "DPCrypto",
                 .product(name: "Yams", package: "Yams"),
             ]),
         .target(
             name: "DPBenchmarking",
-            dependencies: ["DPSchema", "DPTensor", "DPLayers", "DPData", "DPTraining"]),
+            dependencies: ["DPSchema", "DPTensor", "DPLayers", "DPData", "DPTraining", "DPCrypto"]),
         .executableTarget(
             name: "dpkit",
             dependencies: [
                 "DPExperiments", "DPTraining", "DPBenchmarking", "DPAuditing", "DPAccounting", "DPData", "DPLayers",
-                "DPTensor",
+                "DPTensor", "DPCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -86,6 +97,7 @@ let package = Package(
         .testTarget(name: "DPTensorTests", dependencies: ["DPTensor"]),
         .testTarget(name: "DPAccountingTests", dependencies: ["DPAccounting"]),
         .testTarget(name: "DPLayersTests", dependencies: ["DPLayers", "DPSchema", "DPTensor"]),
+        .testTarget(name: "DPCryptoTests", dependencies: ["DPCrypto"]),
         .testTarget(name: "DPDataTests", dependencies: ["DPData", "DPSchema", "DPTensor"]),
         .testTarget(
             name: "DPTrainingTests", dependencies: ["DPTraining", "DPLayers", "DPData", "DPAccounting", "DPTensor"]),
@@ -97,7 +109,9 @@ let package = Package(
         // Fixtures/: configs and tables of cases, read from the source tree.
         .testTarget(
             name: "DPExperimentsTests",
-            dependencies: ["DPExperiments", "DPTraining", "DPAccounting", "DPLayers", "DPData", "DPTensor"],
+            dependencies: [
+                "DPExperiments", "DPTraining", "DPAccounting", "DPLayers", "DPData", "DPTensor", "DPCrypto",
+            ],
             exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]

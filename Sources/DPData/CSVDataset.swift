@@ -1,3 +1,4 @@
+import DPCrypto
 import DPTensor
 
 /// Tabular data from a CSV file: a header row of column names, one named label column and
@@ -23,17 +24,17 @@ public enum CSVDataset {
     ///   ragged row, a field that is not a finite number, an unknown label.
     public static func load(
         _ path: String, labelColumn: String = "label", classNames: [String]? = nil,
-        featureColumns: [String]? = nil, name: String? = nil
+        featureColumns: [String]? = nil, name: String? = nil, key: DecryptionKey? = nil
     ) throws -> (dataset: Dataset, featureColumns: [String]) {
-        let bytes = try FileBytes.read(path, missingFix: "check the path of the CSV file.")
+        let bytes = try FileBytes.read(path, missingFix: "check the path of the CSV file.", key: key)
         return try parse(
             String(decoding: bytes, as: UTF8.self), path: path, labelColumn: labelColumn,
             classNames: classNames, featureColumns: featureColumns, name: name ?? path)
     }
 
     /// The number of examples in `path` (its non-blank lines after the header), without parsing them.
-    public static func rowCount(_ path: String) throws -> Int {
-        let bytes = try FileBytes.read(path, missingFix: "check the path of the CSV file.")
+    public static func rowCount(_ path: String, key: DecryptionKey? = nil) throws -> Int {
+        let bytes = try FileBytes.read(path, missingFix: "check the path of the CSV file.", key: key)
         let lines = String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isNewline)
         return max(0, lines.filter { !clean($0).isEmpty }.count - 1)
     }

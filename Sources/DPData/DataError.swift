@@ -8,6 +8,8 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
     case missingFile(path: String, fix: String)
     /// The operating system refused to read the file.
     case unreadable(path: String, reason: String)
+    /// The file is a DPKit envelope and no decryption key was given.
+    case encrypted(path: String)
     /// The name ends in `.gz` but the file does not start with the gzip magic `1f 8b`.
     case notGzip(path: String)
     /// The gzip stream ends before its end marker.
@@ -41,6 +43,9 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
             return "\(path): not found. Fix: \(fix)"
         case .unreadable(let path, let reason):
             return "\(path): cannot be read (\(reason)). Fix: check the permissions and that it is a regular file."
+        case .encrypted(let path):
+            return "\(path): encrypted (a DPKit envelope), and no key was given. "
+                + "Fix: set `dataset.decryption_key` to the private key (recipient.key.pem) it was encrypted for."
         case .notGzip(let path):
             return "\(path): not a gzip file (the name ends in .gz but the first bytes are not 1f 8b). "
                 + "Fix: re-download the file, or rename it without .gz if it is raw."

@@ -1,3 +1,4 @@
+import DPCrypto
 import DPSchema
 import DPTensor
 import Foundation
@@ -16,15 +17,20 @@ public struct DatasetRequest: Sendable {
     public var testSize: Int?
     /// Seed of generated data (the run's seed).
     public var seed: UInt64
+    /// Opens the dataset's files that are DPKit envelopes (decrypted in memory); only for
+    /// datasets that read files (``DatasetPlugin/readsFiles``).
+    public var decryptionKey: DecryptionKey?
 
     public init(
-        parameters: Parameters, path: String? = nil, trainSize: Int? = nil, testSize: Int? = nil, seed: UInt64 = 0
+        parameters: Parameters, path: String? = nil, trainSize: Int? = nil, testSize: Int? = nil, seed: UInt64 = 0,
+        decryptionKey: DecryptionKey? = nil
     ) {
         self.parameters = parameters
         self.path = path
         self.trainSize = trainSize
         self.testSize = testSize
         self.seed = seed
+        self.decryptionKey = decryptionKey
     }
 }
 
@@ -76,6 +82,9 @@ public struct DatasetPlugin: Plugin {
     /// The training and test sets before `trainSize` and `testSize` are applied (the registry
     /// applies them).
     public var load: @Sendable (DatasetRequest) throws -> TrainTestSplit
+    /// True when the data comes from files, which may then be DPKit envelopes
+    /// (`dataset.decryption_key`); false for generated data.
+    public var readsFiles: Bool
 
     /// ``DataError/unknownDataset(name:valid:)``.
     public static func unknownName(_ name: String, valid: [String]) -> any Error {
@@ -85,11 +94,13 @@ public struct DatasetPlugin: Plugin {
     /// A dataset; `trainingSetSize` defaults to the declared count, else the loaded count.
     public init(
         _ spec: PluginSpec,
+        readsFiles: Bool = false,
         declare: @escaping @Sendable (DatasetRequest) -> DeclaredExamples? = { _ in nil },
         trainingSetSize: (@Sendable (DatasetRequest) throws -> Int)? = nil,
         load: @escaping @Sendable (DatasetRequest) throws -> TrainTestSplit
     ) {
         self.spec = spec
+        self.readsFiles = readsFiles
         self.declare = declare
         self.load = load
         self.trainingSetSize =
@@ -115,11 +126,11 @@ extension Registry where Entry == DatasetPlugin {
     /// - Throws: ``DataError/unknownDataset(name:valid:)`` listing the valid names.
     public func request(
         _ name: String, parameters: [String: ConfigValue] = [:], path: String? = nil,
-        trainSize: Int? = nil, testSize: Int? = nil, seed: UInt64 = 0
+        trainSize: Int? = nil, testSize: Int? = nil, seed: UInt64 = 0, decryptionKey: DecryptionKey? = nil
     ) throws -> DatasetRequest {
         DatasetRequest(
             parameters: try plugin(name, parameters: parameters).parameters, path: path, trainSize: trainSize,
-            testSize: testSize, seed: seed)
+            testSize: testSize, seed: seed, decryptionKey: decryptionKey)
     }
 
     /// Loads the dataset of `request` and keeps the first `trainSize` and `testSize` examples.
@@ -153,6 +164,7 @@ extension DatasetPlugin {
             "fashion-mnist",
             "Fashion-MNIST 28x28 grey images, 10 classes (IDX files; `path` is their directory, default: the Debian package's)"
         ),
+        readsFiles: true,
         declare: { r in
             DeclaredExamples(
                 shape: [1, 28, 28], classes: FashionMNIST.classNames.count,
@@ -161,7 +173,10 @@ extension DatasetPlugin {
                 available: (FashionMNIST.trainCount, FashionMNIST.testCount),
                 summary: "dataset `fashion-mnist`: examples [1, 28, 28], 10 classes")
         },
-        load: { r in TrainTestSplit(try FashionMNIST.load(directory: r.path ?? FashionMNIST.defaultDirectory)) })
+        load: { r in
+            TrainTestSplit(
+                try FashionMNIST.load(directory: r.path ?? FashionMNIST.defaultDirectory, key: r.decryptionKey))
+        })
 
     /// Sizes of generated data when the request gives none.
     public enum GeneratedSizes {
@@ -250,8 +265,9 @@ extension DatasetPlugin {
                 ParameterSpec(
                     "test_path", .string, "a separate test file; without it the last test_size rows are held out"),
             ], requiresPath: true),
+        readsFiles: true,
         trainingSetSize: { r in
-            let rows = try CSVDataset.rowCount(try csvPath(r))
+            let rows = try CSVDataset.rowCount(try csvPath(r), key: r.decryptionKey)
             let train =
                 r.parameters.optionalString("test_path") == nil
                 ? rows - heldOut(rows: rows, testSize: r.testSize) : rows
@@ -260,11 +276,11 @@ extension DatasetPlugin {
         load: { r in
             let path = try csvPath(r)
             let label = r.parameters.string("label_column")
-            let train = try CSVDataset.load(path, labelColumn: label)
+            let train = try CSVDataset.load(path, labelColumn: label, key: r.decryptionKey)
             if let testPath = r.parameters.optionalString("test_path") {
                 let test = try CSVDataset.load(
                     testPath, labelColumn: label, classNames: train.dataset.classNames,
-                    featureColumns: train.featureColumns)
+                    featureColumns: train.featureColumns, key: r.decryptionKey)
                 return TrainTestSplit(train: train.dataset, test: test.dataset)
             }
             let n = train.dataset.count

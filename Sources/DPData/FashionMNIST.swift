@@ -1,3 +1,4 @@
+import DPCrypto
 import DPTensor
 
 /// Fashion-MNIST (Xiao, Rasul and Vollgraf, "Fashion-MNIST: a Novel Image Dataset for
@@ -21,15 +22,19 @@ public enum FashionMNIST {
 
     /// Loads both splits as `[N, 1, 28, 28]` images with pixels scaled to `[0, 1]`.
     ///
-    /// Each file may be gzip-compressed (`.gz`) or raw (the name without `.gz`).
+    /// Each file may be gzip-compressed (`.gz`) or raw (the name without `.gz`), and either may
+    /// be a DPKit envelope (`<name>.dpkenc`, or under its plain name), decrypted in memory with
+    /// `key`: the examples are then exactly those of the plain files.
     /// - Throws: ``DataError`` naming the file: missing (with the install command), corrupt,
-    ///   mismatched image and label counts, or labels outside `0..<10`.
-    public static func load(directory: String = defaultDirectory) throws -> (train: Dataset, test: Dataset) {
+    ///   encrypted without a key, mismatched image and label counts, or labels outside `0..<10`.
+    public static func load(
+        directory: String = defaultDirectory, key: DecryptionKey? = nil
+    ) throws -> (train: Dataset, test: Dataset) {
         guard FileBytes.isDirectory(directory) else {
             throw DataError.missingFile(path: directory, fix: installFix)
         }
-        let train = try loadSplit(directory: directory, prefix: "train", name: "fashion-mnist/train")
-        let test = try loadSplit(directory: directory, prefix: "t10k", name: "fashion-mnist/test")
+        let train = try loadSplit(directory: directory, prefix: "train", name: "fashion-mnist/train", key: key)
+        let test = try loadSplit(directory: directory, prefix: "t10k", name: "fashion-mnist/test", key: key)
         return (train, test)
     }
 
@@ -38,10 +43,10 @@ public enum FashionMNIST {
     public static func loadIDXPair(
         images imagesPath: String, labels labelsPath: String, classCount: Int,
         name: String, classNames: [String] = [],
-        missingFix: String = "check the path."
+        missingFix: String = "check the path.", key: DecryptionKey? = nil
     ) throws -> Dataset {
-        let images = try IDX.read(imagesPath, magic: IDX.imageMagic, missingFix: missingFix)
-        let labels = try IDX.read(labelsPath, magic: IDX.labelMagic, missingFix: missingFix)
+        let images = try IDX.read(imagesPath, magic: IDX.imageMagic, missingFix: missingFix, key: key)
+        let labels = try IDX.read(labelsPath, magic: IDX.labelMagic, missingFix: missingFix, key: key)
         let n = images.dimensions[0], rows = images.dimensions[1], columns = images.dimensions[2]
         guard labels.dimensions[0] == n else {
             throw DataError.countMismatch(
@@ -65,11 +70,13 @@ public enum FashionMNIST {
         return Dataset(name: name, features: x, labels: y, classCount: classCount, classNames: classNames)
     }
 
-    private static func loadSplit(directory: String, prefix: String, name: String) throws -> Dataset {
+    private static func loadSplit(
+        directory: String, prefix: String, name: String, key: DecryptionKey?
+    ) throws -> Dataset {
         let imagesPath = locate(directory, "\(prefix)-images-idx3-ubyte")
         let data = try loadIDXPair(
             images: imagesPath, labels: locate(directory, "\(prefix)-labels-idx1-ubyte"),
-            classCount: 10, name: name, classNames: classNames, missingFix: installFix)
+            classCount: 10, name: name, classNames: classNames, missingFix: installFix, key: key)
         guard data.exampleShape == [1, 28, 28] else {
             throw DataError.unexpectedDimensions(
                 path: imagesPath, found: [data.count] + data.exampleShape.array.dropFirst(),
@@ -78,12 +85,11 @@ public enum FashionMNIST {
         return data
     }
 
-    /// The `.gz` file if it exists, else the raw one if it exists, else the `.gz` name (so the
-    /// error names the file the package installs).
+    /// The first of `.gz`, raw, `.gz.dpkenc` and `.dpkenc` that exists, else the `.gz` name (so
+    /// the error names the file the package installs).
     private static func locate(_ directory: String, _ base: String) -> String {
         let gz = directory + "/" + base + ".gz", raw = directory + "/" + base
-        if FileBytes.exists(gz) { return gz }
-        if FileBytes.exists(raw) { return raw }
-        return gz
+        let encrypted = "." + Envelope.fileExtension
+        return [gz, raw, gz + encrypted, raw + encrypted].first(where: FileBytes.exists) ?? gz
     }
 }

@@ -1,4 +1,5 @@
 import CZlib
+import DPCrypto
 
 #if canImport(Glibc)
 import Glibc
@@ -8,15 +9,27 @@ import Glibc
 
 /// Whole-file reads, with transparent gzip decompression by zlib.
 enum FileBytes {
-    /// The bytes of `path`; decompressed if they start with the gzip magic `1f 8b`.
+    /// The bytes of `path`: decrypted in memory if it is a DPKit envelope (``DPCrypto/Envelope``,
+    /// with `key`), then decompressed if they start with the gzip magic `1f 8b`.
     ///
-    /// A name ending in `.gz` must hold gzip data (``DataError/notGzip(path:)`` otherwise);
-    /// any other name may hold raw or gzip data.
-    static func read(_ path: String, missingFix: String) throws -> [UInt8] {
-        let raw = try readRaw(path, missingFix: missingFix)
+    /// A name ending in `.gz` (before any `.dpkenc`) must hold gzip data
+    /// (``DataError/notGzip(path:)`` otherwise); any other name may hold raw or gzip data.
+    /// Decrypted bytes are never written to disk.
+    /// - Throws: ``DataError/encrypted(path:)`` for an envelope without a key; the
+    ///   ``DPCrypto/CryptoError`` of an envelope that does not open with `key`.
+    static func read(_ path: String, missingFix: String, key: DecryptionKey? = nil) throws -> [UInt8] {
+        var raw: [UInt8]
+        var name = path
+        if Envelope.isEnvelope(path: path) {
+            guard let key else { throw DataError.encrypted(path: path) }
+            raw = try Envelope.decryptFile(at: path, key: key)
+            if name.hasSuffix("." + Envelope.fileExtension) { name.removeLast(Envelope.fileExtension.count + 1) }
+        } else {
+            raw = try readRaw(path, missingFix: missingFix)
+        }
         let isGzip = raw.count >= 2 && raw[0] == 0x1f && raw[1] == 0x8b
         if isGzip { return try Gzip.decompress(raw, path: path) }
-        if path.hasSuffix(".gz") { throw DataError.notGzip(path: path) }
+        if name.hasSuffix(".gz") { throw DataError.notGzip(path: path) }
         return raw
     }
 

@@ -1,3 +1,5 @@
+import DPCrypto
+
 // MARK: - IDX files
 
 /// The IDX format of MNIST and Fashion-MNIST (LeCun et al., http://yann.lecun.com/exdb/mnist/):
@@ -34,13 +36,15 @@ public struct IDX: Sendable, Equatable {
     ///   - path: the file; a name ending in `.gz` must hold gzip data.
     ///   - magic: the expected magic (``labelMagic`` or ``imageMagic``), which fixes the rank.
     ///   - missingFix: the fix to print if the file does not exist.
-    /// - Throws: ``DataError`` naming the file: missing, not gzip, truncated or corrupt gzip,
-    ///   bad magic, or a length that does not match the dimensions.
+    ///   - key: opens the file if it is a DPKit envelope (decrypted in memory).
+    /// - Throws: ``DataError`` naming the file: missing, encrypted without a key, not gzip,
+    ///   truncated or corrupt gzip, bad magic, or a length that does not match the dimensions;
+    ///   ``DPCrypto/CryptoError`` for an envelope that does not open with `key`.
     public static func read(
         _ path: String, magic: UInt32,
-        missingFix: String = "check the path."
+        missingFix: String = "check the path.", key: DecryptionKey? = nil
     ) throws -> IDX {
-        let data = try FileBytes.read(path, missingFix: missingFix)
+        let data = try FileBytes.read(path, missingFix: missingFix, key: key)
         return try parse(data, path: path, magic: magic)
     }
 

@@ -79,6 +79,8 @@ public struct ExperimentConfig: Sendable {
     public var warnings: [String]
     /// Display names of keys and values for tables and figures (`labels:`).
     public var labels = DisplayLabels()
+    /// How the results are protected (`output:`): encrypted checkpoints and models, a signature.
+    public var output = OutputConfig()
 
     /// FNV-1a of the canonical JSON of the whole file.
     public var experimentHash: String { fnv1a64Hex(raw.canonicalJSON) }
@@ -122,10 +124,11 @@ public struct ExperimentConfig: Sendable {
             try top.finish()
         case .training:
             // Unknown top-level keys first: a misspelt section would otherwise read as a missing one.
-            for key in RunConfig.sectionKeys + ["seeds", "sweep", "include", "labels"] { _ = top.raw(key) }
+            for key in RunConfig.sectionKeys + ["seeds", "sweep", "include", "labels", "output"] { _ = top.raw(key) }
             try top.finish()
             try config.expandRuns(top: top, tree: tree, context: context)
             try config.readLabels(top.raw("labels"), context: context)
+            config.output = try OutputConfig.parse(top.section("output"))
         }
         return config
     }

@@ -1,3 +1,4 @@
+import DPCrypto
 import Foundation
 
 /// The columns of `epochs.csv` and `runs.csv`.
@@ -80,18 +81,25 @@ public struct RunEnvironment: Hashable, Sendable {
 /// The three output files of an experiment directory.
 struct OutputFiles {
     let directory: URL
+    /// Checkpoints and models are envelopes (`output.encrypt_for`), named `<name>.dpkenc`.
+    var encrypted = false
+    private var suffix: String { encrypted ? "." + Envelope.fileExtension : "" }
     var epochs: URL { directory.appendingPathComponent("epochs.csv") }
     var runs: URL { directory.appendingPathComponent("runs.csv") }
     var manifest: URL { directory.appendingPathComponent("manifest.json") }
     /// Per-run checkpoints, written after every epoch and removed when the run finishes.
     var checkpoints: URL { directory.appendingPathComponent("checkpoints") }
-    func checkpoint(_ runID: String) -> URL { checkpoints.appendingPathComponent("\(runID).json") }
+    func checkpoint(_ runID: String) -> URL { checkpoints.appendingPathComponent("\(runID).json\(suffix)") }
+    /// The checkpoint files a run may have left, encrypted or not.
+    func checkpointVariants(_ runID: String) -> [URL] {
+        ["", "." + Envelope.fileExtension].map { checkpoints.appendingPathComponent("\(runID).json\($0)") }
+    }
     /// Per-step metrics, one JSON Lines file per run.
     var metrics: URL { directory.appendingPathComponent("metrics") }
     func metrics(_ runID: String) -> URL { metrics.appendingPathComponent("\(runID).jsonl") }
     /// Trained models, one safetensors file per finished run.
     var models: URL { directory.appendingPathComponent("models") }
-    func model(_ runID: String) -> URL { models.appendingPathComponent("\(runID).safetensors") }
+    func model(_ runID: String) -> URL { models.appendingPathComponent("\(runID).safetensors\(suffix)") }
     /// Audit outputs (the membership-inference ROC), one file per audited run.
     var audits: URL { directory.appendingPathComponent("audits") }
     func roc(_ runID: String) -> URL { audits.appendingPathComponent("\(runID)-mia-roc.csv") }

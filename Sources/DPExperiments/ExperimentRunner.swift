@@ -1,3 +1,4 @@
+import DPCrypto
 import Foundation
 
 /// What a call of `ExperimentRunner.run()` did.
@@ -45,8 +46,15 @@ public final class ExperimentRunner {
     public var afterCheckpoint: ((String, Int) -> Void)?
     /// The command line recorded in the output folder's lock (named to a second process).
     public var command: String = CommandLine.arguments.joined(separator: " ")
+    /// Opens encrypted checkpoints on resume (`dpkit run --decryption-key`); without it, a
+    /// run's `dataset.decryption_key` that is the private key of `output.encrypt_for`.
+    public var decryptionKey: DecryptionKey?
 
-    private var files: OutputFiles { OutputFiles(directory: outputDirectory) }
+    private var files: OutputFiles {
+        OutputFiles(directory: outputDirectory, encrypted: config.output.encryptFor != nil)
+    }
+    /// The keys of `output:`, loaded when ``run()`` starts.
+    private var protection = OutputProtection()
     private var ledgers: [String: ConfigValue] = [:]
     /// The audit of each audited run (manifest `audit`).
     private var audits: [String: ConfigValue] = [:]
@@ -84,6 +92,8 @@ public final class ExperimentRunner {
                 "\(config.file) is a `kind: \(config.kind.rawValue)` config; it has no training runs", kind: .usage)
         }
         var report = ExperimentReport()
+        // Keys first: a missing or open key file stops the experiment before anything is written.
+        protection = try OutputProtection(config: config, decryptionKey: decryptionKey)
         try FileIO.createDirectory(outputDirectory)
         let lock = try OutputLock(directory: outputDirectory, holder: .current(command: command))
         defer { lock.release() }
@@ -106,13 +116,16 @@ public final class ExperimentRunner {
                 { $0[0] })
             // Only the rows of runs this plan redoes go; runs of an earlier config stay as recorded.
             let redo = Set(config.runs.map(\.runID)).subtracting(done)
-            report.removedRunRows = try files.filter(files.runs, header: runsHeader) {
-                !redo.contains($0["run_id"] ?? "")
-            }
-            // A run to redo continues from its checkpoint when it has one: keep its rows up to that epoch.
+            // A run to redo continues from its checkpoint when it has one: keep its rows up to that
+            // epoch. Read first: an encrypted checkpoint without its key stops here, folder untouched.
             var resumeEpoch: [String: Int] = [:]
             for id in redo {
-                if let e = RunCheckpoint.epoch(at: files.checkpoint(id)) { resumeEpoch[id] = e }
+                if let e = try RunCheckpoint.epoch(at: files.checkpoint(id), key: protection.checkpointKey) {
+                    resumeEpoch[id] = e
+                }
+            }
+            report.removedRunRows = try files.filter(files.runs, header: runsHeader) {
+                !redo.contains($0["run_id"] ?? "")
             }
             report.removedEpochRows = try files.filter(files.epochs, header: epochsHeader) { row in
                 let id = row["run_id"] ?? ""
@@ -235,6 +248,8 @@ public final class ExperimentRunner {
                         samplesSince = now
                     })
                 context.onCheckpoint = afterCheckpoint.map { hook in { epoch in hook(run.runID, epoch) } }
+                context.encryptFor = protection.recipient
+                context.checkpointKey = protection.checkpointKey
                 let summary = try executor.execute(run, context: context) { record in
                     var record = record
                     if record.wallSeconds == nil { record.wallSeconds = self.clock() - runStart }
@@ -263,7 +278,7 @@ public final class ExperimentRunner {
                         try DurableFile.writeAtomically(roc, to: files.roc(run.runID))
                     }
                 }
-                try? FileManager.default.removeItem(at: files.checkpoint(run.runID))
+                for url in files.checkpointVariants(run.runID) { try? FileManager.default.removeItem(at: url) }
                 statuses[run.runID] = "finished"
                 report.finished.append(run.runID)
                 log(
@@ -286,6 +301,12 @@ public final class ExperimentRunner {
             try writeManifest()
         }
         log("done: \(report.finished.count) finished, \(report.failed.count) failed, \(report.skipped.count) skipped")
+        if let key = protection.signingKey {
+            let doc = try FolderSignature.sign(directory: outputDirectory, key: key)
+            log(
+                "signed: \(doc.files.count) files in \(outputDirectory.appendingPathComponent(FolderSignature.fileName).path) (Ed25519 key \(doc.keyID.prefix(16)))"
+            )
+        }
         return report
     }
 
@@ -359,20 +380,36 @@ public final class ExperimentRunner {
                     ("seeds", .list(config.seeds.map(ConfigValue.int))), ("config", config.raw),
                 ]))
         }
-        return .map([
-            ("experiment", .string(config.name)), ("description", .string(config.description)),
-            ("config_file", .string(config.file)), ("experiment_hash", .string(config.experimentHash)),
-            ("dpkit_version", .string(environment.dpkitVersion)), ("git_commit", opt(environment.gitCommit)),
-            ("blas_core", opt(environment.blasCore)), ("blas_threads", opt(environment.blasThreads)),
-            ("seeds", .list(config.seeds.map(ConfigValue.int))),
-            ("sweep", .map(config.sweep.map { ($0.path, .list($0.values)) })),
-            ("varying_keys", .list(config.varyingKeys.map(ConfigValue.string))),
-            ("labels", config.labels.manifestValue),
-            ("warnings", .list((config.warnings + planWarnings()).map(ConfigValue.string))),
-            ("config", config.raw),
-            ("config_history", .list(configs)),
-            ("runs", .list(runs + earlier)),
-        ])
+        return .map(
+            [
+                ("experiment", .string(config.name)), ("description", .string(config.description)),
+                ("config_file", .string(config.file)), ("experiment_hash", .string(config.experimentHash)),
+                ("dpkit_version", .string(environment.dpkitVersion)), ("git_commit", opt(environment.gitCommit)),
+                ("blas_core", opt(environment.blasCore)), ("blas_threads", opt(environment.blasThreads)),
+                ("seeds", .list(config.seeds.map(ConfigValue.int))),
+                ("sweep", .map(config.sweep.map { ($0.path, .list($0.values)) })),
+                ("varying_keys", .list(config.varyingKeys.map(ConfigValue.string))),
+                ("labels", config.labels.manifestValue),
+                ("warnings", .list((config.warnings + planWarnings()).map(ConfigValue.string))),
+                ("config", config.raw),
+            ] + outputEntry + [
+                ("config_history", .list(configs)),
+                ("runs", .list(runs + earlier)),
+            ])
+    }
+
+    /// `output`: the key ids of `output.encrypt_for` and `output.sign_with`, when set.
+    private var outputEntry: [(key: String, value: ConfigValue)] {
+        guard protection.recipient != nil || protection.signingKey != nil else { return [] }
+        return [
+            (
+                "output",
+                .map([
+                    ("encrypted_for_key_id", protection.recipient.map { .string($0.keyID) } ?? .null),
+                    ("signed_by_key_id", protection.signingKey.map { .string($0.verificationKey.keyID) } ?? .null),
+                ])
+            )
+        ]
     }
 
     /// Each distinct plan warning once, with the runs it concerns.

@@ -1,3 +1,4 @@
+import DPCrypto
 import DPTraining
 import Foundation
 
@@ -145,6 +146,9 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
     case failure = 1
     /// A bad flag or option, or a config that cannot be read or is invalid (EX_USAGE).
     case usage = 64
+    /// An encrypted file that fails authentication or is not for the given key, or a signed
+    /// folder that does not verify (EX_DATAERR).
+    case dataError = 65
     /// The output folder or file cannot be created, or already holds other results (EX_CANTCREAT).
     case cannotCreateOutput = 73
     /// Reading or writing results failed: disk full, permission denied, not UTF-8 (EX_IOERR).
@@ -163,6 +167,7 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
             case .read, .write: self = .ioError
             }
         case let e as OutputError: self = e.kind.exitStatus
+        case let e as CryptoError: self = ExitStatus(for: e)
         case TrainingError.invalidSetting: self = .usage
         default:
             let ns = error as NSError
@@ -182,6 +187,9 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
           64  usage or config error: a bad flag, a config file that is
               missing, a folder, not UTF-8 or invalid, or a run that cannot
               be planned (a target epsilon no noise reaches)
+          65  data error: an encrypted file fails authentication (modified,
+              truncated, reordered) or is not for the given key, or a signed
+              folder does not verify
           73  cannot create output: the output path (or a folder on the way)
               is a file, permission denied, read-only file system, or the
               folder already holds results (use --resume)
@@ -193,6 +201,21 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
     }
 }
 
+extension ExitStatus {
+    /// Key and setting problems are usage errors; files that do not authenticate, data errors.
+    init(for error: CryptoError) {
+        switch error {
+        case .keyFileMissing, .keyFileTooOpen, .notAKey, .keyTooSmall, .invalidSetting: self = .usage
+        case .outputExists, .keyFileExists: self = .cannotCreateOutput
+        case .io: self = .ioError
+        case .notAnEnvelope, .unsupportedVersion, .malformedHeader, .notARecipient, .noPassphraseEntry,
+            .wrongPassphrase, .keyUnwrapFailed, .chunkAuthenticationFailed, .truncated, .trailingData, .unsigned,
+            .malformedSignature:
+            self = .dataError
+        }
+    }
+}
+
 /// The text to show for any error: its own description for DPKit's errors, the path and the
 /// reason in words for Foundation's file errors (never `NSCocoaErrorDomain Code=...`).
 public func plainDescription(of error: Error) -> String {
@@ -200,6 +223,7 @@ public func plainDescription(of error: Error) -> String {
     if let e = error as? OutputError { return e.description }
     if let e = error as? ConfigError { return e.description }
     if let e = error as? TrainingError { return e.description }
+    if let e = error as? CryptoError { return e.description }
     let ns = error as NSError
     guard ns.domain == NSCocoaErrorDomain || ns.domain == NSPOSIXErrorDomain || error is POSIXError else {
         return "\(error)"

@@ -1,3 +1,4 @@
+import DPCrypto
 import DPData
 import DPLayers
 import DPTensor
@@ -21,15 +22,18 @@ public enum ModelEvaluation {
     }
 
     /// - Parameters:
-    ///   - file: a safetensors file written by `dpkit run`.
+    ///   - file: a safetensors file written by `dpkit run` (or its envelope, `.safetensors.dpkenc`).
     ///   - dataset: another dataset's name (its default options), instead of the run's.
+    ///   - keyPath: the private key (or passphrase file) that opens an encrypted model and the
+    ///     encrypted files of its dataset, in memory.
     /// - Throws: ``OutputError`` naming the file and the problem.
-    public static func evaluate(file: URL, dataset override: String? = nil) throws -> Result {
-        guard let bytes = FileManager.default.contents(atPath: file.path) else {
+    public static func evaluate(file: URL, dataset override: String? = nil, keyPath: String? = nil) throws -> Result {
+        guard let stored = FileManager.default.contents(atPath: file.path) else {
             throw OutputError(
                 "cannot read \(file.path): \(FileManager.default.fileExists(atPath: file.path) ? "permission denied or not a file" : "no such file")"
             )
         }
+        let bytes = try openSealed(stored, path: file.path, key: keyPath.map(DecryptionKey.load), what: "model")
         let model: Sequential, metadata: [String: String]
         do { (model, metadata) = try Sequential.fromSafetensors(bytes) } catch {
             throw OutputError("\(file.path): \(error)")
@@ -59,6 +63,7 @@ public enum ModelEvaluation {
                 trainSize: tree["train_size"].flatMap(\.intValue), testSize: tree["test_size"].flatMap(\.intValue),
                 options: options)
         }
+        config.decryptionKey = keyPath
         // Evaluation reads the test set only; a small training size keeps generation cheap.
         config.trainSize = min(config.trainSize ?? 1, 1)
         var split = try TrainingExecutor().loadData(config, seed: Int(metadata["seed"] ?? "0") ?? 0)

@@ -1,3 +1,4 @@
+import DPCrypto
 import DPData
 import DPTraining
 import Foundation
@@ -60,17 +61,21 @@ struct RunCheckpoint: Codable {
     var figures: RunFigures
 
     /// Atomic and durable (temporary file, fsync, rename): a kill leaves the previous one.
-    func write(to url: URL) throws {
-        try DurableFile.writeAtomically(Checkpoint.encoder.encode(self), to: url)
+    /// `encryptFor`: written as an envelope for that key.
+    func write(to url: URL, encryptFor recipient: RecipientPublicKey? = nil) throws {
+        let data = try Checkpoint.encoder.encode(self)
+        try DurableFile.writeAtomically(OutputProtection(recipient: recipient).seal(data), to: url)
     }
 
-    /// The checkpoint at `url`.
+    /// The checkpoint at `url`, decrypted with `key` when it is an envelope.
     /// - Throws: ``OutputError`` naming the file when it is unreadable, corrupt, of another
-    ///   format version or of another run (delete it to start that run afresh).
-    static func read(from url: URL, runID: String) throws -> RunCheckpoint {
-        guard let data = FileManager.default.contents(atPath: url.path) else {
+    ///   format version or of another run (delete it to start that run afresh), or encrypted
+    ///   and no key was given; ``DPCrypto/CryptoError`` when it does not open with `key`.
+    static func read(from url: URL, runID: String, key: DecryptionKey? = nil) throws -> RunCheckpoint {
+        guard let stored = FileManager.default.contents(atPath: url.path) else {
             throw OutputError("cannot read the checkpoint \(url.path); delete it to start run \(runID) afresh")
         }
+        let data = try openSealed(stored, path: url.path, key: key, what: "checkpoint")
         guard let c = try? Checkpoint.decoder.decode(RunCheckpoint.self, from: data) else {
             throw OutputError(
                 "\(url.path) is not a DPKit run checkpoint or is corrupt; delete it to start run \(runID) afresh")
@@ -84,11 +89,12 @@ struct RunCheckpoint: Codable {
     }
 
     /// The epoch of the checkpoint at `url`, or nil when there is none or it cannot be read.
-    static func epoch(at url: URL) -> Int? {
-        guard let data = FileManager.default.contents(atPath: url.path),
-            let c = try? Checkpoint.decoder.decode(RunCheckpoint.self, from: data)
-        else { return nil }
-        return c.epoch
+    /// - Throws: when it is encrypted and `key` is nil or does not open it (resuming would
+    ///   otherwise drop the run's progress).
+    static func epoch(at url: URL, key: DecryptionKey? = nil) throws -> Int? {
+        guard let stored = FileManager.default.contents(atPath: url.path) else { return nil }
+        let data = try openSealed(stored, path: url.path, key: key, what: "checkpoint")
+        return (try? Checkpoint.decoder.decode(RunCheckpoint.self, from: data))?.epoch
     }
 }
 

@@ -1,3 +1,4 @@
+import DPCrypto
 import DPData
 import DPLayers
 import DPTraining
@@ -53,18 +54,42 @@ public struct DatasetConfig: Hashable, Sendable {
     public var testSize: Int?
     /// The plugin's parameters with defaults filled in.
     public var options: [String: ConfigValue]
+    /// `dataset.decryption_key`: the private key (or passphrase file) that opens the dataset's
+    /// encrypted files in memory. Not part of the config hash: a run on encrypted files is the
+    /// same run as on the plain ones.
+    public var decryptionKey: String?
+
+    public init(
+        name: String, path: String?, normalize: Normalization, trainSize: Int?, testSize: Int?,
+        options: [String: ConfigValue], decryptionKey: String? = nil
+    ) {
+        self.name = name
+        self.path = path
+        self.normalize = normalize
+        self.trainSize = trainSize
+        self.testSize = testSize
+        self.options = options
+        self.decryptionKey = decryptionKey
+    }
 
     /// What this section asks of the dataset registry, with generated data drawn from `seed`.
-    /// - Throws: ``DataError/unknownDataset(name:valid:)`` when `registry` has no such dataset.
+    /// - Throws: ``DataError/unknownDataset(name:valid:)`` when `registry` has no such dataset;
+    ///   ``DPCrypto/CryptoError`` when the decryption key cannot be read or is open to others.
     public func request(seed: Int, registry: DatasetRegistry = .standard) throws -> DatasetRequest {
+        var r = try requestWithoutKey(seed: seed, registry: registry)
+        r.decryptionKey = try decryptionKey.map(DecryptionKey.load)
+        return r
+    }
+
+    /// The request without reading the key file: for what the config declares.
+    func requestWithoutKey(seed: Int, registry: DatasetRegistry) throws -> DatasetRequest {
         try registry.request(
-            name, parameters: options, path: path, trainSize: trainSize, testSize: testSize,
-            seed: UInt64(seed))
+            name, parameters: options, path: path, trainSize: trainSize, testSize: testSize, seed: UInt64(seed))
     }
 
     /// The examples this section describes, without reading data; nil when only the file knows (csv).
     public func declaredExamples(registry: DatasetRegistry = .standard) throws -> DeclaredExamples? {
-        try registry.declaredExamples(request(seed: 0, registry: registry))
+        try registry.declaredExamples(requestWithoutKey(seed: 0, registry: registry))
     }
 }
 
@@ -237,11 +262,19 @@ extension RunConfig {
         let optionsReader = try d.section("options")
         let options = try optionsReader.pluginParameters(plugin, kind: "dataset")
         d.close(optionsReader, as: "options")
+        // Where the key is does not change what is trained: left out of the resolved config.
+        let decryptionKey = try d.read(ParameterSpec("decryption_key", .string), record: false)?.stringValue
+        if decryptionKey != nil, context.registries.datasets.plugin(named: plugin.name)?.readsFiles != true {
+            throw d.error(
+                "decryption_key",
+                "is only for datasets read from files (\(context.registries.datasets.plugins.filter(\.readsFiles).map(\.spec.name).joined(separator: ", "))); `\(plugin.name)` is generated, so remove it"
+            )
+        }
         try d.finish()
         root.close(d, as: "dataset")
         return DatasetConfig(
             name: plugin.name, path: path, normalize: normalize, trainSize: trainSize, testSize: testSize,
-            options: options)
+            options: options, decryptionKey: decryptionKey)
     }
 
     /// `dataset.normalize` and `dataset.normalize_options`.

@@ -1,4 +1,5 @@
 import DPAccounting
+import DPCrypto
 import DPData
 import DPLayers
 import DPTraining
@@ -201,6 +202,10 @@ public struct RunContext {
     var canarySeed: UInt64?
     /// Called with the trained model and the data as it was scaled for training.
     var onTrained: ((Sequential, TrainTestSplit) throws -> Void)?
+    /// Checkpoints and the model are written as envelopes for this key (`output.encrypt_for`).
+    public var encryptFor: RecipientPublicKey?
+    /// Opens an encrypted checkpoint to continue from.
+    public var checkpointKey: DecryptionKey?
 
     public init(checkpoint: URL? = nil, model: URL? = nil, metrics: URL? = nil, onStep: ((StepMetrics) -> Void)? = nil)
     {

@@ -1,4 +1,5 @@
 import DPAccounting
+import DPCrypto
 import DPData
 import DPLayers
 import DPTensor
@@ -72,7 +73,8 @@ public struct TrainingExecutor: RunExecutor {
             ?? PrivacyPlan(config: c, trainingSetSize: split.train.count)
         let seed = UInt64(c.seed)
         let resumed = try context.checkpoint.flatMap { url in
-            FileManager.default.fileExists(atPath: url.path) ? try RunCheckpoint.read(from: url, runID: run.runID) : nil
+            FileManager.default.fileExists(atPath: url.path)
+                ? try RunCheckpoint.read(from: url, runID: run.runID, key: context.checkpointKey) : nil
         }
         var ledger = PrivacyLedger()
         let transform: InputTransform
@@ -216,7 +218,7 @@ public struct TrainingExecutor: RunExecutor {
                     runID: run.runID, epoch: epoch, stopped: stopped || done >= setup.steps,
                     wallSeconds: record.wallSeconds ?? 0, trainer: trainer.checkpoint(),
                     transform: transform, figures: RunFigures(summary)
-                ).write(to: url)
+                ).write(to: url, encryptFor: context.encryptFor)
                 context.onCheckpoint?(epoch)
             }
             if stopped || done >= setup.steps { break }
@@ -230,14 +232,17 @@ public struct TrainingExecutor: RunExecutor {
         }
         try context.onTrained?(model, split)
         if let url = context.model {
-            try writeModel(model, to: url, run: run, transform: transform, summary: summary)
+            try writeModel(
+                model, to: url, run: run, transform: transform, summary: summary, encryptFor: context.encryptFor)
         }
         return summary
     }
 
-    /// Writes the trained model as safetensors; the metadata says how to use it.
+    /// Writes the trained model as safetensors (an envelope for `encryptFor` when given); the
+    /// metadata says how to use it.
     func writeModel(
-        _ model: Sequential, to url: URL, run: ResolvedRun, transform: InputTransform, summary: RunSummary
+        _ model: Sequential, to url: URL, run: ResolvedRun, transform: InputTransform, summary: RunSummary,
+        encryptFor recipient: RecipientPublicKey? = nil
     ) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
@@ -261,7 +266,8 @@ public struct TrainingExecutor: RunExecutor {
             metadata["privacy_unit"] = p.privacyUnit
             metadata["randomness"] = p.randomness.rawValue
         }
-        try DurableFile.writeAtomically(model.safetensors(metadata: metadata), to: url)
+        try DurableFile.writeAtomically(
+            OutputProtection(recipient: recipient).seal(model.safetensors(metadata: metadata)), to: url)
     }
 
     /// The input scaling of `c` fitted on `train` (only `private-standardize` and, in controls,

@@ -28,6 +28,8 @@ struct DPKitCommand: ParsableCommand {
             InfoCommand.self, RunCommand.self, TableCommand.self, PlotCommand.self, EvaluateCommand.self,
             EpsilonCommand.self, CalibrateCommand.self, BenchCommand.self, AuditCommand.self,
             InvertCommand.self,
+            KeysCommand.self, EncryptCommand.self,
+            DecryptCommand.self, SignCommand.self, VerifyCommand.self, BenchEncryptionCommand.self,
         ])
 }
 

@@ -24,6 +24,9 @@ struct EvaluateCommand: ParsableCommand {
     @Option(help: "Evaluate on this dataset's test set instead of the training run's.")
     var dataset: String?
 
+    @Option(help: "The private key (recipient.key.pem) of encrypted models and datasets, opened in memory.")
+    var key: String?
+
     @Flag(help: "Print one JSON object per model.")
     var json = false
 
@@ -37,8 +40,11 @@ struct EvaluateCommand: ParsableCommand {
         if isDirectory.boolValue {
             let models = url.appendingPathComponent("models")
             let names = (try? FileManager.default.contentsOfDirectory(atPath: models.path)) ?? []
-            files = names.filter { $0.hasSuffix(".safetensors") }.sorted().map { models.appendingPathComponent($0) }
-            if let runID { files = files.filter { $0.deletingPathExtension().lastPathComponent == runID } }
+            let suffixes = [".safetensors", ".safetensors.dpkenc"]
+            files = names.filter { n in suffixes.contains { n.hasSuffix($0) } }.sorted().map {
+                models.appendingPathComponent($0)
+            }
+            if let runID { files = files.filter { $0.lastPathComponent.hasPrefix(runID + ".safetensors") } }
             guard !files.isEmpty else {
                 throw ValidationError(
                     "\(path) has no \(runID.map { "model of run \($0)" } ?? "models") in models/ (only finished runs write one)"
@@ -49,7 +55,7 @@ struct EvaluateCommand: ParsableCommand {
         }
         for file in files {
             do {
-                let r = try ModelEvaluation.evaluate(file: file, dataset: dataset)
+                let r = try ModelEvaluation.evaluate(file: file, dataset: dataset, keyPath: key)
                 if json {
                     try printJSON([
                         "model": file.path, "run_id": r.runID ?? NSNull(), "dataset": r.dataset, "examples": r.examples,
@@ -66,6 +72,8 @@ struct EvaluateCommand: ParsableCommand {
                 }
             } catch let e as OutputError {
                 throw ValidationError(e.description)
+            } catch {
+                throw reportFailure(error)
             }
         }
     }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DPCrypto
 import DPExperiments
 import DPTensor
 import Foundation
@@ -20,6 +21,11 @@ struct RunCommand: ParsableCommand {
             "Run only the runs with this seed (repeatable); the config's other seeds are left out and the manifest records it."
     )
     var onlySeeds: [Int] = []
+    @Option(
+        help:
+            "The private key (recipient.key.pem) that reads back checkpoints encrypted for output.encrypt_for on --resume (default: a dataset.decryption_key that is that key)."
+    )
+    var decryptionKey: String?
 
     func run() throws {
         var experiment: ExperimentConfig
@@ -43,6 +49,7 @@ struct RunCommand: ParsableCommand {
             let runner = ExperimentRunner(
                 config: experiment, outputDirectory: out, executor: TrainingExecutor(),
                 resume: resume, environment: env)
+            runner.decryptionKey = try decryptionKey.map(DecryptionKey.load)
             // Progress within an epoch: one redrawn line on a terminal, a plain line every 30 s otherwise.
             if isatty(STDERR_FILENO) != 0 {
                 runner.status = { FileHandleStderr.write("\r\u{1B}[K" + $0) }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DPCrypto
 import DPExperiments
 import Foundation
 
@@ -17,7 +18,9 @@ struct TableCommand: ParsableCommand {
             cell follows the metric's direction: accuracies up; losses, epsilons, delta and time down; \
             none for settings. Markdown and LaTeX show keys and values by the display names of the \
             config's labels: map (recorded in manifest.json); CSV keeps the raw ones. LaTeX output \
-            starts with the packages it needs (booktabs). Without finished runs, it says so and exits 1.
+            starts with the packages it needs (booktabs). Without finished runs, it says so and exits 1. \
+            A signed folder (`dpkit sign`, `output.sign_with`) gets a line saying whether its \
+            signature verifies (below the table; a LaTeX comment; standard error for CSV).
             """)
 
     @Argument(help: "Experiment output directory (holding runs.csv or accounting.csv).")
@@ -41,6 +44,11 @@ struct TableCommand: ParsableCommand {
     @Option(help: "Mark the best private cell per: \(BestMarking.allCases.map(\.rawValue).joined(separator: ", ")).")
     var best: BestMarking = .column
 
+    @Option(
+        name: .customLong("public"),
+        help: "The signer's Ed25519 public key (signing.pem): the signature line then also checks who signed.")
+    var publicKey: String?
+
     func run() throws {
         do {
             let (text, warnings) = try tableText(
@@ -48,6 +56,15 @@ struct TableCommand: ParsableCommand {
                 columns: columns, metric: metric, best: best)
             for warning in warnings { FileHandleStderr.write("warning: \(warning)\n") }
             print(text, terminator: "")
+            // A signed folder: whether its signature verifies (below the table; stderr for CSV).
+            let expected = try publicKey.map { try VerificationKey.load($0) }
+            if let status = ResultSignature.status(directory: URL(fileURLWithPath: directory), expected: expected) {
+                switch format {
+                case .markdown: print("\n" + status.line)
+                case .latex: print("% " + status.line)
+                case .csv: FileHandleStderr.write(status.line + "\n")
+                }
+            }
         } catch {
             throw reportFailure(error)
         }

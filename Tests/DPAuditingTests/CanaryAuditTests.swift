@@ -51,13 +51,13 @@ private func whiteBoxAudit(
 }
 
 /// Power: DP-SGD with clipping but no noise leaks its canaries; the white-box one-run bound is
-/// at least 1 (measured 2.77: 80 of 80 guesses right; 200 canaries certify at most ~4.2).
+/// at least 1 (measured 2.77: 80 of 80 guesses right; 200 canaries certify at most ~3.7).
 @Test func whiteBoxAuditDetectsDPSGDWithoutNoise() throws {
     let (audit, _) = try whiteBoxAudit(noiseMultiplier: 0, seed: 1)
     #expect(audit.epsilon >= 1, "\(audit.statement)")
 }
 
-/// Soundness on the real trainer: with sigma = 4 (RDP epsilon 1.34 at 1e-5, well below the 4.2
+/// Soundness on the real trainer: with sigma = 4 (RDP epsilon 1.34 at 1e-5, well below the 3.7
 /// that 200 canaries can certify, so the test can fail) the bound stays below the accounted
 /// epsilon in each of 3 seeds. A violation would be a defect in the trainer, the accountant or
 /// the audit; the next test shows the defect of a missing noise trips it.

@@ -43,7 +43,7 @@ func interruptedRunContinuesFromItsCheckpoint() throws {
             first.append(r)
         }
     }
-    #expect(RunCheckpoint.epoch(at: context.checkpoint!) == 2)
+    #expect(try RunCheckpoint.epoch(at: context.checkpoint!) == 2)
     var rest: [EpochRecord] = []
     let summary = try executor.execute(run, context: context) { rest.append($0) }
     func same(_ a: EpochRecord, _ b: EpochRecord) -> Bool {
