@@ -155,15 +155,22 @@ public final class DiracCanaries: GradientAuditor {
 
 /// Black-box mislabelled canaries for a one-run audit: `count` training examples get a label
 /// other than their own (uniform among the other classes); each is kept in the training set
-/// with probability 1/2 and removed otherwise (add/remove-one). Scored by minus the loss of the
+/// with probability 1/2 and removed otherwise (add/remove-one). The removed ones stay in
+/// ``training`` flagged by ``excluded`` and are dropped by the trainer after sampling
+/// (`DPSGDTrainer.excludedExamples`), so the dataset size, q and the steps do not depend on
+/// the inclusion bits. Scored by minus the loss of the
 /// wrong label under the final model: a model that memorised a canary predicts its wrong label.
 public struct MislabelledCanaries: Sendable {
     public let included: [Bool]
     /// The canaries with their wrong labels (for scoring); scale them as the training inputs are
     /// scaled before scoring.
     public var canaries: Dataset
-    /// The training set the run uses: the non-canary examples and the included canaries.
+    /// The non-canary examples (in their order), then every canary with its wrong label.
     public let training: Dataset
+    /// One flag per example of ``training``: `true` for the canaries left out.
+    public let excluded: [Bool]
+    /// The examples of ``training`` that are not canaries: `0..<nonCanaryCount`.
+    public var nonCanaryCount: Int { training.count - included.count }
 
     /// - Throws: ``AuditError`` when the training set has fewer than `count + 1` examples or
     ///   one class only.
@@ -195,12 +202,16 @@ public struct MislabelledCanaries: Sendable {
             name: canaryData.name, features: canaryData.features, labels: wrong, classCount: train.classCount,
             classNames: train.classNames)
         canaries = canaryData
-        // Keep the order of the training set for the others, the included canaries at the end.
+        // Keep the order of the training set for the others, the canaries at the end.
         let keep = (0..<train.count).filter { !chosenSet.contains($0) }
         let rest = train.subset(keep, name: train.name)
-        let inIdx = bits.indices.filter { bits[$0] }
-        let inCanaries = canaryData.subset(inIdx)
-        training = rest.appending(inCanaries)
+        training = rest.appending(canaryData, name: train.name)
+        excluded = Array(repeating: false, count: rest.count) + bits.map { !$0 }
+    }
+
+    /// The examples actually trained on (for statistics fitted on the training set).
+    public var includedTraining: Dataset {
+        training.subset(excluded.indices.filter { !excluded[$0] })
     }
 
     /// Minus the loss of each canary's wrong label under `model`.

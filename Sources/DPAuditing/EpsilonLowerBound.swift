@@ -54,10 +54,13 @@ func checkDelta(_ delta: Double) throws {
 /// together with probability `1 - alpha`,
 /// `eps >= max(log((1 - delta - FPR_U) / FNR_U), log((1 - delta - FNR_U) / FPR_U))`.
 ///
-/// Threshold choice: every candidate threshold (a grid of pooled-score quantiles) is
-/// tried and the largest bound reported; the confidence is split over the candidates (Bonferroni:
-/// each of `T` thresholds and both rates at `alpha / (2T)`), so the maximum is still sound. A
-/// threshold chosen on the same scores without that correction would not be.
+/// Threshold choice on held-out trials: the trials are i.i.d., so the first half of each side
+/// chooses the threshold (the candidate with the largest bound there, among every distinct
+/// score of that half or, when there are more, `thresholdCount` of its quantiles evenly spaced
+/// in log-odds from 0.001 to 0.999 plus the median) and the second half alone gives the counts
+/// and the bound at the full `1 - confidence` (each rate at `alpha / 2`). The threshold is then
+/// fixed before the counted trials are looked at, so the bound needs no correction for the
+/// choice. (Choosing on the counted trials themselves would not be sound.)
 public enum MultiRunAudit {
     /// The bound for one fixed test from its error counts, both rates at `alpha / 2`.
     public static func epsilonLowerBound(
@@ -87,44 +90,80 @@ public enum MultiRunAudit {
                 "a multi-run audit needs runs with and without the canary (got \(positives.count) and \(negatives.count)); raise the number of trials"
             )
         }
+        guard positives.count >= 2, negatives.count >= 2 else {
+            throw AuditError(
+                "a multi-run audit needs at least 2 runs with and 2 without the canary (half choose the threshold, half bound); got \(positives.count) and \(negatives.count)"
+            )
+        }
         guard thresholdCount >= 1 else { throw AuditError("threshold count \(thresholdCount) must be at least 1") }
-        let all = (positives + negatives).sorted()
-        var thresholds: [Double] = []
-        // Quantiles evenly spaced in log-odds from 1e-3 to 1 - 1e-3: the strongest tests of a
-        // tight mechanism sit in the tails of the score distribution.
-        // Few scores: every distinct score is a candidate (a coarse grid would miss the
-        // separating threshold of a small audit).
-        if all.count <= thresholdCount {
-            for t in all where thresholds.last != t { thresholds.append(t) }
-        }
-        for i in 0..<thresholdCount where all.count > thresholdCount {
-            let x = thresholdCount == 1 ? 0 : -6.9 + 13.8 * Double(i) / Double(thresholdCount - 1)
-            let q = 1 / (1 + exp(-x))
-            let t = all[min(all.count - 1, Int(q * Double(all.count)))]
-            if thresholds.last != t { thresholds.append(t) }
-        }
-        let alpha = (1 - confidence) / Double(thresholds.count)
-        var best = 0.0
-        var bestCounts = ["false_positives": 0, "false_negatives": positives.count]
-        for t in thresholds {
-            let fp = negatives.lazy.filter { $0 >= t }.count
-            let fn = positives.lazy.filter { $0 < t }.count
+        let alpha = 1 - confidence
+        let (choosePos, countPos) = (
+            Array(positives[..<(positives.count / 2)]), Array(positives[(positives.count / 2)...])
+        )
+        let (chooseNeg, countNeg) = (
+            Array(negatives[..<(negatives.count / 2)]), Array(negatives[(negatives.count / 2)...])
+        )
+        let candidates = thresholdCandidates((choosePos + chooseNeg).sorted(), count: thresholdCount)
+        let sortedPos = choosePos.sorted()
+        let sortedNeg = chooseNeg.sorted()
+        var threshold = candidates[0]
+        var best = -1.0
+        for t in candidates {
+            let fp = sortedNeg.count - firstIndex(atLeast: t, in: sortedNeg)
+            let fn = firstIndex(atLeast: t, in: sortedPos)
             let e = epsilonLowerBound(
-                falsePositives: fp, negatives: negatives.count, falseNegatives: fn, positives: positives.count,
+                falsePositives: fp, negatives: sortedNeg.count, falseNegatives: fn, positives: sortedPos.count,
                 delta: delta, alpha: alpha)
             if e > best {
                 best = e
-                bestCounts = ["false_positives": fp, "false_negatives": fn]
+                threshold = t
             }
         }
-        bestCounts["positives"] = positives.count
-        bestCounts["negatives"] = negatives.count
+        let fp = countNeg.lazy.filter { $0 >= threshold }.count
+        let fn = countPos.lazy.filter { $0 < threshold }.count
+        let bound = epsilonLowerBound(
+            falsePositives: fp, negatives: countNeg.count, falseNegatives: fn, positives: countPos.count, delta: delta,
+            alpha: alpha)
         return EmpiricalEpsilon(
-            epsilon: best, delta: delta, confidence: confidence, method: "multi-run",
+            epsilon: bound, delta: delta, confidence: confidence, method: "multi-run",
             trials: positives.count + negatives.count,
             selection:
-                "best of \(thresholds.count) thresholds at score quantiles 0.001 to 0.999, Bonferroni-corrected (each rate at alpha/\(2 * thresholds.count)), Clopper-Pearson",
-            counts: bestCounts)
+                "threshold chosen on the first half of the trials (best of \(candidates.count) candidates), bound from the other \(countPos.count) + \(countNeg.count) trials, Clopper-Pearson at alpha/2 per rate",
+            counts: [
+                "false_positives": fp, "false_negatives": fn, "positives": countPos.count, "negatives": countNeg.count,
+            ])
+    }
+
+    /// Every distinct score of `sorted` when there are at most `count`, else `count` quantiles
+    /// evenly spaced in log-odds from 0.001 to 0.999 and the median (the strongest tests of a
+    /// tight mechanism sit in the tails; a separating threshold of a balanced audit, at the
+    /// median).
+    static func thresholdCandidates(_ sorted: [Double], count: Int) -> [Double] {
+        var out: [Double] = []
+        if sorted.count <= count {
+            for t in sorted where out.last != t { out.append(t) }
+            return out
+        }
+        var qs = (0..<count).map { i in
+            1 / (1 + exp(-(count == 1 ? 0 : -6.9 + 13.8 * Double(i) / Double(count - 1))))
+        }
+        qs.append(0.5)
+        for q in qs.sorted() {
+            let t = sorted[min(sorted.count - 1, Int(q * Double(sorted.count)))]
+            if out.last != t { out.append(t) }
+        }
+        return out
+    }
+
+    /// The first index of ascending `sorted` whose value is at least `t` (binary search).
+    static func firstIndex(atLeast t: Double, in sorted: [Double]) -> Int {
+        var lo = 0
+        var hi = sorted.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if sorted[mid] < t { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
     }
 }
 

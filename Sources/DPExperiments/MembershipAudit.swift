@@ -137,6 +137,8 @@ public struct MembershipAudit {
         if let a = c.audit {
             let planted = try RunAudit(a, train: &raw.train, seed: UInt64(c.seed))
             members = planted.nonCanaryCount
+            // The shadows' pool: the non-canary examples (the first `members`).
+            raw.train = raw.train.subset(Array(0..<members))
         }
         let k = min(options.examples, members, raw.test.count)
         var rng = PhiloxRandom(seed: options.seed, stream: 0x11a)

@@ -5,11 +5,12 @@ import Foundation
 /// 2020; Nasr et al. 2021), after the fact (`dpkit audit RUN_DIR --canary ... --trials N`).
 ///
 /// DPKit trains the run's config `2 N` more times, with its own seeds: N times with one canary
-/// planted and N times without it (the same canary each time: a Dirac gradient on one
-/// coordinate, or one mislabelled example that is otherwise removed), scores the canary in each
-/// trained model as a one-run audit does, and turns the best threshold's error rates into an
-/// epsilon lower bound with Clopper-Pearson intervals, Bonferroni-corrected over the candidate
-/// thresholds (``DPAuditing/MultiRunAudit``). The audited folder is only read.
+/// planted and N times without it (a Dirac gradient on one coordinate, the same in every run;
+/// or one mislabelled example, otherwise removed, drawn from each run's data: for generated
+/// data a different example each run, and the bound then holds for the algorithm run on data
+/// drawn that way), scores the canary in each trained model as a one-run audit does, chooses a
+/// threshold on the first half of the runs and bounds epsilon from the other half with
+/// Clopper-Pearson intervals (``DPAuditing/MultiRunAudit``). The audited folder is only read.
 public struct MultiRunCanaryAudit {
     public struct Result: Sendable {
         public var runID: String
@@ -51,6 +52,11 @@ public struct MultiRunCanaryAudit {
         }
         var results: [Result] = []
         for run in try MembershipAudit.finishedRuns(in: folder, runIDs, requireModel: false) {
+            if run.config.privacy.enabled, run.config.privacy.sampling != .poisson {
+                throw AuditError(
+                    "run \(run.id) uses `\(run.config.privacy.sampling.rawValue)` sampling, accounted for replace-one; a canary audit tests add/remove-one DP, which Poisson sampling's accounting states: audit a run with `privacy.sampling: poisson`"
+                )
+            }
             var c = run.config
             c.audit = AuditConfig(
                 canaries: canary, count: 1, confidence: confidence, membershipInference: false, miaExamples: 1,

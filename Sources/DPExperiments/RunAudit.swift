@@ -78,7 +78,7 @@ struct RunAudit {
         if config.canaries == .mislabelled {
             let m = try MislabelledCanaries(count: config.count, from: train, seed: seed, included: inclusion)
             train = m.training
-            nonCanaryCount = train.count - m.included.filter { $0 }.count
+            nonCanaryCount = m.nonCanaryCount
             mislabelled = m
         }
     }
@@ -91,8 +91,12 @@ struct RunAudit {
         }
     }
 
-    /// Attaches Dirac canaries to the trainer.
+    /// The training examples statistics may be fitted on: all but the left-out canaries.
+    func trainedOn(_ train: Dataset) -> Dataset { mislabelled?.includedTraining ?? train }
+
+    /// Leaves the excluded mislabelled canaries out of training, or attaches Dirac canaries.
     mutating func attach(to trainer: DPSGDTrainer, samplingProbability q: Double) throws {
+        if let m = mislabelled { trainer.excludedExamples = m.excluded }
         guard config.canaries == .diracGradient else { return }
         var sigma = 0.0
         if let p = trainer.configuration.privacy, p.noiseMultiplier > 0 {

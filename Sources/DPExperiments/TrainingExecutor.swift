@@ -82,7 +82,7 @@ public struct TrainingExecutor: RunExecutor {
             // The scaling the interrupted run used (secure-mode statistics are not drawn again).
             transform = resumed.transform
         } else {
-            let prepared = try prepareInputs(c, train: split.train, setup: setup)
+            let prepared = try prepareInputs(c, train: audit?.trainedOn(split.train) ?? split.train, setup: setup)
             transform = prepared.transform
             if let event = prepared.event, setup.stepEvent != nil { try ledger.record(event) }
         }

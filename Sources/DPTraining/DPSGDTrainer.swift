@@ -177,6 +177,20 @@ public final class DPSGDTrainer {
     /// A white-box audit that adds canary gradients to each step and reads what the step
     /// releases (``GradientAuditor``); nil in ordinary training.
     public var auditor: GradientAuditor?
+    /// Examples of `data` this run leaves out (`true`: never trained on). The sampler still
+    /// draws every index with probability q = B / data.count and the step drops the left-out
+    /// ones, which is exactly Poisson sampling of the remaining examples at that q: q, the steps
+    /// and the accounting do not depend on which examples are left out. A one-run audit leaves
+    /// out its excluded canaries this way, so that nothing but the trained model carries their
+    /// inclusion bits. Poisson sampling only.
+    public var excludedExamples: [Bool]? {
+        didSet {
+            precondition(
+                excludedExamples == nil
+                    || (excludedExamples!.count == data.count && configuration.sampling == .poisson),
+                "excludedExamples needs one flag per example and Poisson sampling")
+        }
+    }
     /// The accountant that enforces the budget.
     public let budgetAccountant: AccountantKind
 
@@ -306,6 +320,7 @@ public final class DPSGDTrainer {
             throw TrainingError.budgetExhausted(step: step, epsilon: eps)
         }
         sampler.nextBatch(into: &indices)
+        if let excluded = excludedExamples { indices.removeAll { excluded[$0] } }
         for p in model.parameters { p.gradient.fill(0) }
 
         var report = StepReport(

@@ -80,12 +80,15 @@ func whiteBoxBoundStaysBelowTheAccountedEpsilon(seed: UInt64) throws {
     let train = SyntheticData.gaussianMixture(
         classes: 3, dimensions: 10, examplesPerClass: 100, separation: 2, seed: 8)
     let canaries = try MislabelledCanaries(count: 100, from: train, seed: 9)
-    #expect(canaries.training.count == 200 + canaries.included.filter { $0 }.count)
+    // All 300 examples stay in the data; the excluded canaries are flagged and never sampled.
+    #expect(canaries.training.count == 300 && canaries.nonCanaryCount == 200)
+    #expect(canaries.excluded.filter { $0 }.count == canaries.included.filter { !$0 }.count)
     let m = try model(hidden: 128)
     let trainer = try DPSGDTrainer(
         model: m, optimizer: SGD(learningRate: 0.5, momentum: 0.9), data: canaries.training,
         configuration: TrainerConfiguration(
             sampling: .poisson, expectedBatchSize: 64, maxPhysicalBatchSize: 1024, privacy: nil, seed: 2))
+    trainer.excludedExamples = canaries.excluded
     for _ in 0..<600 { try trainer.trainStep() }
     let audit = try OneRunAudit.audit(
         scores: canaries.scores(model: m), included: canaries.included, delta: 1e-5, confidence: 0.95)
@@ -101,4 +104,28 @@ func whiteBoxBoundStaysBelowTheAccountedEpsilon(seed: UInt64) throws {
     #expect(throws: AuditError.self) {
         try DiracCanaries(count: 10, parameterCounts: [451], samplingProbability: 0, seed: 1)
     }
+}
+
+/// Left-out examples are never trained on (they hold NaNs: one sampled would stop the step with
+/// a non-finite loss), and the sampling probability is B over all examples, left-out ones
+/// included, whichever are left out.
+@Test func excludedExamplesAreNeverTrainedOnAndKeepQ() throws {
+    let d = data()
+    var x = d.features
+    let excluded = (0..<d.count).map { $0 % 3 == 0 }
+    x.withUnsafeMutableBufferPointer { p in
+        for i in 0..<d.count where excluded[i] { for j in 0..<10 { p[i * 10 + j] = .nan } }
+    }
+    let poisoned = Dataset(name: "nan", features: x, labels: d.labels, classCount: d.classCount)
+    let trainer = try DPSGDTrainer(
+        model: try model(), optimizer: SGD(learningRate: 0.5), data: poisoned,
+        configuration: TrainerConfiguration(
+            sampling: .poisson, expectedBatchSize: 60, maxPhysicalBatchSize: 600,
+            privacy: PrivacySettings(noiseMultiplier: 1, clippingNorm: 1, delta: 1e-5), seed: 5))
+    trainer.excludedExamples = excluded
+    var seen = 0
+    for _ in 0..<50 { seen += try trainer.trainStep().batchSize }
+    #expect(trainer.sampler.samplingProbability == 0.1)
+    // 50 steps of Poisson(0.1) over the 400 kept examples: 2000 expected, sd 42.
+    #expect(abs(seen - 2000) < 250, "\(seen)")
 }

@@ -69,7 +69,7 @@ private let overfitYAML = """
 
 /// Multi-run audit after the fact: 40 clip-only runs with a Dirac canary against 40 without
 /// separate but for the runs that never sample the canary (0.9^30 = 4% of them), so the bound
-/// exceeds 0.5; with 10 and 10 it is 0 (a multi-run audit needs many runs). The private run's
+/// exceeds 0.5 (half the runs choose the threshold, half are counted). The private run's
 /// bound stays below its epsilon; the audited folder is not written.
 @Test func multiRunCanaryAuditSeparatesClipOnlyRuns() throws {
     // 300 examples, expected batch 30 (q = 0.1), 3 epochs: 30 steps a run.
