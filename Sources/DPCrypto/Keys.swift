@@ -29,10 +29,7 @@ public struct RecipientPublicKey: @unchecked Sendable {
     /// The key in `pem`; `path` names it in errors.
     /// - Throws: ``CryptoError/notAKey(path:expected:detail:)``, ``CryptoError/keyTooSmall(path:bits:)``.
     public init(pem: String, path: String = "<memory>") throws {
-        self.init(
-            try RSAKeyHalf.publicKey.decode(pem, path: path) {
-                try _RSA.Encryption.PublicKey(unsafePEMRepresentation: $0)
-            })
+        self.init(try RSAKeyHalf.publicKey.decode(pem, path: path) as _RSA.Encryption.PublicKey)
     }
 
     /// Reads a public key file.
@@ -69,10 +66,7 @@ public struct RecipientPrivateKey: @unchecked Sendable {
 
     /// The key in `pem` (PKCS #8 or PKCS #1); `path` names it in errors.
     public init(pem: String, path: String = "<memory>") throws {
-        self.init(
-            try RSAKeyHalf.privateKey.decode(pem, path: path) {
-                try _RSA.Encryption.PrivateKey(unsafePEMRepresentation: $0)
-            })
+        self.init(try RSAKeyHalf.privateKey.decode(pem, path: path) as _RSA.Encryption.PrivateKey)
     }
 
     /// Reads a private key file; refuses one its group or others may read.
@@ -114,9 +108,9 @@ enum RSAKeyHalf {
             : (Ed25519DER.privatePrefix, "it is an Ed25519 signing key (signing.key.pem), not RSA")
     }
 
-    /// The key in `pem`, parsed by `parse`, of 3072 bits or more; `path` names it in errors.
+    /// The key in `pem`, parsed by BoringSSL, of 3072 bits or more; `path` names it in errors.
     /// - Throws: ``CryptoError/notAKey(path:expected:detail:)``, ``CryptoError/keyTooSmall(path:bits:)``.
-    func decode<Key: RSAKeySize>(_ pem: String, path: String, parse: (String) throws -> Key) throws -> Key {
+    func decode<Key: RSAPEMKey>(_ pem: String, path: String) throws -> Key {
         let block = try PEM.decode(pem, path: path, expected: expected)
         guard labels.contains(block.label) else {
             throw CryptoError.notAKey(path: path, expected: expected, detail: wrongLabel(block.label))
@@ -125,7 +119,7 @@ enum RSAKeyHalf {
             throw CryptoError.notAKey(path: path, expected: expected, detail: ed25519.detail)
         }
         let key: Key
-        do { key = try parse(pem) } catch {
+        do { key = try Key(unsafePEMRepresentation: pem) } catch {
             throw CryptoError.notAKey(path: path, expected: expected, detail: "not an RSA key, or damaged")
         }
         guard key.keySizeInBits >= 3072 else { throw CryptoError.keyTooSmall(path: path, bits: key.keySizeInBits) }
@@ -133,10 +127,13 @@ enum RSAKeyHalf {
     }
 }
 
-/// The modulus size both halves of an RSA key report.
-protocol RSAKeySize { var keySizeInBits: Int { get } }
-extension _RSA.Encryption.PublicKey: RSAKeySize {}
-extension _RSA.Encryption.PrivateKey: RSAKeySize {}
+/// What both halves of an RSA key offer: parsing from PEM and the modulus size.
+protocol RSAPEMKey {
+    init(unsafePEMRepresentation: String) throws
+    var keySizeInBits: Int { get }
+}
+extension _RSA.Encryption.PublicKey: RSAPEMKey {}
+extension _RSA.Encryption.PrivateKey: RSAPEMKey {}
 
 // MARK: - Ed25519 signing keys
 
