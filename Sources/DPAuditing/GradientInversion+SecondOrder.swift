@@ -142,7 +142,7 @@ public final class SecondOrderReplica {
         /// im2col columns of each convolution step's input, `[B, K, L]`, by step index.
         let columns: [Int: Tensor<Double>]
         /// Each max-pooling output's arg-max within its input plane, by step index.
-        let argmax: [Int: [Int]]
+        let argmax: [Int: [Int32]]
     }
 
     /// Forward and backward pass of the summed cross-entropy on `inputs` (`[B] + exampleShape`).
@@ -154,7 +154,7 @@ public final class SecondOrderReplica {
         precondition(labels.count == batch, "SecondOrderReplica: \(labels.count) labels for \(batch) examples")
         var activations = [inputs]
         var columns: [Int: Tensor<Double>] = [:]
-        var argmax: [Int: [Int]] = [:]
+        var argmax: [Int: [Int32]] = [:]
         var a = inputs
         for (k, step) in steps.enumerated() {
             let outShape = exampleShapes[k + 1].prepending(batch)
@@ -345,29 +345,8 @@ public final class SecondOrderReplica {
 
     /// `W cols_i + b` for each example: `[B, C, L]` from columns `[B, K, L]` and `W` `[C, K]`.
     static func convolve(_ cols: Tensor<Double>, _ w: Tensor<Double>, _ b: Tensor<Double>?) -> Tensor<Double> {
-        let batch = cols.shape[0], k = cols.shape[1], l = cols.shape[2], c = w.shape[0]
-        var y = Tensor<Double>(zeros: [batch, c, l])
-        w.withUnsafeBufferPointer { pw in
-            cols.withUnsafeBufferPointer { pc in
-                y.withUnsafeMutableBufferPointer { py in
-                    for i in 0..<batch {
-                        Double.blasGemm(
-                            transA: false, transB: false, m: c, n: l, k: k, alpha: 1, a: pw.baseAddress!, lda: k,
-                            b: pc.baseAddress! + i * k * l, ldb: l, beta: 0, c: py.baseAddress! + i * c * l, ldc: l)
-                    }
-                    if let b {
-                        b.withUnsafeBufferPointer { pb in
-                            for i in 0..<batch {
-                                for ch in 0..<c {
-                                    let row = py.baseAddress! + (i * c + ch) * l
-                                    for j in 0..<l { row[j] += pb[ch] }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        var y = Tensor<Double>(zeros: [cols.shape[0], w.shape[0], cols.shape[2]])
+        convolutionForward(weight: w, columns: cols, bias: b, into: &y)
         return y
     }
 
@@ -399,61 +378,28 @@ public final class SecondOrderReplica {
         _ w: Tensor<Double>, _ d: Tensor<Double>, plus extra: (Tensor<Double>, Tensor<Double>)? = nil,
         geometry g: ConvGeometry, inputShape: Shape
     ) -> Tensor<Double> {
-        let batch = d.shape[0], c = d.shape[1], l = d.shape[2], k = w.shape[1]
-        var cols = Tensor<Double>(zeros: [batch, k, l])
-        cols.withUnsafeMutableBufferPointer { pc in
-            for (matrix, rows, beta) in [(w, d, 0.0)] + (extra.map { [($0.0, $0.1, 1.0)] } ?? []) {
-                matrix.withUnsafeBufferPointer { pw in
-                    rows.withUnsafeBufferPointer { pd in
-                        for i in 0..<batch {
-                            Double.blasGemm(
-                                transA: true, transB: false, m: k, n: l, k: c, alpha: 1, a: pw.baseAddress!, lda: k,
-                                b: pd.baseAddress! + i * c * l, ldb: l, beta: beta, c: pc.baseAddress! + i * k * l,
-                                ldc: l)
-                        }
-                    }
-                }
-            }
-        }
+        var cols = Tensor<Double>(zeros: [d.shape[0], w.shape[1], d.shape[2]])
+        convolutionColumnGradient(weight: w, outputGradient: d, into: &cols)
+        if let extra { convolutionColumnGradient(weight: extra.0, outputGradient: extra.1, beta: 1, into: &cols) }
         var dx = Tensor<Double>(zeros: inputShape)
         col2im(cols, geometry: g, into: &dx)
         return dx
     }
 
-    /// Max pooling without padding (the first largest element of each window wins, as
-    /// ``MaxPool2d``): the output and each output's arg-max within its input plane.
+    /// Max pooling without padding, by ``maxPool2d(_:kernel:stride:into:argmax:)`` as in
+    /// ``MaxPool2d`` (the first largest element of each window wins): the output and each
+    /// output's arg-max within its input plane.
     static func maxPool(
         _ x: Tensor<Double>, kernel k: Int, stride s: Int, outputShape: Shape
-    ) -> (Tensor<Double>, [Int]) {
-        let b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
-        let ho = outputShape[2], wo = outputShape[3]
+    ) -> (Tensor<Double>, [Int32]) {
         var y = Tensor<Double>(zeros: outputShape)
-        var indices = [Int](repeating: 0, count: b * c * ho * wo)
-        x.withUnsafeBufferPointer { px in
-            y.withUnsafeMutableBufferPointer { py in
-                for plane in 0..<(b * c) {
-                    let inBase = plane * h * w, outBase = plane * ho * wo
-                    for oy in 0..<ho {
-                        for ox in 0..<wo {
-                            var best = (oy * s) * w + ox * s
-                            for ky in 0..<k {
-                                for kx in 0..<k {
-                                    let j = (oy * s + ky) * w + ox * s + kx
-                                    if px[inBase + j] > px[inBase + best] { best = j }
-                                }
-                            }
-                            py[outBase + oy * wo + ox] = px[inBase + best]
-                            indices[outBase + oy * wo + ox] = best
-                        }
-                    }
-                }
-            }
-        }
+        var indices = [Int32](repeating: 0, count: outputShape.scalarCount)
+        maxPool2d(x, kernel: k, stride: s, into: &y, argmax: &indices)
         return (y, indices)
     }
 
     /// The values of `x` (`[B, C, H, W]`) at each pooling output's arg-max.
-    static func gather(_ x: Tensor<Double>, _ argmax: [Int], outputShape: Shape) -> Tensor<Double> {
+    static func gather(_ x: Tensor<Double>, _ argmax: [Int32], outputShape: Shape) -> Tensor<Double> {
         let planes = outputShape[0] * outputShape[1]
         let planeIn = x.shape[2] * x.shape[3], planeOut = outputShape[2] * outputShape[3]
         var y = Tensor<Double>(zeros: outputShape)
@@ -461,7 +407,7 @@ public final class SecondOrderReplica {
             y.withUnsafeMutableBufferPointer { py in
                 for plane in 0..<planes {
                     for j in 0..<planeOut {
-                        py[plane * planeOut + j] = px[plane * planeIn + argmax[plane * planeOut + j]]
+                        py[plane * planeOut + j] = px[plane * planeIn + Int(argmax[plane * planeOut + j])]
                     }
                 }
             }
@@ -470,19 +416,9 @@ public final class SecondOrderReplica {
     }
 
     /// The adjoint of ``gather(_:_:outputShape:)``: each output's value added at its arg-max.
-    static func scatter(_ d: Tensor<Double>, _ argmax: [Int], inputShape: Shape) -> Tensor<Double> {
-        let planes = inputShape[0] * inputShape[1]
-        let planeIn = inputShape[2] * inputShape[3], planeOut = d.scalarCount / max(1, planes)
+    static func scatter(_ d: Tensor<Double>, _ argmax: [Int32], inputShape: Shape) -> Tensor<Double> {
         var dx = Tensor<Double>(zeros: inputShape)
-        d.withUnsafeBufferPointer { pd in
-            dx.withUnsafeMutableBufferPointer { px in
-                for plane in 0..<planes {
-                    for j in 0..<planeOut {
-                        px[plane * planeIn + argmax[plane * planeOut + j]] += pd[plane * planeOut + j]
-                    }
-                }
-            }
-        }
+        maxPool2dBackward(d, argmax: argmax, into: &dx)
         return dx
     }
 

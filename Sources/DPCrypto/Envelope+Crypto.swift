@@ -289,17 +289,8 @@ extension Envelope {
         at input: String, to output: String, recipients: [EncryptionRecipient],
         chunkSizeLog2: UInt8 = defaultChunkSizeLog2
     ) throws {
-        let fd = try openForReading(input)
-        defer { close(fd) }
-        var source = FileSource(fd: fd, path: input)
-        let out = try AtomicOutput(path: output, mode: 0o644)
-        do {
-            var sink = out.sink
+        try streamFile(at: input, to: output, mode: 0o644) { source, sink in
             try encrypt(from: &source, to: &sink, recipients: recipients, chunkSizeLog2: chunkSizeLog2)
-            try out.commit()
-        } catch {
-            out.discard()
-            throw error
         }
     }
 
@@ -307,13 +298,24 @@ extension Envelope {
     /// temporary file that is renamed only when every chunk authenticated; on any failure
     /// nothing is left at `output` and the temporary file is removed.
     public static func decryptFile(at input: String, to output: String, key: DecryptionKey) throws {
+        try streamFile(at: input, to: output, mode: 0o600) { source, sink in
+            try decrypt(from: &source, to: &sink, key: key, path: input)
+        }
+    }
+
+    /// Streams the file at `input` through `transform` into a new file `output` of `mode`,
+    /// written whole or not at all: the temporary file is removed on any failure.
+    private static func streamFile(
+        at input: String, to output: String, mode: mode_t,
+        _ transform: (inout FileSource, inout FileSink) throws -> Void
+    ) throws {
         let fd = try openForReading(input)
         defer { close(fd) }
         var source = FileSource(fd: fd, path: input)
-        let out = try AtomicOutput(path: output, mode: 0o600)
+        let out = try AtomicOutput(path: output, mode: mode)
         do {
             var sink = out.sink
-            try decrypt(from: &source, to: &sink, key: key, path: input)
+            try transform(&source, &sink)
             try out.commit()
         } catch {
             out.discard()

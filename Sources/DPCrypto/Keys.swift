@@ -29,25 +29,7 @@ public struct RecipientPublicKey: @unchecked Sendable {
     /// The key in `pem`; `path` names it in errors.
     /// - Throws: ``CryptoError/notAKey(path:expected:detail:)``, ``CryptoError/keyTooSmall(path:bits:)``.
     public init(pem: String, path: String = "<memory>") throws {
-        let block = try PEM.decode(pem, path: path, expected: "an RSA public key (recipient.pem)")
-        guard block.label == "PUBLIC KEY" || block.label == "RSA PUBLIC KEY" else {
-            throw CryptoError.notAKey(
-                path: path, expected: "an RSA public key (recipient.pem)",
-                detail: block.label.contains("PRIVATE")
-                    ? "it is a private key; give the public one" : "PEM label \(block.label)")
-        }
-        if Ed25519DER.key(from: block.der, prefix: Ed25519DER.publicPrefix) != nil {
-            throw CryptoError.notAKey(
-                path: path, expected: "an RSA public key (recipient.pem)",
-                detail: "it is an Ed25519 signing key (signing.pem)")
-        }
-        let key: _RSA.Encryption.PublicKey
-        do { key = try _RSA.Encryption.PublicKey(unsafePEMRepresentation: pem) } catch {
-            throw CryptoError.notAKey(
-                path: path, expected: "an RSA public key (recipient.pem)", detail: "not an RSA key, or damaged")
-        }
-        guard key.keySizeInBits >= 3072 else { throw CryptoError.keyTooSmall(path: path, bits: key.keySizeInBits) }
-        self.init(key)
+        self.init(try RSAKeyHalf.publicKey.decode(pem, path: path) as _RSA.Encryption.PublicKey)
     }
 
     /// Reads a public key file.
@@ -84,25 +66,7 @@ public struct RecipientPrivateKey: @unchecked Sendable {
 
     /// The key in `pem` (PKCS #8 or PKCS #1); `path` names it in errors.
     public init(pem: String, path: String = "<memory>") throws {
-        let block = try PEM.decode(pem, path: path, expected: "an RSA private key (recipient.key.pem)")
-        guard block.label == "PRIVATE KEY" || block.label == "RSA PRIVATE KEY" else {
-            throw CryptoError.notAKey(
-                path: path, expected: "an RSA private key (recipient.key.pem)",
-                detail: block.label.contains("PUBLIC")
-                    ? "it is a public key; decryption needs the private one" : "PEM label \(block.label)")
-        }
-        if Ed25519DER.key(from: block.der, prefix: Ed25519DER.privatePrefix) != nil {
-            throw CryptoError.notAKey(
-                path: path, expected: "an RSA private key (recipient.key.pem)",
-                detail: "it is an Ed25519 signing key (signing.key.pem), not RSA")
-        }
-        let key: _RSA.Encryption.PrivateKey
-        do { key = try _RSA.Encryption.PrivateKey(unsafePEMRepresentation: pem) } catch {
-            throw CryptoError.notAKey(
-                path: path, expected: "an RSA private key (recipient.key.pem)", detail: "not an RSA key, or damaged")
-        }
-        guard key.keySizeInBits >= 3072 else { throw CryptoError.keyTooSmall(path: path, bits: key.keySizeInBits) }
-        self.init(key)
+        self.init(try RSAKeyHalf.privateKey.decode(pem, path: path) as _RSA.Encryption.PrivateKey)
     }
 
     /// Reads a private key file; refuses one its group or others may read.
@@ -113,6 +77,63 @@ public struct RecipientPrivateKey: @unchecked Sendable {
     /// `-----BEGIN PRIVATE KEY-----` (PKCS #8).
     public var pemText: String { key.pkcs8PEMRepresentation + "\n" }
 }
+
+/// One half of an RSA key pair as a PEM file: what both halves check before and after
+/// BoringSSL parses them, with the words that name a wrong file.
+enum RSAKeyHalf {
+    case publicKey, privateKey
+
+    var expected: String {
+        self == .publicKey ? "an RSA public key (recipient.pem)" : "an RSA private key (recipient.key.pem)"
+    }
+
+    /// The PEM labels this half may carry (SubjectPublicKeyInfo or PKCS #1; PKCS #8 or PKCS #1).
+    var labels: Set<String> {
+        self == .publicKey ? ["PUBLIC KEY", "RSA PUBLIC KEY"] : ["PRIVATE KEY", "RSA PRIVATE KEY"]
+    }
+
+    /// Why a PEM block of another label is refused: the other half, or something else.
+    func wrongLabel(_ label: String) -> String {
+        switch self {
+        case .publicKey where label.contains("PRIVATE"): "it is a private key; give the public one"
+        case .privateKey where label.contains("PUBLIC"): "it is a public key; decryption needs the private one"
+        default: "PEM label \(label)"
+        }
+    }
+
+    /// The Ed25519 framing of the same half, and how a key in it is named.
+    var ed25519: (prefix: [UInt8], detail: String) {
+        self == .publicKey
+            ? (Ed25519DER.publicPrefix, "it is an Ed25519 signing key (signing.pem)")
+            : (Ed25519DER.privatePrefix, "it is an Ed25519 signing key (signing.key.pem), not RSA")
+    }
+
+    /// The key in `pem`, parsed by BoringSSL, of 3072 bits or more; `path` names it in errors.
+    /// - Throws: ``CryptoError/notAKey(path:expected:detail:)``, ``CryptoError/keyTooSmall(path:bits:)``.
+    func decode<Key: RSAPEMKey>(_ pem: String, path: String) throws -> Key {
+        let block = try PEM.decode(pem, path: path, expected: expected)
+        guard labels.contains(block.label) else {
+            throw CryptoError.notAKey(path: path, expected: expected, detail: wrongLabel(block.label))
+        }
+        if Ed25519DER.key(from: block.der, prefix: ed25519.prefix) != nil {
+            throw CryptoError.notAKey(path: path, expected: expected, detail: ed25519.detail)
+        }
+        let key: Key
+        do { key = try Key(unsafePEMRepresentation: pem) } catch {
+            throw CryptoError.notAKey(path: path, expected: expected, detail: "not an RSA key, or damaged")
+        }
+        guard key.keySizeInBits >= 3072 else { throw CryptoError.keyTooSmall(path: path, bits: key.keySizeInBits) }
+        return key
+    }
+}
+
+/// What both halves of an RSA key offer: parsing from PEM and the modulus size.
+protocol RSAPEMKey {
+    init(unsafePEMRepresentation: String) throws
+    var keySizeInBits: Int { get }
+}
+extension _RSA.Encryption.PublicKey: RSAPEMKey {}
+extension _RSA.Encryption.PrivateKey: RSAPEMKey {}
 
 // MARK: - Ed25519 signing keys
 

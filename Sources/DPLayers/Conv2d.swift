@@ -103,36 +103,19 @@ public final class Conv2d: Layer {
         let g = geometry(for: Shape(Array(x.shape.dropFirst())))
         geometry = g
         batchSize = x.shape[0]
-        let k = patchSize, l = g.outputPositions, c = outChannels
+        let c = outChannels
         ensureShape(&columns, g.columnShape(batch: batchSize))
         im2col(x, geometry: g, into: &columns)
         if batchSize == 0 { return Tensor(zeros: [0, c, g.outputHeight, g.outputWidth]) }
-        // Every output is written below (bias fill, or a GEMM with beta 0): no zero fill.
+        // Every output is written by convolutionForward (bias fill, or a GEMM with beta 0): no zero fill.
         var y = Tensor<Float>(unsafeUninitializedShape: [batchSize, c, g.outputHeight, g.outputWidth]) { _ in }
-        let biasValue = bias?.value
-        weight.value.withUnsafeBufferPointer { w in
-            columns.withUnsafeBufferPointer { cols in
-                y.withUnsafeMutableBufferPointer { out in
-                    for i in 0..<batchSize {
-                        let yi = out.baseAddress! + i * c * l
-                        if let b = biasValue {
-                            b.withUnsafeBufferPointer { pb in
-                                for ch in 0..<c { (yi + ch * l).update(repeating: pb[ch], count: l) }
-                            }
-                        }
-                        Float.blasGemm(
-                            transA: false, transB: false, m: c, n: l, k: k, alpha: 1, a: w.baseAddress!, lda: k,
-                            b: cols.baseAddress! + i * k * l, ldb: l, beta: biasValue == nil ? 0 : 1, c: yi, ldc: l)
-                    }
-                }
-            }
-        }
+        convolutionForward(weight: weight.value, columns: columns, bias: bias?.value, into: &y)
         return y
     }
 
     public func backward(_ dy: Tensor<Float>) -> Tensor<Float> {
         guard let g = geometry else { preconditionFailure("\(description).backward before forward") }
-        let k = patchSize, l = g.outputPositions, c = outChannels
+        let l = g.outputPositions, c = outChannels
         precondition(
             dy.scalarCount == batchSize * c * l,
             "\(description).backward: gradient \(dy.shape) should be [\(batchSize), \(c), \(g.outputHeight), \(g.outputWidth)]"
@@ -145,17 +128,7 @@ public final class Conv2d: Layer {
         }
         var dx = Tensor<Float>(zeros: inputShape)
         ensureShape(&columnGradient, g.columnShape(batch: batchSize))
-        weight.value.withUnsafeBufferPointer { w in
-            outputGradient.withUnsafeBufferPointer { d in
-                columnGradient.withUnsafeMutableBufferPointer { dc in
-                    for i in 0..<batchSize {
-                        Float.blasGemm(
-                            transA: true, transB: false, m: k, n: l, k: c, alpha: 1, a: w.baseAddress!, lda: k,
-                            b: d.baseAddress! + i * c * l, ldb: l, beta: 0, c: dc.baseAddress! + i * k * l, ldc: l)
-                    }
-                }
-            }
-        }
+        convolutionColumnGradient(weight: weight.value, outputGradient: outputGradient, into: &columnGradient)
         col2im(columnGradient, geometry: g, into: &dx)
         return dx
     }

@@ -264,3 +264,70 @@ public func col2im<S: TensorScalar>(_ columns: Tensor<S>, geometry g: ConvGeomet
 ) -> String {
     "\(function): columns \(columns) should be \(expected) for input \(input) and \(geometry)"
 }
+
+/// A convolution from its columns: `y_i = W columns_i + b` for each example `i`, one GEMM per
+/// example after the bias fills `y_i`'s rows.
+///
+/// - Parameters:
+///   - weight: `W`, `C` rows of `K` (`[C, K]`, or `[C, C_in, kh, kw]` with `K = C_in kh kw`).
+///   - columns: ``im2col(_:geometry:into:)`` of the input, `[B, K, L]`.
+///   - bias: `b`, `[C]`, or `nil`.
+///   - y: `B C L` scalars (`[B, C, L]` or `[B, C, H', W']`); every one is overwritten.
+/// - Precondition: the shapes agree; the message names them.
+@inlinable
+public func convolutionForward<S: TensorScalar>(
+    weight: Tensor<S>, columns: Tensor<S>, bias: Tensor<S>?, into y: inout Tensor<S>
+) {
+    let batch = columns.shape[0], k = columns.shape[1], l = columns.shape[2]
+    let c = k == 0 ? 0 : weight.scalarCount / k
+    precondition(
+        weight.scalarCount == c * k && y.scalarCount == batch * c * l && (bias?.scalarCount ?? c) == c,
+        "convolutionForward: weight \(weight.shape), columns \(columns.shape), output \(y.shape)")
+    weight.withUnsafeBufferPointer { w in
+        columns.withUnsafeBufferPointer { cols in
+            y.withUnsafeMutableBufferPointer { out in
+                for i in 0..<batch {
+                    let yi = out.baseAddress! + i * c * l
+                    if let bias {
+                        bias.withUnsafeBufferPointer { pb in
+                            for ch in 0..<c { (yi + ch * l).update(repeating: pb[ch], count: l) }
+                        }
+                    }
+                    S.blasGemm(
+                        transA: false, transB: false, m: c, n: l, k: k, alpha: 1, a: w.baseAddress!, lda: k,
+                        b: cols.baseAddress! + i * k * l, ldb: l, beta: bias == nil ? 0 : 1, c: yi, ldc: l)
+                }
+            }
+        }
+    }
+}
+
+/// The column gradient of a convolution: `columns_i = W^T D_i + beta columns_i` for each example
+/// `i`, one GEMM per example; ``col2im(_:geometry:into:)`` of it is the input gradient.
+///
+/// - Parameters:
+///   - weight: `W`, `C` rows of `K` (`[C, K]`, or `[C, C_in, kh, kw]` with `K = C_in kh kw`).
+///   - outputGradient: `D`, `[B, C, L]`.
+///   - beta: 0 overwrites `columns`; 1 adds to them.
+///   - columns: `[B, K, L]`.
+/// - Precondition: the shapes agree; the message names them.
+@inlinable
+public func convolutionColumnGradient<S: TensorScalar>(
+    weight: Tensor<S>, outputGradient: Tensor<S>, beta: S = 0, into columns: inout Tensor<S>
+) {
+    let batch = columns.shape[0], k = columns.shape[1], l = columns.shape[2], c = outputGradient.shape[1]
+    precondition(
+        outputGradient.shape == [batch, c, l] && weight.scalarCount == c * k,
+        "convolutionColumnGradient: weight \(weight.shape), gradient \(outputGradient.shape), columns \(columns.shape)")
+    weight.withUnsafeBufferPointer { w in
+        outputGradient.withUnsafeBufferPointer { d in
+            columns.withUnsafeMutableBufferPointer { dc in
+                for i in 0..<batch {
+                    S.blasGemm(
+                        transA: true, transB: false, m: k, n: l, k: c, alpha: 1, a: w.baseAddress!, lda: k,
+                        b: d.baseAddress! + i * c * l, ldb: l, beta: beta, c: dc.baseAddress! + i * k * l, ldc: l)
+                }
+            }
+        }
+    }
+}

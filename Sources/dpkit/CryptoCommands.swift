@@ -35,7 +35,7 @@ struct KeysGenerateCommand: ParsableCommand {
     }
 
     func run() throws {
-        do {
+        try reportingFailure {
             let dir = URL(fileURLWithPath: output)
             if !FileManager.default.fileExists(atPath: dir.path) {
                 try FileIO.createDirectory(dir)
@@ -56,8 +56,6 @@ struct KeysGenerateCommand: ParsableCommand {
             print("\(path("recipient.key.pem")): its private key (mode 0600)")
             print("\(path("signing.pem")): Ed25519 public key, key id \(ed.verificationKey.keyID)")
             print("\(path("signing.key.pem")): its private key (mode 0600)")
-        } catch {
-            throw reportFailure(error)
         }
     }
 }
@@ -90,7 +88,7 @@ struct EncryptCommand: ParsableCommand {
 
     func run() throws {
         let out = output ?? input + "." + Envelope.fileExtension
-        do {
+        try reportingFailure {
             var recipients = try recipient.map { EncryptionRecipient.publicKey(try RecipientPublicKey.load($0)) }
             if let p = passphraseFile { recipients.append(.passphrase(try Passphrase.load(p))) }
             try Envelope.encryptFile(at: input, to: out, recipients: recipients)
@@ -100,8 +98,6 @@ struct EncryptCommand: ParsableCommand {
             var whom = ids.isEmpty ? [] : ["key id " + ids.joined(separator: ", ")]
             if passphraseFile != nil { whom.append("a passphrase") }
             print("\(out): encrypted for \(whom.joined(separator: " and "))")
-        } catch {
-            throw reportFailure(error)
         }
     }
 }
@@ -129,14 +125,12 @@ struct DecryptCommand: ParsableCommand {
     }
 
     func run() throws {
-        do {
+        try reportingFailure {
             let k: DecryptionKey =
                 try key.map { .privateKey(try RecipientPrivateKey.load($0)) }
                 ?? .passphrase(try Passphrase.load(passphraseFile!))
             try Envelope.decryptFile(at: input, to: output, key: k)
             print("\(output): decrypted and authenticated")
-        } catch {
-            throw reportFailure(error)
         }
     }
 }
@@ -158,15 +152,13 @@ struct SignCommand: ParsableCommand {
     @Option(help: "The Ed25519 private key (signing.key.pem, mode 0600).") var key: String
 
     func run() throws {
-        do {
+        try reportingFailure {
             let url = URL(fileURLWithPath: directory)
             try checkResultsFolder(url)
             let doc = try FolderSignature.sign(directory: url, key: try SigningKey.load(key))
             print(
                 "\(url.appendingPathComponent(FolderSignature.fileName).path): \(doc.files.count) files signed by key \(doc.keyID.prefix(16))"
             )
-        } catch {
-            throw reportFailure(error)
         }
     }
 }
@@ -186,12 +178,9 @@ struct VerifyCommand: ParsableCommand {
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
-        let v: FolderSignature.Verification
-        do {
+        let v = try reportingFailure {
             let expected = try publicKey.map { try VerificationKey.load($0) }
-            v = try FolderSignature.verify(directory: URL(fileURLWithPath: directory), expected: expected)
-        } catch {
-            throw reportFailure(error)
+            return try FolderSignature.verify(directory: URL(fileURLWithPath: directory), expected: expected)
         }
         if json {
             try printJSON([

@@ -18,6 +18,11 @@ func reportFailure(_ error: Error, hint: String? = nil) -> ExitCode {
     return ExitCode(status.rawValue)
 }
 
+/// Runs `body`; a failure is reported as ``reportFailure(_:hint:)`` does and becomes its exit code.
+func reportingFailure<T>(hint: String? = nil, _ body: () throws -> T) throws -> T {
+    do { return try body() } catch { throw reportFailure(error, hint: hint) }
+}
+
 struct DPKitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dpkit",

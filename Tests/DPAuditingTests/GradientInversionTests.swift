@@ -21,7 +21,7 @@ private func batch(_ data: Dataset, _ indices: [Int]) -> (Tensor<Float>, [Int]) 
 }
 
 /// `||a - b|| / ||b||`.
-private func relativeError(_ a: [Double], _ b: [Float]) -> Double {
+private func relativeError<B: BinaryFloatingPoint>(_ a: [Double], _ b: [B]) -> Double {
     var d = 0.0, n = 0.0
     for i in 0..<b.count {
         d += (a[i] - Double(b[i])) * (a[i] - Double(b[i]))
@@ -254,41 +254,49 @@ func replicaMatchesTheModel(_ tiny: TinyModel) throws {
     }
 }
 
+/// What the matching-loss tests share: `tiny`'s replica, labels `[2, 0]`, the gradient of
+/// another batch as the target, and inputs `x` in `[0.1, 0.9]`.
+private func matchingProblem(
+    _ tiny: TinyModel
+) throws -> (replica: SecondOrderReplica, labels: [Int], target: [Tensor<Float>], x: Tensor<Double>) {
+    let model = try ModelBuilder.build(specs: tiny.specs, inputShape: tiny.exampleShape, seed: 4)
+    let replica = try SecondOrderReplica(model: model, exampleShape: tiny.exampleShape)
+    let other = replica.evaluate(randomDouble(tiny.exampleShape.prepending(2), seed: 2, in: 0...1), labels: [1, 0])
+    let target = other.gradient.map { Tensor<Float>($0.scalars.map(Float.init), shape: $0.shape) }
+    let x = randomDouble(tiny.exampleShape.prepending(2), seed: 3, in: 0.1...0.9)
+    return (replica, [2, 0], target, x)
+}
+
+/// Central differences `(f(x + h e_i) - f(x - h e_i)) / 2h` over every coordinate of `x`.
+private func centralDifferences(
+    _ x: Tensor<Double>, h: Double = 1e-6, _ f: (Tensor<Double>) -> Double
+) -> [Double] {
+    (0..<x.scalarCount).map { i in
+        var plus = x, minus = x
+        plus.withUnsafeMutableBufferPointer { $0[i] += h }
+        minus.withUnsafeMutableBufferPointer { $0[i] -= h }
+        return (f(plus) - f(minus)) / (2 * h)
+    }
+}
+
 /// The exact gradient of the matching loss (R-operator, cosine, total variation) against central
 /// finite differences over every input coordinate, in Double: they agree to 1e-6 norm-wise
 /// (truncation about h^2 = 1e-10, rounding about 1e-16 / h = 1e-11, relative to gradients of
 /// order 1e-2 to 1).
 @Test(arguments: tinyModels)
 func matchingLossGradientMatchesFiniteDifferences(_ tiny: TinyModel) throws {
-    let model = try ModelBuilder.build(specs: tiny.specs, inputShape: tiny.exampleShape, seed: 4)
-    let replica = try SecondOrderReplica(model: model, exampleShape: tiny.exampleShape)
-    let labels = [2, 0]
-    // The target: the gradient of another batch.
-    let other = replica.evaluate(randomDouble(tiny.exampleShape.prepending(2), seed: 2, in: 0...1), labels: [1, 0])
-    let target = other.gradient.map { Tensor<Float>($0.scalars.map(Float.init), shape: $0.shape) }
+    let (replica, labels, target, x) = try matchingProblem(tiny)
     let objective = try GradientMatchingObjective(
         replica: replica, observed: target, labels: labels, totalVariationWeight: 0.05)
-    let x = randomDouble(tiny.exampleShape.prepending(2), seed: 3, in: 0.1...0.9)
     let (value, gradient) = objective.valueAndGradient(x)
     #expect(abs(value - objective.value(x)) <= 1e-12)
 
-    let h = 1e-6
-    var reference = [Double](repeating: 0, count: x.scalarCount)
-    for i in 0..<x.scalarCount {
-        var plus = x, minus = x
-        plus.withUnsafeMutableBufferPointer { $0[i] += h }
-        minus.withUnsafeMutableBufferPointer { $0[i] -= h }
-        reference[i] = (objective.value(plus) - objective.value(minus)) / (2 * h)
-    }
+    let reference = centralDifferences(x) { objective.value($0) }
     let error = relativeError(gradient.scalars, reference.map(Float.init))
     #expect(error <= 1e-5, "\(tiny.name): relative error \(error)")
     // Double against Double, without the Float conversion of the reference.
-    var d = 0.0, n = 0.0
-    for (a, b) in zip(gradient.scalars, reference) {
-        d += (a - b) * (a - b)
-        n += b * b
-    }
-    #expect((d / n).squareRoot() <= 1e-6, "\(tiny.name): relative error \((d / n).squareRoot())")
+    let exact = relativeError(gradient.scalars, reference)
+    #expect(exact <= 1e-6, "\(tiny.name): relative error \(exact)")
 }
 
 /// With clipping the dummy gradient is `sum_i min(1, C / ||g_i||) g_i`, and the weights move
@@ -297,12 +305,7 @@ func matchingLossGradientMatchesFiniteDifferences(_ tiny: TinyModel) throws {
 /// finite differences do not cross the kink of the min).
 @Test(arguments: tinyModels)
 func clippedMatchingLossGradientMatchesFiniteDifferences(_ tiny: TinyModel) throws {
-    let model = try ModelBuilder.build(specs: tiny.specs, inputShape: tiny.exampleShape, seed: 4)
-    let replica = try SecondOrderReplica(model: model, exampleShape: tiny.exampleShape)
-    let labels = [2, 0]
-    let other = replica.evaluate(randomDouble(tiny.exampleShape.prepending(2), seed: 2, in: 0...1), labels: [1, 0])
-    let target = other.gradient.map { Tensor<Float>($0.scalars.map(Float.init), shape: $0.shape) }
-    let x = randomDouble(tiny.exampleShape.prepending(2), seed: 3, in: 0.1...0.9)
+    let (replica, labels, target, x) = try matchingProblem(tiny)
     let norms = (0..<2).map {
         ParameterVector.norm(replica.evaluate(x.rows($0..<($0 + 1)), labels: [labels[$0]]).gradient)
     }
@@ -312,17 +315,8 @@ func clippedMatchingLossGradientMatchesFiniteDifferences(_ tiny: TinyModel) thro
         replica: replica, observed: target, labels: labels, totalVariationWeight: 0.05, clippingNorm: c)
     let (value, gradient) = objective.valueAndGradient(x)
     #expect(abs(value - objective.value(x)) <= 1e-12)
-    let h = 1e-6
-    var d = 0.0, n = 0.0
-    for i in 0..<x.scalarCount {
-        var plus = x, minus = x
-        plus.withUnsafeMutableBufferPointer { $0[i] += h }
-        minus.withUnsafeMutableBufferPointer { $0[i] -= h }
-        let fd = (objective.value(plus) - objective.value(minus)) / (2 * h)
-        d += (gradient.scalars[i] - fd) * (gradient.scalars[i] - fd)
-        n += fd * fd
-    }
-    #expect((d / n).squareRoot() <= 1e-6, "\(tiny.name): relative error \((d / n).squareRoot())")
+    let error = relativeError(gradient.scalars, centralDifferences(x) { objective.value($0) })
+    #expect(error <= 1e-6, "\(tiny.name): relative error \(error)")
     // A C above both norms clips nothing: the batched path's value.
     let unclipped = try GradientMatchingObjective(
         replica: replica, observed: target, labels: labels, totalVariationWeight: 0.05, clippingNorm: 2 * c)
@@ -341,20 +335,8 @@ func clippedMatchingLossGradientMatchesFiniteDifferences(_ tiny: TinyModel) thro
     let v = replica.parameterShapes.enumerated().map { randomDouble($1, seed: 20 + UInt64($0), in: -1...1) }
     let x = randomDouble(tiny.exampleShape.prepending(1), seed: 5, in: 0...1)
     let exact = replica.mixedDerivative(replica.evaluate(x, labels: labels), direction: v)
-    let h = 1e-6
-    var d = 0.0, n = 0.0
-    for i in 0..<x.scalarCount {
-        var plus = x, minus = x
-        plus.withUnsafeMutableBufferPointer { $0[i] += h }
-        minus.withUnsafeMutableBufferPointer { $0[i] -= h }
-        let fd =
-            (ParameterVector.dot(replica.evaluate(plus, labels: labels).gradient, v)
-                - ParameterVector.dot(replica.evaluate(minus, labels: labels).gradient, v)) / (2 * h)
-        let e = exact.scalars[i]
-        d += (e - fd) * (e - fd)
-        n += fd * fd
-    }
-    #expect((d / n).squareRoot() <= 1e-6)
+    let reference = centralDifferences(x) { ParameterVector.dot(replica.evaluate($0, labels: labels).gradient, v) }
+    #expect(relativeError(exact.scalars, reference) <= 1e-6)
 }
 
 @Test func replicaRefusesLayersItCannotDifferentiateTwice() throws {
