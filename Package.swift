@@ -77,7 +77,7 @@ let package = Package(
         .executableTarget(
             name: "dpkit",
             dependencies: [
-                "DPExperiments", "DPTraining", "DPBenchmarking", "DPAccounting", "DPTensor",
+                "DPExperiments", "DPTraining", "DPBenchmarking", "DPAccounting", "DPAuditing", "DPTensor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 

@@ -26,7 +26,7 @@ struct DPKitCommand: ParsableCommand {
         version: "DPKit \(DPKitVersion.string)",
         subcommands: [
             InfoCommand.self, RunCommand.self, TableCommand.self, PlotCommand.self, EvaluateCommand.self,
-            EpsilonCommand.self, CalibrateCommand.self, BenchCommand.self, AuditCommand.self,
+            EpsilonCommand.self, CalibrateCommand.self, BenchCommand.self, AuditCommand.self, AttackCommand.self,
         ])
 }
 
