@@ -22,7 +22,11 @@ public enum OutputSchema {
     ]
 
     public static func epochsHeader(varyingKeys: [String]) -> [String] { leadingColumns + varyingKeys + epochColumns }
-    public static func runsHeader(varyingKeys: [String]) -> [String] { leadingColumns + varyingKeys + runColumns }
+    /// `derived`: the columns of `evaluation:` and `poisoning:` sections (``derivedColumns(_:)``),
+    /// before `wall_seconds`; none for configs without them, whose runs.csv is unchanged.
+    public static func runsHeader(varyingKeys: [String], derived: [String] = []) -> [String] {
+        leadingColumns + varyingKeys + runColumns.dropLast(2) + derived + runColumns.suffix(2)
+    }
 
     static func leadingFields(_ run: ResolvedRun) -> [String] {
         [run.runID, run.configHash, String(run.seed)] + run.varyingValues.map(\.value.displayText)
@@ -39,9 +43,11 @@ public enum OutputSchema {
     }
 
     static func runRow(
-        _ run: ResolvedRun, status: String, summary s: RunSummary?, wallSeconds: Double, error: String?
+        _ run: ResolvedRun, status: String, summary s: RunSummary?, wallSeconds: Double, error: String?,
+        derived: [String] = []
     ) -> [String] {
         let c = run.config
+        let derivedFields = derived.map { csvNumber(s?.derivedMetrics[$0]) }
         return leadingFields(run) + [
             status, run.kind.rawValue, c.dataset.name, c.model.label, csvNumber(c.privacy.targetEpsilon),
             s.map { String($0.epochs) } ?? "", s.map { String($0.steps) } ?? "",
@@ -54,8 +60,7 @@ public enum OutputSchema {
             csvNumber(s?.samplingProbability), csvNumber(s?.clippingNorm ?? c.privacy.clippingNorm),
             csvNumber(s?.audit?.empirical?.epsilon), csvNumber(s?.audit?.empirical?.confidence),
             csvNumber(s?.audit?.miaAUC), csvNumber(s?.audit?.miaTPRAtFPR001),
-            csvNumber(wallSeconds), error ?? "",
-        ]
+        ] + derivedFields + [csvNumber(wallSeconds), error ?? ""]
     }
 }
 

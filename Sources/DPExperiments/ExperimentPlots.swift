@@ -263,8 +263,8 @@ public enum ExperimentPlots {
     }
 
     static func varyingColumns(_ header: [String]) -> [String] {
-        let fixed = Set(OutputSchema.leadingColumns + OutputSchema.runColumns + OutputSchema.epochColumns)
-        return header.filter { !fixed.contains($0) }
+        let fixed = Set(OutputSchema.leadingColumns)
+        return header.filter { !fixed.contains($0) && !OutputSchema.isMetricColumn($0) }
     }
 
     static func meanAndStd(_ values: [Double]) -> (Double, Double?) {

@@ -88,7 +88,8 @@ public final class ExperimentRunner {
         let lock = try OutputLock(directory: outputDirectory, holder: .current(command: command))
         defer { lock.release() }
         let epochsHeader = OutputSchema.epochsHeader(varyingKeys: config.varyingKeys)
-        let runsHeader = OutputSchema.runsHeader(varyingKeys: config.varyingKeys)
+        let derived = OutputSchema.derivedColumns(config.runs)
+        let runsHeader = OutputSchema.runsHeader(varyingKeys: config.varyingKeys, derived: derived)
 
         // Existing results.
         if !resume, try !files.rows(files.runs).isEmpty || !files.rows(files.epochs).isEmpty {
@@ -253,7 +254,8 @@ public final class ExperimentRunner {
                     self.log(line)
                 }
                 let row = OutputSchema.runRow(
-                    run, status: "finished", summary: summary, wallSeconds: clock() - runStart, error: nil)
+                    run, status: "finished", summary: summary, wallSeconds: clock() - runStart, error: nil,
+                    derived: derived)
                 try files.appendRunRow(row)
                 if let ledger = summary.privacyLedger { ledgers[run.runID] = ledger }
                 if let audit = summary.audit {
@@ -276,7 +278,8 @@ public final class ExperimentRunner {
             } catch {
                 let message = plainDescription(of: error)
                 let row = OutputSchema.runRow(
-                    run, status: "failed", summary: nil, wallSeconds: clock() - runStart, error: message)
+                    run, status: "failed", summary: nil, wallSeconds: clock() - runStart, error: message,
+                    derived: derived)
                 try files.appendRunRow(row)
                 statuses[run.runID] = "failed"
                 report.failed.append(run.runID)

@@ -167,8 +167,8 @@ public struct ResultsTable: Hashable, Sendable {
         try check(metric, "--metric")
         let rowKey = rows ?? "model"
         try check(rowKey, "--rows")
-        let fixed = Set(OutputSchema.leadingColumns + OutputSchema.runColumns)
-        let varying = header.filter { !fixed.contains($0) }
+        let fixed = Set(OutputSchema.leadingColumns)
+        let varying = header.filter { !fixed.contains($0) && !OutputSchema.isMetricColumn($0) }
         let columnKey: String? =
             columns ?? ["privacy.target_epsilon", "privacy.noise_multiplier"].first { key in
                 varying.contains(key) && allRecords.contains { !($0[key] ?? "").isEmpty }
