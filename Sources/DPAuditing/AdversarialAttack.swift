@@ -215,16 +215,50 @@ extension AdversarialAttack {
     ) -> (losses: [Float], gradient: Tensor<Float>) {
         var context = ForwardContext(training: false)
         let logits = model.forward(input.forward(x), context: &context)
-        let (losses, dLogits) = SoftmaxCrossEntropy()(logits: logits, labels: labels)
+        let (losses, dLogits) = Self.crossEntropyGradient(logits: logits, labels: labels)
         let dScaled = model.backward(dLogits)
-        return (losses.scalars, input.backward(input: x, outputGradient: dScaled))
+        return (losses, input.backward(input: x, outputGradient: dScaled))
+    }
+
+    /// Per-example cross-entropy and its gradient w.r.t. the logits, `softmax(z) - onehot(y)`,
+    /// in Double, with the true class's entry written as `-sum_{k != y} p_k`: for a confident
+    /// example `p_y - 1` rounds to 0 in Float while the other entries do not, which would turn the
+    /// gradient's direction (all FGSM looks at) away from the true one.
+    static func crossEntropyGradient(logits: Tensor<Float>, labels: [Int]) -> (losses: [Float], gradient: Tensor<Float>) {
+        let n = logits.shape[0], c = logits.shape[1]
+        var g = Tensor<Float>(zeros: logits.shape)
+        var losses = [Float](repeating: 0, count: n)
+        logits.withUnsafeBufferPointer { z in
+            g.withUnsafeMutableBufferPointer { out in
+                var p = [Double](repeating: 0, count: c)
+                for i in 0..<n {
+                    let y = labels[i]
+                    var m = -Double.infinity
+                    for k in 0..<c { m = max(m, Double(z[i * c + k])) }
+                    var total = 0.0
+                    for k in 0..<c {
+                        p[k] = Double.exp(Double(z[i * c + k]) - m)
+                        total += p[k]
+                    }
+                    var others = 0.0
+                    for k in 0..<c where k != y {
+                        p[k] /= total
+                        others += p[k]
+                        out[i * c + k] = Float(p[k])
+                    }
+                    out[i * c + y] = Float(-others)
+                    losses[i] = Float(m + Double.log(total) - Double(z[i * c + y]))
+                }
+            }
+        }
+        return (losses, g)
     }
 
     func lossesAndLogits(
         model: Sequential, x: Tensor<Float>, labels: [Int], input: AdversarialInput
     ) -> (losses: [Float], logits: Tensor<Float>) {
         let logits = model(input.forward(x))
-        return (SoftmaxCrossEntropy().losses(logits: logits, labels: labels).scalars, logits)
+        return (Self.crossEntropyGradient(logits: logits, labels: labels).losses, logits)
     }
 
     /// `x += size * direction(g)`: the sign for L-inf, the unit vector per example for L2.

@@ -51,6 +51,11 @@ private let tinyConfig = """
     #expect(OutputSchema.isMetricColumn("robust_accuracy_fgsm_linf_0.1"))
     #expect(!OutputSchema.isMetricColumn("privacy.target_epsilon"))
 
+    // dpkit plot: robust accuracy against the budget, one line per config and attack.
+    let figure = try ExperimentPlots.figure(forDirectory: folder)
+    let panel = try #require(figure.panels.first { $0.name == "robustness" })
+    #expect(panel.svg.contains("PGD-3 L2") && panel.svg.contains("FGSM L∞"))
+
     // After the fact, on the exported models.
     let attack = try AdversarialAttack(method: .fgsm, norm: .linf, epsilon: 0.1)
     let results = try AdversarialEvaluation(attack: attack, count: 50).run(folder: folder)
