@@ -65,7 +65,9 @@ public struct AdversarialAttack: Hashable, Sendable, Codable {
         guard s >= 1 else { throw AuditError("PGD steps \(s) must be >= 1, e.g. --steps 40") }
         guard restarts >= 1 else { throw AuditError("restarts \(restarts) must be >= 1 (1: a single start)") }
         let a = method == .fgsm ? epsilon : (stepSize ?? 2.5 * epsilon / Double(s))
-        guard a.isFinite, a >= 0 else { throw AuditError("step size \(a) must be a number >= 0, e.g. --step-size 0.01") }
+        guard a.isFinite, a >= 0 else {
+            throw AuditError("step size \(a) must be a number >= 0, e.g. --step-size 0.01")
+        }
         self.method = method
         self.norm = norm
         self.epsilon = epsilon
@@ -116,7 +118,8 @@ extension AdversarialAttack {
         model: Sequential, inputs: Tensor<Float>, labels: [Int], input: AdversarialInput,
         random: inout PhiloxRandom, batchSize: Int = 256
     ) -> AdversarialOutcome {
-        precondition(labels.count == inputs.leadingCount, "AdversarialAttack: \(labels.count) labels for \(inputs.shape)")
+        precondition(
+            labels.count == inputs.leadingCount, "AdversarialAttack: \(labels.count) labels for \(inputs.shape)")
         let n = inputs.leadingCount
         var adversarial = inputs
         var clean: [Int] = [], attacked: [Int] = []
@@ -224,7 +227,8 @@ extension AdversarialAttack {
     /// in Double, with the true class's entry written as `-sum_{k != y} p_k`: for a confident
     /// example `p_y - 1` rounds to 0 in Float while the other entries do not, which would turn the
     /// gradient's direction (all FGSM looks at) away from the true one.
-    static func crossEntropyGradient(logits: Tensor<Float>, labels: [Int]) -> (losses: [Float], gradient: Tensor<Float>) {
+    static func crossEntropyGradient(logits: Tensor<Float>, labels: [Int]) -> (losses: [Float], gradient: Tensor<Float>)
+    {
         let n = logits.shape[0], c = logits.shape[1]
         var g = Tensor<Float>(zeros: logits.shape)
         var losses = [Float](repeating: 0, count: n)

@@ -92,7 +92,8 @@ public struct Backdoor: Hashable, Sendable {
         let candidates = train.labels.indices.filter { train.labels[$0] != target }
         guard count >= 0, count <= candidates.count else {
             throw AuditError(
-                "backdoor count \(count): only \(candidates.count) training examples are not of class \(target); use at most that")
+                "backdoor count \(count): only \(candidates.count) training examples are not of class \(target); use at most that"
+            )
         }
         var rng = PhiloxRandom(seed: seed, stream: 0xbad0)
         var pool = candidates
@@ -140,7 +141,9 @@ public struct LabelFlipping: Hashable, Sendable {
         for (name, c) in [("target", target), ("source", source ?? target)] where c < 0 || c >= train.classCount {
             throw AuditError("label flipping \(name) class \(c) is not a class of the data (0..<\(train.classCount))")
         }
-        guard source != target else { throw AuditError("label flipping source and target are both \(target); give two classes") }
+        guard source != target else {
+            throw AuditError("label flipping source and target are both \(target); give two classes")
+        }
         let candidates = train.labels.indices.filter { i in
             source.map { train.labels[i] == $0 } ?? (train.labels[i] != target)
         }

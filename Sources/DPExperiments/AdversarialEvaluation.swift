@@ -62,7 +62,9 @@ public struct AdversarialEvaluation {
 
     /// `run_id,index,label,clean_prediction,adversarial_prediction,perturbation_norm` per example.
     public static func csv(_ results: [Result]) -> String {
-        var s = CSV.line(["run_id", "attack", "index", "label", "clean_prediction", "adversarial_prediction", "perturbation_norm"])
+        var s = CSV.line([
+            "run_id", "attack", "index", "label", "clean_prediction", "adversarial_prediction", "perturbation_norm",
+        ])
         for r in results {
             let o = r.outcome
             for i in o.labels.indices {

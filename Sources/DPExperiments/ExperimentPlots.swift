@@ -404,7 +404,8 @@ public enum ExperimentPlots {
             guard let config = data.configs[hash], let records = byConfig[hash] else { continue }
             for (f, family) in familyOrder.enumerated() {
                 let attack = family.split(separator: "_")
-                let name = "\(attack[0].uppercased().replacingOccurrences(of: "PGD", with: "PGD-")) \(attack[1] == "linf" ? "L∞" : "L2")"
+                let name =
+                    "\(attack[0].uppercased().replacingOccurrences(of: "PGD", with: "PGD-")) \(attack[1] == "linf" ? "L∞" : "L2")"
                 var points: [PlotPoint] = []
                 let clean = records.compactMap { Double($0["test_accuracy"] ?? "") }
                 if !clean.isEmpty {

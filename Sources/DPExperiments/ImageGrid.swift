@@ -31,7 +31,8 @@ public struct ImageGrid {
     }
 
     public var svg: String {
-        let height = Double(rows.first?.images.first?.shape[1] ?? 0), width = Double(rows.first?.images.first?.shape[2] ?? 0)
+        let height = Double(rows.first?.images.first?.shape[1] ?? 0),
+            width = Double(rows.first?.images.first?.shape[2] ?? 0)
         let cellW = max(width * scale, 130) + 12, cellH = height * scale + 34
         let left = 180.0, top = 40.0
         let columns = rows.map(\.images.count).max() ?? 0
@@ -48,7 +49,8 @@ public struct ImageGrid {
                 "<text x=\"\(SVG.f(left - 10))\" y=\"\(SVG.f(y0 + height * scale / 2))\" text-anchor=\"end\" font-size=\"\(SVG.f(SVG.axisLabelSize))\">\(SVG.escape(row.title))</text>\n"
             for (c, image) in row.images.enumerated() {
                 let x0 = left + Double(c) * cellW
-                out += "<g transform=\"translate(\(SVG.f(x0)),\(SVG.f(y0))) scale(\(SVG.f(scale)))\" shape-rendering=\"crispEdges\">"
+                out +=
+                    "<g transform=\"translate(\(SVG.f(x0)),\(SVG.f(y0))) scale(\(SVG.f(scale)))\" shape-rendering=\"crispEdges\">"
                 out += pixels(image)
                 out += "</g>\n"
                 if c < row.captions.count {

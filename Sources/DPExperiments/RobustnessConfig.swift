@@ -69,13 +69,15 @@ extension OutputSchema {
 extension RunConfig {
     /// One attack map: `method`, `norm`, `epsilon` (or `epsilons`, a list), `steps`, `step_size`,
     /// `restarts`. Budgets in raw input units (pixels in [0, 1]).
-    static func parseAttacks(_ r: MapReader, list: Bool, defaultMethod: AdversarialMethod) throws -> [AdversarialAttack] {
+    static func parseAttacks(_ r: MapReader, list: Bool, defaultMethod: AdversarialMethod) throws -> [AdversarialAttack]
+    {
         let method = try r.requiredCase("method", default: defaultMethod)
         let norm = try r.requiredCase("norm", default: PerturbationNorm.linf)
         let epsilons: [Double]
         if list {
             epsilons = try r.requiredDoubles(
-                ParameterSpec("epsilons", .doubleList, range: .atLeast(0), required: true, "budgets in raw input units"))
+                ParameterSpec("epsilons", .doubleList, range: .atLeast(0), required: true, "budgets in raw input units")
+            )
         } else {
             epsilons = [try r.requiredDouble("epsilon", range: .atLeast(0))]
         }
@@ -121,7 +123,9 @@ extension RunConfig {
         return attack
     }
 
-    static func parsePoisoning(_ root: MapReader, dataset: DatasetConfig, context: ParseContext) throws
+    static func parsePoisoning(
+        _ root: MapReader, dataset: DatasetConfig, context: ParseContext
+    ) throws
         -> PoisoningConfig?
     {
         guard root.has("poisoning") else { return nil }
@@ -143,7 +147,8 @@ extension RunConfig {
                     throw b.error("patch_size", error.description)
                 }
                 if target >= declared.classes {
-                    throw b.error("target", "class \(target) is not a class of \(dataset.name) (0..<\(declared.classes))")
+                    throw b.error(
+                        "target", "class \(target) is not a class of \(dataset.name) (0..<\(declared.classes))")
                 }
                 if count > declared.trainCount {
                     throw b.error("count", "\(count) exceeds the \(declared.trainCount) training examples")

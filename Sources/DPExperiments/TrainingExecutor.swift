@@ -590,7 +590,8 @@ struct PoisoningRun {
                 addRemoveDistance += 2 * k
                 replaceOneDistance += k
                 if let source = flip.source {
-                    flippedSource = split.test.subset(split.test.labels.indices.filter { split.test.labels[$0] == source })
+                    flippedSource = split.test.subset(
+                        split.test.labels.indices.filter { split.test.labels[$0] == source })
                 }
             }
             if let backdoor = config.backdoor {

@@ -59,7 +59,8 @@ struct AdversarialCommand: ParsableCommand {
     @Option(help: "Per-example results, CSV.")
     var output: String?
 
-    @Option(help: "Picture grid of the first 8 examples of each run, SVG (a run id is added before .svg for several runs).")
+    @Option(
+        help: "Picture grid of the first 8 examples of each run, SVG (a run id is added before .svg for several runs).")
     var figure: String?
 
     @Flag(help: "Print JSON lines instead of text.")
@@ -73,7 +74,8 @@ struct AdversarialCommand: ParsableCommand {
             throw ValidationError("--norm \(norm) is not supported: use linf or l2")
         }
         guard epsilon >= 0, epsilon.isFinite else {
-            throw ValidationError("--epsilon \(epsilon) must be >= 0 (raw input units: pixels in [0, 1]), e.g. --epsilon 0.1")
+            throw ValidationError(
+                "--epsilon \(epsilon) must be >= 0 (raw input units: pixels in [0, 1]), e.g. --epsilon 0.1")
         }
         guard steps >= 1 else { throw ValidationError("--steps \(steps) must be at least 1") }
         guard restarts >= 1 else { throw ValidationError("--restarts \(restarts) must be at least 1") }
@@ -101,7 +103,8 @@ struct AdversarialCommand: ParsableCommand {
                 }
             }
             if let output {
-                try DurableFile.writeAtomically(Data(AdversarialEvaluation.csv(results).utf8), to: URL(fileURLWithPath: output))
+                try DurableFile.writeAtomically(
+                    Data(AdversarialEvaluation.csv(results).utf8), to: URL(fileURLWithPath: output))
                 if !json { print("wrote \(output)") }
             }
             if let figure {

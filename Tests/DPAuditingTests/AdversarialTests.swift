@@ -58,11 +58,13 @@ func pgdStaysInTheBudgetAndTheValidRange(norm: PerturbationNorm) throws {
     var x0 = Tensor<Float>(zeros: [16, 1, 6, 6])
     x0.fillUniform(in: 0, 1, using: &rng)
     // Half the pixels at the ends of the range, where the clip binds.
-    x0.withUnsafeMutableBufferPointer { p in for j in stride(from: 0, to: p.count, by: 2) { p[j] = p[j] > 0.5 ? 1 : 0 } }
+    x0.withUnsafeMutableBufferPointer { p in for j in stride(from: 0, to: p.count, by: 2) { p[j] = p[j] > 0.5 ? 1 : 0 }
+    }
     let labels = (0..<16).map { $0 % 3 }
     let eps = norm == .linf ? 0.2 : 1.5
     let attack = try AdversarialAttack(method: .pgd, norm: norm, epsilon: eps, steps: 10, stepSize: eps, restarts: 3)
-    let input = AdversarialInput(.standardization(Standardization(mean: [0.3], standardDeviation: [0.4])), exampleShape: [1, 6, 6])
+    let input = AdversarialInput(
+        .standardization(Standardization(mean: [0.3], standardDeviation: [0.4])), exampleShape: [1, 6, 6])
     let outcome = attack.run(model: m, inputs: x0, labels: labels, input: input, random: &rng)
     for n in outcome.perturbationNorms { #expect(n <= eps * (1 + 1e-5)) }
     #expect(outcome.perturbationNorms.max()! > eps * 0.5)
@@ -112,7 +114,9 @@ private func robustnessTask(count: Int, seed: UInt64) -> Dataset {
     return Dataset(name: "robustness", features: Tensor(x, shape: [count, d]), labels: labels, classCount: 2)
 }
 
-private func train(_ data: Dataset, adversarial: AdversarialAttack?, privacy: PrivacySettings? = nil) throws -> (
+private func train(
+    _ data: Dataset, adversarial: AdversarialAttack?, privacy: PrivacySettings? = nil
+) throws -> (
     Sequential, DPSGDTrainer
 ) {
     let m = try ModelBuilder.build(specs: [.linear(outputs: 2)], inputShape: [41], seed: 4)
@@ -182,7 +186,7 @@ private func robustAccuracy(_ m: Sequential, _ test: Dataset, epsilon: Double) t
     let asr = backdoor.attackSuccessRate(model: m, triggered: backdoor.triggered(test))
     let clean = m.accuracy(test.features, labels: test.labels)
     #expect(asr > 0.8, "attack success \(asr), clean accuracy \(clean)")
-    #expect(clean > 0.3)  // ten classes: chance is 0.1
+    #expect(clean > 0.3) // ten classes: chance is 0.1
 }
 
 @Test func groupPrivacyBound() {
