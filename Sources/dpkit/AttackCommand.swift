@@ -35,7 +35,8 @@ struct AdversarialCommand: ParsableCommand {
     @Option(help: "linf or l2.")
     var norm = "linf"
 
-    @Option(help: "Perturbation budget in raw input units (>= 0).")
+    // Unconditional: `--epsilon -0.1` reaches validate() and its message instead of being read as a flag.
+    @Option(parsing: .unconditional, help: "Perturbation budget in raw input units (>= 0).")
     var epsilon: Double
 
     @Option(help: "PGD steps.")
