@@ -50,6 +50,7 @@ private let tinyConfig = """
     // The columns are metrics, not varying keys: the table and plot do not sweep over them.
     #expect(OutputSchema.isMetricColumn("robust_accuracy_fgsm_linf_0.1"))
     #expect(!OutputSchema.isMetricColumn("privacy.target_epsilon"))
+    #expect(MetricDirection(metric: "robust_accuracy_pgd40_linf_0.1") == .higherIsBetter)
 
     // dpkit plot: robust accuracy against the budget, one line per config and attack.
     let figure = try ExperimentPlots.figure(forDirectory: folder)
