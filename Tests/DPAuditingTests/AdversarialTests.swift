@@ -224,7 +224,7 @@ private func robustAccuracy(_ m: Sequential, _ test: Dataset, epsilon: Double) t
 @Test func labelFlippingFlipsTheFractionOfTheSourceClass() throws {
     let train = SyntheticData.shapes(count: 1000, size: 8, seed: 1)
     let (flipped, k) = try LabelFlipping(fraction: 0.25, source: 3, target: 5).poison(train, seed: 2)
-    #expect(k == 25)  // 100 examples of class 3
+    #expect(k == 25) // 100 examples of class 3
     #expect(flipped.labels.filter { $0 == 3 }.count == 75)
     #expect(flipped.labels.filter { $0 == 5 }.count == 125)
     #expect(throws: AuditError.self) { try LabelFlipping(fraction: 0.1, source: 5, target: 5).poison(train, seed: 2) }
