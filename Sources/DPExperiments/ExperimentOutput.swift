@@ -100,6 +100,9 @@ struct OutputFiles {
     /// Audit outputs (the membership-inference ROC), one file per audited run.
     var audits: URL { directory.appendingPathComponent("audits") }
     func roc(_ runID: String) -> URL { audits.appendingPathComponent("\(runID)-mia-roc.csv") }
+    /// Pictures of a run (the backdoor's triggered examples), SVG.
+    var pictures: URL { directory.appendingPathComponent("pictures") }
+    func picture(_ runID: String, _ name: String) -> URL { pictures.appendingPathComponent("\(runID)-\(name).svg") }
 
     /// Makes sure `url` holds `header` as its first line: writes it into an empty file, cuts a
     /// trailing partial line, and refuses a file written with other columns.

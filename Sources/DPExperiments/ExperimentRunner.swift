@@ -265,6 +265,12 @@ public final class ExperimentRunner {
                         try DurableFile.writeAtomically(roc, to: files.roc(run.runID))
                     }
                 }
+                if !summary.pictures.isEmpty {
+                    try FileManager.default.createDirectory(at: files.pictures, withIntermediateDirectories: true)
+                    for (name, svg) in summary.pictures.sorted(by: { $0.key < $1.key }) {
+                        try DurableFile.writeAtomically(svg, to: files.picture(run.runID, name))
+                    }
+                }
                 try? FileManager.default.removeItem(at: files.checkpoint(run.runID))
                 statuses[run.runID] = "finished"
                 report.finished.append(run.runID)

@@ -255,6 +255,7 @@ public struct TrainingExecutor: RunExecutor {
         if let poisoning {
             summary.derivedMetrics.merge(
                 poisoning.metrics(model: model, summary: summary, relation: setup.relation), uniquingKeysWith: { $1 })
+            if let svg = poisoning.picture(model: model, runID: run.runID) { summary.pictures["backdoor"] = svg }
         }
         try context.onTrained?(model, split)
         if let url = context.model {
@@ -577,8 +578,13 @@ struct PoisoningRun {
     var replaceOneDistance = 0
     /// Triggered test examples of other classes than the backdoor's target (scaled by `apply`).
     var triggered: Dataset?
+    /// The same examples raw, clean and triggered, for the picture (the first 8).
+    var rawClean: Dataset?
+    var rawTriggered: Dataset?
     /// Test examples of the flipped source class.
     var flippedSource: Dataset?
+    /// The model's input scaling (set by `apply`).
+    var transform: InputTransform?
 
     init(_ config: PoisoningConfig, split: inout TrainTestSplit, seed: UInt64) throws {
         self.config = config
@@ -601,6 +607,9 @@ struct PoisoningRun {
                 // Appending is no replace-one step; the bound is stated for add/remove only.
                 replaceOneDistance = -1
                 triggered = backdoor.triggered(split.test)
+                let others = split.test.labels.indices.filter { split.test.labels[$0] != backdoor.target }.prefix(8)
+                rawClean = split.test.subset(Array(others))
+                rawTriggered = triggered?.subset(Array(0..<others.count))
             }
         } catch let error as AuditError {
             throw TrainingError.invalidSetting("poisoning: \(error.description)")
@@ -608,6 +617,7 @@ struct PoisoningRun {
     }
 
     mutating func apply(_ transform: InputTransform) {
+        self.transform = transform
         if var t = triggered {
             transform.apply(to: &t)
             triggered = t
@@ -616,6 +626,32 @@ struct PoisoningRun {
             transform.apply(to: &f)
             flippedSource = f
         }
+    }
+
+    /// The backdoor's picture: the first 8 test images of other classes than the target, clean
+    /// and triggered, captioned with the model's predictions.
+    func picture(model: Sequential, runID: String) -> String? {
+        guard let clean = rawClean, let trig = rawTriggered, let t = triggered, let backdoor = config.backdoor,
+            clean.count > 0
+        else { return nil }
+        let k = clean.count
+        var cleanScaled = clean
+        if let transform { transform.apply(to: &cleanScaled) }
+        let cleanPredictions = model.predict(cleanScaled.features)
+        let triggeredPredictions = model.predict(t.subset(Array(0..<k)).features)
+        func images(_ d: Dataset) -> [Tensor<Float>] { (0..<k).map { d.features[row: $0] } }
+        func name(_ c: Int) -> String { clean.classNames.indices.contains(c) ? clean.classNames[c] : String(c) }
+        return ImageGrid(
+            title: "\(runID): backdoor (\(backdoor.count) poisoned, target \(name(backdoor.target)))",
+            rows: [
+                .init(
+                    title: "clean", images: images(clean),
+                    captions: (0..<k).map { "\(name(clean.labels[$0])) → \(name(cleanPredictions[$0]))" }),
+                .init(
+                    title: "triggered", images: images(trig),
+                    captions: (0..<k).map { "→ \(name(triggeredPredictions[$0]))" }),
+            ]
+        ).svg
     }
 
     /// Attack success rate (backdoor: triggered inputs classified as the target; label flipping

@@ -52,6 +52,13 @@ private let tinyConfig = """
     #expect(!OutputSchema.isMetricColumn("privacy.target_epsilon"))
     #expect(MetricDirection(metric: "robust_accuracy_pgd40_linf_0.1") == .higherIsBetter)
 
+    // The backdoor's picture: triggered test examples with the predictions.
+    for id in report.finished {
+        let svg = try String(
+            contentsOf: folder.appendingPathComponent("pictures/\(id)-backdoor.svg"), encoding: .utf8)
+        #expect(svg.contains("triggered"))
+    }
+
     // dpkit plot: robust accuracy against the budget, one line per config and attack.
     let figure = try ExperimentPlots.figure(forDirectory: folder)
     let panel = try #require(figure.panels.first { $0.name == "robustness" })
