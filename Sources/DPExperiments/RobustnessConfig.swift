@@ -114,13 +114,17 @@ extension RunConfig {
         return EvaluationConfig(examples: examples, attacks: attacks)
     }
 
-    /// `training.adversarial`: PGD adversarial training; nil when absent (the run id is unchanged).
+    /// `training.adversarial`: PGD adversarial training; nil when absent (the run id is unchanged)
+    /// or `enabled: false` (a sweep's control: the other keys are checked, then left out of the
+    /// config hash, as for `privacy.enabled: false`).
     static func parseAdversarialTraining(_ t: MapReader) throws -> AdversarialAttack? {
         guard t.has("adversarial") else { return nil }
         let a = try t.section("adversarial")
+        let enabled = try a.bool("enabled", default: true)
         let attack = try parseAttacks(a, list: false, defaultMethod: .pgd)[0]
+        if !enabled { a.resolved = [("enabled", .bool(false))] }
         t.close(a, as: "adversarial")
-        return attack
+        return enabled ? attack : nil
     }
 
     static func parsePoisoning(

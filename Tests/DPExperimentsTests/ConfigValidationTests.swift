@@ -123,6 +123,7 @@ func shippedConfigsAreValid(_ name: String) throws {
     case "robustness-fashion-mnist.yaml":
         #expect(config.runs.count == 3 * 2 + 2)
         #expect(config.runs.filter { $0.config.training.adversarial != nil }.count == 4)
+        #expect(config.varyingKeys.contains("training.adversarial.enabled"))
         #expect(OutputSchema.derivedColumns(config.runs).count == 6)
         #expect(OutputSchema.derivedColumns(config.runs).contains("robust_accuracy_pgd40_linf_0.2"))
     case "poisoning-fashion-mnist.yaml":
