@@ -115,16 +115,22 @@ extension RunConfig {
     }
 
     /// `training.adversarial`: PGD adversarial training; nil when absent (the run id is unchanged)
-    /// or `enabled: false` (a sweep's control: the other keys are checked, then left out of the
-    /// config hash, as for `privacy.enabled: false`).
+    /// or `enabled: false` (a sweep's control: the other keys are ignored and left out of the
+    /// config hash, as for `privacy.enabled: false`, so the resolved `{enabled: false}` that a
+    /// manifest records reads back).
     static func parseAdversarialTraining(_ t: MapReader) throws -> AdversarialAttack? {
         guard t.has("adversarial") else { return nil }
         let a = try t.section("adversarial")
-        let enabled = try a.bool("enabled", default: true)
+        guard try a.bool("enabled", default: true) else {
+            for key in ["method", "norm", "epsilon", "steps", "step_size", "restarts"] { _ = a.raw(key) }
+            try a.finish()
+            a.resolved = [("enabled", .bool(false))]
+            t.close(a, as: "adversarial")
+            return nil
+        }
         let attack = try parseAttacks(a, list: false, defaultMethod: .pgd)[0]
-        if !enabled { a.resolved = [("enabled", .bool(false))] }
         t.close(a, as: "adversarial")
-        return enabled ? attack : nil
+        return attack
     }
 
     static func parsePoisoning(

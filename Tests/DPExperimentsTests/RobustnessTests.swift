@@ -14,6 +14,7 @@ private let tinyConfig = """
     training: {expected_batch_size: 60, epochs: 1}
     include:
       - {training.adversarial: {epsilon: 0.1, steps: 3}}
+      - {training.adversarial: {enabled: false, epsilon: 0.1}, privacy.noise_multiplier: 2}
     evaluation:
       examples: 50
       attacks:
@@ -27,7 +28,7 @@ private let tinyConfig = """
 @Test func evaluationAndPoisoningColumnsEndToEnd() throws {
     let (report, _, folder) = try trainInTemporaryFolder(parse(tinyConfig))
     defer { try? FileManager.default.removeItem(at: folder) }
-    #expect(report.finished.count == 2)
+    #expect(report.finished.count == 3)
     let rows = CSV.parse(try String(contentsOf: folder.appendingPathComponent("runs.csv"), encoding: .utf8))
     let header = rows[0]
     let derived = [
@@ -67,7 +68,7 @@ private let tinyConfig = """
     // After the fact, on the exported models.
     let attack = try AdversarialAttack(method: .fgsm, norm: .linf, epsilon: 0.1)
     let results = try AdversarialEvaluation(attack: attack, count: 50).run(folder: folder)
-    #expect(results.count == 2)
+    #expect(results.count == 3)  // the manifest's resolved configs read back (`enabled: false` too)
     for r in results {
         #expect(r.outcome.perturbationNorms.allSatisfy { $0 <= 0.1 + 1e-6 })
         #expect(r.picture.hasPrefix("<svg"))
