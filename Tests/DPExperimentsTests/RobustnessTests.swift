@@ -68,7 +68,7 @@ private let tinyConfig = """
     // After the fact, on the exported models.
     let attack = try AdversarialAttack(method: .fgsm, norm: .linf, epsilon: 0.1)
     let results = try AdversarialEvaluation(attack: attack, count: 50).run(folder: folder)
-    #expect(results.count == 3)  // the manifest's resolved configs read back (`enabled: false` too)
+    #expect(results.count == 3) // the manifest's resolved configs read back (`enabled: false` too)
     for r in results {
         #expect(r.outcome.perturbationNorms.allSatisfy { $0 <= 0.1 + 1e-6 })
         #expect(r.picture.hasPrefix("<svg"))
