@@ -23,7 +23,11 @@ public enum OutputSchema {
     ]
 
     public static func epochsHeader(varyingKeys: [String]) -> [String] { leadingColumns + varyingKeys + epochColumns }
-    public static func runsHeader(varyingKeys: [String]) -> [String] { leadingColumns + varyingKeys + runColumns }
+    /// `derived`: the columns of `evaluation:` and `poisoning:` sections (``derivedColumns(_:)``),
+    /// before `wall_seconds`; none for configs without them, whose runs.csv is unchanged.
+    public static func runsHeader(varyingKeys: [String], derived: [String] = []) -> [String] {
+        leadingColumns + varyingKeys + runColumns.dropLast(2) + derived + runColumns.suffix(2)
+    }
 
     static func leadingFields(_ run: ResolvedRun) -> [String] {
         [run.runID, run.configHash, String(run.seed)] + run.varyingValues.map(\.value.displayText)
@@ -40,9 +44,11 @@ public enum OutputSchema {
     }
 
     static func runRow(
-        _ run: ResolvedRun, status: String, summary s: RunSummary?, wallSeconds: Double, error: String?
+        _ run: ResolvedRun, status: String, summary s: RunSummary?, wallSeconds: Double, error: String?,
+        derived: [String] = []
     ) -> [String] {
         let c = run.config
+        let derivedFields = derived.map { csvNumber(s?.derivedMetrics[$0]) }
         return leadingFields(run) + [
             status, run.kind.rawValue, c.dataset.name, c.model.label, csvNumber(c.privacy.targetEpsilon),
             s.map { String($0.epochs) } ?? "", s.map { String($0.steps) } ?? "",
@@ -55,8 +61,7 @@ public enum OutputSchema {
             csvNumber(s?.samplingProbability), csvNumber(s?.clippingNorm ?? c.privacy.clippingNorm),
             csvNumber(s?.audit?.empirical?.epsilon), csvNumber(s?.audit?.empirical?.confidence),
             csvNumber(s?.audit?.miaAUC), csvNumber(s?.audit?.miaTPRAtFPR001),
-            csvNumber(wallSeconds), error ?? "",
-        ]
+        ] + derivedFields + [csvNumber(wallSeconds), error ?? ""]
     }
 }
 
@@ -103,6 +108,9 @@ struct OutputFiles {
     /// Audit outputs (the membership-inference ROC), one file per audited run.
     var audits: URL { directory.appendingPathComponent("audits") }
     func roc(_ runID: String) -> URL { audits.appendingPathComponent("\(runID)-mia-roc.csv") }
+    /// Pictures of a run (the backdoor's triggered examples), SVG.
+    var pictures: URL { directory.appendingPathComponent("pictures") }
+    func picture(_ runID: String, _ name: String) -> URL { pictures.appendingPathComponent("\(runID)-\(name).svg") }
 
     /// Makes sure `url` holds `header` as its first line: writes it into an empty file, cuts a
     /// trailing partial line, and refuses a file written with other columns.

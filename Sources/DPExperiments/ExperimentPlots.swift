@@ -263,8 +263,8 @@ public enum ExperimentPlots {
     }
 
     static func varyingColumns(_ header: [String]) -> [String] {
-        let fixed = Set(OutputSchema.leadingColumns + OutputSchema.runColumns + OutputSchema.epochColumns)
-        return header.filter { !fixed.contains($0) }
+        let fixed = Set(OutputSchema.leadingColumns)
+        return header.filter { !fixed.contains($0) && !OutputSchema.isMetricColumn($0) }
     }
 
     static func meanAndStd(_ values: [Double]) -> (Double, Double?) {
@@ -381,6 +381,57 @@ public enum ExperimentPlots {
             id: "privacy-utility")
     }
 
+    /// Robust accuracy (%) against the attack budget, from the `robust_accuracy_<attack>_<norm>_<eps>`
+    /// columns of an `evaluation:` section: one line per config and attack (mean over seeds, error
+    /// bars of one sample standard deviation), starting at budget 0 with the clean test accuracy;
+    /// each config in its colour and dash, each attack its own marker. nil without such columns.
+    static func robustness(runs: CSVTable, data: FigureData) -> PlotPanel? {
+        let prefix = "robust_accuracy_"
+        // attack family (`pgd40_linf`) -> [(budget, column)]
+        var families: [String: [(Double, String)]] = [:], familyOrder: [String] = []
+        for column in runs.header where column.hasPrefix(prefix) {
+            let parts = column.dropFirst(prefix.count).split(separator: "_")
+            guard parts.count == 3, let eps = Double(parts[2]) else { continue }
+            let family = "\(parts[0])_\(parts[1])"
+            if families[family] == nil { familyOrder.append(family) }
+            families[family, default: []].append((eps, column))
+        }
+        guard !families.isEmpty else { return nil }
+        let finished = runs.records.filter { $0["status"] == "finished" }
+        let byConfig = Dictionary(grouping: finished, by: FigureData.hash)
+        var series: [PlotSeries] = []
+        for hash in data.order {
+            guard let config = data.configs[hash], let records = byConfig[hash] else { continue }
+            for (f, family) in familyOrder.enumerated() {
+                let attack = family.split(separator: "_")
+                let name =
+                    "\(attack[0].uppercased().replacingOccurrences(of: "PGD", with: "PGD-")) \(attack[1] == "linf" ? "L∞" : "L2")"
+                var points: [PlotPoint] = []
+                let clean = records.compactMap { Double($0["test_accuracy"] ?? "") }
+                if !clean.isEmpty {
+                    let (m, sd) = meanAndStd(clean)
+                    points.append(PlotPoint(x: 0, y: 100 * m, error: sd.map { 100 * $0 }))
+                }
+                for (eps, column) in families[family]!.sorted(by: { $0.0 < $1.0 }) {
+                    let values = records.compactMap { Double($0[column] ?? "") }
+                    guard !values.isEmpty else { continue }
+                    let (m, sd) = meanAndStd(values)
+                    points.append(PlotPoint(x: eps, y: 100 * m, error: sd.map { 100 * $0 }))
+                }
+                guard points.count > 1 else { continue }
+                series.append(
+                    PlotSeries(
+                        label: data.name(config) + ", " + name, points: points, colorIndex: data.styles.color(config),
+                        dash: Styles.dash(config.budget.kind),
+                        marker: PlotMarker.allCases[f % PlotMarker.allCases.count], key: hash + "-" + family))
+            }
+        }
+        guard !series.isEmpty else { return nil }
+        return PlotPanel(
+            title: "Robust accuracy against the attack budget", xLabel: "budget ε (raw input units, pixels in [0, 1])",
+            yLabel: "robust accuracy (%)", series: series, xLog: false, id: "robustness")
+    }
+
     /// (b) Test accuracy and epsilon against epoch, one line per config (mean over seeds), each
     /// config in the colour, marker and dash it has in the privacy-utility panel.
     /// - Parameter runsCSV: names the models and kinds of the configs (epochs.csv has neither).
@@ -481,6 +532,7 @@ public enum ExperimentPlots {
             let (acc, eps) = try epochCurves(epochs: epochs, data: data)
             rows.append([acc, eps])
         }
+        if let robust = robustness(runs: runs, data: data) { rows.append([robust]) }
         let name = manifestName(manifest) ?? directory.lastPathComponent
         return Figure(
             combined: SVG.document(rows: rows, panelHeight: 420, width: 1280, title: name),

@@ -98,7 +98,8 @@ public final class ExperimentRunner {
         let lock = try OutputLock(directory: outputDirectory, holder: .current(command: command))
         defer { lock.release() }
         let epochsHeader = OutputSchema.epochsHeader(varyingKeys: config.varyingKeys)
-        let runsHeader = OutputSchema.runsHeader(varyingKeys: config.varyingKeys)
+        let derived = OutputSchema.derivedColumns(config.runs)
+        let runsHeader = OutputSchema.runsHeader(varyingKeys: config.varyingKeys, derived: derived)
 
         // Existing results.
         if !resume, try !files.rows(files.runs).isEmpty || !files.rows(files.epochs).isEmpty {
@@ -268,7 +269,8 @@ public final class ExperimentRunner {
                     self.log(line)
                 }
                 let row = OutputSchema.runRow(
-                    run, status: "finished", summary: summary, wallSeconds: clock() - runStart, error: nil)
+                    run, status: "finished", summary: summary, wallSeconds: clock() - runStart, error: nil,
+                    derived: derived)
                 try files.appendRunRow(row)
                 if let ledger = summary.privacyLedger { ledgers[run.runID] = ledger }
                 if let audit = summary.audit {
@@ -276,6 +278,12 @@ public final class ExperimentRunner {
                     if let roc = audit.rocCSV {
                         try FileManager.default.createDirectory(at: files.audits, withIntermediateDirectories: true)
                         try DurableFile.writeAtomically(roc, to: files.roc(run.runID))
+                    }
+                }
+                if !summary.pictures.isEmpty {
+                    try FileManager.default.createDirectory(at: files.pictures, withIntermediateDirectories: true)
+                    for (name, svg) in summary.pictures.sorted(by: { $0.key < $1.key }) {
+                        try DurableFile.writeAtomically(svg, to: files.picture(run.runID, name))
                     }
                 }
                 for url in files.checkpointVariants(run.runID) { try? FileManager.default.removeItem(at: url) }
@@ -291,7 +299,8 @@ public final class ExperimentRunner {
             } catch {
                 let message = plainDescription(of: error)
                 let row = OutputSchema.runRow(
-                    run, status: "failed", summary: nil, wallSeconds: clock() - runStart, error: message)
+                    run, status: "failed", summary: nil, wallSeconds: clock() - runStart, error: message,
+                    derived: derived)
                 try files.appendRunRow(row)
                 statuses[run.runID] = "failed"
                 report.failed.append(run.runID)

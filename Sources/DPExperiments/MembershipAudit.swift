@@ -58,7 +58,7 @@ public struct MembershipAudit {
     /// - Throws: ``OutputError`` when the folder has no manifest, a named run is unknown or
     ///   unfinished, or (with `requireModel`) a run saved no model.
     static func finishedRuns(
-        in folder: URL, _ runIDs: [String], requireModel: Bool = true
+        in folder: URL, _ runIDs: [String], requireModel: Bool = true, purpose: String = "membership inference"
     ) throws -> [(
         id: String, config: RunConfig, model: URL, epsilon: Double?
     )] {
@@ -87,7 +87,7 @@ public struct MembershipAudit {
             let model = folder.appendingPathComponent("models/\(id).safetensors")
             guard !requireModel || FileManager.default.fileExists(atPath: model.path) else {
                 throw OutputError(
-                    "run \(id) saved no model (\(model.path) is missing): membership inference needs the trained model; runs written before DPKit exported models must be run again",
+                    "run \(id) saved no model (\(model.path) is missing): \(purpose) needs the trained model; runs written before DPKit exported models must be run again",
                     kind: .usage)
             }
             let seed = entry["seed"]?.intValue ?? 0

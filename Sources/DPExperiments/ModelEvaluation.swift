@@ -21,13 +21,25 @@ public enum ModelEvaluation {
         public var epsilon: String?
     }
 
+    /// A model exported by a run, with what is needed to feed it: its input scaling and the raw
+    /// (unscaled) test set of its dataset.
+    public struct LoadedModel {
+        public var model: Sequential
+        public var metadata: [String: String]
+        public var transform: InputTransform
+        /// The test set before the input scaling (pixels in [0, 1] for images).
+        public var rawTest: Dataset
+        public var datasetName: String
+    }
+
+    /// Reads `file`, rebuilds the model and loads the raw test set of its dataset.
     /// - Parameters:
     ///   - file: a safetensors file written by `dpkit run` (or its envelope, `.safetensors.dpkenc`).
     ///   - dataset: another dataset's name (its default options), instead of the run's.
     ///   - keyPath: the private key (or passphrase file) that opens an encrypted model and the
     ///     encrypted files of its dataset, in memory.
     /// - Throws: ``OutputError`` naming the file and the problem.
-    public static func evaluate(file: URL, dataset override: String? = nil, keyPath: String? = nil) throws -> Result {
+    public static func load(file: URL, dataset override: String? = nil, keyPath: String? = nil) throws -> LoadedModel {
         guard let stored = FileManager.default.contents(atPath: file.path) else {
             throw OutputError(
                 "cannot read \(file.path): \(FileManager.default.fileExists(atPath: file.path) ? "permission denied or not a file" : "no such file")"
@@ -66,8 +78,7 @@ public enum ModelEvaluation {
         config.decryptionKey = keyPath
         // Evaluation reads the test set only; a small training size keeps generation cheap.
         config.trainSize = min(config.trainSize ?? 1, 1)
-        var split = try TrainingExecutor().loadData(config, seed: Int(metadata["seed"] ?? "0") ?? 0)
-        transform.apply(to: &split.test)
+        let split = try TrainingExecutor().loadData(config, seed: Int(metadata["seed"] ?? "0") ?? 0)
         let expected = model.architecture.map { Shape($0.inputShape) }
         guard expected == nil || expected == split.test.exampleShape else {
             throw OutputError(
@@ -79,9 +90,18 @@ public enum ModelEvaluation {
             throw OutputError(
                 "\(file.path) has \(outputs.array) outputs; \(config.name) has \(split.test.classCount) classes")
         }
-        let (loss, accuracy) = Evaluation.evaluate(model: model, dataset: split.test)
+        return LoadedModel(
+            model: model, metadata: metadata, transform: transform, rawTest: split.test, datasetName: config.name)
+    }
+
+    /// Test loss and accuracy of the model in `file` (see ``load(file:dataset:keyPath:)``).
+    public static func evaluate(file: URL, dataset override: String? = nil, keyPath: String? = nil) throws -> Result {
+        let loaded = try load(file: file, dataset: override, keyPath: keyPath)
+        var test = loaded.rawTest
+        loaded.transform.apply(to: &test)
+        let (loss, accuracy) = Evaluation.evaluate(model: loaded.model, dataset: test)
         return Result(
-            runID: metadata["run_id"], dataset: config.name, examples: split.test.count, loss: loss,
-            accuracy: accuracy, epsilon: metadata["epsilon"])
+            runID: loaded.metadata["run_id"], dataset: loaded.datasetName, examples: test.count, loss: loss,
+            accuracy: accuracy, epsilon: loaded.metadata["epsilon"])
     }
 }

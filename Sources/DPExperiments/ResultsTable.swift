@@ -21,9 +21,10 @@ public enum MetricDirection: String, Hashable, Sendable {
     /// A setting or a count (`noise_multiplier`, `steps`): no cell is better.
     case none = "no better direction"
 
-    /// Accuracies go up; losses, epsilons, delta and time go down; anything else has no direction.
+    /// Accuracies (robust ones too) go up; losses, epsilons, delta and time go down; anything
+    /// else has no direction.
     public init(metric: String) {
-        if metric.hasSuffix("accuracy") {
+        if metric.hasSuffix("accuracy") || metric.hasPrefix("robust_accuracy_") {
             self = .higherIsBetter
         } else if metric.hasSuffix("loss") || metric == "epsilon" || metric.hasPrefix("epsilon_")
             || metric == "delta" || metric == "wall_seconds"
@@ -127,7 +128,7 @@ public struct ResultsTable: Hashable, Sendable {
     /// Which way the metric improves.
     public var direction: MetricDirection { MetricDirection(metric: metric) }
     /// Accuracies are shown in percent.
-    public var inPercent: Bool { metric.hasSuffix("accuracy") }
+    public var inPercent: Bool { metric.hasSuffix("accuracy") || metric.hasPrefix("robust_accuracy_") }
     /// The metric is itself an epsilon: the cell shows it, without a second ε beside it.
     public var metricIsEpsilon: Bool { metric == "epsilon" || metric.hasPrefix("epsilon_") }
     /// The confidences of the audited runs' empirical bounds.
@@ -167,8 +168,8 @@ public struct ResultsTable: Hashable, Sendable {
         try check(metric, "--metric")
         let rowKey = rows ?? "model"
         try check(rowKey, "--rows")
-        let fixed = Set(OutputSchema.leadingColumns + OutputSchema.runColumns)
-        let varying = header.filter { !fixed.contains($0) }
+        let fixed = Set(OutputSchema.leadingColumns)
+        let varying = header.filter { !fixed.contains($0) && !OutputSchema.isMetricColumn($0) }
         let columnKey: String? =
             columns ?? ["privacy.target_epsilon", "privacy.noise_multiplier"].first { key in
                 varying.contains(key) && allRecords.contains { !($0[key] ?? "").isEmpty }

@@ -1,3 +1,4 @@
+import DPAuditing
 import DPCrypto
 import DPData
 import DPLayers
@@ -161,6 +162,8 @@ public struct TrainingConfig: Hashable, Sendable {
     public var steps: Int?
     /// Evaluate on the test set every this many epochs (and after the last).
     public var evalEvery: Int
+    /// `training.adversarial`: PGD adversarial training (nil: ordinary training).
+    public var adversarial: AdversarialAttack? = nil
 }
 
 /// What a run is, for tables and plots.
@@ -187,6 +190,10 @@ public struct RunConfig: Hashable, Sendable {
     /// The resolved config (every known key with defaults filled in, seed excluded) as a tree;
     /// `configHash` is computed from its canonical JSON.
     public var resolved: ConfigValue
+    /// `evaluation:`; nil when no attack is evaluated.
+    public var evaluation: EvaluationConfig? = nil
+    /// `poisoning:`; nil when the training set is clean.
+    public var poisoning: PoisoningConfig? = nil
 
     public var kind: RunKind {
         if !privacy.enabled { return .nonPrivate }
@@ -216,7 +223,9 @@ public func fnv1a64Hex(_ text: String) -> String {
 
 extension RunConfig {
     /// The sections of a training run, in file order.
-    static let sectionKeys = ["dataset", "model", "optimizer", "privacy", "training", "audit"]
+    static let sectionKeys = [
+        "dataset", "model", "optimizer", "privacy", "training", "audit", "evaluation", "poisoning",
+    ]
 
     /// Validates the run sections of `tree` (a whole config file after sweep values were applied).
     static func parse(_ tree: ConfigValue, seed: Int, context: ParseContext) throws -> RunConfig {
@@ -230,6 +239,8 @@ extension RunConfig {
         let privacy = try parsePrivacy(root, training: training, normalize: dataset.normalize, context: context)
         root.close(t, as: "training")
         let audit = try parseAudit(root)
+        let evaluation = try parseEvaluation(root)
+        let poisoning = try parsePoisoning(root, dataset: dataset, context: context)
         if let audit, audit.canaries != .none, privacy.enabled, privacy.sampling != .poisson {
             throw context.error(
                 "audit.canaries",
@@ -244,7 +255,7 @@ extension RunConfig {
         let resolved = ConfigValue.map(sectionKeys.compactMap { key in root.resolved.first { $0.key == key } })
         return RunConfig(
             dataset: dataset, model: model, optimizer: optimizer, privacy: privacy, training: training,
-            audit: audit, seed: seed, resolved: resolved)
+            audit: audit, seed: seed, resolved: resolved, evaluation: evaluation, poisoning: poisoning)
     }
 
     // MARK: dataset
@@ -408,10 +419,11 @@ extension RunConfig {
                     : "conflicts with `training.epochs`; give exactly one of `training.epochs` and `training.steps`")
         }
         let evalEvery = try t.requiredInt("eval_every", range: .atLeast(1), default: 1)
+        let adversarial = try parseAdversarialTraining(t)
         try t.finish()
         return TrainingConfig(
             expectedBatchSize: expectedBatchSize, maxPhysicalBatchSize: maxPhysical,
-            epochs: epochs, steps: steps, evalEvery: evalEvery)
+            epochs: epochs, steps: steps, evalEvery: evalEvery, adversarial: adversarial)
     }
 
     // MARK: privacy

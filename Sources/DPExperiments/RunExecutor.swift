@@ -137,6 +137,12 @@ public struct RunSummary: Hashable, Sendable {
     public var privacyLedger: ConfigValue?
     /// The audit of an audited run (`audit:`).
     public var audit: AuditSummary?
+    /// Figures of the `evaluation:` and `poisoning:` sections, by runs.csv column
+    /// (``OutputSchema/derivedColumns(_:)``).
+    public var derivedMetrics: [String: Double] = [:]
+    /// Pictures the run drew, by name (`backdoor`: triggered test examples), SVG; written to
+    /// `pictures/<run_id>-<name>.svg`.
+    public var pictures: [String: String] = [:]
 
     public init(
         epochs: Int, steps: Int, trainLoss: Double? = nil, trainAccuracy: Double? = nil, testLoss: Double? = nil,

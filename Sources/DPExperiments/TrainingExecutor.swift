@@ -1,4 +1,5 @@
 import DPAccounting
+import DPAuditing
 import DPCrypto
 import DPData
 import DPLayers
@@ -57,6 +58,8 @@ public struct TrainingExecutor: RunExecutor {
         var context = context
         var split = try loadData(c)
         try context.prepareData?(&split)
+        // Poisoning changes the training set before anything is fitted or planned from it.
+        var poisoning = try c.poisoning.map { try PoisoningRun($0, split: &split, seed: UInt64(c.seed)) }
         // An audit plants its canaries before anything is fitted or planned from the data. Its
         // state (canary scores) is not checkpointed: an audited run starts again on resume.
         var audit: RunAudit?
@@ -86,8 +89,10 @@ public struct TrainingExecutor: RunExecutor {
             transform = prepared.transform
             if let event = prepared.event, setup.stepEvent != nil { try ledger.record(event) }
         }
+        let rawTest = split.test
         transform.apply(to: &split.train)
         transform.apply(to: &split.test)
+        poisoning?.apply(transform)
         audit?.apply(transform)
         let model = try buildModel(
             c.model, inputShape: split.train.exampleShape, classes: split.train.classCount, seed: seed)
@@ -103,6 +108,15 @@ public struct TrainingExecutor: RunExecutor {
                 maxPhysicalBatchSize: c.training.maxPhysicalBatchSize, privacy: setup.privacySettings, seed: seed),
             ledger: ledger, budgetAccountant: setup.budgetAccountant)
         try audit?.attach(to: trainer, samplingProbability: setup.samplingProbability)
+        if let attack = c.training.adversarial {
+            do {
+                trainer.inputPerturbation = try AdversarialTraining(
+                    attack: validRange(attack, exampleShape: split.train.exampleShape), transform: transform,
+                    exampleShape: split.train.exampleShape, seed: seed)
+            } catch let error as AuditError {
+                throw TrainingError.invalidSetting("training.adversarial: \(error.description)")
+            }
+        }
 
         var summary = RunSummary(
             epochs: 0, steps: 0, delta: setup.delta, noiseMultiplier: setup.noiseMultiplier,
@@ -230,12 +244,34 @@ public struct TrainingExecutor: RunExecutor {
         if let audit {
             summary.audit = try audit.finish(model: model, train: split.train, test: split.test, delta: setup.delta)
         }
+        if let e = c.evaluation {
+            let test = e.examples < rawTest.count ? rawTest.subset(Array(0..<e.examples)) : rawTest
+            let input = AdversarialInput(transform, exampleShape: test.exampleShape)
+            for attack in e.attacks {
+                var random = PhiloxRandom(seed: seed, stream: 0xad7e)
+                let outcome = validRange(attack, exampleShape: test.exampleShape).run(
+                    model: model, inputs: test.features, labels: test.labels, input: input, random: &random)
+                summary.derivedMetrics[EvaluationConfig.column(attack)] = outcome.robustAccuracy
+            }
+        }
+        if let poisoning {
+            summary.derivedMetrics.merge(
+                poisoning.metrics(model: model, summary: summary, relation: setup.relation), uniquingKeysWith: { $1 })
+            if let svg = poisoning.picture(model: model, runID: run.runID) { summary.pictures["backdoor"] = svg }
+        }
         try context.onTrained?(model, split)
         if let url = context.model {
             try writeModel(
                 model, to: url, run: run, transform: transform, summary: summary, encryptFor: context.encryptFor)
         }
         return summary
+    }
+
+    /// Images are pixels in [0, 1]: adversarial inputs are clipped there; vectors are not clipped.
+    func validRange(_ attack: AdversarialAttack, exampleShape: Shape) -> AdversarialAttack {
+        var a = attack
+        a.validRange = exampleShape.rank == 3 ? 0...1 : nil
+        return a
     }
 
     /// Writes the trained model as safetensors (an envelope for `encryptFor` when given); the
@@ -531,5 +567,118 @@ final class PlanCache: @unchecked Sendable {
         defer { lock.unlock() }
         guard let plan = plans.removeValue(forKey: runID), plan.trainingSetSize == n else { return nil }
         return plan
+    }
+}
+
+// MARK: - Poisoning
+
+/// The poisoning of one run: the training set changed before anything is fitted on it, the
+/// triggered test set kept for the attack success rate.
+struct PoisoningRun {
+    let config: PoisoningConfig
+    /// Poisoned training examples (appended backdoor copies plus flipped labels).
+    var poisoned = 0
+    /// Neighbouring steps between the clean and the poisoned training set under add/remove:
+    /// one per appended example, two per flipped label (a replacement).
+    var addRemoveDistance = 0
+    var replaceOneDistance = 0
+    /// Triggered test examples of other classes than the backdoor's target (scaled by `apply`).
+    var triggered: Dataset?
+    /// The same examples raw, clean and triggered, for the picture (the first 8).
+    var rawClean: Dataset?
+    var rawTriggered: Dataset?
+    /// Test examples of the flipped source class.
+    var flippedSource: Dataset?
+    /// The model's input scaling (set by `apply`).
+    var transform: InputTransform?
+
+    init(_ config: PoisoningConfig, split: inout TrainTestSplit, seed: UInt64) throws {
+        self.config = config
+        do {
+            if let flip = config.labelFlipping {
+                let (data, k) = try flip.poison(split.train, seed: seed)
+                split.train = data
+                poisoned += k
+                addRemoveDistance += 2 * k
+                replaceOneDistance += k
+                if let source = flip.source {
+                    flippedSource = split.test.subset(
+                        split.test.labels.indices.filter { split.test.labels[$0] == source })
+                }
+            }
+            if let backdoor = config.backdoor {
+                split.train = try backdoor.poison(split.train, seed: seed)
+                poisoned += backdoor.count
+                addRemoveDistance += backdoor.count
+                // Appending is no replace-one step; the bound is stated for add/remove only.
+                replaceOneDistance = -1
+                triggered = backdoor.triggered(split.test)
+                let others = split.test.labels.indices.filter { split.test.labels[$0] != backdoor.target }.prefix(8)
+                rawClean = split.test.subset(Array(others))
+                rawTriggered = triggered?.subset(Array(0..<others.count))
+            }
+        } catch let error as AuditError {
+            throw TrainingError.invalidSetting("poisoning: \(error.description)")
+        }
+    }
+
+    mutating func apply(_ transform: InputTransform) {
+        self.transform = transform
+        if var t = triggered {
+            transform.apply(to: &t)
+            triggered = t
+        }
+        if var f = flippedSource {
+            transform.apply(to: &f)
+            flippedSource = f
+        }
+    }
+
+    /// The backdoor's picture: the first 8 test images of other classes than the target, clean
+    /// and triggered, captioned with the model's predictions.
+    func picture(model: Sequential, runID: String) -> String? {
+        guard let clean = rawClean, let trig = rawTriggered, let t = triggered, let backdoor = config.backdoor,
+            clean.count > 0
+        else { return nil }
+        let k = clean.count
+        var cleanScaled = clean
+        if let transform { transform.apply(to: &cleanScaled) }
+        let cleanPredictions = model.predict(cleanScaled.features)
+        let triggeredPredictions = model.predict(t.subset(Array(0..<k)).features)
+        func images(_ d: Dataset) -> [Tensor<Float>] { (0..<k).map { d.features[row: $0] } }
+        func name(_ c: Int) -> String { clean.classNames.indices.contains(c) ? clean.classNames[c] : String(c) }
+        return ImageGrid(
+            title: "\(runID): backdoor (\(backdoor.count) poisoned, target \(name(backdoor.target)))",
+            rows: [
+                .init(
+                    title: "clean", images: images(clean),
+                    captions: (0..<k).map { "\(name(clean.labels[$0])) → \(name(cleanPredictions[$0]))" }),
+                .init(
+                    title: "triggered", images: images(trig),
+                    captions: (0..<k).map { "→ \(name(triggeredPredictions[$0]))" }),
+            ]
+        ).svg
+    }
+
+    /// Attack success rate (backdoor: triggered inputs classified as the target; label flipping
+    /// with a source class: source test examples classified as the target), the number of
+    /// poisoned examples, and the group-privacy bound for that distance at the run's epsilon.
+    func metrics(model: Sequential, summary: RunSummary, relation: NeighboringRelation) -> [String: Double] {
+        var m: [String: Double] = ["poisoned_examples": Double(poisoned)]
+        if let backdoor = config.backdoor, let t = triggered {
+            m["attack_success_rate"] = backdoor.attackSuccessRate(model: model, triggered: t)
+        } else if let flip = config.labelFlipping, let f = flippedSource, f.count > 0 {
+            m["attack_success_rate"] =
+                Double(model.predict(f.features).filter { $0 == flip.target }.count) / Double(f.count)
+        }
+        let k = relation == .replaceOne ? replaceOneDistance : addRemoveDistance
+        guard k >= 0 else { return m }
+        m["poisoning_distance"] = Double(k)
+        if let eps = summary.epsilon, let delta = summary.delta {
+            let g = GroupPrivacy(epsilon: eps, delta: delta, groupSize: k)
+            m["group_epsilon"] = g.groupEpsilon
+            m["group_delta"] = g.groupDelta
+        }
+        return m
     }
 }

@@ -191,6 +191,9 @@ public final class DPSGDTrainer {
                 "excludedExamples needs one flag per example and Poisson sampling")
         }
     }
+    /// Adversarial training: replaces each example of a batch by an adversarial copy before the
+    /// gradient is taken (``InputPerturbation``); nil in ordinary training.
+    public var inputPerturbation: InputPerturbation?
     /// The accountant that enforces the budget.
     public let budgetAccountant: AccountantKind
 
@@ -388,6 +391,9 @@ public final class DPSGDTrainer {
         swap(&batch, &spareBatch)
         if batch.leadingCount != m { batch = Tensor(zeros: data.batchShape(m)) }
         data.gather(indices: chunkIndices, into: &batch, labels: &batchLabels)
+        // Adversarial training: each example replaced by its adversarial copy (a function of that
+        // example and the current parameters only, so its clipped gradient is still its own).
+        inputPerturbation?.perturb(&batch, labels: batchLabels, model: model, step: step)
         // Secure mode: each forward pass keys its dropout masks with fresh OS randomness.
         let dropoutKey = secureRandom != nil ? PhiloxRandom(seed: secureRandom!.next()) : dropoutRandom
         var context = ForwardContext(training: true, rng: dropoutKey)

@@ -100,6 +100,7 @@ func badConfigNamesFileKeyPathAndAllowedValues(_ c: BadConfigCase) throws {
 
 @Test(arguments: [
     "quickstart.yaml", "fashion-mnist-tempered-sigmoid.yaml", "fashion-mnist-budgets.yaml", "accountants.yaml",
+    "robustness-fashion-mnist.yaml", "poisoning-fashion-mnist.yaml",
 ])
 func shippedConfigsAreValid(_ name: String) throws {
     let file = repositoryRoot.appendingPathComponent("experiments").appendingPathComponent(name).path
@@ -119,6 +120,15 @@ func shippedConfigsAreValid(_ name: String) throws {
         #expect(
             run.dataset.normalize == .privateStandardize(noiseMultiplier: 100, lower: 0, upper: 1)
                 && run.model.name == "cnn-tanh")
+    case "robustness-fashion-mnist.yaml":
+        #expect(config.runs.count == 3 * 2 + 2)
+        #expect(config.runs.filter { $0.config.training.adversarial != nil }.count == 4)
+        #expect(config.varyingKeys.contains("training.adversarial.enabled"))
+        #expect(OutputSchema.derivedColumns(config.runs).count == 6)
+        #expect(OutputSchema.derivedColumns(config.runs).contains("robust_accuracy_pgd40_linf_0.2"))
+    case "poisoning-fashion-mnist.yaml":
+        #expect(config.runs.count == 3 * 3 + 3)
+        #expect(Set(config.runs.compactMap { $0.config.poisoning?.backdoor?.count }) == [10, 50, 250])
     case "fashion-mnist-budgets.yaml":
         #expect(config.runs.count == (5 + 2) * 3)
         #expect(Set(config.runs.compactMap(\.config.privacy.targetEpsilon)) == [0.5, 1, 2, 4, 8])
