@@ -115,7 +115,8 @@ public struct MultiRunCanaryAudit {
 }
 
 /// Refuses an output folder inside the audited one: an audit never writes into what it audits.
-func checkOutside(_ output: URL, _ audited: URL) throws {
+/// `dpkit audit` calls it before any work, the writers again before writing.
+public func checkOutside(_ output: URL, _ audited: URL) throws {
     let out = output.standardizedFileURL.resolvingSymlinksInPath().path
     let folder = audited.standardizedFileURL.resolvingSymlinksInPath().path
     if out == folder || out.hasPrefix(folder + "/") {

@@ -81,6 +81,7 @@ struct AuditCommand: ParsableCommand {
         let folder = URL(fileURLWithPath: directory)
         let out = URL(fileURLWithPath: output)
         do {
+            try checkOutside(out, folder)
             if let canary, let kind = AuditConfig.Canaries(rawValue: canary) {
                 let audit = MultiRunCanaryAudit(
                     folder: folder, canary: kind, trials: trials, confidence: confidence, seed: seed,
