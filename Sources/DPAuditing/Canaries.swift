@@ -64,8 +64,6 @@ public final class DiracCanaries: GradientAuditor {
     /// The canary norm when the run does not clip (non-private controls): there is no bound, so
     /// a fixed norm stands in.
     public let unclippedNorm: Double
-    /// Steps in which some canary was added, and canary gradients added in all.
-    public private(set) var insertions = 0
     public private(set) var scores: [Double]
     private let coordinates: [(parameter: Int, index: Int)]
     private let signs: [Float]
@@ -129,7 +127,6 @@ public final class DiracCanaries: GradientAuditor {
             guard stepRandom.nextOpenUnitDouble() < samplingProbability else { continue }
             let (p, i) = coordinates[k]
             parameters[p].gradient.withUnsafeMutableBufferPointer { $0[i] += signs[k] * c }
-            insertions += 1
         }
     }
 

@@ -12,15 +12,8 @@ import DPAuditing
 ///   mia_examples: 5000            # members and non-members each (at most the smaller split)
 /// ```
 public struct AuditConfig: Hashable, Sendable {
-    public enum Canaries: String, Hashable, Sendable, CaseIterable {
-        case diracGradient = "dirac-gradient"
-        case mislabelled
-        case none
-
-        var kind: CanaryKind? { CanaryKind(rawValue: rawValue) }
-    }
-
-    public var canaries: Canaries
+    /// The canaries planted (``DPAuditing/CanaryKind``); nil for `canaries: none`.
+    public var canaries: CanaryKind?
     public var count: Int
     public var confidence: Double
     public var membershipInference: Bool
@@ -33,7 +26,8 @@ extension RunConfig {
     static func parseAudit(_ root: MapReader) throws -> AuditConfig? {
         guard root.has("audit") else { return nil }
         let a = try root.section("audit")
-        let canaries = try a.requiredCase("canaries", default: AuditConfig.Canaries.none)
+        let name = try a.requiredChoice("canaries", CanaryKind.allCases.map(\.rawValue) + ["none"], default: "none")
+        let canaries = CanaryKind(rawValue: name)
         let count = try a.requiredInt("count", range: .atLeast(2), default: 1000)
         let confidence = try a.requiredDouble("confidence", range: .openUnit, default: 0.95)
         let mia = try a.bool("membership_inference", default: true)

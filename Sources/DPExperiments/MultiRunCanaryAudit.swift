@@ -16,19 +16,19 @@ public struct MultiRunCanaryAudit {
         public var runID: String
         public var kind: String
         public var epsilon: Double?
-        public var canary: AuditConfig.Canaries
+        public var canary: CanaryKind
         public var bound: EmpiricalEpsilon
     }
 
     public var folder: URL
-    public var canary: AuditConfig.Canaries
+    public var canary: CanaryKind
     public var trials: Int
     public var confidence: Double
     public var seed: UInt64
     public var log: (String) -> Void
 
     public init(
-        folder: URL, canary: AuditConfig.Canaries, trials: Int, confidence: Double = 0.95, seed: UInt64 = 0,
+        folder: URL, canary: CanaryKind, trials: Int, confidence: Double = 0.95, seed: UInt64 = 0,
         log: @escaping (String) -> Void = { _ in }
     ) {
         self.folder = folder
@@ -39,10 +39,9 @@ public struct MultiRunCanaryAudit {
         self.log = log
     }
 
-    /// - Throws: ``AuditError`` for fewer than 2 trials, no canary kind, or a confidence outside
+    /// - Throws: ``AuditError`` for fewer than 2 trials or a confidence outside
     ///   (0, 1); ``OutputError`` for a folder without finished runs.
     public func run(runIDs: [String] = []) throws -> [Result] {
-        guard canary != .none else { throw AuditError("--canary none: name dirac-gradient or mislabelled") }
         guard trials >= 2 else {
             throw AuditError(
                 "--trials \(trials): a multi-run audit needs at least 2 runs with and 2 without the canary")

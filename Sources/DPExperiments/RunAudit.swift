@@ -125,7 +125,7 @@ struct RunAudit {
             included = g.included
         }
         if let scores {
-            s.canaryKind = config.canaries.rawValue
+            s.canaryKind = config.canaries?.rawValue
             s.canaryScores = scores
             // One canary is one trial of a multi-run audit, bounded over many runs by the caller.
             if inclusion == nil {

@@ -241,7 +241,7 @@ extension RunConfig {
         let audit = try parseAudit(root)
         let evaluation = try parseEvaluation(root)
         let poisoning = try parsePoisoning(root, dataset: dataset, context: context)
-        if let audit, audit.canaries != .none, privacy.enabled, privacy.sampling != .poisson {
+        if let audit, audit.canaries != nil, privacy.enabled, privacy.sampling != .poisson {
             throw context.error(
                 "audit.canaries",
                 "a one-run audit tests add/remove-one DP, which Poisson sampling's accounting states; `\(privacy.sampling.rawValue)` sampling is accounted for replace-one; use `privacy.sampling: poisson` in audited runs"

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DPAuditing
 import DPExperiments
 import Foundation
 
@@ -54,7 +55,7 @@ struct AuditCommand: ParsableCommand {
     var confidence = 0.95
 
     func validate() throws {
-        if let canary, AuditConfig.Canaries(rawValue: canary) == nil || canary == "none" {
+        if let canary, CanaryKind(rawValue: canary) == nil {
             throw ValidationError("unknown canary `\(canary)`: use dirac-gradient or mislabelled")
         }
         guard confidence > 0, confidence < 1 else {
@@ -82,7 +83,7 @@ struct AuditCommand: ParsableCommand {
         let out = URL(fileURLWithPath: output)
         do {
             try checkOutside(out, folder)
-            if let canary, let kind = AuditConfig.Canaries(rawValue: canary) {
+            if let canary, let kind = CanaryKind(rawValue: canary) {
                 let audit = MultiRunCanaryAudit(
                     folder: folder, canary: kind, trials: trials, confidence: confidence, seed: seed,
                     log: { print($0) })
