@@ -1,6 +1,7 @@
 // MPI for DPMPI, built only by `make mpi` (DPKIT_MPI=mpich or ompi): MPICH or Open MPI from
 // Debian (libmpich-dev / libopenmpi-dev), found by pkg-config. MPI's handles (MPI_COMM_WORLD,
 // MPI_BYTE) are macros that Swift cannot import, so the calls DPKit makes are wrapped here.
+#include <stddef.h>
 #include <mpi.h>
 
 static inline int dpkit_mpi_init(void) {

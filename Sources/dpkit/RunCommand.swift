@@ -77,19 +77,7 @@ struct RunCommand: ParsableCommand {
                 runner.status = { print($0) }
                 runner.statusInterval = 30
             }
-            // For tests of recovery after a kill: with DPKIT_HALT_AFTER_EPOCH=N, the process writes
-            // the file DPKIT_HALT_MARKER once a run's epoch-N checkpoint is on disk and then waits
-            // to be killed, so a test kills it at a known point instead of racing the clock.
-            let variables = ProcessInfo.processInfo.environment
-            if let n = variables["DPKIT_HALT_AFTER_EPOCH"].flatMap(Int.init),
-                let marker = variables["DPKIT_HALT_MARKER"]
-            {
-                runner.afterCheckpoint = { _, epoch in
-                    guard epoch == n else { return }
-                    FileManager.default.createFile(atPath: marker, contents: Data("\(epoch)\n".utf8))
-                    while true { pause() }
-                }
-            }
+            Self.installHaltHook(runner)
             started = true
             let report = try runner.run()
             if !report.failed.isEmpty {
@@ -107,6 +95,20 @@ struct RunCommand: ParsableCommand {
                 ? "results written before this error are kept in \(out.path); fix the cause and rerun with --resume"
                 : nil
             throw reportFailure(error, hint: keep)
+        }
+    }
+
+    /// For tests of recovery after a kill: with DPKIT_HALT_AFTER_EPOCH=N, the process writes
+    /// the file DPKIT_HALT_MARKER once a run's epoch-N checkpoint is on disk and then waits
+    /// to be killed, so a test kills it at a known point instead of racing the clock.
+    static func installHaltHook(_ runner: ExperimentRunner) {
+        let variables = ProcessInfo.processInfo.environment
+        if let n = variables["DPKIT_HALT_AFTER_EPOCH"].flatMap(Int.init), let marker = variables["DPKIT_HALT_MARKER"] {
+            runner.afterCheckpoint = { _, epoch in
+                guard epoch == n else { return }
+                _ = FileManager.default.createFile(atPath: marker, contents: Data("\(epoch)\n".utf8))
+                while true { pause() }
+            }
         }
     }
 
@@ -168,6 +170,7 @@ struct RunCommand: ParsableCommand {
         runner.decryptionKey = key
         runner.status = { print($0) }
         runner.statusInterval = 30
+        Self.installHaltHook(runner)
         let report: ExperimentReport
         do {
             report = try runner.run()
