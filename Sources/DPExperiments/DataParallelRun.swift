@@ -52,7 +52,8 @@ public enum DataParallelRun {
         try communicator.broadcast(&bytes, root: 0)
         let text = String(decoding: bytes, as: UTF8.self)
         guard let message = Message(text: text) else {
-            throw CommunicatorError("rank \(communicator.rank) received `\(text)` from rank 0, not a run; the ranks disagree")
+            throw CommunicatorError(
+                "rank \(communicator.rank) received `\(text)` from rank 0, not a run; the ranks disagree")
         }
         return message
     }
@@ -73,7 +74,8 @@ public enum DataParallelRun {
 
         /// `base.communicator` must be `communicator`.
         public init(base: TrainingExecutor, communicator: any Communicator) {
-            precondition(base.communicator === communicator, "DataParallelRun.Leader: the executor trains on other ranks")
+            precondition(
+                base.communicator === communicator, "DataParallelRun.Leader: the executor trains on other ranks")
             self.base = base
             self.communicator = communicator
         }
@@ -125,7 +127,10 @@ public enum DataParallelRun {
             guard case .run(let id) = message else { return trained }
             guard let run = config.runs.first(where: { $0.runID == id }) else {
                 abort(
-                    "run \(id)", error: CommunicatorError("rank 0 announced run \(id), which this rank's config does not plan; start every rank with the same config and flags"),
+                    "run \(id)",
+                    error: CommunicatorError(
+                        "rank 0 announced run \(id), which this rank's config does not plan; start every rank with the same config and flags"
+                    ),
                     communicator: communicator)
             }
             var context = RunContext(checkpoint: files.checkpoint(id))

@@ -58,7 +58,8 @@ public enum ResultMerge {
         command: String = CommandLine.arguments.joined(separator: " ")
     ) throws -> MergeReport {
         guard !inputs.isEmpty else {
-            throw OutputError("give the result folders to merge: `dpkit merge DIR1 DIR2 ... --output DIR`", kind: .usage)
+            throw OutputError(
+                "give the result folders to merge: `dpkit merge DIR1 DIR2 ... --output DIR`", kind: .usage)
         }
         let paths = inputs.map { $0.standardizedFileURL.resolvingSymlinksInPath().path }
         let outPath = output.standardizedFileURL.resolvingSymlinksInPath().path
@@ -138,7 +139,9 @@ public enum ResultMerge {
         }
 
         // Rows in plan order (runs of earlier configs after the plan's, in input order).
-        let order = plan.ids.filter { owner[$0] != nil } + read.flatMap { $0.runRows.compactMap(\.first) }
+        let order =
+            plan.ids.filter { owner[$0] != nil }
+            + read.flatMap { $0.runRows.compactMap(\.first) }
             .filter { !plan.ids.contains($0) }
         let header = read[0].runsHeader
         let statusColumn = header.firstIndex(of: "status")
@@ -220,7 +223,8 @@ public enum ResultMerge {
         }
         for other in inputs.dropFirst() {
             for (name, a, b) in [
-                ("runs.csv", first.runsHeader, other.runsHeader), ("epochs.csv", first.epochsHeader, other.epochsHeader),
+                ("runs.csv", first.runsHeader, other.runsHeader),
+                ("epochs.csv", first.epochsHeader, other.epochsHeader),
             ] where a != b {
                 throw OutputError(
                     "\(name) of \(first.directory.path) and of \(other.directory.path) have different columns; they were written by different dpkit versions. Rerun one with the other's version",
@@ -348,7 +352,11 @@ public enum ResultMerge {
             sources.append(
                 .map([
                     ("folder", .string(input.directory.standardizedFileURL.path)),
-                    ("shard", m["shard"].map { s in .map([("index", s["index"] ?? .null), ("count", s["count"] ?? .null)]) } ?? .null),
+                    (
+                        "shard",
+                        m["shard"].map { s in .map([("index", s["index"] ?? .null), ("count", s["count"] ?? .null)]) }
+                            ?? .null
+                    ),
                     ("runs", .int(input.runRows.count)),
                     ("dpkit_version", m["dpkit_version"] ?? .null), ("git_commit", m["git_commit"] ?? .null),
                     ("blas_core", m["blas_core"] ?? .null), ("blas_threads", m["blas_threads"] ?? .null),

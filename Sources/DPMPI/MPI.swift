@@ -100,7 +100,8 @@ public final class MPICommunicator: Communicator {
     }
 
     public func allGather(_ send: UnsafeRawBufferPointer, into receive: UnsafeMutableRawBufferPointer) throws {
-        precondition(receive.count == send.count * size, "allGather: \(receive.count) bytes for \(size) x \(send.count)")
+        precondition(
+            receive.count == send.count * size, "allGather: \(receive.count) bytes for \(size) x \(send.count)")
         let n = try count(send.count, "MPI_Allgather")
         try check(dpkit_mpi_allgather(send.baseAddress, n, receive.baseAddress), "MPI_Allgather")
     }

@@ -102,7 +102,8 @@ struct SlurmCommand: ParsableCommand {
             p.waitUntilExit()
             if p.terminationStatus != 0 {
                 FileHandleStderr.write(
-                    "error: submit.sh failed (status \(p.terminationStatus)); is sbatch on PATH and slurmctld up (`sinfo`)?\n")
+                    "error: submit.sh failed (status \(p.terminationStatus)); is sbatch on PATH and slurmctld up (`sinfo`)?\n"
+                )
                 throw ExitCode(ExitStatus.failure.rawValue)
             }
         }

@@ -68,8 +68,7 @@ func badShardsAreRefusedByName(_ text: String, _ fragment: String) {
 // MARK: - Merge
 
 /// Runs `config` (optionally one shard of it) with the fake executor into a new folder.
-private func runFake(_ config: ExperimentConfig, shard: ShardSelection? = nil, name: String = #function) throws -> URL
-{
+private func runFake(_ config: ExperimentConfig, shard: ShardSelection? = nil, name: String = #function) throws -> URL {
     var config = config
     if let shard { config.restrict(to: shard) }
     let dir = try temporaryDirectory(name)
@@ -98,7 +97,8 @@ func shardedThenMergedEqualsTheUnshardedSweep(_ n: Int) throws {
     let a = try readManifest(whole), b = try readManifest(merged)
     // Every run entry, its privacy ledger included, as one process recorded it.
     #expect(a["runs"] == b["runs"])
-    #expect(b["runs"]?.listValue?.allSatisfy { $0["privacy_ledger"] != nil && $0["status"] == .string("finished") } == true)
+    #expect(
+        b["runs"]?.listValue?.allSatisfy { $0["privacy_ledger"] != nil && $0["status"] == .string("finished") } == true)
     #expect(a["config_history"] == b["config_history"] && a["experiment_hash"] == b["experiment_hash"])
     #expect(b["shard"] == nil)
     #expect(b["merged_from"]?.listValue?.count == n)

@@ -52,7 +52,10 @@ final class ThreadRank: Communicator {
         group.slots[rank] = Array(send)
         group.barrier()
         for r in 0..<size {
-            group.slots[r].withUnsafeBytes { receive.baseAddress!.advanced(by: r * send.count).copyMemory(from: $0.baseAddress!, byteCount: send.count) }
+            group.slots[r].withUnsafeBytes {
+                receive.baseAddress!.advanced(by: r * send.count).copyMemory(
+                    from: $0.baseAddress!, byteCount: send.count)
+            }
         }
         group.barrier()
     }
@@ -138,7 +141,8 @@ private func train(_ trainer: DPSGDTrainer, steps: Int) throws -> TrainedState {
 private func expectSame(_ state: TrainedState, _ one: TrainedState, _ what: String) {
     let a = state.parameters.joined(), b = one.parameters.joined()
     let differing = zip(a, b).filter { $0 != $1 }.count
-    #expect(a.count == b.count && differing == 0, "\(what): \(differing) of \(b.count) parameters differ from one process")
+    #expect(
+        a.count == b.count && differing == 0, "\(what): \(differing) of \(b.count) parameters differ from one process")
     #expect(state.clippingNorm == one.clippingNorm, "\(what): clipping norm")
     #expect(state.ledger == one.ledger, "\(what): ledger")
     #expect(state.reports == one.reports, "\(what): step figures")
