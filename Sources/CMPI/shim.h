@@ -27,6 +27,9 @@ static inline int dpkit_mpi_size(void) {
 static inline int dpkit_mpi_allgather(const void *send, int bytes, void *receive) {
     return MPI_Allgather(send, bytes, MPI_BYTE, receive, bytes, MPI_BYTE, MPI_COMM_WORLD);
 }
+static inline int dpkit_mpi_alltoall(const void *send, int bytes, void *receive) {
+    return MPI_Alltoall(send, bytes, MPI_BYTE, receive, bytes, MPI_BYTE, MPI_COMM_WORLD);
+}
 static inline int dpkit_mpi_bcast(void *buffer, int bytes, int root) {
     return MPI_Bcast(buffer, bytes, MPI_BYTE, root, MPI_COMM_WORLD);
 }

@@ -71,10 +71,11 @@ public enum StepBenchmark {
         public var physicalBatchSize: Int
         /// Mean milliseconds per timed step in each phase (``DPTraining/DataParallelTimings``):
         /// this rank's chunks; waiting for the slowest rank (ranks > 1); the exchange of the
-        /// chunks' sums; the ordered sum, noise, broadcast and optimizer step.
+        /// chunks' sums (all-to-all by segment, then all-gather of the summed segments); the
+        /// ordered sum, noise, broadcast and optimizer step.
         public var computeMs = 0.0
         public var waitingMs = 0.0
-        public var allGatherMs = 0.0
+        public var exchangeMs = 0.0
         public var reduceAndUpdateMs = 0.0
 
         enum CodingKeys: String, CodingKey {
@@ -82,7 +83,7 @@ public enum StepBenchmark {
             case physicalBatchSize = "physical_batch_size"
             case computeMs = "compute_ms"
             case waitingMs = "waiting_ms"
-            case allGatherMs = "allgather_ms"
+            case exchangeMs = "exchange_ms"
             case reduceAndUpdateMs = "reduce_and_update_ms"
             case workload, mode, steps, threads
             case batchSize = "batch_size"
@@ -135,7 +136,7 @@ public enum StepBenchmark {
         let perStep = 1000 / Double(max(1, steps))
         result.computeMs = (after.compute - before.compute) * perStep
         result.waitingMs = (after.waiting - before.waiting) * perStep
-        result.allGatherMs = (after.allGather - before.allGather) * perStep
+        result.exchangeMs = (after.exchange - before.exchange) * perStep
         result.reduceAndUpdateMs = (after.reduceAndUpdate - before.reduceAndUpdate) * perStep
         return result
     }

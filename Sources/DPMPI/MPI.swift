@@ -106,6 +106,13 @@ public final class MPICommunicator: Communicator {
         try check(dpkit_mpi_allgather(send.baseAddress, n, receive.baseAddress), "MPI_Allgather")
     }
 
+    public func allToAll(_ send: UnsafeRawBufferPointer, into receive: UnsafeMutableRawBufferPointer) throws {
+        precondition(
+            receive.count == send.count && send.count % size == 0, "allToAll: \(send.count) bytes for \(size) ranks")
+        let n = try count(send.count / size, "MPI_Alltoall")
+        try check(dpkit_mpi_alltoall(send.baseAddress, n, receive.baseAddress), "MPI_Alltoall")
+    }
+
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {
         let n = try count(buffer.count, "MPI_Bcast")
         try check(dpkit_mpi_bcast(buffer.baseAddress, n, Int32(root)), "MPI_Bcast")

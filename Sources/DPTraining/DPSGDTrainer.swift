@@ -204,12 +204,15 @@ public final class DPSGDTrainer {
     /// Put a barrier before each step's gather, so that ``timings`` tells waiting for the
     /// slowest rank from the exchange itself (one more collective per step; benchmarks only).
     public var measuresWaiting = false
-    /// Each chunk's clipped sum (parameters flattened) and its figures, as sent and gathered.
+    /// Each chunk's clipped sum (parameters flattened, cut into one segment per rank) as sent
+    /// and received, this rank's segment of the step's sum, the whole sum, and the chunks' figures.
     private var chunkSums: [Float] = []
-    private var gatheredSums: [Float] = []
+    private var receivedSums: [Float] = []
+    private var flatGradient: [Float] = []
+    private var segmentSum: [Float] = []
+    private var stepSum: [Float] = []
     private var chunkFigures: [Double] = []
     private var gatheredFigures: [Double] = []
-    private var stepSum: [Float] = []
 
     /// Makes a trainer. The learning rate is the optimizer's (`SGD(learningRate:)`,
     /// `Adam(learningRate:)`); `schedule` scales it step by step.
@@ -350,20 +353,23 @@ public final class DPSGDTrainer {
             step: step, batchSize: indices.count, lossSum: 0, correct: 0,
             clippedCount: 0, clippingNorm: clippingNorm)
         // The logical batch is cut into physical chunks of `maxPhysicalBatchSize`; chunk j is
-        // processed by rank j mod K. Each chunk's clipped sum is computed from zero, the sums
-        // are gathered, and every rank adds them in chunk order: ((S_0 + S_1) + S_2) + ...
-        // One process does exactly the same (K = 1), so K ranks give the same sum bit for bit,
-        // given the same BLAS kernel and thread count per process.
+        // processed by rank j mod K (in its slot j / K), and its clipped sum S_j is computed from
+        // zero. The flattened parameters are cut into K segments of L; rank r receives segment r
+        // of every chunk's sum (all-to-all) and adds them in chunk order, ((S_0 + S_1) + S_2) + ...,
+        // then the segments are gathered: a reduce-scatter and an all-gather, as an allreduce,
+        // but in a fixed order. One process does exactly the same (K = 1: one segment), so K ranks
+        // give the same sum bit for bit, given the same BLAS kernel and thread count per process.
         let chunk = configuration.maxPhysicalBatchSize
         let chunkCount = (indices.count + chunk - 1) / chunk
         let ranks = communicator.size, rank = communicator.rank
         let slots = (chunkCount + ranks - 1) / ranks
         let parameters = model.parameters
         let width = parameters.reduce(0) { $0 + $1.gradient.scalarCount }
+        let segment = (width + ranks - 1) / ranks
         let figuresWidth = ChunkStats.width
-        if chunkSums.count != slots * width {
-            chunkSums = [Float](repeating: 0, count: slots * width)
-            gatheredSums = [Float](repeating: 0, count: slots * width * ranks)
+        if chunkSums.count != ranks * slots * segment {
+            chunkSums = [Float](repeating: 0, count: ranks * slots * segment)
+            receivedSums = [Float](repeating: 0, count: ranks * slots * segment)
         }
         if chunkFigures.count != slots * figuresWidth {
             chunkFigures = [Double](repeating: 0, count: slots * figuresWidth)
@@ -380,7 +386,7 @@ public final class DPSGDTrainer {
                 chunkIndices.removeAll(keepingCapacity: true)
                 chunkIndices.append(contentsOf: indices[start..<end])
                 do { stats = try processChunk() } catch let error as TrainingError { stats.error = error }
-                if !direct { pack(parameters, into: &chunkSums, at: slot * width) }
+                if !direct { packSegments(parameters, slot: slot, slots: slots, segment: segment) }
             }
             stats.write(into: &chunkFigures, at: slot * figuresWidth)
         }
@@ -391,11 +397,11 @@ public final class DPSGDTrainer {
                 try communicator.barrier()
                 lap(\.waiting)
             }
-            try communicator.allGather(chunkSums, into: &gatheredSums)
+            try communicator.allToAll(chunkSums, into: &receivedSums)
             try communicator.allGather(chunkFigures, into: &gatheredFigures)
-            lap(\.allGather)
+            lap(\.exchange)
         } else {
-            swap(&chunkSums, &gatheredSums)
+            swap(&chunkSums, &receivedSums)
             swap(&chunkFigures, &gatheredFigures)
         }
         // Chunk j sits in rank j mod K's slot j / K.
@@ -413,16 +419,25 @@ public final class DPSGDTrainer {
             layerClippedCount += stats.layerClipped
         }
         if !direct && chunkCount > 0 {
-            if stepSum.count != width { stepSum = [Float](repeating: 0, count: width) }
-            gatheredSums.withUnsafeBufferPointer { all in
-                stepSum.withUnsafeMutableBufferPointer { sum in
-                    let first = slotIndex(0) * width
-                    for i in 0..<width { sum[i] = all[first + i] }
+            // This rank's segment: chunk j's piece came from rank j mod K, slot j / K.
+            if segmentSum.count != segment { segmentSum = [Float](repeating: 0, count: segment) }
+            if stepSum.count != ranks * segment { stepSum = [Float](repeating: 0, count: ranks * segment) }
+            receivedSums.withUnsafeBufferPointer { all in
+                segmentSum.withUnsafeMutableBufferPointer { sum in
+                    let first = slotIndex(0) * segment
+                    for i in 0..<segment { sum[i] = all[first + i] }
                     for j in 1..<max(1, chunkCount) {
-                        let o = slotIndex(j) * width
-                        for i in 0..<width { sum[i] += all[o + i] }
+                        let o = slotIndex(j) * segment
+                        for i in 0..<segment { sum[i] += all[o + i] }
                     }
                 }
+            }
+            if ranks > 1 {
+                lap(\.reduceAndUpdate)
+                try communicator.allGather(segmentSum, into: &stepSum)
+                lap(\.exchange)
+            } else {
+                swap(&segmentSum, &stepSum)
             }
             unpack(stepSum, into: parameters)
         }
@@ -448,7 +463,7 @@ public final class DPSGDTrainer {
             }
         }
         if ranks > 1 {
-            if stepSum.count != width { stepSum = [Float](repeating: 0, count: width) }
+            if stepSum.count < width { stepSum = [Float](repeating: 0, count: width) }
             if rank == 0 { pack(parameters, into: &stepSum, at: 0) }
             try communicator.broadcast(&stepSum, root: 0)
             if rank != 0 { unpack(stepSum, into: parameters) }
@@ -492,6 +507,24 @@ public final class DPSGDTrainer {
             throw TrainingError.invalidSetting(
                 "data-parallel training on \(communicator.size) ranks does not support "
                     + refused.joined(separator: ", ") + "; run this config on one process")
+        }
+    }
+
+    /// Copies the gradients into `chunkSums` for the all-to-all: segment q of the flattened
+    /// gradient goes to `[q][slot]` (segments of `segment` floats, the last one padded).
+    private func packSegments(_ parameters: [Parameter], slot: Int, slots: Int, segment: Int) {
+        let width = parameters.reduce(0) { $0 + $1.gradient.scalarCount }
+        if flatGradient.count != width { flatGradient = [Float](repeating: 0, count: width) }
+        pack(parameters, into: &flatGradient, at: 0)
+        let ranks = communicator.size
+        flatGradient.withUnsafeBufferPointer { flat in
+            chunkSums.withUnsafeMutableBufferPointer { out in
+                for q in 0..<ranks {
+                    let start = q * segment, end = min(width, start + segment)
+                    let o = (q * slots + slot) * segment
+                    if start < end { for i in start..<end { out[o + i - start] = flat[i] } }
+                }
+            }
         }
     }
 

@@ -12,6 +12,9 @@ public protocol Communicator: AnyObject {
     var size: Int { get }
     /// Every rank's `send` (the same byte count on every rank), concatenated in rank order.
     func allGather(_ send: UnsafeRawBufferPointer, into receive: UnsafeMutableRawBufferPointer) throws
+    /// `send` holds `size` equal blocks; block `q` goes to rank `q`. `receive` gets the block
+    /// for this rank from every rank, in rank order.
+    func allToAll(_ send: UnsafeRawBufferPointer, into receive: UnsafeMutableRawBufferPointer) throws
     /// Overwrites `buffer` on every rank with `root`'s.
     func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws
     /// Returns once every rank has called it.
@@ -28,6 +31,10 @@ public final class SingleProcess: Communicator {
     public var size: Int { 1 }
     public func allGather(_ send: UnsafeRawBufferPointer, into receive: UnsafeMutableRawBufferPointer) throws {
         precondition(receive.count == send.count, "SingleProcess.allGather: \(receive.count) bytes for \(send.count)")
+        receive.copyMemory(from: send)
+    }
+    public func allToAll(_ send: UnsafeRawBufferPointer, into receive: UnsafeMutableRawBufferPointer) throws {
+        precondition(receive.count == send.count, "SingleProcess.allToAll: \(receive.count) bytes for \(send.count)")
         receive.copyMemory(from: send)
     }
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {}
@@ -48,6 +55,12 @@ extension Communicator {
         try send.withUnsafeBytes { s in try receive.withUnsafeMutableBytes { try allGather(s, into: $0) } }
     }
 
+    /// `allToAll` of arrays (`send.count` a multiple of `size`).
+    public func allToAll<T>(_ send: [T], into receive: inout [T]) throws {
+        precondition(receive.count == send.count && send.count % size == 0)
+        try send.withUnsafeBytes { s in try receive.withUnsafeMutableBytes { try allToAll(s, into: $0) } }
+    }
+
     /// `broadcast` of an array (the same count on every rank).
     public func broadcast<T>(_ buffer: inout [T], root: Int) throws {
         try buffer.withUnsafeMutableBytes { try broadcast($0, root: root) }
@@ -61,8 +74,9 @@ public struct DataParallelTimings: Hashable, Sendable {
     /// Waiting at a barrier for the slowest rank before the gather (only measured when
     /// ``DPSGDTrainer/measuresWaiting`` is set; otherwise it is part of ``allGather``).
     public var waiting = 0.0
-    /// Exchanging the chunks' clipped sums and statistics.
-    public var allGather = 0.0
+    /// Exchanging the chunks' clipped sums by segment (all-to-all) and their figures, and
+    /// gathering the summed segments.
+    public var exchange = 0.0
     /// Summing the chunks in order, noise on rank 0, broadcast of the noised sum, optimizer step.
     public var reduceAndUpdate = 0.0
     public var steps = 0

@@ -19,7 +19,7 @@ struct BenchCommand: ParsableCommand {
             size (fixed-size sampling). JSON keys: workload, mode, batch_size, steps, threads, \
             blas_core, ms_per_step, samples_per_second, achieved_gflops, gemm_peak_gflops, \
             fraction_of_gemm_peak, peak_rss_mb, ranks, physical_batch_size, compute_ms, waiting_ms, \
-            allgather_ms, reduce_and_update_ms. Under `mpirun -np K` (a `make mpi` build) the step is \
+            exchange_ms, reduce_and_update_ms. Under `mpirun -np K` (a `make mpi` build) the step is \
             shared by K data-parallel ranks (chunks of --physical-batch-size) and rank 0 prints, with \
             the time per phase.
             """)
@@ -69,8 +69,8 @@ struct BenchCommand: ParsableCommand {
             print(
                 String(
                     format:
-                        "%d rank(s), chunks of %d: per step %.3f ms compute, %.3f ms waiting, %.3f ms allgather, %.3f ms reduce+update",
-                    r.ranks, r.physicalBatchSize, r.computeMs, r.waitingMs, r.allGatherMs, r.reduceAndUpdateMs))
+                        "%d rank(s), chunks of %d: per step %.3f ms compute, %.3f ms waiting, %.3f ms exchange, %.3f ms reduce+update",
+                    r.ranks, r.physicalBatchSize, r.computeMs, r.waitingMs, r.exchangeMs, r.reduceAndUpdateMs))
         }
     }
 }

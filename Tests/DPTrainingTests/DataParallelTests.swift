@@ -60,6 +60,19 @@ final class ThreadRank: Communicator {
         group.barrier()
     }
 
+    func allToAll(_ send: UnsafeRawBufferPointer, into receive: UnsafeMutableRawBufferPointer) throws {
+        let block = send.count / size
+        group.slots[rank] = Array(send)
+        group.barrier()
+        for r in 0..<size {
+            group.slots[r].withUnsafeBytes {
+                receive.baseAddress!.advanced(by: r * block).copyMemory(
+                    from: $0.baseAddress!.advanced(by: rank * block), byteCount: block)
+            }
+        }
+        group.barrier()
+    }
+
     func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {
         if rank == root { group.slots[root] = Array(UnsafeRawBufferPointer(buffer)) }
         group.barrier()
