@@ -17,6 +17,25 @@ import Foundation
 /// names the rank, the run and the error: the other ranks would otherwise wait in a collective
 /// forever. Rows of finished runs are on disk already; `--resume` continues.
 public enum DataParallelRun {
+    /// What data-parallel training does not support, per run of `config` that uses it (the
+    /// trainer refuses the same at its first step; this names every such run before any trains).
+    public static func unsupportedSettings(_ config: ExperimentConfig) -> [String] {
+        var problems: [String: [String]] = [:]
+        for run in config.runs {
+            let c = run.config
+            var found: [String] = []
+            if c.privacy.secureRNG { found.append("privacy.secure_rng: true") }
+            if c.model.layers?.contains(where: { if case .dropout = $0 { return true } else { return false } }) == true
+            {
+                found.append("dropout layers")
+            }
+            if c.training.adversarial != nil { found.append("training.adversarial") }
+            if c.audit != nil { found.append("audit") }
+            for f in found { problems[f, default: []].append(run.runID) }
+        }
+        return problems.keys.sorted().map { "\($0) (runs \(problems[$0]!.joined(separator: ", ")))" }
+    }
+
     /// What rank 0 tells the others before each run, and at the end.
     enum Message: Equatable {
         case run(String)

@@ -146,6 +146,14 @@ struct RunCommand: ParsableCommand {
                     "\(config) is a `kind: \(experiment.kind.rawValue)` config: nothing to train on \(communicator.size) ranks; run it without mpirun",
                     kind: .usage)
             }
+            let unsupported = DataParallelRun.unsupportedSettings(experiment)
+            guard unsupported.isEmpty else {
+                throw OutputError(
+                    "data-parallel training on \(communicator.size) ranks does not support "
+                        + unsupported.joined(separator: "; ")
+                        + "; run this config on one process (without mpirun), or leave those runs out",
+                    kind: .usage)
+            }
         } catch { fail(error) }
         let out = URL(fileURLWithPath: output ?? "runs/\(experiment.name)")
         var executor = TrainingExecutor()

@@ -258,3 +258,13 @@ func shardedThenMergedEqualsTheUnshardedSweep(_ n: Int) throws {
         #expect(!lines[firstCommand...].contains { $0.hasPrefix("#SBATCH") })
     }
 }
+
+// MARK: - Data parallelism
+
+@Test func dataParallelRunsNameWhatTheyCannotTrainBeforeAnyRunStarts() throws {
+    #expect(DataParallelRun.unsupportedSettings(try parse(baseYAML)).isEmpty)
+    let secure = try parse(
+        baseYAML.replacingOccurrences(of: "  clipping_norm: 1.0\n", with: "  clipping_norm: 1.0\n  secure_rng: true\n"))
+    let problems = DataParallelRun.unsupportedSettings(secure)
+    #expect(problems == ["privacy.secure_rng: true (runs \(secure.runs[0].runID))"], "\(problems)")
+}
