@@ -9,7 +9,8 @@ PLOT_PACKAGES := librsvg2-bin
 DEMO_CONFIG ?= experiments/quickstart.yaml
 DEMO_OUT ?= runs/quickstart
 
-.PHONY: demo test build release deps data plot-deps bench bench-suites bench-suites-selftest examples docs format lint clean
+.PHONY: demo test build release deps data plot-deps bench bench-suites bench-suites-selftest examples docs format lint clean \
+	mpi mpi-deps mpi-check slurm-check
 
 # Installs the packages listed in $(1) that dpkg does not report as installed.
 define apt_install
@@ -45,6 +46,29 @@ demo: release
 
 test: deps
 	$(SWIFT) test --parallel
+
+# Data-parallel DP-SGD over MPI (optional; docs/cluster.md). `make mpi` installs MPICH from Debian
+# (MPI=ompi: Open MPI) and builds a dpkit with MPI (DPKIT_MPI, see Package.swift) in its own
+# scratch folder, so the ordinary build never needs MPI. Launch: mpirun -np K .build-mpi/release/dpkit run CONFIG
+# `make mpi-check`: 2 ranks against one process, bit for bit, and a killed rank then --resume (.ci/mpi-check.sh).
+# `make slurm-check`: a single-node Slurm cluster (as root; .ci/slurm-up.sh), a 2-task array
+# from `dpkit slurm`, merged and compared with one process (.ci/slurm-check.sh).
+MPI ?= mpich
+MPI_PACKAGES := $(if $(filter ompi openmpi,$(MPI)),libopenmpi-dev openmpi-bin,libmpich-dev mpich)
+MPI_SCRATCH ?= .build-mpi
+MPI_CONFIGURATION ?= release
+mpi-deps:
+	$(call apt_install,$(DEB_PACKAGES) $(MPI_PACKAGES))
+
+mpi: mpi-deps
+	DPKIT_MPI=$(MPI) $(SWIFT) build -c $(MPI_CONFIGURATION) --product dpkit --scratch-path $(MPI_SCRATCH)
+	@echo "MPI build: mpirun -np K $(MPI_SCRATCH)/$(MPI_CONFIGURATION)/dpkit run CONFIG"
+
+mpi-check: mpi
+	.ci/mpi-check.sh $(MPI_SCRATCH)/$(MPI_CONFIGURATION)/dpkit
+
+slurm-check: build
+	.ci/slurm-check.sh .build/debug/dpkit
 
 # Quick self-contained benchmark (no harness build).
 bench: release
@@ -118,4 +142,4 @@ lint:
 	$(SWIFT) format lint --strict --recursive --parallel $(FORMAT_PATHS)
 
 clean:
-	rm -rf .build .build-docs Benchmarks/.build Examples/.build
+	rm -rf .build .build-docs .build-mpi Benchmarks/.build Examples/.build

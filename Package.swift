@@ -6,6 +6,7 @@
 //   CFFTW            (system library, imported by DPAccounting only)
 //   CZlib            (system library, imported by DPData only)
 //   CDPKernels       C kernels (normal sampling), imported by DPTensor only
+//   CMPI             (system library, only with DPKIT_MPI set: `make mpi`), imported by DPMPI only
 //   DPSchema         config values and plugin parameter schemas (depends on nothing)
 //   DPTensor         tensor kernel, BLAS/LAPACK, random numbers
 //   DPAccounting     privacy events and accountants (depends on nothing else in DPKit)
@@ -17,6 +18,7 @@
 //   DPAuditing       attacks on privacy and empirical epsilon lower bounds: membership inference,
 //                    canaries, gradient inversion (tests what DPAccounting claims)
 //   DPExperiments    configs, sweeps, CSV logs, tables, plots
+//   DPMPI            MPI ranks for data-parallel DP-SGD (MPI itself only in `make mpi` builds)
 //   DPBenchmarking   timed training steps of named workloads (`dpkit bench`, Benchmarks/DPSGD) and
 //                    envelope throughput (`dpkit bench-encryption`)
 //   dpkit            thin command-line tool
@@ -34,6 +36,7 @@ let package = Package(
         .library(name: "DPTraining", targets: ["DPTraining"]),
         .library(name: "DPAuditing", targets: ["DPAuditing"]),
         .library(name: "DPExperiments", targets: ["DPExperiments"]),
+        .library(name: "DPMPI", targets: ["DPMPI"]),
         .library(name: "DPBenchmarking", targets: ["DPBenchmarking"]),
         .executable(name: "dpkit", targets: ["dpkit"]),
     ],
@@ -82,6 +85,7 @@ let package = Package(
                 "DPSchema", "DPTraining", "DPAuditing", "DPAccounting", "DPData", "DPLayers", "DPTensor", "DPCrypto",
                 .product(name: "Yams", package: "Yams"),
             ]),
+        .target(name: "DPMPI", dependencies: ["DPTraining"]),
         .target(
             name: "DPBenchmarking",
             dependencies: ["DPSchema", "DPTensor", "DPLayers", "DPData", "DPTraining", "DPCrypto"]),
@@ -89,7 +93,7 @@ let package = Package(
             name: "dpkit",
             dependencies: [
                 "DPExperiments", "DPTraining", "DPBenchmarking", "DPAuditing", "DPAccounting", "DPData", "DPLayers",
-                "DPTensor", "DPCrypto",
+                "DPTensor", "DPCrypto", "DPMPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -121,4 +125,20 @@ let package = Package(
 // builds, `make test` and CI neither resolve nor fetch it.
 if Context.environment["DPKIT_DOCS"] != nil {
     package.dependencies.append(.package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"))
+}
+
+// `make mpi` only (DPKIT_MPI=mpich or ompi, scratch folder .build-mpi): DPMPI links MPI through
+// the system library CMPI (pkg-config `mpich` or `ompi`) and compiles its MPI code
+// (`#if DPKIT_MPI`). Without DPKIT_MPI nothing needs MPI installed, and `mpirun` with several
+// ranks is refused by name.
+if let flavour = Context.environment["DPKIT_MPI"], !flavour.isEmpty {
+    let pkgConfig = flavour == "ompi" || flavour == "openmpi" ? "ompi" : "mpich"
+    package.targets.append(
+        .systemLibrary(
+            name: "CMPI", path: "Sources/CMPI", pkgConfig: pkgConfig,
+            providers: [.apt(pkgConfig == "ompi" ? ["libopenmpi-dev", "openmpi-bin"] : ["libmpich-dev", "mpich"])]))
+    if let mpi = package.targets.first(where: { $0.name == "DPMPI" }) {
+        mpi.dependencies.append("CMPI")
+        mpi.swiftSettings = [.define("DPKIT_MPI")]
+    }
 }

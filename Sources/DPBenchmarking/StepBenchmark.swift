@@ -66,8 +66,25 @@ public enum StepBenchmark {
         public var gemmPeakGflops: Double
         public var fractionOfGemmPeak: Double
         public var peakRssMB: Double
+        /// Data-parallel ranks (`mpirun -np K dpkit bench`) and the physical chunk size.
+        public var ranks = 1
+        public var physicalBatchSize: Int
+        /// Mean milliseconds per timed step in each phase (``DPTraining/DataParallelTimings``):
+        /// this rank's chunks; waiting for the slowest rank (ranks > 1); the exchange of the
+        /// chunks' sums (all-to-all by segment, then all-gather of the summed segments); the
+        /// ordered sum, noise, broadcast and optimizer step.
+        public var computeMs = 0.0
+        public var waitingMs = 0.0
+        public var exchangeMs = 0.0
+        public var reduceAndUpdateMs = 0.0
 
         enum CodingKeys: String, CodingKey {
+            case ranks
+            case physicalBatchSize = "physical_batch_size"
+            case computeMs = "compute_ms"
+            case waitingMs = "waiting_ms"
+            case exchangeMs = "exchange_ms"
+            case reduceAndUpdateMs = "reduce_and_update_ms"
             case workload, mode, steps, threads
             case batchSize = "batch_size"
             case blasCore = "blas_core"
@@ -81,12 +98,21 @@ public enum StepBenchmark {
     }
 
     /// Runs `warmup` untimed steps, then `steps` timed ones; reports the median.
+    /// `physicalBatchSize`: the chunk size (default: the batch size, one chunk); `communicator`:
+    /// the ranks that share each step (data parallelism), which then also time their waiting.
     public static func run(
         workload: Workload, private isPrivate: Bool, batchSize: Int, steps: Int,
-        warmup: Int = 3, seed: UInt64 = 1
+        warmup: Int = 3, seed: UInt64 = 1, physicalBatchSize: Int? = nil, communicator: (any Communicator)? = nil
     ) throws -> Result {
-        let trainer = try makeTrainer(workload: workload, private: isPrivate, batchSize: batchSize, seed: seed)
+        let trainer = try makeTrainer(
+            workload: workload, private: isPrivate, batchSize: batchSize, seed: seed,
+            physicalBatchSize: physicalBatchSize)
+        if let communicator {
+            trainer.communicator = communicator
+            trainer.measuresWaiting = communicator.size > 1
+        }
         for _ in 0..<warmup { try trainer.trainStep() }
+        let before = trainer.timings
         var times: [Double] = []
         for _ in 0..<steps {
             let t0 = DispatchTime.now().uptimeNanoseconds
@@ -97,14 +123,22 @@ public enum StepBenchmark {
         let median = times.isEmpty ? .nan : times[times.count / 2]
         let flops = workload.trainingFlopsPerExample * Double(batchSize)
         let achieved = flops / (median * 1e6)
+        let after = trainer.timings
         let peak = gemmPeak()
-        return Result(
+        var result = Result(
             workload: workload.rawValue, mode: isPrivate ? "private" : "nonprivate",
             batchSize: batchSize, steps: steps, threads: BLASRuntime.threadCount,
             blasCore: BLASRuntime.coreName, msPerStep: median,
             samplesPerSecond: Double(batchSize) / (median / 1000),
             achievedGflops: achieved, gemmPeakGflops: peak, fractionOfGemmPeak: achieved / peak,
-            peakRssMB: peakResidentMegabytes())
+            peakRssMB: peakResidentMegabytes(), physicalBatchSize: physicalBatchSize ?? batchSize)
+        result.ranks = communicator?.size ?? 1
+        let perStep = 1000 / Double(max(1, steps))
+        result.computeMs = (after.compute - before.compute) * perStep
+        result.waitingMs = (after.waiting - before.waiting) * perStep
+        result.exchangeMs = (after.exchange - before.exchange) * perStep
+        result.reduceAndUpdateMs = (after.reduceAndUpdate - before.reduceAndUpdate) * perStep
+        return result
     }
 
     /// The trainer that ``run(workload:private:batchSize:steps:warmup:seed:)`` times: the
@@ -113,7 +147,7 @@ public enum StepBenchmark {
     /// multiplier 1, clipping norm 1 (flat clipping), delta 1e-5.
     public static func makeTrainer(
         workload: Workload, private isPrivate: Bool, batchSize: Int,
-        seed: UInt64 = 1
+        seed: UInt64 = 1, physicalBatchSize: Int? = nil
     ) throws -> DPSGDTrainer {
         let n = max(batchSize * 4, 1024)
         var rng = PhiloxRandom(seed: seed, stream: 99)
@@ -128,7 +162,7 @@ public enum StepBenchmark {
             model: model, optimizer: SGD(learningRate: 0.01), data: data,
             configuration: TrainerConfiguration(
                 sampling: .fixedSize, expectedBatchSize: batchSize,
-                maxPhysicalBatchSize: batchSize, privacy: privacy, seed: seed))
+                maxPhysicalBatchSize: physicalBatchSize ?? batchSize, privacy: privacy, seed: seed))
     }
 
     /// The workload's model, from the model registry with ``Workload/modelParameters``, for 10 classes.

@@ -81,6 +81,8 @@ public struct ExperimentConfig: Sendable {
     public var labels = DisplayLabels()
     /// How the results are protected (`output:`): encrypted checkpoints and models, a signature.
     public var output = OutputConfig()
+    /// The part of the sweep this invocation runs (`dpkit run --shard I/N`); nil: all of it.
+    public var shard: ShardSelection?
 
     /// FNV-1a of the canonical JSON of the whole file.
     public var experimentHash: String { fnv1a64Hex(raw.canonicalJSON) }
@@ -159,6 +161,91 @@ extension ExperimentConfig {
         seeds = selected
         warnings.append(
             "--seed \(selected.map(String.init).joined(separator: ", ")): only these seeds of \(source) were run")
+    }
+}
+
+// MARK: - Shards
+
+/// One of `count` disjoint parts of an experiment's runs (`dpkit run --shard I/N`, a Slurm array
+/// task): run `k` of the plan (from 0, in plan order) belongs to shard `k mod count`. The parts
+/// are deterministic (plan order is the config's), disjoint, cover the plan, and balanced to
+/// within one run; `dpkit merge` puts their folders back together.
+public struct ShardSelection: Hashable, Sendable {
+    /// From 0.
+    public var index: Int
+    public var count: Int
+    /// Every run id of the whole plan, in plan order (recorded in each shard's manifest, so a
+    /// merge can name the runs of a shard that is missing).
+    public var planRunIDs: [String] = []
+
+    /// - Throws: ``ShardError`` unless `0 <= index < count`.
+    public init(index: Int, count: Int) throws {
+        guard count >= 1 else { throw ShardError("the shard count \(count) must be at least 1 (`--shard 0/4`)") }
+        guard index >= 0, index < count else {
+            throw ShardError(
+                "shard index \(index) is out of range for \(count) shards: it must be in 0...\(count - 1) (`--shard I/N` counts from 0, like SLURM_ARRAY_TASK_ID of `--array=0-\(count - 1)`)"
+            )
+        }
+        self.index = index
+        self.count = count
+    }
+
+    /// `I/N`, as `--shard` takes it.
+    /// - Throws: ``ShardError`` naming the text when it is not `I/N` with `0 <= I < N`.
+    public init(parsing text: String) throws {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let i = Int(parts[0]), let n = Int(parts[1]) else {
+            throw ShardError(
+                "`\(text)` is not a shard: write I/N, the I-th of N parts counted from 0 (`--shard 0/4` ... `--shard 3/4`), or `slurm`"
+            )
+        }
+        try self.init(index: i, count: n)
+    }
+
+    /// The shard of a Slurm array task: `SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN` of
+    /// `SLURM_ARRAY_TASK_COUNT` (`--array=0-3` gives shards 0/4 ... 3/4).
+    /// - Throws: ``ShardError`` when the variables are missing (not inside a job array) or not numbers.
+    public init(slurmEnvironment env: [String: String]) throws {
+        guard let id = env["SLURM_ARRAY_TASK_ID"], let count = env["SLURM_ARRAY_TASK_COUNT"] else {
+            throw ShardError(
+                "--shard slurm needs SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT, which Slurm sets only inside a job array (`sbatch --array=0-3`; `dpkit slurm` writes such a script); outside Slurm give --shard I/N"
+            )
+        }
+        let minimum = env["SLURM_ARRAY_TASK_MIN"] ?? "0"
+        guard let i = Int(id), let n = Int(count), let lo = Int(minimum) else {
+            throw ShardError(
+                "SLURM_ARRAY_TASK_ID=\(id), SLURM_ARRAY_TASK_MIN=\(minimum), SLURM_ARRAY_TASK_COUNT=\(count) are not whole numbers"
+            )
+        }
+        do { try self.init(index: i - lo, count: n) } catch let error as ShardError {
+            throw ShardError(
+                "\(error.description) (from SLURM_ARRAY_TASK_ID=\(id) - SLURM_ARRAY_TASK_MIN=\(minimum), SLURM_ARRAY_TASK_COUNT=\(count); the array must be contiguous, such as --array=0-\(n - 1))"
+            )
+        }
+    }
+
+    /// Whether run `k` of the plan (from 0) belongs to this shard.
+    public func contains(planIndex k: Int) -> Bool { k % count == index }
+
+    /// `2/4`.
+    public var text: String { "\(index)/\(count)" }
+}
+
+/// A shard that cannot be selected (bad `--shard`, no Slurm array variables).
+public struct ShardError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+extension ExperimentConfig {
+    /// Keeps only the runs of `shard` (renumbered from 0) and records the shard, with the run
+    /// ids of the whole plan, for the manifest. A shard may be empty (more shards than runs).
+    public mutating func restrict(to shard: ShardSelection) {
+        var shard = shard
+        shard.planRunIDs = runs.map(\.runID)
+        runs = runs.enumerated().filter { shard.contains(planIndex: $0.offset) }.map(\.element)
+        for i in runs.indices { runs[i].index = i }
+        self.shard = shard
     }
 }
 

@@ -72,14 +72,18 @@ public struct RunEnvironment: Hashable, Sendable {
     /// The OpenBLAS core name (`Haswell`, ...).
     public var blasCore: String?
     public var blasThreads: String?
+    /// Data-parallel ranks each run trained on (`mpirun -np K`); 1: one process.
+    public var ranks: Int
 
     public init(
-        dpkitVersion: String = "unknown", gitCommit: String? = nil, blasCore: String? = nil, blasThreads: String? = nil
+        dpkitVersion: String = "unknown", gitCommit: String? = nil, blasCore: String? = nil, blasThreads: String? = nil,
+        ranks: Int = 1
     ) {
         self.dpkitVersion = dpkitVersion
         self.gitCommit = gitCommit
         self.blasCore = blasCore
         self.blasThreads = blasThreads
+        self.ranks = ranks
     }
 }
 

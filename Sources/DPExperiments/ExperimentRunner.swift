@@ -144,6 +144,11 @@ public final class ExperimentRunner {
         log(
             "Experiment \(config.name): \(runs.count) runs (\(Set(runs.map(\.configHash)).count) configs x seeds) -> \(outputDirectory.path)"
         )
+        if let shard = config.shard {
+            log(
+                "shard \(shard.text): \(runs.count) of the plan's \(shard.planRunIDs.count) runs (every \(shard.count)th from run \(shard.index + 1)); `dpkit merge` joins the shards' folders"
+            )
+        }
         for warning in config.warnings { log("note: \(warning)") }
         // Every run is planned before the first trains; one that cannot be planned (a target
         // epsilon no noise reaches) is named with the others, and nothing trains.
@@ -395,13 +400,14 @@ public final class ExperimentRunner {
                 ("config_file", .string(config.file)), ("experiment_hash", .string(config.experimentHash)),
                 ("dpkit_version", .string(environment.dpkitVersion)), ("git_commit", opt(environment.gitCommit)),
                 ("blas_core", opt(environment.blasCore)), ("blas_threads", opt(environment.blasThreads)),
+            ] + (environment.ranks > 1 ? [("mpi_ranks", ConfigValue.int(environment.ranks))] : []) + [
                 ("seeds", .list(config.seeds.map(ConfigValue.int))),
                 ("sweep", .map(config.sweep.map { ($0.path, .list($0.values)) })),
                 ("varying_keys", .list(config.varyingKeys.map(ConfigValue.string))),
                 ("labels", config.labels.manifestValue),
                 ("warnings", .list((config.warnings + planWarnings()).map(ConfigValue.string))),
                 ("config", config.raw),
-            ] + outputEntry + [
+            ] + outputEntry + shardEntry + [
                 ("config_history", .list(configs)),
                 ("runs", .list(runs + earlier)),
             ])
@@ -416,6 +422,21 @@ public final class ExperimentRunner {
                 .map([
                     ("encrypted_for_key_id", protection.recipient.map { .string($0.keyID) } ?? .null),
                     ("signed_by_key_id", protection.signingKey.map { .string($0.verificationKey.keyID) } ?? .null),
+                ])
+            )
+        ]
+    }
+
+    /// `shard`: which part of the plan this folder holds (`dpkit run --shard I/N`), with every
+    /// run id of the whole plan, so that `dpkit merge` can name the runs of a missing shard.
+    private var shardEntry: [(key: String, value: ConfigValue)] {
+        guard let shard = config.shard else { return [] }
+        return [
+            (
+                "shard",
+                .map([
+                    ("index", .int(shard.index)), ("count", .int(shard.count)),
+                    ("plan_run_ids", .list(shard.planRunIDs.map(ConfigValue.string))),
                 ])
             )
         ]

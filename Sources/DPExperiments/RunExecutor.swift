@@ -212,6 +212,9 @@ public struct RunContext {
     public var encryptFor: RecipientPublicKey?
     /// Opens an encrypted checkpoint to continue from.
     public var checkpointKey: DecryptionKey?
+    /// False on data-parallel ranks other than 0: the checkpoint is only read (to continue
+    /// from), nothing is written.
+    var writesFiles = true
 
     public init(checkpoint: URL? = nil, model: URL? = nil, metrics: URL? = nil, onStep: ((StepMetrics) -> Void)? = nil)
     {

@@ -15,6 +15,9 @@ public struct TrainingExecutor: RunExecutor {
     public var registries: PluginRegistries
     /// The privacy plan of each run that `plan(_:)` made, handed to `execute` (by run id).
     private let plans = PlanCache()
+    /// The ranks each run's trainer shares its steps with (`mpirun`; ``DataParallelRun``);
+    /// nil: one process.
+    public var communicator: (any Communicator)?
 
     public init(registries: PluginRegistries = .standard) {
         self.registries = registries
@@ -107,6 +110,7 @@ public struct TrainingExecutor: RunExecutor {
                 sampling: setup.sampling, expectedBatchSize: c.training.expectedBatchSize,
                 maxPhysicalBatchSize: c.training.maxPhysicalBatchSize, privacy: setup.privacySettings, seed: seed),
             ledger: ledger, budgetAccountant: setup.budgetAccountant)
+        if let communicator { trainer.communicator = communicator }
         try audit?.attach(to: trainer, samplingProbability: setup.samplingProbability)
         if let attack = c.training.adversarial {
             do {
@@ -227,7 +231,7 @@ public struct TrainingExecutor: RunExecutor {
             // the epoch before, the runner drops rows after the checkpoint's epoch on resume, and
             // this epoch runs again to the same result.
             try progress(record)
-            if let url = context.checkpoint {
+            if let url = context.checkpoint, context.writesFiles {
                 try RunCheckpoint(
                     runID: run.runID, epoch: epoch, stopped: stopped || done >= setup.steps,
                     wallSeconds: record.wallSeconds ?? 0, trainer: trainer.checkpoint(),

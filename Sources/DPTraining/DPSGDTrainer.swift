@@ -196,6 +196,23 @@ public final class DPSGDTrainer {
     public var inputPerturbation: InputPerturbation?
     /// The accountant that enforces the budget.
     public let budgetAccountant: AccountantKind
+    /// The ranks this trainer shares each step with (data parallelism; see ``trainStep()``).
+    /// Every rank builds the same trainer (same model, data and seed); set before the first step.
+    public var communicator: any Communicator = SingleProcess()
+    /// Seconds per phase of the steps taken so far (data parallelism and benchmarks).
+    public private(set) var timings = DataParallelTimings()
+    /// Put a barrier before each step's gather, so that ``timings`` tells waiting for the
+    /// slowest rank from the exchange itself (one more collective per step; benchmarks only).
+    public var measuresWaiting = false
+    /// Each chunk's clipped sum (parameters flattened, cut into one segment per rank) as sent
+    /// and received, this rank's segment of the step's sum, the whole sum, and the chunks' figures.
+    private var chunkSums: [Float] = []
+    private var receivedSums: [Float] = []
+    private var flatGradient: [Float] = []
+    private var segmentSum: [Float] = []
+    private var stepSum: [Float] = []
+    private var chunkFigures: [Double] = []
+    private var gatheredFigures: [Double] = []
 
     /// Makes a trainer. The learning rate is the optimizer's (`SGD(learningRate:)`,
     /// `Adam(learningRate:)`); `schedule` scales it step by step.
@@ -322,28 +339,107 @@ public final class DPSGDTrainer {
                 accountant: budgetAccountant)
             throw TrainingError.budgetExhausted(step: step, epsilon: eps)
         }
+        if communicator.size > 1 { try checkDataParallelSupport() }
+        var clock = Date()
+        func lap(_ phase: WritableKeyPath<DataParallelTimings, Double>) {
+            let now = Date()
+            timings[keyPath: phase] += now.timeIntervalSince(clock)
+            clock = now
+        }
         sampler.nextBatch(into: &indices)
         if let excluded = excludedExamples { indices.removeAll { excluded[$0] } }
-        for p in model.parameters { p.gradient.fill(0) }
 
         var report = StepReport(
             step: step, batchSize: indices.count, lossSum: 0, correct: 0,
             clippedCount: 0, clippingNorm: clippingNorm)
+        // The logical batch is cut into physical chunks of `maxPhysicalBatchSize`; chunk j is
+        // processed by rank j mod K (in its slot j / K), and its clipped sum S_j is computed from
+        // zero. The flattened parameters are cut into K segments of L; rank r receives segment r
+        // of every chunk's sum (all-to-all) and adds them in chunk order, ((S_0 + S_1) + S_2) + ...,
+        // then the segments are gathered: a reduce-scatter and an all-gather, as an allreduce,
+        // but in a fixed order. One process does exactly the same (K = 1: one segment), so K ranks
+        // give the same sum bit for bit, given the same BLAS kernel and thread count per process.
         let chunk = configuration.maxPhysicalBatchSize
-        var start = 0
+        let chunkCount = (indices.count + chunk - 1) / chunk
+        let ranks = communicator.size, rank = communicator.rank
+        let slots = (chunkCount + ranks - 1) / ranks
+        let parameters = model.parameters
+        let width = parameters.reduce(0) { $0 + $1.gradient.scalarCount }
+        let segment = (width + ranks - 1) / ranks
+        let figuresWidth = ChunkStats.width
+        if chunkSums.count != ranks * slots * segment {
+            chunkSums = [Float](repeating: 0, count: ranks * slots * segment)
+            receivedSums = [Float](repeating: 0, count: ranks * slots * segment)
+        }
+        if chunkFigures.count != slots * figuresWidth {
+            chunkFigures = [Double](repeating: 0, count: slots * figuresWidth)
+            gatheredFigures = [Double](repeating: 0, count: slots * figuresWidth * ranks)
+        }
+        // One process and one chunk: the gradients are the sum already (nothing to move).
+        let direct = ranks == 1 && chunkCount <= 1
+        for slot in 0..<slots {
+            let j = slot * ranks + rank
+            var stats = ChunkStats(lossSum: 0, correct: 0, clipped: 0, unclipped: 0)
+            if j < chunkCount {
+                for p in parameters { p.gradient.fill(0) }
+                let start = j * chunk, end = min(indices.count, start + chunk)
+                chunkIndices.removeAll(keepingCapacity: true)
+                chunkIndices.append(contentsOf: indices[start..<end])
+                do { stats = try processChunk() } catch let error as TrainingError { stats.error = error }
+                if !direct { packSegments(parameters, slot: slot, slots: slots, segment: segment) }
+            }
+            stats.write(into: &chunkFigures, at: slot * figuresWidth)
+        }
+        if chunkCount == 0 { for p in parameters { p.gradient.fill(0) } }
+        lap(\.compute)
+        if ranks > 1 {
+            if measuresWaiting {
+                try communicator.barrier()
+                lap(\.waiting)
+            }
+            try communicator.allToAll(chunkSums, into: &receivedSums)
+            try communicator.allGather(chunkFigures, into: &gatheredFigures)
+            lap(\.exchange)
+        } else {
+            swap(&chunkSums, &receivedSums)
+            swap(&chunkFigures, &gatheredFigures)
+        }
+        // Chunk j sits in rank j mod K's slot j / K.
+        func slotIndex(_ j: Int) -> Int { (j % ranks) * slots + j / ranks }
         var unclippedCount = 0
         var layerClippedCount = 0
-        while start < indices.count {
-            let end = min(indices.count, start + chunk)
-            chunkIndices.removeAll(keepingCapacity: true)
-            chunkIndices.append(contentsOf: indices[start..<end])
-            let stats = try processChunk()
+        for j in 0..<chunkCount {
+            let stats = ChunkStats(gatheredFigures, at: slotIndex(j) * figuresWidth)
+            // The first chunk's error, as one process would have stopped at it.
+            if let error = stats.error { throw error }
             report.lossSum += stats.lossSum
             report.correct += stats.correct
             report.clippedCount += stats.clipped
             unclippedCount += stats.unclipped
             layerClippedCount += stats.layerClipped
-            start = end
+        }
+        if !direct && chunkCount > 0 {
+            // This rank's segment: chunk j's piece came from rank j mod K, slot j / K.
+            if segmentSum.count != segment { segmentSum = [Float](repeating: 0, count: segment) }
+            if stepSum.count != ranks * segment { stepSum = [Float](repeating: 0, count: ranks * segment) }
+            receivedSums.withUnsafeBufferPointer { all in
+                segmentSum.withUnsafeMutableBufferPointer { sum in
+                    let first = slotIndex(0) * segment
+                    for i in 0..<segment { sum[i] = all[first + i] }
+                    for j in 1..<max(1, chunkCount) {
+                        let o = slotIndex(j) * segment
+                        for i in 0..<segment { sum[i] += all[o + i] }
+                    }
+                }
+            }
+            if ranks > 1 {
+                lap(\.reduceAndUpdate)
+                try communicator.allGather(segmentSum, into: &stepSum)
+                lap(\.exchange)
+            } else {
+                swap(&segmentSum, &stepSum)
+            }
+            unpack(stepSum, into: parameters)
         }
 
         // A NaN or infinite loss stops before anything is updated or composed.
@@ -351,7 +447,9 @@ public final class DPSGDTrainer {
             throw TrainingError.nonFiniteLoss(step: step, loss: report.lossSum / Double(max(1, report.batchSize)))
         }
         auditor?.addCanaryGradients(step: step, clippingNorm: clippingNorm, parameters: model.parameters)
-        if let privacy = configuration.privacy {
+        // The noise is drawn once, by rank 0, and the noised sum (with the next clipping norm)
+        // goes to every rank: all ranks then take the same optimizer step.
+        if let privacy = configuration.privacy, rank == 0 {
             if privacy.noiseMultiplier > 0 {
                 let sigmaGrad = try privacy.clipping.gradientNoiseMultiplier(accounted: privacy.noiseMultiplier)
                 addNoise(standardDeviation: Float(sigmaGrad * clippingNorm))
@@ -362,6 +460,17 @@ public final class DPSGDTrainer {
                 clippingNorm = AdaptiveClipping.nextClippingNorm(
                     clippingNorm, unclipped: unclippedCount, batchSize: report.batchSize, noise: noise,
                     expectedBatchSize: sampler.expectedBatchSize, targetQuantile: quantile, learningRate: lr)
+            }
+        }
+        if ranks > 1 {
+            if stepSum.count < width { stepSum = [Float](repeating: 0, count: width) }
+            if rank == 0 { pack(parameters, into: &stepSum, at: 0) }
+            try communicator.broadcast(&stepSum, root: 0)
+            if rank != 0 { unpack(stepSum, into: parameters) }
+            if case .adaptive? = configuration.privacy?.clipping {
+                var norm = [clippingNorm]
+                try communicator.broadcast(&norm, root: 0)
+                clippingNorm = norm[0]
             }
         }
         auditor?.observeReleasedGradient(step: step, parameters: model.parameters)
@@ -375,7 +484,74 @@ public final class DPSGDTrainer {
             if let r = stepsRemaining { stepsRemaining = r - 1 }
         }
         step += 1
+        lap(\.reduceAndUpdate)
+        timings.steps += 1
         return report
+    }
+
+    /// What data parallelism does not support yet, refused by name (it would make the ranks
+    /// disagree or change the result against one process).
+    private func checkDataParallelSupport() throws {
+        var refused: [String] = []
+        if configuration.privacy?.randomness == .secure {
+            refused.append(
+                "secure randomness (each rank would draw its own batches from the OS generator; use randomness: seeded, or one process)"
+            )
+        }
+        if model.layers.contains(where: { $0 is Dropout }) {
+            refused.append("dropout (its mask stream runs through the chunks in order)")
+        }
+        if auditor != nil { refused.append("a white-box gradient audit") }
+        if inputPerturbation != nil { refused.append("adversarial training") }
+        guard refused.isEmpty else {
+            throw TrainingError.invalidSetting(
+                "data-parallel training on \(communicator.size) ranks does not support "
+                    + refused.joined(separator: ", ") + "; run this config on one process")
+        }
+    }
+
+    /// Copies the gradients into `chunkSums` for the all-to-all: segment q of the flattened
+    /// gradient goes to `[q][slot]` (segments of `segment` floats, the last one padded).
+    private func packSegments(_ parameters: [Parameter], slot: Int, slots: Int, segment: Int) {
+        let width = parameters.reduce(0) { $0 + $1.gradient.scalarCount }
+        if flatGradient.count != width { flatGradient = [Float](repeating: 0, count: width) }
+        pack(parameters, into: &flatGradient, at: 0)
+        let ranks = communicator.size
+        flatGradient.withUnsafeBufferPointer { flat in
+            chunkSums.withUnsafeMutableBufferPointer { out in
+                for q in 0..<ranks {
+                    let start = q * segment, end = min(width, start + segment)
+                    let o = (q * slots + slot) * segment
+                    if start < end { for i in start..<end { out[o + i - start] = flat[i] } }
+                }
+            }
+        }
+    }
+
+    /// Copies every parameter's gradient into `buffer` from `offset`, in parameter order.
+    private func pack(_ parameters: [Parameter], into buffer: inout [Float], at offset: Int) {
+        var o = offset
+        buffer.withUnsafeMutableBufferPointer { out in
+            for p in parameters {
+                p.gradient.withUnsafeBufferPointer { g in
+                    for i in 0..<g.count { out[o + i] = g[i] }
+                    o += g.count
+                }
+            }
+        }
+    }
+
+    /// The inverse of ``pack(_:into:at:)`` from offset 0.
+    private func unpack(_ buffer: [Float], into parameters: [Parameter]) {
+        var o = 0
+        buffer.withUnsafeBufferPointer { src in
+            for p in parameters {
+                p.gradient.withUnsafeMutableBufferPointer { g in
+                    for i in 0..<g.count { g[i] = src[o + i] }
+                    o += g.count
+                }
+            }
+        }
     }
 
     private struct ChunkStats {
@@ -384,6 +560,47 @@ public final class DPSGDTrainer {
         var clipped: Int, unclipped: Int
         /// Per-layer clipping: (example, layer) pairs clipped; 0 otherwise.
         var layerClipped = 0
+        /// A non-finite loss or gradient norm met in the chunk.
+        var error: TrainingError?
+
+        /// Doubles per chunk when gathered: the five figures, then the error (kind, step, example, value).
+        static let width = 9
+
+        init(lossSum: Double, correct: Int, clipped: Int, unclipped: Int, layerClipped: Int = 0) {
+            self.lossSum = lossSum
+            self.correct = correct
+            self.clipped = clipped
+            self.unclipped = unclipped
+            self.layerClipped = layerClipped
+        }
+
+        func write(into buffer: inout [Double], at o: Int) {
+            buffer[o] = lossSum
+            buffer[o + 1] = Double(correct)
+            buffer[o + 2] = Double(clipped)
+            buffer[o + 3] = Double(unclipped)
+            buffer[o + 4] = Double(layerClipped)
+            switch error {
+            case .nonFiniteLoss(let step, let loss)?:
+                (buffer[o + 5], buffer[o + 6], buffer[o + 7], buffer[o + 8]) = (1, Double(step), 0, loss)
+            case .nonFiniteGradientNorm(let step, let example, let norm)?:
+                (buffer[o + 5], buffer[o + 6], buffer[o + 7], buffer[o + 8]) = (2, Double(step), Double(example), norm)
+            default:
+                (buffer[o + 5], buffer[o + 6], buffer[o + 7], buffer[o + 8]) = (0, 0, 0, 0)
+            }
+        }
+
+        init(_ buffer: [Double], at o: Int) {
+            self.init(
+                lossSum: buffer[o], correct: Int(buffer[o + 1]), clipped: Int(buffer[o + 2]),
+                unclipped: Int(buffer[o + 3]), layerClipped: Int(buffer[o + 4]))
+            let step = Int(buffer[o + 6]), example = Int(buffer[o + 7])
+            switch buffer[o + 5] {
+            case 1: error = .nonFiniteLoss(step: step, loss: buffer[o + 8])
+            case 2: error = .nonFiniteGradientNorm(step: step, exampleInBatch: example, squaredNorm: buffer[o + 8])
+            default: error = nil
+            }
+        }
     }
 
     private func processChunk() throws -> ChunkStats {

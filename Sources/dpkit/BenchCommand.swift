@@ -1,6 +1,7 @@
 import ArgumentParser
 import DPBenchmarking
 import DPData
+import DPMPI
 import DPTensor
 import DPTraining
 import Foundation
@@ -17,7 +18,10 @@ struct BenchCommand: ParsableCommand {
             peak resident memory, the BLAS core and thread count. Batches have exactly the given \
             size (fixed-size sampling). JSON keys: workload, mode, batch_size, steps, threads, \
             blas_core, ms_per_step, samples_per_second, achieved_gflops, gemm_peak_gflops, \
-            fraction_of_gemm_peak, peak_rss_mb.
+            fraction_of_gemm_peak, peak_rss_mb, ranks, physical_batch_size, compute_ms, waiting_ms, \
+            exchange_ms, reduce_and_update_ms. Under `mpirun -np K` (a `make mpi` build) the step is \
+            shared by K data-parallel ranks (chunks of --physical-batch-size) and rank 0 prints, with \
+            the time per phase.
             """)
 
     enum Mode: String, ExpressibleByArgument, CaseIterable { case `private`, nonprivate }
@@ -29,9 +33,12 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Untimed warm-up steps.") var warmup = 3
     @Option(help: "BLAS threads (default: OpenBLAS's own choice, which respects OPENBLAS_NUM_THREADS).")
     var threads: Int?
+    @Option(help: "Examples per physical chunk (default: the batch size); data-parallel ranks share the chunks.")
+    var physicalBatchSize: Int?
     @Flag(help: "Print one JSON object.") var json = false
 
     func validate() throws {
+        if let p = physicalBatchSize, p < 1 { throw ValidationError("--physical-batch-size \(p): must be >= 1") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size \(batchSize): must be >= 1") }
         guard steps >= 1 else { throw ValidationError("--steps \(steps): must be >= 1") }
         guard warmup >= 0 else { throw ValidationError("--warmup \(warmup): must be >= 0") }
@@ -40,9 +47,13 @@ struct BenchCommand: ParsableCommand {
 
     func run() throws {
         if let t = threads { BLASRuntime.setThreadCount(t) }
+        let communicator: (any Communicator)?
+        do { communicator = try MPIRuntime.start() } catch { throw reportFailure(error) }
+        defer { MPIRuntime.finish() }
         let r = try StepBenchmark.run(
             workload: workload, private: mode == .private, batchSize: batchSize,
-            steps: steps, warmup: warmup)
+            steps: steps, warmup: warmup, physicalBatchSize: physicalBatchSize, communicator: communicator)
+        if let communicator, communicator.rank != 0 { return }
         if json {
             let enc = JSONEncoder()
             enc.outputFormatting = [.sortedKeys]
@@ -55,6 +66,11 @@ struct BenchCommand: ParsableCommand {
                     format: "model %.1f GFLOP/s = %.0f%% of the sgemm peak %.1f GFLOP/s (1024^3, %d thread(s))",
                     r.achievedGflops, 100 * r.fractionOfGemmPeak, r.gemmPeakGflops, r.threads))
             print(String(format: "peak resident memory %.1f MiB", r.peakRssMB))
+            print(
+                String(
+                    format:
+                        "%d rank(s), chunks of %d: per step %.3f ms compute, %.3f ms waiting, %.3f ms exchange, %.3f ms reduce+update",
+                    r.ranks, r.physicalBatchSize, r.computeMs, r.waitingMs, r.exchangeMs, r.reduceAndUpdateMs))
         }
     }
 }

@@ -30,7 +30,8 @@ struct DPKitCommand: ParsableCommand {
         discussion: ExitStatus.documentation,
         version: "DPKit \(DPKitVersion.string)",
         subcommands: [
-            InfoCommand.self, RunCommand.self, TableCommand.self, PlotCommand.self, EvaluateCommand.self,
+            InfoCommand.self, RunCommand.self, MergeCommand.self, SlurmCommand.self, TableCommand.self,
+            PlotCommand.self, EvaluateCommand.self,
             EpsilonCommand.self, CalibrateCommand.self, BenchCommand.self, AuditCommand.self,
             InvertCommand.self,
             KeysCommand.self, EncryptCommand.self,

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Compares two dpkit result folders as one experiment: runs.csv and epochs.csv row for row
+# (sorted, wall_seconds left out), and every model and metrics file byte for byte.
+#   .ci/compare-results.sh EXPECTED ACTUAL
+set -euo pipefail
+a=$1 b=$2
+# The CSV without its wall_seconds column (dpkit never quotes the numeric columns before it).
+strip() {
+  awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "wall_seconds") w = i }
+           { line = ""; for (i = 1; i <= NF; i++) if (i != w) line = line (line == "" ? "" : ",") $i; print line }' "$1" | sort
+}
+status=0
+for f in runs.csv epochs.csv; do
+  if ! diff <(strip "$a/$f") <(strip "$b/$f") >/dev/null; then
+    echo "compare: $f differs between $a and $b:"; diff <(strip "$a/$f") <(strip "$b/$f") | head -10; status=1
+  fi
+done
+n=0
+for dir in models metrics; do
+  for file in "$a/$dir"/*; do
+    [ -e "$file" ] || continue
+    n=$((n + 1))
+    if ! cmp -s "$file" "$b/$dir/$(basename "$file")"; then echo "compare: $dir/$(basename "$file") differs"; status=1; fi
+  done
+done
+rows=$(($(wc -l < "$a/runs.csv") - 1))
+[ "$rows" -gt 0 ] || { echo "compare: $a holds no runs"; status=1; }
+[ $status = 0 ] && echo "compare: $b equals $a ($rows runs; runs.csv, epochs.csv and $n model and metrics files)"
+exit $status
