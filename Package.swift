@@ -16,6 +16,9 @@
 //   DPTraining       DP-SGD: sampling, clipping, noise, optimizers, privacy engine
 //   DPAuditing       attacks on privacy and empirical epsilon lower bounds: membership inference,
 //                    canaries, gradient inversion (tests what DPAccounting claims)
+//   DPFederated      federated learning: client partitions, FedAvg/FedAvgM/FedAdam, user-level
+//                    DP-FedAvg with adaptive clipping, robust aggregation, poisoning clients,
+//                    secure aggregation (X25519, HKDF, AES-CTR from swift-crypto; Shamir shares)
 //   DPExperiments    configs, sweeps, CSV logs, tables, plots
 //   DPBenchmarking   timed training steps of named workloads (`dpkit bench`, Benchmarks/DPSGD) and
 //                    envelope throughput (`dpkit bench-encryption`)
@@ -33,6 +36,7 @@ let package = Package(
         .library(name: "DPData", targets: ["DPData"]),
         .library(name: "DPTraining", targets: ["DPTraining"]),
         .library(name: "DPAuditing", targets: ["DPAuditing"]),
+        .library(name: "DPFederated", targets: ["DPFederated"]),
         .library(name: "DPExperiments", targets: ["DPExperiments"]),
         .library(name: "DPBenchmarking", targets: ["DPBenchmarking"]),
         .executable(name: "dpkit", targets: ["dpkit"]),
@@ -77,6 +81,13 @@ let package = Package(
             name: "DPAuditing",
             dependencies: ["DPTensor", "DPLayers", "DPData", "DPTraining", "DPAccounting"]),
         .target(
+            name: "DPFederated",
+            dependencies: [
+                "DPTensor", "DPLayers", "DPData", "DPTraining", "DPAccounting", "DPAuditing",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ]),
+        .target(
             name: "DPExperiments",
             dependencies: [
                 "DPSchema", "DPTraining", "DPAuditing", "DPAccounting", "DPData", "DPLayers", "DPTensor", "DPCrypto",
@@ -104,6 +115,12 @@ let package = Package(
         .testTarget(
             name: "DPAuditingTests",
             dependencies: ["DPAuditing", "DPTraining", "DPLayers", "DPData", "DPAccounting", "DPTensor"]),
+        .testTarget(
+            name: "DPFederatedTests",
+            dependencies: [
+                "DPFederated", "DPTraining", "DPLayers", "DPData", "DPAccounting", "DPAuditing", "DPTensor",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
         // README.md, docs/ and the DocC articles: every Swift snippet is compiled in Examples/.
         .testTarget(name: "DocumentationTests"),
         // Fixtures/: configs and tables of cases, read from the source tree.
