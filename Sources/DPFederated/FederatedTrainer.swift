@@ -203,7 +203,8 @@ public final class FederatedTrainer {
             if let s = configuration.secureAggregation {
                 let (sum, unclipped, drops) = try secureSum(updates, settings: s, aggregator: dp)
                 dropped = drops.map { sampled[$0] }
-                (aggregate, report) = dp.release(clippedSum: sum, unclippedCount: unclipped, noise: &noise)
+                (aggregate, report) = dp.release(
+                    clippedSum: sum, clients: updates.count - drops.count, unclippedCount: unclipped, noise: &noise)
             } else {
                 (aggregate, report) = dp.aggregate(updates, noise: &noise)
             }
@@ -290,7 +291,7 @@ public final class FederatedTrainer {
         }
         try encoding.checkCapacity(bound: max(c, 1), clients: n)
         let inputs = try updates.map {
-            try Self.encodeClipped($0, norm: c, encoding: encoding, layout: layout, perLayer: dp.privacy.perLayer)
+            try Self.encodeClipped($0, norm: c, encoding: encoding, layout: layout, thresholds: dp.thresholds)
         }
         var drops = Set<Int>()
         for i in 0..<n where s.dropoutProbability > 0 && dropoutRandom.nextOpenUnitDouble() < s.dropoutProbability { drops.insert(i) }
@@ -301,14 +302,17 @@ public final class FederatedTrainer {
     }
 
     /// One client's input to secure aggregation: its update clipped to `C - sqrt(d) / 2^(s+1)`
+    /// (per layer: every threshold shrunk by the same factor)
     /// (so that rounding to the grid keeps the encoded update's norm at most `C`, the
     /// sensitivity the noise is calibrated to), encoded, with the unclipped bit `1[||u|| <= C]`
     /// appended as one more coordinate.
     static func encodeClipped(
-        _ update: [Float], norm c: Double, encoding: FixedPointEncoding, layout: UpdateLayout, perLayer: Bool
+        _ update: [Float], norm c: Double, encoding: FixedPointEncoding, layout: UpdateLayout, thresholds: [Double]?
     ) throws -> [UInt32] {
         var u = update
-        let clipped = UpdateClipping.clip(&u, norm: c - encoding.roundingSlack(dimension: u.count), layout: layout, perLayer: perLayer)
+        let shrink = (c - encoding.roundingSlack(dimension: u.count)) / c
+        let clipped = UpdateClipping.clip(
+            &u, norm: c * shrink, layout: layout, thresholds: thresholds?.map { $0 * shrink })
         // The unclipped bit compares the real norm with C_t, as without secure aggregation.
         return try encoding.encode(u + [clipped.norm <= c ? 1 : 0], bound: max(c, 1))
     }

@@ -97,7 +97,7 @@ import Testing
             model: try smallModel(), data: train, partition: p,
             configuration: FederatedConfiguration(
                 rounds: 1, sampling: .fixedSize, clientsPerRound: 5, local: LocalTraining(epochs: 1, batchSize: 10),
-                privacy: UserLevelPrivacy(noiseMultiplier: 0.5, clipping: .fixed(norm: 0.3)), secureAggregation: secure,
+                privacy: UserLevelPrivacy(noiseMultiplier: 0.5, clippingNorm: 0.3), secureAggregation: secure,
                 seed: 4))
         try trainer.runRound()
         return trainer.flatParameters()

@@ -131,7 +131,8 @@ private func chiSquare(_ values: [UInt32], shift: UInt32) -> Double {
         for _ in 0..<50 {
             let u = (0..<d).map { _ in Float(rng.nextNormalDouble()) }
             let encoded = try FederatedTrainer.encodeClipped(
-                u, norm: c, encoding: encoding, layout: UpdateLayout(layerRanges: [0..<300, 300..<1000]), perLayer: perLayer)
+                u, norm: c, encoding: encoding, layout: UpdateLayout(layerRanges: [0..<300, 300..<1000]),
+                thresholds: perLayer ? [c / 2.0.squareRoot(), c / 2.0.squareRoot()] : nil)
             let decoded = encoding.decode(Array(encoded.prefix(d)))
             #expect(decoded.reduce(0) { $0 + $1 * $1 }.squareRoot() <= c)
             #expect(encoded[d] == 0)  // the unclipped bit: these updates were clipped

@@ -30,7 +30,8 @@ func aggregateEqualsClipSumNoiseDivideByExpectedByHand(perLayer: Bool) throws {
     let updates = randomUpdates(count: 7, d: d, seed: 1)
     let c = 0.5, z = 1.3
     var agg = try DPFedAvgAggregator(
-        privacy: UserLevelPrivacy(noiseMultiplier: z, clipping: .fixed(norm: c), perLayer: perLayer), expectedClients: 10,
+        privacy: UserLevelPrivacy(noiseMultiplier: z, clippingNorm: c, clipping: perLayer ? .perLayer(thresholds: nil) : .flat),
+        expectedClients: 10,
         layout: layout)
     var noise = NoiseSource(randomness: .seeded, seed: 77)
     let (out, report) = agg.aggregate(updates, noise: &noise)
@@ -67,9 +68,11 @@ func aggregateEqualsClipSumNoiseDivideByExpectedByHand(perLayer: Bool) throws {
     let d = 6
     let updates = randomUpdates(count: 9, d: d, seed: 2)
     let z = 1.0, sigmaB = 2.0, c0 = 0.4, eta = 0.2, gamma = 0.5
-    let adaptive = AdaptiveClipping(initialNorm: c0, targetQuantile: gamma, learningRate: eta, countNoise: sigmaB)
     var agg = try DPFedAvgAggregator(
-        privacy: UserLevelPrivacy(noiseMultiplier: z, clipping: .adaptive(adaptive)), expectedClients: 8,
+        privacy: UserLevelPrivacy(
+            noiseMultiplier: z, clippingNorm: c0,
+            clipping: .adaptive(targetQuantile: gamma, learningRate: eta, countNoiseMultiplier: sigmaB)),
+        expectedClients: 8,
         layout: UpdateLayout(count: d))
     var noise = NoiseSource(randomness: .seeded, seed: 5)
     let (out, report) = agg.aggregate(updates, noise: &noise)
@@ -92,7 +95,9 @@ func aggregateEqualsClipSumNoiseDivideByExpectedByHand(perLayer: Bool) throws {
     }
     // The noise is calibrated to the norm used this round (C_0), not the updated one.
     #expect(Swift.abs(report.noiseStandardDeviation - zDelta * c0) < 1e-12)
-    let bTilde = (Double(unclipped) + sigmaB * one[0]) / 8
+    // The centred count sum_i (b_i - 1/2) + N(0, sigma_b^2) over the 9 sampled clients (its
+    // sensitivity is 1/2), over the expected 8, plus 1/2.
+    let bTilde = (Double(unclipped) - 9.0 / 2 + sigmaB * one[0]) / 8 + 0.5
     #expect(Swift.abs(report.noisyUnclippedFraction! - bTilde) < 1e-12)
     // Geometric update, with the sign that shrinks C when too many are unclipped.
     #expect(Swift.abs(report.nextClippingNorm - c0 * Foundation.exp(-eta * (bTilde - gamma))) < 1e-12)
@@ -105,13 +110,10 @@ func aggregateEqualsClipSumNoiseDivideByExpectedByHand(perLayer: Bool) throws {
     // 0.16%; the tolerance 0.8% is 5 standard errors (false failure < 1e-6), and a defect that
     // makes the noise 3% smaller than accounted misses by 14 standard errors.
     let d = 200_000
-    for clipping in [
-        ClientClipping.fixed(norm: 0.7),
-        .adaptive(AdaptiveClipping(initialNorm: 0.7, countNoise: 0.8)),
-    ] {
+    for clipping in [ClippingMode.flat, .adaptive(targetQuantile: 0.5, learningRate: 0.2, countNoiseMultiplier: 0.8)] {
         let z = 1.1
         var agg = try DPFedAvgAggregator(
-            privacy: UserLevelPrivacy(noiseMultiplier: z, clipping: clipping), expectedClients: 20,
+            privacy: UserLevelPrivacy(noiseMultiplier: z, clippingNorm: 0.7, clipping: clipping), expectedClients: 20,
             layout: UpdateLayout(count: d))
         var noise = NoiseSource(randomness: .seeded, seed: 11)
         let (out, _) = agg.aggregate([[Float](repeating: 0, count: d)], noise: &noise)
@@ -132,9 +134,11 @@ func adaptiveClippingConvergesToTheTargetQuantile(gamma: Double) throws {
     // the mean of the last 100 rounds has a standard deviation below 0.02, and the
     // tolerance is 10% (5 of them). With the sign of the update inverted C runs to 0.
     let m = 100
-    let adaptive = AdaptiveClipping(initialNorm: 0.05, targetQuantile: gamma, learningRate: 0.2, countNoise: Double(m) / 20)
     var agg = try DPFedAvgAggregator(
-        privacy: UserLevelPrivacy(noiseMultiplier: 1, clipping: .adaptive(adaptive)), expectedClients: Double(m),
+        privacy: UserLevelPrivacy(
+            noiseMultiplier: 1, clippingNorm: 0.05,
+            clipping: .adaptive(targetQuantile: gamma, learningRate: 0.2, countNoiseMultiplier: Double(m) / 20)),
+        expectedClients: Double(m),
         layout: UpdateLayout(count: 1))
     var noise = NoiseSource(randomness: .seeded, seed: 3)
     var rng = PhiloxRandom(seed: 8, stream: 2)
@@ -150,8 +154,15 @@ func adaptiveClippingConvergesToTheTargetQuantile(gamma: Double) throws {
 }
 
 @Test func countNoiseTooSmallForTheBudgetIsRefused() {
+    #expect(throws: TrainingError.self) {
+        try UserLevelPrivacy(
+            noiseMultiplier: 1, clippingNorm: 1, clipping: .adaptive(targetQuantile: 0.5, learningRate: 0.2, countNoiseMultiplier: 0.5)
+        ).updateNoiseMultiplier()
+    }
     #expect(throws: FederatedError.self) {
-        try AdaptiveClipping(initialNorm: 1, countNoise: 0.5).updateNoiseMultiplier(total: 1)
+        try DPFedAvgAggregator(
+            privacy: UserLevelPrivacy(noiseMultiplier: 1, clippingNorm: 1, clipping: .automatic(stability: 0.01)),
+            expectedClients: 1, layout: UpdateLayout(count: 1))
     }
 }
 
@@ -189,7 +200,7 @@ func userLevelEpsilonEqualsTheAccountants(sampling: SamplingScheme) throws {
         model: try smallModel(), data: train, partition: p,
         configuration: FederatedConfiguration(
             rounds: rounds, sampling: sampling, clientsPerRound: m, local: LocalTraining(epochs: 1, batchSize: 10),
-            privacy: UserLevelPrivacy(noiseMultiplier: z, clipping: .fixed(norm: 1))))
+            privacy: UserLevelPrivacy(noiseMultiplier: z, clippingNorm: 1)))
     for _ in 0..<rounds { try trainer.runRound() }
     var reference = RDPAccountant(neighboringRelation: sampling == .poisson ? .addOrRemoveOne : .replaceOne)
     let event: DpEvent =
@@ -214,7 +225,7 @@ func userLevelEpsilonEqualsTheAccountants(sampling: SamplingScheme) throws {
 
 @Test func privacyRefusesWhatTheAccountantCannotModel() throws {
     let (train, _, p) = try smallFederation()
-    let dp = UserLevelPrivacy(noiseMultiplier: 1, clipping: .fixed(norm: 1))
+    let dp = UserLevelPrivacy(noiseMultiplier: 1, clippingNorm: 1)
     let cases: [(FederatedConfiguration, String)] = [
         (FederatedConfiguration(rounds: 1, clientsPerRound: 4, weighting: .examples, privacy: dp), "uniform"),
         (FederatedConfiguration(rounds: 1, sampling: .fixedSize, clientsPerRound: 5, aggregator: .median, privacy: dp), "sensitivity"),
