@@ -91,7 +91,7 @@ let package = Package(
             name: "DPExperiments",
             dependencies: [
                 "DPSchema", "DPTraining", "DPAuditing", "DPAccounting", "DPData", "DPLayers", "DPTensor", "DPCrypto",
-                .product(name: "Yams", package: "Yams"),
+                "DPFederated", .product(name: "Yams", package: "Yams"),
             ]),
         .target(
             name: "DPBenchmarking",

@@ -60,6 +60,7 @@ extension OutputSchema {
             }
         }
         if runs.contains(where: { $0.config.poisoning != nil }) { out += PoisoningConfig.columns }
+        if runs.contains(where: { $0.config.federated != nil }) { out += FederatedConfig.columns }
         return out
     }
 }
