@@ -115,7 +115,8 @@ extension TrainingExecutor {
             }
             if event != nil {
                 // Accounted at evaluation rounds only (PLD costs more than a small round).
-                let eps = evaluate ? try federatedEpsilons(c, ledger: trainer.ledger) : (nil, nil, nil)
+                let eps: (rdp: Double?, pldLower: Double?, pldUpper: Double?) =
+                    evaluate ? try federatedEpsilons(c, ledger: trainer.ledger) : (nil, nil, nil)
                 record.epsilonRDP = eps.rdp
                 record.epsilonPLDLower = eps.pldLower
                 record.epsilonPLDUpper = eps.pldUpper
