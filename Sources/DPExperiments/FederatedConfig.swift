@@ -70,21 +70,27 @@ extension RunConfig {
         let clients = try f.requiredInt("clients", range: .closed(1, 1e7))
         let partition: PartitionScheme
         switch try f.requiredChoice("partition", ["iid", "label-shards", "dirichlet"], default: "iid") {
-        case "label-shards": partition = .labelShards(shardsPerClient: try f.requiredInt("shards_per_client", range: .closed(1, 1e6), default: 2))
-        case "dirichlet": partition = .dirichlet(alpha: try f.requiredDouble("alpha", range: ValueRange(lower: 0, lowerInclusive: false, upper: 1e6)))
+        case "label-shards":
+            partition = .labelShards(
+                shardsPerClient: try f.requiredInt("shards_per_client", range: .closed(1, 1e6), default: 2))
+        case "dirichlet":
+            partition = .dirichlet(
+                alpha: try f.requiredDouble("alpha", range: ValueRange(lower: 0, lowerInclusive: false, upper: 1e6)))
         default: partition = .iid
         }
         let rounds = try f.requiredInt("rounds", range: .closed(1, 1e7))
         let perRound = try f.requiredInt("clients_per_round", range: .atLeast(1))
         if perRound > clients {
             throw f.error(
-                "clients_per_round", "\(perRound) is more than the \(clients) clients; use at most \(clients) clients per round")
+                "clients_per_round",
+                "\(perRound) is more than the \(clients) clients; use at most \(clients) clients per round")
         }
         let server: ServerOptimizer
         let lr = try f.requiredDouble("server_learning_rate", range: .positive, default: 1)
         switch try f.requiredChoice("server", ["fedavg", "fedavgm", "fedadam"], default: "fedavg") {
         case "fedavgm":
-            server = .fedAvgM(learningRate: lr, momentum: try f.requiredDouble("server_momentum", range: .halfOpenUnit, default: 0.9))
+            server = .fedAvgM(
+                learningRate: lr, momentum: try f.requiredDouble("server_momentum", range: .halfOpenUnit, default: 0.9))
         case "fedadam":
             server = .fedAdam(
                 learningRate: lr, beta1: try f.requiredDouble("server_beta1", range: .halfOpenUnit, default: 0.9),
@@ -96,7 +102,9 @@ extension RunConfig {
         let aggregator: Aggregator
         switch try f.requiredChoice("aggregator", ["mean", "median", "trimmed-mean", "krum"], default: "mean") {
         case "median": aggregator = .median
-        case "trimmed-mean": aggregator = .trimmedMean(beta: try f.requiredDouble("trim_fraction", range: .closed(0, 0.4999), default: 0.1))
+        case "trimmed-mean":
+            aggregator = .trimmedMean(
+                beta: try f.requiredDouble("trim_fraction", range: .closed(0, 0.4999), default: 0.1))
         case "krum":
             aggregator = .krum(
                 byzantine: try f.requiredInt("byzantine", range: .atLeast(0), default: 1),
@@ -111,12 +119,15 @@ extension RunConfig {
             switch try a.requiredChoice("kind", ["label-flipping", "backdoor", "update-scaling"]) {
             case "label-flipping":
                 kind = .labelFlipping(
-                    source: try a.int("source", range: .atLeast(0)), target: try a.requiredInt("target", range: .atLeast(0), default: 0))
+                    source: try a.int("source", range: .atLeast(0)),
+                    target: try a.requiredInt("target", range: .atLeast(0), default: 0))
             case "backdoor":
                 kind = .backdoor(
                     trigger: BackdoorTrigger(size: try a.requiredInt("patch_size", range: .atLeast(1), default: 3)),
                     target: try a.requiredInt("target", range: .atLeast(0), default: 0),
-                    fraction: try a.requiredDouble("poison_fraction", range: ValueRange(lower: 0, lowerInclusive: false, upper: 100), default: 0.5))
+                    fraction: try a.requiredDouble(
+                        "poison_fraction", range: ValueRange(lower: 0, lowerInclusive: false, upper: 100), default: 0.5)
+                )
             default:
                 kind = .updateScaling(factor: try a.requiredDouble("factor", range: .closed(-1e6, 1e6), default: 10))
             }
@@ -146,11 +157,16 @@ extension RunConfig {
     static func checkFederated(_ f: FederatedConfig, config c: RunConfig, context: ParseContext) throws {
         func refuse(_ path: String, _ why: String) -> ConfigError { context.error(path, why) }
         if c.training.steps != nil || c.training.epochs == nil {
-            throw refuse("training.steps", "a federated run counts rounds (`federated.rounds`); `training.epochs` is the local epochs E, give it instead of `training.steps`")
+            throw refuse(
+                "training.steps",
+                "a federated run counts rounds (`federated.rounds`); `training.epochs` is the local epochs E, give it instead of `training.steps`"
+            )
         }
         if c.training.adversarial != nil { throw refuse("training.adversarial", "is not available in federated runs") }
         if c.optimizer.kind == .adam {
-            throw refuse("optimizer.name", "the clients' local optimizer is SGD (with momentum); the server optimizer is `federated.server`")
+            throw refuse(
+                "optimizer.name",
+                "the clients' local optimizer is SGD (with momentum); the server optimizer is `federated.server`")
         }
         if c.audit != nil || c.evaluation != nil || c.poisoning != nil {
             throw refuse(
@@ -167,13 +183,20 @@ extension RunConfig {
         }
         if c.privacy.enabled {
             if c.privacy.targetEpsilon != nil {
-                throw refuse("privacy.target_epsilon", "federated runs take `privacy.noise_multiplier` (user-level z); calibrate it with `dpkit calibrate --sampling-probability q --steps rounds`")
+                throw refuse(
+                    "privacy.target_epsilon",
+                    "federated runs take `privacy.noise_multiplier` (user-level z); calibrate it with `dpkit calibrate --sampling-probability q --steps rounds`"
+                )
             }
             if c.privacy.noiseMultiplier == 0 {
-                throw refuse("privacy.noise_multiplier", "must be > 0 in a private federated run (set `privacy.enabled: false` for the non-private control)")
+                throw refuse(
+                    "privacy.noise_multiplier",
+                    "must be > 0 in a private federated run (set `privacy.enabled: false` for the non-private control)")
             }
             if case .automatic = c.privacy.clipping {
-                throw refuse("privacy.clipping", "automatic clipping is a per-example rule; use flat, per-layer or adaptive for user updates")
+                throw refuse(
+                    "privacy.clipping",
+                    "automatic clipping is a per-example rule; use flat, per-layer or adaptive for user updates")
             }
         }
         do {

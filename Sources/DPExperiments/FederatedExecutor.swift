@@ -21,7 +21,9 @@ extension TrainingExecutor {
     }
 
     /// RDP always; PLD when the config names it and it supports the event (Poisson sampling).
-    func federatedEpsilons(_ c: RunConfig, ledger: PrivacyLedger) throws -> (rdp: Double?, pldLower: Double?, pldUpper: Double?) {
+    func federatedEpsilons(
+        _ c: RunConfig, ledger: PrivacyLedger
+    ) throws -> (rdp: Double?, pldLower: Double?, pldUpper: Double?) {
         guard let delta = c.privacy.targetDelta, !ledger.entries.isEmpty else { return (nil, nil, nil) }
         var out: (rdp: Double?, pldLower: Double?, pldUpper: Double?) = (nil, nil, nil)
         out.rdp = try PrivacyBudget.epsilon(ledger: ledger, delta: delta, accountant: .rdp)
@@ -70,14 +72,17 @@ extension TrainingExecutor {
         case .none: transform = .none
         case .perExample: transform = .perExample
         case .fixed(let mean, let sd):
-            transform = .standardization(Standardization(mean: mean.map(Float.init), standardDeviation: sd.map(Float.init)))
+            transform = .standardization(
+                Standardization(mean: mean.map(Float.init), standardDeviation: sd.map(Float.init)))
         case .standardize, .privateStandardize:
-            throw TrainingError.invalidSetting("dataset.normalize: `\(c.dataset.normalize.name)` is not available in federated runs")
+            throw TrainingError.invalidSetting(
+                "dataset.normalize: `\(c.dataset.normalize.name)` is not available in federated runs")
         }
         transform.apply(to: &split.train)
         transform.apply(to: &split.test)
         let seed = UInt64(c.seed)
-        let model = try buildModel(c.model, inputShape: split.train.exampleShape, classes: split.train.classCount, seed: seed)
+        let model = try buildModel(
+            c.model, inputShape: split.train.exampleShape, classes: split.train.classCount, seed: seed)
         let partition: ClientPartition
         do {
             partition = try ClientPartition.make(
@@ -88,7 +93,8 @@ extension TrainingExecutor {
         }
         let trainer: FederatedTrainer
         do {
-            trainer = try FederatedTrainer(model: model, data: split.train, partition: partition, configuration: f.configuration(c))
+            trainer = try FederatedTrainer(
+                model: model, data: split.train, partition: partition, configuration: f.configuration(c))
         } catch let e as FederatedError {
             throw TrainingError.invalidSetting("federated: \(e.description)")
         }
@@ -106,7 +112,8 @@ extension TrainingExecutor {
                 throw TrainingError.invalidSetting("federated round \(round): \(e.description)")
             }
             localSeconds += report.localSeconds
-            var record = EpochRecord(epoch: round, step: round, trainLoss: report.meanLocalLoss.isNaN ? nil : report.meanLocalLoss)
+            var record = EpochRecord(
+                epoch: round, step: round, trainLoss: report.meanLocalLoss.isNaN ? nil : report.meanLocalLoss)
             let evaluate = round % max(1, c.training.evalEvery) == 0 || round == f.rounds
             if evaluate {
                 let loss = SoftmaxCrossEntropy().losses(logits: model(split.test.features), labels: split.test.labels)
@@ -149,7 +156,8 @@ extension TrainingExecutor {
         var m: [String: Double] = [
             "rounds": Double(f.rounds), "clients": Double(f.clients), "clients_per_round": Double(f.clientsPerRound),
             "client_size_min": Double(sizes.min() ?? 0), "client_size_max": Double(sizes.max() ?? 0),
-            "client_classes_mean": Double(histograms.reduce(0) { $0 + $1.filter { $0 > 0 }.count }) / Double(max(1, histograms.count)),
+            "client_classes_mean": Double(histograms.reduce(0) { $0 + $1.filter { $0 > 0 }.count })
+                / Double(max(1, histograms.count)),
             "rounds_per_second": Double(f.rounds) / max(wall, 1e-9),
             "local_seconds_fraction": localSeconds / max(wall, 1e-9),
         ]
@@ -168,7 +176,8 @@ extension TrainingExecutor {
         ])
         try context.onTrained?(model, split)
         if let url = context.model {
-            try writeModel(model, to: url, run: run, transform: transform, summary: summary, encryptFor: context.encryptFor)
+            try writeModel(
+                model, to: url, run: run, transform: transform, summary: summary, encryptFor: context.encryptFor)
         }
         return summary
     }

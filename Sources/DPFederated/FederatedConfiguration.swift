@@ -26,14 +26,17 @@ public enum ServerOptimizer: Hashable, Sendable, CustomStringConvertible {
     func validate() throws {
         switch self {
         case .fedAvg(let lr):
-            guard lr > 0, lr.isFinite else { throw FederatedError("server learning rate \(lr) must be finite and > 0 (1 for plain FedAvg)") }
+            guard lr > 0, lr.isFinite else {
+                throw FederatedError("server learning rate \(lr) must be finite and > 0 (1 for plain FedAvg)")
+            }
         case .fedAvgM(let lr, let mu):
             guard lr > 0, lr.isFinite, mu >= 0, mu < 1 else {
                 throw FederatedError("FedAvgM: server learning rate \(lr) must be > 0 and momentum \(mu) in [0, 1)")
             }
         case .fedAdam(let lr, let b1, let b2, let e):
             guard lr > 0, lr.isFinite, (0..<1).contains(b1), (0..<1).contains(b2), e > 0 else {
-                throw FederatedError("FedAdam: server learning rate \(lr) > 0, betas (\(b1), \(b2)) in [0, 1), tau \(e) > 0")
+                throw FederatedError(
+                    "FedAdam: server learning rate \(lr) > 0, betas (\(b1), \(b2)) in [0, 1), tau \(e) > 0")
             }
         }
     }
@@ -246,7 +249,8 @@ public struct FederatedConfiguration: Hashable, Sendable {
                 )
             }
             _ = try FixedPointEncoding(scaleBits: s.scaleBits)
-            guard s.thresholdFraction > 0, s.thresholdFraction <= 1, s.dropoutProbability >= 0, s.dropoutProbability < 1 else {
+            guard s.thresholdFraction > 0, s.thresholdFraction <= 1, s.dropoutProbability >= 0, s.dropoutProbability < 1
+            else {
                 throw FederatedError(
                     "secure aggregation threshold fraction \(s.thresholdFraction) must be in (0, 1], dropout probability \(s.dropoutProbability) in [0, 1)"
                 )

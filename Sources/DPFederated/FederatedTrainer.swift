@@ -64,11 +64,14 @@ public final class FederatedTrainer {
 
     /// - Throws: ``FederatedError`` from ``FederatedConfiguration/validate(clientCount:)``, a
     ///   partition that does not index `data`, or an attack that does not fit the data.
-    public init(model: Sequential, data: Dataset, partition: ClientPartition, configuration: FederatedConfiguration) throws {
+    public init(
+        model: Sequential, data: Dataset, partition: ClientPartition, configuration: FederatedConfiguration
+    ) throws {
         let n = partition.clientCount
         try configuration.validate(clientCount: n)
         guard partition.clients.allSatisfy({ $0.allSatisfy { $0 >= 0 && $0 < data.count } }) else {
-            throw FederatedError("the partition indexes examples beyond the \(data.count) of \(data.name): partition this dataset")
+            throw FederatedError(
+                "the partition indexes examples beyond the \(data.count) of \(data.name): partition this dataset")
         }
         if let empty = partition.clients.firstIndex(where: \.isEmpty) {
             throw FederatedError("client \(empty) has no data: every client needs at least one example")
@@ -147,7 +150,8 @@ public final class FederatedTrainer {
 
     /// The user-level epsilon with DPKit's RDP accountant under the sampler's relation.
     public func epsilon(delta: Double) throws -> EpsilonReport {
-        try epsilon(delta: delta, accountant: RDPAccountant(neighboringRelation: configuration.sampling.neighboringRelation))
+        try epsilon(
+            delta: delta, accountant: RDPAccountant(neighboringRelation: configuration.sampling.neighboringRelation))
     }
 
     // MARK: - Parameters as flat vectors
@@ -240,7 +244,8 @@ public final class FederatedTrainer {
         let data = clientData[k]
         let local = configuration.local
         let optimizer = SGD(learningRate: local.learningRate, momentum: local.momentum)
-        var rng = PhiloxRandom(seed: configuration.seed, stream: 0xfed3_0000_0000 &+ UInt64(round) &* UInt64(clientCount) &+ UInt64(k))
+        var rng = PhiloxRandom(
+            seed: configuration.seed, stream: 0xfed3_0000_0000 &+ UInt64(round) &* UInt64(clientCount) &+ UInt64(k))
         var order = Array(0..<data.count)
         var batch = Tensor<Float>(zeros: data.batchShape(min(local.batchSize, data.count)))
         var labels: [Int] = []
@@ -294,7 +299,9 @@ public final class FederatedTrainer {
             try Self.encodeClipped($0, norm: c, encoding: encoding, layout: layout, thresholds: dp.thresholds)
         }
         var drops = Set<Int>()
-        for i in 0..<n where s.dropoutProbability > 0 && dropoutRandom.nextOpenUnitDouble() < s.dropoutProbability { drops.insert(i) }
+        for i in 0..<n where s.dropoutProbability > 0 && dropoutRandom.nextOpenUnitDouble() < s.dropoutProbability {
+            drops.insert(i)
+        }
         let protocolRound = try SecureAggregation(threshold: s.threshold(clients: n), clients: n)
         let result = try protocolRound.run(inputs: inputs, droppedBeforeInput: drops, round: UInt64(round))
         let decoded = encoding.decode(result.sum)

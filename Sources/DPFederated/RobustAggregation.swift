@@ -35,7 +35,9 @@ public enum Aggregator: Hashable, Sendable, CustomStringConvertible {
     public func check(clients n: Int) throws {
         switch self {
         case .mean, .median:
-            guard n >= 1 else { throw FederatedError("\(self) of no client updates: sample at least one client per round") }
+            guard n >= 1 else {
+                throw FederatedError("\(self) of no client updates: sample at least one client per round")
+            }
         case .trimmedMean(let beta):
             let k = Int(Foundation.floor(beta * Double(n)))
             guard beta >= 0, beta < 0.5, n - 2 * k >= 1 else {
@@ -50,7 +52,8 @@ public enum Aggregator: Hashable, Sendable, CustomStringConvertible {
                 )
             }
             guard m >= 1, m <= n - f else {
-                throw FederatedError("multi-Krum selects \(m) updates of \(n) with f = \(f): it must be in 1...\(n - f)")
+                throw FederatedError(
+                    "multi-Krum selects \(m) updates of \(n) with f = \(f): it must be in 1...\(n - f)")
             }
         }
     }

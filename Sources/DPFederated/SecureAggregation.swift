@@ -84,7 +84,9 @@ public enum MaskGenerator {
         let stream = try! AES._CTR.encrypt(zeros, using: seed, nonce: nonce)
         var out = [UInt32](repeating: 0, count: count)
         stream.withUnsafeBytes { raw in
-            for i in 0..<count { out[i] = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)) }
+            for i in 0..<count {
+                out[i] = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))
+            }
         }
         return out
     }
@@ -115,7 +117,7 @@ public final class SecureAggregationClient {
     /// Shares received from each peer: (key share, self-seed share).
     var received: [Int: (key: Shamir.Share, seed: Shamir.Share)] = [:]
     /// What this client has revealed about each peer (so it refuses to reveal the other half).
-    var revealed: [Int: Bool] = [:]  // true: the peer's seed share, false: its key share
+    var revealed: [Int: Bool] = [:] // true: the peer's seed share, false: its key share
 
     public init(index: Int, round: UInt64) {
         self.index = index
@@ -145,7 +147,8 @@ public final class SecureAggregationClient {
         var y = x
         MaskGenerator.add(&y, MaskGenerator.expand(seed: SymmetricKey(data: selfSeed), count: x.count))
         for (v, pk) in peers where v != index {
-            let mask = MaskGenerator.expand(seed: try MaskGenerator.pairwiseSeed(maskKey, pk, round: round), count: x.count)
+            let mask = MaskGenerator.expand(
+                seed: try MaskGenerator.pairwiseSeed(maskKey, pk, round: round), count: x.count)
             if v > index { MaskGenerator.add(&y, mask) } else { MaskGenerator.subtract(&y, mask) }
         }
         return y
@@ -153,9 +156,13 @@ public final class SecureAggregationClient {
 
     /// Round 3 (unmasking): the self-seed shares of the survivors and the key shares of the
     /// dropped. A client asked for both halves of one peer refuses (that would unmask the peer).
-    public func unmaskingShares(survivors: Set<Int>, dropped: Set<Int>) throws -> (seeds: [Int: Shamir.Share], keys: [Int: Shamir.Share]) {
+    public func unmaskingShares(
+        survivors: Set<Int>, dropped: Set<Int>
+    ) throws -> (seeds: [Int: Shamir.Share], keys: [Int: Shamir.Share]) {
         guard survivors.isDisjoint(with: dropped) else {
-            throw FederatedError("secure aggregation: the server asked for both shares of clients \(survivors.intersection(dropped).sorted()); refused")
+            throw FederatedError(
+                "secure aggregation: the server asked for both shares of clients \(survivors.intersection(dropped).sorted()); refused"
+            )
         }
         var seeds: [Int: Shamir.Share] = [:], keys: [Int: Shamir.Share] = [:]
         for u in survivors {
@@ -188,7 +195,8 @@ public struct SecureAggregation: Sendable {
     public init(threshold: Int, clients n: Int) throws {
         guard threshold <= n, 2 * threshold > n else {
             throw FederatedError(
-                "secure aggregation threshold \(threshold) for \(n) clients must be in \(n / 2 + 1)...\(n) (more than half)")
+                "secure aggregation threshold \(threshold) for \(n) clients must be in \(n / 2 + 1)...\(n) (more than half)"
+            )
         }
         self.threshold = threshold
     }
@@ -217,7 +225,9 @@ public struct SecureAggregation: Sendable {
         for c in clients { publicKeys[c.index] = c.publicKey }
         // Round 1: shares, relayed by the server (encrypted between clients in a deployment).
         for c in clients {
-            for (v, s) in c.shares(threshold: threshold, count: n).enumerated() { clients[v].receive(from: c.index, key: s.key, seed: s.seed) }
+            for (v, s) in c.shares(threshold: threshold, count: n).enumerated() {
+                clients[v].receive(from: c.index, key: s.key, seed: s.seed)
+            }
         }
         // Round 2: masked inputs from those still there.
         let survivors = (0..<n).filter { !droppedBeforeInput.contains($0) }
@@ -231,7 +241,9 @@ public struct SecureAggregation: Sendable {
         // Round 3: unmasking shares from the survivors.
         let dropped = Set(0..<n).subtracting(survivors)
         var responses: [(seeds: [Int: Shamir.Share], keys: [Int: Shamir.Share])] = []
-        for v in survivors { responses.append(try clients[v].unmaskingShares(survivors: Set(survivors), dropped: dropped)) }
+        for v in survivors {
+            responses.append(try clients[v].unmaskingShares(survivors: Set(survivors), dropped: dropped))
+        }
         let sum = try Self.unmask(
             masked: masked, dropped: dropped, publicKeys: publicKeys, responses: responses, threshold: threshold,
             dimension: d, round: round)
@@ -261,7 +273,8 @@ public struct SecureAggregation: Sendable {
             let raw = try Shamir.reconstruct(responses.compactMap { $0.keys[u] }, threshold: threshold)
             let key = try Curve25519.KeyAgreement.PrivateKey(rawRepresentation: raw)
             for v in masked.keys {
-                let mask = MaskGenerator.expand(seed: try MaskGenerator.pairwiseSeed(key, publicKeys[v]!, round: round), count: d)
+                let mask = MaskGenerator.expand(
+                    seed: try MaskGenerator.pairwiseSeed(key, publicKeys[v]!, round: round), count: d)
                 // v added PRG(s_uv) if u > v, subtracted it if u < v.
                 if u > v { MaskGenerator.subtract(&z, mask) } else { MaskGenerator.add(&z, mask) }
             }

@@ -24,11 +24,14 @@ public enum Shamir {
     /// `count` shares of `secret`, any `threshold` of which reconstruct it.
     /// - Precondition: `1 <= threshold <= count`.
     public static func split(_ secret: [UInt8], threshold: Int, count: Int) -> [Share] {
-        precondition(threshold >= 1 && threshold <= count, "Shamir.split: threshold \(threshold) must be in 1...\(count)")
+        precondition(
+            threshold >= 1 && threshold <= count, "Shamir.split: threshold \(threshold) must be in 1...\(count)")
         var rng = SystemRandom()
         let chunks = stride(from: 0, to: secret.count, by: chunkBytes).map { start -> UInt64 in
             var v: UInt64 = 0
-            for (k, b) in secret[start..<min(secret.count, start + chunkBytes)].enumerated() { v |= UInt64(b) << (8 * k) }
+            for (k, b) in secret[start..<min(secret.count, start + chunkBytes)].enumerated() {
+                v |= UInt64(b) << (8 * k)
+            }
             return v
         }
         // coefficients[c][k]: chunk c's coefficient of x^k (k = 0: the secret chunk).
@@ -56,7 +59,9 @@ public enum Shamir {
             )
         }
         let used = Array(shares.prefix(threshold))
-        guard Set(used.map(\.x)).count == used.count else { throw FederatedError("Shamir reconstruction got repeated shares") }
+        guard Set(used.map(\.x)).count == used.count else {
+            throw FederatedError("Shamir reconstruction got repeated shares")
+        }
         let chunkCount = used[0].values.count
         var secret: [UInt8] = []
         for c in 0..<chunkCount {
@@ -78,12 +83,15 @@ public enum Shamir {
 
     static func uniform(_ rng: inout SystemRandom) -> UInt64 {
         while true {
-            let v = rng.next() & prime  // 61 bits; reject the one value equal to p
+            let v = rng.next() & prime // 61 bits; reject the one value equal to p
             if v < prime { return v }
         }
     }
 
-    static func add(_ a: UInt64, _ b: UInt64) -> UInt64 { let s = a + b; return s >= prime ? s - prime : s }
+    static func add(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        let s = a + b
+        return s >= prime ? s - prime : s
+    }
     static func sub(_ a: UInt64, _ b: UInt64) -> UInt64 { a >= b ? a - b : a + prime - b }
     static func mul(_ a: UInt64, _ b: UInt64) -> UInt64 {
         let (hi, lo) = a.multipliedFullWidth(by: b)

@@ -59,19 +59,23 @@ public struct UserLevelPrivacy: Hashable, Sendable {
         }
         switch clipping {
         case .automatic:
-            throw FederatedError("automatic clipping is a per-example rule; clip user updates with flat, per-layer or adaptive clipping")
+            throw FederatedError(
+                "automatic clipping is a per-example rule; clip user updates with flat, per-layer or adaptive clipping")
         case .perLayer(let t?):
             let l2 = t.reduce(0) { $0 + $1 * $1 }.squareRoot()
             guard Swift.abs(l2 - clippingNorm) <= 1e-9 * max(1, clippingNorm), t.allSatisfy({ $0 > 0 }) else {
                 throw FederatedError(
-                    "per-layer thresholds \(t) have l2 norm \(l2), but the noise is calibrated to the clipping norm \(clippingNorm): they must agree")
+                    "per-layer thresholds \(t) have l2 norm \(l2), but the noise is calibrated to the clipping norm \(clippingNorm): they must agree"
+                )
             }
             if let layers, layers != t.count {
-                throw FederatedError("per-layer clipping gives \(t.count) thresholds for a model with \(layers) trainable layers")
+                throw FederatedError(
+                    "per-layer clipping gives \(t.count) thresholds for a model with \(layers) trainable layers")
             }
         case .adaptive(let gamma, let eta, _):
             guard gamma > 0, gamma < 1, eta > 0, eta.isFinite else {
-                throw FederatedError("adaptive clipping: target quantile \(gamma) must be in (0, 1) and learning rate \(eta) > 0")
+                throw FederatedError(
+                    "adaptive clipping: target quantile \(gamma) must be in (0, 1) and learning rate \(eta) > 0")
             }
         default: break
         }
@@ -121,8 +125,12 @@ public enum UpdateClipping {
     /// Clips `update` in place: to total norm `norm` (flat, `thresholds` nil) or each layer `l`
     /// to `thresholds[l]` (per layer).
     @discardableResult
-    public static func clip(_ update: inout [Float], norm c: Double, layout: UpdateLayout, thresholds: [Double]?) -> ClipResult {
-        precondition(update.count == layout.count, "UpdateClipping: update of \(update.count) scalars for a layout of \(layout.count)")
+    public static func clip(
+        _ update: inout [Float], norm c: Double, layout: UpdateLayout, thresholds: [Double]?
+    ) -> ClipResult {
+        precondition(
+            update.count == layout.count,
+            "UpdateClipping: update of \(update.count) scalars for a layout of \(layout.count)")
         var total = 0.0
         var layerNorms: [Double] = []
         for r in layout.layerRanges {
@@ -139,7 +147,9 @@ public enum UpdateClipping {
             return ClipResult(norm: norm, unclipped: false)
         }
         if let thresholds {
-            precondition(thresholds.count == layout.layerRanges.count, "UpdateClipping: \(thresholds.count) thresholds for \(layout.layerRanges.count) layers")
+            precondition(
+                thresholds.count == layout.layerRanges.count,
+                "UpdateClipping: \(thresholds.count) thresholds for \(layout.layerRanges.count) layers")
             for (l, r) in layout.layerRanges.enumerated() where layerNorms[l] > thresholds[l] {
                 let f = Float(thresholds[l] / layerNorms[l])
                 for j in r { update[j] *= f }

@@ -55,14 +55,18 @@ private let tinyFederated = """
         ("federated.weighting: examples", "federated", "uniform"),
         ("federated.aggregator: median", "federated", "sensitivity"),
         // (A private run refuses `standardize` before the federated check: the non-private control here.)
-        ("dataset.normalize: standardize\n    privacy.enabled: false", "dataset.normalize", "federated server never holds"),
+        (
+            "dataset.normalize: standardize\n    privacy.enabled: false", "dataset.normalize",
+            "federated server never holds"
+        ),
     ]
     for (override, path, phrase) in cases {
         var yaml = tinyFederated
         // Overrides go through an include entry (the sweep syntax), except whole sections.
         if override.hasPrefix("optimizer:") || override.hasPrefix("privacy:") {
             let key = String(override.prefix { $0 != ":" })
-            yaml = yaml.split(separator: "\n").map { $0.hasPrefix(key + ":") ? Substring(override) : $0 }.joined(separator: "\n")
+            yaml = yaml.split(separator: "\n").map { $0.hasPrefix(key + ":") ? Substring(override) : $0 }.joined(
+                separator: "\n")
         } else {
             yaml += "include:\n  - {" + override.replacingOccurrences(of: "\n    ", with: ", ") + "}\n"
         }

@@ -31,7 +31,8 @@ private func assertCovers(_ p: ClientPartition, count n: Int) {
 @Test func labelShardsGiveEachClientAtMostItsShardsLabels() throws {
     // 600 examples, 10 clients x 2 shards = 20 shards of 30: each shard holds one label.
     let y = labels()
-    let p = try ClientPartition.make(labels: y, classCount: 10, clients: 10, scheme: .labelShards(shardsPerClient: 2), seed: 3)
+    let p = try ClientPartition.make(
+        labels: y, classCount: 10, clients: 10, scheme: .labelShards(shardsPerClient: 2), seed: 3)
     assertCovers(p, count: y.count)
     #expect(p.sizes.allSatisfy { $0 == 60 })
     for h in p.labelHistograms(labels: y, classCount: 10) {
@@ -42,8 +43,10 @@ private func assertCovers(_ p: ClientPartition, count n: Int) {
 
 @Test func dirichletSkewFollowsAlpha() throws {
     let y = labels(perClass: 400)
-    let skewed = try ClientPartition.make(labels: y, classCount: 10, clients: 40, scheme: .dirichlet(alpha: 0.05), seed: 4)
-    let flat = try ClientPartition.make(labels: y, classCount: 10, clients: 40, scheme: .dirichlet(alpha: 1000), seed: 4)
+    let skewed = try ClientPartition.make(
+        labels: y, classCount: 10, clients: 40, scheme: .dirichlet(alpha: 0.05), seed: 4)
+    let flat = try ClientPartition.make(
+        labels: y, classCount: 10, clients: 40, scheme: .dirichlet(alpha: 1000), seed: 4)
     for p in [skewed, flat] {
         assertCovers(p, count: y.count)
         #expect(p.sizes.allSatisfy { $0 == 100 })
@@ -75,13 +78,22 @@ func gammaSamplerHasTheRightMoments(shape: Double) {
 
 @Test func badPartitionsAreClearErrors() {
     let y = labels(perClass: 2)
-    #expect(throws: FederatedError.self) { try ClientPartition.make(labels: y, classCount: 10, clients: 5, scheme: .dirichlet(alpha: 0), seed: 0) }
-    #expect(throws: FederatedError.self) { try ClientPartition.make(labels: y, classCount: 10, clients: 5, scheme: .dirichlet(alpha: -1), seed: 0) }
-    #expect(throws: FederatedError.self) { try ClientPartition.make(labels: y, classCount: 10, clients: 21, scheme: .iid, seed: 0) }
-    #expect(throws: FederatedError.self) { try ClientPartition.make(labels: y, classCount: 10, clients: 0, scheme: .iid, seed: 0) }
+    #expect(throws: FederatedError.self) {
+        try ClientPartition.make(labels: y, classCount: 10, clients: 5, scheme: .dirichlet(alpha: 0), seed: 0)
+    }
+    #expect(throws: FederatedError.self) {
+        try ClientPartition.make(labels: y, classCount: 10, clients: 5, scheme: .dirichlet(alpha: -1), seed: 0)
+    }
+    #expect(throws: FederatedError.self) {
+        try ClientPartition.make(labels: y, classCount: 10, clients: 21, scheme: .iid, seed: 0)
+    }
+    #expect(throws: FederatedError.self) {
+        try ClientPartition.make(labels: y, classCount: 10, clients: 0, scheme: .iid, seed: 0)
+    }
     // 20 examples in 8 clients x 3 shards = 24 shards: some shards would be empty.
     do {
-        _ = try ClientPartition.make(labels: y, classCount: 10, clients: 8, scheme: .labelShards(shardsPerClient: 3), seed: 0)
+        _ = try ClientPartition.make(
+            labels: y, classCount: 10, clients: 8, scheme: .labelShards(shardsPerClient: 3), seed: 0)
         Issue.record("expected an error")
     } catch let e as FederatedError {
         #expect(e.description.contains("no data"))

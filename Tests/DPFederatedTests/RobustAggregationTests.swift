@@ -20,7 +20,7 @@ import Testing
             let col = updates.map { Double($0[j]) }.sorted()
             let med = n % 2 == 1 ? col[n / 2] : (col[n / 2 - 1] + col[n / 2]) / 2
             #expect(Swift.abs(Double(median[j]) - med) < 1e-6)
-            let k = Int(0.2 * Double(n))  // 1
+            let k = Int(0.2 * Double(n)) // 1
             let kept = col[k..<(n - k)]
             #expect(Swift.abs(Double(trimmed[j]) - kept.reduce(0, +) / Double(kept.count)) < 1e-6)
         }
@@ -53,7 +53,8 @@ import Testing
             model: try smallModel(), data: train, partition: p,
             configuration: FederatedConfiguration(
                 rounds: 8, sampling: .fixedSize, clientsPerRound: 10, local: LocalTraining(epochs: 1, batchSize: 5),
-                aggregator: aggregator, attack: FederatedAttack(maliciousFraction: 0.2, kind: .updateScaling(factor: -10)),
+                aggregator: aggregator,
+                attack: FederatedAttack(maliciousFraction: 0.2, kind: .updateScaling(factor: -10)),
                 seed: 3))
         #expect(trainer.maliciousClients.count == 4)
         for _ in 0..<8 { try trainer.runRound() }
@@ -70,7 +71,8 @@ import Testing
     let test = SyntheticData.shapes(count: 50, size: 12, seed: 1, part: .test)
     let p = try ClientPartition.make(labels: train.labels, classCount: 10, clients: 10, scheme: .iid, seed: 1)
     let trainer = try FederatedTrainer(
-        model: try ModelBuilder.build(specs: [.flatten, .linear(outputs: 10, bias: true)], inputShape: [1, 12, 12], seed: 1),
+        model: try ModelBuilder.build(
+            specs: [.flatten, .linear(outputs: 10, bias: true)], inputShape: [1, 12, 12], seed: 1),
         data: train, partition: p,
         configuration: FederatedConfiguration(
             rounds: 2, sampling: .fixedSize, clientsPerRound: 4,
@@ -79,7 +81,8 @@ import Testing
             seed: 2))
     #expect(trainer.maliciousClients.count == 2)
     for k in trainer.maliciousClients {
-        #expect(trainer.clientData[k].count == p.clients[k].count + Int((0.5 * Double(p.clients[k].count)).rounded(.up)))
+        #expect(
+            trainer.clientData[k].count == p.clients[k].count + Int((0.5 * Double(p.clients[k].count)).rounded(.up)))
     }
     try trainer.runRound()
     let e = trainer.evaluate(test: test)

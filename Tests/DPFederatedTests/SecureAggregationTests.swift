@@ -58,7 +58,7 @@ func unmaskedSumEqualsThePlainFixedPointSumExactly(dropped: [Int]) throws {
     } catch let e as FederatedError {
         #expect(e.description.contains("below the threshold 4"))
     }
-    #expect(throws: FederatedError.self) { try SecureAggregation(threshold: 3, clients: 6) }  // not a majority
+    #expect(throws: FederatedError.self) { try SecureAggregation(threshold: 3, clients: 6) } // not a majority
     #expect(throws: FederatedError.self) { try SecureAggregation(threshold: 7, clients: 6) }
 }
 
@@ -135,7 +135,7 @@ private func chiSquare(_ values: [UInt32], shift: UInt32) -> Double {
                 thresholds: perLayer ? [c / 2.0.squareRoot(), c / 2.0.squareRoot()] : nil)
             let decoded = encoding.decode(Array(encoded.prefix(d)))
             #expect(decoded.reduce(0) { $0 + $1 * $1 }.squareRoot() <= c)
-            #expect(encoded[d] == 0)  // the unclipped bit: these updates were clipped
+            #expect(encoded[d] == 0) // the unclipped bit: these updates were clipped
         }
     }
 }

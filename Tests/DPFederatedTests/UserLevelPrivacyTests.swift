@@ -17,7 +17,9 @@ private func randomUpdates(count: Int, d: Int, seed: UInt64) -> [[Float]] {
     var rng = PhiloxRandom(seed: seed, stream: 5)
     return (0..<count).map { i in
         var u = [Float](repeating: 0, count: d)
-        u.withUnsafeMutableBufferPointer { rng.fillNormal($0, standardDeviation: Float(0.2 + 0.25 * Double(i % 5)) / Float(d).squareRoot()) }
+        u.withUnsafeMutableBufferPointer {
+            rng.fillNormal($0, standardDeviation: Float(0.2 + 0.25 * Double(i % 5)) / Float(d).squareRoot())
+        }
         return u
     }
 }
@@ -30,7 +32,8 @@ func aggregateEqualsClipSumNoiseDivideByExpectedByHand(perLayer: Bool) throws {
     let updates = randomUpdates(count: 7, d: d, seed: 1)
     let c = 0.5, z = 1.3
     var agg = try DPFedAvgAggregator(
-        privacy: UserLevelPrivacy(noiseMultiplier: z, clippingNorm: c, clipping: perLayer ? .perLayer(thresholds: nil) : .flat),
+        privacy: UserLevelPrivacy(
+            noiseMultiplier: z, clippingNorm: c, clipping: perLayer ? .perLayer(thresholds: nil) : .flat),
         expectedClients: 10,
         layout: layout)
     var noise = NoiseSource(randomness: .seeded, seed: 77)
@@ -61,7 +64,7 @@ func aggregateEqualsClipSumNoiseDivideByExpectedByHand(perLayer: Bool) throws {
     for j in 0..<d { #expect(Swift.abs(Double(out[j]) - expected[j]) < 1e-6 * max(1, Swift.abs(expected[j]))) }
     #expect(report.noiseStandardDeviation == z * c)
     #expect(report.unclippedCount == unclipped)
-    #expect(unclipped > 0 && unclipped < 7)  // the fixture clips some clients and not others
+    #expect(unclipped > 0 && unclipped < 7) // the fixture clips some clients and not others
 }
 
 @Test func adaptiveRoundSplitsTheBudgetAndUsesTheRoundsNorm() throws {
@@ -150,13 +153,16 @@ func adaptiveClippingConvergesToTheTargetQuantile(gamma: Double) throws {
     }
     let meanLogC = late.map { Foundation.log($0) }.reduce(0, +) / Double(late.count)
     let quantile = -Foundation.log(1 - gamma)
-    #expect(Swift.abs(Foundation.exp(meanLogC) / quantile - 1) < 0.1, "C -> \(Foundation.exp(meanLogC)), quantile \(quantile)")
+    #expect(
+        Swift.abs(Foundation.exp(meanLogC) / quantile - 1) < 0.1,
+        "C -> \(Foundation.exp(meanLogC)), quantile \(quantile)")
 }
 
 @Test func countNoiseTooSmallForTheBudgetIsRefused() {
     #expect(throws: TrainingError.self) {
         try UserLevelPrivacy(
-            noiseMultiplier: 1, clippingNorm: 1, clipping: .adaptive(targetQuantile: 0.5, learningRate: 0.2, countNoiseMultiplier: 0.5)
+            noiseMultiplier: 1, clippingNorm: 1,
+            clipping: .adaptive(targetQuantile: 0.5, learningRate: 0.2, countNoiseMultiplier: 0.5)
         ).updateNoiseMultiplier()
     }
     #expect(throws: FederatedError.self) {
@@ -169,15 +175,20 @@ func adaptiveClippingConvergesToTheTargetQuantile(gamma: Double) throws {
 // MARK: - Training and accounting
 
 /// Three Gaussian classes in 8 dimensions over `clients` clients.
-func smallFederation(clients: Int = 20, perClass: Int = 60, seed: UInt64 = 1) throws -> (Dataset, Dataset, ClientPartition) {
-    let train = SyntheticData.gaussianMixture(classes: 3, dimensions: 8, examplesPerClass: perClass, separation: 4, seed: seed)
-    let test = SyntheticData.gaussianMixture(classes: 3, dimensions: 8, examplesPerClass: 50, separation: 4, seed: seed, part: .test)
+func smallFederation(
+    clients: Int = 20, perClass: Int = 60, seed: UInt64 = 1
+) throws -> (Dataset, Dataset, ClientPartition) {
+    let train = SyntheticData.gaussianMixture(
+        classes: 3, dimensions: 8, examplesPerClass: perClass, separation: 4, seed: seed)
+    let test = SyntheticData.gaussianMixture(
+        classes: 3, dimensions: 8, examplesPerClass: 50, separation: 4, seed: seed, part: .test)
     let p = try ClientPartition.make(labels: train.labels, classCount: 3, clients: clients, scheme: .iid, seed: seed)
     return (train, test, p)
 }
 
 func smallModel(seed: UInt64 = 2) throws -> Sequential {
-    try ModelBuilder.build(specs: [.linear(outputs: 16, bias: true), .tanh, .linear(outputs: 3, bias: true)], inputShape: [8], seed: seed)
+    try ModelBuilder.build(
+        specs: [.linear(outputs: 16, bias: true), .tanh, .linear(outputs: 3, bias: true)], inputShape: [8], seed: seed)
 }
 
 @Test func nonPrivateFedAvgLearns() throws {
@@ -185,7 +196,8 @@ func smallModel(seed: UInt64 = 2) throws -> Sequential {
     let trainer = try FederatedTrainer(
         model: try smallModel(), data: train, partition: p,
         configuration: FederatedConfiguration(
-            rounds: 10, sampling: .fixedSize, clientsPerRound: 5, local: LocalTraining(epochs: 2, batchSize: 5, learningRate: 0.1),
+            rounds: 10, sampling: .fixedSize, clientsPerRound: 5,
+            local: LocalTraining(epochs: 2, batchSize: 5, learningRate: 0.1),
             weighting: .examples))
     for _ in 0..<10 { try trainer.runRound() }
     #expect(trainer.evaluate(test: test).cleanAccuracy > 0.9)
@@ -219,7 +231,8 @@ func userLevelEpsilonEqualsTheAccountants(sampling: SamplingScheme) throws {
     // The wrong relation is refused, not silently accounted.
     #expect(throws: AccountingError.self) {
         try trainer.epsilon(
-            delta: 1e-5, accountant: RDPAccountant(neighboringRelation: sampling == .poisson ? .replaceOne : .addOrRemoveOne))
+            delta: 1e-5,
+            accountant: RDPAccountant(neighboringRelation: sampling == .poisson ? .replaceOne : .addOrRemoveOne))
     }
 }
 
@@ -228,11 +241,24 @@ func userLevelEpsilonEqualsTheAccountants(sampling: SamplingScheme) throws {
     let dp = UserLevelPrivacy(noiseMultiplier: 1, clippingNorm: 1)
     let cases: [(FederatedConfiguration, String)] = [
         (FederatedConfiguration(rounds: 1, clientsPerRound: 4, weighting: .examples, privacy: dp), "uniform"),
-        (FederatedConfiguration(rounds: 1, sampling: .fixedSize, clientsPerRound: 5, aggregator: .median, privacy: dp), "sensitivity"),
+        (
+            FederatedConfiguration(
+                rounds: 1, sampling: .fixedSize, clientsPerRound: 5, aggregator: .median, privacy: dp), "sensitivity"
+        ),
         (FederatedConfiguration(rounds: 1, clientsPerRound: 21), "more than the 20 clients"),
-        (FederatedConfiguration(rounds: 1, sampling: .fixedSize, clientsPerRound: 6, aggregator: .krum(byzantine: 2, selected: 1)), "2f + 3"),
-        (FederatedConfiguration(rounds: 1, clientsPerRound: 6, aggregator: .krum(byzantine: 1, selected: 1)), "fixed-size"),
-        (FederatedConfiguration(rounds: 1, clientsPerRound: 4, secureAggregation: SecureAggregationSettings()), "enable user-level DP"),
+        (
+            FederatedConfiguration(
+                rounds: 1, sampling: .fixedSize, clientsPerRound: 6, aggregator: .krum(byzantine: 2, selected: 1)),
+            "2f + 3"
+        ),
+        (
+            FederatedConfiguration(rounds: 1, clientsPerRound: 6, aggregator: .krum(byzantine: 1, selected: 1)),
+            "fixed-size"
+        ),
+        (
+            FederatedConfiguration(rounds: 1, clientsPerRound: 4, secureAggregation: SecureAggregationSettings()),
+            "enable user-level DP"
+        ),
         (
             FederatedConfiguration(
                 rounds: 1, sampling: .fixedSize, clientsPerRound: 9, aggregator: .median,
