@@ -216,7 +216,8 @@ public final class ExperimentRunner {
             let runStart = clock()
             let plan = plans[run.runID]!
             let totalEpochs =
-                run.config.training.epochs ?? max(1, (plan.steps + plan.stepsPerEpoch - 1) / max(1, plan.stepsPerEpoch))
+                run.config.federated?.rounds ?? run.config.training.epochs
+                ?? max(1, (plan.steps + plan.stepsPerEpoch - 1) / max(1, plan.stepsPerEpoch))
             statuses[run.runID] = "running"
             var lastStep = 0
             try files.checkNoRows(of: run.runID, epochsThrough: report.resumedFromCheckpoint[run.runID] ?? 0)
