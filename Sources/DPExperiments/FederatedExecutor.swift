@@ -115,6 +115,15 @@ extension TrainingExecutor {
             var record = EpochRecord(
                 epoch: round, step: round, trainLoss: report.meanLocalLoss.isNaN ? nil : report.meanLocalLoss)
             let evaluate = round % max(1, c.training.evalEvery) == 0 || round == f.rounds
+            if evaluate, let url = context.metrics {
+                // The round's attack and fairness figures: one JSON line per evaluation round.
+                let e = trainer.evaluate(test: split.test)
+                func number(_ x: Double?) -> String { x.map { $0.isFinite ? csvNumber($0) : "null" } ?? "null" }
+                try DurableFile.append(
+                    "{\"backdoor_success_rate\":\(number(e.backdoorSuccessRate)),\"clean_accuracy\":\(number(e.cleanAccuracy)),"
+                        + "\"client_accuracy_p10\":\(number(e.clientAccuracyP10)),\"client_accuracy_p50\":\(number(e.clientAccuracyP50)),"
+                        + "\"client_accuracy_p90\":\(number(e.clientAccuracyP90)),\"round\":\(round)}\n", to: url)
+            }
             if evaluate {
                 let loss = SoftmaxCrossEntropy().losses(logits: model(split.test.features), labels: split.test.labels)
                 record.testLoss = Double(loss.sum()) / Double(max(1, split.test.count))
@@ -168,10 +177,11 @@ extension TrainingExecutor {
             if let asr = e.backdoorSuccessRate { m["backdoor_success_rate"] = asr }
         }
         summary.derivedMetrics.merge(m, uniquingKeysWith: { $1 })
+        // One line per client in the (pretty-printed) manifest: its class counts, comma-separated.
         summary.partition = .map([
             ("scheme", .string(f.partition.description)), ("clients", .int(f.clients)),
-            ("sizes", .list(sizes.map(ConfigValue.int))),
-            ("label_histograms", .list(histograms.map { .list($0.map(ConfigValue.int)) })),
+            ("size_min", .int(sizes.min() ?? 0)), ("size_max", .int(sizes.max() ?? 0)),
+            ("label_histograms", .list(histograms.map { .string($0.map(String.init).joined(separator: ",")) })),
             ("malicious_clients", .list(trainer.maliciousClients.map(ConfigValue.int))),
         ])
         try context.onTrained?(model, split)

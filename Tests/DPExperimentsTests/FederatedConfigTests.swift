@@ -35,15 +35,25 @@ private let tinyFederated = """
     #expect(abs(Double(r["epsilon_rdp"]!)! - expected) < 1e-9 * expected)
     let epochs = CSV.parse(try String(contentsOf: folder.appendingPathComponent("epochs.csv"), encoding: .utf8))
     #expect(epochs.count == 1 + 3)
+    // metrics/<run_id>.jsonl: the attack and fairness figures of each evaluation round (eval_every 1).
+    let lines = try String(
+        contentsOf: folder.appendingPathComponent("metrics/\(report.finished[0]).jsonl"), encoding: .utf8
+    ).split(separator: "\n")
+    #expect(lines.count == 3)
+    #expect(lines.last?.contains("\"client_accuracy_p50\":") == true && lines.last?.hasSuffix("\"round\":3}") == true)
     let manifest = try readManifest(folder)
     guard case .list(let entries)? = manifest["runs"], let partition = entries.first?["partition"],
-        case .list(let sizes)? = partition["sizes"], case .list(let histograms)? = partition["label_histograms"]
+        case .list(let histograms)? = partition["label_histograms"]
     else {
         Issue.record("no partition in the manifest")
         return
     }
-    #expect(sizes.count == 30 && histograms.count == 30)
-    #expect(sizes.compactMap(\.intValue).reduce(0, +) == 300)
+    // 30 clients x 2 label shards of 5 examples: 10 examples each, at most 2 classes.
+    #expect(histograms.count == 30)
+    let counts = histograms.compactMap(\.stringValue).map { $0.split(separator: ",").compactMap { Int($0) } }
+    #expect(counts.map { $0.reduce(0, +) } == Array(repeating: 10, count: 30))
+    #expect(counts.allSatisfy { $0.count == 3 && $0.filter { $0 > 0 }.count <= 2 })
+    #expect(partition["size_min"]?.intValue == 10 && partition["size_max"]?.intValue == 10)
 }
 
 @Test func federatedConfigRefusals() throws {
