@@ -28,6 +28,10 @@ private let tinyFederated = """
     #expect(r["privacy_unit"] == "user")
     #expect(r["neighboring_relation"] == "add-remove")
     #expect(r["rounds"] == "3" && r["clients"] == "30")
+    // Metrics, not varying keys: tables and plots do not sweep over them.
+    for column in ["client_accuracy_p50", "backdoor_success_rate", "rounds_per_second"] {
+        #expect(OutputSchema.isMetricColumn(column))
+    }
     // The accountant's epsilon for 3 rounds of poissonSampled(q = 6/30, gaussian(1)).
     var ledger = PrivacyLedger()
     try ledger.record(.poissonSampled(probability: 0.2, event: .gaussian(noiseMultiplier: 1)), count: 3)
