@@ -17,6 +17,9 @@
 //   DPTraining       DP-SGD: sampling, clipping, noise, optimizers, privacy engine
 //   DPAuditing       attacks on privacy and empirical epsilon lower bounds: membership inference,
 //                    canaries, gradient inversion (tests what DPAccounting claims)
+//   DPFederated      federated learning: client partitions, FedAvg/FedAvgM/FedAdam, user-level
+//                    DP-FedAvg with adaptive clipping, robust aggregation, poisoning clients,
+//                    secure aggregation (X25519, HKDF, AES-CTR from swift-crypto; Shamir shares)
 //   DPExperiments    configs, sweeps, CSV logs, tables, plots
 //   DPMPI            MPI ranks for data-parallel DP-SGD (MPI itself only in `make mpi` builds)
 //   DPBenchmarking   timed training steps of named workloads (`dpkit bench`, Benchmarks/DPSGD) and
@@ -35,6 +38,7 @@ let package = Package(
         .library(name: "DPData", targets: ["DPData"]),
         .library(name: "DPTraining", targets: ["DPTraining"]),
         .library(name: "DPAuditing", targets: ["DPAuditing"]),
+        .library(name: "DPFederated", targets: ["DPFederated"]),
         .library(name: "DPExperiments", targets: ["DPExperiments"]),
         .library(name: "DPMPI", targets: ["DPMPI"]),
         .library(name: "DPBenchmarking", targets: ["DPBenchmarking"]),
@@ -80,10 +84,17 @@ let package = Package(
             name: "DPAuditing",
             dependencies: ["DPTensor", "DPLayers", "DPData", "DPTraining", "DPAccounting"]),
         .target(
+            name: "DPFederated",
+            dependencies: [
+                "DPTensor", "DPLayers", "DPData", "DPTraining", "DPAccounting", "DPAuditing",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ]),
+        .target(
             name: "DPExperiments",
             dependencies: [
                 "DPSchema", "DPTraining", "DPAuditing", "DPAccounting", "DPData", "DPLayers", "DPTensor", "DPCrypto",
-                .product(name: "Yams", package: "Yams"),
+                "DPFederated", .product(name: "Yams", package: "Yams"),
             ]),
         .target(name: "DPMPI", dependencies: ["DPTraining"]),
         .target(
@@ -108,6 +119,12 @@ let package = Package(
         .testTarget(
             name: "DPAuditingTests",
             dependencies: ["DPAuditing", "DPTraining", "DPLayers", "DPData", "DPAccounting", "DPTensor"]),
+        .testTarget(
+            name: "DPFederatedTests",
+            dependencies: [
+                "DPFederated", "DPTraining", "DPLayers", "DPData", "DPAccounting", "DPAuditing", "DPTensor",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
         // README.md, docs/ and the DocC articles: every Swift snippet is compiled in Examples/.
         .testTarget(name: "DocumentationTests"),
         // Fixtures/: configs and tables of cases, read from the source tree.

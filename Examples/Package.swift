@@ -43,6 +43,7 @@ let package = Package(
             name: "DocSnippets",
             dependencies: [
                 dpkit("DPTensor"), dpkit("DPLayers"), dpkit("DPData"), dpkit("DPTraining"), dpkit("DPAccounting"),
+                dpkit("DPFederated"),
             ],
             path: "DocSnippets"),
     ],

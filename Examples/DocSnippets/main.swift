@@ -6,6 +6,7 @@
 let quick: [(String, () throws -> Void)] = [
     ("accounting-events", accountingEvents),
     ("accounting-calibration", accountingCalibration),
+    ("federated-rounds", federatedRounds),
 ]
 for (name, run) in quick {
     try run()

@@ -58,6 +58,8 @@ public final class ExperimentRunner {
     private var ledgers: [String: ConfigValue] = [:]
     /// The audit of each audited run (manifest `audit`).
     private var audits: [String: ConfigValue] = [:]
+    /// Each federated run's partition (`partition` in the manifest), kept like the audits.
+    private var partitions: [String: ConfigValue] = [:]
     private var statuses: [String: String] = [:]
     private var plans: [String: RunPlan] = [:]
     /// Errors of runs that cannot be planned, with their run ids.
@@ -219,7 +221,8 @@ public final class ExperimentRunner {
             let runStart = clock()
             let plan = plans[run.runID]!
             let totalEpochs =
-                run.config.training.epochs ?? max(1, (plan.steps + plan.stepsPerEpoch - 1) / max(1, plan.stepsPerEpoch))
+                run.config.federated?.rounds ?? run.config.training.epochs
+                ?? max(1, (plan.steps + plan.stepsPerEpoch - 1) / max(1, plan.stepsPerEpoch))
             statuses[run.runID] = "running"
             var lastStep = 0
             try files.checkNoRows(of: run.runID, epochsThrough: report.resumedFromCheckpoint[run.runID] ?? 0)
@@ -278,6 +281,7 @@ public final class ExperimentRunner {
                     derived: derived)
                 try files.appendRunRow(row)
                 if let ledger = summary.privacyLedger { ledgers[run.runID] = ledger }
+                if let partition = summary.partition { partitions[run.runID] = partition }
                 if let audit = summary.audit {
                     audits[run.runID] = audit.manifestValue
                     if let roc = audit.rocCSV {
@@ -375,6 +379,7 @@ public final class ExperimentRunner {
                 ),
                 ("privacy_ledger", ledgers[run.runID] ?? .null),
                 ("audit", audits[run.runID] ?? .null),
+                ("partition", partitions[run.runID] ?? .null),
             ])
         }
         let planned = Set(config.runs.map(\.runID))
@@ -384,6 +389,7 @@ public final class ExperimentRunner {
             if entry["status"] == .string("running") { _ = entry.setValue(.string("interrupted"), atPath: "status") }
             if let ledger = ledgers[id] { _ = entry.setValue(ledger, atPath: "privacy_ledger") }
             if let audit = audits[id] { _ = entry.setValue(audit, atPath: "audit") }
+            if let partition = partitions[id] { _ = entry.setValue(partition, atPath: "partition") }
             return entry
         }
         var configs = history.configs
@@ -492,6 +498,7 @@ public final class ExperimentRunner {
             guard case .string(let id)? = run["run_id"] else { continue }
             if let ledger = run["privacy_ledger"], ledger != .null { ledgers[id] = ledger }
             if let audit = run["audit"], audit != .null { audits[id] = audit }
+            if let partition = run["partition"], partition != .null { partitions[id] = partition }
             var entry = run
             if entry["experiment_hash"] == nil, let hash = manifest["experiment_hash"] {
                 _ = entry.setValue(hash, atPath: "experiment_hash")

@@ -47,7 +47,7 @@ extension OutputSchema {
     /// or `poisoning:` section), rather than a varying key path.
     public static func isMetricColumn(_ column: String) -> Bool {
         runColumns.contains(column) || epochColumns.contains(column) || column.hasPrefix("robust_accuracy_")
-            || PoisoningConfig.columns.contains(column)
+            || PoisoningConfig.columns.contains(column) || FederatedConfig.columns.contains(column)
     }
 
     /// The runs.csv columns that the `evaluation:` and `poisoning:` sections of `runs` add, in
@@ -60,6 +60,7 @@ extension OutputSchema {
             }
         }
         if runs.contains(where: { $0.config.poisoning != nil }) { out += PoisoningConfig.columns }
+        if runs.contains(where: { $0.config.federated != nil }) { out += FederatedConfig.columns }
         return out
     }
 }

@@ -194,6 +194,8 @@ public struct RunConfig: Hashable, Sendable {
     public var evaluation: EvaluationConfig? = nil
     /// `poisoning:`; nil when the training set is clean.
     public var poisoning: PoisoningConfig? = nil
+    /// `federated:`; nil for centralised training.
+    public var federated: FederatedConfig? = nil
 
     public var kind: RunKind {
         if !privacy.enabled { return .nonPrivate }
@@ -224,7 +226,7 @@ public func fnv1a64Hex(_ text: String) -> String {
 extension RunConfig {
     /// The sections of a training run, in file order.
     static let sectionKeys = [
-        "dataset", "model", "optimizer", "privacy", "training", "audit", "evaluation", "poisoning",
+        "dataset", "model", "optimizer", "privacy", "training", "audit", "evaluation", "poisoning", "federated",
     ]
 
     /// Validates the run sections of `tree` (a whole config file after sweep values were applied).
@@ -241,6 +243,7 @@ extension RunConfig {
         let audit = try parseAudit(root)
         let evaluation = try parseEvaluation(root)
         let poisoning = try parsePoisoning(root, dataset: dataset, context: context)
+        let federated = try parseFederated(root)
         if let audit, audit.canaries != nil, privacy.enabled, privacy.sampling != .poisson {
             throw context.error(
                 "audit.canaries",
@@ -253,9 +256,12 @@ extension RunConfig {
 
         // Keep the resolved map in section order for readability of the manifest.
         let resolved = ConfigValue.map(sectionKeys.compactMap { key in root.resolved.first { $0.key == key } })
-        return RunConfig(
+        let config = RunConfig(
             dataset: dataset, model: model, optimizer: optimizer, privacy: privacy, training: training,
-            audit: audit, seed: seed, resolved: resolved, evaluation: evaluation, poisoning: poisoning)
+            audit: audit, seed: seed, resolved: resolved, evaluation: evaluation, poisoning: poisoning,
+            federated: federated)
+        if let federated { try checkFederated(federated, config: config, context: context) }
+        return config
     }
 
     // MARK: dataset

@@ -137,6 +137,9 @@ public struct RunSummary: Hashable, Sendable {
     public var privacyLedger: ConfigValue?
     /// The audit of an audited run (`audit:`).
     public var audit: AuditSummary?
+    /// A federated run's partition (`federated:`): scheme, client sizes, label histograms and
+    /// the malicious clients; stored as is in the manifest.
+    public var partition: ConfigValue?
     /// Figures of the `evaluation:` and `poisoning:` sections, by runs.csv column
     /// (``OutputSchema/derivedColumns(_:)``).
     public var derivedMetrics: [String: Double] = [:]

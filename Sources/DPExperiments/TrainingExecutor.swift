@@ -27,6 +27,7 @@ public struct TrainingExecutor: RunExecutor {
 
     public func plan(_ run: ResolvedRun) throws -> RunPlan {
         let c = run.config
+        if let f = c.federated { return try planFederated(run, f) }
         let n = try registries.datasets.trainingSetSize(c.dataset.request(seed: c.seed, registry: registries.datasets))
         let setup = try PrivacyPlan(config: c, trainingSetSize: n)
         plans.store(setup, for: run.runID)
@@ -58,6 +59,7 @@ public struct TrainingExecutor: RunExecutor {
         _ run: ResolvedRun, context: RunContext, progress: (EpochRecord) throws -> Void
     ) throws -> RunSummary {
         let c = run.config
+        if let f = c.federated { return try executeFederated(run, f, context: context, progress: progress) }
         var context = context
         var split = try loadData(c)
         try context.prepareData?(&split)
