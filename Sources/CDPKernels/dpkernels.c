@@ -217,3 +217,203 @@ void dpk_philox_normal_f32(uint64_t key, uint64_t stream, uint64_t first_block,
 void dpk_box_muller_f32(uint32_t radius_hi, uint32_t radius_lo, uint32_t angle, float *zc, float *zs) {
     dpk_box_muller(radius_hi, radius_lo, angle, zc, zs);
 }
+
+// MARK: - im2col / col2im
+
+// The output positions o (of `outputs`) whose input position o s - p + k lies in [0, size).
+static inline __attribute__((always_inline)) void dpk_valid_range(int64_t size, int64_t outputs, int64_t s, int64_t p,
+                                                                  int64_t k, int64_t *lo, int64_t *hi) {
+    int64_t low_num = p - k;
+    int64_t l = low_num <= 0 ? 0 : (low_num + s - 1) / s;
+    int64_t high_num = size - 1 + p - k;
+    int64_t h = high_num < 0 ? 0 : (high_num / s + 1 < outputs ? high_num / s + 1 : outputs);
+    if (l >= h) { l = 0; h = 0; }
+    *lo = l;
+    *hi = h;
+}
+
+DPK_CLONES
+void dpk_im2col_f32(const float *x, float *cols, int64_t batch, int64_t channels, int64_t h, int64_t w,
+                    int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                    int64_t example_stride, int64_t row_stride) {
+    const int64_t out_h = (h + 2 * ph - kh) / sh + 1, out_w = (w + 2 * pw - kw) / sw + 1;
+    for (int64_t b = 0; b < batch; b++) {
+        for (int64_t c = 0; c < channels; c++) {
+            const float *xc = x + (b * channels + c) * h * w;
+            for (int64_t i = 0; i < kh; i++) {
+                int64_t lo_h, hi_h;
+                dpk_valid_range(h, out_h, sh, ph, i, &lo_h, &hi_h);
+                for (int64_t j = 0; j < kw; j++) {
+                    int64_t lo_w, hi_w;
+                    dpk_valid_range(w, out_w, sw, pw, j, &lo_w, &hi_w);
+                    float *row = cols + b * example_stride + ((c * kh + i) * kw + j) * row_stride;
+                    for (int64_t oh = 0; oh < out_h; oh++) {
+                        float *dst = row + oh * out_w;
+                        if (oh < lo_h || oh >= hi_h || lo_w >= hi_w) {
+                            for (int64_t ow = 0; ow < out_w; ow++) dst[ow] = 0.0f;
+                            continue;
+                        }
+                        const float *src = xc + (oh * sh - ph + i) * w + (lo_w * sw - pw + j);
+                        for (int64_t ow = 0; ow < lo_w; ow++) dst[ow] = 0.0f;
+                        float *d = dst + lo_w;
+                        const int64_t n = hi_w - lo_w;
+                        if (sw == 1) {
+                            for (int64_t t = 0; t < n; t++) d[t] = src[t];
+                        } else if (sw == 2) {
+                            for (int64_t t = 0; t < n; t++) d[t] = src[2 * t];
+                        } else {
+                            for (int64_t t = 0; t < n; t++) d[t] = src[t * sw];
+                        }
+                        for (int64_t ow = hi_w; ow < out_w; ow++) dst[ow] = 0.0f;
+                    }
+                }
+            }
+        }
+    }
+}
+
+DPK_CLONES
+void dpk_col2im_f32(const float *cols, float *x, int64_t batch, int64_t channels, int64_t h, int64_t w,
+                    int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                    int64_t example_stride, int64_t row_stride) {
+    const int64_t out_h = (h + 2 * ph - kh) / sh + 1, out_w = (w + 2 * pw - kw) / sw + 1;
+    for (int64_t b = 0; b < batch; b++) {
+        float *xb = x + b * channels * h * w;
+        for (int64_t t = 0; t < channels * h * w; t++) xb[t] = 0.0f;
+        for (int64_t c = 0; c < channels; c++) {
+            float *xc = xb + c * h * w;
+            for (int64_t i = 0; i < kh; i++) {
+                int64_t lo_h, hi_h;
+                dpk_valid_range(h, out_h, sh, ph, i, &lo_h, &hi_h);
+                for (int64_t j = 0; j < kw; j++) {
+                    int64_t lo_w, hi_w;
+                    dpk_valid_range(w, out_w, sw, pw, j, &lo_w, &hi_w);
+                    if (lo_w >= hi_w) continue;
+                    const float *row = cols + b * example_stride + ((c * kh + i) * kw + j) * row_stride;
+                    const int64_t n = hi_w - lo_w;
+                    for (int64_t oh = lo_h; oh < hi_h; oh++) {
+                        const float *src = row + oh * out_w + lo_w;
+                        float *dst = xc + (oh * sh - ph + i) * w + (lo_w * sw - pw + j);
+                        if (sw == 1) {
+                            for (int64_t t = 0; t < n; t++) dst[t] += src[t];
+                        } else {
+                            for (int64_t t = 0; t < n; t++) dst[t * sw] += src[t];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+// MARK: - Max pooling
+
+// One output row of a 2x2 window with stride S: rows r0, r1 of the input plane, `base0` the
+// plane index of r0[0] (r1 follows at base0 + w).
+#define DPK_POOL2_ROW(S)                                                                        \
+    for (int64_t ox = 0; ox < wo; ox++) {                                                       \
+        const int64_t c0 = ox * (S);                                                            \
+        float best = r0[c0];                                                                    \
+        int32_t idx = (int32_t)(base0 + c0);                                                    \
+        const float v1 = r0[c0 + 1], v2 = r1[c0], v3 = r1[c0 + 1];                              \
+        idx = v1 > best ? (int32_t)(base0 + c0 + 1) : idx;                                      \
+        best = v1 > best ? v1 : best;                                                           \
+        idx = v2 > best ? (int32_t)(base0 + w + c0) : idx;                                      \
+        best = v2 > best ? v2 : best;                                                           \
+        idx = v3 > best ? (int32_t)(base0 + w + c0 + 1) : idx;                                  \
+        best = v3 > best ? v3 : best;                                                           \
+        yr[ox] = best;                                                                          \
+        ar[ox] = idx;                                                                           \
+    }
+
+DPK_CLONES
+void dpk_maxpool2d_f32(const float *x, float *y, int32_t *argmax, int64_t planes, int64_t h, int64_t w,
+                       int64_t k, int64_t s) {
+    const int64_t ho = h >= k ? (h - k) / s + 1 : 0, wo = w >= k ? (w - k) / s + 1 : 0;
+    for (int64_t p = 0; p < planes; p++) {
+        const float *xp = x + p * h * w;
+        for (int64_t oy = 0; oy < ho; oy++) {
+            float *yr = y + (p * ho + oy) * wo;
+            int32_t *ar = argmax + (p * ho + oy) * wo;
+            if (k == 2) {
+                const int64_t base0 = oy * s * w;
+                const float *r0 = xp + base0, *r1 = r0 + w;
+                if (s == 1) {
+                    DPK_POOL2_ROW(1)
+                } else if (s == 2) {
+                    DPK_POOL2_ROW(2)
+                } else {
+                    DPK_POOL2_ROW(s)
+                }
+                continue;
+            }
+            for (int64_t ox = 0; ox < wo; ox++) {
+                int64_t best = oy * s * w + ox * s;
+                float best_value = xp[best];
+                for (int64_t ky = 0; ky < k; ky++) {
+                    const int64_t row = (oy * s + ky) * w + ox * s;
+                    for (int64_t kx = 0; kx < k; kx++) {
+                        const float v = xp[row + kx];
+                        const int better = v > best_value;
+                        best_value = better ? v : best_value;
+                        best = better ? row + kx : best;
+                    }
+                }
+                yr[ox] = best_value;
+                ar[ox] = (int32_t)best;
+            }
+        }
+    }
+}
+
+DPK_CLONES
+void dpk_maxpool2d_backward_f32(const float *dy, const int32_t *argmax, float *dx, int64_t planes,
+                                int64_t plane_in, int64_t plane_out) {
+    for (int64_t p = 0; p < planes; p++) {
+        float *dxp = dx + p * plane_in;
+        const float *dyp = dy + p * plane_out;
+        const int32_t *ap = argmax + p * plane_out;
+        for (int64_t t = 0; t < plane_in; t++) dxp[t] = 0.0f;
+        for (int64_t t = 0; t < plane_out; t++) dxp[ap[t]] += dyp[t];
+    }
+}
+
+// MARK: - tanh
+
+DPK_CLONES
+void dpk_tanh_f32(const float *x, float *y, int64_t count) {
+    for (int64_t i = 0; i < count; i++) {
+        const float xi = x[i];
+        const float ax = dpk_u2f(dpk_f2u(xi) & 0x7FFFFFFFu);
+        const float a = 9.5f < ax ? 9.5f : ax; // Swift.min(|x|, 9.5): NaN stays NaN
+        const float s = a * a;
+        float q = 0.0021429609041661024f;
+        q = q * s + -0.008177397772669792f;
+        q = q * s + 0.021700702607631683f;
+        q = q * s + -0.05394676327705383f;
+        q = q * s + 0.1333320587873459f;
+        q = q * s + -0.3333333134651184f;
+        const float small = a + (a * s) * q;
+        const float yy = a + a;
+        const float shifted = yy * 1.442695040888963f + 12582912.0f;
+        const float n = shifted - 12582912.0f;
+        const float r = (yy - n * 0.693145751953125f) - n * 1.428606765330187e-06f;
+        float p = 1.0f / 5040.0f;
+        p = p * r + 1.0f / 720.0f;
+        p = p * r + 1.0f / 120.0f;
+        p = p * r + 1.0f / 24.0f;
+        p = p * r + 1.0f / 6.0f;
+        p = p * r + 0.5f;
+        p = p * r + 1.0f;
+        p = p * r + 1.0f;
+        const float scale = dpk_u2f((dpk_f2u(shifted) + 127u) << 23);
+        const float large = 1.0f - 2.0f / (p * scale + 1.0f);
+        const float t = a < 0.625f ? small : large;
+        y[i] = dpk_u2f(dpk_f2u(t) | (dpk_f2u(xi) & 0x80000000u));
+    }
+}
+
+DPK_CLONES
+void dpk_tanh_backward_f32(const float *dy, const float *y, float *dx, int64_t count) {
+    for (int64_t i = 0; i < count; i++) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+}

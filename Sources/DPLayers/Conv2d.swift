@@ -13,8 +13,12 @@ import DPTensor
 /// bias gradient is `dY_i 1`. ``accumulateGradients(exampleWeights:)`` runs one GEMM per
 /// example, `W.grad += w_i dY_i cols_i^T`, with `w_i` as the GEMM's alpha (no rescaled copy).
 ///
-/// The im2col columns are kept from forward for the norms and the accumulation; they and the
-/// backward column buffer are allocated once per batch shape.
+/// The im2col columns are kept from forward for the norms and the accumulation; they, the
+/// backward column buffer and the layer's output and input gradient are allocated once per
+/// batch shape (the output and input gradient again only if the caller still holds the last
+/// ones). im2col, col2im and the per-example GEMMs and norms are split across
+/// ``ParallelBatch`` threads by example; the weight gradient sums fixed groups of
+/// ``accumulationGroupSize`` examples, so the bits do not depend on the thread count.
 ///
 /// Initialisation as PyTorch's default: `W` and `b` uniform in `±1/sqrt(Cin k^2)`.
 public final class Conv2d: Layer {
@@ -39,7 +43,13 @@ public final class Conv2d: Layer {
     var batchSize = 0
     var columns = Tensor<Float>(zeros: [0, 0, 0]) // [B, K, L], from forward
     var outputGradient = Tensor<Float>(zeros: [0, 0, 0]) // [B, Cout, L], from backward
+    /// Held by ``outputGradient`` between steps so that the layer before can reuse its buffer.
+    let noOutputGradient = Tensor<Float>(zeros: [0, 0, 0])
     var columnGradient = Tensor<Float>(zeros: [0, 0, 0]) // [B, K, L], backward workspace
+    var output = Tensor<Float>(zeros: [0, 0, 0, 0]) // reused when the caller let go of it
+    var inputGradient = Tensor<Float>(zeros: [0, 0, 0, 0]) // reused likewise
+    /// `[groups, Cout K + Cout]`: per-group partial weight and bias gradients.
+    var partialGradients = Tensor<Float>(zeros: [0, 0])
     var positionOnes = Tensor<Float>(zeros: [0])
     var batchOnes = Tensor<Float>(zeros: [0])
     var outerProducts = OuterProductNorms()
@@ -103,14 +113,15 @@ public final class Conv2d: Layer {
         let g = geometry(for: Shape(Array(x.shape.dropFirst())))
         geometry = g
         batchSize = x.shape[0]
+        outputGradient = noOutputGradient // the last step's, held by the layer after otherwise
         let c = outChannels
         ensureShape(&columns, g.columnShape(batch: batchSize))
-        im2col(x, geometry: g, into: &columns)
+        parallelIm2col(x, geometry: g, into: &columns)
         if batchSize == 0 { return Tensor(zeros: [0, c, g.outputHeight, g.outputWidth]) }
         // Every output is written by convolutionForward (bias fill, or a GEMM with beta 0): no zero fill.
-        var y = Tensor<Float>(unsafeUninitializedShape: [batchSize, c, g.outputHeight, g.outputWidth]) { _ in }
-        convolutionForward(weight: weight.value, columns: columns, bias: bias?.value, into: &y)
-        return y
+        output.reuseForOverwrite(shape: [batchSize, c, g.outputHeight, g.outputWidth])
+        convolutionForward(weight: weight.value, columns: columns, bias: bias?.value, into: &output)
+        return output
     }
 
     public func backward(_ dy: Tensor<Float>) -> Tensor<Float> {
@@ -126,11 +137,11 @@ public final class Conv2d: Layer {
             if zeroInputGradient.shape != inputShape { zeroInputGradient = Tensor(zeros: inputShape) }
             return zeroInputGradient
         }
-        var dx = Tensor<Float>(zeros: inputShape)
         ensureShape(&columnGradient, g.columnShape(batch: batchSize))
         convolutionColumnGradient(weight: weight.value, outputGradient: outputGradient, into: &columnGradient)
-        col2im(columnGradient, geometry: g, into: &dx)
-        return dx
+        inputGradient.reuseForOverwrite(shape: inputShape)
+        parallelCol2im(columnGradient, geometry: g, into: &inputGradient)
+        return inputGradient
     }
 
     // MARK: - Per-sample gradients
@@ -147,6 +158,10 @@ public final class Conv2d: Layer {
             inputFeatures: patchSize, outputFeatures: outChannels, bias: bias != nil, rule: rule, into: &norms)
     }
 
+    /// Examples per partial sum in ``accumulateGradients(exampleWeights:)``: fixed, so that the
+    /// sum's rounding does not depend on the thread count.
+    static let accumulationGroupSize = 32
+
     public func accumulateGradients(exampleWeights: Tensor<Float>?) {
         checkExampleWeights(exampleWeights, batchSize: batchSize, layer: description)
         guard let g = geometry, batchSize > 0 else { return }
@@ -154,27 +169,56 @@ public final class Conv2d: Layer {
         if exampleWeights == nil && batchOnes.shape != [batch] { batchOnes = Tensor(repeating: 1, shape: [batch]) }
         let weights = exampleWeights ?? batchOnes
         if bias != nil && positionOnes.shape != [l] { positionOnes = Tensor(repeating: 1, shape: [l]) }
+        // Group j adds w_i dY_i cols_i^T (and w_i dY_i 1) over its examples into its own partial,
+        // one GEMM per example with w_i as alpha; the partials are then added in group order.
+        let groupSize = Self.accumulationGroupSize
+        let groups = ParallelBatch.groupCount(batch, groupSize: groupSize)
+        let partialSize = c * k + c
+        ensureShape(&partialGradients, [groups, partialSize])
+        let hasBias = bias != nil
         weights.withUnsafeBufferPointer { w in
             columns.withUnsafeBufferPointer { cols in
                 outputGradient.withUnsafeBufferPointer { d in
-                    weight.gradient.withUnsafeMutableBufferPointer { gw in
-                        for i in 0..<batch where w[i] != 0 {
-                            Float.blasGemm(
-                                transA: false, transB: true, m: c, n: k, k: l, alpha: w[i],
-                                a: d.baseAddress! + i * c * l, lda: l, b: cols.baseAddress! + i * k * l, ldb: l,
-                                beta: 1, c: gw.baseAddress!, ldc: k)
-                        }
-                    }
-                    if let b = bias {
-                        positionOnes.withUnsafeBufferPointer { ones in
-                            b.gradient.withUnsafeMutableBufferPointer { gb in
-                                for i in 0..<batch where w[i] != 0 {
-                                    Float.blasGemv(
-                                        trans: false, m: c, n: l, alpha: w[i], a: d.baseAddress! + i * c * l, lda: l,
-                                        x: ones.baseAddress!, incx: 1, beta: 1, y: gb.baseAddress!, incy: 1)
+                    positionOnes.withUnsafeBufferPointer { ones in
+                        partialGradients.withUnsafeMutableBufferPointer { pp in
+                            let p0 = pp.baseAddress!, w0 = w.baseAddress!, d0 = d.baseAddress!
+                            let c0 = cols.baseAddress!, one = ones.baseAddress
+                            ParallelBatch.forEachSlice(of: groups, gemmSize: c * k * l) { _, groupRange in
+                                for group in groupRange {
+                                    let partial = p0 + group * partialSize
+                                    partial.update(repeating: 0, count: partialSize)
+                                    for i in (group * groupSize)..<min(batch, (group + 1) * groupSize) where w0[i] != 0 {
+                                        Float.blasGemm(
+                                            transA: false, transB: true, m: c, n: k, k: l, alpha: w0[i],
+                                            a: d0 + i * c * l, lda: l, b: c0 + i * k * l, ldb: l,
+                                            beta: 1, c: partial, ldc: k)
+                                        if hasBias {
+                                            Float.blasGemv(
+                                                trans: false, m: c, n: l, alpha: w0[i], a: d0 + i * c * l, lda: l,
+                                                x: one!, incx: 1, beta: 1, y: partial + c * k, incy: 1)
+                                        }
+                                    }
                                 }
                             }
                         }
+                    }
+                }
+            }
+        }
+        partialGradients.withUnsafeBufferPointer { pp in
+            weight.gradient.withUnsafeMutableBufferPointer { gw in
+                for group in 0..<groups {
+                    Float.blasAxpy(
+                        n: c * k, alpha: 1, x: pp.baseAddress! + group * partialSize, incx: 1,
+                        y: gw.baseAddress!, incy: 1)
+                }
+            }
+            if let b = bias {
+                b.gradient.withUnsafeMutableBufferPointer { gb in
+                    for group in 0..<groups {
+                        Float.blasAxpy(
+                            n: c, alpha: 1, x: pp.baseAddress! + group * partialSize + c * k, incx: 1,
+                            y: gb.baseAddress!, incy: 1)
                     }
                 }
             }

@@ -56,12 +56,13 @@ func ensureShape(_ tensor: inout Tensor<Float>, _ shape: Shape) {
 }
 
 /// Workspaces and the two rules for per-example squared norms of `G_i = D_i^T A_i` (and of
-/// the bias gradient `D_i^T 1`). Buffers are allocated once per shape and reused.
+/// the bias gradient `D_i^T 1`). Buffers are allocated once per shape and thread count and
+/// reused; examples are split across ``ParallelBatch`` threads (one workspace each), and each
+/// example's norm is computed by the same BLAS calls whatever the split.
 struct OuterProductNorms {
-    var gramA = Tensor<Float>(zeros: [0, 0])
-    var gramD = Tensor<Float>(zeros: [0, 0])
-    var gradient = Tensor<Float>(zeros: [0, 0])
-    var biasGradient = Tensor<Float>(zeros: [0])
+    /// `[threads, per-thread scalars]`: the Gram matrices or the materialised gradient, and the
+    /// bias gradient, of the example a thread is on.
+    var workspace = Tensor<Float>(zeros: [0, 0])
     var ones = Tensor<Float>(zeros: [0])
 
     /// Adds `||D_i^T A_i||^2` (and `||D_i^T 1||^2` if `bias`) to `norms[i]`.
@@ -79,37 +80,53 @@ struct OuterProductNorms {
             a.scalarCount == batch * l * k && d.scalarCount == batch * l * c,
             "OuterProductNorms: a \(a.shape) and d \(d.shape) do not hold \(batch) examples of [\(l), \(k)] and [\(l), \(c)]"
         )
-        if batch == 0 { return }
+        if batch == 0 || l == 0 { return }
         let first = layout == .positionsFirst
-        let aShape: Shape = first ? [l, k] : [k, l]
-        let dShape: Shape = first ? [l, c] : [c, l]
-        let a2 = a.reshaped([batch, l * k]), d2 = d.reshaped([batch, l * c])
-        switch rule {
-        case .ghost:
-            ensureShape(&gramA, [l, l])
-            ensureShape(&gramD, [l, l])
-        case .materialize:
-            ensureShape(&gradient, [c, k])
-        }
-        if bias {
-            ensureShape(&biasGradient, [c])
-            if ones.shape != [l] { ones = Tensor(repeating: 1, shape: [l]) }
-        }
-        norms.withUnsafeMutableBufferPointer { out in
-            for i in 0..<batch {
-                let ai = a2[row: i].reshaped(aShape), di = d2[row: i].reshaped(dShape)
-                switch rule {
-                case .ghost:
-                    gemm(ai, transposed: !first, ai, transposed: first, into: &gramA)
-                    gemm(di, transposed: !first, di, transposed: first, into: &gramD)
-                    out[i] += gramA.dot(gramD)
-                case .materialize:
-                    gemm(di, transposed: first, ai, transposed: !first, into: &gradient)
-                    out[i] += gradient.dot(gradient)
-                }
-                if bias {
-                    gemv(di, transposed: first, ones, into: &biasGradient)
-                    out[i] += biasGradient.dot(biasGradient)
+        let matrixSize = rule == .ghost ? 2 * l * l : c * k
+        let perThread = matrixSize + (bias ? c : 0)
+        let threads = ParallelBatch.threadCount
+        ensureShape(&workspace, [threads, perThread])
+        if bias && ones.shape != [l] { ones = Tensor(repeating: 1, shape: [l]) }
+        let gemmSize = rule == .ghost ? l * l * max(k, c) : c * k * l
+        a.withUnsafeBufferPointer { pa in
+            d.withUnsafeBufferPointer { pd in
+                ones.withUnsafeBufferPointer { po in
+                    workspace.withUnsafeMutableBufferPointer { pw in
+                        norms.withUnsafeMutableBufferPointer { out in
+                            let a0 = pa.baseAddress!, d0 = pd.baseAddress!, one = po.baseAddress
+                            let w0 = pw.baseAddress!, n0 = out.baseAddress!
+                            ParallelBatch.forEachSlice(of: batch, gemmSize: gemmSize) { s, range in
+                                let m = w0 + s * perThread, bg = m + matrixSize
+                                for i in range {
+                                    let ai = a0 + i * l * k, di = d0 + i * l * c
+                                    switch rule {
+                                    case .ghost:
+                                        // Positions last: A_i^T is [K, L], Gram = (A_i^T)^T A_i^T.
+                                        let gramD = m + l * l
+                                        Float.blasGemm(
+                                            transA: !first, transB: first, m: l, n: l, k: k, alpha: 1, a: ai,
+                                            lda: first ? k : l, b: ai, ldb: first ? k : l, beta: 0, c: m, ldc: l)
+                                        Float.blasGemm(
+                                            transA: !first, transB: first, m: l, n: l, k: c, alpha: 1, a: di,
+                                            lda: first ? c : l, b: di, ldb: first ? c : l, beta: 0, c: gramD, ldc: l)
+                                        n0[i] += Float.blasDot(n: l * l, x: m, incx: 1, y: gramD, incy: 1)
+                                    case .materialize:
+                                        // G_i = D_i^T A_i, [C, K].
+                                        Float.blasGemm(
+                                            transA: first, transB: !first, m: c, n: k, k: l, alpha: 1, a: di,
+                                            lda: first ? c : l, b: ai, ldb: first ? k : l, beta: 0, c: m, ldc: k)
+                                        n0[i] += Float.blasDot(n: c * k, x: m, incx: 1, y: m, incy: 1)
+                                    }
+                                    if bias {
+                                        Float.blasGemv(
+                                            trans: first, m: first ? l : c, n: first ? c : l, alpha: 1, a: di,
+                                            lda: first ? c : l, x: one!, incx: 1, beta: 0, y: bg, incy: 1)
+                                        n0[i] += Float.blasDot(n: c, x: bg, incx: 1, y: bg, incy: 1)
+                                    }
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }
