@@ -3,6 +3,7 @@
 // and lets the loader pick one (GNU ifunc), so no -march flag is needed.
 #include "dpkernels.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__linux__)
@@ -220,90 +221,96 @@ void dpk_box_muller_f32(uint32_t radius_hi, uint32_t radius_lo, uint32_t angle, 
 
 // MARK: - im2col / col2im
 
-// The output positions o (of `outputs`) whose input position o s - p + k lies in [0, size).
-static inline __attribute__((always_inline)) void dpk_valid_range(int64_t size, int64_t outputs, int64_t s, int64_t p,
-                                                                  int64_t k, int64_t *lo, int64_t *hi) {
-    int64_t low_num = p - k;
-    int64_t l = low_num <= 0 ? 0 : (low_num + s - 1) / s;
-    int64_t high_num = size - 1 + p - k;
-    int64_t h = high_num < 0 ? 0 : (high_num / s + 1 < outputs ? high_num / s + 1 : outputs);
-    if (l >= h) { l = 0; h = 0; }
-    *lo = l;
-    *hi = h;
+// Both kernels work on a zero-padded copy of each example (when there is padding), where window
+// offset (i, j) of output position l = (oh, ow) reads `base(i, j) + table[l]`, with
+// `table[l] = oh sh wp + ow sw` shared by every channel and offset: one gather loop of L entries
+// per column row, with no bounds tests.
+
+// The gather offsets of the L output positions in a plane `wp` wide; NULL if out of memory.
+static int32_t *dpk_window_table(int64_t out_h, int64_t out_w, int64_t sh, int64_t sw, int64_t wp) {
+    int32_t *table = malloc((size_t)(out_h * out_w > 0 ? out_h * out_w : 1) * sizeof(int32_t));
+    if (!table) return NULL;
+    for (int64_t oh = 0; oh < out_h; oh++)
+        for (int64_t ow = 0; ow < out_w; ow++) table[oh * out_w + ow] = (int32_t)(oh * sh * wp + ow * sw);
+    return table;
 }
 
 DPK_CLONES
-void dpk_im2col_f32(const float *x, float *cols, int64_t batch, int64_t channels, int64_t h, int64_t w,
-                    int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
-                    int64_t example_stride, int64_t row_stride) {
-    const int64_t out_h = (h + 2 * ph - kh) / sh + 1, out_w = (w + 2 * pw - kw) / sw + 1;
+int dpk_im2col_f32(const float *x, float *cols, int64_t batch, int64_t channels, int64_t h, int64_t w,
+                   int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                   int64_t example_stride, int64_t row_stride) {
+    const int64_t out_h = (h + 2 * ph - kh) / sh + 1, out_w = (w + 2 * pw - kw) / sw + 1, l = out_h * out_w;
+    const int64_t hp = h + 2 * ph, wp = w + 2 * pw;
+    const int padded = ph > 0 || pw > 0;
+    int32_t *table = dpk_window_table(out_h, out_w, sh, sw, wp);
+    float *pad = padded ? calloc((size_t)(channels * hp * wp), sizeof(float)) : NULL;
+    if (!table || (padded && !pad)) {
+        free(table);
+        free(pad);
+        return -1;
+    }
     for (int64_t b = 0; b < batch; b++) {
+        const float *xb = x + b * channels * h * w, *src = xb;
+        if (padded) {
+            // The border stays zero from calloc; only the interior is rewritten.
+            for (int64_t c = 0; c < channels; c++)
+                for (int64_t r = 0; r < h; r++)
+                    memcpy(pad + (c * hp + r + ph) * wp + pw, xb + (c * h + r) * w, (size_t)w * sizeof(float));
+            src = pad;
+        }
         for (int64_t c = 0; c < channels; c++) {
-            const float *xc = x + (b * channels + c) * h * w;
             for (int64_t i = 0; i < kh; i++) {
-                int64_t lo_h, hi_h;
-                dpk_valid_range(h, out_h, sh, ph, i, &lo_h, &hi_h);
                 for (int64_t j = 0; j < kw; j++) {
-                    int64_t lo_w, hi_w;
-                    dpk_valid_range(w, out_w, sw, pw, j, &lo_w, &hi_w);
+                    const float *base = src + (c * hp + i) * wp + j;
                     float *row = cols + b * example_stride + ((c * kh + i) * kw + j) * row_stride;
-                    for (int64_t oh = 0; oh < out_h; oh++) {
-                        float *dst = row + oh * out_w;
-                        if (oh < lo_h || oh >= hi_h || lo_w >= hi_w) {
-                            for (int64_t ow = 0; ow < out_w; ow++) dst[ow] = 0.0f;
-                            continue;
-                        }
-                        const float *src = xc + (oh * sh - ph + i) * w + (lo_w * sw - pw + j);
-                        for (int64_t ow = 0; ow < lo_w; ow++) dst[ow] = 0.0f;
-                        float *d = dst + lo_w;
-                        const int64_t n = hi_w - lo_w;
-                        if (sw == 1) {
-                            for (int64_t t = 0; t < n; t++) d[t] = src[t];
-                        } else if (sw == 2) {
-                            for (int64_t t = 0; t < n; t++) d[t] = src[2 * t];
-                        } else {
-                            for (int64_t t = 0; t < n; t++) d[t] = src[t * sw];
-                        }
-                        for (int64_t ow = hi_w; ow < out_w; ow++) dst[ow] = 0.0f;
-                    }
+                    for (int64_t t = 0; t < l; t++) row[t] = base[table[t]];
                 }
             }
         }
     }
+    free(table);
+    free(pad);
+    return 0;
 }
 
 DPK_CLONES
-void dpk_col2im_f32(const float *cols, float *x, int64_t batch, int64_t channels, int64_t h, int64_t w,
-                    int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
-                    int64_t example_stride, int64_t row_stride) {
-    const int64_t out_h = (h + 2 * ph - kh) / sh + 1, out_w = (w + 2 * pw - kw) / sw + 1;
+int dpk_col2im_f32(const float *cols, float *x, int64_t batch, int64_t channels, int64_t h, int64_t w,
+                   int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                   int64_t example_stride, int64_t row_stride) {
+    const int64_t out_h = (h + 2 * ph - kh) / sh + 1, out_w = (w + 2 * pw - kw) / sw + 1, l = out_h * out_w;
+    const int64_t hp = h + 2 * ph, wp = w + 2 * pw;
+    const int padded = ph > 0 || pw > 0;
+    int32_t *table = dpk_window_table(out_h, out_w, sh, sw, wp);
+    float *pad = padded ? malloc((size_t)(channels * hp * wp > 0 ? channels * hp * wp : 1) * sizeof(float)) : NULL;
+    if (!table || (padded && !pad)) {
+        free(table);
+        free(pad);
+        return -1;
+    }
     for (int64_t b = 0; b < batch; b++) {
         float *xb = x + b * channels * h * w;
-        for (int64_t t = 0; t < channels * h * w; t++) xb[t] = 0.0f;
+        float *dst = padded ? pad : xb;
+        for (int64_t t = 0; t < channels * hp * wp; t++) dst[t] = 0.0f;
         for (int64_t c = 0; c < channels; c++) {
-            float *xc = xb + c * h * w;
             for (int64_t i = 0; i < kh; i++) {
-                int64_t lo_h, hi_h;
-                dpk_valid_range(h, out_h, sh, ph, i, &lo_h, &hi_h);
                 for (int64_t j = 0; j < kw; j++) {
-                    int64_t lo_w, hi_w;
-                    dpk_valid_range(w, out_w, sw, pw, j, &lo_w, &hi_w);
-                    if (lo_w >= hi_w) continue;
+                    float *base = dst + (c * hp + i) * wp + j;
                     const float *row = cols + b * example_stride + ((c * kh + i) * kw + j) * row_stride;
-                    const int64_t n = hi_w - lo_w;
-                    for (int64_t oh = lo_h; oh < hi_h; oh++) {
-                        const float *src = row + oh * out_w + lo_w;
-                        float *dst = xc + (oh * sh - ph + i) * w + (lo_w * sw - pw + j);
-                        if (sw == 1) {
-                            for (int64_t t = 0; t < n; t++) dst[t] += src[t];
-                        } else {
-                            for (int64_t t = 0; t < n; t++) dst[t * sw] += src[t];
-                        }
-                    }
+                    // One offset gets at most one entry per (c, i, j): the sums keep the order
+                    // of the generic col2im.
+                    for (int64_t t = 0; t < l; t++) base[table[t]] += row[t];
                 }
             }
         }
+        if (padded) {
+            for (int64_t c = 0; c < channels; c++)
+                for (int64_t r = 0; r < h; r++)
+                    memcpy(xb + (c * h + r) * w, pad + (c * hp + r + ph) * wp + pw, (size_t)w * sizeof(float));
+        }
     }
+    free(table);
+    free(pad);
+    return 0;
 }
 
 // MARK: - Max pooling
@@ -416,4 +423,36 @@ void dpk_tanh_f32(const float *x, float *y, int64_t count) {
 DPK_CLONES
 void dpk_tanh_backward_f32(const float *dy, const float *y, float *dx, int64_t count) {
     for (int64_t i = 0; i < count; i++) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+}
+
+// MARK: - Layout changes of [P, Q, L] blocks
+
+DPK_CLONES
+void dpk_swap_leading_axes_f32(const float *src, float *dst, int64_t p, int64_t q, int64_t l, const float *add,
+                               int64_t first_j, int64_t end_j) {
+    for (int64_t j = first_j; j < end_j; j++) {
+        for (int64_t i = 0; i < p; i++) {
+            const float *s = src + (i * q + j) * l;
+            float *d = dst + (j * p + i) * l;
+            if (add) {
+                const float a = add[i];
+                for (int64_t t = 0; t < l; t++) d[t] = s[t] + a;
+            } else {
+                for (int64_t t = 0; t < l; t++) d[t] = s[t];
+            }
+        }
+    }
+}
+
+DPK_CLONES
+void dpk_scale_middle_axis_f32(const float *src, float *dst, int64_t p, int64_t q, int64_t l, const float *scale,
+                               int64_t first_i, int64_t end_i) {
+    for (int64_t i = first_i; i < end_i; i++) {
+        for (int64_t j = 0; j < q; j++) {
+            const float *s = src + (i * q + j) * l;
+            float *d = dst + (i * q + j) * l;
+            const float a = scale[j];
+            for (int64_t t = 0; t < l; t++) d[t] = a * s[t];
+        }
+    }
 }

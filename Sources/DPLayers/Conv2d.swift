@@ -5,13 +5,20 @@ import DPTensor
 /// positions) and `W` viewed as `[Cout, K]`, example `i`'s output is `Y_i = W cols_i + b`
 /// (`[Cout, L]`, already NCHW).
 ///
+/// The columns of the whole batch are kept batch-interleaved, `cols = [cols_1 ... cols_B]`
+/// (`[K, B L]`), so that the forward pass is one GEMM `W cols` (`[Cout, B L]`, then laid out
+/// NCHW with the bias added), the input gradient one GEMM `W^T dY` (with `dY` kept as
+/// `[Cout, B L]`) and col2im, and the clipped weight-gradient sum one GEMM
+/// `sum_i w_i dY_i cols_i^T = (dY diag(w)) cols^T`: OpenBLAS runs these at large-GEMM speed on
+/// every thread instead of `B` small GEMMs.
+///
 /// Example `i`'s weight gradient is `G_i = dY_i cols_i^T`. Its squared norm comes from the
 /// rule that ``PerSampleNormRule/cheaper(positions:inputFeatures:outputFeatures:)`` picks
 /// for `(L, K, Cout)` (mixed ghost clipping, Bu et al. 2022): the ghost norm
 /// `sum_{l,l'} (cols_i^T cols_i)[l,l'] (dY_i^T dY_i)[l,l']`, about `2 L^2 (K + Cout)` flops,
 /// when the output map is small; otherwise the materialised `G_i`, about `2 L K Cout`. The
 /// bias gradient is `dY_i 1`. ``accumulateGradients(exampleWeights:)`` runs one GEMM per
-/// example, `W.grad += w_i dY_i cols_i^T`, with `w_i` as the GEMM's alpha (no rescaled copy).
+/// example block as above.
 ///
 /// The im2col columns are kept from forward for the norms and the accumulation; they, the
 /// backward column buffer and the layer's output and input gradient are allocated once per
@@ -41,17 +48,14 @@ public final class Conv2d: Layer {
 
     var geometry: ConvGeometry?
     var batchSize = 0
-    var columns = Tensor<Float>(zeros: [0, 0, 0]) // [B, K, L], from forward
-    var outputGradient = Tensor<Float>(zeros: [0, 0, 0]) // [B, Cout, L], from backward
-    /// Held by ``outputGradient`` between steps so that the layer before can reuse its buffer.
-    let noOutputGradient = Tensor<Float>(zeros: [0, 0, 0])
-    var columnGradient = Tensor<Float>(zeros: [0, 0, 0]) // [B, K, L], backward workspace
+    var columns = Tensor<Float>(zeros: [0, 0]) // [K, B L], from forward
+    var outputGradient = Tensor<Float>(zeros: [0, 0]) // [Cout, B L], from backward
+    var columnGradient = Tensor<Float>(zeros: [0, 0]) // [K, B L], backward workspace
+    var batchOutput = Tensor<Float>(zeros: [0, 0]) // [Cout, B L], forward workspace
+    var weightedOutputGradient = Tensor<Float>(zeros: [0, 0]) // [Cout, B L], dY diag(w)
     var output = Tensor<Float>(zeros: [0, 0, 0, 0]) // reused when the caller let go of it
     var inputGradient = Tensor<Float>(zeros: [0, 0, 0, 0]) // reused likewise
-    /// `[groups, Cout K + Cout]`: per-group partial weight and bias gradients.
-    var partialGradients = Tensor<Float>(zeros: [0, 0])
-    var positionOnes = Tensor<Float>(zeros: [0])
-    var batchOnes = Tensor<Float>(zeros: [0])
+    var positionOnes = Tensor<Float>(zeros: [0]) // [B L]
     var outerProducts = OuterProductNorms()
 
     public init(
@@ -113,14 +117,23 @@ public final class Conv2d: Layer {
         let g = geometry(for: Shape(Array(x.shape.dropFirst())))
         geometry = g
         batchSize = x.shape[0]
-        outputGradient = noOutputGradient // the last step's, held by the layer after otherwise
-        let c = outChannels
-        ensureShape(&columns, g.columnShape(batch: batchSize))
+        let c = outChannels, k = patchSize, n = batchSize * g.outputPositions
+        ensureShape(&columns, [k, n])
         parallelIm2col(x, geometry: g, into: &columns)
-        if batchSize == 0 { return Tensor(zeros: [0, c, g.outputHeight, g.outputWidth]) }
-        // Every output is written by convolutionForward (bias fill, or a GEMM with beta 0): no zero fill.
+        if batchSize == 0 || k == 0 { return Tensor(zeros: [batchSize, c, g.outputHeight, g.outputWidth]) }
+        // W cols, one GEMM with beta 0, then NCHW with the bias: every output is written.
+        ensureShape(&batchOutput, [c, n])
+        weight.value.withUnsafeBufferPointer { w in
+            columns.withUnsafeBufferPointer { cols in
+                batchOutput.withUnsafeMutableBufferPointer { y in
+                    Float.blasGemm(
+                        transA: false, transB: false, m: c, n: n, k: k, alpha: 1, a: w.baseAddress!, lda: k,
+                        b: cols.baseAddress!, ldb: n, beta: 0, c: y.baseAddress!, ldc: n)
+                }
+            }
+        }
         output.reuseForOverwrite(shape: [batchSize, c, g.outputHeight, g.outputWidth])
-        convolutionForward(weight: weight.value, columns: columns, bias: bias?.value, into: &output)
+        swapLeadingAxes(batchOutput, p: c, q: batchSize, l: g.outputPositions, adding: bias?.value, into: &output)
         return output
     }
 
@@ -131,14 +144,25 @@ public final class Conv2d: Layer {
             dy.scalarCount == batchSize * c * l,
             "\(description).backward: gradient \(dy.shape) should be [\(batchSize), \(c), \(g.outputHeight), \(g.outputWidth)]"
         )
-        outputGradient = dy.reshaped([batchSize, c, l])
+        let n = batchSize * l, k = patchSize
+        ensureShape(&outputGradient, [c, n])
+        swapLeadingAxes(dy, p: batchSize, q: c, l: l, into: &outputGradient)
         let inputShape: Shape = [batchSize, inChannels, g.height, g.width]
         if !needsInputGradient || batchSize == 0 {
             if zeroInputGradient.shape != inputShape { zeroInputGradient = Tensor(zeros: inputShape) }
             return zeroInputGradient
         }
-        ensureShape(&columnGradient, g.columnShape(batch: batchSize))
-        convolutionColumnGradient(weight: weight.value, outputGradient: outputGradient, into: &columnGradient)
+        // W^T dY, one GEMM with beta 0, then col2im (which overwrites).
+        ensureShape(&columnGradient, [k, n])
+        weight.value.withUnsafeBufferPointer { w in
+            outputGradient.withUnsafeBufferPointer { d in
+                columnGradient.withUnsafeMutableBufferPointer { dc in
+                    Float.blasGemm(
+                        transA: true, transB: false, m: k, n: n, k: c, alpha: 1, a: w.baseAddress!, lda: k,
+                        b: d.baseAddress!, ldb: n, beta: 0, c: dc.baseAddress!, ldc: n)
+                }
+            }
+        }
         inputGradient.reuseForOverwrite(shape: inputShape)
         parallelCol2im(columnGradient, geometry: g, into: &inputGradient)
         return inputGradient
@@ -154,71 +178,39 @@ public final class Conv2d: Layer {
             ?? PerSampleNormRule.cheaper(
                 positions: g.outputPositions, inputFeatures: patchSize, outputFeatures: outChannels)
         outerProducts.addSquaredNorms(
-            a: columns, d: outputGradient, layout: .positionsLast, positions: g.outputPositions,
+            a: columns, d: outputGradient, layout: .batchInterleaved, positions: g.outputPositions,
             inputFeatures: patchSize, outputFeatures: outChannels, bias: bias != nil, rule: rule, into: &norms)
     }
-
-    /// Examples per partial sum in ``accumulateGradients(exampleWeights:)``: fixed, so that the
-    /// sum's rounding does not depend on the thread count.
-    static let accumulationGroupSize = 32
 
     public func accumulateGradients(exampleWeights: Tensor<Float>?) {
         checkExampleWeights(exampleWeights, batchSize: batchSize, layer: description)
         guard let g = geometry, batchSize > 0 else { return }
-        let k = patchSize, l = g.outputPositions, c = outChannels, batch = batchSize
-        if exampleWeights == nil && batchOnes.shape != [batch] { batchOnes = Tensor(repeating: 1, shape: [batch]) }
-        let weights = exampleWeights ?? batchOnes
-        if bias != nil && positionOnes.shape != [l] { positionOnes = Tensor(repeating: 1, shape: [l]) }
-        // Group j adds w_i dY_i cols_i^T (and w_i dY_i 1) over its examples into its own partial,
-        // one GEMM per example with w_i as alpha; the partials are then added in group order.
-        let groupSize = Self.accumulationGroupSize
-        let groups = ParallelBatch.groupCount(batch, groupSize: groupSize)
-        let partialSize = c * k + c
-        ensureShape(&partialGradients, [groups, partialSize])
-        let hasBias = bias != nil
-        weights.withUnsafeBufferPointer { w in
-            columns.withUnsafeBufferPointer { cols in
-                outputGradient.withUnsafeBufferPointer { d in
-                    positionOnes.withUnsafeBufferPointer { ones in
-                        partialGradients.withUnsafeMutableBufferPointer { pp in
-                            let p0 = pp.baseAddress!, w0 = w.baseAddress!, d0 = d.baseAddress!
-                            let c0 = cols.baseAddress!, one = ones.baseAddress
-                            ParallelBatch.forEachSlice(of: groups, gemmSize: c * k * l) { _, groupRange in
-                                for group in groupRange {
-                                    let partial = p0 + group * partialSize
-                                    partial.update(repeating: 0, count: partialSize)
-                                    for i in (group * groupSize)..<min(batch, (group + 1) * groupSize) where w0[i] != 0 {
-                                        Float.blasGemm(
-                                            transA: false, transB: true, m: c, n: k, k: l, alpha: w0[i],
-                                            a: d0 + i * c * l, lda: l, b: c0 + i * k * l, ldb: l,
-                                            beta: 1, c: partial, ldc: k)
-                                        if hasBias {
-                                            Float.blasGemv(
-                                                trans: false, m: c, n: l, alpha: w0[i], a: d0 + i * c * l, lda: l,
-                                                x: one!, incx: 1, beta: 1, y: partial + c * k, incy: 1)
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+        let k = patchSize, c = outChannels, n = batchSize * g.outputPositions
+        // (dY diag(w)) cols^T: each example's block of dY scaled by its weight, then one GEMM
+        // over all B L positions (OpenBLAS splits the output, never the sum, across threads).
+        var d = outputGradient
+        if let exampleWeights {
+            ensureShape(&weightedOutputGradient, [c, n])
+            scaleMiddleAxis(
+                outputGradient, p: c, q: batchSize, l: g.outputPositions, by: exampleWeights,
+                into: &weightedOutputGradient)
+            d = weightedOutputGradient
         }
-        partialGradients.withUnsafeBufferPointer { pp in
-            weight.gradient.withUnsafeMutableBufferPointer { gw in
-                for group in 0..<groups {
-                    Float.blasAxpy(
-                        n: c * k, alpha: 1, x: pp.baseAddress! + group * partialSize, incx: 1,
-                        y: gw.baseAddress!, incy: 1)
+        if bias != nil && positionOnes.shape != [n] { positionOnes = Tensor(repeating: 1, shape: [n]) }
+        d.withUnsafeBufferPointer { pd in
+            columns.withUnsafeBufferPointer { cols in
+                weight.gradient.withUnsafeMutableBufferPointer { gw in
+                    Float.blasGemm(
+                        transA: false, transB: true, m: c, n: k, k: n, alpha: 1, a: pd.baseAddress!, lda: n,
+                        b: cols.baseAddress!, ldb: n, beta: 1, c: gw.baseAddress!, ldc: k)
                 }
             }
             if let b = bias {
-                b.gradient.withUnsafeMutableBufferPointer { gb in
-                    for group in 0..<groups {
-                        Float.blasAxpy(
-                            n: c, alpha: 1, x: pp.baseAddress! + group * partialSize + c * k, incx: 1,
-                            y: gb.baseAddress!, incy: 1)
+                positionOnes.withUnsafeBufferPointer { ones in
+                    b.gradient.withUnsafeMutableBufferPointer { gb in
+                        Float.blasGemv(
+                            trans: false, m: c, n: n, alpha: 1, a: pd.baseAddress!, lda: n,
+                            x: ones.baseAddress!, incx: 1, beta: 1, y: gb.baseAddress!, incy: 1)
                     }
                 }
             }
@@ -229,13 +221,27 @@ public final class Conv2d: Layer {
         let k = patchSize, c = outChannels
         var gw = Tensor<Float>(zeros: Shape([batchSize] + weight.value.shape.array))
         var gb = Tensor<Float>(zeros: [batchSize, c])
+        let l = geometry?.outputPositions ?? 0
         for i in 0..<batchSize {
-            let di = outputGradient[row: i], ci = columns[row: i]
+            let di = exampleBlock(outputGradient, example: i, positions: l)
+            let ci = exampleBlock(columns, example: i, positions: l)
             var gi = Tensor<Float>(zeros: [c, k])
             gemm(di, transposed: false, ci, transposed: true, into: &gi)
             copyRow(gi, into: &gw, row: i)
             copyRow(di.sum(alongAxis: 1), into: &gb, row: i)
         }
         return bias == nil ? [gw] : [gw, gb]
+    }
+}
+
+/// Example `i`'s `[R, L]` block of a batch-interleaved `[R, B L]` matrix, copied (for tests).
+func exampleBlock(_ t: Tensor<Float>, example i: Int, positions l: Int) -> Tensor<Float> {
+    let rows = t.shape[0], n = t.shape[1]
+    return t.withUnsafeBufferPointer { p in
+        Tensor(unsafeUninitializedShape: [rows, l]) { out in
+            for r in 0..<rows {
+                for j in 0..<l { out[r * l + j] = p[r * n + i * l + j] }
+            }
+        }
     }
 }

@@ -43,10 +43,13 @@ public enum PerSampleNormRule: String, Sendable, Codable, CaseIterable {
 }
 
 /// How one example's matrices are stored: positions as rows (`A_i` is `[L, K]`, as for
-/// Linear on `[B, T, d]`) or as columns (`A_i^T` is `[K, L]`, as im2col and NCHW give).
+/// Linear on `[B, T, d]`), as columns (`A_i^T` is `[K, L]`, as im2col and NCHW give), or as
+/// columns of one batch-wide matrix (`A^T` is `[K, B L]` and example `i`'s `A_i^T` the column
+/// block `i L ..< (i + 1) L`, as Conv2d's batched GEMMs use).
 enum PositionLayout {
     case positionsFirst
     case positionsLast
+    case batchInterleaved
 }
 
 /// Re-allocates `tensor` only when its shape differs from `shape`.
@@ -68,8 +71,8 @@ struct OuterProductNorms {
     /// Adds `||D_i^T A_i||^2` (and `||D_i^T 1||^2` if `bias`) to `norms[i]`.
     ///
     /// - Parameters:
-    ///   - a: `[B, ...]`, each example holding `L * K` scalars in `layout`.
-    ///   - d: `[B, ...]`, each example holding `L * C` scalars in `layout`.
+    ///   - a: `B L K` scalars in `layout`.
+    ///   - d: `B L C` scalars in `layout`.
     mutating func addSquaredNorms(
         a: Tensor<Float>, d: Tensor<Float>, layout: PositionLayout,
         positions l: Int, inputFeatures k: Int, outputFeatures c: Int,
@@ -82,6 +85,13 @@ struct OuterProductNorms {
         )
         if batch == 0 || l == 0 { return }
         let first = layout == .positionsFirst
+        // Where example i's matrices start, and their leading dimensions.
+        let (aStride, dStride, lda, ldd): (Int, Int, Int, Int)
+        switch layout {
+        case .positionsFirst: (aStride, dStride, lda, ldd) = (l * k, l * c, k, c)
+        case .positionsLast: (aStride, dStride, lda, ldd) = (k * l, c * l, l, l)
+        case .batchInterleaved: (aStride, dStride, lda, ldd) = (l, l, batch * l, batch * l)
+        }
         let matrixSize = rule == .ghost ? 2 * l * l : c * k
         let perThread = matrixSize + (bias ? c : 0)
         let threads = ParallelBatch.threadCount
@@ -98,29 +108,29 @@ struct OuterProductNorms {
                             ParallelBatch.forEachSlice(of: batch, gemmSize: gemmSize) { s, range in
                                 let m = w0 + s * perThread, bg = m + matrixSize
                                 for i in range {
-                                    let ai = a0 + i * l * k, di = d0 + i * l * c
+                                    let ai = a0 + i * aStride, di = d0 + i * dStride
                                     switch rule {
                                     case .ghost:
                                         // Positions last: A_i^T is [K, L], Gram = (A_i^T)^T A_i^T.
                                         let gramD = m + l * l
                                         Float.blasGemm(
                                             transA: !first, transB: first, m: l, n: l, k: k, alpha: 1, a: ai,
-                                            lda: first ? k : l, b: ai, ldb: first ? k : l, beta: 0, c: m, ldc: l)
+                                            lda: lda, b: ai, ldb: lda, beta: 0, c: m, ldc: l)
                                         Float.blasGemm(
                                             transA: !first, transB: first, m: l, n: l, k: c, alpha: 1, a: di,
-                                            lda: first ? c : l, b: di, ldb: first ? c : l, beta: 0, c: gramD, ldc: l)
+                                            lda: ldd, b: di, ldb: ldd, beta: 0, c: gramD, ldc: l)
                                         n0[i] += Float.blasDot(n: l * l, x: m, incx: 1, y: gramD, incy: 1)
                                     case .materialize:
                                         // G_i = D_i^T A_i, [C, K].
                                         Float.blasGemm(
                                             transA: first, transB: !first, m: c, n: k, k: l, alpha: 1, a: di,
-                                            lda: first ? c : l, b: ai, ldb: first ? k : l, beta: 0, c: m, ldc: k)
+                                            lda: ldd, b: ai, ldb: lda, beta: 0, c: m, ldc: k)
                                         n0[i] += Float.blasDot(n: c * k, x: m, incx: 1, y: m, incy: 1)
                                     }
                                     if bias {
                                         Float.blasGemv(
                                             trans: first, m: first ? l : c, n: first ? c : l, alpha: 1, a: di,
-                                            lda: first ? c : l, x: one!, incx: 1, beta: 0, y: bg, incy: 1)
+                                            lda: ldd, x: one!, incx: 1, beta: 0, y: bg, incy: 1)
                                         n0[i] += Float.blasDot(n: c, x: bg, incx: 1, y: bg, incy: 1)
                                     }
                                 }

@@ -37,14 +37,16 @@ void dpk_box_muller_f32(uint32_t radius_hi, uint32_t radius_lo, uint32_t angle, 
 /// window `kh x kw`, strides `sh, sw`): row `r = (c kh + i) kw + j` of example `b` starts at
 /// `cols + b example_stride + r row_stride` and holds the `oh ow` window entries in row-major
 /// output order (0 where the window covers padding). `example_stride = K L, row_stride = L` is
-/// the `[B, K, L]` layout; `example_stride = L, row_stride = B L` the `[K, B L]` one.
-void dpk_im2col_f32(const float *x, float *cols, int64_t batch, int64_t channels, int64_t h, int64_t w,
+/// the `[B, K, L]` layout; `example_stride = L, row_stride = B L` the `[K, B L]` one. Returns 0,
+/// or -1 if its small workspace (a padded plane and an offset table) could not be allocated.
+int dpk_im2col_f32(const float *x, float *cols, int64_t batch, int64_t channels, int64_t h, int64_t w,
                     int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
                     int64_t example_stride, int64_t row_stride);
 
 /// The adjoint of `dpk_im2col_f32` with the same arguments: overwrites `x` (`batch` examples)
-/// with the sum of the column entries that came from each input position.
-void dpk_col2im_f32(const float *cols, float *x, int64_t batch, int64_t channels, int64_t h, int64_t w,
+/// with the sum of the column entries that came from each input position (in the order of the
+/// rows, as DPTensor's generic `col2im`). Returns 0, or -1 if its workspace could not be allocated.
+int dpk_col2im_f32(const float *cols, float *x, int64_t batch, int64_t channels, int64_t h, int64_t w,
                     int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
                     int64_t example_stride, int64_t row_stride);
 
@@ -65,6 +67,15 @@ void dpk_tanh_f32(const float *x, float *y, int64_t count);
 
 /// `dx[i] = dy[i] (1 - y[i]^2)`, the tanh backward pass from the forward output `y`.
 void dpk_tanh_backward_f32(const float *dy, const float *y, float *dx, int64_t count);
+
+/// For `src` of shape `[p, q, l]` and `dst` of shape `[q, p, l]`, rows `j` in
+/// `[first_j, end_j)`: `dst[j, i, :] = src[i, j, :] + add[i]` (a plain copy if `add` is NULL).
+void dpk_swap_leading_axes_f32(const float *src, float *dst, int64_t p, int64_t q, int64_t l, const float *add,
+                               int64_t first_j, int64_t end_j);
+
+/// For `[p, q, l]` arrays, rows `i` in `[first_i, end_i)`: `dst[i, j, :] = scale[j] src[i, j, :]`.
+void dpk_scale_middle_axis_f32(const float *src, float *dst, int64_t p, int64_t q, int64_t l, const float *scale,
+                               int64_t first_i, int64_t end_i);
 
 #ifdef __cplusplus
 }
