@@ -56,6 +56,11 @@ public final class Conv2d: Layer {
     var output = Tensor<Float>(zeros: [0, 0, 0, 0]) // reused when the caller let go of it
     var inputGradient = Tensor<Float>(zeros: [0, 0, 0, 0]) // reused likewise
     var positionOnes = Tensor<Float>(zeros: [0]) // [B L]
+    /// `[B, Cout K + Cout]`: the materialised per-example gradients of the last norm pass, kept
+    /// for the clipped sum (``PerSampleNormRule/keepsGradients(inputFeatures:outputFeatures:)``);
+    /// valid until the next forward or backward pass.
+    var keptGradients = Tensor<Float>(zeros: [0, 0])
+    var keptGradientsValid = false
     var outerProducts = OuterProductNorms()
 
     public init(
@@ -117,6 +122,7 @@ public final class Conv2d: Layer {
         let g = geometry(for: Shape(Array(x.shape.dropFirst())))
         geometry = g
         batchSize = x.shape[0]
+        keptGradientsValid = false
         let c = outChannels, k = patchSize, n = batchSize * g.outputPositions
         ensureShape(&columns, [k, n])
         parallelIm2col(x, geometry: g, into: &columns)
@@ -145,6 +151,7 @@ public final class Conv2d: Layer {
             "\(description).backward: gradient \(dy.shape) should be [\(batchSize), \(c), \(g.outputHeight), \(g.outputWidth)]"
         )
         let n = batchSize * l, k = patchSize
+        keptGradientsValid = false
         ensureShape(&outputGradient, [c, n])
         swapLeadingAxes(dy, p: batchSize, q: c, l: l, into: &outputGradient)
         let inputShape: Shape = [batchSize, inChannels, g.height, g.width]
@@ -177,15 +184,42 @@ public final class Conv2d: Layer {
             normRuleOverride
             ?? PerSampleNormRule.cheaper(
                 positions: g.outputPositions, inputFeatures: patchSize, outputFeatures: outChannels)
-        outerProducts.addSquaredNorms(
-            a: columns, d: outputGradient, layout: .batchInterleaved, positions: g.outputPositions,
-            inputFeatures: patchSize, outputFeatures: outChannels, bias: bias != nil, rule: rule, into: &norms)
+        let keep = rule == .materialize && PerSampleNormRule.keepsGradients(inputFeatures: patchSize, outputFeatures: outChannels)
+        if keep { ensureShape(&keptGradients, [batchSize, patchSize * outChannels + outChannels]) }
+        keptGradients.withUnsafeMutableBufferPointer { kept in
+            outerProducts.addSquaredNorms(
+                a: columns, d: outputGradient, layout: .batchInterleaved, positions: g.outputPositions,
+                inputFeatures: patchSize, outputFeatures: outChannels, bias: bias != nil, rule: rule, into: &norms,
+                keepingGradientsIn: keep ? kept.baseAddress! : nil)
+        }
+        keptGradientsValid = keep
     }
 
     public func accumulateGradients(exampleWeights: Tensor<Float>?) {
         checkExampleWeights(exampleWeights, batchSize: batchSize, layer: description)
         guard let g = geometry, batchSize > 0 else { return }
         let k = patchSize, c = outChannels, n = batchSize * g.outputPositions
+        if let exampleWeights, keptGradientsValid {
+            // sum_i w_i G_i from the gradients the norm pass kept: one GEMV per parameter.
+            let stride = c * k + c
+            exampleWeights.withUnsafeBufferPointer { w in
+                keptGradients.withUnsafeBufferPointer { kept in
+                    weight.gradient.withUnsafeMutableBufferPointer { gw in
+                        Float.blasGemv(
+                            trans: true, m: batchSize, n: c * k, alpha: 1, a: kept.baseAddress!, lda: stride,
+                            x: w.baseAddress!, incx: 1, beta: 1, y: gw.baseAddress!, incy: 1)
+                    }
+                    if let b = bias {
+                        b.gradient.withUnsafeMutableBufferPointer { gb in
+                            Float.blasGemv(
+                                trans: true, m: batchSize, n: c, alpha: 1, a: kept.baseAddress! + c * k, lda: stride,
+                                x: w.baseAddress!, incx: 1, beta: 1, y: gb.baseAddress!, incy: 1)
+                        }
+                    }
+                }
+            }
+            return
+        }
         // (dY diag(w)) cols^T: each example's block of dY scaled by its weight, then one GEMM
         // over all B L positions (OpenBLAS splits the output, never the sum, across threads).
         var d = outputGradient

@@ -17,21 +17,37 @@ import DPTensor
 ///
 /// ``cheaper(positions:inputFeatures:outputFeatures:)`` picks the cheaper of the two for a
 /// layer's shape: mixed ghost clipping (Bu et al. 2022, "Scalable and efficient training of
-/// large convolutional neural networks with differential privacy"). Both rules cost the
-/// same multiple of the batch size, so the choice does not depend on it.
+/// large convolutional neural networks with differential privacy"). The cost counts the clipped
+/// sum too: after ghost norms it is one GEMM over the batch's positions (`2 L K C` per
+/// example); materialised gradients of at most ``keptGradientLimit`` scalars are kept, so the
+/// sum is one GEMV over them (`2 K C`); larger ones are not kept and the sum is the GEMM. Both
+/// rules cost the same multiple of the batch size, so the choice does not depend on it.
 public enum PerSampleNormRule: String, Sendable, Codable, CaseIterable {
     case ghost
     case materialize
 
-    /// The flop estimate of each rule for one example: Gram matrices `2 L^2 (K + C)` plus
-    /// their dot product `L^2`; or the per-example gradient `2 L K C` plus its norm `K C`.
+    /// The largest per-example weight gradient (`K C` scalars, bias included) that the
+    /// materialise rule keeps for the clipped sum: 16,384 scalars, 64 KiB per example (16 MiB
+    /// for a batch of 256), so the private step's memory stays close to the non-private one's.
+    public static let keptGradientLimit = 16_384
+
+    /// Whether a materialised `[C, K]` gradient (plus `C` bias entries) is kept for the sum.
+    public static func keepsGradients(inputFeatures k: Int, outputFeatures c: Int) -> Bool {
+        k * c + c <= keptGradientLimit
+    }
+
+    /// The flop estimate of each rule for one example, norms and clipped sum: Gram matrices
+    /// `2 L^2 (K + C)`, their dot product `L^2` and the sum's GEMM `2 L K C`; or the per-example
+    /// gradient `2 L K C`, its norm `K C` and the sum, `2 K C` from kept gradients (else `2 L K C`).
     public static func cost(
         of rule: PerSampleNormRule, positions l: Int, inputFeatures k: Int,
         outputFeatures c: Int
     ) -> Int {
+        let sumByGEMM = 2 * l * k * c
         switch rule {
-        case .ghost: return 2 * l * l * (k + c) + l * l
-        case .materialize: return 2 * l * k * c + k * c
+        case .ghost: return 2 * l * l * (k + c) + l * l + sumByGEMM
+        case .materialize:
+            return 2 * l * k * c + k * c + (keepsGradients(inputFeatures: k, outputFeatures: c) ? 2 * k * c : sumByGEMM)
         }
     }
 
@@ -68,7 +84,9 @@ struct OuterProductNorms {
     var workspace = Tensor<Float>(zeros: [0, 0])
     var ones = Tensor<Float>(zeros: [0])
 
-    /// Adds `||D_i^T A_i||^2` (and `||D_i^T 1||^2` if `bias`) to `norms[i]`.
+    /// Adds `||D_i^T A_i||^2` (and `||D_i^T 1||^2` if `bias`) to `norms[i]`. With the
+    /// materialise rule and `kept`, example `i`'s `G_i` (`[C, K]`, then the `C` bias entries)
+    /// is left at `kept + i (C K + C)`.
     ///
     /// - Parameters:
     ///   - a: `B L K` scalars in `layout`.
@@ -76,13 +94,15 @@ struct OuterProductNorms {
     mutating func addSquaredNorms(
         a: Tensor<Float>, d: Tensor<Float>, layout: PositionLayout,
         positions l: Int, inputFeatures k: Int, outputFeatures c: Int,
-        bias: Bool, rule: PerSampleNormRule, into norms: inout Tensor<Float>
+        bias: Bool, rule: PerSampleNormRule, into norms: inout Tensor<Float>,
+        keepingGradientsIn kept: UnsafeMutablePointer<Float>? = nil
     ) {
         let batch = norms.scalarCount
         precondition(
             a.scalarCount == batch * l * k && d.scalarCount == batch * l * c,
             "OuterProductNorms: a \(a.shape) and d \(d.shape) do not hold \(batch) examples of [\(l), \(k)] and [\(l), \(c)]"
         )
+        precondition(kept == nil || rule == .materialize, "OuterProductNorms: only materialised gradients are kept")
         if batch == 0 || l == 0 { return }
         let first = layout == .positionsFirst
         // Where example i's matrices start, and their leading dimensions.
@@ -106,8 +126,9 @@ struct OuterProductNorms {
                             let a0 = pa.baseAddress!, d0 = pd.baseAddress!, one = po.baseAddress
                             let w0 = pw.baseAddress!, n0 = out.baseAddress!
                             ParallelBatch.forEachSlice(of: batch, gemmSize: gemmSize) { s, range in
-                                let m = w0 + s * perThread, bg = m + matrixSize
                                 for i in range {
+                                    let keep = kept.map { $0 + i * (c * k + c) }
+                                    let m = keep ?? w0 + s * perThread, bg = keep.map { $0 + c * k } ?? m + matrixSize
                                     let ai = a0 + i * aStride, di = d0 + i * dStride
                                     switch rule {
                                     case .ghost:
