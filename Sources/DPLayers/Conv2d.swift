@@ -184,7 +184,9 @@ public final class Conv2d: Layer {
             normRuleOverride
             ?? PerSampleNormRule.cheaper(
                 positions: g.outputPositions, inputFeatures: patchSize, outputFeatures: outChannels)
-        let keep = rule == .materialize && PerSampleNormRule.keepsGradients(inputFeatures: patchSize, outputFeatures: outChannels)
+        let keep =
+            rule == .materialize
+            && PerSampleNormRule.keepsGradients(inputFeatures: patchSize, outputFeatures: outChannels)
         if keep { ensureShape(&keptGradients, [batchSize, patchSize * outChannels + outChannels]) }
         keptGradients.withUnsafeMutableBufferPointer { kept in
             outerProducts.addSquaredNorms(

@@ -68,7 +68,8 @@ func modelPassesAnEmptyBatch(_ c: ModelCase) throws {
         #expect(convs[0].normRule(forExampleShape: firstShape) == .materialize)
         #expect(convs[1].normRule(forExampleShape: secondShape) == .materialize)
         #expect(PerSampleNormRule.cost(of: .ghost, positions: 25, inputFeatures: 256, outputFeatures: 32) == 770_225)
-        #expect(PerSampleNormRule.cost(of: .materialize, positions: 25, inputFeatures: 256, outputFeatures: 32) == 434_176)
+        #expect(
+            PerSampleNormRule.cost(of: .materialize, positions: 25, inputFeatures: 256, outputFeatures: 32) == 434_176)
         // Parameters: 16*64+16 + 32*256+32 + 512*32+32 + 32*10+10.
         #expect(model.parameterCount == 1040 + 8224 + 16416 + 330)
     }

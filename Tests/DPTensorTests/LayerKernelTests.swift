@@ -49,7 +49,8 @@ func parallelIm2colMatchesTheReference(_ index: Int) {
     }
 }
 
-@Test("the C tanh gives Float.vectorizableTanh's bits on a dense sweep and special values; its backward is dy (1 - y^2)")
+@Test(
+    "the C tanh gives Float.vectorizableTanh's bits on a dense sweep and special values; its backward is dy (1 - y^2)")
 func cTanhMatchesTheSwiftReference() {
     var xs: [Float] = [0, -0, .infinity, -.infinity, .nan, 0.625, -0.625, 9.5, -9.5, 1e-30, .leastNonzeroMagnitude]
     var v: Float = -12
