@@ -8,24 +8,25 @@ import DPTensor
 /// The columns of the whole batch are kept batch-interleaved, `cols = [cols_1 ... cols_B]`
 /// (`[K, B L]`), so that the forward pass is one GEMM `W cols` (`[Cout, B L]`, then laid out
 /// NCHW with the bias added), the input gradient one GEMM `W^T dY` (with `dY` kept as
-/// `[Cout, B L]`) and col2im, and the clipped weight-gradient sum one GEMM
-/// `sum_i w_i dY_i cols_i^T = (dY diag(w)) cols^T`: OpenBLAS runs these at large-GEMM speed on
-/// every thread instead of `B` small GEMMs.
+/// `[Cout, B L]`) and col2im: OpenBLAS runs these at large-GEMM speed on every thread instead
+/// of `B` small GEMMs.
 ///
 /// Example `i`'s weight gradient is `G_i = dY_i cols_i^T`. Its squared norm comes from the
 /// rule that ``PerSampleNormRule/cheaper(positions:inputFeatures:outputFeatures:)`` picks
 /// for `(L, K, Cout)` (mixed ghost clipping, Bu et al. 2022): the ghost norm
-/// `sum_{l,l'} (cols_i^T cols_i)[l,l'] (dY_i^T dY_i)[l,l']`, about `2 L^2 (K + Cout)` flops,
-/// when the output map is small; otherwise the materialised `G_i`, about `2 L K Cout`. The
-/// bias gradient is `dY_i 1`. ``accumulateGradients(exampleWeights:)`` runs one GEMM per
-/// example block as above.
+/// `sum_{l,l'} (cols_i^T cols_i)[l,l'] (dY_i^T dY_i)[l,l']`, about `2 L^2 (K + Cout)` flops;
+/// or the materialised `G_i`, about `2 L K Cout`. The bias gradient is `dY_i 1`. The clipped
+/// sum ``accumulateGradients(exampleWeights:)`` is one GEMV `sum_i w_i G_i` over the
+/// materialised gradients when the norm pass kept them
+/// (``PerSampleNormRule/keepsGradients(inputFeatures:outputFeatures:)``), otherwise one GEMM
+/// `sum_i w_i dY_i cols_i^T = (dY diag(w)) cols^T` over all `B L` positions.
 ///
 /// The im2col columns are kept from forward for the norms and the accumulation; they, the
 /// backward column buffer and the layer's output and input gradient are allocated once per
 /// batch shape (the output and input gradient again only if the caller still holds the last
-/// ones). im2col, col2im and the per-example GEMMs and norms are split across
-/// ``ParallelBatch`` threads by example; the weight gradient sums fixed groups of
-/// ``accumulationGroupSize`` examples, so the bits do not depend on the thread count.
+/// ones). im2col, col2im and the per-example norms are split across ``ParallelBatch`` threads
+/// by example and the batch-wide GEMMs across OpenBLAS's; no sum is split by thread, so the
+/// bits do not depend on the thread count.
 ///
 /// Initialisation as PyTorch's default: `W` and `b` uniform in `±1/sqrt(Cin k^2)`.
 public final class Conv2d: Layer {

@@ -6,8 +6,9 @@ import Dispatch
 /// The thread count is OpenBLAS's (``BLASRuntime/threadCount``, set by `dpkit --threads` or
 /// `OPENBLAS_NUM_THREADS`), so one setting governs every core DPKit uses. Callers give each
 /// slice work whose results depend only on the examples in it, computed in a fixed order, so
-/// the results are the same bits whatever the thread count; reductions across examples use
-/// fixed-size groups (``ParallelBatch/groups(count:groupSize:)``), not one group per thread.
+/// the results are the same bits whatever the thread count. Sums across examples are left to
+/// single BLAS calls (OpenBLAS splits a GEMM's or GEMV's outputs across its threads, never a
+/// sum), not to one partial sum per thread.
 public enum ParallelBatch {
     /// The number of threads the batch is split across.
     public static var threadCount: Int { max(1, BLASRuntime.threadCount) }
@@ -39,14 +40,6 @@ public enum ParallelBatch {
     /// Slice `s` of `slices` near-equal contiguous ranges of `0..<count`.
     public static func slice(_ s: Int, of slices: Int, count: Int) -> Range<Int> {
         (s * count / slices)..<((s + 1) * count / slices)
-    }
-
-    /// The number of fixed-size groups of `groupSize` in `0..<count` (the last may be
-    /// shorter). Reductions across examples sum per-group partials in group order, so their
-    /// bits do not depend on the thread count.
-    public static func groupCount(_ count: Int, groupSize: Int) -> Int {
-        precondition(groupSize > 0, "ParallelBatch.groupCount: group size \(groupSize) must be positive")
-        return (count + groupSize - 1) / groupSize
     }
 }
 
