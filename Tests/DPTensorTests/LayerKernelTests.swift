@@ -45,6 +45,55 @@ func parallelIm2colMatchesTheReference(_ index: Int) {
             var dx = Tensor<Float>(repeating: .nan, shape: x.shape) // overwritten, not accumulated
             parallelCol2im(y, geometry: g, into: &dx)
             #expect(dx == back, "col2im \(g), batch \(batch), \(threads) threads")
+            // Batch-interleaved [K, B L]: example b's [K, L] matrix is column block b.
+            let k = g.patchSize, l = g.outputPositions
+            var interleaved = Tensor<Float>(repeating: .nan, shape: [k, batch * l])
+            parallelIm2col(x, geometry: g, into: &interleaved)
+            #expect(interleaved == interleave(reference, k: k, l: l), "interleaved im2col \(g), \(threads) threads")
+            var dxi = Tensor<Float>(repeating: .nan, shape: x.shape)
+            parallelCol2im(interleave(y, k: k, l: l), geometry: g, into: &dxi)
+            #expect(dxi == back, "interleaved col2im \(g), batch \(batch), \(threads) threads")
+        }
+    }
+}
+
+/// `[B, K, L]` to `[K, B L]` by the definition.
+func interleave(_ t: Tensor<Float>, k: Int, l: Int) -> Tensor<Float> {
+    let b = t.shape[0], v = t.scalars
+    var out = [Float](repeating: 0, count: v.count)
+    for e in 0..<b {
+        for r in 0..<k {
+            for j in 0..<l { out[r * b * l + e * l + j] = v[(e * k + r) * l + j] }
+        }
+    }
+    return Tensor(out, shape: [k, b * l])
+}
+
+@Test("swapLeadingAxes (with and without the added row values) and scaleMiddleAxis match the definition")
+func layoutChangesMatchTheDefinition() {
+    let (p, q, l) = (16, 37, 64) // large enough to be split across 2 threads
+    let x: Tensor<Float> = randomTensor([p, q, l], seed: 44)
+    let add: Tensor<Float> = randomTensor([p], seed: 45)
+    let v = x.scalars, a = add.scalars
+    for threads in [1, 2] {
+        withThreads(threads) {
+            for withAdd in [false, true] {
+                var y = Tensor<Float>(repeating: .nan, shape: [q, p, l])
+                swapLeadingAxes(x, p: p, q: q, l: l, adding: withAdd ? add : nil, into: &y)
+                var ref = [Float](repeating: 0, count: v.count)
+                for i in 0..<p {
+                    for j in 0..<q {
+                        for t in 0..<l { ref[(j * p + i) * l + t] = v[(i * q + j) * l + t] + (withAdd ? a[i] : 0) }
+                    }
+                }
+                #expect(y.scalars == ref, "swapLeadingAxes add \(withAdd), \(threads) threads")
+            }
+            let w: Tensor<Float> = randomTensor([q], seed: 46)
+            var z = Tensor<Float>(repeating: .nan, shape: [p, q, l])
+            scaleMiddleAxis(x, p: p, q: q, l: l, by: w, into: &z)
+            let wv = w.scalars
+            let ref = v.indices.map { wv[($0 / l) % q] * v[$0] }
+            #expect(z.scalars == ref, "scaleMiddleAxis, \(threads) threads")
         }
     }
 }
