@@ -19,8 +19,9 @@ import Paired
 //    (`addPerSampleGradientSquaredNorms`, clip factors, `accumulateGradients(exampleWeights:)`)
 //    against the materialising reference (`perSampleGradients()`, SPI, then norms and the
 //    weighted sum by hand, with BLAS), for Linear 784->1000 and the tanh CNN's two Conv2d layers.
-// 3. "DP-SGD step mlp b256 (mallocs)": the library's own metrics on one private step per
-//    iteration: wall clock, throughput and mallocCountTotal, i.e. mallocs per step (issue 17).
+// 3. "DP-SGD step mlp b256 (mallocs)" and "... cnn-tanh ...": the library's own metrics on one
+//    private step per iteration: wall clock, throughput and mallocCountTotal, i.e. mallocs per
+//    step (issue 17).
 //
 // The thresholds guard the ratios (which carry across machines and load): "private/non-private
 // throughput" (= non-private time / private time, higher is better) and
@@ -97,16 +98,18 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     // MARK: - Mallocs per step (the library's own sampling and metrics)
-    Benchmark(
-        "DP-SGD step mlp b256 (mallocs)",
-        configuration: .init(
-            metrics: [.wallClock, .throughput, .mallocCountTotal], warmupIterations: 3,
-            maxDuration: .seconds(5), maxIterations: 50)
-    ) { benchmark in
-        let trainer = try StepBenchmark.makeTrainer(workload: .mlp, private: true, batchSize: 256)
-        for _ in 0..<3 { try trainer.trainStep() }
-        benchmark.startMeasurement()
-        try trainer.trainStep()
+    for workload in [StepBenchmark.Workload.mlp, .cnnTanh] {
+        Benchmark(
+            "DP-SGD step \(workload.rawValue) b256 (mallocs)",
+            configuration: .init(
+                metrics: [.wallClock, .throughput, .mallocCountTotal], warmupIterations: 3,
+                maxDuration: .seconds(5), maxIterations: 50)
+        ) { benchmark in
+            let trainer = try StepBenchmark.makeTrainer(workload: workload, private: true, batchSize: 256)
+            for _ in 0..<3 { try trainer.trainStep() }
+            benchmark.startMeasurement()
+            try trainer.trainStep()
+        }
     }
 }
 

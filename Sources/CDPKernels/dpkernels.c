@@ -3,6 +3,7 @@
 // and lets the loader pick one (GNU ifunc), so no -march flag is needed.
 #include "dpkernels.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__linux__)
@@ -216,4 +217,249 @@ void dpk_philox_normal_f32(uint64_t key, uint64_t stream, uint64_t first_block,
 // Not multiversioned: the same inline code, contraction off, so every clone gives these values.
 void dpk_box_muller_f32(uint32_t radius_hi, uint32_t radius_lo, uint32_t angle, float *zc, float *zs) {
     dpk_box_muller(radius_hi, radius_lo, angle, zc, zs);
+}
+
+// MARK: - im2col / col2im
+
+// Both kernels work on a zero-padded copy of each example (when there is padding), where window
+// offset (i, j) of output position l = (oh, ow) reads `base(i, j) + table[l]`, with
+// `table[l] = oh sh wp + ow sw` shared by every channel and offset: one gather loop of L entries
+// per column row, with no bounds tests.
+
+// The gather offsets of the L output positions in a plane `wp` wide; NULL if out of memory.
+static int32_t *dpk_window_table(int64_t out_h, int64_t out_w, int64_t sh, int64_t sw, int64_t wp) {
+    int32_t *table = malloc((size_t)(out_h * out_w > 0 ? out_h * out_w : 1) * sizeof(int32_t));
+    if (!table) return NULL;
+    for (int64_t oh = 0; oh < out_h; oh++)
+        for (int64_t ow = 0; ow < out_w; ow++) table[oh * out_w + ow] = (int32_t)(oh * sh * wp + ow * sw);
+    return table;
+}
+
+// row[t] = base[table[t]]; the rows never overlap the input (restrict lets the loop vectorise
+// with gathers).
+static inline __attribute__((always_inline)) void dpk_gather_row(float *restrict row, const float *restrict base,
+                                                                 const int32_t *restrict table, int64_t l) {
+    for (int64_t t = 0; t < l; t++) row[t] = base[table[t]];
+}
+
+DPK_CLONES
+int dpk_im2col_f32(const float *x, float *cols, int64_t batch, int64_t channels, int64_t h, int64_t w,
+                   int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                   int64_t example_stride, int64_t row_stride) {
+    const int64_t out_h = (h + 2 * ph - kh) / sh + 1, out_w = (w + 2 * pw - kw) / sw + 1, l = out_h * out_w;
+    const int64_t hp = h + 2 * ph, wp = w + 2 * pw;
+    const int padded = ph > 0 || pw > 0;
+    int32_t *table = dpk_window_table(out_h, out_w, sh, sw, wp);
+    float *pad = padded ? calloc((size_t)(channels * hp * wp), sizeof(float)) : NULL;
+    if (!table || (padded && !pad)) {
+        free(table);
+        free(pad);
+        return -1;
+    }
+    for (int64_t b = 0; b < batch; b++) {
+        const float *xb = x + b * channels * h * w, *src = xb;
+        if (padded) {
+            // The border stays zero from calloc; only the interior is rewritten.
+            for (int64_t c = 0; c < channels; c++)
+                for (int64_t r = 0; r < h; r++)
+                    memcpy(pad + (c * hp + r + ph) * wp + pw, xb + (c * h + r) * w, (size_t)w * sizeof(float));
+            src = pad;
+        }
+        for (int64_t c = 0; c < channels; c++) {
+            for (int64_t i = 0; i < kh; i++) {
+                for (int64_t j = 0; j < kw; j++) {
+                    const float *base = src + (c * hp + i) * wp + j;
+                    float *row = cols + b * example_stride + ((c * kh + i) * kw + j) * row_stride;
+                    dpk_gather_row(row, base, table, l);
+                }
+            }
+        }
+    }
+    free(table);
+    free(pad);
+    return 0;
+}
+
+DPK_CLONES
+int dpk_col2im_f32(const float *cols, float *x, int64_t batch, int64_t channels, int64_t h, int64_t w,
+                   int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                   int64_t example_stride, int64_t row_stride) {
+    const int64_t out_h = (h + 2 * ph - kh) / sh + 1, out_w = (w + 2 * pw - kw) / sw + 1, l = out_h * out_w;
+    const int64_t hp = h + 2 * ph, wp = w + 2 * pw;
+    const int padded = ph > 0 || pw > 0;
+    int32_t *table = dpk_window_table(out_h, out_w, sh, sw, wp);
+    float *pad = padded ? malloc((size_t)(channels * hp * wp > 0 ? channels * hp * wp : 1) * sizeof(float)) : NULL;
+    if (!table || (padded && !pad)) {
+        free(table);
+        free(pad);
+        return -1;
+    }
+    for (int64_t b = 0; b < batch; b++) {
+        float *xb = x + b * channels * h * w;
+        float *dst = padded ? pad : xb;
+        for (int64_t t = 0; t < channels * hp * wp; t++) dst[t] = 0.0f;
+        for (int64_t c = 0; c < channels; c++) {
+            for (int64_t i = 0; i < kh; i++) {
+                for (int64_t j = 0; j < kw; j++) {
+                    float *base = dst + (c * hp + i) * wp + j;
+                    const float *row = cols + b * example_stride + ((c * kh + i) * kw + j) * row_stride;
+                    // One offset gets at most one entry per (c, i, j): the sums keep the order
+                    // of the generic col2im.
+                    for (int64_t t = 0; t < l; t++) base[table[t]] += row[t];
+                }
+            }
+        }
+        if (padded) {
+            for (int64_t c = 0; c < channels; c++)
+                for (int64_t r = 0; r < h; r++)
+                    memcpy(xb + (c * h + r) * w, pad + (c * hp + r + ph) * wp + pw, (size_t)w * sizeof(float));
+        }
+    }
+    free(table);
+    free(pad);
+    return 0;
+}
+
+// MARK: - Max pooling
+
+// One output row of a 2x2 window with stride S: rows r0, r1 of the input plane, `base0` the
+// plane index of r0[0] (r1 follows at base0 + w).
+#define DPK_POOL2_ROW(S)                                                                        \
+    for (int64_t ox = 0; ox < wo; ox++) {                                                       \
+        const int64_t c0 = ox * (S);                                                            \
+        float best = r0[c0];                                                                    \
+        int32_t idx = (int32_t)(base0 + c0);                                                    \
+        const float v1 = r0[c0 + 1], v2 = r1[c0], v3 = r1[c0 + 1];                              \
+        idx = v1 > best ? (int32_t)(base0 + c0 + 1) : idx;                                      \
+        best = v1 > best ? v1 : best;                                                           \
+        idx = v2 > best ? (int32_t)(base0 + w + c0) : idx;                                      \
+        best = v2 > best ? v2 : best;                                                           \
+        idx = v3 > best ? (int32_t)(base0 + w + c0 + 1) : idx;                                  \
+        best = v3 > best ? v3 : best;                                                           \
+        yr[ox] = best;                                                                          \
+        ar[ox] = idx;                                                                           \
+    }
+
+DPK_CLONES
+void dpk_maxpool2d_f32(const float *x, float *y, int32_t *argmax, int64_t planes, int64_t h, int64_t w,
+                       int64_t k, int64_t s) {
+    const int64_t ho = h >= k ? (h - k) / s + 1 : 0, wo = w >= k ? (w - k) / s + 1 : 0;
+    for (int64_t p = 0; p < planes; p++) {
+        const float *xp = x + p * h * w;
+        for (int64_t oy = 0; oy < ho; oy++) {
+            float *yr = y + (p * ho + oy) * wo;
+            int32_t *ar = argmax + (p * ho + oy) * wo;
+            if (k == 2) {
+                const int64_t base0 = oy * s * w;
+                const float *r0 = xp + base0, *r1 = r0 + w;
+                if (s == 1) {
+                    DPK_POOL2_ROW(1)
+                } else if (s == 2) {
+                    DPK_POOL2_ROW(2)
+                } else {
+                    DPK_POOL2_ROW(s)
+                }
+                continue;
+            }
+            for (int64_t ox = 0; ox < wo; ox++) {
+                int64_t best = oy * s * w + ox * s;
+                float best_value = xp[best];
+                for (int64_t ky = 0; ky < k; ky++) {
+                    const int64_t row = (oy * s + ky) * w + ox * s;
+                    for (int64_t kx = 0; kx < k; kx++) {
+                        const float v = xp[row + kx];
+                        const int better = v > best_value;
+                        best_value = better ? v : best_value;
+                        best = better ? row + kx : best;
+                    }
+                }
+                yr[ox] = best_value;
+                ar[ox] = (int32_t)best;
+            }
+        }
+    }
+}
+
+DPK_CLONES
+void dpk_maxpool2d_backward_f32(const float *dy, const int32_t *argmax, float *dx, int64_t planes,
+                                int64_t plane_in, int64_t plane_out) {
+    for (int64_t p = 0; p < planes; p++) {
+        float *dxp = dx + p * plane_in;
+        const float *dyp = dy + p * plane_out;
+        const int32_t *ap = argmax + p * plane_out;
+        for (int64_t t = 0; t < plane_in; t++) dxp[t] = 0.0f;
+        for (int64_t t = 0; t < plane_out; t++) dxp[ap[t]] += dyp[t];
+    }
+}
+
+// MARK: - tanh
+
+DPK_CLONES
+void dpk_tanh_f32(const float *x, float *y, int64_t count) {
+    for (int64_t i = 0; i < count; i++) {
+        const float xi = x[i];
+        const float ax = dpk_u2f(dpk_f2u(xi) & 0x7FFFFFFFu);
+        const float a = 9.5f < ax ? 9.5f : ax; // Swift.min(|x|, 9.5): NaN stays NaN
+        const float s = a * a;
+        float q = 0.0021429609041661024f;
+        q = q * s + -0.008177397772669792f;
+        q = q * s + 0.021700702607631683f;
+        q = q * s + -0.05394676327705383f;
+        q = q * s + 0.1333320587873459f;
+        q = q * s + -0.3333333134651184f;
+        const float small = a + (a * s) * q;
+        const float yy = a + a;
+        const float shifted = yy * 1.442695040888963f + 12582912.0f;
+        const float n = shifted - 12582912.0f;
+        const float r = (yy - n * 0.693145751953125f) - n * 1.428606765330187e-06f;
+        float p = 1.0f / 5040.0f;
+        p = p * r + 1.0f / 720.0f;
+        p = p * r + 1.0f / 120.0f;
+        p = p * r + 1.0f / 24.0f;
+        p = p * r + 1.0f / 6.0f;
+        p = p * r + 0.5f;
+        p = p * r + 1.0f;
+        p = p * r + 1.0f;
+        const float scale = dpk_u2f((dpk_f2u(shifted) + 127u) << 23);
+        const float large = 1.0f - 2.0f / (p * scale + 1.0f);
+        const float t = a < 0.625f ? small : large;
+        y[i] = dpk_u2f(dpk_f2u(t) | (dpk_f2u(xi) & 0x80000000u));
+    }
+}
+
+DPK_CLONES
+void dpk_tanh_backward_f32(const float *dy, const float *y, float *dx, int64_t count) {
+    for (int64_t i = 0; i < count; i++) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+}
+
+// MARK: - Layout changes of [P, Q, L] blocks
+
+DPK_CLONES
+void dpk_swap_leading_axes_f32(const float *src, float *dst, int64_t p, int64_t q, int64_t l, const float *add,
+                               int64_t first_j, int64_t end_j) {
+    for (int64_t j = first_j; j < end_j; j++) {
+        for (int64_t i = 0; i < p; i++) {
+            const float *s = src + (i * q + j) * l;
+            float *d = dst + (j * p + i) * l;
+            if (add) {
+                const float a = add[i];
+                for (int64_t t = 0; t < l; t++) d[t] = s[t] + a;
+            } else {
+                for (int64_t t = 0; t < l; t++) d[t] = s[t];
+            }
+        }
+    }
+}
+
+DPK_CLONES
+void dpk_scale_middle_axis_f32(const float *src, float *dst, int64_t p, int64_t q, int64_t l, const float *scale,
+                               int64_t first_i, int64_t end_i) {
+    for (int64_t i = first_i; i < end_i; i++) {
+        for (int64_t j = 0; j < q; j++) {
+            const float *s = src + (i * q + j) * l;
+            float *d = dst + (i * q + j) * l;
+            const float a = scale[j];
+            for (int64_t t = 0; t < l; t++) d[t] = a * s[t];
+        }
+    }
 }

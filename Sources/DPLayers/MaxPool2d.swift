@@ -3,7 +3,9 @@ import DPTensor
 /// Max pooling over `kernel x kernel` windows with `stride`, no padding, on `[B, C, H, W]`.
 ///
 /// Output `[B, C, (H - k) / s + 1, (W - k) / s + 1]`. The gradient goes to the first largest
-/// element of each window.
+/// element of each window. The vectorised kernels (``parallelMaxPool2d(_:kernel:stride:into:argmax:)``)
+/// are split across ``ParallelBatch`` threads by plane; the output and input gradient buffers
+/// are reused from step to step when the caller has let go of them.
 public final class MaxPool2d: ParameterFreeLayer {
     public let kernel: Int
     public let stride: Int
@@ -11,6 +13,8 @@ public final class MaxPool2d: ParameterFreeLayer {
     /// The index of each output's maximum within its input plane (`H W` scalars), so 32 bits
     /// suffice for any plane below 2^31 scalars whatever the batch size.
     var argmax: [Int32] = []
+    var output = Tensor<Float>(zeros: [0, 0, 0, 0])
+    var inputGradient = Tensor<Float>(zeros: [0, 0, 0, 0])
 
     public init(kernel: Int, stride: Int? = nil) {
         (self.kernel, self.stride) = poolingWindow(kernel: kernel, stride: stride, layer: "MaxPool2d")
@@ -26,21 +30,21 @@ public final class MaxPool2d: ParameterFreeLayer {
         let (b, c, h, w) = nchw(x.shape, description)
         let ho = pooledSize(h, kernel: kernel, stride: stride), wo = pooledSize(w, kernel: kernel, stride: stride)
         inputShape = x.shape
-        // Every output is written by maxPool2d: no zero fill.
-        var y = Tensor<Float>(unsafeUninitializedShape: [b, c, ho, wo]) { _ in }
+        // Every output is written by the kernel: no zero fill.
+        output.reuseForOverwrite(shape: [b, c, ho, wo])
         let count = b * c * ho * wo
         if argmax.count != count { argmax = [Int32](repeating: 0, count: count) }
         precondition(h * w <= Int(Int32.max), "\(description): input planes \(h)x\(w) too large for 32-bit indices")
-        maxPool2d(x, kernel: kernel, stride: stride, into: &y, argmax: &argmax)
-        return y
+        parallelMaxPool2d(x, kernel: kernel, stride: stride, into: &output, argmax: &argmax)
+        return output
     }
 
     public func backward(_ dy: Tensor<Float>) -> Tensor<Float> {
         precondition(
             dy.scalarCount == argmax.count,
             "\(description).backward: gradient \(dy.shape) does not match the forward output")
-        var dx = Tensor<Float>(zeros: inputShape)
-        maxPool2dBackward(dy, argmax: argmax, into: &dx)
-        return dx
+        inputGradient.reuseForOverwrite(shape: inputShape)
+        parallelMaxPool2dBackward(dy, argmax: argmax, into: &inputGradient)
+        return inputGradient
     }
 }

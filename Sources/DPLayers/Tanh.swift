@@ -7,30 +7,40 @@ import DPTensor
 /// tempered sigmoid with scale 2, temperature 2 and offset 1.
 public final class Tanh: ParameterFreeLayer {
     var output = Tensor<Float>(zeros: [0])
+    var inputGradient = Tensor<Float>(zeros: [0])
 
     public init() {}
     public var description: String { "Tanh" }
     public func outputShape(forExampleShape inputShape: Shape) -> Shape { inputShape }
 
+    /// Writes into the output buffer of the last step when nothing else holds it (no allocation).
     public func forward(_ x: Tensor<Float>, context: inout ForwardContext) -> Tensor<Float> {
-        output = tanh(x)
+        output.reuseForOverwrite(shape: x.shape)
+        x.withUnsafeBufferPointer { px in
+            output.withUnsafeMutableBufferPointer { py in
+                if px.count > 0 { Float.vectorizableTanh(px.baseAddress!, into: py.baseAddress!, count: px.count) }
+            }
+        }
         return output
     }
 
     public func backward(_ dy: Tensor<Float>) -> Tensor<Float> {
         precondition(
             dy.shape == output.shape, "Tanh.backward: gradient \(dy.shape) differs from output \(output.shape)")
-        // One pass into a fresh tensor: `dy` is still referenced by the caller (and cached by
-        // the layer after), so modifying a copy of it would copy it first.
-        return dy.withUnsafeBufferPointer { pd in
+        // One pass into the layer's own buffer: `dy` is still referenced by the caller (and
+        // cached by the layer after), so modifying a copy of it would copy it first.
+        inputGradient.reuseForOverwrite(shape: dy.shape)
+        dy.withUnsafeBufferPointer { pd in
             output.withUnsafeBufferPointer { py in
-                Tensor(unsafeUninitializedShape: dy.shape) { dx in
-                    for i in 0..<dx.count {
-                        let d = pd[i], y = py[i]
-                        dx[i] = d * (1 - y * y)
+                inputGradient.withUnsafeMutableBufferPointer { dx in
+                    if dx.count > 0 {
+                        Float.tanhBackward(
+                            outputGradient: pd.baseAddress!, output: py.baseAddress!, into: dx.baseAddress!,
+                            count: dx.count)
                     }
                 }
             }
         }
+        return inputGradient
     }
 }

@@ -1,3 +1,5 @@
+import CDPKernels
+
 // MARK: - Vectorisable tanh for Float
 
 extension Float {
@@ -46,10 +48,13 @@ extension Float {
         return Float(bitPattern: t.bitPattern | (x.bitPattern & 0x8000_0000))
     }
 
-    /// `dst[i] = tanh(src[i])` for `count` scalars by ``vectorizableTanh(_:)``; `dst` may equal `src`.
-    @inlinable
+    /// `dst[i] = tanh(src[i])` for `count` scalars: the operations of ``vectorizableTanh(_:)``
+    /// in the same order, in C (CDPKernels, vectorised for the CPU's widest vectors, so the
+    /// same bits) and split across ``ParallelBatch/threadCount`` threads; `dst` may equal `src`.
     public static func vectorizableTanh(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, count: Int)
     {
-        for i in 0..<count { dst[i] = vectorizableTanh(src[i]) }
+        ParallelBatch.forEachSlice(of: count, minimumSlice: 16_384) { _, r in
+            dpk_tanh_f32(src + r.lowerBound, dst + r.lowerBound, Int64(r.count))
+        }
     }
 }

@@ -266,7 +266,8 @@ public func col2im<S: TensorScalar>(_ columns: Tensor<S>, geometry g: ConvGeomet
 }
 
 /// A convolution from its columns: `y_i = W columns_i + b` for each example `i`, one GEMM per
-/// example after the bias fills `y_i`'s rows.
+/// example after the bias fills `y_i`'s rows; examples split across ``ParallelBatch`` threads
+/// when the GEMMs are small enough for OpenBLAS to run each on one thread.
 ///
 /// - Parameters:
 ///   - weight: `W`, `C` rows of `K` (`[C, K]`, or `[C, C_in, kh, kw]` with `K = C_in kh kw`).
@@ -286,16 +287,19 @@ public func convolutionForward<S: TensorScalar>(
     weight.withUnsafeBufferPointer { w in
         columns.withUnsafeBufferPointer { cols in
             y.withUnsafeMutableBufferPointer { out in
-                for i in 0..<batch {
-                    let yi = out.baseAddress! + i * c * l
-                    if let bias {
-                        bias.withUnsafeBufferPointer { pb in
-                            for ch in 0..<c { (yi + ch * l).update(repeating: pb[ch], count: l) }
+                let y0 = out.baseAddress!, w0 = w.baseAddress!, c0 = cols.baseAddress!
+                ParallelBatch.forEachSlice(of: batch, gemmSize: c * k * l) { _, range in
+                    for i in range {
+                        let yi = y0 + i * c * l
+                        if let bias {
+                            bias.withUnsafeBufferPointer { pb in
+                                for ch in 0..<c { (yi + ch * l).update(repeating: pb[ch], count: l) }
+                            }
                         }
+                        S.blasGemm(
+                            transA: false, transB: false, m: c, n: l, k: k, alpha: 1, a: w0, lda: k,
+                            b: c0 + i * k * l, ldb: l, beta: bias == nil ? 0 : 1, c: yi, ldc: l)
                     }
-                    S.blasGemm(
-                        transA: false, transB: false, m: c, n: l, k: k, alpha: 1, a: w.baseAddress!, lda: k,
-                        b: cols.baseAddress! + i * k * l, ldb: l, beta: bias == nil ? 0 : 1, c: yi, ldc: l)
                 }
             }
         }
@@ -303,7 +307,8 @@ public func convolutionForward<S: TensorScalar>(
 }
 
 /// The column gradient of a convolution: `columns_i = W^T D_i + beta columns_i` for each example
-/// `i`, one GEMM per example; ``col2im(_:geometry:into:)`` of it is the input gradient.
+/// `i`, one GEMM per example (split across threads as in ``convolutionForward(weight:columns:bias:into:)``);
+/// ``col2im(_:geometry:into:)`` of it is the input gradient.
 ///
 /// - Parameters:
 ///   - weight: `W`, `C` rows of `K` (`[C, K]`, or `[C, C_in, kh, kw]` with `K = C_in kh kw`).
@@ -322,10 +327,13 @@ public func convolutionColumnGradient<S: TensorScalar>(
     weight.withUnsafeBufferPointer { w in
         outputGradient.withUnsafeBufferPointer { d in
             columns.withUnsafeMutableBufferPointer { dc in
-                for i in 0..<batch {
-                    S.blasGemm(
-                        transA: true, transB: false, m: k, n: l, k: c, alpha: 1, a: w.baseAddress!, lda: k,
-                        b: d.baseAddress! + i * c * l, ldb: l, beta: beta, c: dc.baseAddress! + i * k * l, ldc: l)
+                let w0 = w.baseAddress!, d0 = d.baseAddress!, c0 = dc.baseAddress!
+                ParallelBatch.forEachSlice(of: batch, gemmSize: c * k * l) { _, range in
+                    for i in range {
+                        S.blasGemm(
+                            transA: true, transB: false, m: k, n: l, k: c, alpha: 1, a: w0, lda: k,
+                            b: d0 + i * c * l, ldb: l, beta: beta, c: c0 + i * k * l, ldc: l)
+                    }
                 }
             }
         }

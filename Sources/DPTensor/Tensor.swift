@@ -156,6 +156,19 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
         offset = 0
     }
 
+    /// Gives `self` the shape `newShape` for a kernel that then overwrites every scalar: the
+    /// storage is kept when nothing else shares it and it holds exactly that many scalars;
+    /// otherwise new storage is allocated, neither zeroed nor copied. Layers call it on the
+    /// buffers they own so that a steady-state step allocates nothing; the old scalars are
+    /// garbage afterwards.
+    public mutating func reuseForOverwrite(shape newShape: Shape) {
+        if offset == 0 && storage.count == newShape.scalarCount && isKnownUniquelyReferenced(&storage) {
+            shape = newShape
+            return
+        }
+        self = Tensor(storage: TensorStorage(uninitializedCount: newShape.scalarCount), offset: 0, shape: newShape)
+    }
+
     /// True if the two tensors view the same storage (for tests of no-copy views).
     public func sharesStorage(with other: Tensor) -> Bool { storage === other.storage }
 }
