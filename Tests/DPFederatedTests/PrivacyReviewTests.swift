@@ -169,6 +169,19 @@ import Testing
         rounds: 5, clientsPerRound: 10, aggregator: .trimmedMean(beta: 0.3),
         attack: FederatedAttack(maliciousFraction: 0.2, kind: .updateScaling(factor: 10)))
     #expect(enough.warnings(clientCount: 100).isEmpty)
+    // Secure aggregation's minimum survivors: the extra delta T P[Binomial(N-1, q(1-d)) = k-1],
+    // against the binomial formula by hand (N = 20, q = 3/20, no dropout, k = 3, T = 40).
+    let pmf = FederatedConfiguration.binomialProbability(19, 0.15, 2)
+    #expect(Swift.abs(pmf - 171 * 0.15 * 0.15 * pow(0.85, 17)) < 1e-14)
+    let secure = FederatedConfiguration(
+        rounds: 40, clientsPerRound: 3, privacy: UserLevelPrivacy(noiseMultiplier: 1, clippingNorm: 1),
+        secureAggregation: SecureAggregationSettings())
+    #expect(secure.warnings(clientCount: 20, delta: 1e-5).contains { $0.contains("adds up to") })
+    // 100 expected of 3,000 (the shipped size): the term is negligible, no warning.
+    let large = FederatedConfiguration(
+        rounds: 300, clientsPerRound: 100, privacy: UserLevelPrivacy(noiseMultiplier: 1, clippingNorm: 1),
+        secureAggregation: SecureAggregationSettings())
+    #expect(large.warnings(clientCount: 3000, delta: 3e-4).isEmpty)
 }
 
 @Test func secureAggregationTrainsWithDropoutsAndAdaptiveClipping() throws {
