@@ -119,6 +119,20 @@ public final class ExperimentRunner {
                 { $0[0] })
             // Only the rows of runs this plan redoes go; runs of an earlier config stay as recorded.
             let redo = Set(config.runs.map(\.runID)).subtracting(done)
+            // A private federated run in secure mode cannot restart: it has no checkpoint, and a
+            // restart from round 1 draws fresh noise while the rows it already wrote (models
+            // evaluated on the earlier noise) stay released and unaccounted. Refused before
+            // anything is removed.
+            let epochRows = try files.rows(files.epochs)
+            for run in config.runs where redo.contains(run.runID) {
+                let c = run.config
+                guard c.federated != nil, c.privacy.enabled, c.privacy.secureRNG,
+                    epochRows.contains(where: { $0.first == run.runID })
+                else { continue }
+                throw OutputError(
+                    "run \(run.runID) is a private federated run with privacy.secure_rng that was interrupted after writing epochs.csv rows: restarting it would draw fresh noise and release a second, unaccounted model; its earlier rows stay as recorded. Start it in a new output folder (the earlier rounds' privacy cost stays spent)",
+                    kind: .cannotCreateOutput)
+            }
             // A run to redo continues from its checkpoint when it has one: keep its rows up to that
             // epoch. Read first: an encrypted checkpoint without its key stops here, folder untouched.
             var resumeEpoch: [String: Int] = [:]

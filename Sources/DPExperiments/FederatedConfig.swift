@@ -24,7 +24,7 @@ import DPTraining
 ///   weighting: uniform          # uniform | examples (non-private only)
 ///   aggregator: mean            # mean | median | trimmed-mean (trim_fraction) | krum (byzantine, krum_selected)
 ///   attack: {fraction: 0.1, kind: backdoor, target: 0, patch_size: 3, poison_fraction: 0.5, boost: 1}
-///   secure_aggregation: {scale_bits: 16, threshold_fraction: 0.6, dropout: 0}
+///   secure_aggregation: {scale_bits: 16, threshold_fraction: 0.6, dropout: 0, min_clients: 3}
 /// ```
 public struct FederatedConfig: Hashable, Sendable {
     public var clients: Int
@@ -142,7 +142,8 @@ extension RunConfig {
             secure = SecureAggregationSettings(
                 scaleBits: try s.requiredInt("scale_bits", range: .closed(0, 30), default: 16),
                 thresholdFraction: try s.requiredDouble("threshold_fraction", range: .unitExcludingZero, default: 0.6),
-                dropoutProbability: try s.requiredDouble("dropout", range: .halfOpenUnit, default: 0))
+                dropoutProbability: try s.requiredDouble("dropout", range: .halfOpenUnit, default: 0),
+                minimumClients: try s.requiredInt("min_clients", range: .closed(1, 1e7), default: 3))
             try s.finish()
             f.close(s, as: "secure_aggregation")
         }

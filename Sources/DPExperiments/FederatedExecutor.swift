@@ -52,12 +52,16 @@ extension TrainingExecutor {
             plan.epsilonRDP = eps.rdp
             plan.epsilonPLDLower = eps.pldLower
             plan.epsilonPLDUpper = eps.pldUpper
+            plan.notes.append(
+                "train_loss of a private federated run is the mean local loss of the sampled users: a non-private diagnostic (no noise), like DP-SGD's training loss; the per-user label histograms and client accuracy percentiles are not recorded"
+            )
             if let delta = c.privacy.targetDelta, delta > 1 / Double(f.clients) {
                 plan.warnings.append(
                     "delta \(delta) is above 1/N = \(1 / Double(f.clients)) for N = \(f.clients) users: a mechanism that publishes one whole user's data with probability delta satisfies it"
                 )
             }
         }
+        plan.warnings += f.configuration(c).warnings(clientCount: f.clients, delta: c.privacy.targetDelta)
         return plan
     }
 
@@ -106,12 +110,15 @@ extension TrainingExecutor {
         if event != nil { summary.privacy = statement }
         let start = Date()
         var localSeconds = 0.0
+        var nonFiniteClients = 0, skippedRounds = 0
         for round in 1...f.rounds {
             let report: RoundReport
             do { report = try trainer.runRound() } catch let e as FederatedError {
                 throw TrainingError.invalidSetting("federated round \(round): \(e.description)")
             }
             localSeconds += report.localSeconds
+            nonFiniteClients += report.nonFiniteClients
+            if report.unmaskingSkipped { skippedRounds += 1 }
             var record = EpochRecord(
                 epoch: round, step: round, trainLoss: report.meanLocalLoss.isNaN ? nil : report.meanLocalLoss)
             let evaluate = round % max(1, c.training.evalEvery) == 0 || round == f.rounds
@@ -158,15 +165,25 @@ extension TrainingExecutor {
             try progress(record)
         }
         let wall = Date().timeIntervalSince(start)
+        // Counts over the whole run only (which round and client are not said).
+        if nonFiniteClients > 0 {
+            FileHandle.standardError.write(
+                Data(
+                    "warning: run \(run.runID): \(nonFiniteClients) sampled client updates had a non-finite local loss and counted as zero (clipped) updates; lower the local learning rate\n"
+                        .utf8))
+        }
+        if skippedRounds > 0 {
+            FileHandle.standardError.write(
+                Data(
+                    "warning: run \(run.runID): \(skippedRounds) rounds had fewer than \(f.secureAggregation?.minimumClients ?? 0) secure-aggregation survivors and released noise only (composed as usual)\n"
+                        .utf8))
+        }
         if event != nil { summary.privacyLedger = try ConfigValue(jsonData: JSONEncoder().encode(trainer.ledger)) }
         let lastEvaluation: FederatedEvaluation? = trainer.evaluate(test: split.test)
-        let histograms = partition.labelHistograms(labels: split.train.labels, classCount: split.train.classCount)
         let sizes = partition.sizes
         var m: [String: Double] = [
             "rounds": Double(f.rounds), "clients": Double(f.clients), "clients_per_round": Double(f.clientsPerRound),
             "client_size_min": Double(sizes.min() ?? 0), "client_size_max": Double(sizes.max() ?? 0),
-            "client_classes_mean": Double(histograms.reduce(0) { $0 + $1.filter { $0 > 0 }.count })
-                / Double(max(1, histograms.count)),
             "rounds_per_second": Double(f.rounds) / max(wall, 1e-9),
             "local_seconds_fraction": localSeconds / max(wall, 1e-9),
         ]
@@ -176,14 +193,25 @@ extension TrainingExecutor {
             m["client_accuracy_p90"] = e.clientAccuracyP90
             if let asr = e.backdoorSuccessRate { m["backdoor_success_rate"] = asr }
         }
-        summary.derivedMetrics.merge(m, uniquingKeysWith: { $1 })
-        // One line per client in the (pretty-printed) manifest: its class counts, comma-separated.
-        summary.partition = .map([
+        // The partition: scheme, parameters and seed regenerate it for whoever holds the data;
+        // the sizes' range depends only on n and N. Per-user data (each client's label counts,
+        // and statistics of them) is a noiseless release about users, so only non-private runs
+        // record it.
+        var partitionEntries: [(String, ConfigValue)] = [
             ("scheme", .string(f.partition.description)), ("clients", .int(f.clients)),
             ("size_min", .int(sizes.min() ?? 0)), ("size_max", .int(sizes.max() ?? 0)),
-            ("label_histograms", .list(histograms.map { .string($0.map(String.init).joined(separator: ",")) })),
-            ("malicious_clients", .list(trainer.maliciousClients.map(ConfigValue.int))),
-        ])
+        ]
+        if event == nil {
+            let histograms = partition.labelHistograms(labels: split.train.labels, classCount: split.train.classCount)
+            m["client_classes_mean"] =
+                Double(histograms.reduce(0) { $0 + $1.filter { $0 > 0 }.count }) / Double(max(1, histograms.count))
+            // One line per client in the (pretty-printed) manifest: its class counts, comma-separated.
+            partitionEntries.append(
+                ("label_histograms", .list(histograms.map { .string($0.map(String.init).joined(separator: ",")) })))
+        }
+        partitionEntries.append(("malicious_clients", .list(trainer.maliciousClients.map(ConfigValue.int))))
+        summary.derivedMetrics.merge(m, uniquingKeysWith: { $1 })
+        summary.partition = .map(partitionEntries)
         try context.onTrained?(model, split)
         if let url = context.model {
             try writeModel(

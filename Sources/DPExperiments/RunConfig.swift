@@ -238,7 +238,11 @@ extension RunConfig {
         // training before privacy: the adaptive clipping default depends on the batch size.
         let t = try root.section("training")
         let training = try parseTraining(t)
-        let privacy = try parsePrivacy(root, training: training, normalize: dataset.normalize, context: context)
+        // Adaptive clipping's default count noise is (expected count) / 20 (Andrew et al. 2021): the
+        // count is of examples per batch in DP-SGD, of clients per round in a federated run.
+        let countedPerStep = tree["federated"]?["clients_per_round"]?.intValue ?? training.expectedBatchSize
+        let privacy = try parsePrivacy(
+            root, training: training, countedPerStep: countedPerStep, normalize: dataset.normalize, context: context)
         root.close(t, as: "training")
         let audit = try parseAudit(root)
         let evaluation = try parseEvaluation(root)
@@ -435,7 +439,7 @@ extension RunConfig {
     // MARK: privacy
 
     static func parsePrivacy(
-        _ root: MapReader, training: TrainingConfig, normalize: Normalization,
+        _ root: MapReader, training: TrainingConfig, countedPerStep: Int? = nil, normalize: Normalization,
         context: ParseContext
     ) throws -> PrivacyConfig {
         let p = try root.section("privacy")
@@ -457,7 +461,7 @@ extension RunConfig {
         guard
             let clipping = ClippingMode(
                 name: clippingPlugin.name, parameters: clippingOptions,
-                expectedBatchSize: training.expectedBatchSize),
+                expectedBatchSize: countedPerStep ?? training.expectedBatchSize),
             let sampling = SamplingScheme(rawValue: samplingPlugin.name),
             let accountants = AccountantKind.selection(named: accountantPlugin.name)
         else { preconditionFailure("a privacy schema of DPTraining names a value its type does not define") }

@@ -119,11 +119,27 @@ public struct SecureAggregationSettings: Hashable, Sendable {
     public var thresholdFraction: Double
     /// Each sampled client drops out before sending its masked input with this probability.
     public var dropoutProbability: Double
+    /// The fewest surviving inputs the server unmasks the sum of: the sum of one input is that
+    /// input, and of two it is the other's for either of them. With fewer survivors (possible
+    /// under Poisson sampling and dropouts) nothing is unmasked and the round releases noise
+    /// only; the round is still composed. Default 3.
+    ///
+    /// Privacy: the rule makes a round's output depend on the survivor count, so adding one user
+    /// can change it by more than `C` when exactly `k - 1` others survive. Conditioned on the
+    /// other users' sampling and dropouts, each round is otherwise the subsampled Gaussian (or
+    /// independent of the user), so the accounted epsilon holds at
+    /// `delta + T P[Binomial(N - 1, q (1 - dropout)) = k - 1]` (joint convexity of the hockey-stick
+    /// divergence over that randomness); ``FederatedConfiguration/warnings(clientCount:delta:)``
+    /// states the extra term when it matters.
+    public var minimumClients: Int
 
-    public init(scaleBits: Int = 16, thresholdFraction: Double = 0.6, dropoutProbability: Double = 0) {
+    public init(
+        scaleBits: Int = 16, thresholdFraction: Double = 0.6, dropoutProbability: Double = 0, minimumClients: Int = 3
+    ) {
         self.scaleBits = scaleBits
         self.thresholdFraction = thresholdFraction
         self.dropoutProbability = dropoutProbability
+        self.minimumClients = minimumClients
     }
 
     func threshold(clients n: Int) -> Int { max(n / 2 + 1, Int(Foundation.ceil(thresholdFraction * Double(n)))) }
@@ -255,7 +271,72 @@ public struct FederatedConfiguration: Hashable, Sendable {
                     "secure aggregation threshold fraction \(s.thresholdFraction) must be in (0, 1], dropout probability \(s.dropoutProbability) in [0, 1)"
                 )
             }
+            guard s.minimumClients >= 1, s.minimumClients <= clientsPerRound else {
+                throw FederatedError(
+                    "secure aggregation minimum clients \(s.minimumClients) must be in 1...\(clientsPerRound) (clients per round): with fewer survivors a round releases noise only, so a minimum above the clients per round never trains"
+                )
+            }
         }
+    }
+
+    /// Warnings about settings that are valid but weaken a guarantee (printed with the plan):
+    /// Krum's `f` exceeded in some rounds, trimmed mean trimming less than the malicious
+    /// fraction, and the extra delta of secure aggregation's minimum survivor count.
+    public func warnings(clientCount n: Int, delta: Double? = nil) -> [String] {
+        var out: [String] = []
+        if let attack, attack.maliciousFraction > 0 {
+            let malicious = Int((attack.maliciousFraction * Double(n)).rounded())
+            switch aggregator {
+            case .krum(let f, _):
+                // Fixed-size sampling (Krum refuses Poisson): m of N without replacement, so the
+                // malicious count is hypergeometric.
+                let p = Self.hypergeometricTail(population: n, successes: malicious, draws: clientsPerRound, above: f)
+                if p > 0.01 {
+                    out.append(
+                        "Krum assumes at most f = \(f) malicious updates per round, but with \(malicious) malicious of \(n) clients and \(clientsPerRound) per round, P[more than \(f) are sampled] = \(String(format: "%.3g", p)) per round (\(String(format: "%.3g", 1 - pow(1 - p, Double(rounds)))) over \(rounds) rounds): raise f"
+                    )
+                }
+            case .trimmedMean(let beta) where beta < attack.maliciousFraction:
+                out.append(
+                    "trimmed mean trims a fraction \(beta) from each end, below the malicious fraction \(attack.maliciousFraction): malicious values survive the trim in a typical round; raise trim_fraction above it"
+                )
+            default: break
+            }
+        }
+        if privacy != nil, let s = secureAggregation, sampling == .poisson, let delta {
+            let q = Double(clientsPerRound) / Double(n) * (1 - s.dropoutProbability)
+            let extra = Double(rounds) * Self.binomialProbability(n - 1, q, s.minimumClients - 1)
+            if extra > delta / 100 {
+                out.append(
+                    "secure aggregation's minimum of \(s.minimumClients) surviving clients adds up to \(String(format: "%.3g", extra)) to delta (T P[Binomial(N-1, q(1-dropout)) = \(s.minimumClients - 1)]): the epsilon holds at delta + \(String(format: "%.3g", extra)); sample more clients per round or lower min_clients"
+                )
+            }
+        }
+        return out
+    }
+
+    /// `P[X = k]` for `X ~ Binomial(n, p)`, in log space.
+    static func binomialProbability(_ n: Int, _ p: Double, _ k: Int) -> Double {
+        guard k >= 0, k <= n else { return 0 }
+        if p <= 0 { return k == 0 ? 1 : 0 }
+        if p >= 1 { return k == n ? 1 : 0 }
+        let logC = lgamma(Double(n + 1)) - lgamma(Double(k + 1)) - lgamma(Double(n - k + 1))
+        return exp(logC + Double(k) * log(p) + Double(n - k) * log1p(-p))
+    }
+
+    /// `P[X > f]` for `X` the number of successes in `draws` draws without replacement from a
+    /// population of `population` with `successes` successes.
+    static func hypergeometricTail(population n: Int, successes k: Int, draws m: Int, above f: Int) -> Double {
+        func logChoose(_ a: Int, _ b: Int) -> Double {
+            lgamma(Double(a + 1)) - lgamma(Double(b + 1)) - lgamma(Double(a - b + 1))
+        }
+        var p = 0.0
+        if f + 1 <= min(k, m) {
+            for x in (f + 1)...min(k, m) where m - x <= n - k {
+                p += exp(logChoose(k, x) + logChoose(n - k, m - x) - logChoose(n, m))
+            }
+        }
+        return min(1, p)
     }
 
     /// The privacy event of one round (nil without DP).

@@ -15,8 +15,18 @@ public struct RoundReport: Sendable {
     public var maliciousClients: [Int]
     /// Clients that dropped out of secure aggregation.
     public var droppedClients: [Int]
-    /// Mean local training loss over the sampled clients' last local epoch.
+    /// Mean local training loss over the sampled clients' last local epoch (over those whose
+    /// loss stayed finite). A non-private diagnostic: it is computed from the clients' data
+    /// without noise, like DP-SGD's training loss.
     public var meanLocalLoss: Double
+    /// Sampled clients whose local loss became non-finite. Under DP their update counts as zero
+    /// (and as clipped for adaptive clipping) instead of aborting the run, which would release
+    /// a data-dependent signal; without DP the round throws instead.
+    public var nonFiniteClients: Int = 0
+    /// Under secure aggregation, whether the round released noise only because fewer than
+    /// ``SecureAggregationSettings/minimumClients`` clients sent their input (so the sum was not
+    /// unmasked).
+    public var unmaskingSkipped: Bool = false
     /// The DP release of the round (nil without DP).
     public var privacy: PrivateRoundReport?
     /// Seconds in local training, aggregation (clipping, secure aggregation, noise) and the rest.
@@ -30,10 +40,12 @@ public struct FederatedEvaluation: Sendable, Equatable {
     /// The fraction of triggered test examples (of other classes) classified as the backdoor
     /// target; nil without a backdoor attack.
     public var backdoorSuccessRate: Double?
-    /// Percentiles 10, 50 and 90 of the honest clients' accuracies on their own data.
-    public var clientAccuracyP10: Double
-    public var clientAccuracyP50: Double
-    public var clientAccuracyP90: Double
+    /// Percentiles 10, 50 and 90 of the honest clients' accuracies on their own training data:
+    /// noiseless order statistics of private data, so nil in private runs (a non-private
+    /// diagnostic of fairness across clients, like DP-SGD's training accuracy).
+    public var clientAccuracyP10: Double?
+    public var clientAccuracyP50: Double?
+    public var clientAccuracyP90: Double?
 }
 
 /// Federated training simulated in one process: rounds of client sampling, local SGD on each
@@ -185,10 +197,17 @@ public final class FederatedTrainer {
         var updates: [[Float]] = []
         var sizes: [Double] = []
         var lossSum = 0.0
+        var nonFinite = 0
         let maliciousSet = Set(maliciousClients)
         for k in sampled {
             let (update, l) = try localUpdate(client: k, from: global)
-            var u = update
+            guard var u = update else {
+                // Only under DP (localUpdate throws otherwise): a zero update, counted as clipped.
+                nonFinite += 1
+                updates.append([Float](repeating: .nan, count: layout.count))
+                sizes.append(Double(clientData[k].count))
+                continue
+            }
             if maliciousSet.contains(k), let attack = configuration.attack {
                 var factor = attack.boost
                 if case .updateScaling(let f) = attack.kind { factor *= f }
@@ -198,17 +217,23 @@ public final class FederatedTrainer {
             sizes.append(Double(clientData[k].count))
             lossSum += l
         }
+        let finiteClients = sampled.count - nonFinite
         setParameters(global)
         let t1 = clock.now
         var dropped: [Int] = []
         var report: PrivateRoundReport? = nil
+        var skipped = false
         var aggregate: [Float]
         if var dp = dpAggregator {
             if let s = configuration.secureAggregation {
                 let (sum, unclipped, drops) = try secureSum(updates, settings: s, aggregator: dp)
                 dropped = drops.map { sampled[$0] }
+                // Too few survivors: nothing is unmasked and the round releases noise only
+                // (a zero sum over zero clients), still composed below.
+                skipped = sum == nil
                 (aggregate, report) = dp.release(
-                    clippedSum: sum, clients: updates.count - drops.count, unclippedCount: unclipped, noise: &noise)
+                    clippedSum: sum ?? [Double](repeating: 0, count: layout.count),
+                    clients: sum == nil ? 0 : updates.count - drops.count, unclippedCount: unclipped, noise: &noise)
             } else {
                 (aggregate, report) = dp.aggregate(updates, noise: &noise)
             }
@@ -233,13 +258,15 @@ public final class FederatedTrainer {
         round += 1
         return RoundReport(
             round: round, sampledClients: sampled, maliciousClients: sampled.filter { maliciousSet.contains($0) },
-            droppedClients: dropped, meanLocalLoss: sampled.isEmpty ? .nan : lossSum / Double(sampled.count),
-            privacy: report, localSeconds: (t1 - t0).seconds, aggregationSeconds: (t2 - t1).seconds)
+            droppedClients: dropped, meanLocalLoss: finiteClients == 0 ? .nan : lossSum / Double(finiteClients),
+            nonFiniteClients: nonFinite, unmaskingSkipped: skipped, privacy: report, localSeconds: (t1 - t0).seconds,
+            aggregationSeconds: (t2 - t1).seconds)
     }
 
     /// Client `k`'s update `w_local - w_global` after E local epochs of SGD from `global`, and its
-    /// mean loss in the last epoch.
-    func localUpdate(client k: Int, from global: [Float]) throws -> ([Float], Double) {
+    /// mean loss in the last epoch; under DP a nil update when the local loss became non-finite.
+    /// - Throws: ``TrainingError/nonFiniteLoss(step:loss:)`` for a non-finite loss without DP.
+    func localUpdate(client k: Int, from global: [Float]) throws -> ([Float]?, Double) {
         setParameters(global)
         let data = clientData[k]
         let local = configuration.local
@@ -263,7 +290,11 @@ public final class FederatedTrainer {
                 let logits = model.forward(batch, context: &context)
                 let (losses, dLogits) = loss(logits: logits, labels: labels)
                 let l = Double(losses.sum())
-                guard l.isFinite else { throw TrainingError.nonFiniteLoss(step: round, loss: l) }
+                guard l.isFinite else {
+                    // Under DP an abort would reveal that one user's data diverged: drop the update.
+                    if configuration.privacy != nil { return (nil, .nan) }
+                    throw TrainingError.nonFiniteLoss(step: round, loss: l)
+                }
                 epochLoss += l
                 _ = model.backward(dLogits)
                 model.zeroGradients()
@@ -282,10 +313,10 @@ public final class FederatedTrainer {
     /// more coordinate, and masks; the server unmasks the sum only.
     func secureSum(
         _ updates: [[Float]], settings s: SecureAggregationSettings, aggregator dp: DPFedAvgAggregator
-    ) throws -> (sum: [Double], unclipped: Int, dropped: [Int]) {
+    ) throws -> (sum: [Double]?, unclipped: Int, dropped: [Int]) {
         let n = updates.count
         let d = layout.count
-        guard n > 0 else { return ([Double](repeating: 0, count: d), 0, []) }
+        guard n >= s.minimumClients else { return (nil, 0, []) }
         let encoding = try FixedPointEncoding(scaleBits: s.scaleBits)
         let c = dp.clippingNorm
         let slack = encoding.roundingSlack(dimension: d)
@@ -302,6 +333,9 @@ public final class FederatedTrainer {
         for i in 0..<n where s.dropoutProbability > 0 && dropoutRandom.nextOpenUnitDouble() < s.dropoutProbability {
             drops.insert(i)
         }
+        // Unmasking the sum of one or two inputs would reveal them (to each other, or outright):
+        // below the minimum nothing is unmasked.
+        if n - drops.count < s.minimumClients { return (nil, 0, drops.sorted()) }
         let protocolRound = try SecureAggregation(threshold: s.threshold(clients: n), clients: n)
         let result = try protocolRound.run(inputs: inputs, droppedBeforeInput: drops, round: UInt64(round))
         let decoded = encoding.decode(result.sum)
@@ -326,14 +360,20 @@ public final class FederatedTrainer {
 
     // MARK: - Evaluation
 
-    /// Clean test accuracy, backdoor success (when a backdoor attack is configured) and the
-    /// honest clients' accuracy percentiles on their own data (one pass over it).
+    /// Clean test accuracy, backdoor success (when a backdoor attack is configured) and, in
+    /// non-private runs only, the honest clients' accuracy percentiles on their own data (one
+    /// pass over it).
     public func evaluate(test: Dataset) -> FederatedEvaluation {
         let clean = model.accuracy(test.features, labels: test.labels)
         var asr: Double? = nil
         if let attack = configuration.attack, case .backdoor(let trigger, let target, _) = attack.kind {
             let b = Backdoor(trigger: trigger, target: target, count: 0)
             asr = b.attackSuccessRate(model: model, triggered: b.triggered(test))
+        }
+        guard configuration.privacy == nil else {
+            return FederatedEvaluation(
+                cleanAccuracy: clean, backdoorSuccessRate: asr, clientAccuracyP10: nil, clientAccuracyP50: nil,
+                clientAccuracyP90: nil)
         }
         let malicious = Set(maliciousClients)
         var accuracies: [Double] = []

@@ -64,7 +64,14 @@ public struct FixedPointEncoding: Hashable, Sendable {
                 throw FederatedError(
                     "secure aggregation input \(v) is beyond the encoding bound \(bound): clip the update first")
             }
-            return UInt32(bitPattern: Int32((Double(v) * scale).rounded()))
+            // Int32(exactly:) instead of Int32(_:), which traps beyond 2^31 when the capacity
+            // was not checked (bound 2^31 / 2^s or more).
+            guard let w = Int32(exactly: (Double(v) * scale).rounded()) else {
+                throw FederatedError(
+                    "secure aggregation input \(v) x 2^\(scaleBits) does not fit in 32 bits: use fewer scale bits (checkCapacity names how many)"
+                )
+            }
+            return UInt32(bitPattern: w)
         }
     }
 
@@ -208,6 +215,9 @@ public struct SecureAggregation: Sendable {
         /// The sum of the survivors' inputs, mod 2^32.
         public var sum: [UInt32]
         public var survivors: [Int]
+        /// The self-mask seeds the server rebuilt for the survivors (what lets it strip `PRG(b_u)`
+        /// from `y_u`; what remains of `y_u` must still look uniform).
+        public var selfSeeds: [Int: [UInt8]]
     }
 
     /// Runs the protocol: every client takes part in key advertising and sharing; those in
@@ -244,10 +254,10 @@ public struct SecureAggregation: Sendable {
         for v in survivors {
             responses.append(try clients[v].unmaskingShares(survivors: Set(survivors), dropped: dropped))
         }
-        let sum = try Self.unmask(
+        let (sum, seeds) = try Self.unmask(
             masked: masked, dropped: dropped, publicKeys: publicKeys, responses: responses, threshold: threshold,
             dimension: d, round: round)
-        return Result(maskedInputs: masked, sum: sum, survivors: survivors)
+        return Result(maskedInputs: masked, sum: sum, survivors: survivors, selfSeeds: seeds)
     }
 
     /// The server's unmasking: sum the masked inputs, remove each survivor's self mask (its
@@ -257,7 +267,7 @@ public struct SecureAggregation: Sendable {
         masked: [Int: [UInt32]], dropped: Set<Int>, publicKeys: [Int: Curve25519.KeyAgreement.PublicKey],
         responses: [(seeds: [Int: Shamir.Share], keys: [Int: Shamir.Share])], threshold: Int, dimension d: Int,
         round: UInt64
-    ) throws -> [UInt32] {
+    ) throws -> (sum: [UInt32], selfSeeds: [Int: [UInt8]]) {
         guard responses.count >= threshold else {
             throw FederatedError(
                 "secure aggregation: \(responses.count) clients answered the unmasking request, below the threshold \(threshold); nothing is unmasked"
@@ -265,8 +275,10 @@ public struct SecureAggregation: Sendable {
         }
         var z = [UInt32](repeating: 0, count: d)
         for (_, y) in masked { MaskGenerator.add(&z, y) }
+        var seeds: [Int: [UInt8]] = [:]
         for u in masked.keys {
             let seed = try Shamir.reconstruct(responses.compactMap { $0.seeds[u] }, threshold: threshold)
+            seeds[u] = seed
             MaskGenerator.subtract(&z, MaskGenerator.expand(seed: SymmetricKey(data: seed), count: d))
         }
         for u in dropped {
@@ -279,6 +291,6 @@ public struct SecureAggregation: Sendable {
                 if u > v { MaskGenerator.subtract(&z, mask) } else { MaskGenerator.add(&z, mask) }
             }
         }
-        return z
+        return (z, seeds)
     }
 }

@@ -151,14 +151,31 @@ public enum UpdateClipping {
                 thresholds.count == layout.layerRanges.count,
                 "UpdateClipping: \(thresholds.count) thresholds for \(layout.layerRanges.count) layers")
             for (l, r) in layout.layerRanges.enumerated() where layerNorms[l] > thresholds[l] {
-                let f = Float(thresholds[l] / layerNorms[l])
-                for j in r { update[j] *= f }
+                scale(&update, r, to: thresholds[l], from: layerNorms[l])
             }
         } else if norm > c {
-            let f = Float(c / norm)
-            for j in update.indices { update[j] *= f }
+            scale(&update, update.indices, to: c, from: norm)
         }
         return ClipResult(norm: norm, unclipped: norm <= c)
+    }
+
+    /// Scales `update[range]` (of norm `norm > c`) so that its norm, computed in `Double` from
+    /// the rounded `Float` values, is at most `c`: `Float(c / norm)` can round up and each
+    /// product rounds, leaving the norm at `c (1 + 1e-7)`; the factor is stepped down until the
+    /// bound holds (once or twice at most).
+    static func scale(_ update: inout [Float], _ range: Range<Int>, to c: Double, from norm: Double) {
+        let original = Array(update[range])
+        var f = Float(c / norm)
+        if Double(f) > c / norm { f = f.nextDown }
+        while true {
+            var s = 0.0
+            for (j, v) in zip(range, original) {
+                update[j] = v * f
+                s += Double(update[j]) * Double(update[j])
+            }
+            if s.squareRoot() <= c || f == 0 { return }
+            f = f.nextDown
+        }
     }
 }
 

@@ -44,12 +44,38 @@ private let tinyFederated = """
         contentsOf: folder.appendingPathComponent("metrics/\(report.finished[0]).jsonl"), encoding: .utf8
     ).split(separator: "\n")
     #expect(lines.count == 3)
-    #expect(lines.last?.contains("\"client_accuracy_p50\":") == true && lines.last?.hasSuffix("\"round\":3}") == true)
+    #expect(lines.last?.hasSuffix("\"round\":3}") == true)
+    // A private run releases nothing per user beside the user-level epsilon: no label
+    // histograms, no statistics of them, no accuracy percentiles over the clients' own data.
+    #expect(lines.allSatisfy { $0.contains("\"client_accuracy_p50\":null") })
+    for column in ["client_classes_mean", "client_accuracy_p10", "client_accuracy_p50", "client_accuracy_p90"] {
+        #expect(r[column] == "", "\(column) = \(r[column] ?? "nil") in a private run")
+    }
+    let manifest = try readManifest(folder)
+    guard case .list(let entries)? = manifest["runs"], let partition = entries.first?["partition"] else {
+        Issue.record("no partition in the manifest")
+        return
+    }
+    #expect(partition["label_histograms"] == nil)
+    #expect(partition["scheme"] != nil && partition["malicious_clients"] != nil)
+    #expect(partition["size_min"]?.intValue == 10 && partition["size_max"]?.intValue == 10)
+}
+
+@Test func nonPrivateFederatedRunRecordsThePartitionsHistograms() throws {
+    let yaml = tinyFederated.replacingOccurrences(
+        of: "privacy: {noise_multiplier: 1.0, delta: 1e-3, clipping_norm: 1, sampling: poisson}",
+        with: "privacy: {enabled: false}")
+    let (report, _, folder) = try trainInTemporaryFolder(parse(yaml))
+    defer { try? FileManager.default.removeItem(at: folder) }
+    #expect(report.finished.count == 1)
+    let runs = CSV.parse(try String(contentsOf: folder.appendingPathComponent("runs.csv"), encoding: .utf8))
+    let r = Dictionary(uniqueKeysWithValues: zip(runs[0], runs[1]))
+    #expect(Double(r["client_classes_mean"] ?? "") != nil && Double(r["client_accuracy_p50"] ?? "") != nil)
     let manifest = try readManifest(folder)
     guard case .list(let entries)? = manifest["runs"], let partition = entries.first?["partition"],
         case .list(let histograms)? = partition["label_histograms"]
     else {
-        Issue.record("no partition in the manifest")
+        Issue.record("no label histograms in the non-private run's manifest")
         return
     }
     // 30 clients x 2 label shards of 5 examples: 10 examples each, at most 2 classes.
@@ -58,6 +84,47 @@ private let tinyFederated = """
     #expect(counts.map { $0.reduce(0, +) } == Array(repeating: 10, count: 30))
     #expect(counts.allSatisfy { $0.count == 3 && $0.filter { $0 > 0 }.count <= 2 })
     #expect(partition["size_min"]?.intValue == 10 && partition["size_max"]?.intValue == 10)
+}
+
+@Test func adaptiveClippingCountNoiseDefaultsToClientsPerRoundOver20() throws {
+    // Andrew et al.: sigma_b = (expected count) / 20, the count being of clients per round in a
+    // federated run (20 here), not the local batch B (10).
+    let yaml = tinyFederated.replacingOccurrences(
+        of: "clipping_norm: 1, sampling: poisson}", with: "clipping_norm: 1, sampling: poisson, clipping: adaptive}"
+    ).replacingOccurrences(of: "clients_per_round: 6", with: "clients_per_round: 20")
+    let c = try parse(yaml).runs[0].config
+    #expect(c.privacy.clipping == .adaptive(targetQuantile: 0.5, learningRate: 0.2, countNoiseMultiplier: 1))
+    // An explicit value wins.
+    let explicit = yaml.replacingOccurrences(
+        of: "clipping: adaptive}", with: "clipping: adaptive, clipping_options: {count_noise_multiplier: 3}}")
+    #expect(
+        try parse(explicit).runs[0].config.privacy.clipping
+            == .adaptive(targetQuantile: 0.5, learningRate: 0.2, countNoiseMultiplier: 3))
+}
+
+@Test func secureModeFederatedRunIsNotRestartedAfterWritingRows() throws {
+    // An interrupted secure-mode private federated run (rows in epochs.csv, no finished row in
+    // runs.csv) would restart from round 1 with fresh noise: --resume refuses it.
+    let yaml = tinyFederated.replacingOccurrences(
+        of: "sampling: poisson}", with: "sampling: poisson, secure_rng: true}")
+    let config = try parse(yaml)
+    let (_, _, folder) = try trainInTemporaryFolder(config)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    // Simulate the interruption: drop the finished row, keep the epochs rows.
+    let runsURL = folder.appendingPathComponent("runs.csv")
+    let header = try String(contentsOf: runsURL, encoding: .utf8).split(separator: "\n")[0]
+    try (header + "\n").write(to: runsURL, atomically: true, encoding: .utf8)
+    do {
+        _ = try ExperimentRunner(
+            config: config, outputDirectory: folder, executor: TrainingExecutor(), resume: true, log: { _ in }
+        ).run()
+        Issue.record("resume restarted a secure-mode federated run")
+    } catch let e as OutputError {
+        #expect(e.description.contains("secure_rng") && e.description.contains("new output folder"))
+    }
+    // The earlier rows are kept.
+    let epochs = CSV.parse(try String(contentsOf: folder.appendingPathComponent("epochs.csv"), encoding: .utf8))
+    #expect(epochs.count == 1 + 3)
 }
 
 @Test func federatedConfigRefusals() throws {

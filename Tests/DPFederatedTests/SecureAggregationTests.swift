@@ -87,13 +87,21 @@ private func chiSquare(_ values: [UInt32], shift: UInt32) -> Double {
     // with lambda = 65536 D; the test rejects with probability 0.988 at D = 0.003 and
     // 0.999999 at D = 0.0046 (scipy.stats.ncx2). The unmasked input itself (D = 255) and
     // a mask with its top bit cleared (D = 1) are rejected with certainty, checked below.
+    //
+    // The server rebuilds a survivor's self-mask seed b_u in the unmasking step, so what it holds
+    // of u is y_u - PRG(b_u) = x_u + pairwise masks: that is what must look uniform (the masked
+    // input y_u itself is uniform from the self mask alone, even with the pairwise masks broken).
     let n = 3, d = 65_536
     let zeros = [[UInt32]](repeating: [UInt32](repeating: 0, count: d), count: n)
     let result = try SecureAggregation(threshold: 2, clients: n).run(inputs: zeros)
     let masked = result.maskedInputs[1]!
+    var pairwise = masked
+    MaskGenerator.subtract(&pairwise, MaskGenerator.expand(seed: SymmetricKey(data: result.selfSeeds[1]!), count: d))
     let critical = 377.0781154988172
-    #expect(chiSquare(masked, shift: 24) < critical)
-    #expect(chiSquare(masked, shift: 0) < critical)
+    for y in [masked, pairwise] {
+        #expect(chiSquare(y, shift: 24) < critical)
+        #expect(chiSquare(y, shift: 0) < critical)
+    }
     #expect(chiSquare(zeros[1], shift: 24) > critical)
     #expect(chiSquare(masked.map { $0 & 0x7fff_ffff }, shift: 24) > critical)
 }
@@ -107,6 +115,22 @@ private func chiSquare(_ values: [UInt32], shift: UInt32) -> Double {
     #expect(throws: FederatedError.self) { try e.encode([.nan], bound: 4) }
     #expect(throws: FederatedError.self) { try FixedPointEncoding(scaleBits: 31) }
     #expect(e.decode(try e.encode([-1.5, 0.25], bound: 4)) == [-1.5, 0.25])
+    // Without the capacity check a value of 2^31 / 2^s or more does not fit in 32 bits: an
+    // error, not a trap.
+    let wide = try FixedPointEncoding(scaleBits: 30)
+    #expect(throws: FederatedError.self) { try wide.encode([2], bound: 8) }
+    #expect(throws: FederatedError.self) { try wide.encode([-2.5], bound: 8) }
+    #expect(wide.decode(try wide.encode([-2], bound: 8)) == [-2]) // -2^31 fits
+}
+
+@Test func maskGeneratorMatchesTheAESKnownAnswer() throws {
+    // AES-256 of the zero block under the all-zero key is dc95c078a2408989ad48a21492842087
+    // (the FIPS-197 / NIST AESAVS zero-key value). MaskGenerator runs CTR mode from the all-zero
+    // 16-byte counter block, so the keystream's first block is exactly that value (and the
+    // next is AES_0(0...01), the counter incremented as a 128-bit big-endian integer).
+    let words = MaskGenerator.expand(seed: SymmetricKey(data: [UInt8](repeating: 0, count: 32)), count: 4)
+    let bytes = words.flatMap { w in (0..<4).map { UInt8(truncatingIfNeeded: w >> (8 * $0)) } }
+    #expect(bytes.map { String(format: "%02x", $0) }.joined() == "dc95c078a2408989ad48a21492842087")
 }
 
 @Test func maskGeneratorIsAESCTRKeystream() throws {
