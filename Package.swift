@@ -3,7 +3,7 @@
 //
 // Modules follow the direction of dependency:
 //   CBLAS, CLAPACKE  (system libraries, imported by DPTensor only)
-//   CFFTW            (system library, imported by DPAccounting only)
+//   CFFTW            (system library, double and single precision; imported by DPAccounting and DPFeatures)
 //   CZlib            (system library, imported by DPData only)
 //   CDPKernels       C kernels (normal sampling), imported by DPTensor only
 //   DPSchema         config values and plugin parameter schemas (depends on nothing)
@@ -13,6 +13,7 @@
 //   DPCrypto         envelope encryption (AES-256-GCM, RSA-OAEP, scrypt) and Ed25519 signatures
 //                    of result folders, all from swift-crypto (depends on nothing else in DPKit)
 //   DPData           datasets: IDX (Fashion-MNIST), CSV, synthetic
+//   DPFeatures       fixed feature extractors: the 2-D scattering transform (ScatterNet, on FFTW)
 //   DPTraining       DP-SGD: sampling, clipping, noise, optimizers, privacy engine
 //   DPAuditing       attacks on privacy and empirical epsilon lower bounds: membership inference,
 //                    canaries, gradient inversion (tests what DPAccounting claims)
@@ -31,6 +32,7 @@ let package = Package(
         .library(name: "DPLayers", targets: ["DPLayers"]),
         .library(name: "DPCrypto", targets: ["DPCrypto"]),
         .library(name: "DPData", targets: ["DPData"]),
+        .library(name: "DPFeatures", targets: ["DPFeatures"]),
         .library(name: "DPTraining", targets: ["DPTraining"]),
         .library(name: "DPAuditing", targets: ["DPAuditing"]),
         .library(name: "DPExperiments", targets: ["DPExperiments"]),
@@ -72,6 +74,7 @@ let package = Package(
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]),
         .target(name: "DPData", dependencies: ["DPSchema", "DPTensor", "DPCrypto", "CZlib"]),
+        .target(name: "DPFeatures", dependencies: ["DPData", "DPTensor", "CFFTW"]),
         .target(name: "DPTraining", dependencies: ["DPSchema", "DPTensor", "DPLayers", "DPData", "DPAccounting"]),
         .target(
             name: "DPAuditing",
@@ -79,8 +82,8 @@ let package = Package(
         .target(
             name: "DPExperiments",
             dependencies: [
-                "DPSchema", "DPTraining", "DPAuditing", "DPAccounting", "DPData", "DPLayers", "DPTensor", "DPCrypto",
-                .product(name: "Yams", package: "Yams"),
+                "DPSchema", "DPTraining", "DPAuditing", "DPAccounting", "DPData", "DPFeatures", "DPLayers", "DPTensor",
+                "DPCrypto", .product(name: "Yams", package: "Yams"),
             ]),
         .target(
             name: "DPBenchmarking",
@@ -88,8 +91,8 @@ let package = Package(
         .executableTarget(
             name: "dpkit",
             dependencies: [
-                "DPExperiments", "DPTraining", "DPBenchmarking", "DPAuditing", "DPAccounting", "DPData", "DPLayers",
-                "DPTensor", "DPCrypto",
+                "DPExperiments", "DPTraining", "DPBenchmarking", "DPAuditing", "DPAccounting", "DPData", "DPFeatures",
+                "DPLayers", "DPTensor", "DPCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -99,6 +102,7 @@ let package = Package(
         .testTarget(name: "DPLayersTests", dependencies: ["DPLayers", "DPSchema", "DPTensor"]),
         .testTarget(name: "DPCryptoTests", dependencies: ["DPCrypto"]),
         .testTarget(name: "DPDataTests", dependencies: ["DPData", "DPSchema", "DPTensor"]),
+        .testTarget(name: "DPFeaturesTests", dependencies: ["DPFeatures", "DPData", "DPTensor"]),
         .testTarget(
             name: "DPTrainingTests", dependencies: ["DPTraining", "DPLayers", "DPData", "DPAccounting", "DPTensor"]),
         .testTarget(

@@ -1,7 +1,9 @@
 import DPAuditing
 import DPCrypto
 import DPData
+import DPFeatures
 import DPLayers
+import DPTensor
 import DPTraining
 
 // MARK: - Sections
@@ -43,6 +45,19 @@ public enum Normalization: Hashable, Sendable {
     }
 }
 
+/// A fixed feature extractor applied to every example before training (`dataset.features`,
+/// options in `dataset.features_options`). It reads no other example and nothing is fitted, so
+/// it costs no privacy; the features of a dataset are computed once per process
+/// (``DPFeatures/FeatureCache``).
+public enum DatasetFeatures: Hashable, Sendable {
+    /// The 2-D scattering transform with Morlet wavelets (``DPFeatures/Scattering2D``, as
+    /// Kymatio's `Scattering2D(J, L)`): `[C, H, W]` images become `[C * (1 + J L + L^2 J (J - 1) / 2), h, w]`.
+    case scattering(scales: Int, angles: Int)
+
+    /// The names `dataset.features` accepts.
+    public static let names = ["none", "scattering"]
+}
+
 /// `dataset:` section.
 public struct DatasetConfig: Hashable, Sendable {
     /// A name of ``DatasetRegistry`` (DPData): `fashion-mnist`, `synthetic-shapes`, `gaussian-mixture`, `csv`.
@@ -59,11 +74,14 @@ public struct DatasetConfig: Hashable, Sendable {
     /// encrypted files in memory. Not part of the config hash: a run on encrypted files is the
     /// same run as on the plain ones.
     public var decryptionKey: String?
+    /// `dataset.features`: nil for the raw examples.
+    public var features: DatasetFeatures?
 
     public init(
         name: String, path: String?, normalize: Normalization, trainSize: Int?, testSize: Int?,
-        options: [String: ConfigValue], decryptionKey: String? = nil
+        options: [String: ConfigValue], decryptionKey: String? = nil, features: DatasetFeatures? = nil
     ) {
+        self.features = features
         self.name = name
         self.path = path
         self.normalize = normalize
@@ -88,9 +106,18 @@ public struct DatasetConfig: Hashable, Sendable {
             name, parameters: options, path: path, trainSize: trainSize, testSize: testSize, seed: UInt64(seed))
     }
 
-    /// The examples this section describes, without reading data; nil when only the file knows (csv).
+    /// The examples this section describes (after `features`), without reading data; nil when
+    /// only the file knows (csv).
     public func declaredExamples(registry: DatasetRegistry = .standard) throws -> DeclaredExamples? {
-        try registry.declaredExamples(requestWithoutKey(seed: 0, registry: registry))
+        guard var declared = try registry.declaredExamples(requestWithoutKey(seed: 0, registry: registry)) else {
+            return nil
+        }
+        if case .scattering(let J, let L) = features {
+            let shape = try Scattering2D.featureShape(forExampleShape: declared.shape.array, scales: J, angles: L)
+            declared.summary += ", scattering features (J \(J), L \(L)) \(shape)"
+            declared.shape = Shape(shape)
+        }
+        return declared
     }
 }
 
@@ -275,6 +302,7 @@ extension RunConfig {
         d.close(optionsReader, as: "options")
         // Where the key is does not change what is trained: left out of the resolved config.
         let decryptionKey = try d.read(ParameterSpec("decryption_key", .string), record: false)?.stringValue
+        let features = try parseFeatures(d)
         if decryptionKey != nil, context.registries.datasets.plugin(named: plugin.name)?.readsFiles != true {
             throw d.error(
                 "decryption_key",
@@ -283,9 +311,34 @@ extension RunConfig {
         }
         try d.finish()
         root.close(d, as: "dataset")
-        return DatasetConfig(
+        let config = DatasetConfig(
             name: plugin.name, path: path, normalize: normalize, trainSize: trainSize, testSize: testSize,
-            options: options, decryptionKey: decryptionKey)
+            options: options, decryptionKey: decryptionKey, features: features)
+        // Features the examples cannot take (images smaller than 2^J, tabular data) are refused here.
+        if features != nil {
+            do {
+                _ = try config.declaredExamples(registry: context.registries.datasets)
+            } catch let error as FeatureError {
+                throw d.error("features", error.description)
+            }
+        }
+        return config
+    }
+
+    /// `dataset.features` and `dataset.features_options` (written to the resolved config only
+    /// when given, so configs without features keep their hashes).
+    static func parseFeatures(_ d: MapReader) throws -> DatasetFeatures? {
+        let name = try d.read(ParameterSpec("features", .choice(DatasetFeatures.names)))?.stringValue ?? "none"
+        let fo = try d.section("features_options")
+        var features: DatasetFeatures?
+        if name == "scattering" {
+            let J = try fo.requiredInt("J", range: .closed(1, 12), default: 2)
+            let L = try fo.requiredInt("L", range: .closed(1, 64), default: 8)
+            features = .scattering(scales: J, angles: L)
+        }
+        try fo.finish(what: name == "none" ? "key (set `features: scattering` first)" : "key")
+        if !fo.resolved.isEmpty { d.close(fo, as: "features_options") }
+        return features
     }
 
     /// `dataset.normalize` and `dataset.normalize_options`.

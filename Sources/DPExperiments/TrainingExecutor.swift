@@ -2,6 +2,7 @@ import DPAccounting
 import DPAuditing
 import DPCrypto
 import DPData
+import DPFeatures
 import DPLayers
 import DPTensor
 import DPTraining
@@ -352,7 +353,27 @@ public struct TrainingExecutor: RunExecutor {
 
     /// The dataset `d` names, generated from `seed` where it is synthetic.
     public func loadData(_ d: DatasetConfig, seed: Int) throws -> TrainTestSplit {
-        try registries.datasets.load(d.request(seed: seed, registry: registries.datasets))
+        let request = try d.request(seed: seed, registry: registries.datasets)
+        guard case .scattering(let J, let L) = d.features else { return try registries.datasets.load(request) }
+        // Fixed per-example features, computed once per process for each dataset.
+        var key = "\(d.name) \(d.path ?? "-") \(d.trainSize ?? -1) \(d.testSize ?? -1) \(d.decryptionKey ?? "-")"
+        key += " \(ConfigValue.map(d.options.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }).jsonText(sortKeys: true, pretty: false))"
+        key += registries.datasets.plugin(named: d.name)?.readsFiles == true ? "" : " seed \(seed)"
+        key += " scattering J \(J) L \(L)"
+        return try FeatureCache.shared.value(for: key) {
+            let raw = try registries.datasets.load(request)
+            let shape = raw.train.exampleShape.array
+            guard shape.count == 3 else {
+                throw TrainingError.invalidSetting(
+                    "dataset.features: scattering needs images [channels, height, width]; \(d.name) has examples \(shape)")
+            }
+            do {
+                let scattering = try Scattering2D(height: shape[1], width: shape[2], scales: J, angles: L)
+                return TrainTestSplit(train: try scattering.transform(raw.train), test: try scattering.transform(raw.test))
+            } catch let error as FeatureError {
+                throw TrainingError.invalidSetting("dataset.features_options: \(error.description)")
+            }
+        }
     }
 
     // MARK: - Model and optimizer
