@@ -56,6 +56,32 @@ public enum DatasetFeatures: Hashable, Sendable {
 
     /// The names `dataset.features` accepts.
     public static let names = ["none", "scattering"]
+
+    /// As exported models record it (`dpkit.dataset` metadata): `{"type": "scattering", "J": 2, "L": 8}`.
+    public var metadata: ConfigValue {
+        switch self {
+        case .scattering(let J, let L): return .map([("type", .string("scattering")), ("J", .int(J)), ("L", .int(L))])
+        }
+    }
+
+    /// The features a model file's metadata records; nil for none or an unknown kind.
+    public init?(metadata: ConfigValue?) {
+        guard let m = metadata, m["type"]?.stringValue == "scattering", let J = m["J"]?.intValue,
+            let L = m["L"]?.intValue
+        else { return nil }
+        self = .scattering(scales: J, angles: L)
+    }
+}
+
+/// A projection fitted on the private training set before training (`dataset.projection`,
+/// options in `dataset.projection_options`), paid for in the run's ledger.
+public enum DatasetProjection: Hashable, Sendable {
+    /// ``DPTraining/PrivatePCA``: the top `components` directions of the noisy second-moment
+    /// matrix of the unit-normalised examples (Abadi et al. 2016); costs `gaussian(noiseMultiplier)`.
+    case privatePCA(components: Int, noiseMultiplier: Double)
+
+    /// The names `dataset.projection` accepts.
+    public static let names = ["none", "dp-pca"]
 }
 
 /// `dataset:` section.
@@ -76,6 +102,8 @@ public struct DatasetConfig: Hashable, Sendable {
     public var decryptionKey: String?
     /// `dataset.features`: nil for the raw examples.
     public var features: DatasetFeatures?
+    /// `dataset.projection`: nil for none. Applied after `features`, before `normalize`.
+    public var projection: DatasetProjection?
 
     public init(
         name: String, path: String?, normalize: Normalization, trainSize: Int?, testSize: Int?,
@@ -116,6 +144,10 @@ public struct DatasetConfig: Hashable, Sendable {
             let shape = try Scattering2D.featureShape(forExampleShape: declared.shape.array, scales: J, angles: L)
             declared.summary += ", scattering features (J \(J), L \(L)) \(shape)"
             declared.shape = Shape(shape)
+        }
+        if case .privatePCA(let k, _) = projection {
+            declared.summary += ", DP-PCA to [\(k)]"
+            declared.shape = [k]
         }
         return declared
     }
@@ -303,6 +335,7 @@ extension RunConfig {
         // Where the key is does not change what is trained: left out of the resolved config.
         let decryptionKey = try d.read(ParameterSpec("decryption_key", .string), record: false)?.stringValue
         let features = try parseFeatures(d)
+        let projection = try parseProjection(d)
         if decryptionKey != nil, context.registries.datasets.plugin(named: plugin.name)?.readsFiles != true {
             throw d.error(
                 "decryption_key",
@@ -311,9 +344,22 @@ extension RunConfig {
         }
         try d.finish()
         root.close(d, as: "dataset")
-        let config = DatasetConfig(
+        var config = DatasetConfig(
             name: plugin.name, path: path, normalize: normalize, trainSize: trainSize, testSize: testSize,
             options: options, decryptionKey: decryptionKey, features: features)
+        config.projection = projection
+        if case .privatePCA(let k, _) = projection {
+            var unprojected = config
+            unprojected.projection = nil
+            if let declared = try? unprojected.declaredExamples(registry: context.registries.datasets),
+                k > declared.shape.scalarCount
+            {
+                let size = declared.shape.scalarCount
+                throw d.error(
+                    "projection_options.components",
+                    "\(k) exceeds the \(size) values of each example (\(declared.shape.array)); use 1...\(size)")
+            }
+        }
         // Features the examples cannot take (images smaller than 2^J, tabular data) are refused here.
         if features != nil {
             do {
@@ -323,6 +369,23 @@ extension RunConfig {
             }
         }
         return config
+    }
+
+    /// `dataset.projection` and `dataset.projection_options` (written to the resolved config
+    /// only when given).
+    static func parseProjection(_ d: MapReader) throws -> DatasetProjection? {
+        let name = try d.read(ParameterSpec("projection", .choice(DatasetProjection.names)))?.stringValue ?? "none"
+        let po = try d.section("projection_options")
+        var projection: DatasetProjection?
+        if name == "dp-pca" {
+            let k = try po.requiredInt("components", range: .closed(1, 100_000))
+            let sigma = try po.requiredDouble(
+                "noise_multiplier", range: ValueRange(lower: 0, lowerInclusive: false, upper: 1e9))
+            projection = .privatePCA(components: k, noiseMultiplier: sigma)
+        }
+        try po.finish(what: name == "none" ? "key (set `projection: dp-pca` first)" : "key")
+        if !po.resolved.isEmpty { d.close(po, as: "projection_options") }
+        return projection
     }
 
     /// `dataset.features` and `dataset.features_options` (written to the resolved config only

@@ -76,11 +76,28 @@ public struct TrainingExecutor: RunExecutor {
             try plans.take(run.runID, trainingSetSize: split.train.count)
             ?? PrivacyPlan(config: c, trainingSetSize: split.train.count)
         let seed = UInt64(c.seed)
+        // DP-PCA: fitted on the private training set once; its event goes into the ledger below.
+        // A resumed run would draw the projection again (a second release), so such a run does
+        // not checkpoint: it starts again.
+        var projectionEvent: DpEvent?
+        if case .privatePCA(let k, let sigma) = c.dataset.projection {
+            context.checkpoint = nil
+            var seeded = PhiloxRandom(seed: seed).split(stream: RandomStream.projection.rawValue)
+            var system = SystemRandom()
+            let secure = setup.privacySettings?.randomness == .secure
+            let (projection, event) = try PrivatePCA(components: k, noiseMultiplier: sigma).fit(
+                to: split.train, relation: setup.relation
+            ) { secure ? system.nextNormal() : seeded.nextNormalDouble() }
+            split.train = projection.apply(to: split.train)
+            split.test = projection.apply(to: split.test)
+            projectionEvent = event
+        }
         let resumed = try context.checkpoint.flatMap { url in
             FileManager.default.fileExists(atPath: url.path)
                 ? try RunCheckpoint.read(from: url, runID: run.runID, key: context.checkpointKey) : nil
         }
         var ledger = PrivacyLedger()
+        if let event = projectionEvent, setup.stepEvent != nil { try ledger.record(event) }
         let transform: InputTransform
         if let resumed {
             // The scaling the interrupted run used (secure-mode statistics are not drawn again).
@@ -290,6 +307,7 @@ public struct TrainingExecutor: RunExecutor {
         if let p = d.path { dataset.append(("path", .string(p))) }
         if let n = d.trainSize { dataset.append(("train_size", .int(n))) }
         if let n = d.testSize { dataset.append(("test_size", .int(n))) }
+        if let f = d.features { dataset.append(("features", f.metadata)) }
         var metadata: [String: String] = [
             "format": "dpkit-model-1", "run_id": run.runID, "config_hash": run.configHash, "seed": String(run.seed),
             "dataset": d.name,
@@ -442,6 +460,18 @@ struct PrivacyPlan {
     init(config c: RunConfig, trainingSetSize n: Int) throws {
         let p = c.privacy
         trainingSetSize = n
+        if c.dataset.projection != nil {
+            // The projection changes the examples' shape and is drawn once per run.
+            let refused = [
+                c.audit != nil ? "audit" : nil, c.poisoning != nil ? "poisoning" : nil,
+                c.training.adversarial != nil ? "training.adversarial" : nil,
+            ].compactMap { $0 }
+            if !refused.isEmpty {
+                throw TrainingError.invalidSetting(
+                    "dataset.projection: dp-pca cannot be combined with \(refused.joined(separator: ", ")) (they plant or perturb examples of the unprojected shape); remove one of them"
+                )
+            }
+        }
         sampling = p.sampling
         let b = c.training.expectedBatchSize
         guard b <= n else {
@@ -464,12 +494,16 @@ struct PrivacyPlan {
         let eventOf = { (s: Double) in
             scheme.stepEvent(samplingProbability: q, batchSize: b, datasetSize: n, noiseMultiplier: s)
         }
-        if case .privateStandardize(let s, let lower, let upper) = c.dataset.normalize {
-            preprocessingEvent = PrivateStandardization(
-                noiseMultiplier: s, lower: lower, upper: upper, perChannel: false
-            )
-            .event(relation: relation)
+        var preprocessing: [DpEvent] = []
+        if case .privatePCA(let k, let s) = c.dataset.projection {
+            preprocessing.append(PrivatePCA(components: k, noiseMultiplier: s).event(relation: relation))
         }
+        if case .privateStandardize(let s, let lower, let upper) = c.dataset.normalize {
+            preprocessing.append(
+                PrivateStandardization(noiseMultiplier: s, lower: lower, upper: upper, perChannel: false)
+                    .event(relation: relation))
+        }
+        preprocessingEvent = preprocessing.count > 1 ? .composed(preprocessing) : preprocessing.first
         let pre = preprocessingEvent
         let sigma: Double
         if let s = p.noiseMultiplier {
@@ -505,8 +539,11 @@ struct PrivacyPlan {
                 "epsilon is for \(relation.name) neighbouring datasets; privacy unit: one training \(privacyUnit)")
             notes.append("randomness \((p.secureRNG ? RandomnessSource.secure : .seeded).statement)")
             if let pre = preprocessingEvent {
-                notes.append(
-                    "input statistics (private-standardize) cost \(pre.summary), composed before the first step")
+                let what = [
+                    c.dataset.projection != nil ? "the DP-PCA projection" : nil,
+                    c.dataset.normalize.name == "private-standardize" ? "input statistics (private-standardize)" : nil,
+                ].compactMap { $0 }.joined(separator: " and ")
+                notes.append("\(what) cost \(pre.summary), composed before the first step")
             }
         } else {
             notes.append("noise multiplier 0: a clip-only control with no privacy guarantee; no epsilon is reported")
