@@ -223,6 +223,10 @@ public struct TrainingConfig: Hashable, Sendable {
     public var evalEvery: Int
     /// `training.adversarial`: PGD adversarial training (nil: ordinary training).
     public var adversarial: AdversarialAttack? = nil
+    /// `training.initial_model`: a model file of an earlier run (`models/<run_id>.safetensors`)
+    /// whose parameters replace the seeded initialisation, then every layer is trained. The
+    /// file must not have been trained on this run's training set (checked from its metadata).
+    public var initialModel: String? = nil
 }
 
 /// What a run is, for tables and plots.
@@ -536,10 +540,11 @@ extension RunConfig {
         }
         let evalEvery = try t.requiredInt("eval_every", range: .atLeast(1), default: 1)
         let adversarial = try parseAdversarialTraining(t)
+        let initialModel = try t.string("initial_model")
         try t.finish()
         return TrainingConfig(
             expectedBatchSize: expectedBatchSize, maxPhysicalBatchSize: maxPhysical,
-            epochs: epochs, steps: steps, evalEvery: evalEvery, adversarial: adversarial)
+            epochs: epochs, steps: steps, evalEvery: evalEvery, adversarial: adversarial, initialModel: initialModel)
     }
 
     // MARK: privacy

@@ -114,6 +114,7 @@ public struct TrainingExecutor: RunExecutor {
         audit?.apply(transform)
         let model = try buildModel(
             c.model, inputShape: split.train.exampleShape, classes: split.train.classCount, seed: seed)
+        if let path = c.training.initialModel, resumed == nil { try loadInitialModel(path, into: model, config: c) }
         let optimizer = try makeOptimizer(c.optimizer)
         let schedule = try makeSchedule(
             c.optimizer.schedule, learningRate: c.optimizer.learningRate,
@@ -412,6 +413,43 @@ public struct TrainingExecutor: RunExecutor {
             throw TrainingError.invalidSetting(error.description)
         }
         return try ModelBuilder.build(specs: specs, inputShape: inputShape, seed: seed)
+    }
+
+    /// Copies the parameters of the model file at `path` (a `models/<run_id>.safetensors` of an
+    /// earlier run, possibly non-private on public data) into `model`.
+    ///
+    /// Privacy: the file is a release computed from its own training data. If that was this
+    /// run's training set (same dataset, its training split), its cost is not in this run's
+    /// ledger, so it is refused; a model trained on other (public) data costs this run nothing.
+    /// - Throws: `TrainingError.invalidSetting` naming `training.initial_model` when the file is
+    ///   missing or unreadable, was trained on this run's training set, or its tensors do not
+    ///   fit the model (names or shapes).
+    func loadInitialModel(_ path: String, into model: Sequential, config c: RunConfig) throws {
+        let key = "training.initial_model"
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw TrainingError.invalidSetting(
+                "\(key): \(path) not found or unreadable. Fix: give the models/<run_id>.safetensors of an earlier run")
+        }
+        let tensors: [String: Tensor<Float>], metadata: [String: String]
+        do {
+            (tensors, metadata) = try Safetensors.decode(data)
+        } catch {
+            throw TrainingError.invalidSetting("\(key): \(path) is not a safetensors model file (\(error))")
+        }
+        if let text = metadata[ModelEvaluation.datasetKey], let tree = try? ConfigValue(jsonData: Data(text.utf8)),
+            tree["name"]?.stringValue == c.dataset.name
+        {
+            throw TrainingError.invalidSetting(
+                "\(key): \(path) was trained on the training set of `\(c.dataset.name)`, this run's private data; its release is not in this run's ledger. Fix: start from a model trained on public data (another dataset)"
+            )
+        }
+        do {
+            try model.loadSafetensors(tensors)
+        } catch let error as SafetensorsError {
+            throw TrainingError.invalidSetting(
+                "\(key): \(path) does not fit this run's model \(model.description): \(error). Fix: use the same model and input shape as the run that wrote it"
+            )
+        }
     }
 
     func makeOptimizer(_ o: OptimizerConfig) throws -> Optimizer {

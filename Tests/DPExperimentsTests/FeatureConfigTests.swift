@@ -136,3 +136,39 @@ func scatteringFeaturesInARun() throws {
     defer { try? FileManager.default.removeItem(at: dir) }
     #expect(report.finished.count == 2)
 }
+
+@Test("training.initial_model: parameters are copied; a file of other shapes, or trained on this run's training set, is refused")
+func initialModel() throws {
+    let config = try ExperimentConfig.parse(yaml: tinyYAML(dataset: ""), file: "tiny.yaml")
+    let run = try #require(config.runs.first).config
+    let executor = TrainingExecutor()
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dpkit-init-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    // A model of the run's architecture, "pretrained" on another dataset.
+    let source = try executor.buildModel(run.model, inputShape: [5], classes: 3, seed: 77)
+    let other = ConfigValue.map([("name", .string("public-data"))]).jsonText(sortKeys: true, pretty: false)
+    let good = dir.appendingPathComponent("good.safetensors")
+    try source.safetensors(metadata: [ModelEvaluation.datasetKey: other]).write(to: good)
+    let target = try executor.buildModel(run.model, inputShape: [5], classes: 3, seed: 1)
+    try executor.loadInitialModel(good.path, into: target, config: run)
+    #expect(zip(source.parameters, target.parameters).allSatisfy { $0.value == $1.value })
+    // Other shapes: a clear error naming the key and the tensor.
+    let wide = try executor.buildModel(run.model, inputShape: [7], classes: 3, seed: 1)
+    #expect {
+        try executor.loadInitialModel(good.path, into: wide, config: run)
+    } throws: { error in
+        let text = "\(error)"
+        return text.contains("training.initial_model") && text.contains("does not fit") && text.contains("shape")
+    }
+    // Trained on this run's training set: refused, its cost is not in the ledger.
+    let same = ConfigValue.map([("name", .string("gaussian-mixture"))]).jsonText(sortKeys: true, pretty: false)
+    let leaky = dir.appendingPathComponent("leaky.safetensors")
+    try source.safetensors(metadata: [ModelEvaluation.datasetKey: same]).write(to: leaky)
+    #expect {
+        try executor.loadInitialModel(leaky.path, into: target, config: run)
+    } throws: { error in "\(error)".contains("this run's private data") }
+    #expect {
+        try executor.loadInitialModel(dir.appendingPathComponent("missing.safetensors").path, into: target, config: run)
+    } throws: { error in "\(error)".contains("not found") }
+}
