@@ -376,7 +376,8 @@ public struct TrainingExecutor: RunExecutor {
         guard case .scattering(let J, let L) = d.features else { return try registries.datasets.load(request) }
         // Fixed per-example features, computed once per process for each dataset.
         var key = "\(d.name) \(d.path ?? "-") \(d.trainSize ?? -1) \(d.testSize ?? -1) \(d.decryptionKey ?? "-")"
-        key += " \(ConfigValue.map(d.options.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }).jsonText(sortKeys: true, pretty: false))"
+        key +=
+            " \(ConfigValue.map(d.options.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }).jsonText(sortKeys: true, pretty: false))"
         key += registries.datasets.plugin(named: d.name)?.readsFiles == true ? "" : " seed \(seed)"
         key += " scattering J \(J) L \(L)"
         return try FeatureCache.shared.value(for: key) {
@@ -384,11 +385,13 @@ public struct TrainingExecutor: RunExecutor {
             let shape = raw.train.exampleShape.array
             guard shape.count == 3 else {
                 throw TrainingError.invalidSetting(
-                    "dataset.features: scattering needs images [channels, height, width]; \(d.name) has examples \(shape)")
+                    "dataset.features: scattering needs images [channels, height, width]; \(d.name) has examples \(shape)"
+                )
             }
             do {
                 let scattering = try Scattering2D(height: shape[1], width: shape[2], scales: J, angles: L)
-                return TrainTestSplit(train: try scattering.transform(raw.train), test: try scattering.transform(raw.test))
+                return TrainTestSplit(
+                    train: try scattering.transform(raw.train), test: try scattering.transform(raw.test))
             } catch let error as FeatureError {
                 throw TrainingError.invalidSetting("dataset.features_options: \(error.description)")
             }

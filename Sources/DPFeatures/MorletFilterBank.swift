@@ -37,8 +37,9 @@ public struct MorletFilterBank: Sendable {
 
     /// The filters for padded images of `rows x columns` (both multiples of `2^scales`).
     public init(rows: Int, columns: Int, scales J: Int, angles L: Int) {
-        precondition(J >= 1 && L >= 1 && rows % (1 << J) == 0 && columns % (1 << J) == 0,
-                     "MorletFilterBank: \(rows)x\(columns) is not a multiple of 2^\(J), or J, L < 1")
+        precondition(
+            J >= 1 && L >= 1 && rows % (1 << J) == 0 && columns % (1 << J) == 0,
+            "MorletFilterBank: \(rows)x\(columns) is not a multiple of 2^\(J), or J, L < 1")
         self.rows = rows
         self.columns = columns
         scales = J
@@ -68,7 +69,9 @@ public struct MorletFilterBank: Sendable {
 
     /// Kymatio's `gabor_2d(M, N, sigma, theta, xi, slant)`, offset 0: interleaved complex,
     /// row-major `rows x columns`. `R` is rounded to `Float` as Kymatio stores it.
-    static func gabor(rows M: Int, columns N: Int, sigma: Double, theta: Double, xi: Double, slant: Double)
+    static func gabor(
+        rows M: Int, columns N: Int, sigma: Double, theta: Double, xi: Double, slant: Double
+    )
         -> [Double]
     {
         let c = Double(Float(cos(theta))), s = Double(Float(sin(theta)))
@@ -100,7 +103,9 @@ public struct MorletFilterBank: Sendable {
     }
 
     /// Kymatio's `morlet_2d`: the Gabor filter minus `K` times its envelope, zero mean.
-    static func morlet(rows M: Int, columns N: Int, sigma: Double, theta: Double, xi: Double, slant: Double)
+    static func morlet(
+        rows M: Int, columns N: Int, sigma: Double, theta: Double, xi: Double, slant: Double
+    )
         -> [Double]
     {
         let wave = gabor(rows: M, columns: N, sigma: sigma, theta: theta, xi: xi, slant: slant)

@@ -12,7 +12,9 @@ extension Scattering2D {
     /// costs no privacy and changes no neighbouring relation.
     /// - Throws: ``FeatureError/badExampleShape(found:expected:)`` when the examples are not
     ///   `[C, height, width]`.
-    public func transform(_ dataset: Dataset, threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws
+    public func transform(
+        _ dataset: Dataset, threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    ) throws
         -> Dataset
     {
         let shape = dataset.exampleShape.array

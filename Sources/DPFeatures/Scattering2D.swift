@@ -91,7 +91,9 @@ public final class Scattering2D: @unchecked Sendable {
 
     /// The scattering coefficients of `count` images of `height x width` (row-major, one after
     /// the other in `images`), `[count, channels, outputHeight, outputWidth]` row-major.
-    public func transform(_ images: [Float], count: Int, threads: Int = ProcessInfo.processInfo.activeProcessorCount)
+    public func transform(
+        _ images: [Float], count: Int, threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    )
         -> [Float]
     {
         precondition(
@@ -138,7 +140,8 @@ public final class Scattering2D: @unchecked Sendable {
 
         // Order 0.
         phiLevels[0].withUnsafeBufferPointer { phi in
-            Self.multiplyPeriodize(w.image, rows: M, columns: N, filter: phi.baseAddress!, factor: 1 << J, into: slot(0))
+            Self.multiplyPeriodize(
+                w.image, rows: M, columns: N, filter: phi.baseAddress!, factor: 1 << J, into: slot(0))
         }
         // Order 1, grouped by j1: L wavelets at resolution j1, modulus, back to Fourier.
         for j1 in 0..<J {
@@ -332,7 +335,9 @@ public final class Scattering2D: @unchecked Sendable {
 
         /// Runs `plan` from `input` to `output` (distinct FFTW-allocated buffers of the plan's
         /// size; FFTW knows the sizes from the plan).
-        func execute(_ plan: OpaquePointer?, _ input: UnsafeMutablePointer<Float>, _ output: UnsafeMutablePointer<Float>) {
+        func execute(
+            _ plan: OpaquePointer?, _ input: UnsafeMutablePointer<Float>, _ output: UnsafeMutablePointer<Float>
+        ) {
             input.withMemoryRebound(to: fftwf_complex.self, capacity: 1) { i in
                 output.withMemoryRebound(to: fftwf_complex.self, capacity: 1) { o in fftwf_execute_dft(plan, i, o) }
             }

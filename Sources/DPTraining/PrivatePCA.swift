@@ -116,7 +116,8 @@ public struct PCAProjection: Sendable {
     /// `dataset` with each example replaced by `P x` (`[k]`).
     public func apply(to dataset: Dataset) -> Dataset {
         let k = components.shape[0], d = components.shape[1]
-        precondition(dataset.exampleSize == d, "PCAProjection: examples of \(dataset.exampleSize) values, expected \(d)")
+        precondition(
+            dataset.exampleSize == d, "PCAProjection: examples of \(dataset.exampleSize) values, expected \(d)")
         let flat = dataset.features.reshaped([dataset.count, d])
         let z = matmul(flat, transposed: false, components, transposed: true)
         return Dataset(

@@ -137,7 +137,9 @@ func scatteringFeaturesInARun() throws {
     #expect(report.finished.count == 2)
 }
 
-@Test("training.initial_model: parameters are copied; a file of other shapes, or trained on this run's training set, is refused")
+@Test(
+    "training.initial_model: parameters are copied; a file of other shapes, or trained on this run's training set, is refused"
+)
 func initialModel() throws {
     let config = try ExperimentConfig.parse(yaml: tinyYAML(dataset: ""), file: "tiny.yaml")
     let run = try #require(config.runs.first).config

@@ -329,7 +329,8 @@ func shapeInferenceNamesTheLayerAndTheShapes(_ c: ShapeErrorCase) throws {
     // Channels that 27 groups cannot split are refused by shape inference.
     #expect(throws: ModelBuilderError.self) {
         try ModelBuilder.build(
-            specs: ModelRegistry.standard.specs(named: "scatternet-linear", input: ModelInput(exampleShape: [1, 28, 28], classes: 10)),
+            specs: ModelRegistry.standard.specs(
+                named: "scatternet-linear", input: ModelInput(exampleShape: [1, 28, 28], classes: 10)),
             inputShape: [1, 28, 28], seed: 0)
     }
 }

@@ -86,12 +86,15 @@ struct PrivatePCATests {
             }
             #expect(one.squareRoot() <= 1 + 1e-12 && two.squareRoot() <= 2 + 1e-12)
         }
-        #expect(PrivatePCA(components: 1, noiseMultiplier: 4).event(relation: .replaceOne) == .gaussian(noiseMultiplier: 2))
+        #expect(
+            PrivatePCA(components: 1, noiseMultiplier: 4).event(relation: .replaceOne) == .gaussian(noiseMultiplier: 2))
     }
 
     @Test func refusesMoreComponentsThanValues() {
         #expect(throws: TrainingError.self) {
-            try PrivatePCA(components: 5, noiseMultiplier: 1).fit(to: Self.anisotropic(count: 10), relation: .addOrRemoveOne) { 0 }
+            try PrivatePCA(components: 5, noiseMultiplier: 1).fit(
+                to: Self.anisotropic(count: 10), relation: .addOrRemoveOne
+            ) { 0 }
         }
     }
 }
