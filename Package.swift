@@ -3,7 +3,7 @@
 //
 // Modules follow the direction of dependency:
 //   CBLAS, CLAPACKE  (system libraries, imported by DPTensor only)
-//   CFFTW            (system library, imported by DPAccounting only)
+//   CFFTW            (system library, double and single precision; imported by DPAccounting and DPFeatures)
 //   CZlib            (system library, imported by DPData only)
 //   CDPKernels       C kernels (normal sampling), imported by DPTensor only
 //   CMPI             (system library, only with DPKIT_MPI set: `make mpi`), imported by DPMPI only
@@ -14,6 +14,7 @@
 //   DPCrypto         envelope encryption (AES-256-GCM, RSA-OAEP, scrypt) and Ed25519 signatures
 //                    of result folders, all from swift-crypto (depends on nothing else in DPKit)
 //   DPData           datasets: IDX (Fashion-MNIST), CSV, synthetic
+//   DPFeatures       fixed feature extractors: the 2-D scattering transform (ScatterNet, on FFTW)
 //   DPTraining       DP-SGD: sampling, clipping, noise, optimizers, privacy engine
 //   DPAuditing       attacks on privacy and empirical epsilon lower bounds: membership inference,
 //                    canaries, gradient inversion (tests what DPAccounting claims)
@@ -36,6 +37,7 @@ let package = Package(
         .library(name: "DPLayers", targets: ["DPLayers"]),
         .library(name: "DPCrypto", targets: ["DPCrypto"]),
         .library(name: "DPData", targets: ["DPData"]),
+        .library(name: "DPFeatures", targets: ["DPFeatures"]),
         .library(name: "DPTraining", targets: ["DPTraining"]),
         .library(name: "DPAuditing", targets: ["DPAuditing"]),
         .library(name: "DPFederated", targets: ["DPFederated"]),
@@ -79,6 +81,7 @@ let package = Package(
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]),
         .target(name: "DPData", dependencies: ["DPSchema", "DPTensor", "DPCrypto", "CZlib"]),
+        .target(name: "DPFeatures", dependencies: ["DPData", "DPTensor", "CFFTW"]),
         .target(name: "DPTraining", dependencies: ["DPSchema", "DPTensor", "DPLayers", "DPData", "DPAccounting"]),
         .target(
             name: "DPAuditing",
@@ -93,8 +96,8 @@ let package = Package(
         .target(
             name: "DPExperiments",
             dependencies: [
-                "DPSchema", "DPTraining", "DPAuditing", "DPAccounting", "DPData", "DPLayers", "DPTensor", "DPCrypto",
-                "DPFederated", .product(name: "Yams", package: "Yams"),
+                "DPSchema", "DPTraining", "DPAuditing", "DPAccounting", "DPData", "DPFeatures", "DPLayers", "DPTensor",
+                "DPCrypto", "DPFederated", .product(name: "Yams", package: "Yams"),
             ]),
         .target(name: "DPMPI", dependencies: ["DPTraining"]),
         .target(
@@ -103,8 +106,8 @@ let package = Package(
         .executableTarget(
             name: "dpkit",
             dependencies: [
-                "DPExperiments", "DPTraining", "DPBenchmarking", "DPAuditing", "DPAccounting", "DPData", "DPLayers",
-                "DPTensor", "DPCrypto", "DPMPI",
+                "DPExperiments", "DPTraining", "DPBenchmarking", "DPAuditing", "DPAccounting", "DPData", "DPFeatures",
+                "DPLayers", "DPTensor", "DPCrypto", "DPMPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -114,6 +117,7 @@ let package = Package(
         .testTarget(name: "DPLayersTests", dependencies: ["DPLayers", "DPSchema", "DPTensor"]),
         .testTarget(name: "DPCryptoTests", dependencies: ["DPCrypto"]),
         .testTarget(name: "DPDataTests", dependencies: ["DPData", "DPSchema", "DPTensor"]),
+        .testTarget(name: "DPFeaturesTests", dependencies: ["DPFeatures", "DPData", "DPTensor"]),
         .testTarget(
             name: "DPTrainingTests", dependencies: ["DPTraining", "DPLayers", "DPData", "DPAccounting", "DPTensor"]),
         .testTarget(

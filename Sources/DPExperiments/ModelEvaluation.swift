@@ -73,7 +73,7 @@ public enum ModelEvaluation {
             config = DatasetConfig(
                 name: name, path: tree["path"]?.stringValue, normalize: .none,
                 trainSize: tree["train_size"].flatMap(\.intValue), testSize: tree["test_size"].flatMap(\.intValue),
-                options: options)
+                options: options, features: DatasetFeatures(metadata: tree["features"]))
         }
         config.decryptionKey = keyPath
         // Evaluation reads the test set only; a small training size keeps generation cheap.

@@ -1,7 +1,9 @@
 import DPAuditing
 import DPCrypto
 import DPData
+import DPFeatures
 import DPLayers
+import DPTensor
 import DPTraining
 
 // MARK: - Sections
@@ -43,6 +45,45 @@ public enum Normalization: Hashable, Sendable {
     }
 }
 
+/// A fixed feature extractor applied to every example before training (`dataset.features`,
+/// options in `dataset.features_options`). It reads no other example and nothing is fitted, so
+/// it costs no privacy; the features of a dataset are computed once per process
+/// (``DPFeatures/FeatureCache``).
+public enum DatasetFeatures: Hashable, Sendable {
+    /// The 2-D scattering transform with Morlet wavelets (``DPFeatures/Scattering2D``, as
+    /// Kymatio's `Scattering2D(J, L)`): `[C, H, W]` images become `[C * (1 + J L + L^2 J (J - 1) / 2), h, w]`.
+    case scattering(scales: Int, angles: Int)
+
+    /// The names `dataset.features` accepts.
+    public static let names = ["none", "scattering"]
+
+    /// As exported models record it (`dpkit.dataset` metadata): `{"type": "scattering", "J": 2, "L": 8}`.
+    public var metadata: ConfigValue {
+        switch self {
+        case .scattering(let J, let L): return .map([("type", .string("scattering")), ("J", .int(J)), ("L", .int(L))])
+        }
+    }
+
+    /// The features a model file's metadata records; nil for none or an unknown kind.
+    public init?(metadata: ConfigValue?) {
+        guard let m = metadata, m["type"]?.stringValue == "scattering", let J = m["J"]?.intValue,
+            let L = m["L"]?.intValue
+        else { return nil }
+        self = .scattering(scales: J, angles: L)
+    }
+}
+
+/// A projection fitted on the private training set before training (`dataset.projection`,
+/// options in `dataset.projection_options`), paid for in the run's ledger.
+public enum DatasetProjection: Hashable, Sendable {
+    /// ``DPTraining/PrivatePCA``: the top `components` directions of the noisy second-moment
+    /// matrix of the unit-normalised examples (Abadi et al. 2016); costs `gaussian(noiseMultiplier)`.
+    case privatePCA(components: Int, noiseMultiplier: Double)
+
+    /// The names `dataset.projection` accepts.
+    public static let names = ["none", "dp-pca"]
+}
+
 /// `dataset:` section.
 public struct DatasetConfig: Hashable, Sendable {
     /// A name of ``DatasetRegistry`` (DPData): `fashion-mnist`, `synthetic-shapes`, `gaussian-mixture`, `csv`.
@@ -59,11 +100,16 @@ public struct DatasetConfig: Hashable, Sendable {
     /// encrypted files in memory. Not part of the config hash: a run on encrypted files is the
     /// same run as on the plain ones.
     public var decryptionKey: String?
+    /// `dataset.features`: nil for the raw examples.
+    public var features: DatasetFeatures?
+    /// `dataset.projection`: nil for none. Applied after `features`, before `normalize`.
+    public var projection: DatasetProjection?
 
     public init(
         name: String, path: String?, normalize: Normalization, trainSize: Int?, testSize: Int?,
-        options: [String: ConfigValue], decryptionKey: String? = nil
+        options: [String: ConfigValue], decryptionKey: String? = nil, features: DatasetFeatures? = nil
     ) {
+        self.features = features
         self.name = name
         self.path = path
         self.normalize = normalize
@@ -88,9 +134,22 @@ public struct DatasetConfig: Hashable, Sendable {
             name, parameters: options, path: path, trainSize: trainSize, testSize: testSize, seed: UInt64(seed))
     }
 
-    /// The examples this section describes, without reading data; nil when only the file knows (csv).
+    /// The examples this section describes (after `features`), without reading data; nil when
+    /// only the file knows (csv).
     public func declaredExamples(registry: DatasetRegistry = .standard) throws -> DeclaredExamples? {
-        try registry.declaredExamples(requestWithoutKey(seed: 0, registry: registry))
+        guard var declared = try registry.declaredExamples(requestWithoutKey(seed: 0, registry: registry)) else {
+            return nil
+        }
+        if case .scattering(let J, let L) = features {
+            let shape = try Scattering2D.featureShape(forExampleShape: declared.shape.array, scales: J, angles: L)
+            declared.summary += ", scattering features (J \(J), L \(L)) \(shape)"
+            declared.shape = Shape(shape)
+        }
+        if case .privatePCA(let k, _) = projection {
+            declared.summary += ", DP-PCA to [\(k)]"
+            declared.shape = [k]
+        }
+        return declared
     }
 }
 
@@ -164,6 +223,10 @@ public struct TrainingConfig: Hashable, Sendable {
     public var evalEvery: Int
     /// `training.adversarial`: PGD adversarial training (nil: ordinary training).
     public var adversarial: AdversarialAttack? = nil
+    /// `training.initial_model`: a model file of an earlier run (`models/<run_id>.safetensors`)
+    /// whose parameters replace the seeded initialisation, then every layer is trained. The
+    /// file must not have been trained on this run's training set (checked from its metadata).
+    public var initialModel: String? = nil
 }
 
 /// What a run is, for tables and plots.
@@ -285,6 +348,8 @@ extension RunConfig {
         d.close(optionsReader, as: "options")
         // Where the key is does not change what is trained: left out of the resolved config.
         let decryptionKey = try d.read(ParameterSpec("decryption_key", .string), record: false)?.stringValue
+        let features = try parseFeatures(d)
+        let projection = try parseProjection(d)
         if decryptionKey != nil, context.registries.datasets.plugin(named: plugin.name)?.readsFiles != true {
             throw d.error(
                 "decryption_key",
@@ -293,9 +358,64 @@ extension RunConfig {
         }
         try d.finish()
         root.close(d, as: "dataset")
-        return DatasetConfig(
+        var config = DatasetConfig(
             name: plugin.name, path: path, normalize: normalize, trainSize: trainSize, testSize: testSize,
-            options: options, decryptionKey: decryptionKey)
+            options: options, decryptionKey: decryptionKey, features: features)
+        config.projection = projection
+        if case .privatePCA(let k, _) = projection {
+            var unprojected = config
+            unprojected.projection = nil
+            if let declared = try? unprojected.declaredExamples(registry: context.registries.datasets),
+                k > declared.shape.scalarCount
+            {
+                let size = declared.shape.scalarCount
+                throw d.error(
+                    "projection_options.components",
+                    "\(k) exceeds the \(size) values of each example (\(declared.shape.array)); use 1...\(size)")
+            }
+        }
+        // Features the examples cannot take (images smaller than 2^J, tabular data) are refused here.
+        if features != nil {
+            do {
+                _ = try config.declaredExamples(registry: context.registries.datasets)
+            } catch let error as FeatureError {
+                throw d.error("features", error.description)
+            }
+        }
+        return config
+    }
+
+    /// `dataset.projection` and `dataset.projection_options` (written to the resolved config
+    /// only when given).
+    static func parseProjection(_ d: MapReader) throws -> DatasetProjection? {
+        let name = try d.read(ParameterSpec("projection", .choice(DatasetProjection.names)))?.stringValue ?? "none"
+        let po = try d.section("projection_options")
+        var projection: DatasetProjection?
+        if name == "dp-pca" {
+            let k = try po.requiredInt("components", range: .closed(1, 100_000))
+            let sigma = try po.requiredDouble(
+                "noise_multiplier", range: ValueRange(lower: 0, lowerInclusive: false, upper: 1e9))
+            projection = .privatePCA(components: k, noiseMultiplier: sigma)
+        }
+        try po.finish(what: name == "none" ? "key (set `projection: dp-pca` first)" : "key")
+        if !po.resolved.isEmpty { d.close(po, as: "projection_options") }
+        return projection
+    }
+
+    /// `dataset.features` and `dataset.features_options` (written to the resolved config only
+    /// when given, so configs without features keep their hashes).
+    static func parseFeatures(_ d: MapReader) throws -> DatasetFeatures? {
+        let name = try d.read(ParameterSpec("features", .choice(DatasetFeatures.names)))?.stringValue ?? "none"
+        let fo = try d.section("features_options")
+        var features: DatasetFeatures?
+        if name == "scattering" {
+            let J = try fo.requiredInt("J", range: .closed(1, 12), default: 2)
+            let L = try fo.requiredInt("L", range: .closed(1, 64), default: 8)
+            features = .scattering(scales: J, angles: L)
+        }
+        try fo.finish(what: name == "none" ? "key (set `features: scattering` first)" : "key")
+        if !fo.resolved.isEmpty { d.close(fo, as: "features_options") }
+        return features
     }
 
     /// `dataset.normalize` and `dataset.normalize_options`.
@@ -430,10 +550,11 @@ extension RunConfig {
         }
         let evalEvery = try t.requiredInt("eval_every", range: .atLeast(1), default: 1)
         let adversarial = try parseAdversarialTraining(t)
+        let initialModel = try t.string("initial_model")
         try t.finish()
         return TrainingConfig(
             expectedBatchSize: expectedBatchSize, maxPhysicalBatchSize: maxPhysical,
-            epochs: epochs, steps: steps, evalEvery: evalEvery, adversarial: adversarial)
+            epochs: epochs, steps: steps, evalEvery: evalEvery, adversarial: adversarial, initialModel: initialModel)
     }
 
     // MARK: privacy

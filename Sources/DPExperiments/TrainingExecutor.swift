@@ -2,6 +2,7 @@ import DPAccounting
 import DPAuditing
 import DPCrypto
 import DPData
+import DPFeatures
 import DPLayers
 import DPTensor
 import DPTraining
@@ -80,11 +81,28 @@ public struct TrainingExecutor: RunExecutor {
             try plans.take(run.runID, trainingSetSize: split.train.count)
             ?? PrivacyPlan(config: c, trainingSetSize: split.train.count)
         let seed = UInt64(c.seed)
+        // DP-PCA: fitted on the private training set once; its event goes into the ledger below.
+        // A resumed run would draw the projection again (a second release), so such a run does
+        // not checkpoint: it starts again.
+        var projectionEvent: DpEvent?
+        if case .privatePCA(let k, let sigma) = c.dataset.projection {
+            context.checkpoint = nil
+            var seeded = PhiloxRandom(seed: seed).split(stream: RandomStream.projection.rawValue)
+            var system = SystemRandom()
+            let secure = setup.privacySettings?.randomness == .secure
+            let (projection, event) = try PrivatePCA(components: k, noiseMultiplier: sigma).fit(
+                to: split.train, relation: setup.relation
+            ) { secure ? system.nextNormal() : seeded.nextNormalDouble() }
+            split.train = projection.apply(to: split.train)
+            split.test = projection.apply(to: split.test)
+            projectionEvent = event
+        }
         let resumed = try context.checkpoint.flatMap { url in
             FileManager.default.fileExists(atPath: url.path)
                 ? try RunCheckpoint.read(from: url, runID: run.runID, key: context.checkpointKey) : nil
         }
         var ledger = PrivacyLedger()
+        if let event = projectionEvent, setup.stepEvent != nil { try ledger.record(event) }
         let transform: InputTransform
         if let resumed {
             // The scaling the interrupted run used (secure-mode statistics are not drawn again).
@@ -101,6 +119,7 @@ public struct TrainingExecutor: RunExecutor {
         audit?.apply(transform)
         let model = try buildModel(
             c.model, inputShape: split.train.exampleShape, classes: split.train.classCount, seed: seed)
+        if let path = c.training.initialModel, resumed == nil { try loadInitialModel(path, into: model, config: c) }
         let optimizer = try makeOptimizer(c.optimizer)
         let schedule = try makeSchedule(
             c.optimizer.schedule, learningRate: c.optimizer.learningRate,
@@ -295,6 +314,7 @@ public struct TrainingExecutor: RunExecutor {
         if let p = d.path { dataset.append(("path", .string(p))) }
         if let n = d.trainSize { dataset.append(("train_size", .int(n))) }
         if let n = d.testSize { dataset.append(("test_size", .int(n))) }
+        if let f = d.features { dataset.append(("features", f.metadata)) }
         var metadata: [String: String] = [
             "format": "dpkit-model-1", "run_id": run.runID, "config_hash": run.configHash, "seed": String(run.seed),
             "dataset": d.name,
@@ -358,7 +378,30 @@ public struct TrainingExecutor: RunExecutor {
 
     /// The dataset `d` names, generated from `seed` where it is synthetic.
     public func loadData(_ d: DatasetConfig, seed: Int) throws -> TrainTestSplit {
-        try registries.datasets.load(d.request(seed: seed, registry: registries.datasets))
+        let request = try d.request(seed: seed, registry: registries.datasets)
+        guard case .scattering(let J, let L) = d.features else { return try registries.datasets.load(request) }
+        // Fixed per-example features, computed once per process for each dataset.
+        var key = "\(d.name) \(d.path ?? "-") \(d.trainSize ?? -1) \(d.testSize ?? -1) \(d.decryptionKey ?? "-")"
+        key +=
+            " \(ConfigValue.map(d.options.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }).jsonText(sortKeys: true, pretty: false))"
+        key += registries.datasets.plugin(named: d.name)?.readsFiles == true ? "" : " seed \(seed)"
+        key += " scattering J \(J) L \(L)"
+        return try FeatureCache.shared.value(for: key) {
+            let raw = try registries.datasets.load(request)
+            let shape = raw.train.exampleShape.array
+            guard shape.count == 3 else {
+                throw TrainingError.invalidSetting(
+                    "dataset.features: scattering needs images [channels, height, width]; \(d.name) has examples \(shape)"
+                )
+            }
+            do {
+                let scattering = try Scattering2D(height: shape[1], width: shape[2], scales: J, angles: L)
+                return TrainTestSplit(
+                    train: try scattering.transform(raw.train), test: try scattering.transform(raw.test))
+            } catch let error as FeatureError {
+                throw TrainingError.invalidSetting("dataset.features_options: \(error.description)")
+            }
+        }
     }
 
     // MARK: - Model and optimizer
@@ -379,6 +422,43 @@ public struct TrainingExecutor: RunExecutor {
             throw TrainingError.invalidSetting(error.description)
         }
         return try ModelBuilder.build(specs: specs, inputShape: inputShape, seed: seed)
+    }
+
+    /// Copies the parameters of the model file at `path` (a `models/<run_id>.safetensors` of an
+    /// earlier run, possibly non-private on public data) into `model`.
+    ///
+    /// Privacy: the file is a release computed from its own training data. If that was this
+    /// run's training set (same dataset, its training split), its cost is not in this run's
+    /// ledger, so it is refused; a model trained on other (public) data costs this run nothing.
+    /// - Throws: `TrainingError.invalidSetting` naming `training.initial_model` when the file is
+    ///   missing or unreadable, was trained on this run's training set, or its tensors do not
+    ///   fit the model (names or shapes).
+    func loadInitialModel(_ path: String, into model: Sequential, config c: RunConfig) throws {
+        let key = "training.initial_model"
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw TrainingError.invalidSetting(
+                "\(key): \(path) not found or unreadable. Fix: give the models/<run_id>.safetensors of an earlier run")
+        }
+        let tensors: [String: Tensor<Float>], metadata: [String: String]
+        do {
+            (tensors, metadata) = try Safetensors.decode(data)
+        } catch {
+            throw TrainingError.invalidSetting("\(key): \(path) is not a safetensors model file (\(error))")
+        }
+        if let text = metadata[ModelEvaluation.datasetKey], let tree = try? ConfigValue(jsonData: Data(text.utf8)),
+            tree["name"]?.stringValue == c.dataset.name
+        {
+            throw TrainingError.invalidSetting(
+                "\(key): \(path) was trained on the training set of `\(c.dataset.name)`, this run's private data; its release is not in this run's ledger. Fix: start from a model trained on public data (another dataset)"
+            )
+        }
+        do {
+            try model.loadSafetensors(tensors)
+        } catch let error as SafetensorsError {
+            throw TrainingError.invalidSetting(
+                "\(key): \(path) does not fit this run's model \(model.description): \(error). Fix: use the same model and input shape as the run that wrote it"
+            )
+        }
     }
 
     func makeOptimizer(_ o: OptimizerConfig) throws -> Optimizer {
@@ -427,6 +507,18 @@ struct PrivacyPlan {
     init(config c: RunConfig, trainingSetSize n: Int) throws {
         let p = c.privacy
         trainingSetSize = n
+        if c.dataset.projection != nil {
+            // The projection changes the examples' shape and is drawn once per run.
+            let refused = [
+                c.audit != nil ? "audit" : nil, c.poisoning != nil ? "poisoning" : nil,
+                c.training.adversarial != nil ? "training.adversarial" : nil,
+            ].compactMap { $0 }
+            if !refused.isEmpty {
+                throw TrainingError.invalidSetting(
+                    "dataset.projection: dp-pca cannot be combined with \(refused.joined(separator: ", ")) (they plant or perturb examples of the unprojected shape); remove one of them"
+                )
+            }
+        }
         sampling = p.sampling
         let b = c.training.expectedBatchSize
         guard b <= n else {
@@ -449,12 +541,16 @@ struct PrivacyPlan {
         let eventOf = { (s: Double) in
             scheme.stepEvent(samplingProbability: q, batchSize: b, datasetSize: n, noiseMultiplier: s)
         }
-        if case .privateStandardize(let s, let lower, let upper) = c.dataset.normalize {
-            preprocessingEvent = PrivateStandardization(
-                noiseMultiplier: s, lower: lower, upper: upper, perChannel: false
-            )
-            .event(relation: relation)
+        var preprocessing: [DpEvent] = []
+        if case .privatePCA(let k, let s) = c.dataset.projection {
+            preprocessing.append(PrivatePCA(components: k, noiseMultiplier: s).event(relation: relation))
         }
+        if case .privateStandardize(let s, let lower, let upper) = c.dataset.normalize {
+            preprocessing.append(
+                PrivateStandardization(noiseMultiplier: s, lower: lower, upper: upper, perChannel: false)
+                    .event(relation: relation))
+        }
+        preprocessingEvent = preprocessing.count > 1 ? .composed(preprocessing) : preprocessing.first
         let pre = preprocessingEvent
         let sigma: Double
         if let s = p.noiseMultiplier {
@@ -490,8 +586,11 @@ struct PrivacyPlan {
                 "epsilon is for \(relation.name) neighbouring datasets; privacy unit: one training \(privacyUnit)")
             notes.append("randomness \((p.secureRNG ? RandomnessSource.secure : .seeded).statement)")
             if let pre = preprocessingEvent {
-                notes.append(
-                    "input statistics (private-standardize) cost \(pre.summary), composed before the first step")
+                let what = [
+                    c.dataset.projection != nil ? "the DP-PCA projection" : nil,
+                    c.dataset.normalize.name == "private-standardize" ? "input statistics (private-standardize)" : nil,
+                ].compactMap { $0 }.joined(separator: " and ")
+                notes.append("\(what) cost \(pre.summary), composed before the first step")
             }
         } else {
             notes.append("noise multiplier 0: a clip-only control with no privacy guarantee; no epsilon is reported")

@@ -10,11 +10,15 @@ import DPTensor
 /// over `[C, ...]` with per-channel affine parameters; with `C` groups, InstanceNorm.
 ///
 /// Per-sample gradients of `gamma` (`sum_s dy xhat`) and `beta` (`sum_s dy`) are materialised
-/// as `[B, C]` in backward: they cost no more than the backward pass itself.
+/// as `[B, C]` in backward: they cost no more than the backward pass itself. Without `affine`
+/// (PyTorch's `GroupNorm(affine=False)`, as Tramèr & Boneh 2021 normalise ScatterNet
+/// features), `gamma = 1` and `beta = 0` are constants and the layer has no parameters.
 public final class GroupNorm: Layer {
     public let groups: Int
     public let channels: Int
     public let eps: Float
+    /// False: `y = xhat`, no parameters.
+    public let affine: Bool
     /// `[C]`, initialised to one.
     public let gamma: Parameter
     /// `[C]`, initialised to zero.
@@ -23,21 +27,24 @@ public final class GroupNorm: Layer {
     var inputShape: Shape = [0, 0]
     var normalized = Tensor<Float>(zeros: [0]) // xhat, input-shaped
     var inverseStd = Tensor<Float>(zeros: [0]) // [B * groups]
-    let affine = AffineGradients()
+    let affineGradients = AffineGradients()
 
-    public init(groups: Int, channels: Int, eps: Float = 1e-5) {
+    public init(groups: Int, channels: Int, eps: Float = 1e-5, affine: Bool = true) {
         precondition(
             groups > 0 && channels > 0 && channels % groups == 0,
             "GroupNorm: \(channels) channels cannot be split into \(groups) equal groups")
         self.groups = groups
         self.channels = channels
         self.eps = eps
+        self.affine = affine
         gamma = Parameter(name: "gamma", value: Tensor(repeating: 1, shape: [channels]))
         beta = Parameter(name: "beta", value: Tensor(zeros: [channels]))
     }
 
-    public var description: String { "GroupNorm(\(groups) groups, \(channels) channels)" }
-    public var parameters: [Parameter] { [gamma, beta] }
+    public var description: String {
+        "GroupNorm(\(groups) groups, \(channels) channels\(affine ? "" : ", no affine"))"
+    }
+    public var parameters: [Parameter] { affine ? [gamma, beta] : [] }
 
     public func outputShape(forExampleShape s: Shape) -> Shape {
         precondition(s.rank >= 1 && s[0] == channels, "\(description): example shape \(s) should be [\(channels), ...]")
@@ -84,13 +91,13 @@ public final class GroupNorm: Layer {
             "\(description).backward: gradient \(dy.shape) should be \(inputShape)")
         let batch = inputShape[0], spatial = inputShape.trailingCount / channels
         let rows = batch * groups, n = (channels / groups) * spatial
-        affine.prepare(batch: batch, parameters: channels)
+        affineGradients.prepare(batch: batch, parameters: affine ? channels : 0)
         var dx = dy.reshaped(inputShape)
         if batch == 0 || n == 0 { return dx }
         normalized.withUnsafeBufferPointer { h in
             gamma.value.withUnsafeBufferPointer { g in
-                affine.gamma.withUnsafeMutableBufferPointer { dg in
-                    affine.beta.withUnsafeMutableBufferPointer { db in
+                affineGradients.gamma.withUnsafeMutableBufferPointer { dg in
+                    affineGradients.beta.withUnsafeMutableBufferPointer { db in
                         dx.withUnsafeMutableBufferPointer { d in
                             // Per-example affine gradients, then dL/dxhat = dy * gamma in place.
                             for plane in 0..<(batch * channels) {
@@ -101,8 +108,10 @@ public final class GroupNorm: Layer {
                                     sb += d[base + j]
                                     d[base + j] *= g[c]
                                 }
-                                dg[plane] = sg
-                                db[plane] = sb
+                                if affine {
+                                    dg[plane] = sg
+                                    db[plane] = sb
+                                }
                             }
                             inverseStd.withUnsafeBufferPointer { s in
                                 normalizeRowsBackward(
@@ -118,14 +127,18 @@ public final class GroupNorm: Layer {
     }
 
     public func addPerSampleGradientSquaredNorms(into norms: inout Tensor<Float>) {
-        checkNorms(norms, batchSize: affine.gamma.shape[0], layer: description)
-        affine.addSquaredNorms(into: &norms)
+        if !affine { return }
+        checkNorms(norms, batchSize: affineGradients.gamma.shape[0], layer: description)
+        affineGradients.addSquaredNorms(into: &norms)
     }
 
     public func accumulateGradients(exampleWeights: Tensor<Float>?) {
-        checkExampleWeights(exampleWeights, batchSize: affine.gamma.shape[0], layer: description)
-        affine.accumulate(exampleWeights: exampleWeights, gamma: gamma, beta: beta)
+        if !affine { return }
+        checkExampleWeights(exampleWeights, batchSize: affineGradients.gamma.shape[0], layer: description)
+        affineGradients.accumulate(exampleWeights: exampleWeights, gamma: gamma, beta: beta)
     }
 
-    @_spi(Testing) public func referencePerSampleGradients() -> [Tensor<Float>] { [affine.gamma, affine.beta] }
+    @_spi(Testing) public func referencePerSampleGradients() -> [Tensor<Float>] {
+        affine ? [affineGradients.gamma, affineGradients.beta] : []
+    }
 }

@@ -26,8 +26,9 @@ public enum LayerSpec: Codable, Hashable, Sendable, CustomStringConvertible {
     case relu
     case tanh
     case temperedSigmoid(scale: Float = 2, temperature: Float = 2, offset: Float = 1)
-    /// Over the channel axis (the first axis of an example).
-    case groupNorm(groups: Int, eps: Float = 1e-5)
+    /// Over the channel axis (the first axis of an example); `affine` false: no learned scale
+    /// and shift (PyTorch's `affine=False`).
+    case groupNorm(groups: Int, eps: Float = 1e-5, affine: Bool = true)
     /// Over the last `trailingAxes` axes of an example.
     case layerNorm(trailingAxes: Int = 1, eps: Float = 1e-5)
     case dropout(rate: Float)
@@ -67,7 +68,7 @@ public enum LayerSpec: Codable, Hashable, Sendable, CustomStringConvertible {
         case .avgPool2d(let k, let s): return "avgPool2d(kernel: \(k), stride: \(s ?? k))"
         case .temperedSigmoid(let s, let t, let o):
             return "temperedSigmoid(scale: \(s), temperature: \(t), offset: \(o))"
-        case .groupNorm(let g, let e): return "groupNorm(groups: \(g), eps: \(e))"
+        case .groupNorm(let g, let e, let a): return "groupNorm(groups: \(g), eps: \(e)\(a ? "" : ", affine: false"))"
         case .layerNorm(let a, let e): return "layerNorm(trailingAxes: \(a), eps: \(e))"
         case .dropout(let r): return "dropout(rate: \(r))"
         default: return typeName
@@ -149,7 +150,7 @@ public enum LayerSpec: Codable, Hashable, Sendable, CustomStringConvertible {
         case "groupNorm":
             self = .groupNorm(
                 groups: try c.decode(Int.self, forKey: .groups),
-                eps: try c.decodeIfPresent(Float.self, forKey: .eps) ?? 1e-5)
+                eps: try c.decodeIfPresent(Float.self, forKey: .eps) ?? 1e-5, affine: true)
         case "layerNorm":
             self = .layerNorm(
                 trailingAxes: try c.decodeIfPresent(Int.self, forKey: .trailingAxes) ?? 1,

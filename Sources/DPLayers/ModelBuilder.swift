@@ -291,12 +291,12 @@ public enum ModelBuilder {
                 throw valueError("scale, temperature and offset must be finite")
             }
             return try same()
-        case .groupNorm(let groups, let eps):
+        case .groupNorm(let groups, let eps, let affine):
             guard groups > 0, s[0] % groups == 0 else {
                 throw shapeError("\(s[0]) channels do not split into \(groups) equal groups")
             }
             guard eps > 0, eps.isFinite else { throw valueError("eps must be positive") }
-            return try same(2 * s[0])
+            return try same(affine ? 2 * s[0] : 0)
         case .layerNorm(let trailingAxes, let eps):
             guard trailingAxes >= 1, trailingAxes <= s.rank else {
                 throw shapeError("cannot normalise over the last \(trailingAxes) axes of a rank-\(s.rank) example")
@@ -327,7 +327,8 @@ public enum ModelBuilder {
         case .tanh: return Tanh()
         case .temperedSigmoid(let scale, let temperature, let offset):
             return TemperedSigmoid(scale: scale, temperature: temperature, offset: offset)
-        case .groupNorm(let groups, let eps): return GroupNorm(groups: groups, channels: s[0], eps: eps)
+        case .groupNorm(let groups, let eps, let affine):
+            return GroupNorm(groups: groups, channels: s[0], eps: eps, affine: affine)
         case .layerNorm(let trailingAxes, let eps):
             return LayerNorm(shape: Shape(Array(s.suffix(trailingAxes))), eps: eps)
         case .dropout(let rate): return Dropout(rate: rate)

@@ -153,11 +153,20 @@ private let standardLayers = LayerRegistry(
         LayerPlugin(
             PluginSpec(
                 "group-norm",
-                parameters: [ParameterSpec("groups", .int, range: .atLeast(1), required: true), epsParameter]),
-            make: { .groupNorm(groups: $0.int("groups"), eps: $0.optionalDouble("eps").map(Float.init) ?? 1e-5) },
+                parameters: [
+                    ParameterSpec("groups", .int, range: .atLeast(1), required: true), epsParameter,
+                    ParameterSpec("affine", .bool, "default true: a learned scale and shift per channel"),
+                ]),
+            make: {
+                .groupNorm(
+                    groups: $0.int("groups"), eps: $0.optionalDouble("eps").map(Float.init) ?? 1e-5,
+                    affine: $0.optionalBool("affine") ?? true)
+            },
             describe: {
-                guard case .groupNorm(let groups, let eps) = $0 else { return nil }
-                return ["groups": .int(groups), "eps": number(eps)]
+                guard case .groupNorm(let groups, let eps, let affine) = $0 else { return nil }
+                var parameters: [String: ConfigValue] = ["groups": .int(groups), "eps": number(eps)]
+                if !affine { parameters["affine"] = .bool(false) }
+                return parameters
             }),
         LayerPlugin(
             PluginSpec(
@@ -255,6 +264,11 @@ extension Registry where Entry == ModelPlugin {
     }
 }
 
+/// The groups of the ScatterNet models' input normalisation (Tramèr & Boneh's `num_groups`;
+/// 27 for the 81 channels of J = 2, L = 8 on grey images).
+private let scatterGroups = ParameterSpec(
+    "groups", .int, range: .atLeast(1), default: .int(27), "groups of the input group-norm (no affine)")
+
 private let standardModels = ModelRegistry(
     kind: "model",
     [
@@ -290,6 +304,27 @@ private let standardModels = ModelRegistry(
                 "cnn-tanh-tramer", "cnn-tanh with the first convolution's padding 2, as Tramer & Boneh 2021 trained it")
         ) { _, input in
             ModelPlugin.tanhCNN(firstPadding: 2, classes: input.classes)
+        },
+        ModelPlugin(
+            PluginSpec(
+                "scatternet-linear",
+                "Tramer & Boneh 2021 on ScatterNet features (`dataset.features: scattering`): group-norm without affine, dense classes",
+                parameters: [scatterGroups])
+        ) { p, input in
+            [.groupNorm(groups: p.int("groups"), affine: false), .flatten, .linear(outputs: input.classes)]
+        },
+        ModelPlugin(
+            PluginSpec(
+                "scatternet-cnn",
+                "Tramer & Boneh 2021 CNN on ScatterNet features: group-norm without affine, conv 16 3x3/2 pad 1, tanh, conv 32 3x3/1 pad 1, tanh, dense 32, tanh, dense classes",
+                parameters: [scatterGroups])
+        ) { p, input in
+            [
+                .groupNorm(groups: p.int("groups"), affine: false),
+                .conv2d(outChannels: 16, kernel: 3, stride: 2, padding: 1), .tanh,
+                .conv2d(outChannels: 32, kernel: 3, stride: 1, padding: 1), .tanh,
+                .flatten, .linear(outputs: 32), .tanh, .linear(outputs: input.classes),
+            ]
         },
     ])
 

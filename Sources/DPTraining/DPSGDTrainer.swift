@@ -108,6 +108,8 @@ public enum RandomStream: UInt64 {
     case initialisation = 0, sampling = 1, noise = 2, dropout = 3, data = 4
     /// Noise of differentially private input statistics (``PrivateStandardization``).
     case statistics = 5
+    /// Noise of the differentially private PCA projection (``PrivatePCA``).
+    case projection = 6
 }
 
 /// Where the random choices that a privacy guarantee rests on come from: batch sampling (the

@@ -69,6 +69,10 @@ let parameterFreeCases: [LayerCase] = [
     LayerCase(name: "MaxPool2d 2/2", inputShape: [2, 1, 5, 5], make: { MaxPool2d(kernel: 2) }, separatedInput: true),
     LayerCase(name: "AvgPool2d 3/2", inputShape: [2, 2, 5, 5], make: { AvgPool2d(kernel: 3, stride: 2) }),
     LayerCase(name: "Dropout", inputShape: [3, 6], make: { Dropout(rate: 0.5) }),
+    LayerCase(
+        name: "GroupNorm 2x4 no affine", inputShape: [3, 4, 2, 2],
+        make: { GroupNorm(groups: 2, channels: 4, affine: false) }
+    ),
 ]
 
 // MARK: - Per-sample gradients

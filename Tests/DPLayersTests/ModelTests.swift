@@ -21,6 +21,8 @@ let modelCases: [ModelCase] = [
         name: "mlp", inputShape: [1, 3, 3], classes: 4, parameters: ["hidden_sizes": .list([.int(6), .int(5)])]),
     ModelCase(name: "cnn-tanh", inputShape: [1, 28, 28], classes: 10),
     ModelCase(name: "cnn-tanh-tramer", inputShape: [1, 28, 28], classes: 10),
+    ModelCase(name: "scatternet-linear", inputShape: [6, 3, 3], classes: 3, parameters: ["groups": .int(3)]),
+    ModelCase(name: "scatternet-cnn", inputShape: [6, 7, 7], classes: 3, parameters: ["groups": .int(2)]),
 ]
 
 @Test func registryCoversEveryModelCase() {
@@ -132,7 +134,7 @@ func modelPassesAnEmptyBatch(_ c: ModelCase) throws {
         .linear(outputs: 3, bias: false), .conv2d(outChannels: 2, kernel: 3, stride: 2, padding: 1),
         .maxPool2d(kernel: 2, stride: 1), .avgPool2d(kernel: 2), .flatten, .relu, .tanh,
         .temperedSigmoid(scale: 1, temperature: 3, offset: 0), .groupNorm(groups: 2),
-        .layerNorm(trailingAxes: 2), .dropout(rate: 0.25), .batchNorm,
+        .groupNorm(groups: 3, eps: 1e-3, affine: false), .layerNorm(trailingAxes: 2), .dropout(rate: 0.25), .batchNorm,
     ]
     let data = try JSONEncoder().encode(specs)
     #expect(try JSONDecoder().decode([LayerSpec].self, from: data) == specs)
@@ -309,4 +311,31 @@ func shapeInferenceNamesTheLayerAndTheShapes(_ c: ShapeErrorCase) throws {
     #expect(pool.forward(x, context: &context).shape == [2, 3, 1, 1])
     let dx = pool.backward(Tensor(repeating: 1, shape: [2, 3, 1, 1]))
     #expect(dx == x)
+}
+
+/// Tramèr & Boneh's models on ScatterNet features ([81, 7, 7]): their layers and sizes
+/// (Handcrafted-DP models.py: ScatterLinear, and MNIST_CNN with in_channels 81).
+@Test func scatterNetModelsByName() throws {
+    let input = ModelInput(exampleShape: [81, 7, 7], classes: 10)
+    let linear = try ModelRegistry.standard.specs(named: "scatternet-linear", input: input)
+    #expect(linear == [.groupNorm(groups: 27, affine: false), .flatten, .linear(outputs: 10)])
+    let a = try ModelBuilder.build(specs: linear, inputShape: [81, 7, 7], seed: 0)
+    let linearCount: Int = a.parameters.map(\.value.scalarCount).reduce(0, +)
+    #expect(linearCount == 81 * 49 * 10 + 10)
+    let cnn = try ModelRegistry.standard.specs(named: "scatternet-cnn", input: input)
+    let b = try ModelBuilder.build(specs: cnn, inputShape: [81, 7, 7], seed: 0)
+    #expect(b.outputShape(forExampleShape: [81, 7, 7]) == [10])
+    // conv 81->16 3x3, conv 16->32 3x3, dense 32*4*4 -> 32, dense 32 -> 10.
+    let conv1 = 81 * 9 * 16 + 16, conv2 = 16 * 9 * 32 + 32, dense1 = 512 * 32 + 32, dense2 = 32 * 10 + 10
+    let count: Int = b.parameters.map(\.value.scalarCount).reduce(0, +)
+    #expect(count == conv1 + conv2 + dense1 + dense2)
+    // The group norm has no parameters, as PyTorch's GroupNorm(27, 81, affine=False).
+    #expect((b.layers[0] as? GroupNorm)?.parameters.isEmpty == true)
+    // Channels that 27 groups cannot split are refused by shape inference.
+    #expect(throws: ModelBuilderError.self) {
+        try ModelBuilder.build(
+            specs: ModelRegistry.standard.specs(
+                named: "scatternet-linear", input: ModelInput(exampleShape: [1, 28, 28], classes: 10)),
+            inputShape: [1, 28, 28], seed: 0)
+    }
 }
