@@ -56,6 +56,21 @@ func badShardsAreRefusedByName(_ text: String, _ fragment: String) {
         "SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "5", "SLURM_ARRAY_TASK_COUNT": "3",
     ])
     #expect(s.index == 2 && s.count == 3)
+    // --array=1-7:3 (tasks 1, 4, 7): task 7 is shard 2 of 3.
+    let stepped = try ShardSelection(slurmEnvironment: [
+        "SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_STEP": "3",
+        "SLURM_ARRAY_TASK_COUNT": "3",
+    ])
+    #expect(stepped.index == 2 && stepped.count == 3)
+    do {
+        _ = try ShardSelection(slurmEnvironment: [
+            "SLURM_ARRAY_TASK_ID": "6", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_STEP": "3",
+            "SLURM_ARRAY_TASK_COUNT": "3",
+        ])
+        Issue.record("a task off the array's step accepted")
+    } catch {
+        #expect("\(error)".contains("not on the array's step"))
+    }
     #expect(throws: ShardError.self) { try ShardSelection(slurmEnvironment: [:]) }
     do {
         _ = try ShardSelection(slurmEnvironment: ["SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "3"])
@@ -240,8 +255,9 @@ func shardedThenMergedEqualsTheUnshardedSweep(_ n: Int) throws {
     let array = job.arrayScript
     #expect(array.hasPrefix("#!/bin/bash\n"))
     for line in [
-        "#SBATCH --array=0-3", "#SBATCH --cpus-per-task=2", "#SBATCH --partition=cpu", "#SBATCH --time=01:00:00",
-        "'/opt/dpkit/bin/dpkit' run '/home/a/sweep.yaml' --seed 0 --shard slurm --resume",
+        "#SBATCH --array=0-3", "#SBATCH --cpus-per-task=2", "#SBATCH --partition=\"cpu\"",
+        "#SBATCH --time=\"01:00:00\"",
+        "'/opt/dpkit/bin/dpkit' run '/home/a/sweep.yaml' --seed 0 --shard \"$SLURM_ARRAY_TASK_ID/4\" --resume",
         "--output '/scratch/a/sweep/shards'/\"$SLURM_ARRAY_TASK_ID\"",
     ] {
         #expect(array.contains(line), "\(line)\n\(array)")
@@ -267,4 +283,56 @@ func shardedThenMergedEqualsTheUnshardedSweep(_ n: Int) throws {
         baseYAML.replacingOccurrences(of: "  clipping_norm: 1.0\n", with: "  clipping_norm: 1.0\n  secure_rng: true\n"))
     let problems = DataParallelRun.unsupportedSettings(secure)
     #expect(problems == ["privacy.secure_rng: true (runs \(secure.runs[0].runID))"], "\(problems)")
+}
+
+/// Paths with a space or a `%`, an experiment name with odd characters: every directive value
+/// double-quoted, `%` doubled outside Slurm's own patterns, the job name cleaned, `--chdir` set.
+@Test func slurmDirectivesQuotePathsWithSpacesAndPercentSigns() throws {
+    let job = SlurmJob(
+        dpkit: "/opt/dpkit/bin/dpkit", config: "/home/a b/sweep.yaml", output: "/scratch/my runs/100% sweep",
+        experimentName: "sweep 1/α", tasks: 2, partition: "cpu long", workingDirectory: "/home/a b",
+        signWith: "/home/a b/signing.key.pem")
+    let array = job.arrayScript, merge = job.mergeScript
+    for line in [
+        "#SBATCH --job-name=\"dpkit-sweep_1__\"", "#SBATCH --output=\"/scratch/my runs/100%% sweep/logs/shard-%a.out\"",
+        "#SBATCH --chdir=\"/home/a b\"", "#SBATCH --partition=\"cpu long\"",
+    ] {
+        #expect(array.contains(line + "\n"), "\(line)\n\(array)")
+    }
+    for line in [
+        "#SBATCH --job-name=\"dpkit-sweep_1__-merge\"", "#SBATCH --output=\"/scratch/my runs/100%% sweep/logs/merge.out\"",
+        "#SBATCH --chdir=\"/home/a b\"",
+    ] {
+        #expect(merge.contains(line + "\n"), "\(line)\n\(merge)")
+    }
+    #expect(merge.contains("--output '/scratch/my runs/100% sweep/results' --sign-with '/home/a b/signing.key.pem'"))
+    // Every #SBATCH value is one quoted word (no unquoted space).
+    for line in (array + merge).split(separator: "\n") where line.hasPrefix("#SBATCH") && line.contains(" ") {
+        let value = line.split(separator: "=", maxSplits: 1).last!
+        #expect(value.hasPrefix("\"") && value.hasSuffix("\"") || !value.contains(" "), "\(line)")
+    }
+    var bad = job
+    bad.output = "/scratch/a\"b"
+    #expect(throws: ShardError.self) { try bad.validate() }
+}
+
+/// `--resume` of a shard's folder with another shard (or the whole plan) is refused.
+@Test func resumingAShardFolderWithAnotherShardIsRefused() throws {
+    let config = try parse(shardYAML)
+    let dir = try runFake(config, shard: try ShardSelection(index: 0, count: 2))
+    for other in [try ShardSelection(index: 1, count: 2), try ShardSelection(index: 0, count: 3), nil] {
+        var c = config
+        if let other { c.restrict(to: other) }
+        do {
+            try ExperimentRunner(config: c, outputDirectory: dir, executor: FakeExecutor(), resume: true, log: { _ in })
+                .run()
+            Issue.record("resumed shard 0/2 as \(other?.text ?? "the whole plan")")
+        } catch {
+            #expect("\(error)".contains("holds shard 0/2"), "\(error)")
+        }
+    }
+    // The same shard resumes.
+    var same = config
+    same.restrict(to: try ShardSelection(index: 0, count: 2))
+    try ExperimentRunner(config: same, outputDirectory: dir, executor: FakeExecutor(), resume: true, log: { _ in }).run()
 }
