@@ -1,3 +1,4 @@
+import DPCrypto
 import DPTraining
 import Foundation
 import Testing
@@ -133,6 +134,80 @@ func shardedThenMergedEqualsTheUnshardedSweep(_ n: Int) throws {
     try ResultMerge.merge([runFake(seed0), runFake(seed1)], into: merged, command: "test")
     let rows = { (d: URL) in try CSV.parse(text(d, "runs.csv")).filter { $0 != [""] }.map { $0[0] }.sorted() }
     #expect(try rows(merged) == rows(whole))
+    // The merged manifest's seeds are the union; the subsets' `only these seeds` warnings went.
+    let manifest = try readManifest(merged)
+    #expect(manifest["seeds"] == .list([.int(0), .int(1)]))
+    #expect(manifest["warnings"]?.listValue?.contains { $0.stringValue?.contains("only these seeds") == true } == false)
+}
+
+/// Merging `--seed` subsets without one of the config's seeds names it and refuses (each subset
+/// plans only its own seeds' runs, so the missing seed's runs are in no input's plan).
+@Test func mergeOfSeedSubsetsNamesAMissingSeed() throws {
+    let config = try parse(shardYAML)
+    var seed0 = config
+    try seed0.restrict(toSeeds: [0], source: "test")
+    let only0 = try runFake(seed0)
+    do {
+        try ResultMerge.merge([only0], into: try temporaryDirectory().appendingPathComponent("m"), command: "test")
+        Issue.record("merged seed 0 alone as the whole experiment")
+    } catch {
+        #expect("\(error)".contains("seed(s) 1 of the config are in no input folder"), "\(error)")
+    }
+    let merged = try temporaryDirectory().appendingPathComponent("allowed")
+    let report = try ResultMerge.merge([only0], into: merged, allowMissing: true, command: "test")
+    #expect(report.notes.contains { $0.contains("seed(s) 1") })
+    #expect(try readManifest(merged)["seeds"] == .list([.int(0)]))
+}
+
+/// Shards signed as their manifests record: the merge verifies them, refuses a removed
+/// signature, a signer other than the recorded one and inputs signed by different keys, and
+/// records the key it signed the merged folder with.
+@Test func mergeChecksTheInputsSignersAndRecordsItsOwn() throws {
+    let config = try parse(shardYAML)
+    let shardKey = SigningKey.generate(), otherKey = SigningKey.generate(), mergeKey = SigningKey.generate()
+    func shards() throws -> [URL] {
+        try (0..<2).map { try runFake(config, shard: ShardSelection(index: $0, count: 2), name: "signed\($0)-\(UUID())") }
+    }
+    /// Records `recorded` as output.sign_with in the manifest, then signs with `key`.
+    func sign(_ dir: URL, recorded: SigningKey, with key: SigningKey) throws {
+        var m = try readManifest(dir)
+        _ = m.setValue(
+            .map([("encrypted_for_key_id", .null), ("signed_by_key_id", .string(recorded.verificationKey.keyID))]),
+            atPath: "output")
+        try m.jsonText().write(to: dir.appendingPathComponent("manifest.json"), atomically: true, encoding: .utf8)
+        try FolderSignature.sign(directory: dir, key: key)
+    }
+    func mergeError(_ inputs: [URL]) -> String {
+        do {
+            try ResultMerge.merge(inputs, into: try temporaryDirectory().appendingPathComponent("m"), command: "test")
+            return "merged"
+        } catch { return "\(error)" }
+    }
+    // Both signed by the recorded key: merged, and the merged manifest names the merge's key.
+    let good = try shards()
+    for d in good { try sign(d, recorded: shardKey, with: shardKey) }
+    let merged = try temporaryDirectory().appendingPathComponent("merged")
+    try ResultMerge.merge(good, into: merged, signWith: mergeKey, command: "test")
+    #expect(try readManifest(merged)["output"]?["signed_by_key_id"] == .string(mergeKey.verificationKey.keyID))
+    #expect(try FolderSignature.verify(directory: merged, expected: mergeKey.verificationKey).verifies)
+    let unsigned = try temporaryDirectory().appendingPathComponent("unsigned")
+    try ResultMerge.merge(good, into: unsigned, command: "test")
+    #expect(try readManifest(unsigned)["output"] == nil || readManifest(unsigned)["output"] == .null)
+    // The signature of a folder whose manifest records one was removed.
+    let removed = try shards()
+    for d in removed { try sign(d, recorded: shardKey, with: shardKey) }
+    try FileManager.default.removeItem(at: removed[1].appendingPathComponent(FolderSignature.fileName))
+    #expect(mergeError(removed).contains("signature was removed"), "\(mergeError(removed))")
+    // Re-signed by another key than the recorded one.
+    let resigned = try shards()
+    try sign(resigned[0], recorded: shardKey, with: shardKey)
+    try sign(resigned[1], recorded: shardKey, with: otherKey)
+    #expect(mergeError(resigned).contains("re-signed"), "\(mergeError(resigned))")
+    // Each as recorded, but by different keys.
+    let mixed = try shards()
+    try sign(mixed[0], recorded: shardKey, with: shardKey)
+    try sign(mixed[1], recorded: otherKey, with: otherKey)
+    #expect(mergeError(mixed).contains("different keys"), "\(mergeError(mixed))")
 }
 
 @Test func mergeNamesAMissingShardsRuns() throws {
