@@ -16,7 +16,12 @@ cleanup() {
 }
 trap cleanup EXIT
 export OPENBLAS_NUM_THREADS=1
-if ! sinfo > /dev/null 2>&1; then started=yes; fi
+# A cluster that already answers is used as it is; otherwise slurm-up.sh starts one with its
+# own configuration (nothing under /etc/slurm is touched) and stops it at the end.
+if ! timeout 20 sinfo > /dev/null 2>&1; then
+  started=yes
+  export SLURM_CONF=/run/dpkit-slurm/slurm.conf
+fi
 .ci/slurm-up.sh
 echo "== slurm-check: one process"
 "$dpkit" run "$config" --output "$work/one" > "$work/one.log"
