@@ -217,7 +217,8 @@ public struct ShardSelection: Hashable, Sendable {
         }
         let minimum = env["SLURM_ARRAY_TASK_MIN"] ?? "0"
         let stepText = env["SLURM_ARRAY_TASK_STEP"] ?? "1"
-        let from = "SLURM_ARRAY_TASK_ID=\(id), SLURM_ARRAY_TASK_MIN=\(minimum), SLURM_ARRAY_TASK_STEP=\(stepText), SLURM_ARRAY_TASK_COUNT=\(count)"
+        let from =
+            "SLURM_ARRAY_TASK_ID=\(id), SLURM_ARRAY_TASK_MIN=\(minimum), SLURM_ARRAY_TASK_STEP=\(stepText), SLURM_ARRAY_TASK_COUNT=\(count)"
         guard let i = Int(id), let n = Int(count), let lo = Int(minimum), let step = Int(stepText), step >= 1 else {
             throw ShardError("\(from) are not whole numbers (a step of at least 1)")
         }

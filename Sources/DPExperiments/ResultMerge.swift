@@ -86,7 +86,7 @@ public enum ResultMerge {
         for url in inputs {
             // Lock, verify, then read: what is read is what was verified.
             guard FileManager.default.fileExists(atPath: OutputFiles(directory: url).manifest.path) else {
-                _ = try readInput(url)  // names the missing manifest
+                _ = try readInput(url) // names the missing manifest
                 continue
             }
             locks.append(try OutputLock(directory: url, holder: holder))
@@ -158,7 +158,9 @@ public enum ResultMerge {
         }
         // `--seed` subsets: each plans only its seeds' runs, so a subset never run would not show
         // up as missing runs; compare the seeds they ran with the config's.
-        let ranSeeds = Array(Set(read.flatMap { $0.manifest["seeds"]?.listValue?.compactMap { $0.doubleValue.map { Int($0) } } ?? [] })).sorted()
+        let ranSeeds = Array(
+            Set(read.flatMap { $0.manifest["seeds"]?.listValue?.compactMap { $0.doubleValue.map { Int($0) } } ?? [] })
+        ).sorted()
         let missingSeeds = configSeeds(read[0]).map { all in all.filter { !ranSeeds.contains($0) } } ?? []
         if !missingSeeds.isEmpty {
             let which = missingSeeds.map(String.init).joined(separator: ", ")
@@ -451,7 +453,10 @@ public enum ResultMerge {
         let encryptedFor = inputs[0].manifest["output"]?["encrypted_for_key_id"] ?? .null
         if signer != nil || encryptedFor != .null {
             _ = manifest.setValue(
-                .map([("encrypted_for_key_id", encryptedFor), ("signed_by_key_id", signer.map(ConfigValue.string) ?? .null)]),
+                .map([
+                    ("encrypted_for_key_id", encryptedFor),
+                    ("signed_by_key_id", signer.map(ConfigValue.string) ?? .null),
+                ]),
                 atPath: "output")
         } else {
             _ = manifest.setValue(.null, atPath: "output")

@@ -64,7 +64,8 @@ public struct SlurmJob: Hashable, Sendable {
 
     /// The job name: letters, digits, `.`, `_` and `-` of the experiment name (others become `_`).
     private var jobName: String {
-        "dpkit-" + String(experimentName.map { $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) ? $0 : "_" })
+        "dpkit-"
+            + String(experimentName.map { $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) ? $0 : "_" })
     }
 
     private var common: String {
@@ -82,7 +83,8 @@ public struct SlurmJob: Hashable, Sendable {
             ("--time", time ?? ""),
         ] where value.contains("\"") || value.contains("\n") {
             throw ShardError(
-                "the \(name) `\(value)` holds a double quote or a line break, which an #SBATCH line cannot carry; rename it")
+                "the \(name) `\(value)` holds a double quote or a line break, which an #SBATCH line cannot carry; rename it"
+            )
         }
     }
 

@@ -625,7 +625,8 @@ public final class DPSGDTrainer {
             case 2: error = .nonFiniteGradientNorm(step: step, exampleInBatch: example, squaredNorm: buffer[o + 8])
             case 3:
                 error = .invalidSetting(
-                    "a chunk failed with an error that is neither a non-finite loss nor a non-finite gradient norm; the rank that met it printed it")
+                    "a chunk failed with an error that is neither a non-finite loss nor a non-finite gradient norm; the rank that met it printed it"
+                )
             default: error = nil
             }
         }

@@ -76,7 +76,8 @@ extension DPSGDTrainer {
         for (i, field) in mine.enumerated() {
             let ranks = (0..<communicator.size).filter { all[$0 * mine.count + i] != all[i] }
             if !ranks.isEmpty {
-                differing.append("\(field.name) (ranks \(ranks.map(String.init).joined(separator: ", ")) differ from rank 0)")
+                differing.append(
+                    "\(field.name) (ranks \(ranks.map(String.init).joined(separator: ", ")) differ from rank 0)")
             }
         }
         guard differing.isEmpty else {

@@ -9,14 +9,16 @@ private let divergingYAML =
     (try? fixture("tiny.yaml"))!
     .replacingOccurrences(of: "include:\n  - privacy.enabled: false\n", with: "")
     .replacingOccurrences(of: "epochs: 3", with: "epochs: 1")
-    + """
-    sweep:
-      optimizer.learning_rate: [1.0e38, 0.5]
+        + """
+        sweep:
+          optimizer.learning_rate: [1.0e38, 0.5]
 
-    """
+        """
 
 /// `dpkit run` on `ranks` thread ranks: rank 0's report and each follower's trained runs.
-private func trainOnRanks(_ config: ExperimentConfig, ranks: Int, folder: URL) throws -> (
+private func trainOnRanks(
+    _ config: ExperimentConfig, ranks: Int, folder: URL
+) throws -> (
     report: ExperimentReport, followed: [[String]]
 ) {
     let group = ThreadGroup(size: ranks)
@@ -50,7 +52,9 @@ private func trainOnRanks(_ config: ExperimentConfig, ranks: Int, folder: URL) t
     let (report, followed) = try trainOnRanks(config, ranks: 2, folder: folder)
     #expect(report.failed == one.failed && report.finished == one.finished)
     #expect(followed == [one.finished])
-    let rows = CSV.parse(try String(contentsOf: folder.appendingPathComponent("runs.csv"), encoding: .utf8)).filter { $0 != [""] }
+    let rows = CSV.parse(try String(contentsOf: folder.appendingPathComponent("runs.csv"), encoding: .utf8)).filter {
+        $0 != [""]
+    }
     let status = rows[0].firstIndex(of: "status")!, error = rows[0].firstIndex(of: "error")!
     let failedRow = rows.first { $0[status] == "failed" }
     #expect(failedRow.map { $0[error].contains("training loss is inf") } == true, "\(rows)")

@@ -166,7 +166,9 @@ func shardedThenMergedEqualsTheUnshardedSweep(_ n: Int) throws {
     let config = try parse(shardYAML)
     let shardKey = SigningKey.generate(), otherKey = SigningKey.generate(), mergeKey = SigningKey.generate()
     func shards() throws -> [URL] {
-        try (0..<2).map { try runFake(config, shard: ShardSelection(index: $0, count: 2), name: "signed\($0)-\(UUID())") }
+        try (0..<2).map {
+            try runFake(config, shard: ShardSelection(index: $0, count: 2), name: "signed\($0)-\(UUID())")
+        }
     }
     /// Records `recorded` as output.sign_with in the manifest, then signs with `key`.
     func sign(_ dir: URL, recorded: SigningKey, with key: SigningKey) throws {
@@ -375,7 +377,8 @@ func shardedThenMergedEqualsTheUnshardedSweep(_ n: Int) throws {
         #expect(array.contains(line + "\n"), "\(line)\n\(array)")
     }
     for line in [
-        "#SBATCH --job-name=\"dpkit-sweep_1__-merge\"", "#SBATCH --output=\"/scratch/my runs/100%% sweep/logs/merge.out\"",
+        "#SBATCH --job-name=\"dpkit-sweep_1__-merge\"",
+        "#SBATCH --output=\"/scratch/my runs/100%% sweep/logs/merge.out\"",
         "#SBATCH --chdir=\"/home/a b\"",
     ] {
         #expect(merge.contains(line + "\n"), "\(line)\n\(merge)")
@@ -409,5 +412,6 @@ func shardedThenMergedEqualsTheUnshardedSweep(_ n: Int) throws {
     // The same shard resumes.
     var same = config
     same.restrict(to: try ShardSelection(index: 0, count: 2))
-    try ExperimentRunner(config: same, outputDirectory: dir, executor: FakeExecutor(), resume: true, log: { _ in }).run()
+    try ExperimentRunner(config: same, outputDirectory: dir, executor: FakeExecutor(), resume: true, log: { _ in })
+        .run()
 }

@@ -96,12 +96,14 @@ func dataParallelRanksGiveTheModelOfOneProcessBitForBit(mode: ClippingMode, rank
     // SGD: the parameters are linear in the summed gradients (Adam would divide rounding
     // differences by small second moments and amplify them).
     let whole = try train(
-        parallelTrainer(privacy: privacy, physical: 1024, communicator: SingleProcess(), optimizer: SGD(learningRate: 0.5)),
+        parallelTrainer(
+            privacy: privacy, physical: 1024, communicator: SingleProcess(), optimizer: SGD(learningRate: 0.5)),
         steps: 5)
     let group = ThreadGroup(size: 2)
     let split = try onRanks(2) { r in
         try train(
-            parallelTrainer(privacy: privacy, physical: 5, communicator: group.rank(r), optimizer: SGD(learningRate: 0.5)),
+            parallelTrainer(
+                privacy: privacy, physical: 5, communicator: group.rank(r), optimizer: SGD(learningRate: 0.5)),
             steps: 5)
     }[0]
     var largest = 0.0
@@ -147,7 +149,8 @@ private func firstStepErrors(_ rank1: @escaping (any Communicator) throws -> DPS
             return "no error"
         } catch {
             // Nothing was updated or charged.
-            #expect(t.model.parameters.map { $0.value.scalars } == before.0 && t.ledger == before.1 && t.step == before.2)
+            #expect(
+                t.model.parameters.map { $0.value.scalars } == before.0 && t.ledger == before.1 && t.step == before.2)
             return "\(error)"
         }
     }
@@ -164,7 +167,9 @@ private func firstStepErrors(_ rank1: @escaping (any Communicator) throws -> DPS
     for (what, build) in cases {
         let errors = try firstStepErrors(build)
         #expect(
-            errors.allSatisfy { $0.contains("different training state") && $0.contains(what) && $0.contains("ranks 1") },
+            errors.allSatisfy {
+                $0.contains("different training state") && $0.contains(what) && $0.contains("ranks 1")
+            },
             "\(what): \(errors)")
     }
 }
