@@ -3,12 +3,16 @@
 # order (wall_seconds left out), every model and metrics file byte for byte, and no model or
 # metrics file in one folder only.
 #   .ci/compare-results.sh EXPECTED ACTUAL
+#   .ci/compare-results.sh --any-order EXPECTED ACTUAL   rows compared sorted: for a folder
+#     filled in another order (seed 0 first, then the other seeds with --resume)
 set -euo pipefail
+order=cat
+if [ "${1:-}" = --any-order ]; then order=sort; shift; fi
 a=$1 b=$2
 # The CSV without its wall_seconds column (dpkit never quotes the numeric columns before it).
 strip() {
   awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "wall_seconds") w = i }
-           { line = ""; for (i = 1; i <= NF; i++) if (i != w) line = line (line == "" ? "" : ",") $i; print line }' "$1"
+           { line = ""; for (i = 1; i <= NF; i++) if (i != w) line = line (line == "" ? "" : ",") $i; print line }' "$1" | $order
 }
 status=0
 for f in runs.csv epochs.csv; do
