@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Compares two dpkit result folders as one experiment: runs.csv and epochs.csv row for row
-# (sorted, wall_seconds left out), and every model and metrics file byte for byte.
+# Compares two dpkit result folders as one experiment: runs.csv and epochs.csv row for row, in
+# order (wall_seconds left out), every model and metrics file byte for byte, and no model or
+# metrics file in one folder only.
 #   .ci/compare-results.sh EXPECTED ACTUAL
+#   .ci/compare-results.sh --any-order EXPECTED ACTUAL   rows compared sorted: for a folder
+#     filled in another order (seed 0 first, then the other seeds with --resume)
 set -euo pipefail
+order=cat
+if [ "${1:-}" = --any-order ]; then order=sort; shift; fi
 a=$1 b=$2
 # The CSV without its wall_seconds column (dpkit never quotes the numeric columns before it).
 strip() {
   awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "wall_seconds") w = i }
-           { line = ""; for (i = 1; i <= NF; i++) if (i != w) line = line (line == "" ? "" : ",") $i; print line }' "$1" | sort
+           { line = ""; for (i = 1; i <= NF; i++) if (i != w) line = line (line == "" ? "" : ",") $i; print line }' "$1" | $order
 }
 status=0
 for f in runs.csv epochs.csv; do
@@ -21,6 +26,10 @@ for dir in models metrics; do
     [ -e "$file" ] || continue
     n=$((n + 1))
     if ! cmp -s "$file" "$b/$dir/$(basename "$file")"; then echo "compare: $dir/$(basename "$file") differs"; status=1; fi
+  done
+  for file in "$b/$dir"/*; do
+    [ -e "$file" ] || continue
+    [ -e "$a/$dir/$(basename "$file")" ] || { echo "compare: $dir/$(basename "$file") is in $b only"; status=1; }
   done
 done
 rows=$(($(wc -l < "$a/runs.csv") - 1))

@@ -16,7 +16,12 @@ cleanup() {
 }
 trap cleanup EXIT
 export OPENBLAS_NUM_THREADS=1
-if ! sinfo > /dev/null 2>&1; then started=yes; fi
+# A cluster that already answers is used as it is; otherwise slurm-up.sh starts one with its
+# own configuration (nothing under /etc/slurm is touched) and stops it at the end.
+if ! timeout 20 sinfo > /dev/null 2>&1; then
+  started=yes
+  export SLURM_CONF=/run/dpkit-slurm/slurm.conf
+fi
 .ci/slurm-up.sh
 echo "== slurm-check: one process"
 "$dpkit" run "$config" --output "$work/one" > "$work/one.log"
@@ -26,13 +31,13 @@ merge=$(sed -n 's/.*merge job \([0-9]*\).*/\1/p' "$work/submit.log")
 array=$(sed -n 's/.*array job \([0-9]*\).*/\1/p' "$work/submit.log")
 [ -n "$merge" ] && [ -n "$array" ] || { echo "slurm-check: no job ids"; exit 1; }
 for _ in $(seq 300); do
-  squeue -h -j "$array,$merge" 2>/dev/null | grep -q . || break
+  timeout 20 squeue -h -j "$array,$merge" 2>/dev/null | grep -q . || break
   sleep 1
 done
-if squeue -h -j "$array,$merge" 2>/dev/null | grep -q .; then
-  echo "slurm-check: the jobs did not finish in 5 minutes:"; squeue; exit 1
+if timeout 20 squeue -h -j "$array,$merge" 2>/dev/null | grep -q .; then
+  echo "slurm-check: the jobs did not finish in 5 minutes:"; timeout 20 squeue; exit 1
 fi
-state=$(scontrol show job "$merge" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
+state=$(timeout 20 scontrol show job "$merge" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
 echo "slurm-check: merge job $merge: ${state:-gone}"
 for log in "$work/slurm/logs/"*.out; do echo "-- $(basename "$log"):"; tail -2 "$log" | sed 's/^/    /'; done
 [ "$state" = COMPLETED ] || [ -z "$state" ] || { echo "slurm-check: the merge job did not complete"; exit 1; }

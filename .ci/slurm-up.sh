@@ -2,16 +2,21 @@
 # A single-node Slurm cluster on this machine, for tests (CI, or by hand; as root): munge,
 # slurmctld and slurmd from Debian's packages, no systemd needed (a container is fine).
 #
-#   .ci/slurm-up.sh          install what is missing, write /etc/slurm/slurm.conf, start the
-#                            daemons, wait until the node takes jobs; prints `sinfo`
+#   .ci/slurm-up.sh          install what is missing, write /run/dpkit-slurm/slurm.conf, start
+#                            the daemons with it, wait until the node takes jobs; prints `sinfo`
 #   .ci/slurm-up.sh down     stop the daemons this script started (by their pid files)
+#
+# Clients use the cluster with `export SLURM_CONF=/run/dpkit-slurm/slurm.conf`. Nothing under
+# /etc/slurm is written or removed, so a machine's own Slurm configuration stays as it is; when
+# a cluster already answers (`sinfo` with the caller's configuration), the script uses it and
+# starts nothing.
 #
 # The node is this host (`hostname -s`) with `nproc` CPUs. Slurm runs as root with
 # proctrack/linuxproc and task/none, so it needs no cgroups (containers often have none
 # writable); select/cons_tres lets several 1-CPU tasks share the node.
 set -euo pipefail
 RUN=/run/dpkit-slurm
-CONF=/etc/slurm/slurm.conf
+CONF=$RUN/slurm.conf
 
 if [ "${1:-}" = down ]; then
   for d in slurmd slurmctld munged; do
@@ -21,6 +26,11 @@ if [ "${1:-}" = down ]; then
   exit 0
 fi
 
+if command -v sinfo >/dev/null && timeout 20 sinfo -h >/dev/null 2>&1; then
+  echo "slurm-up: a cluster already answers (SLURM_CONF=${SLURM_CONF:-default}); using it, starting nothing"
+  timeout 20 sinfo
+  exit 0
+fi
 [ "$(id -u)" = 0 ] || { echo "slurm-up: run as root (the daemons run as root here)" >&2; exit 1; }
 missing=""
 for p in munge slurmctld slurmd slurm-client; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
@@ -45,7 +55,6 @@ if ! munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; then
 fi
 munge -n </dev/null | unmunge >/dev/null || { echo "slurm-up: munge does not work" >&2; exit 1; }
 
-mkdir -p /etc/slurm
 cat > "$CONF" <<CONF
 # Written by .ci/slurm-up.sh: one node, root daemons, no cgroups.
 ClusterName=dpkit
@@ -74,27 +83,27 @@ SlurmdTimeout=30
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 CONF
-# No cgroup.conf: nothing here uses cgroups.
-rm -f /etc/slurm/cgroup.conf
+# No cgroup.conf beside it: nothing here uses cgroups.
+export SLURM_CONF=$CONF
 
-if ! scontrol ping 2>/dev/null | grep -q UP; then
-  slurmctld -c   # -c: a fresh state (no jobs of an earlier cluster)
+if ! timeout 20 scontrol ping 2>/dev/null | grep -q UP; then
+  slurmctld -f "$CONF" -c   # -c: a fresh state (no jobs of an earlier cluster)
 fi
 if ! { [ -f "$RUN/slurmd.pid" ] && kill -0 "$(cat "$RUN/slurmd.pid")" 2>/dev/null; }; then
-  slurmd
+  slurmd -f "$CONF"
 fi
 for _ in $(seq 60); do
-  state=$(sinfo -h -n "$host" -o %t 2>/dev/null || true)
+  state=$(timeout 20 sinfo -h -n "$host" -o %t 2>/dev/null || true)
   case "$state" in
     idle*|mix*|alloc*) break ;;
     down*|drain*) scontrol update nodename="$host" state=resume 2>/dev/null || true ;;
   esac
   sleep 1
 done
-sinfo
-state=$(sinfo -h -n "$host" -o %t)
+timeout 20 sinfo
+state=$(timeout 20 sinfo -h -n "$host" -o %t)
 case "$state" in
-  idle*|mix*|alloc*) echo "slurm-up: node $host ($cpus CPUs) takes jobs" ;;
+  idle*|mix*|alloc*) echo "slurm-up: node $host ($cpus CPUs) takes jobs (clients: export SLURM_CONF=$CONF)" ;;
   *) echo "slurm-up: node $host is $state; see /var/log/slurm/slurmd.log and slurmctld.log" >&2
      tail -20 /var/log/slurm/slurmctld.log /var/log/slurm/slurmd.log >&2; exit 1 ;;
 esac

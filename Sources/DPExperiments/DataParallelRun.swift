@@ -13,9 +13,14 @@ import Foundation
 /// file on every rank (read before the first step; rank 0 writes the next one only after a
 /// step every rank took part in).
 ///
-/// Failure: a run that fails on any rank ends the whole job (`MPI_Abort`) with a message that
-/// names the rank, the run and the error: the other ranks would otherwise wait in a collective
-/// forever. Rows of finished runs are on disk already; `--resume` continues.
+/// Failure: a run that stops with a ``TrainingError`` (a non-finite loss or gradient norm, an
+/// invalid setting) stops on every rank at the same step, since every rank decides from the same
+/// gathered figures; the ranks then confirm that they all failed alike (``agree(_:run:communicator:)``),
+/// rank 0 rethrows so that the runner records the run as failed, as one process does, and every
+/// rank goes on to the next run. Any other failure, or ranks that disagree, ends the whole job
+/// (`MPI_Abort`) with a message that names the rank, the run and the error: the other ranks would
+/// otherwise wait in a collective forever. Rows of finished runs are on disk already; `--resume`
+/// continues.
 public enum DataParallelRun {
     /// What data-parallel training does not support, per run of `config` that uses it (the
     /// trainer refuses the same at its first step; this names every such run before any trains).
@@ -77,6 +82,26 @@ public enum DataParallelRun {
         return message
     }
 
+    /// After a run: every rank says whether it finished (0) or stopped with a ``TrainingError``
+    /// (1). Returns normally when all finished, rethrows the error when all failed alike, ends
+    /// the job when they disagree (a rank holding a model the others do not).
+    static func agree(_ failure: TrainingError?, run id: String, communicator: any Communicator) throws {
+        var outcomes = [Int64](repeating: 0, count: communicator.size)
+        do {
+            try communicator.allGather([failure == nil ? 0 : 1], into: &outcomes)
+        } catch {
+            abort("run \(id)", error: error, communicator: communicator)
+        }
+        if outcomes.allSatisfy({ $0 == 0 }) { return }
+        if let failure, outcomes.allSatisfy({ $0 == 1 }) { throw failure }
+        let failed = outcomes.indices.filter { outcomes[$0] == 1 }.map(String.init).joined(separator: ", ")
+        abort(
+            "run \(id)",
+            error: CommunicatorError(
+                "ranks \(failed) stopped with a training error (\(failure.map { plainDescription(of: $0) } ?? "on another rank")) and the others did not"
+            ), communicator: communicator)
+    }
+
     /// Ends the job on every rank after saying why.
     static func abort(_ what: String, error: Error, communicator: any Communicator) -> Never {
         FileHandle.standardError.write(
@@ -108,16 +133,21 @@ public enum DataParallelRun {
         public func execute(
             _ run: ResolvedRun, context: RunContext, progress: (EpochRecord) throws -> Void
         ) throws -> RunSummary {
+            let summary: RunSummary
             do {
                 try send(.run(run.runID), communicator)
-                let summary = try base.execute(run, context: context, progress: progress)
-                // Every rank is done with the run (and its checkpoint file) before the runner
-                // removes the checkpoint and announces the next run.
-                try communicator.barrier()
-                return summary
+                summary = try base.execute(run, context: context, progress: progress)
+            } catch let error as TrainingError {
+                // Every rank stopped alike: the runner records the failed run and goes on.
+                try agree(error, run: run.runID, communicator: communicator)
+                throw error
             } catch {
                 abort("run \(run.runID)", error: error, communicator: communicator)
             }
+            // Every rank is done with the run (and its checkpoint file) before the runner
+            // removes the checkpoint and announces the next run.
+            try agree(nil, run: run.runID, communicator: communicator)
+            return summary
         }
 
         /// Tells the other ranks that the experiment is over.
@@ -155,13 +185,20 @@ public enum DataParallelRun {
             var context = RunContext(checkpoint: files.checkpoint(id))
             context.checkpointKey = key
             context.writesFiles = false
+            var failure: TrainingError?
             do {
                 _ = try executor.execute(run, context: context) { _ in }
-                try communicator.barrier()
+            } catch let error as TrainingError {
+                failure = error
             } catch {
                 abort("run \(id)", error: error, communicator: communicator)
             }
-            trained.append(id)
+            do {
+                try agree(failure, run: id, communicator: communicator)
+                trained.append(id)
+            } catch {
+                // Rank 0 records the run as failed; this rank goes on to the next.
+            }
         }
     }
 }

@@ -202,9 +202,13 @@ public struct ShardSelection: Hashable, Sendable {
         try self.init(index: i, count: n)
     }
 
-    /// The shard of a Slurm array task: `SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN` of
-    /// `SLURM_ARRAY_TASK_COUNT` (`--array=0-3` gives shards 0/4 ... 3/4).
-    /// - Throws: ``ShardError`` when the variables are missing (not inside a job array) or not numbers.
+    /// The shard of a Slurm array task: `(SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN) /
+    /// SLURM_ARRAY_TASK_STEP` of `SLURM_ARRAY_TASK_COUNT` (`--array=0-3` gives shards 0/4 ...
+    /// 3/4, `--array=0-6:2` gives 0/4 ... 3/4 too). It holds only when the whole array was
+    /// submitted at once: a task resubmitted alone (`sbatch --array=3`) sees a count of 1, so the
+    /// scripts of `dpkit slurm` pass `--shard "$SLURM_ARRAY_TASK_ID/N"` with N written in instead.
+    /// - Throws: ``ShardError`` when the variables are missing (not inside a job array), not
+    ///   numbers, or the task is not on the array's step.
     public init(slurmEnvironment env: [String: String]) throws {
         guard let id = env["SLURM_ARRAY_TASK_ID"], let count = env["SLURM_ARRAY_TASK_COUNT"] else {
             throw ShardError(
@@ -212,14 +216,20 @@ public struct ShardSelection: Hashable, Sendable {
             )
         }
         let minimum = env["SLURM_ARRAY_TASK_MIN"] ?? "0"
-        guard let i = Int(id), let n = Int(count), let lo = Int(minimum) else {
+        let stepText = env["SLURM_ARRAY_TASK_STEP"] ?? "1"
+        let from =
+            "SLURM_ARRAY_TASK_ID=\(id), SLURM_ARRAY_TASK_MIN=\(minimum), SLURM_ARRAY_TASK_STEP=\(stepText), SLURM_ARRAY_TASK_COUNT=\(count)"
+        guard let i = Int(id), let n = Int(count), let lo = Int(minimum), let step = Int(stepText), step >= 1 else {
+            throw ShardError("\(from) are not whole numbers (a step of at least 1)")
+        }
+        guard (i - lo) % step == 0 else {
             throw ShardError(
-                "SLURM_ARRAY_TASK_ID=\(id), SLURM_ARRAY_TASK_MIN=\(minimum), SLURM_ARRAY_TASK_COUNT=\(count) are not whole numbers"
+                "\(from): the task is not on the array's step (an array such as --array=0,3,7 has no step); give --shard I/N instead"
             )
         }
-        do { try self.init(index: i - lo, count: n) } catch let error as ShardError {
+        do { try self.init(index: (i - lo) / step, count: n) } catch let error as ShardError {
             throw ShardError(
-                "\(error.description) (from SLURM_ARRAY_TASK_ID=\(id) - SLURM_ARRAY_TASK_MIN=\(minimum), SLURM_ARRAY_TASK_COUNT=\(count); the array must be contiguous, such as --array=0-\(n - 1))"
+                "\(error.description) (from \(from); the array must be evenly spaced, such as --array=0-\(n - 1), and submitted whole: for one task resubmitted alone give --shard I/N)"
             )
         }
     }

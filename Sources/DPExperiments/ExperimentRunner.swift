@@ -507,6 +507,20 @@ public final class ExperimentRunner {
                 ])
             ]
         }
+        // The folder of one shard continues that shard only: another shard's runs mixed in would
+        // be merged twice or not at all.
+        let recorded = manifest["shard"].flatMap { $0 == .null ? nil : $0 }
+        let current = shardEntry.first?.value
+        if (recorded != nil || current != nil) && recorded != current {
+            func describe(_ v: ConfigValue?) -> String {
+                guard case .int(let i)? = v?["index"], case .int(let n)? = v?["count"] else { return "the whole plan" }
+                guard case .list(let ids)? = v?["plan_run_ids"] else { return "shard \(i)/\(n)" }
+                return "shard \(i)/\(n) of a plan of \(ids.count) runs"
+            }
+            throw OutputError(
+                "\(outputDirectory.path) holds \(describe(recorded)), not \(describe(current))\(recorded?["count"] == current?["count"] && recorded?["index"] == current?["index"] ? " (the plan's run ids differ: the config or --seed changed)" : ""); resume it with the same --shard, config and --seed, or choose another output folder",
+                kind: .usage)
+        }
         guard case .list(let runs)? = manifest["runs"] else { return }
         for run in runs {
             guard case .string(let id)? = run["run_id"] else { continue }

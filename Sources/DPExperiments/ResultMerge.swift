@@ -19,18 +19,21 @@ public struct MergeReport: Hashable, Sendable {
 ///
 /// What it checks, each failure an ``OutputError`` that names the folders and runs:
 /// - every input is a results folder (`manifest.json`, `runs.csv`, `epochs.csv`) that no process
-///   is writing (its ``OutputLock`` is taken for the merge) and whose signature, when it is
-///   signed, verifies;
+///   is writing (its ``OutputLock`` is taken before it is verified and read); a folder whose
+///   manifest records `output.signed_by_key_id` must be signed by that key, every signature
+///   must verify, and all signed inputs must share one key;
 /// - all inputs come from the same experiment config (`experiment_hash`: the same file contents,
 ///   hence the same run ids and config hashes) and have the same columns;
 /// - no run is in two inputs (two shards with the same index, or a folder given twice);
 /// - every run of the plan is there (shards record the plan's run ids; `--seed` subsets count
-///   the runs their manifests plan), unless `allowMissing`.
+///   the runs their manifests plan) and every seed of the config was run by some input, unless
+///   `allowMissing`.
 ///
 /// What it writes into `output` (a new folder): `runs.csv` and `epochs.csv` with the rows in plan
 /// order, `manifest.json` with every run entry and its privacy ledger as recorded, every config
-/// of the inputs' `config_history`, the union of their warnings, and `merged_from` (each input's
-/// folder, shard, commit and BLAS settings); the runs' models, metrics, audits and pictures are
+/// of the inputs' `config_history`, the union of their seeds and warnings (less the subsets'
+/// `--seed` warnings), `output` as the merge signed it, and `merged_from` (each input's folder,
+/// shard, seeds, MPI ranks, commit and BLAS settings); the runs' models, metrics, audits and pictures are
 /// copied. Checkpoints are not (a merged folder holds finished work). The inputs are only read
 /// (and locked while they are).
 public enum ResultMerge {
@@ -79,15 +82,54 @@ public enum ResultMerge {
         defer { for lock in locks { lock.release() } }
         let holder = OutputLock.Holder.current(command: command)
         var read: [Input] = []
+        var signers: [(folder: String, keyID: String)] = []
         for url in inputs {
-            let input = try readInput(url)
-            locks.append(try OutputLock(directory: url, holder: holder))
-            if let status = ResultSignature.status(directory: url), !status.verifies {
-                throw OutputError(
-                    "\(url.path) is signed but its \(status.line); merging would pass altered results on. Find out what changed first",
-                    kind: .usage)
+            // Lock, verify, then read: what is read is what was verified.
+            guard FileManager.default.fileExists(atPath: OutputFiles(directory: url).manifest.path) else {
+                _ = try readInput(url) // names the missing manifest
+                continue
             }
+            locks.append(try OutputLock(directory: url, holder: holder))
+            let signed = FileManager.default.fileExists(
+                atPath: url.appendingPathComponent(FolderSignature.fileName).path)
+            var signer: String?
+            if signed {
+                let verification: FolderSignature.Verification
+                do { verification = try FolderSignature.verify(directory: url) } catch {
+                    throw OutputError(
+                        "\(url.path) is signed but its signature cannot be checked (\(plainDescription(of: error))); merging would pass altered results on. Find out what changed first",
+                        kind: .usage)
+                }
+                guard verification.verifies else {
+                    throw OutputError(
+                        "\(url.path) is signed but its signature DOES NOT VERIFY (\(verification.report.joined(separator: "; "))); merging would pass altered results on. Find out what changed first",
+                        kind: .usage)
+                }
+                signer = verification.keyID
+            }
+            let input = try readInput(url)
+            let recorded = input.manifest["output"]?["signed_by_key_id"]?.stringValue
+            if let recorded {
+                guard let signer else {
+                    throw OutputError(
+                        "\(url.path) records output.sign_with (key \(recorded.prefix(16))) but has no \(FolderSignature.fileName): its signature was removed. Restore it, or rerun the shard",
+                        kind: .usage)
+                }
+                guard signer == recorded else {
+                    throw OutputError(
+                        "\(url.path) is signed with key \(signer.prefix(16)), but its manifest records key \(recorded.prefix(16)); it was re-signed by someone else. Find out who first",
+                        kind: .usage)
+                }
+            }
+            if let signer { signers.append((url.path, signer)) }
             read.append(input)
+        }
+        if Set(signers.map(\.keyID)).count > 1 {
+            throw OutputError(
+                "the inputs are signed with different keys: "
+                    + signers.map { "\($0.folder) (key \($0.keyID.prefix(16)))" }.joined(separator: ", ")
+                    + "; merge only folders signed by one key",
+                kind: .usage)
         }
         try checkSameExperiment(read)
         let plan = try planOrder(read)
@@ -113,6 +155,21 @@ public enum ResultMerge {
             throw OutputError(
                 "\(conflicts.count) run(s) are in more than one input folder: \(lines.joined(separator: "; ")). Each run must come from one folder: were two shards run with the same --shard I/N, or a folder given twice?",
                 kind: .usage)
+        }
+        // `--seed` subsets: each plans only its seeds' runs, so a subset never run would not show
+        // up as missing runs; compare the seeds they ran with the config's.
+        let ranSeeds = Array(
+            Set(read.flatMap { $0.manifest["seeds"]?.listValue?.compactMap { $0.doubleValue.map { Int($0) } } ?? [] })
+        ).sorted()
+        let missingSeeds = configSeeds(read[0]).map { all in all.filter { !ranSeeds.contains($0) } } ?? []
+        if !missingSeeds.isEmpty {
+            let which = missingSeeds.map(String.init).joined(separator: ", ")
+            guard allowMissing else {
+                throw OutputError(
+                    "seed(s) \(which) of the config are in no input folder (the inputs ran seeds \(ranSeeds.map(String.init).joined(separator: ", "))). Add the folder of `dpkit run CONFIG --seed \(missingSeeds[0]) ...`, or pass --allow-missing to merge what is there",
+                    kind: .usage)
+            }
+            report.notes.append("missing from the merge (--allow-missing): seed(s) \(which)")
         }
         let missing = plan.ids.filter { owner[$0] == nil }
         if !missing.isEmpty {
@@ -165,7 +222,8 @@ public enum ResultMerge {
             let ids = Set(order.filter { owner[$0] == i })
             try copyRunFiles(of: ids, from: input.directory, to: output)
         }
-        let manifest = mergedManifest(read, order: order, owner: owner, report: &report)
+        let manifest = mergedManifest(
+            read, order: order, owner: owner, seeds: ranSeeds, signer: signWith?.verificationKey.keyID, report: &report)
         try DurableFile.writeAtomically(manifest.jsonText(), to: files.manifest)
         if let key = signWith { try FolderSignature.sign(directory: output, key: key) }
         return report
@@ -207,6 +265,15 @@ public enum ResultMerge {
         return Input(
             directory: url, manifest: manifest, runsHeader: runs.header, runRows: runs.rows,
             epochsHeader: epochs.header, epochRows: epochs.rows, shard: shard)
+    }
+
+    /// The seeds of the config the input ran (`seeds:` or `seed:` of its config), nil when the
+    /// manifest does not say.
+    static func configSeeds(_ input: Input) -> [Int]? {
+        guard let config = input.manifest["config"] else { return nil }
+        if let list = config["seeds"]?.listValue { return list.compactMap { $0.doubleValue.map { Int($0) } } }
+        if let seed = config["seed"]?.doubleValue.map { Int($0) } { return [seed] }
+        return nil
     }
 
     /// Same experiment config, same columns.
@@ -316,7 +383,8 @@ public enum ResultMerge {
     /// The first input's manifest with every input's run entries (ledgers as recorded), configs
     /// and warnings, without `shard`, with `merged_from`.
     static func mergedManifest(
-        _ inputs: [Input], order: [String], owner: [String: Int], report: inout MergeReport
+        _ inputs: [Input], order: [String], owner: [String: Int], seeds: [Int], signer: String?,
+        report: inout MergeReport
     ) -> ConfigValue {
         // Run entries: the one of the folder that holds the run's row; then runs no folder
         // finished (pending, interrupted), once each, as the first folder recorded them.
@@ -343,7 +411,12 @@ public enum ResultMerge {
             where !configs.contains(where: { $0["experiment_hash"] == c["experiment_hash"] }) {
                 configs.append(c)
             }
-            for w in input.manifest["warnings"]?.listValue ?? [] where !warnings.contains(w) { warnings.append(w) }
+            for w in input.manifest["warnings"]?.listValue ?? [] where !warnings.contains(w) {
+                // A subset's `--seed ...: only these seeds ... were run` holds for the merge only
+                // when seeds are still missing; the merge's own note says which.
+                if let text = w.stringValue, text.hasPrefix("--seed "), text.contains("only these seeds") { continue }
+                warnings.append(w)
+            }
         }
         for note in report.notes { warnings.append(.string(note)) }
         var sources: [ConfigValue] = []
@@ -358,6 +431,7 @@ public enum ResultMerge {
                             ?? .null
                     ),
                     ("runs", .int(input.runRows.count)),
+                    ("seeds", m["seeds"] ?? .null), ("mpi_ranks", m["mpi_ranks"] ?? .int(1)),
                     ("dpkit_version", m["dpkit_version"] ?? .null), ("git_commit", m["git_commit"] ?? .null),
                     ("blas_core", m["blas_core"] ?? .null), ("blas_threads", m["blas_threads"] ?? .null),
                 ]))
@@ -373,6 +447,20 @@ public enum ResultMerge {
         }
         var manifest = inputs[0].manifest
         _ = manifest.setValue(.null, atPath: "shard")
+        _ = manifest.setValue(.list(seeds.map(ConfigValue.int)), atPath: "seeds")
+        _ = manifest.setValue(.null, atPath: "mpi_ranks")
+        // What the merge signed (or not), not what the first input recorded.
+        let encryptedFor = inputs[0].manifest["output"]?["encrypted_for_key_id"] ?? .null
+        if signer != nil || encryptedFor != .null {
+            _ = manifest.setValue(
+                .map([
+                    ("encrypted_for_key_id", encryptedFor),
+                    ("signed_by_key_id", signer.map(ConfigValue.string) ?? .null),
+                ]),
+                atPath: "output")
+        } else {
+            _ = manifest.setValue(.null, atPath: "output")
+        }
         _ = manifest.setValue(.list(warnings), atPath: "warnings")
         _ = manifest.setValue(.list(configs), atPath: "config_history")
         _ = manifest.setValue(.list(entries), atPath: "runs")

@@ -200,7 +200,10 @@ public final class DPSGDTrainer {
     public let budgetAccountant: AccountantKind
     /// The ranks this trainer shares each step with (data parallelism; see ``trainStep()``).
     /// Every rank builds the same trainer (same model, data and seed); set before the first step.
-    public var communicator: any Communicator = SingleProcess()
+    public var communicator: any Communicator = SingleProcess() { didSet { ranksAgreed = false } }
+    /// The ranks compared their state (``verifyRanksAgree()``) since the communicator was set
+    /// or a checkpoint restored.
+    var ranksAgreed = false
     /// Seconds per phase of the steps taken so far (data parallelism and benchmarks).
     public private(set) var timings = DataParallelTimings()
     /// Put a barrier before each step's gather, so that ``timings`` tells waiting for the
@@ -341,7 +344,13 @@ public final class DPSGDTrainer {
                 accountant: budgetAccountant)
             throw TrainingError.budgetExhausted(step: step, epsilon: eps)
         }
-        if communicator.size > 1 { try checkDataParallelSupport() }
+        if communicator.size > 1 {
+            try checkDataParallelSupport()
+            if !ranksAgreed {
+                try verifyRanksAgree()
+                ranksAgreed = true
+            }
+        }
         var clock = Date()
         func lap(_ phase: WritableKeyPath<DataParallelTimings, Double>) {
             let now = Date()
@@ -368,7 +377,9 @@ public final class DPSGDTrainer {
         let parameters = model.parameters
         let width = parameters.reduce(0) { $0 + $1.gradient.scalarCount }
         let segment = (width + ranks - 1) / ranks
-        let figuresWidth = ChunkStats.width
+        // Each chunk's figures end with the step, the batch size and the batch's checksum.
+        let figuresWidth = ChunkStats.width + 3
+        let batchIdentity = [Double(step), Double(indices.count), ranks > 1 ? batchChecksum(indices) : 0]
         if chunkSums.count != ranks * slots * segment {
             chunkSums = [Float](repeating: 0, count: ranks * slots * segment)
             receivedSums = [Float](repeating: 0, count: ranks * slots * segment)
@@ -391,6 +402,7 @@ public final class DPSGDTrainer {
                 if !direct { packSegments(parameters, slot: slot, slots: slots, segment: segment) }
             }
             stats.write(into: &chunkFigures, at: slot * figuresWidth)
+            for (i, v) in batchIdentity.enumerated() { chunkFigures[slot * figuresWidth + ChunkStats.width + i] = v }
         }
         if chunkCount == 0 { for p in parameters { p.gradient.fill(0) } }
         lap(\.compute)
@@ -405,6 +417,14 @@ public final class DPSGDTrainer {
         } else {
             swap(&chunkSums, &receivedSums)
             swap(&chunkFigures, &gatheredFigures)
+        }
+        // Every rank drew the same batch at the same step, or the sum would mix batches.
+        for o in stride(from: ChunkStats.width, to: gatheredFigures.count, by: figuresWidth)
+        where Array(gatheredFigures[o..<o + 3]) != batchIdentity {
+            let r = o / (slots * figuresWidth)
+            throw CommunicatorError(
+                "rank \(r) of \(ranks) drew another batch than rank \(rank) at step \(step) (step \(Int(gatheredFigures[o])), \(Int(gatheredFigures[o + 1])) examples, checksum \(gatheredFigures[o + 2]) against step \(step), \(indices.count) examples, checksum \(batchIdentity[2])): the ranks hold different data or sampling state; nothing of this step was released"
+            )
         }
         // Chunk j sits in rank j mod K's slot j / K.
         func slotIndex(_ j: Int) -> Int { (j % ranks) * slots + j / ranks }
@@ -587,8 +607,13 @@ public final class DPSGDTrainer {
                 (buffer[o + 5], buffer[o + 6], buffer[o + 7], buffer[o + 8]) = (1, Double(step), 0, loss)
             case .nonFiniteGradientNorm(let step, let example, let norm)?:
                 (buffer[o + 5], buffer[o + 6], buffer[o + 7], buffer[o + 8]) = (2, Double(step), Double(example), norm)
-            default:
+            case nil:
                 (buffer[o + 5], buffer[o + 6], buffer[o + 7], buffer[o + 8]) = (0, 0, 0, 0)
+            case let other?:
+                // Only the two kinds above travel with their figures; any other error is named
+                // here, on the rank that met it, and stops every rank (kind 3).
+                FileHandle.standardError.write(Data("error in a chunk of this rank: \(other)\n".utf8))
+                (buffer[o + 5], buffer[o + 6], buffer[o + 7], buffer[o + 8]) = (3, 0, 0, 0)
             }
         }
 
@@ -600,6 +625,10 @@ public final class DPSGDTrainer {
             switch buffer[o + 5] {
             case 1: error = .nonFiniteLoss(step: step, loss: buffer[o + 8])
             case 2: error = .nonFiniteGradientNorm(step: step, exampleInBatch: example, squaredNorm: buffer[o + 8])
+            case 3:
+                error = .invalidSetting(
+                    "a chunk failed with an error that is neither a non-finite loss nor a non-finite gradient norm; the rank that met it printed it"
+                )
             default: error = nil
             }
         }
@@ -702,6 +731,7 @@ public final class DPSGDTrainer {
         self.noiseRandom = noise
         self.dropoutRandom = dropout
         self.ledger = ledger
+        ranksAgreed = false
     }
 
     // MARK: - Evaluation

@@ -87,7 +87,8 @@ struct SlurmCommand: ParsableCommand {
                 Bundle.main.executableURL?.path ?? CommandLine.arguments[0])
         let job = SlurmJob(
             dpkit: binary, config: absolute(config), output: absolute(output), experimentName: experiment.name,
-            tasks: tasks ?? runs, partition: partition, time: time, cpus: cpus, seeds: onlySeeds)
+            tasks: tasks ?? runs, partition: partition, time: time, cpus: cpus, seeds: onlySeeds,
+            workingDirectory: cwd, signWith: experiment.output.signWith.map(absolute))
         try reportingFailure { try job.write() }
         print("wrote \(job.output)/array.sbatch (\(job.tasks) tasks for \(runs) runs), merge.sbatch and submit.sh")
         print("submit: \(job.output)/submit.sh   (merged results: \(job.resultsFolder))")

@@ -1,3 +1,4 @@
+import DPCrypto
 import DPTraining
 import Foundation
 import Testing
@@ -56,6 +57,21 @@ func badShardsAreRefusedByName(_ text: String, _ fragment: String) {
         "SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "5", "SLURM_ARRAY_TASK_COUNT": "3",
     ])
     #expect(s.index == 2 && s.count == 3)
+    // --array=1-7:3 (tasks 1, 4, 7): task 7 is shard 2 of 3.
+    let stepped = try ShardSelection(slurmEnvironment: [
+        "SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_STEP": "3",
+        "SLURM_ARRAY_TASK_COUNT": "3",
+    ])
+    #expect(stepped.index == 2 && stepped.count == 3)
+    do {
+        _ = try ShardSelection(slurmEnvironment: [
+            "SLURM_ARRAY_TASK_ID": "6", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_STEP": "3",
+            "SLURM_ARRAY_TASK_COUNT": "3",
+        ])
+        Issue.record("a task off the array's step accepted")
+    } catch {
+        #expect("\(error)".contains("not on the array's step"))
+    }
     #expect(throws: ShardError.self) { try ShardSelection(slurmEnvironment: [:]) }
     do {
         _ = try ShardSelection(slurmEnvironment: ["SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "3"])
@@ -118,6 +134,82 @@ func shardedThenMergedEqualsTheUnshardedSweep(_ n: Int) throws {
     try ResultMerge.merge([runFake(seed0), runFake(seed1)], into: merged, command: "test")
     let rows = { (d: URL) in try CSV.parse(text(d, "runs.csv")).filter { $0 != [""] }.map { $0[0] }.sorted() }
     #expect(try rows(merged) == rows(whole))
+    // The merged manifest's seeds are the union; the subsets' `only these seeds` warnings went.
+    let manifest = try readManifest(merged)
+    #expect(manifest["seeds"] == .list([.int(0), .int(1)]))
+    #expect(manifest["warnings"]?.listValue?.contains { $0.stringValue?.contains("only these seeds") == true } == false)
+}
+
+/// Merging `--seed` subsets without one of the config's seeds names it and refuses (each subset
+/// plans only its own seeds' runs, so the missing seed's runs are in no input's plan).
+@Test func mergeOfSeedSubsetsNamesAMissingSeed() throws {
+    let config = try parse(shardYAML)
+    var seed0 = config
+    try seed0.restrict(toSeeds: [0], source: "test")
+    let only0 = try runFake(seed0)
+    do {
+        try ResultMerge.merge([only0], into: try temporaryDirectory().appendingPathComponent("m"), command: "test")
+        Issue.record("merged seed 0 alone as the whole experiment")
+    } catch {
+        #expect("\(error)".contains("seed(s) 1 of the config are in no input folder"), "\(error)")
+    }
+    let merged = try temporaryDirectory().appendingPathComponent("allowed")
+    let report = try ResultMerge.merge([only0], into: merged, allowMissing: true, command: "test")
+    #expect(report.notes.contains { $0.contains("seed(s) 1") })
+    #expect(try readManifest(merged)["seeds"] == .list([.int(0)]))
+}
+
+/// Shards signed as their manifests record: the merge verifies them, refuses a removed
+/// signature, a signer other than the recorded one and inputs signed by different keys, and
+/// records the key it signed the merged folder with.
+@Test func mergeChecksTheInputsSignersAndRecordsItsOwn() throws {
+    let config = try parse(shardYAML)
+    let shardKey = SigningKey.generate(), otherKey = SigningKey.generate(), mergeKey = SigningKey.generate()
+    func shards() throws -> [URL] {
+        try (0..<2).map {
+            try runFake(config, shard: ShardSelection(index: $0, count: 2), name: "signed\($0)-\(UUID())")
+        }
+    }
+    /// Records `recorded` as output.sign_with in the manifest, then signs with `key`.
+    func sign(_ dir: URL, recorded: SigningKey, with key: SigningKey) throws {
+        var m = try readManifest(dir)
+        _ = m.setValue(
+            .map([("encrypted_for_key_id", .null), ("signed_by_key_id", .string(recorded.verificationKey.keyID))]),
+            atPath: "output")
+        try m.jsonText().write(to: dir.appendingPathComponent("manifest.json"), atomically: true, encoding: .utf8)
+        try FolderSignature.sign(directory: dir, key: key)
+    }
+    func mergeError(_ inputs: [URL]) -> String {
+        do {
+            try ResultMerge.merge(inputs, into: try temporaryDirectory().appendingPathComponent("m"), command: "test")
+            return "merged"
+        } catch { return "\(error)" }
+    }
+    // Both signed by the recorded key: merged, and the merged manifest names the merge's key.
+    let good = try shards()
+    for d in good { try sign(d, recorded: shardKey, with: shardKey) }
+    let merged = try temporaryDirectory().appendingPathComponent("merged")
+    try ResultMerge.merge(good, into: merged, signWith: mergeKey, command: "test")
+    #expect(try readManifest(merged)["output"]?["signed_by_key_id"] == .string(mergeKey.verificationKey.keyID))
+    #expect(try FolderSignature.verify(directory: merged, expected: mergeKey.verificationKey).verifies)
+    let unsigned = try temporaryDirectory().appendingPathComponent("unsigned")
+    try ResultMerge.merge(good, into: unsigned, command: "test")
+    #expect(try readManifest(unsigned)["output"] == nil || readManifest(unsigned)["output"] == .null)
+    // The signature of a folder whose manifest records one was removed.
+    let removed = try shards()
+    for d in removed { try sign(d, recorded: shardKey, with: shardKey) }
+    try FileManager.default.removeItem(at: removed[1].appendingPathComponent(FolderSignature.fileName))
+    #expect(mergeError(removed).contains("signature was removed"), "\(mergeError(removed))")
+    // Re-signed by another key than the recorded one.
+    let resigned = try shards()
+    try sign(resigned[0], recorded: shardKey, with: shardKey)
+    try sign(resigned[1], recorded: shardKey, with: otherKey)
+    #expect(mergeError(resigned).contains("re-signed"), "\(mergeError(resigned))")
+    // Each as recorded, but by different keys.
+    let mixed = try shards()
+    try sign(mixed[0], recorded: shardKey, with: shardKey)
+    try sign(mixed[1], recorded: otherKey, with: otherKey)
+    #expect(mergeError(mixed).contains("different keys"), "\(mergeError(mixed))")
 }
 
 @Test func mergeNamesAMissingShardsRuns() throws {
@@ -240,8 +332,9 @@ func shardedThenMergedEqualsTheUnshardedSweep(_ n: Int) throws {
     let array = job.arrayScript
     #expect(array.hasPrefix("#!/bin/bash\n"))
     for line in [
-        "#SBATCH --array=0-3", "#SBATCH --cpus-per-task=2", "#SBATCH --partition=cpu", "#SBATCH --time=01:00:00",
-        "'/opt/dpkit/bin/dpkit' run '/home/a/sweep.yaml' --seed 0 --shard slurm --resume",
+        "#SBATCH --array=0-3", "#SBATCH --cpus-per-task=2", "#SBATCH --partition=\"cpu\"",
+        "#SBATCH --time=\"01:00:00\"",
+        "'/opt/dpkit/bin/dpkit' run '/home/a/sweep.yaml' --seed 0 --shard \"$SLURM_ARRAY_TASK_ID/4\" --resume",
         "--output '/scratch/a/sweep/shards'/\"$SLURM_ARRAY_TASK_ID\"",
     ] {
         #expect(array.contains(line), "\(line)\n\(array)")
@@ -267,4 +360,58 @@ func shardedThenMergedEqualsTheUnshardedSweep(_ n: Int) throws {
         baseYAML.replacingOccurrences(of: "  clipping_norm: 1.0\n", with: "  clipping_norm: 1.0\n  secure_rng: true\n"))
     let problems = DataParallelRun.unsupportedSettings(secure)
     #expect(problems == ["privacy.secure_rng: true (runs \(secure.runs[0].runID))"], "\(problems)")
+}
+
+/// Paths with a space or a `%`, an experiment name with odd characters: every directive value
+/// double-quoted, `%` doubled outside Slurm's own patterns, the job name cleaned, `--chdir` set.
+@Test func slurmDirectivesQuotePathsWithSpacesAndPercentSigns() throws {
+    let job = SlurmJob(
+        dpkit: "/opt/dpkit/bin/dpkit", config: "/home/a b/sweep.yaml", output: "/scratch/my runs/100% sweep",
+        experimentName: "sweep 1/α", tasks: 2, partition: "cpu long", workingDirectory: "/home/a b",
+        signWith: "/home/a b/signing.key.pem")
+    let array = job.arrayScript, merge = job.mergeScript
+    for line in [
+        "#SBATCH --job-name=\"dpkit-sweep_1__\"", "#SBATCH --output=\"/scratch/my runs/100%% sweep/logs/shard-%a.out\"",
+        "#SBATCH --chdir=\"/home/a b\"", "#SBATCH --partition=\"cpu long\"",
+    ] {
+        #expect(array.contains(line + "\n"), "\(line)\n\(array)")
+    }
+    for line in [
+        "#SBATCH --job-name=\"dpkit-sweep_1__-merge\"",
+        "#SBATCH --output=\"/scratch/my runs/100%% sweep/logs/merge.out\"",
+        "#SBATCH --chdir=\"/home/a b\"",
+    ] {
+        #expect(merge.contains(line + "\n"), "\(line)\n\(merge)")
+    }
+    #expect(merge.contains("--output '/scratch/my runs/100% sweep/results' --sign-with '/home/a b/signing.key.pem'"))
+    // Every #SBATCH value is one quoted word (no unquoted space).
+    for line in (array + merge).split(separator: "\n") where line.hasPrefix("#SBATCH") && line.contains(" ") {
+        let value = line.split(separator: "=", maxSplits: 1).last!
+        #expect(value.hasPrefix("\"") && value.hasSuffix("\"") || !value.contains(" "), "\(line)")
+    }
+    var bad = job
+    bad.output = "/scratch/a\"b"
+    #expect(throws: ShardError.self) { try bad.validate() }
+}
+
+/// `--resume` of a shard's folder with another shard (or the whole plan) is refused.
+@Test func resumingAShardFolderWithAnotherShardIsRefused() throws {
+    let config = try parse(shardYAML)
+    let dir = try runFake(config, shard: try ShardSelection(index: 0, count: 2))
+    for other in [try ShardSelection(index: 1, count: 2), try ShardSelection(index: 0, count: 3), nil] {
+        var c = config
+        if let other { c.restrict(to: other) }
+        do {
+            try ExperimentRunner(config: c, outputDirectory: dir, executor: FakeExecutor(), resume: true, log: { _ in })
+                .run()
+            Issue.record("resumed shard 0/2 as \(other?.text ?? "the whole plan")")
+        } catch {
+            #expect("\(error)".contains("holds shard 0/2"), "\(error)")
+        }
+    }
+    // The same shard resumes.
+    var same = config
+    same.restrict(to: try ShardSelection(index: 0, count: 2))
+    try ExperimentRunner(config: same, outputDirectory: dir, executor: FakeExecutor(), resume: true, log: { _ in })
+        .run()
 }
