@@ -119,18 +119,26 @@ public final class ExperimentRunner {
                 { $0[0] })
             // Only the rows of runs this plan redoes go; runs of an earlier config stay as recorded.
             let redo = Set(config.runs.map(\.runID)).subtracting(done)
-            // A private federated run in secure mode cannot restart: it has no checkpoint, and a
-            // restart from round 1 draws fresh noise while the rows it already wrote (models
-            // evaluated on the earlier noise) stay released and unaccounted. Refused before
-            // anything is removed.
+            // A private run in secure mode that cannot checkpoint (federated, or DP-PCA, whose
+            // projection is fitted again) cannot restart: a restart draws fresh noise while the
+            // rows it already wrote (models evaluated on the earlier noise) stay released and
+            // unaccounted. Refused before anything is removed. (Seeded runs redraw the same noise,
+            // so restarting them releases nothing new.)
             let epochRows = try files.rows(files.epochs)
             for run in config.runs where redo.contains(run.runID) {
                 let c = run.config
-                guard c.federated != nil, c.privacy.enabled, c.privacy.secureRNG,
-                    epochRows.contains(where: { $0.first == run.runID })
+                let kind: String
+                if c.federated != nil {
+                    kind = "federated run"
+                } else if case .privatePCA = c.dataset.projection {
+                    kind = "DP-PCA run"
+                } else {
+                    continue
+                }
+                guard c.privacy.enabled, c.privacy.secureRNG, epochRows.contains(where: { $0.first == run.runID })
                 else { continue }
                 throw OutputError(
-                    "run \(run.runID) is a private federated run with privacy.secure_rng that was interrupted after writing epochs.csv rows: restarting it would draw fresh noise and release a second, unaccounted model; its earlier rows stay as recorded. Start it in a new output folder (the earlier rounds' privacy cost stays spent)",
+                    "run \(run.runID) is a private \(kind) with privacy.secure_rng that was interrupted after writing epochs.csv rows: restarting it would draw fresh noise and release a second, unaccounted model; its earlier rows stay as recorded. Start it in a new output folder (the earlier rows' privacy cost stays spent)",
                     kind: .cannotCreateOutput)
             }
             // A run to redo continues from its checkpoint when it has one: keep its rows up to that

@@ -82,8 +82,9 @@ public struct TrainingExecutor: RunExecutor {
             ?? PrivacyPlan(config: c, trainingSetSize: split.train.count)
         let seed = UInt64(c.seed)
         // DP-PCA: fitted on the private training set once; its event goes into the ledger below.
-        // A resumed run would draw the projection again (a second release), so such a run does
-        // not checkpoint: it starts again.
+        // Such a run does not checkpoint: it starts again, which with seeded randomness redraws
+        // the same projection (nothing new released); a secure-mode run that already wrote rows
+        // is refused by ExperimentRunner's resume instead (it would be a second release).
         var projectionEvent: DpEvent?
         if case .privatePCA(let k, let sigma) = c.dataset.projection {
             context.checkpoint = nil
@@ -321,6 +322,16 @@ public struct TrainingExecutor: RunExecutor {
             ModelEvaluation.datasetKey: ConfigValue.map(dataset).jsonText(sortKeys: true, pretty: false),
             "input_transform": String(decoding: try encoder.encode(transform), as: UTF8.self),
         ]
+        // Lineage: this run's dataset and every dataset its initial model was trained on, so a
+        // chain (private -> public -> private) is still refused by `loadInitialModel`.
+        var lineage = [d.name]
+        if let path = run.config.training.initialModel, let data = FileManager.default.contents(atPath: path),
+            let (_, initial) = try? Safetensors.decode(data), let earlier = Self.modelLineage(initial)
+        {
+            lineage += earlier.filter { !lineage.contains($0) }
+        }
+        metadata[Self.lineageKey] = ConfigValue.list(lineage.map(ConfigValue.string)).jsonText(
+            sortKeys: true, pretty: false)
         if let e = summary.epsilon { metadata["epsilon"] = csvNumber(e) }
         if let d = summary.delta { metadata["delta"] = csvNumber(d) }
         if let p = summary.privacy {
@@ -445,11 +456,16 @@ public struct TrainingExecutor: RunExecutor {
         } catch {
             throw TrainingError.invalidSetting("\(key): \(path) is not a safetensors model file (\(error))")
         }
-        if let text = metadata[ModelEvaluation.datasetKey], let tree = try? ConfigValue(jsonData: Data(text.utf8)),
-            tree["name"]?.stringValue == c.dataset.name
-        {
+        // Which datasets the file's weights were computed from: without DPKit's record of that,
+        // nothing shows the file is public, so it is refused rather than trusted.
+        guard let lineage = Self.modelLineage(metadata) else {
             throw TrainingError.invalidSetting(
-                "\(key): \(path) was trained on the training set of `\(c.dataset.name)`, this run's private data; its release is not in this run's ledger. Fix: start from a model trained on public data (another dataset)"
+                "\(key): \(path) does not record which data it was trained on (no readable `\(ModelEvaluation.datasetKey)` metadata), so DPKit cannot show that its release costs this run nothing. Fix: start from a models/<run_id>.safetensors that a DPKit run on public data wrote"
+            )
+        }
+        if lineage.contains(c.dataset.name) {
+            throw TrainingError.invalidSetting(
+                "\(key): \(path) was trained (itself or through its own initial model) on the training set of `\(c.dataset.name)`, this run's private data; its release is not in this run's ledger. Fix: start from a model trained on public data (another dataset)"
             )
         }
         do {
@@ -459,6 +475,26 @@ public struct TrainingExecutor: RunExecutor {
                 "\(key): \(path) does not fit this run's model \(model.description): \(error). Fix: use the same model and input shape as the run that wrote it"
             )
         }
+    }
+
+    /// Model metadata key: the names of every dataset the weights were computed from (this
+    /// run's and, recursively, its initial model's), as a JSON list.
+    static let lineageKey = "dpkit.lineage"
+
+    /// The datasets a model file's weights were computed from, or nil when the file does not
+    /// say (no readable dataset record). Files written before lineage was recorded give their
+    /// own dataset only.
+    static func modelLineage(_ metadata: [String: String]) -> [String]? {
+        guard let text = metadata[ModelEvaluation.datasetKey], let tree = try? ConfigValue(jsonData: Data(text.utf8)),
+            let name = tree["name"]?.stringValue
+        else { return nil }
+        var names = [name]
+        if let text = metadata[lineageKey], let list = try? ConfigValue(jsonData: Data(text.utf8)),
+            case .list(let items) = list
+        {
+            names += items.compactMap(\.stringValue).filter { !names.contains($0) }
+        }
+        return names
     }
 
     func makeOptimizer(_ o: OptimizerConfig) throws -> Optimizer {

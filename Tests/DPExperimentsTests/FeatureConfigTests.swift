@@ -1,6 +1,7 @@
 import DPAccounting
 import DPData
 import DPFeatures
+import DPTensor
 import DPTraining
 import Foundation
 import Testing
@@ -51,6 +52,26 @@ func privatePCAIsAccountedInTheRun() throws {
     let plain = try ExperimentConfig.parse(yaml: tinyYAML(dataset: "", replacing: fixedSigma), file: "tiny.yaml")
     let plan = try TrainingExecutor().plan(try #require(plain.runs.first))
     #expect(abs((plan.epsilonRDP ?? 0) - withoutPCA) <= 1e-6 * withoutPCA)
+}
+
+@Test("dp-pca with secure_rng: --resume refuses to restart a run that already wrote rows (a second projection)")
+func securePrivatePCAIsNotRestarted() throws {
+    let pca = "  projection: dp-pca\n  projection_options: {components: 3, noise_multiplier: 2}\n"
+    let edits = [("  target_epsilon: 2\n", "  noise_multiplier: 1.5\n  secure_rng: true\n")]
+    let config = try ExperimentConfig.parse(yaml: tinyYAML(dataset: pca, replacing: edits), file: "tiny.yaml")
+    let (_, _, folder) = try trainInTemporaryFolder(config)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    // The interruption: the finished row goes, the epochs rows stay.
+    let runsURL = folder.appendingPathComponent("runs.csv")
+    let header = try String(contentsOf: runsURL, encoding: .utf8).split(separator: "\n")[0]
+    try (header + "\n").write(to: runsURL, atomically: true, encoding: .utf8)
+    let epochsBefore = try String(contentsOf: folder.appendingPathComponent("epochs.csv"), encoding: .utf8)
+    #expect {
+        try ExperimentRunner(
+            config: config, outputDirectory: folder, executor: TrainingExecutor(), resume: true, log: { _ in }
+        ).run()
+    } throws: { error in "\(error)".contains("DP-PCA run with privacy.secure_rng") }
+    #expect(try String(contentsOf: folder.appendingPathComponent("epochs.csv"), encoding: .utf8) == epochsBefore)
 }
 
 @Test("dp-pca under a target epsilon: calibration pays for the projection")
@@ -173,4 +194,34 @@ func initialModel() throws {
     #expect {
         try executor.loadInitialModel(dir.appendingPathComponent("missing.safetensors").path, into: target, config: run)
     } throws: { error in "\(error)".contains("not found") }
+    // No record of its training data (metadata stripped): refused, nothing shows it is public.
+    let bare = dir.appendingPathComponent("bare.safetensors")
+    try source.safetensors(metadata: [:]).write(to: bare)
+    #expect {
+        try executor.loadInitialModel(bare.path, into: target, config: run)
+    } throws: { error in "\(error)".contains("does not record which data") }
+    // A chain: public-data training that itself started from a model of this run's data.
+    let chained = dir.appendingPathComponent("chained.safetensors")
+    let lineage = ConfigValue.list([.string("public-data"), .string("gaussian-mixture")])
+    try source.safetensors(metadata: [
+        ModelEvaluation.datasetKey: other,
+        TrainingExecutor.lineageKey: lineage.jsonText(sortKeys: true, pretty: false),
+    ]).write(to: chained)
+    #expect {
+        try executor.loadInitialModel(chained.path, into: target, config: run)
+    } throws: { error in "\(error)".contains("through its own initial model") }
+}
+
+@Test("a model written by a run records its dataset and its initial model's lineage")
+func modelLineageIsRecorded() throws {
+    // Run 1 on this data; its model's lineage is its own dataset. Run 2 starts from it and
+    // records both, so that run 3 on the first data, starting from run 2's model, is refused.
+    let config = try ExperimentConfig.parse(yaml: tinyYAML(dataset: ""), file: "tiny.yaml")
+    let (report, _, dir) = try trainInTemporaryFolder(config)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let id = try #require(report.finished.first)
+    let url = dir.appendingPathComponent("models/\(id).safetensors")
+    let (_, metadata) = try Safetensors.decode(try Data(contentsOf: url))
+    #expect(TrainingExecutor.modelLineage(metadata) == ["gaussian-mixture"])
+    #expect(metadata[TrainingExecutor.lineageKey] == "[\"gaussian-mixture\"]")
 }
