@@ -272,7 +272,7 @@ public enum ResultMerge {
     static func configSeeds(_ input: Input) -> [Int]? {
         guard let config = input.manifest["config"] else { return nil }
         if let list = config["seeds"]?.listValue { return list.compactMap { $0.doubleValue.map { Int($0) } } }
-        if let seed = config["seed"]?.doubleValue.map { Int($0) } { return [seed] }
+        if let seed = config["seed"]?.doubleValue { return [Int(seed)] }
         return nil
     }
 
