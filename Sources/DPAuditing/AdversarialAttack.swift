@@ -20,6 +20,11 @@ public enum AdversarialMethod: String, Sendable, CaseIterable, Codable {
     /// the ball; `restarts` independent starts, keeping per example the one that misclassifies,
     /// else the one of highest loss.
     case pgd
+    /// Square Attack (Andriushchenko et al. 2020), L-inf only: a gradient-free random search
+    /// that uses only the model's logits, so it is the check against gradient masking (a
+    /// defence that breaks gradients but not the decision). `steps` is the number of queries
+    /// per example (default 1000), `restarts` independent runs; see `SquareAttack.swift`.
+    case square
 }
 
 /// An evasion attack with a budget in the raw input space.
@@ -36,11 +41,11 @@ public struct AdversarialAttack: Hashable, Sendable, Codable {
     public var method: AdversarialMethod
     public var norm: PerturbationNorm
     public var epsilon: Double
-    /// PGD iterations (1 for FGSM).
+    /// PGD iterations (1 for FGSM); the Square Attack's queries per example.
     public var steps: Int
-    /// PGD step size (FGSM: epsilon).
+    /// PGD step size (FGSM: epsilon; the Square Attack: not used, 0).
     public var stepSize: Double
-    /// PGD random starts (1 for FGSM).
+    /// PGD or Square Attack random starts (1 for FGSM).
     public var restarts: Int
     /// PGD starts at a uniformly random point of the ball (L-inf) or at a random direction with
     /// a uniform radius (L2); `false` starts at the clean input.
@@ -49,7 +54,8 @@ public struct AdversarialAttack: Hashable, Sendable, Codable {
     public var validRange: ClosedRange<Float>?
 
     /// - Parameters:
-    ///   - stepSize: default `2.5 epsilon / steps` (Madry et al. 2018).
+    ///   - steps: PGD steps (default 40) or Square Attack queries (default 1000); FGSM: 1.
+    ///   - stepSize: default `2.5 epsilon / steps` (Madry et al. 2018); refused for the Square Attack.
     /// - Throws: ``AuditError`` naming the bad value and the fix.
     public init(
         method: AdversarialMethod, norm: PerturbationNorm, epsilon: Double, steps: Int? = nil,
@@ -61,10 +67,21 @@ public struct AdversarialAttack: Hashable, Sendable, Codable {
                 "adversarial budget epsilon \(epsilon) is not allowed: give a number >= 0 in raw input units (pixels in [0, 1]), e.g. --epsilon 0.1"
             )
         }
-        let s = method == .fgsm ? 1 : (steps ?? 40)
-        guard s >= 1 else { throw AuditError("PGD steps \(s) must be >= 1, e.g. --steps 40") }
+        if method == .square {
+            guard norm == .linf else {
+                throw AuditError(
+                    "the square attack supports only the linf norm (its L2 variant is not implemented); use pgd for l2")
+            }
+            guard stepSize == nil else {
+                throw AuditError(
+                    "the square attack has no step size (its square sizes follow the query schedule): leave the step size out"
+                )
+            }
+        }
+        let s = method == .fgsm ? 1 : (steps ?? (method == .square ? 1000 : 40))
+        guard s >= 1 else { throw AuditError("\(method.rawValue) steps \(s) must be >= 1, e.g. --steps 40") }
         guard restarts >= 1 else { throw AuditError("restarts \(restarts) must be >= 1 (1: a single start)") }
-        let a = method == .fgsm ? epsilon : (stepSize ?? 2.5 * epsilon / Double(s))
+        let a = method == .fgsm ? epsilon : method == .square ? 0 : (stepSize ?? 2.5 * epsilon / Double(s))
         guard a.isFinite, a >= 0 else {
             throw AuditError("step size \(a) must be a number >= 0, e.g. --step-size 0.01")
         }
@@ -78,9 +95,9 @@ public struct AdversarialAttack: Hashable, Sendable, Codable {
         self.validRange = validRange
     }
 
-    /// A short name: `fgsm-linf-0.1`, `pgd40-l2-1.5`.
+    /// A short name: `fgsm-linf-0.1`, `pgd40-l2-1.5`, `square1000-linf-0.1`.
     public var label: String {
-        let m = method == .fgsm ? "fgsm" : "pgd\(steps)"
+        let m = method == .fgsm ? "fgsm" : "\(method.rawValue)\(steps)"
         return "\(m)-\(norm.rawValue)-\(Self.number(epsilon))"
     }
 
@@ -164,6 +181,10 @@ extension AdversarialAttack {
         model: Sequential, inputs x0: Tensor<Float>, labels: [Int], input: AdversarialInput,
         random: inout PhiloxRandom
     ) -> Tensor<Float> {
+        if method == .square {
+            return epsilon == 0
+                ? x0 : squarePerturb(model: model, inputs: x0, labels: labels, input: input, random: &random)
+        }
         let saved = model.needsInputGradient
         model.needsInputGradient = true
         defer { model.needsInputGradient = saved }

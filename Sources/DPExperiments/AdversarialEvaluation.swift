@@ -56,7 +56,7 @@ public struct AdversarialEvaluation {
         return Result(
             runID: id, dataset: loaded.datasetName, privacyEpsilon: loaded.metadata["epsilon"], attack: attack,
             outcome: outcome,
-            picture: test.exampleShape.rank == 3
+            picture: test.exampleShape.rank == 3 && [1, 3].contains(test.exampleShape[0])
                 ? Self.picture(outcome, clean: test, attack: attack, title: "\(id): \(attack.label)") : "")
     }
 
@@ -86,30 +86,29 @@ public struct AdversarialEvaluation {
         let k = min(count, o.labels.count)
         let size = clean.exampleSize
         let shape = clean.exampleShape
-        var cleanImages: [Tensor<Float>] = [], deltas: [Tensor<Float>] = [], adversarial: [Tensor<Float>] = []
+        var cleanImages: [[Float]] = [], deltas: [[Float]] = [], adversarial: [[Float]] = []
         let a = clean.features.scalars, b = o.adversarial.scalars
         for e in 0..<k {
             let x = Array(a[(e * size)..<((e + 1) * size)]), y = Array(b[(e * size)..<((e + 1) * size)])
             let d = zip(y, x).map { $0 - $1 }
             let span = max(attack.norm == .linf ? Float(attack.epsilon) : d.map(abs).max() ?? 0, 1e-12)
-            cleanImages.append(Tensor(x, shape: shape))
-            deltas.append(Tensor(d.map { 0.5 + 0.5 * $0 / span }, shape: shape))
-            adversarial.append(Tensor(y, shape: shape))
+            cleanImages.append(x)
+            deltas.append(d.map { 0.5 + 0.5 * $0 / span })
+            adversarial.append(y)
         }
         let name = { (c: Int) in clean.classNames.indices.contains(c) ? clean.classNames[c] : String(c) }
+        func row(_ label: String, _ images: [[Float]], _ caption: (Int) -> String) -> ImageGrid.Row {
+            ImageGrid.Row(
+                label: label, groups: (0..<k).map { ImageGrid.Group(images: [images[$0]], caption: caption($0)) })
+        }
         return ImageGrid(
-            title: title,
+            title: title, columnGroups: [],
             rows: [
-                .init(
-                    title: "clean", images: cleanImages,
-                    captions: (0..<k).map { "\(name(o.labels[$0])) → \(name(o.cleanPredictions[$0]))" }),
-                .init(
-                    title: "perturbation (scaled)", images: deltas,
-                    captions: (0..<k).map { "‖δ‖ = \(String(format: "%.3g", o.perturbationNorms[$0]))" }),
-                .init(
-                    title: "adversarial", images: adversarial,
-                    captions: (0..<k).map { "→ \(name(o.adversarialPredictions[$0]))" }),
-            ]
-        ).svg
+                row("clean", cleanImages) { "\(name(o.labels[$0])) → \(name(o.cleanPredictions[$0]))" },
+                row("perturbation (scaled)", deltas) { "‖δ‖ = \(String(format: "%.3g", o.perturbationNorms[$0]))" },
+                row("adversarial", adversarial) { "→ \(name(o.adversarialPredictions[$0]))" },
+            ],
+            imageShape: shape, scale: 3
+        ).svg()
     }
 }

@@ -82,9 +82,17 @@ extension RunConfig {
         } else {
             epsilons = [try r.requiredDouble("epsilon", range: .atLeast(0))]
         }
-        let steps = method == .pgd ? try r.requiredInt("steps", range: .closed(1, 1e6), default: list ? 40 : 7) : 1
+        if !list, method == .square {
+            throw r.error(
+                "method",
+                "square is a gradient-free attack for evaluation (the check against gradient masking); adversarial training needs pgd or fgsm"
+            )
+        }
+        let steps =
+            method == .fgsm
+            ? 1 : try r.requiredInt("steps", range: .closed(1, 1e6), default: method == .square ? 1000 : list ? 40 : 7)
         let stepSize = method == .pgd ? try r.double("step_size", range: .positive) : nil
-        let restarts = method == .pgd ? try r.requiredInt("restarts", range: .closed(1, 1e4), default: 1) : 1
+        let restarts = method == .fgsm ? 1 : try r.requiredInt("restarts", range: .closed(1, 1e4), default: 1)
         try r.finish()
         return try epsilons.map { e in
             do {

@@ -779,26 +779,27 @@ struct PoisoningRun {
     /// and triggered, captioned with the model's predictions.
     func picture(model: Sequential, runID: String) -> String? {
         guard let clean = rawClean, let trig = rawTriggered, let t = triggered, let backdoor = config.backdoor,
-            clean.count > 0
+            clean.count > 0, clean.exampleShape.rank == 3, [1, 3].contains(clean.exampleShape[0])
         else { return nil }
         let k = clean.count
         var cleanScaled = clean
         if let transform { transform.apply(to: &cleanScaled) }
         let cleanPredictions = model.predict(cleanScaled.features)
         let triggeredPredictions = model.predict(t.subset(Array(0..<k)).features)
-        func images(_ d: Dataset) -> [Tensor<Float>] { (0..<k).map { d.features[row: $0] } }
         func name(_ c: Int) -> String { clean.classNames.indices.contains(c) ? clean.classNames[c] : String(c) }
+        func row(_ label: String, _ d: Dataset, _ caption: (Int) -> String) -> ImageGrid.Row {
+            ImageGrid.Row(
+                label: label,
+                groups: (0..<k).map { ImageGrid.Group(images: [d.features[row: $0].scalars], caption: caption($0)) })
+        }
         return ImageGrid(
-            title: "\(runID): backdoor (\(backdoor.count) poisoned, target \(name(backdoor.target)))",
+            title: "\(runID): backdoor (\(backdoor.count) poisoned, target \(name(backdoor.target)))", columnGroups: [],
             rows: [
-                .init(
-                    title: "clean", images: images(clean),
-                    captions: (0..<k).map { "\(name(clean.labels[$0])) → \(name(cleanPredictions[$0]))" }),
-                .init(
-                    title: "triggered", images: images(trig),
-                    captions: (0..<k).map { "→ \(name(triggeredPredictions[$0]))" }),
-            ]
-        ).svg
+                row("clean", clean) { "\(name(clean.labels[$0])) → \(name(cleanPredictions[$0]))" },
+                row("triggered", trig) { "→ \(name(triggeredPredictions[$0]))" },
+            ],
+            imageShape: clean.exampleShape, scale: 3
+        ).svg()
     }
 
     /// Attack success rate (backdoor: triggered inputs classified as the target; label flipping

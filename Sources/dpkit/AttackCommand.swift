@@ -19,9 +19,11 @@ struct AdversarialCommand: ParsableCommand {
         discussion: """
             The budget EPSILON is in the dataset's raw input units (pixels in [0, 1]), before the \
             model's input scaling, which the attack differentiates through; adversarial images are \
-            clipped to [0, 1]. PGD (Madry et al. 2018) takes STEPS steps of STEP-SIZE (default \
-            2.5 EPSILON / STEPS) from a random start in the ball, RESTARTS times, keeping per example \
-            a restart that misclassifies. Prints clean and robust accuracy per run; --output writes \
+            clipped to [0, 1]. PGD (Madry et al. 2018) takes STEPS steps (default 40) of STEP-SIZE \
+            (default 2.5 EPSILON / STEPS) from a random start in the ball, RESTARTS times, keeping per \
+            example a restart that misclassifies. The square attack (Andriushchenko et al. 2020, L-inf \
+            only) is gradient-free: STEPS queries (default 1000) of random square updates, the check \
+            against gradient masking (robust accuracy under PGD far above it is not to be trusted). Prints clean and robust accuracy per run; --output writes \
             one CSV line per example, --figure a grid of clean, perturbation and adversarial images \
             (docs/robustness.md).
             """)
@@ -29,7 +31,7 @@ struct AdversarialCommand: ParsableCommand {
     @Argument(help: "A results folder written by `dpkit run`.")
     var directory: String
 
-    @Option(help: "fgsm or pgd.")
+    @Option(help: "fgsm, pgd or square.")
     var method: String
 
     @Option(help: "linf or l2.")
@@ -39,13 +41,13 @@ struct AdversarialCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Perturbation budget in raw input units (>= 0).")
     var epsilon: Double
 
-    @Option(help: "PGD steps.")
-    var steps = 40
+    @Option(help: "PGD steps (default 40) or square-attack queries (default 1000).")
+    var steps: Int?
 
     @Option(help: "PGD step size (default 2.5 epsilon / steps).")
     var stepSize: Double?
 
-    @Option(help: "PGD random restarts.")
+    @Option(help: "PGD or square-attack random restarts.")
     var restarts = 1
 
     @Option(help: "Attack the first COUNT test examples (default: all).")
@@ -69,7 +71,7 @@ struct AdversarialCommand: ParsableCommand {
 
     func validate() throws {
         guard AdversarialMethod(rawValue: method) != nil else {
-            throw ValidationError("--method \(method) is not supported: use fgsm or pgd")
+            throw ValidationError("--method \(method) is not supported: use fgsm, pgd or square")
         }
         guard PerturbationNorm(rawValue: norm) != nil else {
             throw ValidationError("--norm \(norm) is not supported: use linf or l2")
@@ -78,7 +80,7 @@ struct AdversarialCommand: ParsableCommand {
             throw ValidationError(
                 "--epsilon \(epsilon) must be >= 0 (raw input units: pixels in [0, 1]), e.g. --epsilon 0.1")
         }
-        guard steps >= 1 else { throw ValidationError("--steps \(steps) must be at least 1") }
+        if let steps, steps < 1 { throw ValidationError("--steps \(steps) must be at least 1") }
         guard restarts >= 1 else { throw ValidationError("--restarts \(restarts) must be at least 1") }
         if let stepSize, !(stepSize > 0) { throw ValidationError("--step-size \(stepSize) must be > 0") }
         if let count, count < 1 { throw ValidationError("--count \(count) must be at least 1") }

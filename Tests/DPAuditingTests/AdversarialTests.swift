@@ -71,6 +71,89 @@ func pgdStaysInTheBudgetAndTheValidRange(norm: PerturbationNorm) throws {
     for v in outcome.adversarial.scalars { #expect(v >= 0 && v <= 1) }
 }
 
+// MARK: - The square attack (gradient-free)
+
+/// On a two-class linear model whose examples the budget cannot flip, the square attack's
+/// greedy search over the box's vertices ends at the optimal L-inf vertex `x0 + eps
+/// sign(w_o - w_y)` (from query 11 of 1000 its windows are single coordinates, and every flip
+/// towards that vertex lowers the margin).
+@Test func squareAttackFindsTheOptimalVertexOfALinearModel() throws {
+    let w: [[Float]] = [[0.5, -1, 2, 0.25, -0.75, 1.5], [-0.5, 0.5, -1, 1, 0.25, 0.5]]
+    let m = try linearModel(w, bias: [2, 0]) // margin >= 1.225 > 0.825, the most eps = 0.1 can take off
+    let d = 6, eps: Float = 0.1
+    var rng = PhiloxRandom(seed: 5)
+    var x0 = Tensor<Float>(zeros: [4, d])
+    x0.fillUniform(in: 0.3, 0.7, using: &rng)
+    let attack = try AdversarialAttack(method: .square, norm: .linf, epsilon: 0.1, steps: 1000)
+    #expect(attack.label == "square1000-linf-0.1")
+    let x = attack.perturb(
+        model: m, inputs: x0, labels: [0, 0, 0, 0], input: AdversarialInput(.none, exampleShape: [d]), random: &rng)
+    for e in 0..<4 {
+        for j in 0..<d {
+            let expected = eps * (w[1][j] - w[0][j] > 0 ? 1 : -1)
+            #expect(abs((x[e, j] - x0[e, j]) - expected) < 1e-6, "example \(e) coordinate \(j)")
+        }
+    }
+}
+
+@Test func squareAttackStaysInTheBudgetAndTheValidRange() throws {
+    let m = try ModelBuilder.build(
+        specs: [.conv2d(outChannels: 4, kernel: 3), .tanh, .flatten, .linear(outputs: 3)], inputShape: [2, 6, 6],
+        seed: 2)
+    var rng = PhiloxRandom(seed: 9)
+    var x0 = Tensor<Float>(zeros: [16, 2, 6, 6])
+    x0.fillUniform(in: 0, 1, using: &rng)
+    x0.withUnsafeMutableBufferPointer { p in for j in stride(from: 0, to: p.count, by: 2) { p[j] = p[j] > 0.5 ? 1 : 0 }
+    }
+    let attack = try AdversarialAttack(method: .square, norm: .linf, epsilon: 0.2, steps: 200, restarts: 2)
+    let input = AdversarialInput(
+        .standardization(Standardization(mean: [0.3, 0.5], standardDeviation: [0.4, 0.2])), exampleShape: [2, 6, 6])
+    let outcome = attack.run(
+        model: m, inputs: x0, labels: (0..<16).map { $0 % 3 }, input: input, random: &rng)
+    for n in outcome.perturbationNorms { #expect(n <= 0.2 * (1 + 1e-6)) }
+    #expect(outcome.perturbationNorms.max()! > 0.19)
+    for v in outcome.adversarial.scalars { #expect(v >= 0 && v <= 1) }
+    #expect(outcome.robustAccuracy <= outcome.cleanAccuracy)
+}
+
+/// A model with masked gradients: each input passes a step `tanh(1000 (x_j - 0.45))`, flat
+/// (exactly +-1 in Float, zero derivative) away from its threshold, and class 1 wins only when
+/// all six steps are down. From x0 = 0.5 with eps = 0.1, every example can be flipped (all
+/// x_j = 0.4), but PGD sees zero gradients: it succeeds only if its random start (or a start
+/// within 0.009 of a threshold, where the gradient is not zero) puts all six coordinates below,
+/// probability about 0.3^6 = 7e-4 per restart, so the chance that 7 or more of 64 examples fall
+/// is below 1e-15. The square attack reads only the logits: each accepted proposal turns at
+/// least one more step down (margin -2), so 300 queries leave an example unflipped with a
+/// probability far below 1e-9 (false-failure rate of the whole test under 1e-8).
+@Test func squareAttackSeesThroughMaskedGradientsWherePGDDoesNot() throws {
+    let d = 6
+    let m = try ModelBuilder.build(
+        specs: [.linear(outputs: d), .tanh, .linear(outputs: 2)], inputShape: [d], seed: 1)
+    m.parameters[0].value = Tensor((0..<(d * d)).map { $0 / d == $0 % d ? 1000 : 0 }, shape: [d, d])
+    m.parameters[1].value = Tensor(repeating: -450, shape: [d])
+    m.parameters[2].value = Tensor([Float](repeating: 0, count: d) + [Float](repeating: -1, count: d), shape: [2, d])
+    m.parameters[3].value = Tensor([0, -5], shape: [2])
+    let x0 = Tensor<Float>(repeating: 0.5, shape: [64, d])
+    let labels = [Int](repeating: 0, count: 64)
+    let input = AdversarialInput(.none, exampleShape: [d])
+    var rng = PhiloxRandom(seed: 3)
+    let pgd = try AdversarialAttack(method: .pgd, norm: .linf, epsilon: 0.1, steps: 40, restarts: 1)
+        .run(model: m, inputs: x0, labels: labels, input: input, random: &rng)
+    let square = try AdversarialAttack(method: .square, norm: .linf, epsilon: 0.1, steps: 300)
+        .run(model: m, inputs: x0, labels: labels, input: input, random: &rng)
+    #expect(pgd.cleanAccuracy == 1)
+    #expect(pgd.robustAccuracy > 0.89, "PGD robust accuracy \(pgd.robustAccuracy)")
+    #expect(square.robustAccuracy == 0, "square robust accuracy \(square.robustAccuracy)")
+}
+
+@Test func squareAttackRefusesWhatItDoesNotDo() throws {
+    #expect(throws: AuditError.self) { try AdversarialAttack(method: .square, norm: .l2, epsilon: 1) }
+    #expect(throws: AuditError.self) {
+        try AdversarialAttack(method: .square, norm: .linf, epsilon: 0.1, stepSize: 0.01)
+    }
+    #expect(try AdversarialAttack(method: .square, norm: .linf, epsilon: 0.1).steps == 1000)
+}
+
 /// The gradient through each input scaling against central finite differences.
 @Test(arguments: [
     InputTransform.none, .perExample,

@@ -20,6 +20,7 @@ private let tinyConfig = """
       attacks:
         - {method: fgsm, norm: linf, epsilons: [0.05, 0.1]}
         - {method: pgd, norm: l2, epsilons: [1], steps: 3}
+        - {method: square, epsilons: [0.1], steps: 20}
     poisoning:
       backdoor: {count: 20, target: 0, patch_size: 3}
 
@@ -33,7 +34,8 @@ private let tinyConfig = """
     let header = rows[0]
     let derived = [
         "robust_accuracy_fgsm_linf_0.05", "robust_accuracy_fgsm_linf_0.1", "robust_accuracy_pgd3_l2_1",
-        "poisoned_examples", "poisoning_distance", "attack_success_rate", "group_epsilon", "group_delta",
+        "robust_accuracy_square20_linf_0.1", "poisoned_examples", "poisoning_distance", "attack_success_rate",
+        "group_epsilon", "group_delta",
     ]
     #expect(Array(header.suffix(derived.count + 2)) == derived + ["wall_seconds", "error"])
     for row in rows.dropFirst() where row.count == header.count {
@@ -92,6 +94,9 @@ private let tinyConfig = """
         ("poisoning: {backdoor: {count: 5, patch_size: 12}}", "use patch_size <= 11"),
         ("poisoning: {backdoor: {count: 5, target: 10}}", "not a class"),
         ("poisoning: {}", "give `backdoor`, `label_flipping` or both"),
+        ("evaluation: {attacks: [{method: square, norm: l2, epsilons: [1]}]}", "supports only the linf norm"),
+        ("evaluation: {attacks: [{method: square, epsilons: [0.1], step_size: 0.01}]}", "step_size"),
+        ("include: [{training.adversarial: {method: square, epsilon: 0.1}}]", "adversarial training needs pgd or fgsm"),
     ]
     for (yaml, message) in cases {
         let error = configError(base + yaml + "\n")
