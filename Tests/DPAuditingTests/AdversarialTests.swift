@@ -49,17 +49,23 @@ func linearModelClosedForm(norm: PerturbationNorm, method: AdversarialMethod) th
     }
 }
 
-@Test(arguments: [PerturbationNorm.linf, .l2])
-func pgdStaysInTheBudgetAndTheValidRange(norm: PerturbationNorm) throws {
+/// A small CNN on `[channels, 6, 6]` and 16 images in [0, 1], half their pixels at the ends of
+/// the range, where the clip to the valid range binds.
+private func smallCNNAndImages(channels: Int, random: inout PhiloxRandom) throws -> (Sequential, Tensor<Float>) {
     let m = try ModelBuilder.build(
-        specs: [.conv2d(outChannels: 4, kernel: 3), .tanh, .flatten, .linear(outputs: 3)], inputShape: [1, 6, 6],
-        seed: 2)
-    var rng = PhiloxRandom(seed: 9)
-    var x0 = Tensor<Float>(zeros: [16, 1, 6, 6])
-    x0.fillUniform(in: 0, 1, using: &rng)
-    // Half the pixels at the ends of the range, where the clip binds.
+        specs: [.conv2d(outChannels: 4, kernel: 3), .tanh, .flatten, .linear(outputs: 3)],
+        inputShape: [channels, 6, 6], seed: 2)
+    var x0 = Tensor<Float>(zeros: [16, channels, 6, 6])
+    x0.fillUniform(in: 0, 1, using: &random)
     x0.withUnsafeMutableBufferPointer { p in for j in stride(from: 0, to: p.count, by: 2) { p[j] = p[j] > 0.5 ? 1 : 0 }
     }
+    return (m, x0)
+}
+
+@Test(arguments: [PerturbationNorm.linf, .l2])
+func pgdStaysInTheBudgetAndTheValidRange(norm: PerturbationNorm) throws {
+    var rng = PhiloxRandom(seed: 9)
+    let (m, x0) = try smallCNNAndImages(channels: 1, random: &rng)
     let labels = (0..<16).map { $0 % 3 }
     let eps = norm == .linf ? 0.2 : 1.5
     let attack = try AdversarialAttack(method: .pgd, norm: norm, epsilon: eps, steps: 10, stepSize: eps, restarts: 3)
@@ -97,14 +103,8 @@ func pgdStaysInTheBudgetAndTheValidRange(norm: PerturbationNorm) throws {
 }
 
 @Test func squareAttackStaysInTheBudgetAndTheValidRange() throws {
-    let m = try ModelBuilder.build(
-        specs: [.conv2d(outChannels: 4, kernel: 3), .tanh, .flatten, .linear(outputs: 3)], inputShape: [2, 6, 6],
-        seed: 2)
     var rng = PhiloxRandom(seed: 9)
-    var x0 = Tensor<Float>(zeros: [16, 2, 6, 6])
-    x0.fillUniform(in: 0, 1, using: &rng)
-    x0.withUnsafeMutableBufferPointer { p in for j in stride(from: 0, to: p.count, by: 2) { p[j] = p[j] > 0.5 ? 1 : 0 }
-    }
+    let (m, x0) = try smallCNNAndImages(channels: 2, random: &rng)
     let attack = try AdversarialAttack(method: .square, norm: .linf, epsilon: 0.2, steps: 200, restarts: 2)
     let input = AdversarialInput(
         .standardization(Standardization(mean: [0.3, 0.5], standardDeviation: [0.4, 0.2])), exampleShape: [2, 6, 6])
