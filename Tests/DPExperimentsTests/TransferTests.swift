@@ -53,15 +53,15 @@ private func numbered(_ n: Int, classes: Int) -> Dataset {
 private func ids(_ d: Dataset) -> [Int] { (0..<d.count).map { Int(d.features[row: $0].scalars[0]) } }
 
 private func run(_ yaml: String, onTrained: ((Sequential, TrainTestSplit) throws -> Void)? = nil) throws -> (
-    RunSummary, RunConfig
+    RunSummary, RunConfig, RunPlan
 ) {
     let config = try ExperimentConfig.parse(yaml: yaml, file: "transfer.yaml")
     let resolved = try #require(config.runs.first)
     var context = RunContext()
     context.onTrained = onTrained
     let executor = TrainingExecutor()
-    _ = try executor.plan(resolved)
-    return (try executor.execute(resolved, context: context, progress: { _ in }), resolved.config)
+    let plan = try executor.plan(resolved)
+    return (try executor.execute(resolved, context: context, progress: { _ in }), resolved.config, plan)
 }
 
 private func ledger(_ summary: RunSummary) throws -> PrivacyLedger {
@@ -113,18 +113,21 @@ func publicClassesSplitsByLabel() throws {
     "the ledger of a transfer run is the ledger of plain DP-SGD on the private part alone (same q, steps, sigma); the manifest records the public part"
 )
 func transferLedgerIsThePrivatePartsLedger() throws {
-    let (transfer, _) = try run(transferYAML)
+    let (transfer, _, plan) = try run(transferYAML)
     let plain = transferYAML.replacingOccurrences(of: "train_size: 1000", with: "train_size: 700")
         .replacingOccurrences(
             of: "public:\n  subset: {size: 300}\n  epochs: 3\n  batch_size: 50\n  optimizer: {name: sgd, learning_rate: 0.2}\n",
             with: "")
-    let (alone, aloneConfig) = try run(plain)
+    let (alone, aloneConfig, alonePlan) = try run(plain)
     #expect(aloneConfig.public == nil)
     #expect(try ledger(transfer) == ledger(alone))
     #expect(try ledger(transfer).entries.count == 1)
     #expect(transfer.noiseMultiplier == alone.noiseMultiplier && transfer.samplingProbability == 0.1)
     #expect(transfer.steps == alone.steps && transfer.steps == 20)
     #expect(transfer.epsilonRDP == alone.epsilonRDP)
+    // The printed plan (dpkit run --dry-run) says the same before any data is split.
+    #expect(plan.samplingProbability == 0.1 && plan.steps == 20 && plan.epsilonRDP == alonePlan.epsilonRDP)
+    #expect(plan.notes.contains { $0.contains("the private part is the other 700 training examples") })
 
     let record = try #require(transfer.publicPart)
     #expect(record["kind"] == .string("subset") && record["size"] == .int(300) && record["private_size"] == .int(700))
@@ -134,7 +137,7 @@ func transferLedgerIsThePrivatePartsLedger() throws {
     // The public indices do not depend on other settings (another sigma, batch size and model).
     let other = transferYAML.replacingOccurrences(of: "expected_batch_size: 70", with: "expected_batch_size: 35")
         .replacingOccurrences(of: "hidden_sizes: [8]", with: "hidden_sizes: [4]")
-    let (otherRun, _) = try run(other)
+    let (otherRun, _, _) = try run(other)
     #expect(otherRun.publicPart?["indices_fnv1a64"] == record["indices_fnv1a64"])
 }
 
@@ -143,7 +146,7 @@ func standardisationOfATransferRun() throws {
     let yaml = transferYAML.replacingOccurrences(
         of: "  options: {dimensions: 10", with: "  normalize: standardize\n  options: {dimensions: 10")
     var scaledPoint: Float?
-    let (summary, _) = try run(yaml) { _, split in scaledPoint = split.train.features.scalars[0] }
+    let (summary, _, _) = try run(yaml) { _, split in scaledPoint = split.train.features.scalars[0] }
     #expect(try ledger(summary).entries.count == 1)
     // The reference: statistics of the public part only.
     let config = try ExperimentConfig.parse(yaml: yaml, file: "t.yaml").runs[0].config
@@ -239,9 +242,9 @@ func pretrainingImprovesAccuracy() throws {
         seeds: [0]
 
         """
-    let (scratch, _) = try run(yaml.replacingOccurrences(of: "epochs: 8", with: "epochs: 0"))
-    let (full, _) = try run(yaml)
-    let (probe, _) = try run(yaml.replacingOccurrences(of: "epochs: 4", with: "epochs: 4\n  fine_tune: last-layer"))
+    let (scratch, _, _) = try run(yaml.replacingOccurrences(of: "epochs: 8", with: "epochs: 0"))
+    let (full, _, _) = try run(yaml)
+    let (probe, _, _) = try run(yaml.replacingOccurrences(of: "epochs: 4", with: "epochs: 4\n  fine_tune: last-layer"))
     let a0 = try #require(scratch.testAccuracy), a1 = try #require(full.testAccuracy)
     let a2 = try #require(probe.testAccuracy)
     #expect(scratch.epsilonRDP == full.epsilonRDP && full.epsilonRDP == probe.epsilonRDP)
@@ -254,7 +257,7 @@ func publicClassesRun() throws {
     let yaml = transferYAML.replacingOccurrences(of: "classes: 2,", with: "classes: 5,")
         .replacingOccurrences(of: "subset: {size: 300}", with: "classes: [3, 4]")
     var testClasses = 0
-    let (summary, _) = try run(yaml.replacingOccurrences(of: "epochs: 2", with: "epochs: 2\n  fine_tune: last-layer")) {
+    let (summary, _, _) = try run(yaml.replacingOccurrences(of: "epochs: 2", with: "epochs: 2\n  fine_tune: last-layer")) {
         model, split in
         testClasses = split.test.classCount
         #expect(model(split.test.features).shape == [split.test.count, 3])
