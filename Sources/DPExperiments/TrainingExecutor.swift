@@ -345,6 +345,13 @@ public struct TrainingExecutor: RunExecutor {
         if let n = d.trainSize { dataset.append(("train_size", .int(n))) }
         if let n = d.testSize { dataset.append(("test_size", .int(n))) }
         if let f = d.features { dataset.append(("features", f.metadata)) }
+        // A model of the private classes of a `public.classes` run: its outputs are those classes,
+        // relabelled 0..<k in increasing order (dpkit evaluate tests it on them).
+        if case .classes(let classes)? = run.config.public?.part {
+            let k = summary.publicPart?["private_classes"]?.intListValue
+                ?? (0..<(classes.max() ?? 0) + 1).filter { !classes.contains($0) }
+            dataset.append(("private_classes", .list(k.map(ConfigValue.int))))
+        }
         var metadata: [String: String] = [
             "format": "dpkit-model-1", "run_id": run.runID, "config_hash": run.configHash, "seed": String(run.seed),
             "dataset": d.name,

@@ -269,3 +269,32 @@ func publicClassesRun() throws {
     #expect(record["pretraining"]?["last_layer"] == .string("reinitialised for the private classes"))
     #expect(summary.samplingProbability == 70.0 / 600)
 }
+
+@Test(
+    "a public-classes run through the runner: the manifest's `public`, the model evaluates on the private classes, and as an initial model of the same data it is refused"
+)
+func transferRunThroughTheRunner() throws {
+    let yaml = transferYAML.replacingOccurrences(of: "classes: 2,", with: "classes: 4,")
+        .replacingOccurrences(of: "subset: {size: 300}", with: "classes: [0]")
+    let (report, _, dir) = try trainInTemporaryFolder(try ExperimentConfig.parse(yaml: yaml, file: "t.yaml"))
+    defer { try? FileManager.default.removeItem(at: dir) }
+    #expect(report.finished.count == 1, "\(report)")
+    let manifest = try readManifest(dir)
+    let entry = try #require(manifest["runs"]?.listValue?.first)
+    #expect(entry["public"]?["kind"] == .string("classes"))
+    #expect(entry["public"]?["private_classes"] == .list([.int(1), .int(2), .int(3)]))
+    let (_, rows) = CSV.table(try String(contentsOf: dir.appendingPathComponent("runs.csv"), encoding: .utf8))
+    let id = try #require(rows.first?["run_id"])
+    let file = dir.appendingPathComponent("models/\(id).safetensors")
+    let result = try ModelEvaluation.evaluate(file: file)
+    #expect(result.accuracy == Double(rows.first?["test_accuracy"] ?? ""))
+    #expect(result.examples == 225, "the 3 private classes of the 300 test examples")
+
+    // The file was trained on gaussian-mixture: as the start of another run on it, refused.
+    let again = yaml.replacingOccurrences(of: "  epochs: 2", with: "  epochs: 2\n  initial_model: \(file.path)")
+    #expect {
+        _ = try run(again)
+    } throws: { error in
+        "\(error)".contains("training.initial_model") && "\(error)".contains("training set of `gaussian-mixture`")
+    }
+}
