@@ -85,7 +85,9 @@ extension RunConfig {
         } else {
             let classes =
                 try p.read(ParameterSpec("classes", .intList, range: .atLeast(0), required: true))?.intListValue ?? []
-            if classes.isEmpty { throw p.error("classes", "is empty; give the public class labels, such as [5, 6, 7, 8, 9]") }
+            if classes.isEmpty {
+                throw p.error("classes", "is empty; give the public class labels, such as [5, 6, 7, 8, 9]")
+            }
             if Set(classes).count != classes.count {
                 throw p.error("classes", "lists a class twice: \(classes); give each public class once")
             }
@@ -215,7 +217,8 @@ struct PublicSplit {
         case .classes(let classes):
             if let bad = classes.first(where: { $0 >= train.classCount }) {
                 throw TrainingError.invalidSetting(
-                    "public.classes: class \(bad) does not exist; \(train.name) has classes 0...\(train.classCount - 1)")
+                    "public.classes: class \(bad) does not exist; \(train.name) has classes 0...\(train.classCount - 1)"
+                )
             }
             let publicSet = Set(classes)
             let privateLabels = (0..<train.classCount).filter { !publicSet.contains($0) }

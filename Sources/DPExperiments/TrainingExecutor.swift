@@ -348,7 +348,8 @@ public struct TrainingExecutor: RunExecutor {
         // A model of the private classes of a `public.classes` run: its outputs are those classes,
         // relabelled 0..<k in increasing order (dpkit evaluate tests it on them).
         if case .classes(let classes)? = run.config.public?.part {
-            let k = summary.publicPart?["private_classes"]?.intListValue
+            let k =
+                summary.publicPart?["private_classes"]?.intListValue
                 ?? (0..<(classes.max() ?? 0) + 1).filter { !classes.contains($0) }
             dataset.append(("private_classes", .list(k.map(ConfigValue.int))))
         }
@@ -619,7 +620,8 @@ struct PrivacyPlan {
             )
             if c.training.fineTune == .lastLayer {
                 notes.append(
-                    "fine_tune last-layer: only the last layer is trained; each example's gradient is clipped over its parameters only")
+                    "fine_tune last-layer: only the last layer is trained; each example's gradient is clipped over its parameters only"
+                )
             }
         }
         if c.dataset.projection != nil {

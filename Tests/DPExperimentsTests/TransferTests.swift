@@ -52,7 +52,9 @@ private func numbered(_ n: Int, classes: Int) -> Dataset {
 
 private func ids(_ d: Dataset) -> [Int] { (0..<d.count).map { Int(d.features[row: $0].scalars[0]) } }
 
-private func run(_ yaml: String, onTrained: ((Sequential, TrainTestSplit) throws -> Void)? = nil) throws -> (
+private func run(
+    _ yaml: String, onTrained: ((Sequential, TrainTestSplit) throws -> Void)? = nil
+) throws -> (
     RunSummary, RunConfig, RunPlan
 ) {
     let config = try ExperimentConfig.parse(yaml: yaml, file: "transfer.yaml")
@@ -116,7 +118,8 @@ func transferLedgerIsThePrivatePartsLedger() throws {
     let (transfer, _, plan) = try run(transferYAML)
     let plain = transferYAML.replacingOccurrences(of: "train_size: 1000", with: "train_size: 700")
         .replacingOccurrences(
-            of: "public:\n  subset: {size: 300}\n  epochs: 3\n  batch_size: 50\n  optimizer: {name: sgd, learning_rate: 0.2}\n",
+            of:
+                "public:\n  subset: {size: 300}\n  epochs: 3\n  batch_size: 50\n  optimizer: {name: sgd, learning_rate: 0.2}\n",
             with: "")
     let (alone, aloneConfig, alonePlan) = try run(plain)
     #expect(aloneConfig.public == nil)
@@ -141,7 +144,9 @@ func transferLedgerIsThePrivatePartsLedger() throws {
     #expect(otherRun.publicPart?["indices_fnv1a64"] == record["indices_fnv1a64"])
 }
 
-@Test("`standardize` with a public part is fitted on the public part and costs nothing; private-standardize stays in the ledger")
+@Test(
+    "`standardize` with a public part is fitted on the public part and costs nothing; private-standardize stays in the ledger"
+)
 func standardisationOfATransferRun() throws {
     let yaml = transferYAML.replacingOccurrences(
         of: "  options: {dimensions: 10", with: "  normalize: standardize\n  options: {dimensions: 10")
@@ -155,10 +160,16 @@ func standardisationOfATransferRun() throws {
     var expected = s.privateSplit.train
     InputTransform.standardization(Standardization.fit(to: s.publicData, perChannel: false)).apply(to: &expected)
     #expect(scaledPoint == expected.features.scalars[0])
-    #expect(configError(baseYAML.replacingOccurrences(of: "  name: gaussian-mixture", with: "  name: gaussian-mixture\n  normalize: standardize"))?.path == "dataset.normalize")
+    #expect(
+        configError(
+            baseYAML.replacingOccurrences(
+                of: "  name: gaussian-mixture", with: "  name: gaussian-mixture\n  normalize: standardize"))?.path
+            == "dataset.normalize")
 }
 
-@Test("linear probe: only the last layer changes (the others bit-identical) and its clip is over the last layer's parameters only")
+@Test(
+    "linear probe: only the last layer changes (the others bit-identical) and its clip is over the last layer's parameters only"
+)
 func linearProbeTrainsTheLastLayerOnly() throws {
     let n = 24, classes = 3
     var random = PhiloxRandom(seed: 5)
@@ -200,7 +211,9 @@ func linearProbeTrainsTheLastLayerOnly() throws {
         let last = reference.parameters[2...].map(\.gradient)
         let norm = last.reduce(0.0) { $0 + $1.scalars.reduce(0.0) { $0 + Double($1) * Double($1) } }.squareRoot()
         let scale = Float(min(1, clippingNorm / norm))
-        for k in 0..<2 { sum[k] = Tensor(zip(sum[k].scalars, last[k].scalars).map { $0 + scale * $1 }, shape: sum[k].shape) }
+        for k in 0..<2 {
+            sum[k] = Tensor(zip(sum[k].scalars, last[k].scalars).map { $0 + scale * $1 }, shape: sum[k].shape)
+        }
     }
     for k in 0..<2 {
         let expected = zip(before[2 + k].scalars, sum[k].scalars).map { $0 - learningRate * $1 / Float(n) }
@@ -257,14 +270,18 @@ func publicClassesRun() throws {
     let yaml = transferYAML.replacingOccurrences(of: "classes: 2,", with: "classes: 5,")
         .replacingOccurrences(of: "subset: {size: 300}", with: "classes: [3, 4]")
     var testClasses = 0
-    let (summary, _, _) = try run(yaml.replacingOccurrences(of: "epochs: 2", with: "epochs: 2\n  fine_tune: last-layer")) {
+    let (summary, _, _) = try run(
+        yaml.replacingOccurrences(of: "epochs: 2", with: "epochs: 2\n  fine_tune: last-layer")
+    ) {
         model, split in
         testClasses = split.test.classCount
         #expect(model(split.test.features).shape == [split.test.count, 3])
     }
     #expect(testClasses == 3)
     let record = try #require(summary.publicPart)
-    #expect(record["classes"] == .list([.int(3), .int(4)]) && record["private_classes"] == .list([.int(0), .int(1), .int(2)]))
+    #expect(
+        record["classes"] == .list([.int(3), .int(4)])
+            && record["private_classes"] == .list([.int(0), .int(1), .int(2)]))
     #expect(record["size"] == .int(400) && record["private_size"] == .int(600))
     #expect(record["pretraining"]?["last_layer"] == .string("reinitialised for the private classes"))
     #expect(summary.samplingProbability == 70.0 / 600)
