@@ -135,8 +135,14 @@ public struct TrainingExecutor: RunExecutor {
         if let p = c.public, let s = publicSplit {
             // Pretraining is repeated on resume only when the checkpoint does not hold every
             // parameter (a linear probe's checkpoint holds the last layer).
-            var pretraining: ConfigValue = .map([("epochs", .int(p.epochs)), ("skipped", .string("resumed"))])
-            if resumed == nil || c.training.fineTune == .lastLayer, p.pretrains || c.training.initialModel != nil {
+            let pretraining: ConfigValue
+            if !p.pretrains && c.training.initialModel == nil {
+                pretraining = .map([("epochs", .int(0)), ("last_layer", .string("held out: no pretraining"))])
+            } else if resumed != nil && c.training.fineTune == .all {
+                pretraining = .map([
+                    ("epochs", .int(p.epochs)), ("skipped", .string("resumed: the checkpoint holds every parameter")),
+                ])
+            } else {
                 pretraining = try pretrain(p, publicData: s.publicData, into: model, config: c, seed: seed)
             }
             publicRecord = s.record(pretraining: pretraining)

@@ -261,6 +261,7 @@ func pretrainingImprovesAccuracy() throws {
     let a0 = try #require(scratch.testAccuracy), a1 = try #require(full.testAccuracy)
     let a2 = try #require(probe.testAccuracy)
     #expect(scratch.epsilonRDP == full.epsilonRDP && full.epsilonRDP == probe.epsilonRDP)
+    #expect(scratch.publicPart?["pretraining"]?["last_layer"] == .string("held out: no pretraining"))
     #expect(a1 >= a0 + 0.2, "pretrained + full fine-tuning \(a1) vs from scratch \(a0)")
     #expect(a2 >= a0 + 0.2, "pretrained + linear probe \(a2) vs from scratch \(a0)")
 }
@@ -314,4 +315,35 @@ func transferRunThroughTheRunner() throws {
     } throws: { error in
         "\(error)".contains("training.initial_model") && "\(error)".contains("training set of `gaussian-mixture`")
     }
+}
+
+@Test(
+    "a transfer run interrupted after an epoch resumes to the uninterrupted result (the linear probe pretrains again)",
+    arguments: ["all", "last-layer"])
+func transferRunResumes(_ fineTune: String) throws {
+    let yaml = transferYAML.replacingOccurrences(of: "  epochs: 2", with: "  epochs: 3\n  fine_tune: \(fineTune)")
+    let run = try #require(try ExperimentConfig.parse(yaml: yaml, file: "t.yaml").runs.first)
+    let dir = try temporaryDirectory()
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let executor = TrainingExecutor()
+    var full: [EpochRecord] = []
+    let fullContext = RunContext(model: dir.appendingPathComponent("full.safetensors"))
+    let fullSummary = try executor.execute(run, context: fullContext) { full.append($0) }
+
+    struct Killed: Error {}
+    let context = RunContext(
+        checkpoint: dir.appendingPathComponent("run.json"), model: dir.appendingPathComponent("resumed.safetensors"))
+    var records: [EpochRecord] = []
+    #expect(throws: Killed.self) {
+        _ = try executor.execute(run, context: context) { r in
+            if r.epoch == 2 { throw Killed() }
+            records.append(r)
+        }
+    }
+    let summary = try executor.execute(run, context: context) { records.append($0) }
+    #expect(records.map(\.epoch) == [1, 2, 3])
+    #expect(records.map(\.testAccuracy) == full.map(\.testAccuracy))
+    #expect(records.map(\.trainLoss) == full.map(\.trainLoss))
+    #expect(summary.privacyLedger == fullSummary.privacyLedger)
+    #expect(try Data(contentsOf: fullContext.model!) == Data(contentsOf: context.model!))
 }
