@@ -165,6 +165,16 @@ func standardisationOfATransferRun() throws {
             baseYAML.replacingOccurrences(
                 of: "  name: gaussian-mixture", with: "  name: gaussian-mixture\n  normalize: standardize"))?.path
             == "dataset.normalize")
+    // private-standardize still fits on the private part, and its event stays in the ledger first.
+    let accounted = transferYAML.replacingOccurrences(
+        of: "  options: {dimensions: 10",
+        with:
+            "  normalize: private-standardize\n  normalize_options: {noise_multiplier: 3, lower: -6, upper: 6}\n  options: {dimensions: 10"
+    )
+    let (paid, _, _) = try run(accounted)
+    let entries = try ledger(paid).entries
+    #expect(entries.count == 2 && entries.first?.event == .gaussian(noiseMultiplier: 3))
+    #expect(try PrivacyBudget.epsilon(ledger: ledger(paid), delta: 1e-4) <= 2)
 }
 
 @Test(
@@ -346,4 +356,47 @@ func transferRunResumes(_ fineTune: String) throws {
     #expect(records.map(\.trainLoss) == full.map(\.trainLoss))
     #expect(summary.privacyLedger == fullSummary.privacyLedger)
     #expect(try Data(contentsOf: fullContext.model!) == Data(contentsOf: context.model!))
+}
+
+@Test(
+    "training.initial_model as the pretrained start: a linear probe of it keeps its other layers; in a public run it is loaded before pretraining, and one that does not fit is refused"
+)
+func initialModelAsThePretrainedStart() throws {
+    let dir = try temporaryDirectory()
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let executor = TrainingExecutor()
+    let config = try ExperimentConfig.parse(yaml: transferYAML, file: "t.yaml").runs[0].config
+    let other = ConfigValue.map([("name", .string("public-data"))]).jsonText(sortKeys: true, pretty: false)
+    func file(_ name: String, inputs: Int) throws -> (URL, Sequential) {
+        let model = try executor.buildModel(config.model, inputShape: [inputs], classes: 2, seed: 77)
+        let url = dir.appendingPathComponent(name)
+        try model.safetensors(metadata: [ModelEvaluation.datasetKey: other]).write(to: url)
+        return (url, model)
+    }
+    let (good, source) = try file("good.safetensors", inputs: 10)
+    let withoutPublic = transferYAML.replacingOccurrences(
+        of:
+            "public:\n  subset: {size: 300}\n  epochs: 3\n  batch_size: 50\n  optimizer: {name: sgd, learning_rate: 0.2}\n",
+        with: "")
+    let probe = withoutPublic.replacingOccurrences(
+        of: "  epochs: 2", with: "  epochs: 2\n  fine_tune: last-layer\n  initial_model: \(good.path)")
+    var trained: [Tensor<Float>] = []
+    _ = try run(probe) { model, _ in trained = model.parameters.map(\.value) }
+    #expect(trained.count == 4)
+    #expect(trained[0] == source.parameters[0].value && trained[1] == source.parameters[1].value)
+    #expect(trained[2] != source.parameters[2].value)
+
+    // Public classes 0 and 1 of four: the pretraining model has 2 outputs, as the file.
+    let publicClasses = transferYAML.replacingOccurrences(of: "classes: 2,", with: "classes: 4,")
+        .replacingOccurrences(of: "subset: {size: 300}", with: "classes: [0, 1]")
+    let (summary, _, _) = try run(
+        publicClasses.replacingOccurrences(of: "  epochs: 2", with: "  epochs: 2\n  initial_model: \(good.path)"))
+    #expect(summary.publicPart?["pretraining"]?["steps"] == .int(30))
+    let (wide, _) = try file("wide.safetensors", inputs: 7)
+    #expect {
+        _ = try run(
+            publicClasses.replacingOccurrences(of: "  epochs: 2", with: "  epochs: 2\n  initial_model: \(wide.path)"))
+    } throws: { error in
+        "\(error)".contains("training.initial_model") && "\(error)".contains("does not fit")
+    }
 }
