@@ -16,12 +16,17 @@ public enum PublicPart: Hashable, Sendable {
     /// remaining classes: private training and test sets keep only them, relabelled
     /// `0..<k` in increasing order of the original label.
     case classes([Int])
+    /// The training set of another dataset (not this run's: a dataset of the same name is
+    /// refused). The private part is this run's whole training set; the last layer is
+    /// re-initialised after pretraining.
+    case dataset(DatasetConfig)
 
-    /// `subset` or `classes`, as the manifest's `public.kind` says.
+    /// `subset`, `classes` or `dataset`, as the manifest's `public.kind` says.
     public var kind: String {
         switch self {
         case .subset: return "subset"
         case .classes: return "classes"
+        case .dataset: return "dataset"
         }
     }
 }
@@ -59,18 +64,47 @@ extension RunConfig {
     ) throws -> PublicConfig? {
         guard root.has("public") else { return nil }
         let p = try root.section("public")
-        let hasSubset = p.has("subset"), hasClasses = p.has("classes")
-        if hasSubset == hasClasses {
+        let hasSubset = p.has("subset"), hasClasses = p.has("classes"), hasDataset = p.has("dataset")
+        let given = [hasSubset, hasClasses, hasDataset].filter { $0 }.count
+        if given != 1 {
             throw p.context.error(
                 p.path,
-                hasSubset
-                    ? "has both `subset` and `classes`; give exactly one (a random subset of the training set, or the training examples of some classes)"
-                    : "needs `subset: {size: N}` (N training examples drawn at random) or `classes: [...]` (the training examples of these classes)"
+                given > 1
+                    ? "has more than one of `subset`, `classes` and `dataset`; give exactly one (a random subset of the training set, the training examples of some classes, or another dataset)"
+                    : "needs `subset: {size: N}` (N training examples drawn at random), `classes: [...]` (the training examples of these classes) or `dataset: {name: ...}` (another dataset's training set)"
             )
         }
         let declared = try? dataset.declaredExamples(registry: context.registries.datasets)
         let part: PublicPart
-        if hasSubset {
+        if hasDataset {
+            let d = try parseDataset(p, context: context)
+            let path = p.childPath("dataset")
+            if d.name == dataset.name {
+                throw context.error(
+                    path + ".name",
+                    "`\(d.name)` is this run's dataset, whose training set is the private data (and model lineage is checked by dataset name); declare a public part of it with `public.subset` or `public.classes`, or name another dataset"
+                )
+            }
+            if d.normalize != .none {
+                throw context.error(
+                    path + ".normalize",
+                    "is `\(d.normalize.name)`, but the run's `dataset.normalize` scales the public data too (`standardize` is fitted on it); remove it"
+                )
+            }
+            if d.projection != nil {
+                throw context.error(
+                    path + ".projection", "a DP-PCA projection of public data is not supported; remove it")
+            }
+            if let mine = declared?.shape,
+                let theirs = try? d.declaredExamples(registry: context.registries.datasets)?.shape, mine != theirs
+            {
+                throw context.error(
+                    path,
+                    "has examples \(theirs.array), but this run's dataset has \(mine.array); the pretrained model must take the same input (options, features)"
+                )
+            }
+            part = .dataset(d)
+        } else if hasSubset {
             let s = try p.section("subset")
             let size = try s.requiredInt("size", range: .atLeast(1))
             if let n = declared?.trainCount, size >= n {
@@ -194,13 +228,28 @@ struct PublicSplit {
     var part: PublicPart
     var seed: UInt64
 
-    /// - Throws: `TrainingError.invalidSetting` naming `public` when a part would be empty.
-    init(_ data: TrainTestSplit, part: PublicPart, seed: UInt64) throws {
+    /// - Parameter publicDataset: the training set of `part`'s dataset (`.dataset` only).
+    /// - Throws: `TrainingError.invalidSetting` naming `public` when a part would be empty, or
+    ///   the public dataset's examples have another shape.
+    init(_ data: TrainTestSplit, part: PublicPart, seed: UInt64, publicDataset: Dataset? = nil) throws {
         self.part = part
         self.seed = seed
         let train = data.train
         let n = train.count
         switch part {
+        case .dataset(let d):
+            guard let other = publicDataset, other.count > 0 else {
+                throw TrainingError.invalidSetting("public.dataset: `\(d.name)` has no training examples")
+            }
+            guard other.exampleShape == train.exampleShape else {
+                throw TrainingError.invalidSetting(
+                    "public.dataset: `\(d.name)` has examples \(other.exampleShape.array), but this run's data has \(train.exampleShape.array); the pretrained model must take the same input"
+                )
+            }
+            publicData = other
+            publicIndices = Array(0..<other.count)
+            privateSplit = data
+            privateClasses = nil
         case .subset(let size):
             guard size < n else {
                 throw TrainingError.invalidSetting(
@@ -270,15 +319,30 @@ struct PublicSplit {
             entries.append(("classes", .list(classes.map(ConfigValue.int))))
             entries.append(("private_classes", .list((privateClasses ?? []).map(ConfigValue.int))))
         }
-        entries += [
-            ("size", .int(publicIndices.count)), ("private_size", .int(privateSplit.train.count)),
-            ("training_set_size", .int(publicIndices.count + privateSplit.train.count)),
-        ]
+        if case .dataset(let d) = part {
+            var dataset: [(key: String, value: ConfigValue)] = [
+                ("name", .string(d.name)), ("options", .map(d.options.sorted { $0.key < $1.key })),
+            ]
+            if let p = d.path { dataset.append(("path", .string(p))) }
+            if let k = d.trainSize { dataset.append(("train_size", .int(k))) }
+            if let f = d.features { dataset.append(("features", f.metadata)) }
+            entries.append(("dataset", .map(dataset)))
+            entries += [("size", .int(publicData.count)), ("private_size", .int(privateSplit.train.count))]
+        } else {
+            entries += [
+                ("size", .int(publicIndices.count)), ("private_size", .int(privateSplit.train.count)),
+                ("training_set_size", .int(publicIndices.count + privateSplit.train.count)),
+            ]
+        }
         if case .subset = part {
             entries.append(("seed", .int(Int(truncatingIfNeeded: seed))))
             entries.append(("random_stream", .int(Int(RandomStream.publicSplit.rawValue))))
         }
-        entries.append(("indices_fnv1a64", .string(fnv1a64Hex(publicIndices.map(String.init).joined(separator: ",")))))
+        if case .dataset = part {
+        } else {
+            entries.append(
+                ("indices_fnv1a64", .string(fnv1a64Hex(publicIndices.map(String.init).joined(separator: ",")))))
+        }
         entries.append(("pretraining", pretraining))
         entries.append(("statement", .string(statement)))
         return .map(entries)
@@ -290,6 +354,7 @@ struct PublicSplit {
         switch part {
         case .subset(let size): what = "a random subset of \(size) training examples"
         case .classes(let c): what = "the \(publicIndices.count) training examples of classes \(c)"
+        case .dataset(let d): what = "the \(publicData.count) training examples of dataset `\(d.name)`"
         }
         return
             "the epsilon covers only the private part (\(privateSplit.train.count) training examples); the public part (\(what)) was used without privacy and has no guarantee"
@@ -340,7 +405,7 @@ extension TrainingExecutor {
             }
         }
         let reinitialise: Bool
-        if case .classes = p.part { reinitialise = true } else { reinitialise = false }
+        if case .subset = p.part { reinitialise = false } else { reinitialise = true }
         let source = pretrained.trainableLayers, target = model.trainableLayers
         precondition(source.count == target.count, "pretrain: the public and private models differ in layers")
         for (from, to) in zip(source, target).dropLast(reinitialise ? 1 : 0) {
@@ -349,7 +414,8 @@ extension TrainingExecutor {
                 b.value = a.value
             }
         }
-        figures.append(("last_layer", .string(reinitialise ? "reinitialised for the private classes" : "pretrained")))
+        figures.append(
+            ("last_layer", .string(reinitialise ? "reinitialised for the private classes" : "pretrained")))
         return .map(figures)
     }
 }

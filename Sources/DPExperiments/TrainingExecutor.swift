@@ -67,7 +67,9 @@ public struct TrainingExecutor: RunExecutor {
         // input statistics, the privacy plan) sees the private part only.
         var publicSplit: PublicSplit?
         if let p = c.public {
-            let s = try PublicSplit(split, part: p.part, seed: UInt64(c.seed))
+            var other: Dataset?
+            if case .dataset(let d) = p.part { other = try loadData(d, seed: c.seed).train }
+            let s = try PublicSplit(split, part: p.part, seed: UInt64(c.seed), publicDataset: other)
             split = s.privateSplit
             publicSplit = s
         }
@@ -368,6 +370,8 @@ public struct TrainingExecutor: RunExecutor {
         // Lineage: this run's dataset and every dataset its initial model was trained on, so a
         // chain (private -> public -> private) is still refused by `loadInitialModel`.
         var lineage = [d.name]
+        // The pretraining's dataset (`public.dataset`) is in the weights too.
+        if case .dataset(let other)? = run.config.public?.part { lineage.append(other.name) }
         if let path = run.config.training.initialModel, let data = FileManager.default.contents(atPath: path),
             let (_, initial) = try? Safetensors.decode(data), let earlier = Self.modelLineage(initial)
         {
@@ -449,6 +453,7 @@ public struct TrainingExecutor: RunExecutor {
         case .classes(let classes)?:
             let data = try loadData(c)
             return try PublicSplit(data, part: .classes(classes), seed: UInt64(c.seed)).privateSplit.train.count
+        case .dataset?: return try registries.datasets.trainingSetSize(request)
         }
     }
 
@@ -620,9 +625,12 @@ struct PrivacyPlan {
             switch pub.part {
             case .subset(let size): what = "a random subset of \(size) training examples"
             case .classes(let classes): what = "the training examples of classes \(classes)"
+            case .dataset(let d): what = "the training set of dataset `\(d.name)`"
             }
+            var other = "the other"
+            if case .dataset = pub.part { other = "this run's" }
             notes.append(
-                "public part: \(what)\(pub.pretrains ? ", pretrained on for \(pub.epochs) epochs without privacy" : ", held out (no pretraining)"); the private part is the other \(n) training examples, and the epsilon covers only them"
+                "public part: \(what)\(pub.pretrains ? ", pretrained on for \(pub.epochs) epochs without privacy" : ", held out (no pretraining)"); the private part is \(other) \(n) training examples, and the epsilon covers only them"
             )
             if c.training.fineTune == .lastLayer {
                 notes.append(

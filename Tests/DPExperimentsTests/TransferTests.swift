@@ -400,3 +400,48 @@ func initialModelAsThePretrainedStart() throws {
         "\(error)".contains("training.initial_model") && "\(error)".contains("does not fit")
     }
 }
+
+@Test(
+    "public.dataset: pretrained on another dataset's training set, the private part is the whole training set, the lineage names both"
+)
+func publicDatasetRun() throws {
+    let dir = try temporaryDirectory()
+    defer { try? FileManager.default.removeItem(at: dir) }
+    // 400 rows of 10 features in 3 classes (a csv file is another dataset of the same shape).
+    var random = PhiloxRandom(seed: 11)
+    var text = (0..<10).map { "x\($0)" }.joined(separator: ",") + ",label\n"
+    for i in 0..<400 {
+        let label = i % 3
+        text += (0..<10).map { j in String(Float(j == label ? 2 : 0) + random.nextOpenUnitFloat()) }.joined(
+            separator: ",")
+        text += ",\(label)\n"
+    }
+    let csv = dir.appendingPathComponent("public.csv")
+    try text.write(to: csv, atomically: true, encoding: .utf8)
+    let yaml = transferYAML.replacingOccurrences(
+        of: "subset: {size: 300}", with: "dataset: {name: csv, path: \(csv.path), test_size: 50}")
+    let (report, _, folder) = try trainInTemporaryFolder(try ExperimentConfig.parse(yaml: yaml, file: "t.yaml"))
+    defer { try? FileManager.default.removeItem(at: folder) }
+    #expect(report.finished.count == 1, "\(report)")
+    let entry = try #require(try readManifest(folder)["runs"]?.listValue?.first)
+    let record = try #require(entry["public"])
+    #expect(record["kind"] == .string("dataset") && record["dataset"]?["name"] == .string("csv"))
+    #expect(record["size"] == .int(350) && record["private_size"] == .int(1000))
+    #expect(record["pretraining"]?["last_layer"] == .string("reinitialised for the private classes"))
+    #expect(entry["plan"]?["sampling_probability"] == .double(0.07))
+    let (_, rows) = CSV.table(try String(contentsOf: folder.appendingPathComponent("runs.csv"), encoding: .utf8))
+    let id = try #require(rows.first?["run_id"])
+    let (_, metadata) = try Safetensors.decode(
+        try Data(contentsOf: folder.appendingPathComponent("models/\(id).safetensors")))
+    #expect(TrainingExecutor.modelLineage(metadata) == ["gaussian-mixture", "csv"])
+
+    // This run's own dataset, or other shapes, as the public dataset: refused.
+    let same = transferYAML.replacingOccurrences(
+        of: "subset: {size: 300}", with: "dataset: {name: gaussian-mixture, options: {dimensions: 10}}")
+    #expect(configError(same)?.path == "public.dataset.name")
+    #expect(configError(same)?.message.contains("is this run's dataset") == true)
+    let shapes = transferYAML.replacingOccurrences(
+        of: "subset: {size: 300}", with: "dataset: {name: synthetic-shapes, options: {image_size: 8}}")
+    #expect(configError(shapes)?.path == "public.dataset")
+    #expect(configError(shapes)?.message.contains("the pretrained model must take the same input") == true)
+}
