@@ -60,6 +60,8 @@ public final class ExperimentRunner {
     private var audits: [String: ConfigValue] = [:]
     /// Each federated run's partition (`partition` in the manifest), kept like the audits.
     private var partitions: [String: ConfigValue] = [:]
+    /// The public part of each run with one (`public` in the manifest), kept like the audits.
+    private var publicParts: [String: ConfigValue] = [:]
     private var statuses: [String: String] = [:]
     private var plans: [String: RunPlan] = [:]
     /// Errors of runs that cannot be planned, with their run ids.
@@ -304,6 +306,7 @@ public final class ExperimentRunner {
                 try files.appendRunRow(row)
                 if let ledger = summary.privacyLedger { ledgers[run.runID] = ledger }
                 if let partition = summary.partition { partitions[run.runID] = partition }
+                if let part = summary.publicPart { publicParts[run.runID] = part }
                 if let audit = summary.audit {
                     audits[run.runID] = audit.manifestValue
                     if let roc = audit.rocCSV {
@@ -402,6 +405,7 @@ public final class ExperimentRunner {
                 ("privacy_ledger", ledgers[run.runID] ?? .null),
                 ("audit", audits[run.runID] ?? .null),
                 ("partition", partitions[run.runID] ?? .null),
+                ("public", publicParts[run.runID] ?? .null),
             ])
         }
         let planned = Set(config.runs.map(\.runID))
@@ -412,6 +416,7 @@ public final class ExperimentRunner {
             if let ledger = ledgers[id] { _ = entry.setValue(ledger, atPath: "privacy_ledger") }
             if let audit = audits[id] { _ = entry.setValue(audit, atPath: "audit") }
             if let partition = partitions[id] { _ = entry.setValue(partition, atPath: "partition") }
+            if let part = publicParts[id] { _ = entry.setValue(part, atPath: "public") }
             return entry
         }
         var configs = history.configs
@@ -535,6 +540,7 @@ public final class ExperimentRunner {
             if let ledger = run["privacy_ledger"], ledger != .null { ledgers[id] = ledger }
             if let audit = run["audit"], audit != .null { audits[id] = audit }
             if let partition = run["partition"], partition != .null { partitions[id] = partition }
+            if let part = run["public"], part != .null { publicParts[id] = part }
             var entry = run
             if entry["experiment_hash"] == nil, let hash = manifest["experiment_hash"] {
                 _ = entry.setValue(hash, atPath: "experiment_hash")

@@ -78,7 +78,14 @@ public enum ModelEvaluation {
         config.decryptionKey = keyPath
         // Evaluation reads the test set only; a small training size keeps generation cheap.
         config.trainSize = min(config.trainSize ?? 1, 1)
-        let split = try TrainingExecutor().loadData(config, seed: Int(metadata["seed"] ?? "0") ?? 0)
+        var split = try TrainingExecutor().loadData(config, seed: Int(metadata["seed"] ?? "0") ?? 0)
+        // A model of a `public.classes` run knows the private classes only (relabelled 0..<k).
+        if override == nil, let text = metadata[datasetKey], let tree = try? ConfigValue(jsonData: Data(text.utf8)),
+            let classes = tree["private_classes"]?.intListValue, !classes.isEmpty,
+            classes.allSatisfy({ $0 >= 0 && $0 < split.test.classCount })
+        {
+            split.test = PublicSplit.relabel(split.test, keeping: classes, name: split.test.name)
+        }
         let expected = model.architecture.map { Shape($0.inputShape) }
         guard expected == nil || expected == split.test.exampleShape else {
             throw OutputError(

@@ -24,7 +24,8 @@ public enum Normalization: Hashable, Sendable {
     /// images): touches no other example, so it costs no privacy.
     case perExample
     /// Mean and standard deviation fitted on the training set without privacy. Refused in
-    /// private runs; allowed for non-private and clip-only controls.
+    /// private runs; allowed for non-private and clip-only controls, and in runs with a
+    /// `public` part, where it is fitted on the public part only (no privacy cost).
     case standardize
     /// Mean and standard deviation from the Gaussian mechanism on per-example statistics of
     /// values clipped to [lower, upper]; the event is composed into the run's ledger
@@ -227,6 +228,9 @@ public struct TrainingConfig: Hashable, Sendable {
     /// whose parameters replace the seeded initialisation, then every layer is trained. The
     /// file must not have been trained on this run's training set (checked from its metadata).
     public var initialModel: String? = nil
+    /// `training.fine_tune`: every layer (default) or the last layer only (linear probe).
+    /// Recorded in the resolved config only when given.
+    public var fineTune: FineTuning = .all
 }
 
 /// What a run is, for tables and plots.
@@ -259,6 +263,8 @@ public struct RunConfig: Hashable, Sendable {
     public var poisoning: PoisoningConfig? = nil
     /// `federated:`; nil for centralised training.
     public var federated: FederatedConfig? = nil
+    /// `public:`; nil when every training example is private.
+    public var `public`: PublicConfig? = nil
 
     public var kind: RunKind {
         if !privacy.enabled { return .nonPrivate }
@@ -289,13 +295,15 @@ public func fnv1a64Hex(_ text: String) -> String {
 extension RunConfig {
     /// The sections of a training run, in file order.
     static let sectionKeys = [
-        "dataset", "model", "optimizer", "privacy", "training", "audit", "evaluation", "poisoning", "federated",
+        "dataset", "public", "model", "optimizer", "privacy", "training", "audit", "evaluation", "poisoning",
+        "federated",
     ]
 
     /// Validates the run sections of `tree` (a whole config file after sweep values were applied).
     static func parse(_ tree: ConfigValue, seed: Int, context: ParseContext) throws -> RunConfig {
         let root = try MapReader(tree, path: "", context: context)
         let dataset = try parseDataset(root, context: context)
+        let publicPart = try parsePublic(root, dataset: dataset, context: context)
         let model = try parseModel(root, context: context)
         let optimizer = try parseOptimizer(root, context: context)
         // training before privacy: the adaptive clipping default depends on the batch size.
@@ -305,7 +313,8 @@ extension RunConfig {
         // count is of examples per batch in DP-SGD, of clients per round in a federated run.
         let countedPerStep = tree["federated"]?["clients_per_round"]?.intValue ?? training.expectedBatchSize
         let privacy = try parsePrivacy(
-            root, training: training, countedPerStep: countedPerStep, normalize: dataset.normalize, context: context)
+            root, training: training, countedPerStep: countedPerStep, normalize: dataset.normalize,
+            hasPublicPart: publicPart != nil, context: context)
         root.close(t, as: "training")
         let audit = try parseAudit(root)
         let evaluation = try parseEvaluation(root)
@@ -323,11 +332,13 @@ extension RunConfig {
 
         // Keep the resolved map in section order for readability of the manifest.
         let resolved = ConfigValue.map(sectionKeys.compactMap { key in root.resolved.first { $0.key == key } })
-        let config = RunConfig(
+        var config = RunConfig(
             dataset: dataset, model: model, optimizer: optimizer, privacy: privacy, training: training,
             audit: audit, seed: seed, resolved: resolved, evaluation: evaluation, poisoning: poisoning,
             federated: federated)
+        config.public = publicPart
         if let federated { try checkFederated(federated, config: config, context: context) }
+        try checkTransfer(config, context: context)
         return config
     }
 
@@ -551,17 +562,21 @@ extension RunConfig {
         let evalEvery = try t.requiredInt("eval_every", range: .atLeast(1), default: 1)
         let adversarial = try parseAdversarialTraining(t)
         let initialModel = try t.string("initial_model")
+        let fineTune =
+            try t.read(ParameterSpec("fine_tune", .choice(FineTuning.allCases.map(\.rawValue))))?.stringValue.flatMap(
+                FineTuning.init(rawValue:)) ?? .all
         try t.finish()
         return TrainingConfig(
             expectedBatchSize: expectedBatchSize, maxPhysicalBatchSize: maxPhysical,
-            epochs: epochs, steps: steps, evalEvery: evalEvery, adversarial: adversarial, initialModel: initialModel)
+            epochs: epochs, steps: steps, evalEvery: evalEvery, adversarial: adversarial, initialModel: initialModel,
+            fineTune: fineTune)
     }
 
     // MARK: privacy
 
     static func parsePrivacy(
         _ root: MapReader, training: TrainingConfig, countedPerStep: Int? = nil, normalize: Normalization,
-        context: ParseContext
+        hasPublicPart: Bool = false, context: ParseContext
     ) throws -> PrivacyConfig {
         let p = try root.section("privacy")
         let registries = context.registries
@@ -593,7 +608,8 @@ extension RunConfig {
         }
         // The resolved map of a non-private run keeps only `enabled`, so its hash ignores unused keys.
         if !enabled { p.resolved = [("enabled", .bool(false))] }
-        if enabled, noiseMultiplier != 0, case .standardize = normalize {
+        // With a public part, `standardize` is fitted on the public part: no privacy cost.
+        if enabled, noiseMultiplier != 0, !hasPublicPart, case .standardize = normalize {
             throw context.error(
                 "dataset.normalize",
                 "`standardize` fits the mean and standard deviation on the private training set, which no privacy ledger accounts for, so a private run refuses it; use `fixed` (declared constants: normalize_options {mean, std}), `per-example` (each example by its own statistics, no privacy cost) or `private-standardize` (Gaussian-mechanism statistics composed into the run's ledger: normalize_options {noise_multiplier, lower, upper})"

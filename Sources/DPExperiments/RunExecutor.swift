@@ -140,6 +140,10 @@ public struct RunSummary: Hashable, Sendable {
     /// A federated run's partition (`federated:`): scheme, client sizes, label histograms and
     /// the malicious clients; stored as is in the manifest.
     public var partition: ConfigValue?
+    /// What was public in a run with a `public` part (kind, sizes, classes, seed, a hash of the
+    /// public indices, the pretraining, and the statement that the epsilon covers only the
+    /// private part); stored as is in the manifest (`public`).
+    public var publicPart: ConfigValue?
     /// Figures of the `evaluation:` and `poisoning:` sections, by runs.csv column
     /// (``OutputSchema/derivedColumns(_:)``).
     public var derivedMetrics: [String: Double] = [:]

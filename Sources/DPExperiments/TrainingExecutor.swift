@@ -29,7 +29,7 @@ public struct TrainingExecutor: RunExecutor {
     public func plan(_ run: ResolvedRun) throws -> RunPlan {
         let c = run.config
         if let f = c.federated { return try planFederated(run, f) }
-        let n = try registries.datasets.trainingSetSize(c.dataset.request(seed: c.seed, registry: registries.datasets))
+        let n = try privateTrainingSetSize(c)
         let setup = try PrivacyPlan(config: c, trainingSetSize: n)
         plans.store(setup, for: run.runID)
         var plan = RunPlan(
@@ -63,6 +63,16 @@ public struct TrainingExecutor: RunExecutor {
         if let f = c.federated { return try executeFederated(run, f, context: context, progress: progress) }
         var context = context
         var split = try loadData(c)
+        // The public part leaves the training set first: everything after (poisoning, audit,
+        // input statistics, the privacy plan) sees the private part only.
+        var publicSplit: PublicSplit?
+        if let p = c.public {
+            var other: Dataset?
+            if case .dataset(let d) = p.part { other = try loadData(d, seed: c.seed).train }
+            let s = try PublicSplit(split, part: p.part, seed: UInt64(c.seed), publicDataset: other)
+            split = s.privateSplit
+            publicSplit = s
+        }
         try context.prepareData?(&split)
         // Poisoning changes the training set before anything is fitted or planned from it.
         var poisoning = try c.poisoning.map { try PoisoningRun($0, split: &split, seed: UInt64(c.seed)) }
@@ -109,25 +119,49 @@ public struct TrainingExecutor: RunExecutor {
             // The scaling the interrupted run used (secure-mode statistics are not drawn again).
             transform = resumed.transform
         } else {
-            let prepared = try prepareInputs(c, train: audit?.trainedOn(split.train) ?? split.train, setup: setup)
+            let prepared = try prepareInputs(
+                c, train: audit?.trainedOn(split.train) ?? split.train, publicData: publicSplit?.publicData,
+                setup: setup)
             transform = prepared.transform
             if let event = prepared.event, setup.stepEvent != nil { try ledger.record(event) }
         }
         let rawTest = split.test
         transform.apply(to: &split.train)
         transform.apply(to: &split.test)
+        if publicSplit != nil { transform.apply(to: &publicSplit!.publicData) }
         poisoning?.apply(transform)
         audit?.apply(transform)
         let model = try buildModel(
             c.model, inputShape: split.train.exampleShape, classes: split.train.classCount, seed: seed)
-        if let path = c.training.initialModel, resumed == nil { try loadInitialModel(path, into: model, config: c) }
+        var publicRecord: ConfigValue?
+        if let p = c.public, let s = publicSplit {
+            // Pretraining is repeated on resume only when the checkpoint does not hold every
+            // parameter (a linear probe's checkpoint holds the last layer).
+            let pretraining: ConfigValue
+            if !p.pretrains && c.training.initialModel == nil {
+                pretraining = .map([("epochs", .int(0)), ("last_layer", .string("held out: no pretraining"))])
+            } else if resumed != nil && c.training.fineTune == .all {
+                pretraining = .map([
+                    ("epochs", .int(p.epochs)), ("skipped", .string("resumed: the checkpoint holds every parameter")),
+                ])
+            } else {
+                pretraining = try pretrain(p, publicData: s.publicData, into: model, config: c, seed: seed)
+            }
+            publicRecord = s.record(pretraining: pretraining)
+        } else if let path = c.training.initialModel, resumed == nil {
+            try loadInitialModel(path, into: model, config: c)
+        }
+        // Linear probe: the trainer sees the last layer and the fixed features before it.
+        let probe = c.training.fineTune == .lastLayer ? try LinearProbe(model) : nil
+        let trainingSet = probe?.features(split.train) ?? split.train
+        let evaluationSet = probe?.features(split.test) ?? split.test
         let optimizer = try makeOptimizer(c.optimizer)
         let schedule = try makeSchedule(
             c.optimizer.schedule, learningRate: c.optimizer.learningRate,
             stepsPerEpoch: setup.stepsPerEpoch, totalSteps: setup.steps)
         let trainer = try DPSGDTrainer(
-            model: model, optimizer: optimizer, schedule: schedule,
-            data: split.train,
+            model: probe?.head ?? model, optimizer: optimizer, schedule: schedule,
+            data: trainingSet,
             configuration: TrainerConfiguration(
                 sampling: setup.sampling, expectedBatchSize: c.training.expectedBatchSize,
                 maxPhysicalBatchSize: c.training.maxPhysicalBatchSize, privacy: setup.privacySettings, seed: seed),
@@ -227,7 +261,7 @@ public struct TrainingExecutor: RunExecutor {
                 if trainer.configuration.privacy != nil { record.clippedFraction = Double(clipped) / Double(seen) }
             }
             if epoch % max(1, c.training.evalEvery) == 0 || epoch == epochs || stopped {
-                let eval = trainer.evaluate(split.test)
+                let eval = trainer.evaluate(evaluationSet)
                 record.testLoss = eval.loss
                 record.testAccuracy = eval.accuracy
             }
@@ -264,9 +298,12 @@ public struct TrainingExecutor: RunExecutor {
             if stopped || done >= setup.steps { break }
             epoch += 1
         }
+        // The trainer turned off the head's input gradient; attacks on the model need it.
+        probe?.head.needsInputGradient = true
         if trainer.isPrivate {
             summary.privacyLedger = try ConfigValue(jsonData: JSONEncoder().encode(trainer.ledger))
         }
+        summary.publicPart = publicRecord
         if let audit {
             summary.audit = try audit.finish(model: model, train: split.train, test: split.test, delta: setup.delta)
         }
@@ -316,6 +353,14 @@ public struct TrainingExecutor: RunExecutor {
         if let n = d.trainSize { dataset.append(("train_size", .int(n))) }
         if let n = d.testSize { dataset.append(("test_size", .int(n))) }
         if let f = d.features { dataset.append(("features", f.metadata)) }
+        // A model of the private classes of a `public.classes` run: its outputs are those classes,
+        // relabelled 0..<k in increasing order (dpkit evaluate tests it on them).
+        if case .classes(let classes)? = run.config.public?.part {
+            let k =
+                summary.publicPart?["private_classes"]?.intListValue
+                ?? (0..<(classes.max() ?? 0) + 1).filter { !classes.contains($0) }
+            dataset.append(("private_classes", .list(k.map(ConfigValue.int))))
+        }
         var metadata: [String: String] = [
             "format": "dpkit-model-1", "run_id": run.runID, "config_hash": run.configHash, "seed": String(run.seed),
             "dataset": d.name,
@@ -325,6 +370,8 @@ public struct TrainingExecutor: RunExecutor {
         // Lineage: this run's dataset and every dataset its initial model was trained on, so a
         // chain (private -> public -> private) is still refused by `loadInitialModel`.
         var lineage = [d.name]
+        // The pretraining's dataset (`public.dataset`) is in the weights too.
+        if case .dataset(let other)? = run.config.public?.part { lineage.append(other.name) }
         if let path = run.config.training.initialModel, let data = FileManager.default.contents(atPath: path),
             let (_, initial) = try? Safetensors.decode(data), let earlier = Self.modelLineage(initial)
         {
@@ -346,13 +393,21 @@ public struct TrainingExecutor: RunExecutor {
     /// The input scaling of `c` fitted on `train` (only `private-standardize` and, in controls,
     /// `standardize` look at the data), and the privacy event it costs.
     func prepareInputs(
-        _ c: RunConfig, train: Dataset, setup: PrivacyPlan
+        _ c: RunConfig, train: Dataset, publicData: Dataset? = nil, setup: PrivacyPlan
     ) throws -> (transform: InputTransform, event: DpEvent?) {
         switch c.dataset.normalize {
         case .none: return (.none, nil)
         case .perExample: return (.perExample, nil)
         case .standardize:
-            return (.standardization(Standardization.fit(to: train, perChannel: train.exampleShape.rank == 3)), nil)
+            // Fitted on the public part when there is one (free); otherwise only controls
+            // without privacy get here (private runs are refused by the config reader).
+            if publicData == nil, setup.stepEvent != nil {
+                throw TrainingError.invalidSetting(
+                    "dataset.normalize: `standardize` would fit on the private training set without accounting; use `private-standardize` or declare a `public` part"
+                )
+            }
+            let data = publicData ?? train
+            return (.standardization(Standardization.fit(to: data, perChannel: data.exampleShape.rank == 3)), nil)
         case .fixed(let mean, let sd):
             let channels = train.exampleShape.rank == 3 ? train.exampleShape[0] : train.exampleSize
             guard mean.count == 1 || mean.count == channels else {
@@ -380,6 +435,27 @@ public struct TrainingExecutor: RunExecutor {
     }
 
     // MARK: - Data
+
+    /// The training-set size the privacy analysis uses: the whole training set, or with
+    /// `public` its private part (the `classes` kind reads the labels to count it).
+    func privateTrainingSetSize(_ c: RunConfig) throws -> Int {
+        let request = try c.dataset.request(seed: c.seed, registry: registries.datasets)
+        switch c.public?.part {
+        case nil: return try registries.datasets.trainingSetSize(request)
+        case .subset(let size)?:
+            let n = try registries.datasets.trainingSetSize(request)
+            guard size < n else {
+                throw TrainingError.invalidSetting(
+                    "public.subset.size: \(size) leaves no private training examples: the training set has \(n); use 1...\(n - 1)"
+                )
+            }
+            return n - size
+        case .classes(let classes)?:
+            let data = try loadData(c)
+            return try PublicSplit(data, part: .classes(classes), seed: UInt64(c.seed)).privateSplit.train.count
+        case .dataset?: return try registries.datasets.trainingSetSize(request)
+        }
+    }
 
     /// Loads the dataset the config names (through ``registries``) and applies `train_size`
     /// and `test_size`; the scaling (`normalize`) is ``prepareInputs(_:train:setup:)``'s.
@@ -543,6 +619,25 @@ struct PrivacyPlan {
     init(config c: RunConfig, trainingSetSize n: Int) throws {
         let p = c.privacy
         trainingSetSize = n
+        if let pub = c.public {
+            // n is the private part's size: q, the steps and sigma are of the private part only.
+            let what: String
+            switch pub.part {
+            case .subset(let size): what = "a random subset of \(size) training examples"
+            case .classes(let classes): what = "the training examples of classes \(classes)"
+            case .dataset(let d): what = "the training set of dataset `\(d.name)`"
+            }
+            var other = "the other"
+            if case .dataset = pub.part { other = "this run's" }
+            notes.append(
+                "public part: \(what)\(pub.pretrains ? ", pretrained on for \(pub.epochs) epochs without privacy" : ", held out (no pretraining)"); the private part is \(other) \(n) training examples, and the epsilon covers only them"
+            )
+            if c.training.fineTune == .lastLayer {
+                notes.append(
+                    "fine_tune last-layer: only the last layer is trained; each example's gradient is clipped over its parameters only"
+                )
+            }
+        }
         if c.dataset.projection != nil {
             // The projection changes the examples' shape and is drawn once per run.
             let refused = [

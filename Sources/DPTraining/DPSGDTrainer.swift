@@ -110,6 +110,10 @@ public enum RandomStream: UInt64 {
     case statistics = 5
     /// Noise of the differentially private PCA projection (``PrivatePCA``).
     case projection = 6
+    /// The random public subset of the training set (`public.subset`).
+    case publicSplit = 7
+    /// The seed of the non-private pretraining on the public part.
+    case pretraining = 8
 }
 
 /// Where the random choices that a privacy guarantee rests on come from: batch sampling (the
