@@ -120,7 +120,8 @@ extension TrainingExecutor {
     ///   errors of loading its data.
     public func federatedTrainer(for run: ResolvedRun) throws -> FederatedTrainer {
         guard let f = run.config.federated else {
-            throw TrainingError.invalidSetting("run \(run.runID) has no `federated:` section: nothing to serve as a client")
+            throw TrainingError.invalidSetting(
+                "run \(run.runID) has no `federated:` section: nothing to serve as a client")
         }
         return try federatedSetup(run, f, context: RunContext()).trainer
     }

@@ -312,7 +312,8 @@ public final class FederatedTrainer {
                     let decoded = try FixedPointEncoding(scaleBits: p.scaleBits).decode(s)
                     guard decoded.count == layout.count + 1 else {
                         throw FederatedError(
-                            "secure aggregation: a sum of \(decoded.count) coordinates for a model of \(layout.count) (+1)")
+                            "secure aggregation: a sum of \(decoded.count) coordinates for a model of \(layout.count) (+1)"
+                        )
                     }
                     sum = Array(decoded.prefix(layout.count))
                     unclipped = Int(decoded[layout.count].rounded())

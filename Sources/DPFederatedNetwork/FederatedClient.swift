@@ -113,7 +113,8 @@ public final class FederatedClient {
     func next(phase: String) throws -> FederatedMessage {
         guard let (_, event) = mailbox.next(timeout: options.timeout) else {
             throw NetworkError(
-                "no message from the server at \(options.server) within \(Int(options.timeout)) s (waiting for \(phase))")
+                "no message from the server at \(options.server) within \(Int(options.timeout)) s (waiting for \(phase))"
+            )
         }
         switch event {
         case .message(.failed(let reason)): throw NetworkError("the server at \(options.server) stopped: \(reason)")
@@ -142,7 +143,8 @@ public final class FederatedClient {
             case .round(let a):
                 if let r = disconnectInRound, a.round == r {
                     peer?.close()
-                    throw NetworkError("client \(options.host)/\(options.hosts) disconnected in round \(r + 1) (on purpose)")
+                    throw NetworkError(
+                        "client \(options.host)/\(options.hosts) disconnected in round \(r + 1) (on purpose)")
                 }
                 do { try answer(a, trainer: trainer) } catch let e as NetworkError { throw e } catch {
                     peer?.sendAndWait(.failed("\(error)"))
@@ -155,7 +157,9 @@ public final class FederatedClient {
     }
 
     func hosted(_ a: RoundAssignment) -> [(position: Int, client: Int)] {
-        a.sampledClients.enumerated().filter { $0.element % options.hosts == options.host }.map { ($0.offset, $0.element) }
+        a.sampledClients.enumerated().filter { $0.element % options.hosts == options.host }.map {
+            ($0.offset, $0.element)
+        }
     }
 
     func answer(_ a: RoundAssignment, trainer: FederatedTrainer) throws {
@@ -169,7 +173,13 @@ public final class FederatedClient {
             return
         }
         // Secure aggregation: the server gets diagnostics, never an update.
-        peer?.send(.updates(results.map { var u = $0; u.update = nil; return u }))
+        peer?.send(
+            .updates(
+                results.map {
+                    var u = $0
+                    u.update = nil
+                    return u
+                }))
         guard p.unmask else { return }
         let n = a.sampledClients.count
         var inputs: [Int: [UInt32]] = [:]
@@ -192,7 +202,9 @@ public final class FederatedClient {
         var maskKeys: [Int: Curve25519PublicKey] = [:]
         var encryptionKeys: [Int: Curve25519PublicKey] = [:]
         for k in keys {
-            guard (0..<n).contains(k.position) else { throw NetworkError("the server sent a key of position \(k.position)") }
+            guard (0..<n).contains(k.position) else {
+                throw NetworkError("the server sent a key of position \(k.position)")
+            }
             maskKeys[k.position] = try Curve25519PublicKey(rawRepresentation: k.maskKey)
             encryptionKeys[k.position] = try Curve25519PublicKey(rawRepresentation: k.encryptionKey)
         }
@@ -218,7 +230,8 @@ public final class FederatedClient {
         var sharedPeers = Set(clients.keys)
         for s in incoming {
             guard let c = clients[s.to], let key = encryptionKeys[s.from] else {
-                throw NetworkError("round \(a.round + 1): the server relayed a share for position \(s.to) from \(s.from)")
+                throw NetworkError(
+                    "round \(a.round + 1): the server relayed a share for position \(s.to) from \(s.from)")
             }
             try c.openShare(s.sealed, from: s.from, peerEncryptionKey: key)
             sharedPeers.insert(s.from)

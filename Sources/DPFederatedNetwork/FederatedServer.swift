@@ -128,13 +128,16 @@ public final class FederatedServer: FederatedTransport {
 
     func refusal(_ h: FederatedMessage.Hello, configHash: String, seed: Int) -> String? {
         if h.version != federatedProtocolVersion {
-            return "protocol version \(h.version), but the server speaks \(federatedProtocolVersion): use the same dpkit on both sides"
+            return
+                "protocol version \(h.version), but the server speaks \(federatedProtocolVersion): use the same dpkit on both sides"
         }
         if h.configHash != configHash || h.seed != seed {
-            return "the client's run has config hash \(h.configHash) and seed \(h.seed), the server's \(configHash) and seed \(seed): start the client with the server's config (the same file, or one that resolves to the same run)"
+            return
+                "the client's run has config hash \(h.configHash) and seed \(h.seed), the server's \(configHash) and seed \(seed): start the client with the server's config (the same file, or one that resolves to the same run)"
         }
         if h.hosts != options.processes {
-            return "--hosts \(h.host)/\(h.hosts), but the server runs \(options.processes) client processes (--processes): use --hosts I/\(options.processes)"
+            return
+                "--hosts \(h.host)/\(h.hosts), but the server runs \(options.processes) client processes (--processes): use --hosts I/\(options.processes)"
         }
         if h.host < 0 || h.host >= h.hosts {
             return "--hosts \(h.host)/\(h.hosts): I must be in 0..<\(h.hosts)"
@@ -190,7 +193,9 @@ public final class FederatedServer: FederatedTransport {
     /// Waits for the next message of a live host; a disconnection is recorded and reported as nil
     /// message for that host.
     /// - Throws: ``NetworkError`` on timeout (naming the hosts still awaited) or a client's failure.
-    func nextMessage(round: Int, waitingFor: @autoclosure () -> [Int], phase: String) throws -> (
+    func nextMessage(
+        round: Int, waitingFor: @autoclosure () -> [Int], phase: String
+    ) throws -> (
         host: Int, message: FederatedMessage?
     ) {
         while true {
@@ -274,7 +279,8 @@ public final class FederatedServer: FederatedTransport {
     }
 
     func protocolFailure(_ h: Int, _ a: RoundAssignment, _ what: String) -> NetworkError {
-        NetworkError("round \(a.round + 1): client process \(h)/\(options.processes) sent \(what); the round is abandoned")
+        NetworkError(
+            "round \(a.round + 1): client process \(h)/\(options.processes) sent \(what); the round is abandoned")
     }
 
     /// Relays secure aggregation among the hosts and unmasks the sum: the server holds public
@@ -297,7 +303,7 @@ public final class FederatedServer: FederatedTransport {
         for h in liveHosts { send(.keys(keys), to: h) }
         // Shares: collected from every live host, then routed to the hosts of their receivers.
         var shares: [FederatedMessage.SealedShare] = []
-        var shared = Set<Int>()  // positions whose host sent its shares
+        var shared = Set<Int>() // positions whose host sent its shares
         var answered = Set<Int>()
         while !Set(liveHosts).isSubset(of: answered) {
             let (h, m) = try nextMessage(

@@ -8,7 +8,8 @@ import Foundation
 struct FederatedCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "federated",
-        abstract: "Run a `federated:` config as separate processes over the network (TLS): one server, K client processes.",
+        abstract:
+            "Run a `federated:` config as separate processes over the network (TLS): one server, K client processes.",
         discussion: """
             The server and the clients run the same round logic as `dpkit run` (the simulation), and \
             the result equals the simulation's bit for bit (docs/federated.md, "Running as separate \
@@ -39,10 +40,14 @@ struct FederatedServerCommand: ParsableCommand {
         commandName: "server",
         abstract: "Serve one federated run to K client processes and write its result folder (as `dpkit run` does).")
 
-    @Argument(help: "The experiment config (YAML) with a `federated:` section, resolving to one run.") var config: String
+    @Argument(help: "The experiment config (YAML) with a `federated:` section, resolving to one run.") var config:
+        String
     @Option(help: "Output directory (default runs/<config name>).") var output: String?
     @Option(help: ArgumentHelp("The address to listen on.", valueName: "HOST:PORT")) var listen: String
-    @Option(help: "The server's certificate chain (PEM); its subject alternative names must name the address clients connect to.")
+    @Option(
+        help:
+            "The server's certificate chain (PEM); its subject alternative names must name the address clients connect to."
+    )
     var tlsCert: String
     @Option(help: "The certificate's private key (PEM).") var tlsKey: String
     @Option(help: "K: the client processes, started with --hosts 0/K ... K-1/K.") var processes: Int
@@ -60,7 +65,9 @@ struct FederatedServerCommand: ParsableCommand {
         }
         let port = try reportingFailure { try server.start() }
         print("DPKit \(DPKitVersion.string); \(BLASRuntime.summary)")
-        print("federated server: listening on \(NetworkAddress(host: address.host, port: port)) (TLS) for \(processes) client processes")
+        print(
+            "federated server: listening on \(NetworkAddress(host: address.host, port: port)) (TLS) for \(processes) client processes"
+        )
         // Every client process joins (and agrees on the run) before anything is written.
         do { try server.acceptClients(configHash: run.configHash, seed: run.seed) } catch {
             server.finish(failure: "\(error)")
@@ -103,7 +110,9 @@ struct FederatedClientCommand: ParsableCommand {
 
     @Option(help: ArgumentHelp("The server's address.", valueName: "HOST:PORT")) var connect: String
     @Option(help: "The CA certificate (PEM) that signed the server's certificate.") var ca: String
-    @Option(help: "The server's experiment config (this process loads its own clients' data from its dataset and partition).")
+    @Option(
+        help:
+            "The server's experiment config (this process loads its own clients' data from its dataset and partition).")
     var config: String
     @Option(help: ArgumentHelp("Host the clients k with k mod K == I.", valueName: "I/K")) var hosts: String
     @Option(name: .customLong("seed"), help: "The seed the server runs, for a config with several seeds.")

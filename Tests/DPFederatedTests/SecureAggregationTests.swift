@@ -96,7 +96,8 @@ private func chiSquare(_ values: [UInt32], shift: UInt32) -> Double {
     let result = try SecureAggregation(threshold: 2, clients: n).run(inputs: zeros)
     let masked = result.maskedInputs[1]!
     var pairwise = masked
-    MaskGenerator.subtract(&pairwise, try MaskGenerator.expand(seed: SymmetricKey(data: result.selfSeeds[1]!), count: d))
+    MaskGenerator.subtract(
+        &pairwise, try MaskGenerator.expand(seed: SymmetricKey(data: result.selfSeeds[1]!), count: d))
     let critical = 377.0781154988172
     for y in [masked, pairwise] {
         #expect(chiSquare(y, shift: 24) < critical)
