@@ -48,6 +48,8 @@ public final class FederatedServer: FederatedTransport {
     /// The minimum of surviving clients under secure aggregation (the config's `min_clients`).
     public var minimumSecureClients = 1
     private var shutDown = false
+    /// For tests: sees every message a joined client process sends (what the server holds).
+    var observe: ((Int, FederatedMessage) -> Void)?
 
     public init(options: Options) throws {
         guard options.processes >= 1 else {
@@ -221,6 +223,7 @@ public final class FederatedServer: FederatedTransport {
                     refuse(connection: id, "not a joined client process")
                     continue
                 }
+                observe?(h, m)
                 if case .failed(let reason) = m {
                     throw NetworkError("round \(round + 1): client process \(h)/\(options.processes) failed: \(reason)")
                 }

@@ -150,7 +150,8 @@ final class Box<T>: @unchecked Sendable {
 /// with its own trainer. Returns the server's trainer, its reports and each client's error.
 func runOverNetwork(
     _ make: @escaping () throws -> FederatedTrainer, rounds: Int, processes: Int = 3,
-    clientHash: @escaping (Int) -> String = { _ in "hash" }, disconnect: [Int: Int] = [:], timeout: Double = 20
+    clientHash: @escaping (Int) -> String = { _ in "hash" }, disconnect: [Int: Int] = [:], timeout: Double = 20,
+    observe: ((Int, FederatedMessage) -> Void)? = nil
 ) throws -> (FederatedTrainer, [Result<RoundReport, Error>], [Error?]) {
     let certs = try TestCertificates.shared.get()
     let server = try FederatedServer(
@@ -158,6 +159,7 @@ func runOverNetwork(
             listen: NetworkAddress(host: "127.0.0.1", port: 0), certificate: certs.certificate, key: certs.key,
             processes: processes, timeout: timeout))
     server.warn = { _ in }
+    server.observe = observe
     let port = try server.start()
     let errors = Box<[Error?]>(Array(repeating: nil, count: processes))
     let group = DispatchGroup()
@@ -222,6 +224,59 @@ func threeClientProcessesOverTLSGiveTheSimulationsModelBitForBit(secure: Bool) t
     #expect(network.ledger == simulation.ledger)
     #expect(network.ledger.entries.reduce(0) { $0 + $1.count } == 3)
     #expect(bits(network.flatParameters()) != bits(try make().flatParameters()))
+}
+
+@Test func underSecureAggregationTheServerHoldsNoUnmaskedUpdate() throws {
+    // Everything the server receives: no individual update, and every masked input differs
+    // from the client's encoded input in (almost) every word (a word of a uniform mask equals
+    // zero with probability 2^-32; at most 1% of equal words is allowed). The masks' uniformity
+    // is tested in DPFederatedTests.
+    let make = try federation(secure: true)
+    let received = Box<[FederatedMessage]>([])
+    let (_, reports, errors) = try runOverNetwork(
+        make, rounds: 2,
+        observe: { _, m in
+            received.lock.lock()
+            received.value.append(m)
+            received.lock.unlock()
+        })
+    #expect(errors.allSatisfy { $0 == nil })
+    #expect(reports.allSatisfy { (try? $0.get()) != nil })
+    // The clients' true inputs, round by round, from a simulation of the same run.
+    let reference = try make()
+    var inputs: [[Int: [UInt32]]] = []
+    for _ in 0..<2 {
+        let a = try reference.beginRound()
+        var byPosition: [Int: [UInt32]] = [:]
+        for (position, k) in a.sampledClients.enumerated() {
+            byPosition[position] = try reference.secureInput(
+                try reference.clientUpdate(client: k, assignment: a), parameters: a.secure!)
+        }
+        inputs.append(byPosition)
+        var transport = InProcessTransport(trainer: reference)
+        try reference.finishRound(a, outcome: try transport.collect(a))
+    }
+    // Each of the 3 processes sends one diagnostics message per round, before any masked input
+    // of that round can be sent (the keys go out after all of them): they count the rounds.
+    var diagnostics = 0
+    var maskedCount = 0
+    for m in received.value {
+        switch m {
+        case .updates(let us):
+            #expect(us.allSatisfy { $0.update == nil })
+            diagnostics += 1
+        case .maskedInputs(let ms):
+            let round = diagnostics / 3 - 1
+            for x in ms {
+                maskedCount += 1
+                let plain = inputs[round][x.position]!
+                let equal = zip(plain, x.words).filter { $0 == $1 }.count
+                #expect(equal * 100 <= plain.count, "position \(x.position): \(equal) of \(plain.count) words unmasked")
+            }
+        default: break
+        }
+    }
+    #expect(maskedCount >= 6)
 }
 
 @Test func configuredSecureAggregationDropoutsMatchTheSimulation() throws {
