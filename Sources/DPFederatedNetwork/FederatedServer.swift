@@ -260,6 +260,10 @@ public final class FederatedServer: FederatedTransport {
                 if a.secure != nil, us.contains(where: { $0.update != nil }) {
                     throw protocolFailure(h, a, "an individual update under secure aggregation")
                 }
+                if us.contains(where: { $0.update.map { $0.count != a.global.count } ?? false }) {
+                    throw protocolFailure(
+                        h, a, "an update whose length is not the model's \(a.global.count) parameters")
+                }
                 answered.insert(h)
                 updates += us
             case .advertise(let ks)? where unmask:
@@ -365,6 +369,15 @@ public final class FederatedServer: FederatedTransport {
                 let mine = hostedPositions(h)
                 guard !answered.contains(h), rs.allSatisfy({ mine.contains($0.position) && masked[$0.position] != nil })
                 else { throw protocolFailure(h, a, "unmasking shares it may not send") }
+                // Shares of 32-byte secrets (X25519 keys, self-mask seeds) at points 1...n only:
+                // anything else could not be interpolated.
+                let wellFormed = rs.allSatisfy { r in
+                    (Array(r.seeds.values) + Array(r.keys.values)).allSatisfy {
+                        $0.secretLength == 32 && $0.values.count == 5 && (1...UInt64(n)).contains($0.x)
+                            && $0.values.allSatisfy { $0 < Shamir.prime }
+                    }
+                }
+                guard wellFormed else { throw protocolFailure(h, a, "malformed unmasking shares") }
                 answered.insert(h)
                 responses += rs.sorted { $0.position < $1.position }.map { ($0.seeds, $0.keys) }
             case let m?: throw protocolFailure(h, a, "an unexpected \(m.kindName) message")
