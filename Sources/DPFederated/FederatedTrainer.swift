@@ -48,9 +48,13 @@ public struct FederatedEvaluation: Sendable, Equatable {
     public var clientAccuracyP90: Double?
 }
 
-/// Federated training simulated in one process: rounds of client sampling, local SGD on each
-/// sampled client, aggregation (robust, DP-FedAvg, optionally through secure aggregation) and a
-/// server optimizer step.
+/// Federated training: rounds of client sampling, local SGD on each sampled client, aggregation
+/// (robust, DP-FedAvg, optionally through secure aggregation) and a server optimizer step.
+///
+/// A round is split into the server's ``beginRound()`` and ``finishRound(_:outcome:localSeconds:)``
+/// and the clients' ``clientUpdate(client:assignment:)`` (and ``secureInput(_:parameters:)``),
+/// joined by a ``FederatedTransport``: ``runRound()`` simulates every client in this process
+/// (``InProcessTransport``); DPFederatedNetwork runs the same functions in separate processes.
 ///
 /// Randomness (seeded mode): the client sample from Philox stream `0xfed1`, the malicious set
 /// from `0xfed2`, client `k`'s local shuffles in round `t` from stream `0xfed3_0000_0000 + t N + k`,
