@@ -275,10 +275,28 @@ public final class FederatedTrainer {
     /// Client, under secure aggregation: the update clipped to `C_t - slack`, encoded, with the
     /// unclipped bit appended (``encodeClipped(_:norm:encoding:layout:thresholds:)``); a
     /// non-finite update is encoded as zeros (clipping zeroes it), counted as clipped.
+    /// - Throws: ``FederatedError`` for parameters that do not fit this model, or an update
+    ///   beyond the encoding's capacity.
     public func secureInput(_ u: ClientUpdate, parameters p: SecureRoundParameters) throws -> [UInt32] {
-        try Self.encodeClipped(
-            u.update ?? [Float](repeating: .nan, count: layout.count), norm: p.clippingNorm,
-            encoding: try FixedPointEncoding(scaleBits: p.scaleBits), layout: layout, thresholds: p.layerThresholds)
+        // Parameters that came over a network are checked before they reach a precondition.
+        guard p.clippingNorm.isFinite, p.clippingNorm > 0,
+            p.layerThresholds.map({ t in t.count == layout.layerRanges.count && t.allSatisfy { $0.isFinite && $0 > 0 } }
+            )
+                ?? true
+        else {
+            throw FederatedError(
+                "secure aggregation: clipping norm \(p.clippingNorm) and thresholds \(p.layerThresholds ?? []) do not fit a model of \(layout.layerRanges.count) layers"
+            )
+        }
+        let encoding = try FixedPointEncoding(scaleBits: p.scaleBits)
+        guard encoding.roundingSlack(dimension: layout.count) < p.clippingNorm / 2 else {
+            throw FederatedError(
+                "secure aggregation: clipping norm \(p.clippingNorm) is too small for \(p.scaleBits) scale bits on \(layout.count) coordinates"
+            )
+        }
+        return try Self.encodeClipped(
+            u.update ?? [Float](repeating: .nan, count: layout.count), norm: p.clippingNorm, encoding: encoding,
+            layout: layout, thresholds: p.layerThresholds)
     }
 
     /// Server, step 2: aggregates what the clients sent (robust rule, DP-FedAvg, or the unmasked

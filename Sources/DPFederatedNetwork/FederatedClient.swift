@@ -164,8 +164,12 @@ public final class FederatedClient {
 
     func answer(_ a: RoundAssignment, trainer: FederatedTrainer) throws {
         let mine = hosted(a)
-        guard mine.allSatisfy({ $0.client < trainer.clientCount }) else {
-            throw NetworkError("the server sampled clients beyond this config's \(trainer.clientCount)")
+        guard a.sampledClients.allSatisfy({ (0..<trainer.clientCount).contains($0) }),
+            a.global.count == trainer.flatParameters().count
+        else {
+            throw NetworkError(
+                "round \(a.round + 1): the server's assignment does not fit this config (clients 0..<\(trainer.clientCount), a model of \(trainer.flatParameters().count) parameters)"
+            )
         }
         let results = try mine.map { try trainer.clientUpdate(client: $0.client, assignment: a) }
         guard let p = a.secure else {
@@ -182,6 +186,7 @@ public final class FederatedClient {
                 }))
         guard p.unmask else { return }
         let n = a.sampledClients.count
+        _ = try SecureAggregation(threshold: p.threshold, clients: n)
         var inputs: [Int: [UInt32]] = [:]
         var clients: [Int: SecureAggregationClient] = [:]
         for ((position, _), u) in zip(mine, results) {
