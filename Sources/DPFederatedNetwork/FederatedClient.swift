@@ -103,7 +103,15 @@ public final class FederatedClient {
         peer?.send(
             .hello(.init(configHash: configHash, seed: seed, host: options.host, hosts: options.hosts)))
         switch try next(phase: "the welcome") {
-        case .welcome: return
+        case .welcome(let hash, let s):
+            // Both sides check: a server of another run is refused here too.
+            guard hash == configHash, s == seed else {
+                peer?.close()
+                throw NetworkError(
+                    "the server at \(address) runs config hash \(hash) and seed \(s), this client \(configHash) and seed \(seed): start the client with the server's config"
+                )
+            }
+            return
         case .refused(let reason): throw NetworkError("the server at \(address) refused this client: \(reason)")
         case let m: throw NetworkError("the server at \(address) sent \(m.kindName) instead of a welcome")
         }

@@ -14,8 +14,9 @@ public let federatedProtocolVersion = 1
 public enum FederatedMessage: Equatable, Sendable {
     /// Client -> server, first: who it is and which run it was started for.
     case hello(Hello)
-    /// Server -> client: accepted.
-    case welcome
+    /// Server -> client: accepted, with the server's own run (config hash and seed), which the
+    /// client checks in turn.
+    case welcome(configHash: String, seed: Int)
     /// Server -> client: refused (the reason names the fix); the server closes the connection.
     case refused(String)
     /// Server -> clients: a round starts.
@@ -113,7 +114,10 @@ extension FederatedMessage {
             b.put(h.seed)
             b.put(h.host)
             b.put(h.hosts)
-        case .welcome: b.writeInteger(UInt8(2))
+        case .welcome(let hash, let seed):
+            b.writeInteger(UInt8(2))
+            b.put(hash)
+            b.put(seed)
         case .refused(let s):
             b.writeInteger(UInt8(3))
             b.put(s)
@@ -201,7 +205,7 @@ extension FederatedMessage {
                 Hello(
                     version: try body.int(), configHash: try body.string(), seed: try body.int(), host: try body.int(),
                     hosts: try body.int()))
-        case 2: self = .welcome
+        case 2: self = .welcome(configHash: try body.string(), seed: try body.int())
         case 3: self = .refused(try body.string())
         case 4:
             var a = RoundAssignment(round: try body.int(), sampledClients: try body.ints(), global: try body.floats())

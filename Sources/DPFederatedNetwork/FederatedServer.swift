@@ -120,7 +120,7 @@ public final class FederatedServer: FederatedTransport {
                 } else {
                     hostOf[id] = h.host
                     connectionOf[h.host] = id
-                    peers[id]?.send(.welcome)
+                    peers[id]?.send(.welcome(configHash: configHash, seed: seed))
                 }
             case .message(let m):
                 refuse(connection: id, "expected hello, got \(m.kindName)")

@@ -18,7 +18,8 @@ import Testing
 @Test func everyMessageSurvivesEncodingAndDecoding() throws {
     let share = Shamir.Share(x: 3, values: [1, 2, (1 << 61) - 2, 4, 5], secretLength: 32)
     let messages: [FederatedMessage] = [
-        .hello(.init(configHash: "abc123", seed: 7, host: 1, hosts: 3)), .welcome, .refused("no"),
+        .hello(.init(configHash: "abc123", seed: 7, host: 1, hosts: 3)), .welcome(configHash: "abc123", seed: 7),
+        .refused("no"),
         .round(
             RoundAssignment(
                 round: 4, sampledClients: [0, 5, 9], global: [1.5, -0.0, .nan, .infinity, .leastNonzeroMagnitude])),
