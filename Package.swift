@@ -57,7 +57,7 @@ let package = Package(
         // swift-nio-ssl directly, with a small length-prefixed binary protocol. Not gRPC: grpc-swift
         // with the protobuf plugin adds about 10 build minutes in CI on 2 cores, and this way there
         // is no generated code at all. Measured: a fresh debug build costs 541 s of CPU instead of
-        // 264 s (most of it swift-nio-ssl's copy of BoringSSL).
+        // 264 s (swift-nio-ssl compiles its own copy of BoringSSL).
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
