@@ -2,7 +2,8 @@
 # Both install the Debian packages DPKit needs when they are missing (apt-get, as root or via sudo).
 
 SWIFT ?= swift
-DEB_PACKAGES := pkg-config libopenblas-dev liblapacke-dev libfftw3-dev zlib1g-dev
+# openssl: the CLI makes the test certificates of the federated network tests and federated-check.
+DEB_PACKAGES := pkg-config libopenblas-dev liblapacke-dev libfftw3-dev zlib1g-dev openssl
 DATA_PACKAGES := dataset-fashion-mnist
 # rsvg-convert, for the PDFs (and PNG) of `dpkit plot`; optional: without it plot writes SVGs only.
 PLOT_PACKAGES := librsvg2-bin
@@ -10,7 +11,7 @@ DEMO_CONFIG ?= experiments/quickstart.yaml
 DEMO_OUT ?= runs/quickstart
 
 .PHONY: demo test build release deps data plot-deps bench bench-suites bench-suites-selftest examples docs format lint clean \
-	mpi mpi-deps mpi-check slurm-check
+	mpi mpi-deps mpi-check slurm-check federated-check
 
 # Installs the packages listed in $(1) that dpkg does not report as installed.
 define apt_install
@@ -69,6 +70,11 @@ mpi-check: mpi
 
 slurm-check: build
 	.ci/slurm-check.sh .build/debug/dpkit
+
+# Federated learning as separate processes (docs/federated.md): one `dpkit federated server` and 3
+# clients on loopback over TLS against `dpkit run` of the same config, bit for bit (.ci/federated-check.sh).
+federated-check: build
+	.ci/federated-check.sh .build/debug/dpkit
 
 # Quick self-contained benchmark (no harness build).
 bench: release

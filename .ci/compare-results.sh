@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Compares two dpkit result folders as one experiment: runs.csv and epochs.csv row for row, in
-# order (wall_seconds left out), every model and metrics file byte for byte, and no model or
+# order (the timings wall_seconds, rounds_per_second and local_seconds_fraction left out), every model and metrics file byte for byte, and no model or
 # metrics file in one folder only.
 #   .ci/compare-results.sh EXPECTED ACTUAL
 #   .ci/compare-results.sh --any-order EXPECTED ACTUAL   rows compared sorted: for a folder
@@ -9,10 +9,11 @@ set -euo pipefail
 order=cat
 if [ "${1:-}" = --any-order ]; then order=sort; shift; fi
 a=$1 b=$2
-# The CSV without its wall_seconds column (dpkit never quotes the numeric columns before it).
+# The CSV without its timing columns (dpkit never quotes the numeric columns before them).
 strip() {
-  awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "wall_seconds") w = i }
-           { line = ""; for (i = 1; i <= NF; i++) if (i != w) line = line (line == "" ? "" : ",") $i; print line }' "$1" | $order
+  awk -F, 'NR == 1 { for (i = 1; i <= NF; i++)
+                       if ($i == "wall_seconds" || $i == "rounds_per_second" || $i == "local_seconds_fraction") w[i] = 1 }
+           { line = ""; for (i = 1; i <= NF; i++) if (!(i in w)) line = line (line == "" ? "" : ",") $i; print line }' "$1" | $order
 }
 status=0
 for f in runs.csv epochs.csv; do

@@ -65,9 +65,19 @@ extension TrainingExecutor {
         return plan
     }
 
-    func executeFederated(
-        _ run: ResolvedRun, _ f: FederatedConfig, context: RunContext, progress: (EpochRecord) throws -> Void
-    ) throws -> RunSummary {
+    /// What a federated run trains on: the data as scaled, the partition and the trainer.
+    struct FederatedSetup {
+        var split: TrainTestSplit
+        var transform: InputTransform
+        var model: Sequential
+        var partition: ClientPartition
+        var trainer: FederatedTrainer
+    }
+
+    /// Loads and scales the data, builds the model, the partition and the trainer of a
+    /// federated run: the same on the server and on every client process, so that each client
+    /// process trains exactly the clients the simulation would.
+    func federatedSetup(_ run: ResolvedRun, _ f: FederatedConfig, context: RunContext) throws -> FederatedSetup {
         let c = run.config
         var split = try loadData(c)
         try context.prepareData?(&split)
@@ -102,6 +112,30 @@ extension TrainingExecutor {
         } catch let e as FederatedError {
             throw TrainingError.invalidSetting("federated: \(e.description)")
         }
+        return FederatedSetup(split: split, transform: transform, model: model, partition: partition, trainer: trainer)
+    }
+
+    /// The trainer a client process of `run` answers rounds with (`dpkit federated client`).
+    /// - Throws: ``TrainingError/invalidSetting(_:)`` for a run that is not federated, and the
+    ///   errors of loading its data.
+    public func federatedTrainer(for run: ResolvedRun) throws -> FederatedTrainer {
+        guard let f = run.config.federated else {
+            throw TrainingError.invalidSetting(
+                "run \(run.runID) has no `federated:` section: nothing to serve as a client")
+        }
+        return try federatedSetup(run, f, context: RunContext()).trainer
+    }
+
+    func executeFederated(
+        _ run: ResolvedRun, _ f: FederatedConfig, context: RunContext, progress: (EpochRecord) throws -> Void
+    ) throws -> RunSummary {
+        let c = run.config
+        let setup = try federatedSetup(run, f, context: context)
+        let split = setup.split, transform = setup.transform, model = setup.model, partition = setup.partition
+        let trainer = setup.trainer
+        // The clients: in this process (the simulation), or behind the network's transport.
+        var transport: any FederatedTransport =
+            try federatedTransport.map { try $0(trainer, run) } ?? InProcessTransport(trainer: trainer)
         let (statement, event) = federatedPrivacy(c, f)
         var summary = RunSummary(
             epochs: 0, steps: 0, delta: event == nil ? nil : c.privacy.targetDelta,
@@ -113,7 +147,7 @@ extension TrainingExecutor {
         var nonFiniteClients = 0, skippedRounds = 0
         for round in 1...f.rounds {
             let report: RoundReport
-            do { report = try trainer.runRound() } catch let e as FederatedError {
+            do { report = try trainer.runRound(transport: &transport) } catch let e as FederatedError {
                 throw TrainingError.invalidSetting("federated round \(round): \(e.description)")
             }
             localSeconds += report.localSeconds

@@ -3,6 +3,7 @@ import DPAuditing
 import DPCrypto
 import DPData
 import DPFeatures
+import DPFederated
 import DPLayers
 import DPTensor
 import DPTraining
@@ -19,6 +20,9 @@ public struct TrainingExecutor: RunExecutor {
     /// The ranks each run's trainer shares its steps with (`mpirun`; ``DataParallelRun``);
     /// nil: one process.
     public var communicator: (any Communicator)?
+    /// The clients of a federated run: nil, all in this process (the simulation); otherwise
+    /// made for each run's trainer (`dpkit federated server`: the network).
+    public var federatedTransport: ((FederatedTrainer, ResolvedRun) throws -> any FederatedTransport)?
 
     public init(registries: PluginRegistries = .standard) {
         self.registries = registries

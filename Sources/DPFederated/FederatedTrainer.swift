@@ -48,9 +48,13 @@ public struct FederatedEvaluation: Sendable, Equatable {
     public var clientAccuracyP90: Double?
 }
 
-/// Federated training simulated in one process: rounds of client sampling, local SGD on each
-/// sampled client, aggregation (robust, DP-FedAvg, optionally through secure aggregation) and a
-/// server optimizer step.
+/// Federated training: rounds of client sampling, local SGD on each sampled client, aggregation
+/// (robust, DP-FedAvg, optionally through secure aggregation) and a server optimizer step.
+///
+/// A round is split into the server's ``beginRound()`` and ``finishRound(_:outcome:localSeconds:)``
+/// and the clients' ``clientUpdate(client:assignment:)`` (and ``secureInput(_:parameters:)``),
+/// joined by a ``FederatedTransport``: ``runRound()`` simulates every client in this process
+/// (``InProcessTransport``); DPFederatedNetwork runs the same functions in separate processes.
 ///
 /// Randomness (seeded mode): the client sample from Philox stream `0xfed1`, the malicious set
 /// from `0xfed2`, client `k`'s local shuffles in round `t` from stream `0xfed3_0000_0000 + t N + k`,
@@ -180,71 +184,187 @@ public final class FederatedTrainer {
         }
     }
 
-    // MARK: - One round
+    // MARK: - One round, split between the server and the clients
 
-    /// Runs one round.
+    /// Runs one round in this process (the simulation: ``InProcessTransport``).
     /// - Throws: ``FederatedError`` (secure aggregation below its threshold, a robust rule on too
     ///   few updates) and ``TrainingError/nonFiniteLoss(step:loss:)``; the model is unchanged
     ///   and nothing is composed when it throws.
     @discardableResult
     public func runRound() throws -> RoundReport {
-        let event = configuration.roundEvent(clientCount: clientCount)
-        var sampled: [Int] = []
-        sampler.nextBatch(into: &sampled)
-        let global = flatParameters()
+        var transport = InProcessTransport(trainer: self)
+        return try runRound(transport: &transport)
+    }
+
+    /// Runs one round with the clients behind `transport`: the server draws the client sample
+    /// (and the simulated dropouts) in ``beginRound()``, the clients compute their updates with
+    /// ``clientUpdate(client:assignment:)`` (and, under secure aggregation, mask
+    /// ``secureInput(_:parameters:)``), and the server aggregates, adds the DP noise and steps
+    /// in ``finishRound(_:outcome:)``. Where a client runs does not change its update: its local
+    /// randomness depends on the seed, its id and the round only.
+    @discardableResult
+    public func runRound<T: FederatedTransport>(transport: inout T) throws -> RoundReport {
+        let assignment = try beginRound()
         let clock = ContinuousClock()
         let t0 = clock.now
-        var updates: [[Float]] = []
-        var sizes: [Double] = []
+        let outcome = try transport.collect(assignment)
+        return try finishRound(assignment, outcome: outcome, localSeconds: (clock.now - t0).seconds)
+    }
+
+    /// Server, step 1: samples the round's clients (stream `0xfed1`, or the OS generator in
+    /// secure mode) and, under secure aggregation, fixes `C_t`, the encoding and the simulated
+    /// dropouts (stream `0xfed4`).
+    /// - Throws: ``FederatedError`` when the fixed-point encoding cannot hold the round's updates.
+    public func beginRound() throws -> RoundAssignment {
+        var sampled: [Int] = []
+        sampler.nextBatch(into: &sampled)
+        var assignment = RoundAssignment(round: round, sampledClients: sampled, global: flatParameters())
+        if let dp = dpAggregator, let s = configuration.secureAggregation {
+            let n = sampled.count
+            var p = SecureRoundParameters(
+                scaleBits: s.scaleBits, clippingNorm: dp.clippingNorm, layerThresholds: dp.thresholds,
+                threshold: 1, droppedBeforeInput: [], unmask: false)
+            // Below the minimum nothing is unmasked (the sum of one or two inputs would reveal
+            // them): the round releases noise only.
+            if n >= s.minimumClients {
+                let encoding = try FixedPointEncoding(scaleBits: s.scaleBits)
+                let c = dp.clippingNorm
+                let slack = encoding.roundingSlack(dimension: layout.count)
+                guard slack < c / 2 else {
+                    throw FederatedError(
+                        "secure aggregation: rounding \(layout.count) coordinates to 2^-\(s.scaleBits) can add norm \(slack), too much for clipping norm \(c); use more scale bits"
+                    )
+                }
+                try encoding.checkCapacity(bound: max(c, 1), clients: n)
+                var drops: [Int] = []
+                for i in 0..<n
+                where s.dropoutProbability > 0 && dropoutRandom.nextOpenUnitDouble() < s.dropoutProbability {
+                    drops.append(i)
+                }
+                p.droppedBeforeInput = drops
+                if n - drops.count >= s.minimumClients {
+                    p.threshold = s.threshold(clients: n)
+                    _ = try SecureAggregation(threshold: p.threshold, clients: n)
+                    p.unmask = true
+                }
+            }
+            assignment.secure = p
+        }
+        return assignment
+    }
+
+    /// Client: client `k`'s update for `assignment` (local training from its global model, then
+    /// an attacker's scaling), its last-epoch loss and its example count. Changes this trainer's
+    /// model (the server's ``finishRound(_:outcome:localSeconds:)`` restores it).
+    /// - Throws: ``TrainingError/nonFiniteLoss(step:loss:)`` for a non-finite loss without DP.
+    public func clientUpdate(client k: Int, assignment: RoundAssignment) throws -> ClientUpdate {
+        precondition(k >= 0 && k < clientCount, "clientUpdate: client \(k) of \(clientCount)")
+        let (update, l) = try localUpdate(client: k, round: assignment.round, from: assignment.global)
+        guard var u = update else {
+            // Only under DP (localUpdate throws otherwise): a zero update, counted as clipped.
+            return ClientUpdate(client: k, update: nil, loss: .nan, examples: clientData[k].count, finite: false)
+        }
+        if let attack = configuration.attack, maliciousClients.contains(k) {
+            var factor = attack.boost
+            if case .updateScaling(let f) = attack.kind { factor *= f }
+            if factor != 1 { for j in u.indices { u[j] *= Float(factor) } }
+        }
+        return ClientUpdate(client: k, update: u, loss: l, examples: clientData[k].count, finite: true)
+    }
+
+    /// Client, under secure aggregation: the update clipped to `C_t - slack`, encoded, with the
+    /// unclipped bit appended (``encodeClipped(_:norm:encoding:layout:thresholds:)``); a
+    /// non-finite update is encoded as zeros (clipping zeroes it), counted as clipped.
+    /// - Throws: ``FederatedError`` for parameters that do not fit this model, or an update
+    ///   beyond the encoding's capacity.
+    public func secureInput(_ u: ClientUpdate, parameters p: SecureRoundParameters) throws -> [UInt32] {
+        // Parameters that came over a network are checked before they reach a precondition.
+        guard p.clippingNorm.isFinite, p.clippingNorm > 0,
+            p.layerThresholds.map({ t in t.count == layout.layerRanges.count && t.allSatisfy { $0.isFinite && $0 > 0 } }
+            )
+                ?? true
+        else {
+            throw FederatedError(
+                "secure aggregation: clipping norm \(p.clippingNorm) and thresholds \(p.layerThresholds ?? []) do not fit a model of \(layout.layerRanges.count) layers"
+            )
+        }
+        let encoding = try FixedPointEncoding(scaleBits: p.scaleBits)
+        guard encoding.roundingSlack(dimension: layout.count) < p.clippingNorm / 2 else {
+            throw FederatedError(
+                "secure aggregation: clipping norm \(p.clippingNorm) is too small for \(p.scaleBits) scale bits on \(layout.count) coordinates"
+            )
+        }
+        return try Self.encodeClipped(
+            u.update ?? [Float](repeating: .nan, count: layout.count), norm: p.clippingNorm, encoding: encoding,
+            layout: layout, thresholds: p.layerThresholds)
+    }
+
+    /// Server, step 2: aggregates what the clients sent (robust rule, DP-FedAvg, or the unmasked
+    /// secure sum), adds the noise, composes the round's event, and takes the server optimizer
+    /// step on the pseudo-gradient `-Delta`.
+    /// - Throws: ``FederatedError`` (a robust rule on too few updates, an outcome that does not
+    ///   fit the assignment); the model is unchanged and nothing is composed when it throws.
+    @discardableResult
+    public func finishRound(
+        _ a: RoundAssignment, outcome: RoundOutcome, localSeconds: Double = 0
+    ) throws -> RoundReport {
+        precondition(a.round == round, "finishRound: round \(a.round) is not the current round \(round)")
+        let event = configuration.roundEvent(clientCount: clientCount)
+        let clock = ContinuousClock()
+        let t1 = clock.now
+        setParameters(a.global)
+        let byClient = Dictionary(outcome.updates.map { ($0.client, $0) }, uniquingKeysWith: { a, _ in a })
+        // In sampled order, whatever order they arrived in (the sums are taken in this order).
+        let received = a.sampledClients.compactMap { byClient[$0] }
         var lossSum = 0.0
         var nonFinite = 0
-        let maliciousSet = Set(maliciousClients)
-        for k in sampled {
-            let (update, l) = try localUpdate(client: k, from: global)
-            guard var u = update else {
-                // Only under DP (localUpdate throws otherwise): a zero update, counted as clipped.
-                nonFinite += 1
-                updates.append([Float](repeating: .nan, count: layout.count))
-                sizes.append(Double(clientData[k].count))
-                continue
-            }
-            if maliciousSet.contains(k), let attack = configuration.attack {
-                var factor = attack.boost
-                if case .updateScaling(let f) = attack.kind { factor *= f }
-                if factor != 1 { for j in u.indices { u[j] *= Float(factor) } }
-            }
-            updates.append(u)
-            sizes.append(Double(clientData[k].count))
-            lossSum += l
+        for u in received {
+            if u.finite { lossSum += u.loss } else { nonFinite += 1 }
         }
-        let finiteClients = sampled.count - nonFinite
-        setParameters(global)
-        let t1 = clock.now
-        var dropped: [Int] = []
+        let finiteClients = received.count - nonFinite
+        let dropped = outcome.dropped.map { a.sampledClients[$0] }
         var report: PrivateRoundReport? = nil
         var skipped = false
         var aggregate: [Float]
         if var dp = dpAggregator {
-            if let s = configuration.secureAggregation {
-                let (sum, unclipped, drops) = try secureSum(updates, settings: s, aggregator: dp)
-                dropped = drops.map { sampled[$0] }
+            if let p = a.secure {
+                var sum: [Double]? = nil
+                var unclipped = 0
+                if p.unmask, let s = outcome.secureSum {
+                    let decoded = try FixedPointEncoding(scaleBits: p.scaleBits).decode(s)
+                    guard decoded.count == layout.count + 1 else {
+                        throw FederatedError(
+                            "secure aggregation: a sum of \(decoded.count) coordinates for a model of \(layout.count) (+1)"
+                        )
+                    }
+                    sum = Array(decoded.prefix(layout.count))
+                    unclipped = Int(decoded[layout.count].rounded())
+                }
                 // Too few survivors: nothing is unmasked and the round releases noise only
                 // (a zero sum over zero clients), still composed below.
                 skipped = sum == nil
                 (aggregate, report) = dp.release(
                     clippedSum: sum ?? [Double](repeating: 0, count: layout.count),
-                    clients: sum == nil ? 0 : updates.count - drops.count, unclippedCount: unclipped, noise: &noise)
+                    clients: sum == nil ? 0 : a.sampledClients.count - outcome.dropped.count,
+                    unclippedCount: unclipped, noise: &noise)
             } else {
-                (aggregate, report) = dp.aggregate(updates, noise: &noise)
+                // A client that never answered (a network dropout) adds nothing; the denominator
+                // stays the expected count m.
+                (aggregate, report) = dp.aggregate(
+                    received.map { $0.update ?? [Float](repeating: .nan, count: layout.count) }, noise: &noise)
             }
             if let event { try ledger.record(event) }
             dpAggregator = dp
-        } else if updates.isEmpty {
-            aggregate = [Float](repeating: 0, count: layout.count)
         } else {
-            try configuration.aggregator.check(clients: updates.count)
-            aggregate = configuration.aggregator.combine(
-                updates, weights: configuration.weighting == .examples ? sizes : nil)
+            let updates = received.compactMap(\.update)
+            if updates.isEmpty {
+                aggregate = [Float](repeating: 0, count: layout.count)
+            } else {
+                try configuration.aggregator.check(clients: updates.count)
+                aggregate = configuration.aggregator.combine(
+                    updates,
+                    weights: configuration.weighting == .examples ? received.map { Double($0.examples) } : nil)
+            }
         }
         // Server step on the pseudo-gradient -Delta.
         var start = 0
@@ -256,17 +376,20 @@ public final class FederatedTrainer {
         serverOptimizer.step(model.parameters)
         let t2 = clock.now
         round += 1
+        let maliciousSet = Set(maliciousClients)
         return RoundReport(
-            round: round, sampledClients: sampled, maliciousClients: sampled.filter { maliciousSet.contains($0) },
-            droppedClients: dropped, meanLocalLoss: finiteClients == 0 ? .nan : lossSum / Double(finiteClients),
-            nonFiniteClients: nonFinite, unmaskingSkipped: skipped, privacy: report, localSeconds: (t1 - t0).seconds,
+            round: round, sampledClients: a.sampledClients,
+            maliciousClients: a.sampledClients.filter { maliciousSet.contains($0) }, droppedClients: dropped,
+            meanLocalLoss: finiteClients == 0 ? .nan : lossSum / Double(finiteClients), nonFiniteClients: nonFinite,
+            unmaskingSkipped: skipped, privacy: report, localSeconds: localSeconds,
             aggregationSeconds: (t2 - t1).seconds)
     }
 
     /// Client `k`'s update `w_local - w_global` after E local epochs of SGD from `global`, and its
     /// mean loss in the last epoch; under DP a nil update when the local loss became non-finite.
+    /// Its shuffles come from Philox stream `0xfed3_0000_0000 + t N + k` of the seed.
     /// - Throws: ``TrainingError/nonFiniteLoss(step:loss:)`` for a non-finite loss without DP.
-    func localUpdate(client k: Int, from global: [Float]) throws -> ([Float]?, Double) {
+    func localUpdate(client k: Int, round: Int, from global: [Float]) throws -> ([Float]?, Double) {
         setParameters(global)
         let data = clientData[k]
         let local = configuration.local
@@ -305,41 +428,6 @@ public final class FederatedTrainer {
         }
         let trained = flatParameters()
         return (zip(trained, global).map { $0 - $1 }, lastLoss)
-    }
-
-    /// The clipped updates summed through secure aggregation: each client clips to
-    /// `C_t - slack` (so that rounding to the fixed-point grid keeps its norm at most `C_t`,
-    /// the sensitivity the noise is calibrated to), encodes, appends its unclipped bit as one
-    /// more coordinate, and masks; the server unmasks the sum only.
-    func secureSum(
-        _ updates: [[Float]], settings s: SecureAggregationSettings, aggregator dp: DPFedAvgAggregator
-    ) throws -> (sum: [Double]?, unclipped: Int, dropped: [Int]) {
-        let n = updates.count
-        let d = layout.count
-        guard n >= s.minimumClients else { return (nil, 0, []) }
-        let encoding = try FixedPointEncoding(scaleBits: s.scaleBits)
-        let c = dp.clippingNorm
-        let slack = encoding.roundingSlack(dimension: d)
-        guard slack < c / 2 else {
-            throw FederatedError(
-                "secure aggregation: rounding \(d) coordinates to 2^-\(s.scaleBits) can add norm \(slack), too much for clipping norm \(c); use more scale bits"
-            )
-        }
-        try encoding.checkCapacity(bound: max(c, 1), clients: n)
-        let inputs = try updates.map {
-            try Self.encodeClipped($0, norm: c, encoding: encoding, layout: layout, thresholds: dp.thresholds)
-        }
-        var drops = Set<Int>()
-        for i in 0..<n where s.dropoutProbability > 0 && dropoutRandom.nextOpenUnitDouble() < s.dropoutProbability {
-            drops.insert(i)
-        }
-        // Unmasking the sum of one or two inputs would reveal them (to each other, or outright):
-        // below the minimum nothing is unmasked.
-        if n - drops.count < s.minimumClients { return (nil, 0, drops.sorted()) }
-        let protocolRound = try SecureAggregation(threshold: s.threshold(clients: n), clients: n)
-        let result = try protocolRound.run(inputs: inputs, droppedBeforeInput: drops, round: UInt64(round))
-        let decoded = encoding.decode(result.sum)
-        return (Array(decoded.prefix(d)), Int(decoded[d].rounded()), drops.sorted())
     }
 
     /// One client's input to secure aggregation: its update clipped to `C - sqrt(d) / 2^(s+1)`

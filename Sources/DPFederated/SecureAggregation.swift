@@ -17,9 +17,12 @@ import _CryptoExtras
 //   Every key is used once (fresh per pair and round), so the fixed counter block is safe.
 // - Shamir sharing (``Shamir``) of each client's X25519 private key and self-mask seed, with
 //   coefficients from the OS generator.
-// Not simulated: the authenticated encryption of shares between clients (in a deployment each
-// share travels encrypted under a second pairwise key) and the signatures of the actively
-// secure variant; a malicious server that lies about who dropped out is out of scope.
+// - share encryption (over the network, DPFederatedNetwork): each share travels sealed with
+//   AES-256-GCM under HKDF-SHA256 of a second X25519 agreement (a second key pair per client and
+//   round), the sender, receiver and round bound as associated data, so the relaying server
+//   cannot read it. The in-process simulation hands shares over directly.
+// Not implemented: the signatures of the actively secure variant; a malicious server that lies
+// about who dropped out is out of scope.
 
 // MARK: - Fixed-point encoding
 
@@ -84,11 +87,18 @@ public struct FixedPointEncoding: Hashable, Sendable {
 
 public enum MaskGenerator {
     /// `count` words of `Z_2^32`: the AES-256-CTR keystream of `seed` (32 bytes), little-endian.
-    public static func expand(seed: SymmetricKey, count: Int) -> [UInt32] {
+    /// - Throws: ``FederatedError`` for a seed that is not an AES key (16, 24 or 32 bytes).
+    public static func expand(seed: SymmetricKey, count: Int) throws -> [UInt32] {
         let zeros = [UInt8](repeating: 0, count: 4 * count)
         // A 16-byte counter block of zeros: the keystream is AES_k(0), AES_k(1), ...
-        let nonce = try! AES._CTR.Nonce(nonceBytes: [UInt8](repeating: 0, count: 16))
-        let stream = try! AES._CTR.encrypt(zeros, using: seed, nonce: nonce)
+        let stream: Data
+        do {
+            let nonce = try AES._CTR.Nonce(nonceBytes: [UInt8](repeating: 0, count: 16))
+            stream = try AES._CTR.encrypt(zeros, using: seed, nonce: nonce)
+        } catch {
+            throw FederatedError(
+                "secure aggregation mask: a \(seed.bitCount)-bit seed is not an AES key (\(error)); seeds are 256-bit")
+        }
         var out = [UInt32](repeating: 0, count: count)
         stream.withUnsafeBytes { raw in
             for i in 0..<count {
@@ -120,6 +130,8 @@ public final class SecureAggregationClient {
     public let index: Int
     let round: UInt64
     let maskKey = Curve25519.KeyAgreement.PrivateKey()
+    /// The second key pair: agreement on the keys that seal shares between clients.
+    let encryptionKey = Curve25519.KeyAgreement.PrivateKey()
     let selfSeed: [UInt8]
     /// Shares received from each peer: (key share, self-seed share).
     var received: [Int: (key: Shamir.Share, seed: Shamir.Share)] = [:]
@@ -137,6 +149,55 @@ public final class SecureAggregationClient {
 
     /// Round 0 (advertise keys).
     public var publicKey: Curve25519.KeyAgreement.PublicKey { maskKey.publicKey }
+    /// Round 0, over a network: the key peers seal their shares for this client with.
+    public var encryptionPublicKey: Curve25519.KeyAgreement.PublicKey { encryptionKey.publicKey }
+
+    /// The AES-GCM key between `self` and `peer` for shares of this round.
+    func shareKey(with peerKey: Curve25519.KeyAgreement.PublicKey) throws -> SymmetricKey {
+        let secret = try encryptionKey.sharedSecretFromKeyAgreement(with: peerKey)
+        return secret.hkdfDerivedSymmetricKey(
+            using: SHA256.self, salt: Array("dpkit-secagg round \(round)".utf8),
+            sharedInfo: Array("share encryption".utf8), outputByteCount: 32)
+    }
+
+    static func shareAssociatedData(from: Int, to: Int, round: UInt64) -> [UInt8] {
+        Array("dpkit-secagg share \(from)->\(to) round \(round)".utf8)
+    }
+
+    /// Round 1, over a network: this client's shares for `peer` (key share, then seed share),
+    /// sealed with AES-256-GCM so that only `peer` can open them.
+    public func sealShare(
+        _ share: (key: Shamir.Share, seed: Shamir.Share), to peer: Int,
+        peerEncryptionKey: Curve25519.KeyAgreement.PublicKey
+    ) throws -> [UInt8] {
+        let plain = share.key.bytes + share.seed.bytes
+        let box = try AES.GCM.seal(
+            plain, using: try shareKey(with: peerEncryptionKey),
+            authenticating: Self.shareAssociatedData(from: index, to: peer, round: round))
+        guard let combined = box.combined else { throw FederatedError("secure aggregation: sealing a share failed") }
+        return Array(combined)
+    }
+
+    /// Round 1, over a network: opens and keeps the shares `peer` sealed for this client.
+    /// - Throws: ``FederatedError`` when they do not authenticate (tampered with, or not for us).
+    public func openShare(
+        _ sealed: [UInt8], from peer: Int, peerEncryptionKey: Curve25519.KeyAgreement.PublicKey
+    ) throws {
+        let plain: Data
+        do {
+            plain = try AES.GCM.open(
+                AES.GCM.SealedBox(combined: sealed), using: try shareKey(with: peerEncryptionKey),
+                authenticating: Self.shareAssociatedData(from: peer, to: index, round: round))
+        } catch {
+            throw FederatedError(
+                "secure aggregation: the shares from client \(peer) to client \(index) do not authenticate (\(error)); the round is abandoned"
+            )
+        }
+        var bytes = Array(plain)[...]
+        let key = try Shamir.Share(consuming: &bytes)
+        let seed = try Shamir.Share(consuming: &bytes)
+        receive(from: peer, key: key, seed: seed)
+    }
 
     /// Round 1 (share keys): for each of the `count` clients (by position), a share of the private
     /// key and of the self-mask seed, `threshold` of which reconstruct them.
@@ -146,15 +207,15 @@ public final class SecureAggregationClient {
         return Array(zip(keyShares, seedShares))
     }
 
-    func receive(from peer: Int, key: Shamir.Share, seed: Shamir.Share) { received[peer] = (key, seed) }
+    public func receive(from peer: Int, key: Shamir.Share, seed: Shamir.Share) { received[peer] = (key, seed) }
 
     /// Round 2 (masked input): `y = x + PRG(b) + sum_{v > u} PRG(s_uv) - sum_{v < u} PRG(s_uv)`
     /// over the peers that shared keys.
     public func maskedInput(_ x: [UInt32], peers: [Int: Curve25519.KeyAgreement.PublicKey]) throws -> [UInt32] {
         var y = x
-        MaskGenerator.add(&y, MaskGenerator.expand(seed: SymmetricKey(data: selfSeed), count: x.count))
+        MaskGenerator.add(&y, try MaskGenerator.expand(seed: SymmetricKey(data: selfSeed), count: x.count))
         for (v, pk) in peers where v != index {
-            let mask = MaskGenerator.expand(
+            let mask = try MaskGenerator.expand(
                 seed: try MaskGenerator.pairwiseSeed(maskKey, pk, round: round), count: x.count)
             if v > index { MaskGenerator.add(&y, mask) } else { MaskGenerator.subtract(&y, mask) }
         }
@@ -263,7 +324,7 @@ public struct SecureAggregation: Sendable {
     /// The server's unmasking: sum the masked inputs, remove each survivor's self mask (its
     /// seed rebuilt from `threshold` shares) and each dropped client's pairwise masks with the
     /// survivors (its X25519 key rebuilt from `threshold` shares).
-    static func unmask(
+    public static func unmask(
         masked: [Int: [UInt32]], dropped: Set<Int>, publicKeys: [Int: Curve25519.KeyAgreement.PublicKey],
         responses: [(seeds: [Int: Shamir.Share], keys: [Int: Shamir.Share])], threshold: Int, dimension d: Int,
         round: UInt64
@@ -279,13 +340,13 @@ public struct SecureAggregation: Sendable {
         for u in masked.keys {
             let seed = try Shamir.reconstruct(responses.compactMap { $0.seeds[u] }, threshold: threshold)
             seeds[u] = seed
-            MaskGenerator.subtract(&z, MaskGenerator.expand(seed: SymmetricKey(data: seed), count: d))
+            MaskGenerator.subtract(&z, try MaskGenerator.expand(seed: SymmetricKey(data: seed), count: d))
         }
         for u in dropped {
             let raw = try Shamir.reconstruct(responses.compactMap { $0.keys[u] }, threshold: threshold)
             let key = try Curve25519.KeyAgreement.PrivateKey(rawRepresentation: raw)
             for v in masked.keys {
-                let mask = MaskGenerator.expand(
+                let mask = try MaskGenerator.expand(
                     seed: try MaskGenerator.pairwiseSeed(key, publicKeys[v]!, round: round), count: d)
                 // v added PRG(s_uv) if u > v, subtracted it if u < v.
                 if u > v { MaskGenerator.subtract(&z, mask) } else { MaskGenerator.add(&z, mask) }

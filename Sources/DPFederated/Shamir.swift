@@ -19,6 +19,44 @@ public enum Shamir {
         public let values: [UInt64]
         /// The secret's length in bytes.
         public let secretLength: Int
+
+        public init(x: UInt64, values: [UInt64], secretLength: Int) {
+            self.x = x
+            self.values = values
+            self.secretLength = secretLength
+        }
+
+        /// Little-endian: `x`, the secret length and the value count (UInt32 each), the values (UInt64).
+        public var bytes: [UInt8] {
+            var out: [UInt8] = []
+            out.reserveCapacity(12 + 8 * values.count)
+            func append<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
+            append(UInt32(truncatingIfNeeded: x))
+            append(UInt32(truncatingIfNeeded: secretLength))
+            append(UInt32(truncatingIfNeeded: values.count))
+            for v in values { append(v) }
+            return out
+        }
+
+        /// Reads a share written by ``bytes`` from the front of `data`.
+        /// - Throws: ``FederatedError`` for truncated or inconsistent bytes.
+        public init(consuming data: inout ArraySlice<UInt8>) throws {
+            func read<T: FixedWidthInteger>(_: T.Type) throws -> T {
+                let n = MemoryLayout<T>.size
+                guard data.count >= n else { throw FederatedError("a Shamir share is truncated") }
+                var v: T = 0
+                for (i, b) in data.prefix(n).enumerated() { v |= T(b) << (8 * i) }
+                data = data.dropFirst(n)
+                return v
+            }
+            let x = UInt64(try read(UInt32.self))
+            let length = Int(try read(UInt32.self))
+            let count = Int(try read(UInt32.self))
+            guard count == (length + chunkBytes - 1) / chunkBytes, data.count >= 8 * count else {
+                throw FederatedError("a Shamir share of \(count) values for a \(length)-byte secret is malformed")
+            }
+            self.init(x: x, values: try (0..<count).map { _ in try read(UInt64.self) }, secretLength: length)
+        }
     }
 
     /// `count` shares of `secret`, any `threshold` of which reconstruct it.

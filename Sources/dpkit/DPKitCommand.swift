@@ -36,7 +36,7 @@ struct DPKitCommand: ParsableCommand {
             InvertCommand.self,
             KeysCommand.self, EncryptCommand.self,
             DecryptCommand.self, SignCommand.self, VerifyCommand.self, BenchEncryptionCommand.self,
-            AttackCommand.self, FeaturesCommand.self,
+            AttackCommand.self, FeaturesCommand.self, FederatedCommand.self,
         ])
 }
 
