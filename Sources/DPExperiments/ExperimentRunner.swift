@@ -172,7 +172,7 @@ public final class ExperimentRunner {
         )
         if let shard = config.shard {
             log(
-                "shard \(shard.text): \(runs.count) of the plan's \(shard.planRunIDs.count) runs (every \(shard.count)th from run \(shard.index + 1)); `dpkit merge` joins the shards' folders"
+                "shard \(shard.text): \(runs.count) of the plan's \(shard.planRunIDs.count) runs (runs \(shard.index + 1), \(shard.index + 1 + shard.count), ... in steps of \(shard.count)); `dpkit merge` joins the shards' folders"
             )
         }
         for warning in config.warnings { log("note: \(warning)") }
