@@ -112,7 +112,11 @@ public final class FederatedClient {
                 )
             }
             return
-        case .refused(let reason): throw NetworkError("the server at \(address) refused this client: \(reason)")
+        case .refused(let reason):
+            // The server names no values of its own run to an unauthenticated peer; this client's are printed here.
+            throw NetworkError(
+                "the server at \(address) refused this client (config hash \(configHash), seed \(seed), --hosts \(options.host)/\(options.hosts)): \(reason)"
+            )
         case let m: throw NetworkError("the server at \(address) sent \(m.kindName) instead of a welcome")
         }
     }

@@ -135,7 +135,7 @@ public final class FederatedServer: FederatedTransport {
         }
         if h.configHash != configHash || h.seed != seed {
             return
-                "the client's run has config hash \(h.configHash) and seed \(h.seed), the server's \(configHash) and seed \(seed): start the client with the server's config (the same file, or one that resolves to the same run)"
+                "the client's config hash and seed do not match this server's run: start the client with the server's config (the same file, or one that resolves to the same run, and the same --seed)"
         }
         if h.hosts != options.processes {
             return
