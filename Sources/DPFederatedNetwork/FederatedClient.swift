@@ -175,6 +175,13 @@ public final class FederatedClient {
     }
 
     func answer(_ a: RoundAssignment, trainer: FederatedTrainer) throws {
+        // The round feeds UInt64 conversions and `round + 1` in messages: a negative or maximal
+        // one from a faulty server is an error here, not a trap.
+        guard a.round >= 0 && a.round < Int.max else {
+            throw NetworkError(
+                "the server's assignment has round \(a.round), not a round number in 0..<\(Int.max): the server at \(options.server) is faulty or not a DPKit federated server"
+            )
+        }
         let mine = hosted(a)
         guard a.sampledClients.allSatisfy({ (0..<trainer.clientCount).contains($0) }),
             a.global.count == trainer.flatParameters().count

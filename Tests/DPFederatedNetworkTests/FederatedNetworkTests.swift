@@ -440,3 +440,17 @@ func aClientProcessThatDisconnectsIsADropout(secure: Bool) throws {
         options: .init(server: .init(host: "127.0.0.1", port: port), ca: other.ca, host: 0, hosts: 1, timeout: 5))
     #expect { try client.connect(configHash: "h", seed: 0) } throws: { "\($0)".contains("TLS") }
 }
+
+@Test(arguments: [-1, Int.min, Int.max])
+func aRoundNumberOutOfRangeFromTheServerIsAnErrorNotATrap(round: Int) throws {
+    // The round feeds UInt64(round) in the client's local randomness and secure aggregation, and
+    // `round + 1` in messages: a faulty server's round must be refused before any of that.
+    let make = try federation(secure: true)
+    let trainer = try make()
+    let client = try FederatedClient(
+        options: .init(server: .init(host: "127.0.0.1", port: 1), ca: "/nonexistent-ca.pem", host: 0, hosts: 1))
+    let a = RoundAssignment(round: round, sampledClients: [0, 1], global: trainer.flatParameters())
+    #expect { try client.answer(a, trainer: trainer) } throws: {
+        $0 is NetworkError && "\($0)".contains("round \(round)")
+    }
+}
