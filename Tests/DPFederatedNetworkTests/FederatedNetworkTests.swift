@@ -4,6 +4,8 @@ import DPLayers
 import DPTensor
 import Foundation
 import NIOCore
+import NIOPosix
+import NIOSSL
 import Testing
 
 @testable import DPFederatedNetwork
@@ -152,16 +154,22 @@ final class Box<T>: @unchecked Sendable {
 func runOverNetwork(
     _ make: @escaping () throws -> FederatedTrainer, rounds: Int, processes: Int = 3,
     clientHash: @escaping (Int) -> String = { _ in "hash" }, disconnect: [Int: Int] = [:], timeout: Double = 20,
-    observe: ((Int, FederatedMessage) -> Void)? = nil
+    observe: ((Int, FederatedMessage) -> Void)? = nil, warnings: Box<[String]>? = nil,
+    beforeAccept: ((_ port: Int) throws -> Void)? = nil, beforeRound: ((_ port: Int, _ round: Int) throws -> Void)? = nil
 ) throws -> (FederatedTrainer, [Result<RoundReport, Error>], [Error?]) {
     let certs = try TestCertificates.shared.get()
     let server = try FederatedServer(
         options: .init(
             listen: NetworkAddress(host: "127.0.0.1", port: 0), certificate: certs.certificate, key: certs.key,
             processes: processes, timeout: timeout))
-    server.warn = { _ in }
+    server.warn = { w in
+        warnings?.lock.lock()
+        warnings?.value.append(w)
+        warnings?.lock.unlock()
+    }
     server.observe = observe
     let port = try server.start()
+    try beforeAccept?(port)
     let errors = Box<[Error?]>(Array(repeating: nil, count: processes))
     let group = DispatchGroup()
     for i in 0..<processes {
@@ -191,7 +199,8 @@ func runOverNetwork(
     do {
         try server.acceptClients(configHash: "hash", seed: 0)
         var transport = server
-        for _ in 0..<rounds {
+        for round in 0..<rounds {
+            try beforeRound?(port, round)
             let r = Result { try trainer.runRound(transport: &transport) }
             reports.append(r)
             if case .failure = r { break }
@@ -453,4 +462,93 @@ func aRoundNumberOutOfRangeFromTheServerIsAnErrorNotATrap(round: Int) throws {
     #expect { try client.answer(a, trainer: trainer) } throws: {
         $0 is NetworkError && "\($0)".contains("round \(round)")
     }
+}
+
+// MARK: - Unauthenticated peers
+
+/// A connection to the server that never says hello: plain TCP (no TLS handshake), or TLS.
+func strayConnection(port: Int, group: EventLoopGroup, tls: Bool) throws -> Channel {
+    let context = tls ? try TLSFiles.clientContext(ca: try TestCertificates.shared.get().ca) : nil
+    return try ClientBootstrap(group: group)
+        .channelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                if let context {
+                    try channel.pipeline.syncOperations.addHandler(
+                        NIOSSLClientHandler(context: context, serverHostname: nil))
+                }
+            }
+        }
+        .connect(host: "127.0.0.1", port: port).wait()
+}
+
+/// Whether `channel` is closed within `seconds`.
+func closes(_ channel: Channel, within seconds: Double) -> Bool {
+    let done = DispatchSemaphore(value: 0)
+    channel.closeFuture.whenComplete { _ in done.signal() }
+    return done.wait(timeout: .now() + seconds) == .success
+}
+
+@Test func aBareTCPConnectionDuringARunDoesNotStopIt() throws {
+    // Before rounds 2 and 3 a peer opens a TCP connection and never starts TLS: the server closes
+    // it without waiting on it, and the run finishes with the simulation's model.
+    let make = try federation(secure: true)
+    let simulation = try make()
+    for _ in 0..<3 { try simulation.runRound() }
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    defer { try? group.syncShutdownGracefully() }
+    let strays = Box<[Channel]>([])
+    let (network, reports, errors) = try runOverNetwork(
+        make, rounds: 3,
+        beforeRound: { port, round in
+            if round > 0 { strays.value.append(try strayConnection(port: port, group: group, tls: false)) }
+        })
+    #expect(errors.allSatisfy { $0 == nil }, "\(errors)")
+    #expect(reports.count == 3 && reports.allSatisfy { (try? $0.get()) != nil }, "\(reports)")
+    #expect(bits(network.flatParameters()) == bits(simulation.flatParameters()))
+    #expect(strays.value.count == 2 && strays.value.allSatisfy { closes($0, within: 5) })
+}
+
+@Test func anOversizedFrameBeforeTheHelloClosesThatConnectionAndTheRunGoesOn() throws {
+    // Over TLS, before any hello (while the server waits for its client processes), a peer
+    // announces a 1 MiB frame (beyond the 64 KiB allowed before a hello is accepted): the server
+    // closes that connection with an error naming the limit, at once (not after buffering the
+    // frame), and the run goes on.
+    let make = try federation(secure: false)
+    let simulation = try make()
+    for _ in 0..<2 { try simulation.runRound() }
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    defer { try? group.syncShutdownGracefully() }
+    let warnings = Box<[String]>([])
+    let stray = Box<Channel?>(nil)
+    let (network, reports, errors) = try runOverNetwork(
+        make, rounds: 2, warnings: warnings,
+        beforeAccept: { port in
+            let channel = try strayConnection(port: port, group: group, tls: true)
+            var frame = channel.allocator.buffer(capacity: 1028)
+            frame.writeInteger(UInt32(1 << 20))
+            frame.writeBytes([UInt8](repeating: 7, count: 1024))
+            try channel.writeAndFlush(frame).wait()
+            stray.set(channel)
+        })
+    #expect(errors.allSatisfy { $0 == nil }, "\(errors)")
+    #expect(reports.count == 2 && reports.allSatisfy { (try? $0.get()) != nil }, "\(reports)")
+    #expect(bits(network.flatParameters()) == bits(simulation.flatParameters()))
+    #expect(stray.value.map { closes($0, within: 5) } == true)
+    #expect(warnings.value.contains { $0.contains("before the hello") && $0.contains("\(64 << 10)") }, "\(warnings.value)")
+}
+
+@Test func aConnectionWithoutAHelloIsClosedAfterTheHelloTimeout() throws {
+    let certs = try TestCertificates.shared.get()
+    let server = try FederatedServer(
+        options: .init(
+            listen: .init(host: "127.0.0.1", port: 0), certificate: certs.certificate, key: certs.key, processes: 1,
+            timeout: 5, helloTimeout: 0.5))
+    server.warn = { _ in }
+    let port = try server.start()
+    defer { server.finish() }
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    defer { try? group.syncShutdownGracefully() }
+    let bare = try strayConnection(port: port, group: group, tls: false)
+    let idle = try strayConnection(port: port, group: group, tls: true)
+    #expect(closes(bare, within: 5) && closes(idle, within: 5))
 }
