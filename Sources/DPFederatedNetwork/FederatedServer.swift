@@ -56,6 +56,9 @@ public final class FederatedServer: FederatedTransport {
     private var shutDown = false
     /// For tests: sees every message a joined client process sends (what the server holds).
     var observe: ((Int, FederatedMessage) -> Void)?
+    /// For tests: each secure round's self-mask seeds, rebuilt from the survivors' shares while
+    /// unmasking (by position).
+    var observeSelfSeeds: ((_ round: Int, _ seeds: [Int: [UInt8]]) -> Void)?
 
     public init(options: Options) throws {
         guard options.processes >= 1 else {
@@ -415,9 +418,10 @@ public final class FederatedServer: FederatedTransport {
         for (position, k) in advertised where shared.contains(position) {
             publicKeys[position] = try Curve25519PublicKey(rawRepresentation: k.maskKey)
         }
-        let (sum, _) = try SecureAggregation.unmask(
+        let (sum, selfSeeds) = try SecureAggregation.unmask(
             masked: masked, dropped: Set(dropped), publicKeys: publicKeys, responses: responses,
             threshold: p.threshold, dimension: a.global.count + 1, round: UInt64(a.round))
+        observeSelfSeeds?(a.round, selfSeeds)
         // Every position that sent no input dropped out (configured dropouts included).
         let all = Set(0..<n)
         return (sum, all.subtracting(survivors).sorted())

@@ -2,6 +2,7 @@ import DPData
 import DPFederated
 import DPLayers
 import DPTensor
+import Crypto
 import Foundation
 import NIOCore
 import NIOPosix
@@ -154,7 +155,8 @@ final class Box<T>: @unchecked Sendable {
 func runOverNetwork(
     _ make: @escaping () throws -> FederatedTrainer, rounds: Int, processes: Int = 3,
     clientHash: @escaping (Int) -> String = { _ in "hash" }, disconnect: [Int: Int] = [:], timeout: Double = 20,
-    observe: ((Int, FederatedMessage) -> Void)? = nil, warnings: Box<[String]>? = nil,
+    observe: ((Int, FederatedMessage) -> Void)? = nil,
+    observeSelfSeeds: ((Int, [Int: [UInt8]]) -> Void)? = nil, warnings: Box<[String]>? = nil,
     beforeAccept: ((_ port: Int) throws -> Void)? = nil, beforeRound: ((_ port: Int, _ round: Int) throws -> Void)? = nil
 ) throws -> (FederatedTrainer, [Result<RoundReport, Error>], [Error?]) {
     let certs = try TestCertificates.shared.get()
@@ -168,6 +170,7 @@ func runOverNetwork(
         warnings?.lock.unlock()
     }
     server.observe = observe
+    server.observeSelfSeeds = observeSelfSeeds
     let port = try server.start()
     try beforeAccept?(port)
     let errors = Box<[Error?]>(Array(repeating: nil, count: processes))
@@ -230,6 +233,9 @@ func threeClientProcessesOverTLSGiveTheSimulationsModelBitForBit(secure: Bool) t
     #expect(got.map(\.meanLocalLoss.bitPattern) == simulated.map(\.meanLocalLoss.bitPattern))
     #expect(got.map(\.privacy) == simulated.map(\.privacy))
     #expect(got.allSatisfy { !$0.sampledClients.isEmpty })
+    // Under secure aggregation every round really unmasked a sum (none skipped for too few clients).
+    #expect(got.map(\.unmaskingSkipped) == Array(repeating: false, count: 3))
+    #expect(simulated.map(\.unmaskingSkipped) == Array(repeating: false, count: 3))
     #expect(bits(network.flatParameters()) == bits(simulation.flatParameters()))
     #expect(network.ledger == simulation.ledger)
     #expect(network.ledger.entries.reduce(0) { $0 + $1.count } == 3)
@@ -238,18 +244,21 @@ func threeClientProcessesOverTLSGiveTheSimulationsModelBitForBit(secure: Bool) t
 
 @Test func underSecureAggregationTheServerHoldsNoUnmaskedUpdate() throws {
     // Everything the server receives: no individual update, and every masked input differs
-    // from the client's encoded input in (almost) every word (a word of a uniform mask equals
-    // zero with probability 2^-32; at most 1% of equal words is allowed). The masks' uniformity
-    // is tested in DPFederatedTests.
+    // from the client's encoded input in (almost) every word, even after the server removes the
+    // self mask PRG(b_u) it rebuilds while unmasking (so the pairwise masks must be there too: a
+    // word of a uniform mask equals zero with probability 2^-32; at most 1% of equal words is
+    // allowed). The masks' uniformity is tested in DPFederatedTests.
     let make = try federation(secure: true)
     let received = Box<[FederatedMessage]>([])
+    let selfSeeds = Box<[Int: [Int: [UInt8]]]>([:])
     let (_, reports, errors) = try runOverNetwork(
         make, rounds: 2,
         observe: { _, m in
             received.lock.lock()
             received.value.append(m)
             received.lock.unlock()
-        })
+        },
+        observeSelfSeeds: { round, seeds in selfSeeds.set(selfSeeds.value.merging([round: seeds]) { $1 }) })
     #expect(errors.allSatisfy { $0 == nil })
     #expect(reports.allSatisfy { (try? $0.get()) != nil })
     // The clients' true inputs, round by round, from a simulation of the same run.
@@ -282,11 +291,23 @@ func threeClientProcessesOverTLSGiveTheSimulationsModelBitForBit(secure: Bool) t
                 let plain = inputs[round][x.position]!
                 let equal = zip(plain, x.words).filter { $0 == $1 }.count
                 #expect(equal * 100 <= plain.count, "position \(x.position): \(equal) of \(plain.count) words unmasked")
+                // Without the self mask: what the server can compute once it rebuilt b_u.
+                guard let seed = selfSeeds.value[round]?[x.position] else {
+                    Issue.record("round \(round + 1): no self-mask seed rebuilt for position \(x.position)")
+                    continue
+                }
+                let selfMask = try MaskGenerator.expand(seed: SymmetricKey(data: seed), count: x.words.count)
+                let withoutSelfMask = zip(x.words, selfMask).map { $0 &- $1 }
+                let exposed = zip(plain, withoutSelfMask).filter { $0 == $1 }.count
+                #expect(
+                    exposed * 100 <= plain.count,
+                    "position \(x.position): \(exposed) of \(plain.count) words exposed without the self mask")
             }
         default: break
         }
     }
     #expect(maskedCount >= 6)
+    #expect(selfSeeds.value.keys.sorted() == [0, 1])
 }
 
 @Test func configuredSecureAggregationDropoutsMatchTheSimulation() throws {
