@@ -81,7 +81,8 @@ public final class FederatedClient {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
                         NIOSSLClientHandler(context: context, serverHostname: hostname))
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(gate: JoinGate(joined: true))))
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(FrameDecoder(gate: JoinGate(joined: true))))
                     try channel.pipeline.syncOperations.addHandler(MessageHandler(id: 0, mailbox: mailbox))
                 }
             }

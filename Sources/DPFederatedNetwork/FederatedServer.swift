@@ -278,7 +278,8 @@ public final class FederatedServer: FederatedTransport {
         let deadline = Date(timeIntervalSinceNow: options.timeout)
         while !(Set(liveHosts).isSubset(of: answered) && (!unmask || Set(liveHosts).isSubset(of: advertisedHosts))) {
             let (h, m) = try nextMessage(
-                round: a.round, deadline: deadline, waitingFor: self.liveHosts.filter { !answered.contains($0) }, phase: "updates")
+                round: a.round, deadline: deadline, waitingFor: self.liveHosts.filter { !answered.contains($0) },
+                phase: "updates")
             switch m {
             case nil: continue
             case .updates(let us)?:
@@ -343,7 +344,8 @@ public final class FederatedServer: FederatedTransport {
         var deadline = Date(timeIntervalSinceNow: options.timeout)
         while !Set(liveHosts).isSubset(of: answered) {
             let (h, m) = try nextMessage(
-                round: a.round, deadline: deadline, waitingFor: self.liveHosts.filter { !answered.contains($0) }, phase: "shares")
+                round: a.round, deadline: deadline, waitingFor: self.liveHosts.filter { !answered.contains($0) },
+                phase: "shares")
             switch m {
             case nil: continue
             case .shares(let ss)?:
@@ -367,7 +369,8 @@ public final class FederatedServer: FederatedTransport {
         deadline = Date(timeIntervalSinceNow: options.timeout)
         while !Set(liveHosts).isSubset(of: answered) {
             let (h, m) = try nextMessage(
-                round: a.round, deadline: deadline, waitingFor: self.liveHosts.filter { !answered.contains($0) }, phase: "masked inputs")
+                round: a.round, deadline: deadline, waitingFor: self.liveHosts.filter { !answered.contains($0) },
+                phase: "masked inputs")
             switch m {
             case nil: continue
             case .maskedInputs(let ms)?:
@@ -393,7 +396,8 @@ public final class FederatedServer: FederatedTransport {
         deadline = Date(timeIntervalSinceNow: options.timeout)
         while !Set(liveHosts).isSubset(of: answered) {
             let (h, m) = try nextMessage(
-                round: a.round, deadline: deadline, waitingFor: self.liveHosts.filter { !answered.contains($0) }, phase: "unmasking shares")
+                round: a.round, deadline: deadline, waitingFor: self.liveHosts.filter { !answered.contains($0) },
+                phase: "unmasking shares")
             switch m {
             case nil: continue
             case .unmaskShares(let rs)?:

@@ -1,8 +1,8 @@
+import Crypto
 import DPData
 import DPFederated
 import DPLayers
 import DPTensor
-import Crypto
 import Foundation
 import NIOCore
 import NIOPosix
@@ -157,7 +157,8 @@ func runOverNetwork(
     clientHash: @escaping (Int) -> String = { _ in "hash" }, disconnect: [Int: Int] = [:], timeout: Double = 20,
     observe: ((Int, FederatedMessage) -> Void)? = nil,
     observeSelfSeeds: ((Int, [Int: [UInt8]]) -> Void)? = nil, warnings: Box<[String]>? = nil,
-    beforeAccept: ((_ port: Int) throws -> Void)? = nil, beforeRound: ((_ port: Int, _ round: Int) throws -> Void)? = nil
+    beforeAccept: ((_ port: Int) throws -> Void)? = nil,
+    beforeRound: ((_ port: Int, _ round: Int) throws -> Void)? = nil
 ) throws -> (FederatedTrainer, [Result<RoundReport, Error>], [Error?]) {
     let certs = try TestCertificates.shared.get()
     let server = try FederatedServer(
@@ -555,7 +556,8 @@ func closes(_ channel: Channel, within seconds: Double) -> Bool {
     #expect(reports.count == 2 && reports.allSatisfy { (try? $0.get()) != nil }, "\(reports)")
     #expect(bits(network.flatParameters()) == bits(simulation.flatParameters()))
     #expect(stray.value.map { closes($0, within: 5) } == true)
-    #expect(warnings.value.contains { $0.contains("before the hello") && $0.contains("\(64 << 10)") }, "\(warnings.value)")
+    #expect(
+        warnings.value.contains { $0.contains("before the hello") && $0.contains("\(64 << 10)") }, "\(warnings.value)")
 }
 
 @Test func aConnectionWithoutAHelloIsClosedAfterTheHelloTimeout() throws {
