@@ -48,15 +48,44 @@ final class Mailbox: @unchecked Sendable {
     }
 }
 
+/// Whether a connection's peer has been accepted (its hello): until then its frames are capped
+/// at ``FederatedMessage/maximumUnjoinedFrameBytes``, so an unauthenticated peer cannot make the
+/// server buffer a model-sized frame. Set from the driver thread, read on the event loop.
+final class JoinGate: @unchecked Sendable {
+    private let lock = NSLock()
+    private var joined: Bool
+
+    init(joined: Bool) { self.joined = joined }
+
+    var isJoined: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return joined
+    }
+
+    func join() {
+        lock.lock()
+        joined = true
+        lock.unlock()
+    }
+
+    var frameLimit: Int { isJoined ? FederatedMessage.maximumFrameBytes : FederatedMessage.maximumUnjoinedFrameBytes }
+}
+
 /// Length-prefixed frames (``FederatedMessage/frame(allocator:)``).
 struct FrameDecoder: ByteToMessageDecoder {
     typealias InboundOut = ByteBuffer
 
+    let gate: JoinGate
+
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return .needMoreData }
-        guard Int(length) <= FederatedMessage.maximumFrameBytes else {
+        let limit = gate.frameLimit
+        guard Int(length) <= limit else {
             throw ProtocolError(
-                "a frame of \(length) bytes, beyond the limit of \(FederatedMessage.maximumFrameBytes): not a DPKit federated peer"
+                gate.isJoined
+                    ? "a frame of \(length) bytes, beyond the limit of \(limit): not a DPKit federated peer"
+                    : "a frame of \(length) bytes before the hello was accepted, beyond the limit of \(limit) for unjoined peers: not a DPKit federated client"
             )
         }
         guard buffer.readableBytes >= 4 + Int(length) else { return .needMoreData }
@@ -122,22 +151,45 @@ final class MessageHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 }
 
-/// One peer: its channel and a send that never blocks the caller for long.
+/// One peer: its channel and sends that never block the caller for long.
 final class Peer: @unchecked Sendable {
     let channel: Channel
+    let gate: JoinGate
 
-    init(channel: Channel) { self.channel = channel }
+    init(channel: Channel, gate: JoinGate = JoinGate(joined: true)) {
+        self.channel = channel
+        self.gate = gate
+    }
 
     func send(_ message: FederatedMessage) {
         channel.writeAndFlush(message.frame(allocator: channel.allocator), promise: nil)
     }
 
-    /// Sends and waits until the bytes are handed to the socket (before closing).
-    func sendAndWait(_ message: FederatedMessage) {
-        try? channel.writeAndFlush(message.frame(allocator: channel.allocator)).wait()
+    /// Sends and waits until the bytes are handed to the socket (before closing), at most
+    /// `timeout` seconds: a peer that never finished its TLS handshake cannot hold the caller.
+    func sendAndWait(_ message: FederatedMessage, timeout: Double = 5) {
+        let done = DispatchSemaphore(value: 0)
+        channel.writeAndFlush(message.frame(allocator: channel.allocator)).whenComplete { _ in done.signal() }
+        _ = done.wait(timeout: .now() + timeout)
     }
 
-    func close() { try? channel.close().wait() }
+    /// Sends, then closes once the bytes are written (or the write failed); returns at once.
+    func sendAndClose(_ message: FederatedMessage) {
+        let channel = self.channel
+        channel.writeAndFlush(message.frame(allocator: channel.allocator)).whenComplete { _ in
+            channel.close(promise: nil)
+        }
+    }
+
+    /// Closes without waiting.
+    func closeNow() { channel.close(promise: nil) }
+
+    /// Closes and waits, at most `timeout` seconds.
+    func close(timeout: Double = 5) {
+        let done = DispatchSemaphore(value: 0)
+        channel.close().whenComplete { _ in done.signal() }
+        _ = done.wait(timeout: .now() + timeout)
+    }
 }
 
 // MARK: - TLS

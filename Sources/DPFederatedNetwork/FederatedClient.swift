@@ -81,7 +81,8 @@ public final class FederatedClient {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
                         NIOSSLClientHandler(context: context, serverHostname: hostname))
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(FrameDecoder(gate: JoinGate(joined: true))))
                     try channel.pipeline.syncOperations.addHandler(MessageHandler(id: 0, mailbox: mailbox))
                 }
             }
@@ -112,7 +113,11 @@ public final class FederatedClient {
                 )
             }
             return
-        case .refused(let reason): throw NetworkError("the server at \(address) refused this client: \(reason)")
+        case .refused(let reason):
+            // The server names no values of its own run to an unauthenticated peer; this client's are printed here.
+            throw NetworkError(
+                "the server at \(address) refused this client (config hash \(configHash), seed \(seed), --hosts \(options.host)/\(options.hosts)): \(reason)"
+            )
         case let m: throw NetworkError("the server at \(address) sent \(m.kindName) instead of a welcome")
         }
     }
@@ -171,6 +176,13 @@ public final class FederatedClient {
     }
 
     func answer(_ a: RoundAssignment, trainer: FederatedTrainer) throws {
+        // The round feeds UInt64 conversions and `round + 1` in messages: a negative or maximal
+        // one from a faulty server is an error here, not a trap.
+        guard a.round >= 0 && a.round < Int.max else {
+            throw NetworkError(
+                "the server's assignment has round \(a.round), not a round number in 0..<\(Int.max): the server at \(options.server) is faulty or not a DPKit federated server"
+            )
+        }
         let mine = hosted(a)
         guard a.sampledClients.allSatisfy({ (0..<trainer.clientCount).contains($0) }),
             a.global.count == trainer.flatParameters().count

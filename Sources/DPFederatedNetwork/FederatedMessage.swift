@@ -94,6 +94,9 @@ public struct ProtocolError: Error, CustomStringConvertible, Equatable, Sendable
 extension FederatedMessage {
     /// The largest frame either side accepts (a model of up to 64 M parameters).
     public static let maximumFrameBytes = 256 << 20
+    /// The largest frame the server accepts from a connection whose hello it has not accepted
+    /// (a hello is well under 1 KiB).
+    public static let maximumUnjoinedFrameBytes = 64 << 10
 
     /// The frame: length prefix and message.
     public func frame(allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {

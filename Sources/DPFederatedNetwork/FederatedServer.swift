@@ -21,15 +21,21 @@ public final class FederatedServer: FederatedTransport {
         public var key: String
         /// `K`: the client processes.
         public var processes: Int
-        /// Seconds to wait for the client processes to connect, and for any answer in a round.
+        /// Seconds to wait for the client processes to connect, and for each phase of a round.
         public var timeout: Double
+        /// Seconds a connection may stay open without an accepted hello before it is closed.
+        public var helloTimeout: Double
 
-        public init(listen: NetworkAddress, certificate: String, key: String, processes: Int, timeout: Double = 600) {
+        public init(
+            listen: NetworkAddress, certificate: String, key: String, processes: Int, timeout: Double = 600,
+            helloTimeout: Double = 30
+        ) {
             self.listen = listen
             self.certificate = certificate
             self.key = key
             self.processes = processes
             self.timeout = timeout
+            self.helloTimeout = helloTimeout
         }
     }
 
@@ -50,6 +56,9 @@ public final class FederatedServer: FederatedTransport {
     private var shutDown = false
     /// For tests: sees every message a joined client process sends (what the server holds).
     var observe: ((Int, FederatedMessage) -> Void)?
+    /// For tests: each secure round's self-mask seeds, rebuilt from the survivors' shares while
+    /// unmasking (by position).
+    var observeSelfSeeds: ((_ round: Int, _ seeds: [Int: [UInt8]]) -> Void)?
 
     public init(options: Options) throws {
         guard options.processes >= 1 else {
@@ -68,6 +77,7 @@ public final class FederatedServer: FederatedTransport {
         let context = try TLSFiles.serverContext(certificate: options.certificate, key: options.key)
         let mailbox = self.mailbox
         let counter = ConnectionCounter()
+        let helloTimeout = TimeAmount.nanoseconds(Int64(max(0.001, options.helloTimeout) * 1e9))
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 64)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -76,10 +86,16 @@ public final class FederatedServer: FederatedTransport {
                 channel.eventLoop.makeCompletedFuture {
                     let id = counter.next()
                     let handler = MessageHandler(id: id, mailbox: mailbox)
+                    let gate = JoinGate(joined: false)
                     try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(gate: gate)))
                     try channel.pipeline.syncOperations.addHandler(handler)
-                    mailbox.post(id, .opened(Peer(channel: channel)))
+                    // A connection without an accepted hello in time (a bare TCP connect, a stalled
+                    // TLS handshake) is closed: it cannot hold memory or a slot.
+                    channel.eventLoop.scheduleTask(in: helloTimeout) {
+                        if !gate.isJoined { channel.close(promise: nil) }
+                    }
+                    mailbox.post(id, .opened(Peer(channel: channel, gate: gate)))
                 }
             }
         do {
@@ -110,16 +126,18 @@ public final class FederatedServer: FederatedTransport {
             }
             switch event {
             case .opened(let peer): peers[id] = peer
-            case .closed: drop(connection: id)
+            case .closed(let reason):
+                if let reason, hostOf[id] == nil { warn("closed a connection that had not joined: \(reason)") }
+                drop(connection: id)
             case .message(.hello(let h)):
                 if let reason = refusal(h, configHash: configHash, seed: seed) {
                     warn("refused a client process: \(reason)")
-                    peers[id]?.sendAndWait(.refused(reason))
-                    peers[id]?.close()
+                    peers[id]?.sendAndClose(.refused(reason))
                     peers[id] = nil
                 } else {
                     hostOf[id] = h.host
                     connectionOf[h.host] = id
+                    peers[id]?.gate.join()
                     peers[id]?.send(.welcome(configHash: configHash, seed: seed))
                 }
             case .message(let m):
@@ -135,7 +153,7 @@ public final class FederatedServer: FederatedTransport {
         }
         if h.configHash != configHash || h.seed != seed {
             return
-                "the client's run has config hash \(h.configHash) and seed \(h.seed), the server's \(configHash) and seed \(seed): start the client with the server's config (the same file, or one that resolves to the same run)"
+                "the client's config hash and seed do not match this server's run: start the client with the server's config (the same file, or one that resolves to the same run, and the same --seed)"
         }
         if h.hosts != options.processes {
             return
@@ -151,8 +169,14 @@ public final class FederatedServer: FederatedTransport {
     }
 
     func refuse(connection id: Int, _ reason: String) {
-        peers[id]?.sendAndWait(.failed(reason))
-        drop(connection: id)
+        if hostOf[id] == nil {
+            // Not joined: no wait on a peer that may never read.
+            peers[id]?.sendAndClose(.failed(reason))
+            peers[id] = nil
+        } else {
+            peers[id]?.sendAndWait(.failed(reason))
+            drop(connection: id)
+        }
     }
 
     /// Forgets a connection; a joined client process becomes a lost host.
@@ -192,27 +216,30 @@ public final class FederatedServer: FederatedTransport {
 
     // MARK: - Rounds
 
-    /// Waits for the next message of a live host; a disconnection is recorded and reported as nil
-    /// message for that host.
+    /// Waits for the next message of a live host until `deadline` (one per phase of a round, so
+    /// other connections' events cannot extend it); a disconnection is recorded and reported as
+    /// nil message for that host.
     /// - Throws: ``NetworkError`` on timeout (naming the hosts still awaited) or a client's failure.
     func nextMessage(
-        round: Int, waitingFor: @autoclosure () -> [Int], phase: String
+        round: Int, deadline: Date, waitingFor: @autoclosure () -> [Int], phase: String
     ) throws -> (
         host: Int, message: FederatedMessage?
     ) {
         while true {
-            guard let (id, event) = mailbox.next(timeout: options.timeout) else {
+            let left = deadline.timeIntervalSinceNow
+            guard left > 0, let (id, event) = mailbox.next(timeout: left) else {
                 throw NetworkError(
                     "round \(round + 1): no \(phase) from client processes \(waitingFor().map { "\($0)/\(options.processes)" }) within \(Int(options.timeout)) s"
                 )
             }
             switch event {
             case .opened(let peer):
-                // A late connection: nobody may join a running experiment.
-                peer.sendAndWait(.refused("the federated run has started; every client process must join before it"))
-                peer.close()
+                // A late connection: nobody may join a running experiment. Closed at once,
+                // without waiting on it (it may never finish its TLS handshake).
+                peer.closeNow()
             case .closed(let reason):
                 guard let h = hostOf[id] else {
+                    if let reason { warn("closed a connection that had not joined: \(reason)") }
                     peers[id] = nil
                     continue
                 }
@@ -248,9 +275,11 @@ public final class FederatedServer: FederatedTransport {
         func hostedPositions(_ h: Int) -> Set<Int> {
             Set(a.sampledClients.enumerated().filter { host(of: $1) == h }.map(\.offset))
         }
+        let deadline = Date(timeIntervalSinceNow: options.timeout)
         while !(Set(liveHosts).isSubset(of: answered) && (!unmask || Set(liveHosts).isSubset(of: advertisedHosts))) {
             let (h, m) = try nextMessage(
-                round: a.round, waitingFor: self.liveHosts.filter { !answered.contains($0) }, phase: "updates")
+                round: a.round, deadline: deadline, waitingFor: self.liveHosts.filter { !answered.contains($0) },
+                phase: "updates")
             switch m {
             case nil: continue
             case .updates(let us)?:
@@ -312,9 +341,11 @@ public final class FederatedServer: FederatedTransport {
         var shares: [FederatedMessage.SealedShare] = []
         var shared = Set<Int>() // positions whose host sent its shares
         var answered = Set<Int>()
+        var deadline = Date(timeIntervalSinceNow: options.timeout)
         while !Set(liveHosts).isSubset(of: answered) {
             let (h, m) = try nextMessage(
-                round: a.round, waitingFor: self.liveHosts.filter { !answered.contains($0) }, phase: "shares")
+                round: a.round, deadline: deadline, waitingFor: self.liveHosts.filter { !answered.contains($0) },
+                phase: "shares")
             switch m {
             case nil: continue
             case .shares(let ss)?:
@@ -335,9 +366,11 @@ public final class FederatedServer: FederatedTransport {
         // Masked inputs of the survivors.
         var masked: [Int: [UInt32]] = [:]
         answered = []
+        deadline = Date(timeIntervalSinceNow: options.timeout)
         while !Set(liveHosts).isSubset(of: answered) {
             let (h, m) = try nextMessage(
-                round: a.round, waitingFor: self.liveHosts.filter { !answered.contains($0) }, phase: "masked inputs")
+                round: a.round, deadline: deadline, waitingFor: self.liveHosts.filter { !answered.contains($0) },
+                phase: "masked inputs")
             switch m {
             case nil: continue
             case .maskedInputs(let ms)?:
@@ -360,9 +393,11 @@ public final class FederatedServer: FederatedTransport {
         for h in liveHosts { send(.unmaskRequest(survivors: survivors, dropped: dropped), to: h) }
         var responses: [(seeds: [Int: Shamir.Share], keys: [Int: Shamir.Share])] = []
         answered = []
+        deadline = Date(timeIntervalSinceNow: options.timeout)
         while !Set(liveHosts).isSubset(of: answered) {
             let (h, m) = try nextMessage(
-                round: a.round, waitingFor: self.liveHosts.filter { !answered.contains($0) }, phase: "unmasking shares")
+                round: a.round, deadline: deadline, waitingFor: self.liveHosts.filter { !answered.contains($0) },
+                phase: "unmasking shares")
             switch m {
             case nil: continue
             case .unmaskShares(let rs)?:
@@ -387,9 +422,10 @@ public final class FederatedServer: FederatedTransport {
         for (position, k) in advertised where shared.contains(position) {
             publicKeys[position] = try Curve25519PublicKey(rawRepresentation: k.maskKey)
         }
-        let (sum, _) = try SecureAggregation.unmask(
+        let (sum, selfSeeds) = try SecureAggregation.unmask(
             masked: masked, dropped: Set(dropped), publicKeys: publicKeys, responses: responses,
             threshold: p.threshold, dimension: a.global.count + 1, round: UInt64(a.round))
+        observeSelfSeeds?(a.round, selfSeeds)
         // Every position that sent no input dropped out (configured dropouts included).
         let all = Set(0..<n)
         return (sum, all.subtracting(survivors).sorted())

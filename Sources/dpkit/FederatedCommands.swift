@@ -58,6 +58,13 @@ struct FederatedServerCommand: ParsableCommand {
     func run() throws {
         let (experiment, run) = try singleFederatedRun(config, seeds: seeds)
         let address = try reportingFailure { try NetworkAddress(parsing: listen, flag: "--listen") }
+        if run.config.privacy.enabled && !run.config.privacy.secureRNG {
+            // Every client process loads the config and its seed: with seeded randomness any of
+            // them can recompute the server's noise and subtract it from the released model.
+            FileHandleStderr.write(
+                "warning: \(config) is a private run with seeded randomness (privacy.secure_rng: false): every client process knows the seed and can recompute the server's noise, so the released model is not differentially private against them. Set privacy.secure_rng: true for a private run over the network (docs/federated.md, \"Running as separate processes\")\n"
+            )
+        }
         let server = try reportingFailure {
             try FederatedServer(
                 options: .init(

@@ -124,7 +124,7 @@ func shippedConfigsAreValid(_ name: String) throws {
         #expect(config.runs.count == 3 * 2 + 2)
         #expect(config.runs.filter { $0.config.training.adversarial != nil }.count == 4)
         #expect(config.varyingKeys.contains("training.adversarial.enabled"))
-        #expect(OutputSchema.derivedColumns(config.runs).count == 6)
+        #expect(OutputSchema.derivedColumns(config.runs).count == 7) // FGSM and PGD-40 at 3 budgets, Square at 1
         #expect(OutputSchema.derivedColumns(config.runs).contains("robust_accuracy_pgd40_linf_0.2"))
     case "poisoning-fashion-mnist.yaml":
         #expect(config.runs.count == 3 * 3 + 3)

@@ -1,9 +1,12 @@
+import Crypto
 import DPData
 import DPFederated
 import DPLayers
 import DPTensor
 import Foundation
 import NIOCore
+import NIOPosix
+import NIOSSL
 import Testing
 
 @testable import DPFederatedNetwork
@@ -152,16 +155,25 @@ final class Box<T>: @unchecked Sendable {
 func runOverNetwork(
     _ make: @escaping () throws -> FederatedTrainer, rounds: Int, processes: Int = 3,
     clientHash: @escaping (Int) -> String = { _ in "hash" }, disconnect: [Int: Int] = [:], timeout: Double = 20,
-    observe: ((Int, FederatedMessage) -> Void)? = nil
+    observe: ((Int, FederatedMessage) -> Void)? = nil,
+    observeSelfSeeds: ((Int, [Int: [UInt8]]) -> Void)? = nil, warnings: Box<[String]>? = nil,
+    beforeAccept: ((_ port: Int) throws -> Void)? = nil,
+    beforeRound: ((_ port: Int, _ round: Int) throws -> Void)? = nil
 ) throws -> (FederatedTrainer, [Result<RoundReport, Error>], [Error?]) {
     let certs = try TestCertificates.shared.get()
     let server = try FederatedServer(
         options: .init(
             listen: NetworkAddress(host: "127.0.0.1", port: 0), certificate: certs.certificate, key: certs.key,
             processes: processes, timeout: timeout))
-    server.warn = { _ in }
+    server.warn = { w in
+        warnings?.lock.lock()
+        warnings?.value.append(w)
+        warnings?.lock.unlock()
+    }
     server.observe = observe
+    server.observeSelfSeeds = observeSelfSeeds
     let port = try server.start()
+    try beforeAccept?(port)
     let errors = Box<[Error?]>(Array(repeating: nil, count: processes))
     let group = DispatchGroup()
     for i in 0..<processes {
@@ -191,7 +203,8 @@ func runOverNetwork(
     do {
         try server.acceptClients(configHash: "hash", seed: 0)
         var transport = server
-        for _ in 0..<rounds {
+        for round in 0..<rounds {
+            try beforeRound?(port, round)
             let r = Result { try trainer.runRound(transport: &transport) }
             reports.append(r)
             if case .failure = r { break }
@@ -221,6 +234,9 @@ func threeClientProcessesOverTLSGiveTheSimulationsModelBitForBit(secure: Bool) t
     #expect(got.map(\.meanLocalLoss.bitPattern) == simulated.map(\.meanLocalLoss.bitPattern))
     #expect(got.map(\.privacy) == simulated.map(\.privacy))
     #expect(got.allSatisfy { !$0.sampledClients.isEmpty })
+    // Under secure aggregation every round really unmasked a sum (none skipped for too few clients).
+    #expect(got.map(\.unmaskingSkipped) == Array(repeating: false, count: 3))
+    #expect(simulated.map(\.unmaskingSkipped) == Array(repeating: false, count: 3))
     #expect(bits(network.flatParameters()) == bits(simulation.flatParameters()))
     #expect(network.ledger == simulation.ledger)
     #expect(network.ledger.entries.reduce(0) { $0 + $1.count } == 3)
@@ -229,18 +245,21 @@ func threeClientProcessesOverTLSGiveTheSimulationsModelBitForBit(secure: Bool) t
 
 @Test func underSecureAggregationTheServerHoldsNoUnmaskedUpdate() throws {
     // Everything the server receives: no individual update, and every masked input differs
-    // from the client's encoded input in (almost) every word (a word of a uniform mask equals
-    // zero with probability 2^-32; at most 1% of equal words is allowed). The masks' uniformity
-    // is tested in DPFederatedTests.
+    // from the client's encoded input in (almost) every word, even after the server removes the
+    // self mask PRG(b_u) it rebuilds while unmasking (so the pairwise masks must be there too: a
+    // word of a uniform mask equals zero with probability 2^-32; at most 1% of equal words is
+    // allowed). The masks' uniformity is tested in DPFederatedTests.
     let make = try federation(secure: true)
     let received = Box<[FederatedMessage]>([])
+    let selfSeeds = Box<[Int: [Int: [UInt8]]]>([:])
     let (_, reports, errors) = try runOverNetwork(
         make, rounds: 2,
         observe: { _, m in
             received.lock.lock()
             received.value.append(m)
             received.lock.unlock()
-        })
+        },
+        observeSelfSeeds: { round, seeds in selfSeeds.set(selfSeeds.value.merging([round: seeds]) { $1 }) })
     #expect(errors.allSatisfy { $0 == nil })
     #expect(reports.allSatisfy { (try? $0.get()) != nil })
     // The clients' true inputs, round by round, from a simulation of the same run.
@@ -273,11 +292,23 @@ func threeClientProcessesOverTLSGiveTheSimulationsModelBitForBit(secure: Bool) t
                 let plain = inputs[round][x.position]!
                 let equal = zip(plain, x.words).filter { $0 == $1 }.count
                 #expect(equal * 100 <= plain.count, "position \(x.position): \(equal) of \(plain.count) words unmasked")
+                // Without the self mask: what the server can compute once it rebuilt b_u.
+                guard let seed = selfSeeds.value[round]?[x.position] else {
+                    Issue.record("round \(round + 1): no self-mask seed rebuilt for position \(x.position)")
+                    continue
+                }
+                let selfMask = try MaskGenerator.expand(seed: SymmetricKey(data: seed), count: x.words.count)
+                let withoutSelfMask = zip(x.words, selfMask).map { $0 &- $1 }
+                let exposed = zip(plain, withoutSelfMask).filter { $0 == $1 }.count
+                #expect(
+                    exposed * 100 <= plain.count,
+                    "position \(x.position): \(exposed) of \(plain.count) words exposed without the self mask")
             }
         default: break
         }
     }
     #expect(maskedCount >= 6)
+    #expect(selfSeeds.value.keys.sorted() == [0, 1])
 }
 
 @Test func configuredSecureAggregationDropoutsMatchTheSimulation() throws {
@@ -380,11 +411,14 @@ func aClientProcessThatDisconnectsIsADropout(secure: Bool) throws {
         done.signal()
     }.start()
     #expect {
-        try server.acceptClients(configHash: "hash", seed: 0)
+        try server.acceptClients(configHash: "server-run-hash", seed: 12345)
     } throws: { "\($0)".contains("0/1") }
     done.wait()
     server.finish()
-    #expect("\(clientError.value.map { "\($0)" } ?? "")".contains("config hash other"))
+    let refusal = "\(clientError.value.map { "\($0)" } ?? "")"
+    #expect(refusal.contains("config hash other"), "\(refusal)")
+    // The refusal tells an unauthenticated peer nothing of the server's run.
+    #expect(!refusal.contains("server-run-hash") && !refusal.contains("12345"), "\(refusal)")
 }
 
 @Test func unreachableServersBusyPortsAndBadTLSFilesAreClearErrors() throws {
@@ -436,4 +470,108 @@ func aClientProcessThatDisconnectsIsADropout(secure: Bool) throws {
     let client = try FederatedClient(
         options: .init(server: .init(host: "127.0.0.1", port: port), ca: other.ca, host: 0, hosts: 1, timeout: 5))
     #expect { try client.connect(configHash: "h", seed: 0) } throws: { "\($0)".contains("TLS") }
+}
+
+@Test(arguments: [-1, Int.min, Int.max])
+func aRoundNumberOutOfRangeFromTheServerIsAnErrorNotATrap(round: Int) throws {
+    // The round feeds UInt64(round) in the client's local randomness and secure aggregation, and
+    // `round + 1` in messages: a faulty server's round must be refused before any of that.
+    let make = try federation(secure: true)
+    let trainer = try make()
+    let client = try FederatedClient(
+        options: .init(server: .init(host: "127.0.0.1", port: 1), ca: "/nonexistent-ca.pem", host: 0, hosts: 1))
+    let a = RoundAssignment(round: round, sampledClients: [0, 1], global: trainer.flatParameters())
+    #expect { try client.answer(a, trainer: trainer) } throws: {
+        $0 is NetworkError && "\($0)".contains("round \(round)")
+    }
+}
+
+// MARK: - Unauthenticated peers
+
+/// A connection to the server that never says hello: plain TCP (no TLS handshake), or TLS.
+func strayConnection(port: Int, group: EventLoopGroup, tls: Bool) throws -> Channel {
+    let context = tls ? try TLSFiles.clientContext(ca: try TestCertificates.shared.get().ca) : nil
+    return try ClientBootstrap(group: group)
+        .channelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                if let context {
+                    try channel.pipeline.syncOperations.addHandler(
+                        NIOSSLClientHandler(context: context, serverHostname: nil))
+                }
+            }
+        }
+        .connect(host: "127.0.0.1", port: port).wait()
+}
+
+/// Whether `channel` is closed within `seconds`.
+func closes(_ channel: Channel, within seconds: Double) -> Bool {
+    let done = DispatchSemaphore(value: 0)
+    channel.closeFuture.whenComplete { _ in done.signal() }
+    return done.wait(timeout: .now() + seconds) == .success
+}
+
+@Test func aBareTCPConnectionDuringARunDoesNotStopIt() throws {
+    // Before rounds 2 and 3 a peer opens a TCP connection and never starts TLS: the server closes
+    // it without waiting on it, and the run finishes with the simulation's model.
+    let make = try federation(secure: true)
+    let simulation = try make()
+    for _ in 0..<3 { try simulation.runRound() }
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    defer { try? group.syncShutdownGracefully() }
+    let strays = Box<[Channel]>([])
+    let (network, reports, errors) = try runOverNetwork(
+        make, rounds: 3,
+        beforeRound: { port, round in
+            if round > 0 { strays.value.append(try strayConnection(port: port, group: group, tls: false)) }
+        })
+    #expect(errors.allSatisfy { $0 == nil }, "\(errors)")
+    #expect(reports.count == 3 && reports.allSatisfy { (try? $0.get()) != nil }, "\(reports)")
+    #expect(bits(network.flatParameters()) == bits(simulation.flatParameters()))
+    #expect(strays.value.count == 2 && strays.value.allSatisfy { closes($0, within: 5) })
+}
+
+@Test func anOversizedFrameBeforeTheHelloClosesThatConnectionAndTheRunGoesOn() throws {
+    // Over TLS, before any hello (while the server waits for its client processes), a peer
+    // announces a 1 MiB frame (beyond the 64 KiB allowed before a hello is accepted): the server
+    // closes that connection with an error naming the limit, at once (not after buffering the
+    // frame), and the run goes on.
+    let make = try federation(secure: false)
+    let simulation = try make()
+    for _ in 0..<2 { try simulation.runRound() }
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    defer { try? group.syncShutdownGracefully() }
+    let warnings = Box<[String]>([])
+    let stray = Box<Channel?>(nil)
+    let (network, reports, errors) = try runOverNetwork(
+        make, rounds: 2, warnings: warnings,
+        beforeAccept: { port in
+            let channel = try strayConnection(port: port, group: group, tls: true)
+            var frame = channel.allocator.buffer(capacity: 1028)
+            frame.writeInteger(UInt32(1 << 20))
+            frame.writeBytes([UInt8](repeating: 7, count: 1024))
+            try channel.writeAndFlush(frame).wait()
+            stray.set(channel)
+        })
+    #expect(errors.allSatisfy { $0 == nil }, "\(errors)")
+    #expect(reports.count == 2 && reports.allSatisfy { (try? $0.get()) != nil }, "\(reports)")
+    #expect(bits(network.flatParameters()) == bits(simulation.flatParameters()))
+    #expect(stray.value.map { closes($0, within: 5) } == true)
+    #expect(
+        warnings.value.contains { $0.contains("before the hello") && $0.contains("\(64 << 10)") }, "\(warnings.value)")
+}
+
+@Test func aConnectionWithoutAHelloIsClosedAfterTheHelloTimeout() throws {
+    let certs = try TestCertificates.shared.get()
+    let server = try FederatedServer(
+        options: .init(
+            listen: .init(host: "127.0.0.1", port: 0), certificate: certs.certificate, key: certs.key, processes: 1,
+            timeout: 5, helloTimeout: 0.5))
+    server.warn = { _ in }
+    let port = try server.start()
+    defer { server.finish() }
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    defer { try? group.syncShutdownGracefully() }
+    let bare = try strayConnection(port: port, group: group, tls: false)
+    let idle = try strayConnection(port: port, group: group, tls: true)
+    #expect(closes(bare, within: 5) && closes(idle, within: 5))
 }
