@@ -383,6 +383,11 @@ public struct TrainingExecutor: RunExecutor {
         }
         metadata[Self.lineageKey] = ConfigValue.list(lineage.map(ConfigValue.string)).jsonText(
             sortKeys: true, pretty: false)
+        // What the epsilon covers when part of the training data was public (read by `dpkit evaluate`).
+        if let part = summary.publicPart, let kind = part["kind"], let statement = part["statement"] {
+            metadata[ModelEvaluation.publicKey] = ConfigValue.map([("kind", kind), ("statement", statement)]).jsonText(
+                sortKeys: true, pretty: false)
+        }
         if let e = summary.epsilon { metadata["epsilon"] = csvNumber(e) }
         if let d = summary.delta { metadata["delta"] = csvNumber(d) }
         if let p = summary.privacy {
