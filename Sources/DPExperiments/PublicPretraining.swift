@@ -407,12 +407,22 @@ extension TrainingExecutor {
         let reinitialise: Bool
         if case .subset = p.part { reinitialise = false } else { reinitialise = true }
         let source = pretrained.trainableLayers, target = model.trainableLayers
-        precondition(source.count == target.count, "pretrain: the public and private models differ in layers")
-        for (from, to) in zip(source, target).dropLast(reinitialise ? 1 : 0) {
-            for (a, b) in zip(from.parameters, to.parameters) {
-                precondition(a.value.shape == b.value.shape, "pretrain: \(a.name) \(a.value.shape) vs \(b.value.shape)")
-                b.value = a.value
+        guard source.count == target.count else {
+            throw TrainingError.invalidSetting(
+                "public: the pretrained model has \(source.count) layers with parameters, the private one \(target.count); use a `model` whose layers do not depend on the number of classes"
+            )
+        }
+        let copied = zip(source, target).dropLast(reinitialise ? 1 : 0)
+        // Every shape is checked before any parameter is copied.
+        for (from, to) in copied {
+            for (a, b) in zip(from.parameters, to.parameters) where a.value.shape != b.value.shape {
+                throw TrainingError.invalidSetting(
+                    "public: the pretrained parameter \(a.name) has shape \(a.value.shape), the private model's \(b.value.shape); the public and private parts must give the model the same input and, with `public.subset`, the same classes"
+                )
             }
+        }
+        for (from, to) in copied {
+            for (a, b) in zip(from.parameters, to.parameters) { b.value = a.value }
         }
         figures.append(
             ("last_layer", .string(reinitialise ? "reinitialised for the private classes" : "pretrained")))
