@@ -73,7 +73,8 @@ public struct TrainingExecutor: RunExecutor {
         if let p = c.public {
             var other: Dataset?
             if case .dataset(let d) = p.part { other = try loadData(d, seed: c.seed).train }
-            let s = try PublicSplit(split, part: p.part, seed: UInt64(c.seed), publicDataset: other)
+            let s = try PublicSplit(
+                split, part: p.part, seed: UInt64(c.seed), publicDataset: other, pretrains: p.pretrains)
             split = s.privateSplit
             publicSplit = s
         }
@@ -94,6 +95,8 @@ public struct TrainingExecutor: RunExecutor {
         let setup =
             try plans.take(run.runID, trainingSetSize: split.train.count)
             ?? PrivacyPlan(config: c, trainingSetSize: split.train.count)
+        // The manifest's private size is the n of q (after poisoning and canaries).
+        publicSplit?.analysedPrivateSize = setup.trainingSetSize
         let seed = UInt64(c.seed)
         // DP-PCA: fitted on the private training set once; its event goes into the ledger below.
         // Such a run does not checkpoint: it starts again, which with seeded randomness redraws
@@ -451,7 +454,7 @@ public struct TrainingExecutor: RunExecutor {
         let request = try c.dataset.request(seed: c.seed, registry: registries.datasets)
         switch c.public?.part {
         case nil: return try registries.datasets.trainingSetSize(request)
-        case .subset(let size)?:
+        case .subset(let size, _)?:
             let n = try registries.datasets.trainingSetSize(request)
             guard size < n else {
                 throw TrainingError.invalidSetting(
@@ -461,7 +464,9 @@ public struct TrainingExecutor: RunExecutor {
             return n - size
         case .classes(let classes)?:
             let data = try loadData(c)
-            return try PublicSplit(data, part: .classes(classes), seed: UInt64(c.seed)).privateSplit.train.count
+            return try PublicSplit(
+                data, part: .classes(classes), seed: UInt64(c.seed), pretrains: c.public?.pretrains ?? true
+            ).privateSplit.train.count
         case .dataset?: return try registries.datasets.trainingSetSize(request)
         }
     }
@@ -632,14 +637,19 @@ struct PrivacyPlan {
             // n is the private part's size: q, the steps and sigma are of the private part only.
             let what: String
             switch pub.part {
-            case .subset(let size): what = "a random subset of \(size) training examples"
+            case .subset(let size, let splitSeed):
+                what =
+                    "a random subset of \(size) training examples"
+                    + (splitSeed == nil ? " drawn from the run's seed (another seed, another public part)" : "")
             case .classes(let classes): what = "the training examples of classes \(classes)"
             case .dataset(let d): what = "the training set of dataset `\(d.name)`"
             }
             var other = "the other"
             if case .dataset = pub.part { other = "this run's" }
+            // Only a private run has an epsilon to qualify.
+            let covers = c.privacy.enabled ? ", and the epsilon covers only them" : ""
             notes.append(
-                "public part: \(what)\(pub.pretrains ? ", pretrained on for \(pub.epochs) epochs without privacy" : ", held out (no pretraining)"); the private part is \(other) \(n) training examples, and the epsilon covers only them"
+                "public part: \(what)\(pub.pretrains ? ", pretrained on for \(pub.epochs) epochs without privacy" : ", held out (no pretraining)"); the private part is \(other) \(n) training examples\(covers)"
             )
             if c.training.fineTune == .lastLayer {
                 notes.append(
