@@ -362,10 +362,7 @@ public struct TrainingExecutor: RunExecutor {
         if let f = d.features { dataset.append(("features", f.metadata)) }
         // A model of the private classes of a `public.classes` run: its outputs are those classes,
         // relabelled 0..<k in increasing order (dpkit evaluate tests it on them).
-        if case .classes(let classes)? = run.config.public?.part {
-            let k =
-                summary.publicPart?["private_classes"]?.intListValue
-                ?? (0..<(classes.max() ?? 0) + 1).filter { !classes.contains($0) }
+        if case .classes? = run.config.public?.part, let k = summary.publicPart?["private_classes"]?.intListValue {
             dataset.append(("private_classes", .list(k.map(ConfigValue.int))))
         }
         var metadata: [String: String] = [
@@ -672,7 +669,9 @@ struct PrivacyPlan {
         sampling = p.sampling
         let b = c.training.expectedBatchSize
         guard b <= n else {
-            throw TrainingError.invalidSetting("training.expected_batch_size: \(b) exceeds the training set size \(n)")
+            throw TrainingError.invalidSetting(
+                "training.expected_batch_size: \(b) exceeds the \(c.public == nil ? "training set" : "private part of the training set")'s size \(n)"
+            )
         }
         samplingProbability = Double(b) / Double(n)
         relation = sampling.neighboringRelation
