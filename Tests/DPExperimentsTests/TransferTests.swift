@@ -330,7 +330,8 @@ func transferRunThroughTheRunner() throws {
     #expect(result.examples == 180, "the 3 private classes of the 300 test examples")
     // The model's metadata says what its epsilon covers (`dpkit evaluate` prints it beside it).
     #expect(result.publicKind == "classes")
-    #expect(result.publicStatement?.hasPrefix("the epsilon covers only the private part (600 training examples)") == true)
+    #expect(
+        result.publicStatement?.hasPrefix("the epsilon covers only the private part (600 training examples)") == true)
 
     // The audits after the fact would attack the whole training set, public part included:
     // refused, naming why.
@@ -498,7 +499,8 @@ func poisoningActsOnThePrivatePart() throws {
     let (summary, config, _) = try run(yaml) { _, split in trained = split.train }
     let poisoned = try #require(trained)
     // The reference: the split of the clean training set (no input scaling in this config).
-    let clean = try PublicSplit(TrainingExecutor().loadData(config), part: .subset(size: 300), seed: 3).privateSplit.train
+    let clean = try PublicSplit(TrainingExecutor().loadData(config), part: .subset(size: 300), seed: 3).privateSplit
+        .train
     #expect(poisoned.features == clean.features, "the private part is the clean split's private part")
     let flipped = zip(poisoned.labels, clean.labels).filter { $0 != $1 }.count
     #expect(flipped > 0 && Double(flipped) == summary.derivedMetrics["poisoned_examples"])
