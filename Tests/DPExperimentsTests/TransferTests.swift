@@ -531,3 +531,20 @@ func privateStandardizeFitsThePrivatePart() throws {
     // Fitted on the whole training set instead, the scaling differs.
     #expect(result.features != (try fitted(TrainingExecutor().loadData(config).train)).features)
 }
+
+@Test("public.subset.seed is read into the part; absent, it enters no resolved config (existing config hashes unchanged)")
+func publicSubsetSeedKey() throws {
+    let twoSeeds = transferYAML.replacingOccurrences(of: "seeds: [3]", with: "seeds: [3, 4]")
+    let plain = try ExperimentConfig.parse(yaml: twoSeeds, file: "t.yaml").runs
+    #expect(plain.count == 2)
+    for r in plain {
+        #expect(r.config.public?.part == .subset(size: 300))
+        #expect(r.config.resolved["public"]?["subset"] == .map([("size", .int(300))]))
+    }
+    let fixed = try ExperimentConfig.parse(
+        yaml: twoSeeds.replacingOccurrences(of: "subset: {size: 300}", with: "subset: {size: 300, seed: 7}"),
+        file: "t.yaml"
+    ).runs
+    #expect(fixed.allSatisfy { $0.config.public?.part == .subset(size: 300, seed: 7) })
+    #expect(fixed[0].configHash != plain[0].configHash)
+}
