@@ -532,7 +532,8 @@ func privateStandardizeFitsThePrivatePart() throws {
     #expect(result.features != (try fitted(TrainingExecutor().loadData(config).train)).features)
 }
 
-@Test("public.subset.seed is read into the part; absent, it enters no resolved config (existing config hashes unchanged)")
+@Test(
+    "public.subset.seed is read into the part; absent, it enters no resolved config (existing config hashes unchanged)")
 func publicSubsetSeedKey() throws {
     let twoSeeds = transferYAML.replacingOccurrences(of: "seeds: [3]", with: "seeds: [3, 4]")
     let plain = try ExperimentConfig.parse(yaml: twoSeeds, file: "t.yaml").runs
