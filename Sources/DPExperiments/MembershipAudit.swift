@@ -105,6 +105,16 @@ public struct MembershipAudit {
         return out
     }
 
+    /// Refuses a run with a `public` part: the audits draw members, shadow training sets and
+    /// canary trials from the whole training set, but only the private part has a guarantee
+    /// (and a `public.classes` model has outputs for the private classes only).
+    static func refusePublicPart(_ id: String, _ config: RunConfig, audit: String) throws {
+        guard let p = config.public else { return }
+        throw AuditError(
+            "run \(id) has a `public` part (`public.\(p.part.kind)`), which \(audit) does not support: it would train and attack on the whole training set, public examples included (members, shadow models, canary trials), but the epsilon covers only the private part; audit a run without `public`"
+        )
+    }
+
     /// Runs the attacks on each finished run (or those named).
     public func run(runIDs: [String] = []) throws -> [Result] {
         guard options.examples >= 1 else { throw AuditError("--examples \(options.examples) must be at least 1") }
@@ -114,7 +124,9 @@ public struct MembershipAudit {
                 "LiRA needs at least 2 shadow models (got \(options.shadowModels)); the paper uses 16 to 256")
         }
         var results: [Result] = []
-        for run in try Self.finishedRuns(in: folder, runIDs) {
+        let runs = try Self.finishedRuns(in: folder, runIDs)
+        for run in runs { try Self.refusePublicPart(run.id, run.config, audit: "a membership-inference audit") }
+        for run in runs {
             results += try attack(runID: run.id, config: run.config, modelURL: run.model)
         }
         return results

@@ -11,6 +11,9 @@ import Foundation
 public enum ModelEvaluation {
     /// Metadata key of the dataset section (name, options, sizes, path) as JSON.
     public static let datasetKey = "dpkit.dataset"
+    /// Metadata key of a transfer run's public part (`kind` and the `statement` of what the
+    /// epsilon covers) as JSON; absent when the run had no `public` part.
+    public static let publicKey = "dpkit.public"
 
     public struct Result: Sendable {
         public var runID: String?
@@ -19,6 +22,11 @@ public enum ModelEvaluation {
         public var loss: Double
         public var accuracy: Double
         public var epsilon: String?
+        /// The public part's kind (`subset`, `classes`, `dataset`), when the model was
+        /// pretrained or trained with one: the epsilon covers only the private part.
+        public var publicKind: String?
+        /// What the epsilon covers, when there was a public part.
+        public var publicStatement: String?
     }
 
     /// A model exported by a run, with what is needed to feed it: its input scaling and the raw
@@ -107,8 +115,10 @@ public enum ModelEvaluation {
         var test = loaded.rawTest
         loaded.transform.apply(to: &test)
         let (loss, accuracy) = Evaluation.evaluate(model: loaded.model, dataset: test)
+        let publicPart = loaded.metadata[publicKey].flatMap { try? ConfigValue(jsonData: Data($0.utf8)) }
         return Result(
             runID: loaded.metadata["run_id"], dataset: loaded.datasetName, examples: test.count, loss: loss,
-            accuracy: accuracy, epsilon: loaded.metadata["epsilon"])
+            accuracy: accuracy, epsilon: loaded.metadata["epsilon"], publicKind: publicPart?["kind"]?.stringValue,
+            publicStatement: publicPart?["statement"]?.stringValue)
     }
 }

@@ -50,7 +50,9 @@ public struct MultiRunCanaryAudit {
             throw AuditError("confidence \(confidence) is outside (0, 1): give e.g. 0.95")
         }
         var results: [Result] = []
-        for run in try MembershipAudit.finishedRuns(in: folder, runIDs, requireModel: false) {
+        let runs = try MembershipAudit.finishedRuns(in: folder, runIDs, requireModel: false)
+        for run in runs { try MembershipAudit.refusePublicPart(run.id, run.config, audit: "a canary audit") }
+        for run in runs {
             if run.config.privacy.enabled, run.config.privacy.sampling != .poisson {
                 throw AuditError(
                     "run \(run.id) uses `\(run.config.privacy.sampling.rawValue)` sampling, accounted for replace-one; a canary audit tests add/remove-one DP, which Poisson sampling's accounting states: audit a run with `privacy.sampling: poisson`"

@@ -9,9 +9,11 @@ import Foundation
 /// Which part of the training set is public (`public.subset` or `public.classes`): pretrained on
 /// without privacy, never part of the private training set.
 public enum PublicPart: Hashable, Sendable {
-    /// `size` training examples drawn uniformly without replacement from the run's seed on their
-    /// own random stream (``RandomStream/publicSplit``), so the draw depends on no other.
-    case subset(size: Int)
+    /// `size` training examples drawn uniformly without replacement on their own random stream
+    /// (``RandomStream/publicSplit``), so the draw depends on no other: of `seed`
+    /// (`public.subset.seed`) when given, the same public part in every run; otherwise of the
+    /// run's seed, so runs with other seeds have other public parts.
+    case subset(size: Int, seed: Int? = nil)
     /// Every training example whose label is one of these classes. The private task is the
     /// remaining classes: private training and test sets keep only them, relabelled
     /// `0..<k` in increasing order of the original label.
@@ -113,9 +115,10 @@ extension RunConfig {
                     "\(size) leaves no private training examples: the training set has \(n); allowed: 1...\(n - 1) (the private part is the rest)"
                 )
             }
+            let splitSeed = try s.int("seed", range: .atLeast(0))
             try s.finish()
             p.close(s, as: "subset")
-            part = .subset(size: size)
+            part = .subset(size: size, seed: splitSeed)
         } else {
             let classes =
                 try p.read(ParameterSpec("classes", .intList, range: .atLeast(0), required: true))?.intListValue ?? []
@@ -132,13 +135,19 @@ extension RunConfig {
                 if classes.count >= k {
                     throw p.error(
                         "classes",
-                        "makes every class public, which leaves no private task; keep at least one of 0...\(k - 1) private"
+                        "makes every class public, which leaves no private task; keep at least two of 0...\(k - 1) private"
                     )
+                }
+                if k - classes.count < 2 {
+                    throw p.error("classes", PublicSplit.onePrivateClass(classes, of: k))
                 }
             }
             part = .classes(classes)
         }
         let epochs = try p.requiredInt("epochs", range: .closed(0, 1e6))
+        if case .classes(let classes) = part, epochs > 0, classes.count < 2 {
+            throw p.error("classes", PublicSplit.onePublicClass(classes))
+        }
         let batchSize = try p.requiredInt("batch_size", range: .atLeast(1), default: 256)
         var optimizer: OptimizerConfig?
         if epochs > 0 || p.has("optimizer") {
@@ -227,11 +236,24 @@ struct PublicSplit {
     var privateClasses: [Int]?
     var part: PublicPart
     var seed: UInt64
+    /// The number of private training examples the privacy analysis used (its n, after
+    /// poisoning, canaries and other changes of the private part); nil until the executor
+    /// knows it, and then the private part's size is used.
+    var analysedPrivateSize: Int?
 
-    /// - Parameter publicDataset: the training set of `part`'s dataset (`.dataset` only).
-    /// - Throws: `TrainingError.invalidSetting` naming `public` when a part would be empty, or
-    ///   the public dataset's examples have another shape.
-    init(_ data: TrainTestSplit, part: PublicPart, seed: UInt64, publicDataset: Dataset? = nil) throws {
+    /// The private part's size in the manifest and the statement: the n of the privacy analysis.
+    var privateSize: Int { analysedPrivateSize ?? privateSplit.train.count }
+
+    /// - Parameters:
+    ///   - publicDataset: the training set of `part`'s dataset (`.dataset` only).
+    ///   - pretrains: whether the public part is pretrained on (`classes` then needs two public
+    ///     classes: on one, every gradient of the cross-entropy is zero).
+    /// - Throws: `TrainingError.invalidSetting` naming `public` when a part would be empty, a
+    ///   `classes` split leaves fewer than two private classes (or one public class to pretrain
+    ///   on), or the public dataset's examples have another shape.
+    init(
+        _ data: TrainTestSplit, part: PublicPart, seed: UInt64, publicDataset: Dataset? = nil, pretrains: Bool = true
+    ) throws {
         self.part = part
         self.seed = seed
         let train = data.train
@@ -250,13 +272,14 @@ struct PublicSplit {
             publicIndices = Array(0..<other.count)
             privateSplit = data
             privateClasses = nil
-        case .subset(let size):
+        case .subset(let size, let splitSeed):
             guard size < n else {
                 throw TrainingError.invalidSetting(
                     "public.subset.size: \(size) leaves no private training examples: the training set has \(n); use 1...\(n - 1)"
                 )
             }
-            publicIndices = Self.randomSubset(size: size, of: n, seed: seed)
+            if let splitSeed { self.seed = UInt64(splitSeed) }
+            publicIndices = Self.randomSubset(size: size, of: n, seed: self.seed)
             var isPublic = [Bool](repeating: false, count: n)
             for i in publicIndices { isPublic[i] = true }
             publicData = train.subset(publicIndices, name: "\(train.name) (public part)")
@@ -272,7 +295,14 @@ struct PublicSplit {
             let publicSet = Set(classes)
             let privateLabels = (0..<train.classCount).filter { !publicSet.contains($0) }
             guard !privateLabels.isEmpty else {
-                throw TrainingError.invalidSetting("public.classes: every class is public; keep at least one private")
+                throw TrainingError.invalidSetting("public.classes: every class is public; keep at least two private")
+            }
+            guard privateLabels.count >= 2 else {
+                throw TrainingError.invalidSetting(
+                    "public.classes: " + Self.onePrivateClass(classes, of: train.classCount))
+            }
+            guard !pretrains || classes.count >= 2 else {
+                throw TrainingError.invalidSetting("public.classes: " + Self.onePublicClass(classes))
             }
             publicIndices = (0..<n).filter { publicSet.contains(train.labels[$0]) }
             guard !publicIndices.isEmpty, publicIndices.count < n else {
@@ -287,6 +317,18 @@ struct PublicSplit {
                 train: Self.relabel(train, keeping: privateLabels, name: train.name),
                 test: Self.relabel(data.test, keeping: privateLabels, name: data.test.name))
         }
+    }
+
+    /// Why `classes` of `k` classes is refused when it leaves one private class.
+    static func onePrivateClass(_ classes: [Int], of k: Int) -> String {
+        let left = (0..<k).filter { !classes.contains($0) }
+        return
+            "\(classes) leaves only class \(left.map(String.init).joined()) private, a task with one answer (a trivial private model); keep at least two of 0...\(k - 1) private"
+    }
+
+    /// Why one public class is refused when the public part is pretrained on.
+    static func onePublicClass(_ classes: [Int]) -> String {
+        "\(classes) is one public class: pretraining on it is a no-op (with one output the cross-entropy's gradient is zero); make at least two classes public, or set `public.epochs: 0` to hold it out"
     }
 
     /// `size` distinct indices of `0..<n`, increasing: a partial Fisher-Yates shuffle on the
@@ -327,15 +369,16 @@ struct PublicSplit {
             if let k = d.trainSize { dataset.append(("train_size", .int(k))) }
             if let f = d.features { dataset.append(("features", f.metadata)) }
             entries.append(("dataset", .map(dataset)))
-            entries += [("size", .int(publicData.count)), ("private_size", .int(privateSplit.train.count))]
+            entries += [("size", .int(publicData.count)), ("private_size", .int(privateSize))]
         } else {
             entries += [
-                ("size", .int(publicIndices.count)), ("private_size", .int(privateSplit.train.count)),
+                ("size", .int(publicIndices.count)), ("private_size", .int(privateSize)),
                 ("training_set_size", .int(publicIndices.count + privateSplit.train.count)),
             ]
         }
-        if case .subset = part {
+        if case .subset(_, let splitSeed) = part {
             entries.append(("seed", .int(Int(truncatingIfNeeded: seed))))
+            entries.append(("seed_from", .string(splitSeed == nil ? "the run's seed" : "public.subset.seed")))
             entries.append(("random_stream", .int(Int(RandomStream.publicSplit.rawValue))))
         }
         if case .dataset = part {
@@ -352,12 +395,17 @@ struct PublicSplit {
     var statement: String {
         let what: String
         switch part {
-        case .subset(let size): what = "a random subset of \(size) training examples"
+        case .subset(let size, _): what = "a random subset of \(size) training examples"
         case .classes(let c): what = "the \(publicIndices.count) training examples of classes \(c)"
         case .dataset(let d): what = "the \(publicData.count) training examples of dataset `\(d.name)`"
         }
-        return
-            "the epsilon covers only the private part (\(privateSplit.train.count) training examples); the public part (\(what)) was used without privacy and has no guarantee"
+        var text =
+            "the epsilon covers only the private part (\(privateSize) training examples); the public part (\(what)) was used without privacy and has no guarantee"
+        if case .subset(_, nil) = part {
+            text +=
+                "; the public subset is drawn from the run's seed, so runs with other seeds have other public parts: once models of several seeds are released, every example public in any of them has no guarantee (`public.subset.seed` fixes one public part for every seed)"
+        }
+        return text
     }
 }
 
@@ -407,12 +455,22 @@ extension TrainingExecutor {
         let reinitialise: Bool
         if case .subset = p.part { reinitialise = false } else { reinitialise = true }
         let source = pretrained.trainableLayers, target = model.trainableLayers
-        precondition(source.count == target.count, "pretrain: the public and private models differ in layers")
-        for (from, to) in zip(source, target).dropLast(reinitialise ? 1 : 0) {
-            for (a, b) in zip(from.parameters, to.parameters) {
-                precondition(a.value.shape == b.value.shape, "pretrain: \(a.name) \(a.value.shape) vs \(b.value.shape)")
-                b.value = a.value
+        guard source.count == target.count else {
+            throw TrainingError.invalidSetting(
+                "public: the pretrained model has \(source.count) layers with parameters, the private one \(target.count); use a `model` whose layers do not depend on the number of classes"
+            )
+        }
+        let copied = zip(source, target).dropLast(reinitialise ? 1 : 0)
+        // Every shape is checked before any parameter is copied.
+        for (from, to) in copied {
+            for (a, b) in zip(from.parameters, to.parameters) where a.value.shape != b.value.shape {
+                throw TrainingError.invalidSetting(
+                    "public: the pretrained parameter \(a.name) has shape \(a.value.shape), the private model's \(b.value.shape); the public and private parts must give the model the same input and, with `public.subset`, the same classes"
+                )
             }
+        }
+        for (from, to) in copied {
+            for (a, b) in zip(from.parameters, to.parameters) { b.value = a.value }
         }
         figures.append(
             ("last_layer", .string(reinitialise ? "reinitialised for the private classes" : "pretrained")))

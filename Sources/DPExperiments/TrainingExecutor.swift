@@ -73,7 +73,8 @@ public struct TrainingExecutor: RunExecutor {
         if let p = c.public {
             var other: Dataset?
             if case .dataset(let d) = p.part { other = try loadData(d, seed: c.seed).train }
-            let s = try PublicSplit(split, part: p.part, seed: UInt64(c.seed), publicDataset: other)
+            let s = try PublicSplit(
+                split, part: p.part, seed: UInt64(c.seed), publicDataset: other, pretrains: p.pretrains)
             split = s.privateSplit
             publicSplit = s
         }
@@ -94,6 +95,8 @@ public struct TrainingExecutor: RunExecutor {
         let setup =
             try plans.take(run.runID, trainingSetSize: split.train.count)
             ?? PrivacyPlan(config: c, trainingSetSize: split.train.count)
+        // The manifest's private size is the n of q (after poisoning and canaries).
+        publicSplit?.analysedPrivateSize = setup.trainingSetSize
         let seed = UInt64(c.seed)
         // DP-PCA: fitted on the private training set once; its event goes into the ledger below.
         // Such a run does not checkpoint: it starts again, which with seeded randomness redraws
@@ -359,10 +362,7 @@ public struct TrainingExecutor: RunExecutor {
         if let f = d.features { dataset.append(("features", f.metadata)) }
         // A model of the private classes of a `public.classes` run: its outputs are those classes,
         // relabelled 0..<k in increasing order (dpkit evaluate tests it on them).
-        if case .classes(let classes)? = run.config.public?.part {
-            let k =
-                summary.publicPart?["private_classes"]?.intListValue
-                ?? (0..<(classes.max() ?? 0) + 1).filter { !classes.contains($0) }
+        if case .classes? = run.config.public?.part, let k = summary.publicPart?["private_classes"]?.intListValue {
             dataset.append(("private_classes", .list(k.map(ConfigValue.int))))
         }
         var metadata: [String: String] = [
@@ -383,6 +383,11 @@ public struct TrainingExecutor: RunExecutor {
         }
         metadata[Self.lineageKey] = ConfigValue.list(lineage.map(ConfigValue.string)).jsonText(
             sortKeys: true, pretty: false)
+        // What the epsilon covers when part of the training data was public (read by `dpkit evaluate`).
+        if let part = summary.publicPart, let kind = part["kind"], let statement = part["statement"] {
+            metadata[ModelEvaluation.publicKey] = ConfigValue.map([("kind", kind), ("statement", statement)]).jsonText(
+                sortKeys: true, pretty: false)
+        }
         if let e = summary.epsilon { metadata["epsilon"] = csvNumber(e) }
         if let d = summary.delta { metadata["delta"] = csvNumber(d) }
         if let p = summary.privacy {
@@ -446,7 +451,7 @@ public struct TrainingExecutor: RunExecutor {
         let request = try c.dataset.request(seed: c.seed, registry: registries.datasets)
         switch c.public?.part {
         case nil: return try registries.datasets.trainingSetSize(request)
-        case .subset(let size)?:
+        case .subset(let size, _)?:
             let n = try registries.datasets.trainingSetSize(request)
             guard size < n else {
                 throw TrainingError.invalidSetting(
@@ -456,7 +461,9 @@ public struct TrainingExecutor: RunExecutor {
             return n - size
         case .classes(let classes)?:
             let data = try loadData(c)
-            return try PublicSplit(data, part: .classes(classes), seed: UInt64(c.seed)).privateSplit.train.count
+            return try PublicSplit(
+                data, part: .classes(classes), seed: UInt64(c.seed), pretrains: c.public?.pretrains ?? true
+            ).privateSplit.train.count
         case .dataset?: return try registries.datasets.trainingSetSize(request)
         }
     }
@@ -627,14 +634,19 @@ struct PrivacyPlan {
             // n is the private part's size: q, the steps and sigma are of the private part only.
             let what: String
             switch pub.part {
-            case .subset(let size): what = "a random subset of \(size) training examples"
+            case .subset(let size, let splitSeed):
+                what =
+                    "a random subset of \(size) training examples"
+                    + (splitSeed == nil ? " drawn from the run's seed (another seed, another public part)" : "")
             case .classes(let classes): what = "the training examples of classes \(classes)"
             case .dataset(let d): what = "the training set of dataset `\(d.name)`"
             }
             var other = "the other"
             if case .dataset = pub.part { other = "this run's" }
+            // Only a private run has an epsilon to qualify.
+            let covers = c.privacy.enabled ? ", and the epsilon covers only them" : ""
             notes.append(
-                "public part: \(what)\(pub.pretrains ? ", pretrained on for \(pub.epochs) epochs without privacy" : ", held out (no pretraining)"); the private part is \(other) \(n) training examples, and the epsilon covers only them"
+                "public part: \(what)\(pub.pretrains ? ", pretrained on for \(pub.epochs) epochs without privacy" : ", held out (no pretraining)"); the private part is \(other) \(n) training examples\(covers)"
             )
             if c.training.fineTune == .lastLayer {
                 notes.append(
@@ -657,7 +669,9 @@ struct PrivacyPlan {
         sampling = p.sampling
         let b = c.training.expectedBatchSize
         guard b <= n else {
-            throw TrainingError.invalidSetting("training.expected_batch_size: \(b) exceeds the training set size \(n)")
+            throw TrainingError.invalidSetting(
+                "training.expected_batch_size: \(b) exceeds the \(c.public == nil ? "training set" : "private part of the training set")'s size \(n)"
+            )
         }
         samplingProbability = Double(b) / Double(n)
         relation = sampling.neighboringRelation

@@ -61,6 +61,7 @@ struct EvaluateCommand: ParsableCommand {
                         "model": file.path, "run_id": r.runID ?? NSNull(), "dataset": r.dataset, "examples": r.examples,
                         "test_loss": r.loss, "test_accuracy": r.accuracy,
                         "epsilon": r.epsilon.flatMap(Double.init) ?? NSNull(),
+                        "public": r.publicKind.map { ["kind": $0, "statement": r.publicStatement ?? ""] } ?? NSNull(),
                     ])
                 } else {
                     print(
@@ -69,6 +70,9 @@ struct EvaluateCommand: ParsableCommand {
                             r.runID ?? file.lastPathComponent,
                             r.dataset, r.examples, r.accuracy * 100, r.loss,
                             r.epsilon.map { ", trained at epsilon \($0)" } ?? ""))
+                    if let kind = r.publicKind {
+                        print("  public part (`public.\(kind)`): \(r.publicStatement ?? "")")
+                    }
                 }
             } catch let e as OutputError {
                 throw ValidationError(e.description)

@@ -124,8 +124,10 @@ func shippedConfigsAreValid(_ name: String) throws {
         #expect(config.runs.count == 3 * 2 + 2)
         #expect(config.runs.filter { $0.config.training.adversarial != nil }.count == 4)
         #expect(config.varyingKeys.contains("training.adversarial.enabled"))
-        #expect(OutputSchema.derivedColumns(config.runs).count == 7) // FGSM and PGD-40 at 3 budgets, Square at 1
+        // FGSM and PGD-40 at three radii, and the Square Attack at 0.1 (the gradient-masking check).
+        #expect(OutputSchema.derivedColumns(config.runs).count == 7)
         #expect(OutputSchema.derivedColumns(config.runs).contains("robust_accuracy_pgd40_linf_0.2"))
+        #expect(OutputSchema.derivedColumns(config.runs).contains("robust_accuracy_square500_linf_0.1"))
     case "poisoning-fashion-mnist.yaml":
         #expect(config.runs.count == 3 * 3 + 3)
         #expect(Set(config.runs.compactMap { $0.config.poisoning?.backdoor?.count }) == [10, 50, 250])

@@ -92,6 +92,13 @@ func publicSubsetSplitsTheTrainingSet() throws {
     // Roughly uniform: each fifth of the indices holds about a fifth of the part (24 +- 12).
     for k in 0..<5 { #expect(abs(pub.filter { $0 / 100 == k }.count - 24) < 12) }
     #expect(throws: TrainingError.self) { try PublicSplit(data, part: .subset(size: 500), seed: 9) }
+    // `public.subset.seed`: the same public part whatever the run's seed.
+    let fixed = try PublicSplit(data, part: .subset(size: 120, seed: 9), seed: 10)
+    #expect(fixed.publicIndices == s.publicIndices)
+    #expect(fixed.record(pretraining: .null)["seed_from"] == .string("public.subset.seed"))
+    #expect(!fixed.statement.contains("drawn from the run's seed"))
+    #expect(s.record(pretraining: .null)["seed_from"] == .string("the run's seed"))
+    #expect(s.statement.contains("the public subset is drawn from the run's seed"))
 }
 
 @Test("public classes: the private task keeps the other classes (train and test), relabelled 0..<k")
@@ -109,6 +116,10 @@ func publicClassesSplitsByLabel() throws {
     #expect(s.privateSplit.test.count == 24 && s.privateSplit.test.classCount == 3)
     #expect(ids(s.privateSplit.test).allSatisfy { [0, 2, 4].contains($0 % 5) })
     #expect(throws: TrainingError.self) { try PublicSplit(data, part: .classes([0, 1, 2, 3, 4]), seed: 0) }
+    // One private class is a trivial task; one public class a no-op pretraining (held out, fine).
+    #expect(throws: TrainingError.self) { try PublicSplit(data, part: .classes([0, 1, 2, 3]), seed: 0) }
+    #expect(throws: TrainingError.self) { try PublicSplit(data, part: .classes([2]), seed: 0) }
+    #expect(try PublicSplit(data, part: .classes([2]), seed: 0, pretrains: false).privateClasses == [0, 1, 3, 4])
 }
 
 @Test(
@@ -302,21 +313,39 @@ func publicClassesRun() throws {
     "a public-classes run through the runner: the manifest's `public`, the model evaluates on the private classes, and as an initial model of the same data it is refused"
 )
 func transferRunThroughTheRunner() throws {
-    let yaml = transferYAML.replacingOccurrences(of: "classes: 2,", with: "classes: 4,")
-        .replacingOccurrences(of: "subset: {size: 300}", with: "classes: [0]")
+    let yaml = transferYAML.replacingOccurrences(of: "classes: 2,", with: "classes: 5,")
+        .replacingOccurrences(of: "subset: {size: 300}", with: "classes: [0, 1]")
     let (report, _, dir) = try trainInTemporaryFolder(try ExperimentConfig.parse(yaml: yaml, file: "t.yaml"))
     defer { try? FileManager.default.removeItem(at: dir) }
     #expect(report.finished.count == 1, "\(report)")
     let manifest = try readManifest(dir)
     let entry = try #require(manifest["runs"]?.listValue?.first)
     #expect(entry["public"]?["kind"] == .string("classes"))
-    #expect(entry["public"]?["private_classes"] == .list([.int(1), .int(2), .int(3)]))
+    #expect(entry["public"]?["private_classes"] == .list([.int(2), .int(3), .int(4)]))
     let (_, rows) = CSV.table(try String(contentsOf: dir.appendingPathComponent("runs.csv"), encoding: .utf8))
     let id = try #require(rows.first?["run_id"])
     let file = dir.appendingPathComponent("models/\(id).safetensors")
     let result = try ModelEvaluation.evaluate(file: file)
     #expect(result.accuracy == Double(rows.first?["test_accuracy"] ?? ""))
-    #expect(result.examples == 225, "the 3 private classes of the 300 test examples")
+    #expect(result.examples == 180, "the 3 private classes of the 300 test examples")
+    // The model's metadata says what its epsilon covers (`dpkit evaluate` prints it beside it).
+    #expect(result.publicKind == "classes")
+    #expect(
+        result.publicStatement?.hasPrefix("the epsilon covers only the private part (600 training examples)") == true)
+
+    // The audits after the fact would attack the whole training set, public part included:
+    // refused, naming why.
+    for audit in [
+        { _ = try MembershipAudit(folder: dir, options: MembershipAudit.Options()).run() },
+        { _ = try MultiRunCanaryAudit(folder: dir, canary: .diracGradient, trials: 2).run() },
+    ] {
+        #expect {
+            try audit()
+        } throws: { error in
+            "\(error)".contains("has a `public` part (`public.classes`)")
+                && "\(error)".contains("the epsilon covers only the private part")
+        }
+    }
 
     // The file was trained on gaussian-mixture: as the start of another run on it, refused.
     let again = yaml.replacingOccurrences(of: "  epochs: 2", with: "  epochs: 2\n  initial_model: \(file.path)")
@@ -444,4 +473,79 @@ func publicDatasetRun() throws {
         of: "subset: {size: 300}", with: "dataset: {name: synthetic-shapes, options: {image_size: 8}}")
     #expect(configError(shapes)?.path == "public.dataset")
     #expect(configError(shapes)?.message.contains("the pretrained model must take the same input") == true)
+}
+
+@Test("the manifest's private size is the n of q: the private part after examples were added to it")
+func privateSizeIsTheAnalysedN() throws {
+    let config = try ExperimentConfig.parse(yaml: transferYAML, file: "transfer.yaml")
+    let resolved = try #require(config.runs.first)
+    var context = RunContext()
+    // 10 more private examples, as poisoning or canaries add them after the split.
+    context.prepareData = { split in split.train = split.train.appending(split.train.subset(Array(0..<10))) }
+    let summary = try TrainingExecutor().execute(resolved, context: context, progress: { _ in })
+    #expect(summary.samplingProbability == 70.0 / 710)
+    let record = try #require(summary.publicPart)
+    #expect(record["private_size"] == .int(710) && record["size"] == .int(300))
+    #expect(record["statement"]?.stringValue?.contains("the private part (710 training examples)") == true)
+}
+
+@Test(
+    "poisoning lands in the private part only: the public part is split off the clean training set first, and the flipped labels are all private"
+)
+func poisoningActsOnThePrivatePart() throws {
+    let yaml = transferYAML.replacingOccurrences(
+        of: "seeds: [3]", with: "poisoning: {label_flipping: {fraction: 0.1, target: 1}}\nseeds: [3]")
+    var trained: Dataset?
+    let (summary, config, _) = try run(yaml) { _, split in trained = split.train }
+    let poisoned = try #require(trained)
+    // The reference: the split of the clean training set (no input scaling in this config).
+    let clean = try PublicSplit(TrainingExecutor().loadData(config), part: .subset(size: 300), seed: 3).privateSplit
+        .train
+    #expect(poisoned.features == clean.features, "the private part is the clean split's private part")
+    let flipped = zip(poisoned.labels, clean.labels).filter { $0 != $1 }.count
+    #expect(flipped > 0 && Double(flipped) == summary.derivedMetrics["poisoned_examples"])
+}
+
+@Test("private-standardize's statistics are of the private part (the public part is not in them)")
+func privateStandardizeFitsThePrivatePart() throws {
+    let yaml = transferYAML.replacingOccurrences(
+        of: "  options: {dimensions: 10",
+        with:
+            "  normalize: private-standardize\n  normalize_options: {noise_multiplier: 3, lower: -6, upper: 6}\n  options: {dimensions: 10"
+    )
+    var scaled: Dataset?
+    let (_, config, _) = try run(yaml) { _, split in scaled = split.train }
+    let s = try PublicSplit(TrainingExecutor().loadData(config), part: .subset(size: 300), seed: 3)
+    // The reference: the mechanism on the private part, with the run's statistics stream.
+    func fitted(_ d: Dataset) throws -> Dataset {
+        var seeded = PhiloxRandom(seed: 3).split(stream: RandomStream.statistics.rawValue)
+        let (statistics, _) = PrivateStandardization(noiseMultiplier: 3, lower: -6, upper: 6, perChannel: false).fit(
+            to: d, relation: try PrivacyPlan(config: config, trainingSetSize: 700).relation
+        ) { seeded.nextNormalDouble() }
+        var out = s.privateSplit.train
+        InputTransform.standardization(statistics).apply(to: &out)
+        return out
+    }
+    let result = try #require(scaled)
+    #expect(result.features == (try fitted(s.privateSplit.train)).features)
+    // Fitted on the whole training set instead, the scaling differs.
+    #expect(result.features != (try fitted(TrainingExecutor().loadData(config).train)).features)
+}
+
+@Test(
+    "public.subset.seed is read into the part; absent, it enters no resolved config (existing config hashes unchanged)")
+func publicSubsetSeedKey() throws {
+    let twoSeeds = transferYAML.replacingOccurrences(of: "seeds: [3]", with: "seeds: [3, 4]")
+    let plain = try ExperimentConfig.parse(yaml: twoSeeds, file: "t.yaml").runs
+    #expect(plain.count == 2)
+    for r in plain {
+        #expect(r.config.public?.part == .subset(size: 300))
+        #expect(r.config.resolved["public"]?["subset"] == .map([("size", .int(300))]))
+    }
+    let fixed = try ExperimentConfig.parse(
+        yaml: twoSeeds.replacingOccurrences(of: "subset: {size: 300}", with: "subset: {size: 300, seed: 7}"),
+        file: "t.yaml"
+    ).runs
+    #expect(fixed.allSatisfy { $0.config.public?.part == .subset(size: 300, seed: 7) })
+    #expect(fixed[0].configHash != plain[0].configHash)
 }
