@@ -19,6 +19,18 @@ struct FederatedCommand: ParsableCommand {
 }
 
 /// The one run of a config that a federated server or client process serves.
+/// A flag's value checked before the command runs: a failure is a usage error (exit status 64).
+func validateFlag(_ check: () throws -> Void) throws {
+    do { try check() } catch let e as ValidationError { throw e } catch { throw ValidationError("\(error)") }
+}
+
+/// A file a flag names must be readable before anything starts.
+func requireFile(_ path: String, flag: String) throws {
+    guard FileManager.default.isReadableFile(atPath: path) else {
+        throw ValidationError("\(flag) \(path): no such readable file (give a PEM file)")
+    }
+}
+
 func singleFederatedRun(_ path: String, seeds: [Int]) throws -> (ExperimentConfig, ResolvedRun) {
     var experiment = try reportingFailure { try ExperimentConfig.load(file: path) }
     do { try experiment.restrict(toSeeds: seeds, source: path) } catch let error as UnknownSeedsError {
@@ -54,6 +66,13 @@ struct FederatedServerCommand: ParsableCommand {
     @Option(name: .customLong("seed"), help: "The seed to run, for a config with several seeds.") var seeds: [Int] = []
     @Option(help: "Seconds to wait for the client processes to join, and for each answer in a round.")
     var timeout: Double = 600
+
+    func validate() throws {
+        try validateFlag { _ = try NetworkAddress(parsing: listen, flag: "--listen") }
+        try requireFile(tlsCert, flag: "--tls-cert")
+        try requireFile(tlsKey, flag: "--tls-key")
+        guard processes >= 1 else { throw ValidationError("--processes \(processes): at least one client process") }
+    }
 
     func run() throws {
         let (experiment, run) = try singleFederatedRun(config, seeds: seeds)
@@ -126,6 +145,12 @@ struct FederatedClientCommand: ParsableCommand {
     var seeds: [Int] = []
     @Option(help: "Seconds to keep trying to reach the server.") var connectTimeout: Double = 30
     @Option(help: "Seconds to wait for each message of the server.") var timeout: Double = 600
+
+    func validate() throws {
+        try validateFlag { _ = try NetworkAddress(parsing: connect, flag: "--connect") }
+        try validateFlag { _ = try FederatedClient.parseHosts(hosts) }
+        try requireFile(ca, flag: "--ca")
+    }
 
     func run() throws {
         let (_, run) = try singleFederatedRun(config, seeds: seeds)
