@@ -27,40 +27,25 @@ func interruptedRunContinuesFromItsCheckpoint() throws {
     let dir = tempDir("ckpt")
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: dir) }
-    let executor = TrainingExecutor()
-
-    var full: [EpochRecord] = []
-    let fullContext = RunContext(model: dir.appendingPathComponent("full.safetensors"))
-    let fullSummary = try executor.execute(run, context: fullContext) { full.append($0) }
-
-    struct Killed: Error {}
-    let context = RunContext(
-        checkpoint: dir.appendingPathComponent("run.json"), model: dir.appendingPathComponent("resumed.safetensors"))
-    var first: [EpochRecord] = []
-    #expect(throws: Killed.self) {
-        _ = try executor.execute(run, context: context) { r in
-            if r.epoch == 3 { throw Killed() } // after epoch 2's checkpoint, before epoch 3's
-            first.append(r)
-        }
+    // Stopped after epoch 2's checkpoint, before epoch 3's.
+    let r = try trainInterruptedAndResumed(run, stopAt: 3, in: dir) { checkpoint throws in
+        #expect(try RunCheckpoint.epoch(at: checkpoint) == 2)
     }
-    #expect(try RunCheckpoint.epoch(at: context.checkpoint!) == 2)
-    var rest: [EpochRecord] = []
-    let summary = try executor.execute(run, context: context) { rest.append($0) }
     func same(_ a: EpochRecord, _ b: EpochRecord) -> Bool {
         var a = a, b = b
         a.wallSeconds = nil
         b.wallSeconds = nil
         return a == b
     }
-    #expect(rest.map(\.epoch) == [3, 4])
-    #expect(zip(first + rest, full).allSatisfy(same), "resumed records differ from the uninterrupted run")
-    var s1 = summary, s2 = fullSummary
+    #expect(r.afterResume.map(\.epoch) == [3, 4])
+    #expect(
+        zip(r.beforeStop + r.afterResume, r.full).allSatisfy(same), "resumed records differ from the uninterrupted run")
+    var s1 = r.summary, s2 = r.fullSummary
     s1.privacyLedger = nil
     s2.privacyLedger = nil
     #expect(s1 == s2)
-    #expect(summary.privacyLedger == fullSummary.privacyLedger, "the ledger is neither reset nor double counted")
-    let a = try Data(contentsOf: fullContext.model!), b = try Data(contentsOf: context.model!)
-    #expect(a == b, "the resumed model differs from the uninterrupted one")
+    #expect(r.summary.privacyLedger == r.fullSummary.privacyLedger, "the ledger is neither reset nor double counted")
+    #expect(r.resumedModel == r.fullModel, "the resumed model differs from the uninterrupted one")
 }
 
 /// The `dpkit` executable beside the test bundle (built with the package).

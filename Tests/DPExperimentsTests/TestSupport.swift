@@ -200,3 +200,45 @@ func trainInTemporaryFolder(
     ).run()
     return (report, lines, folder)
 }
+
+/// One run trained twice: once uninterrupted, and once with a checkpoint, stopped when the
+/// record of epoch `stopAt` arrives, `afterStop` given the checkpoint, and resumed from it. Resume
+/// tests compare the two.
+struct InterruptedRun {
+    var full: [EpochRecord] = []
+    var fullSummary: RunSummary
+    /// The records before the stop, and those of the resumed execution.
+    var beforeStop: [EpochRecord] = []
+    var afterResume: [EpochRecord] = []
+    var summary: RunSummary
+    var fullModel: Data
+    var resumedModel: Data
+    var checkpoint: URL
+}
+
+func trainInterruptedAndResumed(
+    _ run: ResolvedRun, stopAt epoch: Int, in dir: URL, afterStop: (URL) throws -> Void = { _ in }
+) throws -> InterruptedRun {
+    struct Killed: Error {}
+    let executor = TrainingExecutor()
+    var full: [EpochRecord] = []
+    let fullContext = RunContext(model: dir.appendingPathComponent("full.safetensors"))
+    let fullSummary = try executor.execute(run, context: fullContext) { full.append($0) }
+    let context = RunContext(
+        checkpoint: dir.appendingPathComponent("run.json"), model: dir.appendingPathComponent("resumed.safetensors"))
+    var beforeStop: [EpochRecord] = []
+    do {
+        _ = try executor.execute(run, context: context) { r in
+            if r.epoch == epoch { throw Killed() }
+            beforeStop.append(r)
+        }
+        Issue.record("the run ended before epoch \(epoch), so nothing was interrupted")
+    } catch is Killed {}
+    try afterStop(context.checkpoint!)
+    var afterResume: [EpochRecord] = []
+    let summary = try executor.execute(run, context: context) { afterResume.append($0) }
+    return InterruptedRun(
+        full: full, fullSummary: fullSummary, beforeStop: beforeStop, afterResume: afterResume, summary: summary,
+        fullModel: try Data(contentsOf: fullContext.model!), resumedModel: try Data(contentsOf: context.model!),
+        checkpoint: context.checkpoint!)
+}

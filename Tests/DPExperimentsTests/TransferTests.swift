@@ -364,27 +364,13 @@ func transferRunResumes(_ fineTune: String) throws {
     let run = try #require(try ExperimentConfig.parse(yaml: yaml, file: "t.yaml").runs.first)
     let dir = try temporaryDirectory()
     defer { try? FileManager.default.removeItem(at: dir) }
-    let executor = TrainingExecutor()
-    var full: [EpochRecord] = []
-    let fullContext = RunContext(model: dir.appendingPathComponent("full.safetensors"))
-    let fullSummary = try executor.execute(run, context: fullContext) { full.append($0) }
-
-    struct Killed: Error {}
-    let context = RunContext(
-        checkpoint: dir.appendingPathComponent("run.json"), model: dir.appendingPathComponent("resumed.safetensors"))
-    var records: [EpochRecord] = []
-    #expect(throws: Killed.self) {
-        _ = try executor.execute(run, context: context) { r in
-            if r.epoch == 2 { throw Killed() }
-            records.append(r)
-        }
-    }
-    let summary = try executor.execute(run, context: context) { records.append($0) }
+    let r = try trainInterruptedAndResumed(run, stopAt: 2, in: dir)
+    let records = r.beforeStop + r.afterResume
     #expect(records.map(\.epoch) == [1, 2, 3])
-    #expect(records.map(\.testAccuracy) == full.map(\.testAccuracy))
-    #expect(records.map(\.trainLoss) == full.map(\.trainLoss))
-    #expect(summary.privacyLedger == fullSummary.privacyLedger)
-    #expect(try Data(contentsOf: fullContext.model!) == Data(contentsOf: context.model!))
+    #expect(records.map(\.testAccuracy) == r.full.map(\.testAccuracy))
+    #expect(records.map(\.trainLoss) == r.full.map(\.trainLoss))
+    #expect(r.summary.privacyLedger == r.fullSummary.privacyLedger)
+    #expect(r.resumedModel == r.fullModel)
 }
 
 @Test(
