@@ -296,7 +296,7 @@ public final class FederatedTrainer {
         }
         return try Self.encodeClipped(
             u.update ?? [Float](repeating: .nan, count: layout.count), norm: p.clippingNorm, encoding: encoding,
-            layout: layout, thresholds: p.layerThresholds)
+            layout: layout, thresholds: p.layerThresholds, loss: u.loss, finite: u.finite && u.update != nil)
     }
 
     /// Server, step 2: aggregates what the clients sent (robust rule, DP-FedAvg, or the unmasked
@@ -316,12 +316,17 @@ public final class FederatedTrainer {
         let byClient = Dictionary(outcome.updates.map { ($0.client, $0) }, uniquingKeysWith: { a, _ in a })
         // In sampled order, whatever order they arrived in (the sums are taken in this order).
         let received = a.sampledClients.compactMap { byClient[$0] }
+        // Without secure aggregation the diagnostics come with each update; with it they come
+        // masked inside the inputs, and only their sums are read below.
         var lossSum = 0.0
         var nonFinite = 0
-        for u in received {
-            if u.finite { lossSum += u.loss } else { nonFinite += 1 }
+        var finiteClients = 0
+        if a.secure == nil {
+            for u in received {
+                if u.finite { lossSum += u.loss } else { nonFinite += 1 }
+            }
+            finiteClients = received.count - nonFinite
         }
-        let finiteClients = received.count - nonFinite
         let dropped = outcome.dropped.map { a.sampledClients[$0] }
         var report: PrivateRoundReport? = nil
         var skipped = false
@@ -332,13 +337,16 @@ public final class FederatedTrainer {
                 var unclipped = 0
                 if p.unmask, let s = outcome.secureSum {
                     let decoded = try FixedPointEncoding(scaleBits: p.scaleBits).decode(s)
-                    guard decoded.count == layout.count + 1 else {
+                    guard decoded.count == Self.secureInputCount(parameterCount: layout.count) else {
                         throw FederatedError(
-                            "secure aggregation: a sum of \(decoded.count) coordinates for a model of \(layout.count) (+1)"
+                            "secure aggregation: a sum of \(decoded.count) coordinates for a model of \(layout.count) (+\(Self.secureDiagnosticCount))"
                         )
                     }
                     sum = Array(decoded.prefix(layout.count))
                     unclipped = Int(decoded[layout.count].rounded())
+                    finiteClients = Int(decoded[layout.count + 1].rounded())
+                    nonFinite = a.sampledClients.count - outcome.dropped.count - finiteClients
+                    lossSum = decoded[layout.count + 2] * Self.secureLossScale
                 }
                 // Too few survivors: nothing is unmasked and the round releases noise only
                 // (a zero sum over zero clients), still composed below.
@@ -436,15 +444,31 @@ public final class FederatedTrainer {
     /// sensitivity the noise is calibrated to), encoded, with the unclipped bit `1[||u|| <= C]`
     /// appended as one more coordinate.
     static func encodeClipped(
-        _ update: [Float], norm c: Double, encoding: FixedPointEncoding, layout: UpdateLayout, thresholds: [Double]?
+        _ update: [Float], norm c: Double, encoding: FixedPointEncoding, layout: UpdateLayout, thresholds: [Double]?,
+        loss: Double = .nan, finite: Bool = false
     ) throws -> [UInt32] {
         var u = update
         let shrink = (c - encoding.roundingSlack(dimension: u.count)) / c
         let clipped = UpdateClipping.clip(
             &u, norm: c * shrink, layout: layout, thresholds: thresholds?.map { $0 * shrink })
-        // The unclipped bit compares the real norm with C_t, as without secure aggregation.
-        return try encoding.encode(u + [clipped.norm <= c ? 1 : 0], bound: max(c, 1))
+        // The unclipped bit compares the real norm with C_t, as without secure aggregation. The
+        // diagnostics are masked with the update: the server learns only their sums.
+        let scaledLoss = finite && loss.isFinite ? Float(min(max(loss, 0), Self.secureLossScale) / Self.secureLossScale) : 0
+        return try encoding.encode(
+            u + [clipped.norm <= c ? 1 : 0, finite ? 1 : 0, scaledLoss], bound: max(c, 1))
     }
+
+    /// Coordinates a client appends to its clipped update under secure aggregation, masked with
+    /// it, so that the server learns only their sums over the surviving clients: the unclipped
+    /// bit (for adaptive clipping), the finite bit and the last-epoch loss over
+    /// ``secureLossScale`` (for `train_loss`). Each lies in [0, 1], within the encoding's bound.
+    public static let secureDiagnosticCount = 3
+    /// Under secure aggregation a client's loss is clamped to [0, this] before it is encoded (a
+    /// diagnostic; a larger loss means training diverged).
+    public static let secureLossScale = 64.0
+
+    /// The length of a secure-aggregation input for a model of `parameterCount` parameters.
+    public static func secureInputCount(parameterCount: Int) -> Int { parameterCount + secureDiagnosticCount }
 
     // MARK: - Evaluation
 

@@ -74,12 +74,18 @@ public struct ClientUpdate: Sendable, Equatable {
         self.examples = examples
         self.finite = finite
     }
+    /// What the server receives from the client under secure aggregation: only that it
+    /// answered. Its update and its diagnostics (loss, finite flag) travel masked in its
+    /// input (``FederatedTrainer/secureInput(_:parameters:)``); the example count not at all.
+    public var secureReceipt: ClientUpdate {
+        ClientUpdate(client: client, update: nil, loss: .nan, examples: 0, finite: true)
+    }
 }
 
 /// What the server holds at the end of a round's collection.
 public struct RoundOutcome: Sendable, Equatable {
-    /// The clients that answered (in any order): with their updates in plain mode, with their
-    /// diagnostics only (``ClientUpdate/update`` nil) under secure aggregation.
+    /// The clients that answered (in any order): with their updates in plain mode, as
+    /// ``ClientUpdate/secureReceipt`` (no update, no diagnostics) under secure aggregation.
     public var updates: [ClientUpdate]
     /// Under secure aggregation: the unmasked sum, mod `2^32`, of the surviving clients' encoded
     /// inputs (nil when the round was not unmasked).
@@ -120,8 +126,8 @@ public struct InProcessTransport: FederatedTransport {
                 inputs: inputs, droppedBeforeInput: Set(p.droppedBeforeInput), round: UInt64(a.round)
             ).sum
         }
-        // What the server keeps: diagnostics, never an individual update.
-        for i in updates.indices { updates[i].update = nil }
+        // What the server keeps: who answered, never an individual update or diagnostic.
+        updates = updates.map(\.secureReceipt)
         return RoundOutcome(updates: updates, secureSum: sum, dropped: p.droppedBeforeInput)
     }
 }

@@ -196,14 +196,9 @@ public final class FederatedClient {
             peer?.send(.updates(results))
             return
         }
-        // Secure aggregation: the server gets diagnostics, never an update.
-        peer?.send(
-            .updates(
-                results.map {
-                    var u = $0
-                    u.update = nil
-                    return u
-                }))
+        // Secure aggregation: the server learns who answered, never an update or a diagnostic
+        // (those travel masked in the inputs).
+        peer?.send(.updates(results.map(\.secureReceipt)))
         guard p.unmask else { return }
         let n = a.sampledClients.count
         _ = try SecureAggregation(threshold: p.threshold, clients: n)

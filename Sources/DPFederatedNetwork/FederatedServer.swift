@@ -379,7 +379,7 @@ public final class FederatedServer: FederatedTransport {
                     ms.allSatisfy({
                         mine.contains($0.position) && shared.contains($0.position)
                             && !p.droppedBeforeInput.contains($0.position)
-                            && $0.words.count == a.global.count + 1
+                            && $0.words.count == FederatedTrainer.secureInputCount(parameterCount: a.global.count)
                     })
                 else { throw protocolFailure(h, a, "masked inputs it may not send") }
                 answered.insert(h)
@@ -424,7 +424,8 @@ public final class FederatedServer: FederatedTransport {
         }
         let (sum, selfSeeds) = try SecureAggregation.unmask(
             masked: masked, dropped: Set(dropped), publicKeys: publicKeys, responses: responses,
-            threshold: p.threshold, dimension: a.global.count + 1, round: UInt64(a.round))
+            threshold: p.threshold,
+            dimension: FederatedTrainer.secureInputCount(parameterCount: a.global.count), round: UInt64(a.round))
         observeSelfSeeds?(a.round, selfSeeds)
         // Every position that sent no input dropped out (configured dropouts included).
         let all = Set(0..<n)

@@ -283,7 +283,8 @@ func threeClientProcessesOverTLSGiveTheSimulationsModelBitForBit(secure: Bool) t
     for m in received.value {
         switch m {
         case .updates(let us):
-            #expect(us.allSatisfy { $0.update == nil })
+            // Who answered, nothing more: no update, no loss, no example count.
+            #expect(us.allSatisfy { $0.update == nil && $0.loss.isNaN && $0.examples == 0 && $0.finite })
             diagnostics += 1
         case .maskedInputs(let ms):
             let round = diagnostics / 3 - 1
@@ -342,13 +343,13 @@ struct LosingTransport: FederatedTransport {
         }
         guard p.unmask else { return RoundOutcome(updates: updates, dropped: p.droppedBeforeInput) }
         // The plain fixed-point sum of the survivors' inputs (what unmasking must give).
-        var sum = [UInt32](repeating: 0, count: a.global.count + 1)
+        var sum = [UInt32](repeating: 0, count: FederatedTrainer.secureInputCount(parameterCount: a.global.count))
         let gone = lost.union(p.droppedBeforeInput)
         for (position, k) in a.sampledClients.enumerated() where !gone.contains(position) {
             let x = try t.secureInput(try t.clientUpdate(client: k, assignment: a), parameters: p)
             for j in sum.indices { sum[j] &+= x[j] }
         }
-        for i in updates.indices { updates[i].update = nil }
+        updates = updates.map(\.secureReceipt)
         return RoundOutcome(updates: updates, secureSum: sum, dropped: gone.sorted())
     }
 }

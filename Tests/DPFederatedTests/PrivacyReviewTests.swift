@@ -218,3 +218,42 @@ import Testing
     #expect(dropped > 0)
     #expect(trainer.flatParameters().allSatisfy { $0.isFinite })
 }
+
+@Test func underSecureAggregationTheServerLearnsOnlySumsOfTheDiagnostics() throws {
+    // Review finding F2: each client's last-epoch loss, finite flag and example count reached
+    // the server in clear beside its masked input. Now what the transport hands the server is
+    // who answered; the loss and the finite flag travel masked in the input, so the server
+    // reads only their sums. The mean loss equals the plain path's (same seed, same clients,
+    // same local training) up to the fixed-point rounding of each loss: 64 / 2^(s+1) for
+    // s = 16 scale bits. A non-finite client still counts (finite bit 0).
+    let (train, _, p) = try smallFederation()
+    func trainer(secure: Bool, learningRate: Double = 0.1) throws -> FederatedTrainer {
+        try FederatedTrainer(
+            model: try smallModel(), data: train, partition: p,
+            configuration: FederatedConfiguration(
+                rounds: 1, sampling: .fixedSize, clientsPerRound: 5,
+                local: LocalTraining(epochs: 2, batchSize: 5, learningRate: learningRate),
+                privacy: UserLevelPrivacy(noiseMultiplier: 1, clippingNorm: 0.5),
+                secureAggregation: secure ? SecureAggregationSettings(scaleBits: 16) : nil, seed: 3))
+    }
+    let secure = try trainer(secure: true)
+    let assignment = try secure.beginRound()
+    var transport = InProcessTransport(trainer: secure)
+    let outcome = try transport.collect(assignment)
+    #expect(outcome.updates.count == 5)
+    #expect(outcome.updates.allSatisfy { $0.update == nil && $0.loss.isNaN && $0.examples == 0 && $0.finite })
+    #expect(outcome.secureSum?.count == FederatedTrainer.secureInputCount(parameterCount: assignment.global.count))
+    let secureReport = try secure.finishRound(assignment, outcome: outcome)
+    let plainReport = try trainer(secure: false).runRound()
+    #expect(secureReport.sampledClients == plainReport.sampledClients)
+    #expect(plainReport.meanLocalLoss.isFinite && plainReport.meanLocalLoss > 0)
+    let tolerance = FederatedTrainer.secureLossScale / Double(1 << 17)
+    #expect(
+        Swift.abs(secureReport.meanLocalLoss - plainReport.meanLocalLoss) <= tolerance,
+        "secure \(secureReport.meanLocalLoss), plain \(plainReport.meanLocalLoss)")
+    #expect(secureReport.nonFiniteClients == 0)
+    // Every client diverges (learning rate 1e38): counted from the masked finite bits.
+    let diverging = try trainer(secure: true, learningRate: 1e38).runRound()
+    #expect(diverging.nonFiniteClients == 5)
+    #expect(diverging.meanLocalLoss.isNaN)
+}
