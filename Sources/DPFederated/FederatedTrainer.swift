@@ -453,7 +453,8 @@ public final class FederatedTrainer {
             &u, norm: c * shrink, layout: layout, thresholds: thresholds?.map { $0 * shrink })
         // The unclipped bit compares the real norm with C_t, as without secure aggregation. The
         // diagnostics are masked with the update: the server learns only their sums.
-        let scaledLoss = finite && loss.isFinite ? Float(min(max(loss, 0), Self.secureLossScale) / Self.secureLossScale) : 0
+        let scaledLoss =
+            finite && loss.isFinite ? Float(min(max(loss, 0), Self.secureLossScale) / Self.secureLossScale) : 0
         return try encoding.encode(
             u + [clipped.norm <= c ? 1 : 0, finite ? 1 : 0, scaledLoss], bound: max(c, 1))
     }
