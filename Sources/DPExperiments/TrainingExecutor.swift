@@ -446,8 +446,13 @@ public struct TrainingExecutor: RunExecutor {
     // MARK: - Data
 
     /// The training-set size the privacy analysis uses: the whole training set, or with
-    /// `public` its private part (the `classes` kind reads the labels to count it).
+    /// `public` its private part (the `classes` kind reads the labels to count it), plus the
+    /// examples a backdoor appends (so that the printed plan's q, steps and epsilon are the run's).
     func privateTrainingSetSize(_ c: RunConfig) throws -> Int {
+        try dataTrainingSetSize(c) + (c.poisoning?.backdoor?.count ?? 0)
+    }
+
+    private func dataTrainingSetSize(_ c: RunConfig) throws -> Int {
         let request = try c.dataset.request(seed: c.seed, registry: registries.datasets)
         switch c.public?.part {
         case nil: return try registries.datasets.trainingSetSize(request)

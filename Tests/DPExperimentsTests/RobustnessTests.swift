@@ -26,6 +26,21 @@ private let tinyConfig = """
 
     """
 
+@Test func thePlanOfABackdoorRunCountsTheAddedExamples() throws {
+    // 600 training examples and 20 appended backdoor copies: the plan printed before training
+    // has q = 60 / 620 and the steps of 620, as the run itself (it used to print q = 60 / 600).
+    let config = try parse(tinyConfig)
+    let run = try #require(config.runs.first { $0.config.training.adversarial == nil })
+    let plan = try TrainingExecutor().plan(run)
+    #expect(plan.samplingProbability == 60.0 / 620.0)
+    #expect(plan.steps == 620 / 60)
+    let (_, _, folder) = try trainInTemporaryFolder(config)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let rows = CSV.parse(try String(contentsOf: folder.appendingPathComponent("runs.csv"), encoding: .utf8))
+    let q = try #require(rows[0].firstIndex(of: "sampling_probability"))
+    #expect(rows.dropFirst().filter { $0.count == rows[0].count }.allSatisfy { Double($0[q]) == 60.0 / 620.0 })
+}
+
 @Test func evaluationAndPoisoningColumnsEndToEnd() throws {
     let (report, _, folder) = try trainInTemporaryFolder(parse(tinyConfig))
     defer { try? FileManager.default.removeItem(at: folder) }
