@@ -129,8 +129,12 @@ func shippedConfigsAreValid(_ name: String) throws {
         #expect(OutputSchema.derivedColumns(config.runs).contains("robust_accuracy_pgd40_linf_0.2"))
         #expect(OutputSchema.derivedColumns(config.runs).contains("robust_accuracy_square500_linf_0.1"))
     case "poisoning-fashion-mnist.yaml":
-        #expect(config.runs.count == 3 * 3 + 3)
-        #expect(Set(config.runs.compactMap { $0.config.poisoning?.backdoor?.count }) == [10, 50, 250])
+        // 5 counts at 3 epsilons, and two non-private controls per count: batches of 128, and the
+        // private runs' batches of 2048 (the same steps).
+        #expect(config.runs.count == 5 * 3 + 5 * 2)
+        #expect(Set(config.runs.compactMap { $0.config.poisoning?.backdoor?.count }) == [10, 50, 250, 1000, 4000])
+        let controls = config.runs.filter { $0.kind == .nonPrivate }.map(\.config.training.expectedBatchSize)
+        #expect(controls.sorted() == [Int](repeating: 128, count: 5) + [Int](repeating: 2048, count: 5))
     case "fashion-mnist-budgets.yaml":
         #expect(config.runs.count == (5 + 2) * 3)
         #expect(Set(config.runs.compactMap(\.config.privacy.targetEpsilon)) == [0.5, 1, 2, 4, 8])
