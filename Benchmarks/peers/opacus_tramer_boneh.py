@@ -33,6 +33,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from opacus_bench import make_model  # the same tanh CNN as the step benchmark
+
 DATA = "/usr/share/datasets/fashion-mnist"
 
 warnings.filterwarnings("ignore", message="Secure RNG turned off")
@@ -56,21 +58,6 @@ def load(split: str):
     return torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y)
 
 
-def make_model() -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 8, stride=2, padding=3),
-        nn.Tanh(),
-        nn.MaxPool2d(2, 1),
-        nn.Conv2d(16, 32, 4, stride=2),
-        nn.Tanh(),
-        nn.MaxPool2d(2, 1),
-        nn.Flatten(),
-        nn.Linear(32 * 4 * 4, 32),
-        nn.Tanh(),
-        nn.Linear(32, 10),
-    )
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=int, default=40)
@@ -92,7 +79,7 @@ def main() -> None:
     x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
 
     start = time.perf_counter()
-    model = make_model()
+    model = make_model("cnn-tanh")
     optimizer = torch.optim.SGD(model.parameters(), lr=4.0, momentum=0.9)
     criterion = nn.CrossEntropyLoss()
     loader = torch.utils.data.DataLoader(

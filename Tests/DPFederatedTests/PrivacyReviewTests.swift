@@ -69,11 +69,9 @@ import Testing
     // sum would be their update. Below min_clients = 3 the round must release noise only: the
     // same change of the model whatever the clients' updates (here: local learning rate 0.5
     // against 0, i.e. zero updates), while rounds with 3 or more differ.
-    let (train, _, p) = try smallFederation()
     func trainer(_ lr: Double) throws -> FederatedTrainer {
-        try FederatedTrainer(
-            model: try smallModel(), data: train, partition: p,
-            configuration: FederatedConfiguration(
+        try smallTrainer(
+            FederatedConfiguration(
                 rounds: 40, sampling: .poisson, clientsPerRound: 3,
                 local: LocalTraining(epochs: 1, batchSize: 5, learningRate: lr),
                 privacy: UserLevelPrivacy(noiseMultiplier: 1, clippingNorm: 0.5),
@@ -226,11 +224,9 @@ import Testing
     // reads only their sums. The mean loss equals the plain path's (same seed, same clients,
     // same local training) up to the fixed-point rounding of each loss: 64 / 2^(s+1) for
     // s = 16 scale bits. A non-finite client still counts (finite bit 0).
-    let (train, _, p) = try smallFederation()
     func trainer(secure: Bool, learningRate: Double = 0.1) throws -> FederatedTrainer {
-        try FederatedTrainer(
-            model: try smallModel(), data: train, partition: p,
-            configuration: FederatedConfiguration(
+        try smallTrainer(
+            FederatedConfiguration(
                 rounds: 1, sampling: .fixedSize, clientsPerRound: 5,
                 local: LocalTraining(epochs: 2, batchSize: 5, learningRate: learningRate),
                 privacy: UserLevelPrivacy(noiseMultiplier: 1, clippingNorm: 0.5),

@@ -191,6 +191,12 @@ func smallModel(seed: UInt64 = 2) throws -> Sequential {
         specs: [.linear(outputs: 16, bias: true), .tanh, .linear(outputs: 3, bias: true)], inputShape: [8], seed: seed)
 }
 
+/// A trainer of ``smallModel(seed:)`` on the default ``smallFederation(clients:perClass:seed:)``.
+func smallTrainer(_ configuration: FederatedConfiguration) throws -> FederatedTrainer {
+    let (train, _, p) = try smallFederation()
+    return try FederatedTrainer(model: try smallModel(), data: train, partition: p, configuration: configuration)
+}
+
 @Test func nonPrivateFedAvgLearns() throws {
     let (train, test, p) = try smallFederation()
     let trainer = try FederatedTrainer(
