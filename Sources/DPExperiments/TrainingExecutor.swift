@@ -92,9 +92,14 @@ public struct TrainingExecutor: RunExecutor {
         }
         // The plan printed before training, unless the data turned out to hold another number
         // of examples than the dataset declared (then sigma, q and the steps follow the data).
-        let setup =
-            try plans.take(run.runID, trainingSetSize: split.train.count)
-            ?? PrivacyPlan(config: c, trainingSetSize: split.train.count)
+        let stored = plans.take(run.runID, trainingSetSize: split.train.count)
+        if let planned = stored.otherSize {
+            FileHandle.standardError.write(
+                Data(
+                    "warning: run \(run.runID): the training set has \(split.train.count) examples, not the \(planned) the printed plan assumed: sigma, q, the steps and epsilon follow the data (runs.csv and the manifest have the run's)\n"
+                        .utf8))
+        }
+        let setup = try stored.plan ?? PrivacyPlan(config: c, trainingSetSize: split.train.count)
         // The manifest's private size is the n of q (after poisoning and canaries).
         publicSplit?.analysedPrivateSize = setup.trainingSetSize
         let seed = UInt64(c.seed)
@@ -820,12 +825,13 @@ final class PlanCache: @unchecked Sendable {
         plans[runID] = plan
     }
 
-    /// The plan of `runID`, if it was made for `trainingSetSize` examples; removed either way.
-    func take(_ runID: String, trainingSetSize n: Int) -> PrivacyPlan? {
+    /// The plan of `runID`, if it was made for `trainingSetSize` examples, and the size a plan
+    /// of another size was made for; removed either way.
+    func take(_ runID: String, trainingSetSize n: Int) -> (plan: PrivacyPlan?, otherSize: Int?) {
         lock.lock()
         defer { lock.unlock() }
-        guard let plan = plans.removeValue(forKey: runID), plan.trainingSetSize == n else { return nil }
-        return plan
+        guard let plan = plans.removeValue(forKey: runID) else { return (nil, nil) }
+        return plan.trainingSetSize == n ? (plan, nil) : (nil, plan.trainingSetSize)
     }
 }
 

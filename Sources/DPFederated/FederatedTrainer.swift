@@ -17,11 +17,15 @@ public struct RoundReport: Sendable {
     public var droppedClients: [Int]
     /// Mean local training loss over the sampled clients' last local epoch (over those whose
     /// loss stayed finite). A non-private diagnostic: it is computed from the clients' data
-    /// without noise, like DP-SGD's training loss.
+    /// without noise, like DP-SGD's training loss. Under secure aggregation: over the surviving
+    /// clients, from the masked sum of their losses clamped to [0, ``FederatedTrainer/secureLossScale``];
+    /// NaN when the round was not unmasked.
     public var meanLocalLoss: Double
-    /// Sampled clients whose local loss became non-finite. Under DP their update counts as zero
-    /// (and as clipped for adaptive clipping) instead of aborting the run, which would release
-    /// a data-dependent signal; without DP the round throws instead.
+    /// Sampled clients whose local loss became non-finite (under secure aggregation: surviving
+    /// clients, from the masked sum of their finite bits; 0 when the round was not unmasked).
+    /// Under DP their update counts as zero (and as clipped for adaptive clipping) instead of
+    /// aborting the run, which would release a data-dependent signal; without DP the round
+    /// throws instead.
     public var nonFiniteClients: Int = 0
     /// Under secure aggregation, whether the round released noise only because fewer than
     /// ``SecureAggregationSettings/minimumClients`` clients sent their input (so the sum was not
@@ -273,8 +277,9 @@ public final class FederatedTrainer {
     }
 
     /// Client, under secure aggregation: the update clipped to `C_t - slack`, encoded, with the
-    /// unclipped bit appended (``encodeClipped(_:norm:encoding:layout:thresholds:)``); a
-    /// non-finite update is encoded as zeros (clipping zeroes it), counted as clipped.
+    /// unclipped bit, the finite bit and the scaled loss appended
+    /// (``encodeClipped(_:norm:encoding:layout:thresholds:loss:finite:)``); a non-finite update
+    /// is encoded as zeros (clipping zeroes it), counted as clipped.
     /// - Throws: ``FederatedError`` for parameters that do not fit this model, or an update
     ///   beyond the encoding's capacity.
     public func secureInput(_ u: ClientUpdate, parameters p: SecureRoundParameters) throws -> [UInt32] {
@@ -344,9 +349,14 @@ public final class FederatedTrainer {
                     }
                     sum = Array(decoded.prefix(layout.count))
                     unclipped = Int(decoded[layout.count].rounded())
-                    finiteClients = Int(decoded[layout.count + 1].rounded())
-                    nonFinite = a.sampledClients.count - outcome.dropped.count - finiteClients
-                    lossSum = decoded[layout.count + 2] * Self.secureLossScale
+                    // Clamped: a client that does not follow the protocol cannot make the counts
+                    // nonsensical (it can still lie within them).
+                    let survivors = a.sampledClients.count - outcome.dropped.count
+                    finiteClients = min(max(Int(decoded[layout.count + 1].rounded()), 0), survivors)
+                    nonFinite = survivors - finiteClients
+                    lossSum = min(
+                        max(decoded[layout.count + 2] * Self.secureLossScale, 0),
+                        Self.secureLossScale * Double(finiteClients))
                 }
                 // Too few survivors: nothing is unmasked and the round releases noise only
                 // (a zero sum over zero clients), still composed below.
@@ -441,8 +451,11 @@ public final class FederatedTrainer {
     /// One client's input to secure aggregation: its update clipped to `C - sqrt(d) / 2^(s+1)`
     /// (per layer: every threshold shrunk by the same factor)
     /// (so that rounding to the grid keeps the encoded update's norm at most `C`, the
-    /// sensitivity the noise is calibrated to), encoded, with the unclipped bit `1[||u|| <= C]`
-    /// appended as one more coordinate.
+    /// sensitivity the noise is calibrated to), encoded, with ``secureDiagnosticCount``
+    /// coordinates appended: the unclipped bit `1[||u|| <= C]`, the finite bit and
+    /// `loss / secureLossScale` clamped to [0, 1] (0 when not finite). Only the first `d`
+    /// coordinates enter the DP sum. The loss is rounded to Float and then to the grid: its
+    /// error is at most `secureLossScale (2^-(s+1) + 2^-25)` per client.
     static func encodeClipped(
         _ update: [Float], norm c: Double, encoding: FixedPointEncoding, layout: UpdateLayout, thresholds: [Double]?,
         loss: Double = .nan, finite: Bool = false

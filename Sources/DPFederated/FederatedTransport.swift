@@ -80,6 +80,9 @@ public struct ClientUpdate: Sendable, Equatable {
     public var secureReceipt: ClientUpdate {
         ClientUpdate(client: client, update: nil, loss: .nan, examples: 0, finite: true)
     }
+
+    /// Whether this is a ``secureReceipt`` (field by field: a NaN loss is never `==` itself).
+    public var isSecureReceipt: Bool { update == nil && loss.isNaN && examples == 0 && finite }
 }
 
 /// What the server holds at the end of a round's collection.

@@ -8,7 +8,7 @@ import NIOCore
 // Everything travels inside TLS.
 
 /// The protocol version; a client and a server of different versions refuse each other.
-public let federatedProtocolVersion = 1
+public let federatedProtocolVersion = 2
 
 /// One message of the federated protocol.
 public enum FederatedMessage: Equatable, Sendable {
@@ -22,7 +22,7 @@ public enum FederatedMessage: Equatable, Sendable {
     /// Server -> clients: a round starts.
     case round(RoundAssignment)
     /// Client -> server: its hosted sampled clients' results (plain mode: with their updates;
-    /// secure aggregation: diagnostics only).
+    /// secure aggregation: ``ClientUpdate/secureReceipt`` only, who answered).
     case updates([ClientUpdate])
     /// Client -> server (secure aggregation, round 0): each hosted position's public keys.
     case advertise([AdvertisedKeys])

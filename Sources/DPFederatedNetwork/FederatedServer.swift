@@ -265,7 +265,7 @@ public final class FederatedServer: FederatedTransport {
 
     public func collect(_ a: RoundAssignment) throws -> RoundOutcome {
         for h in liveHosts { send(.round(a), to: h) }
-        // Phase 1: every live host's results (diagnostics only under secure aggregation).
+        // Phase 1: every live host's results (under secure aggregation: who answered, nothing more).
         var updates: [ClientUpdate] = []
         var answered = Set<Int>()
         var advertised: [Int: FederatedMessage.AdvertisedKeys] = [:]
@@ -288,6 +288,10 @@ public final class FederatedServer: FederatedTransport {
                 else { throw protocolFailure(h, a, "updates for clients it does not host this round") }
                 if a.secure != nil, us.contains(where: { $0.update != nil }) {
                     throw protocolFailure(h, a, "an individual update under secure aggregation")
+                }
+                // A client's loss, finite flag and example count travel masked in its input.
+                if a.secure != nil, !us.allSatisfy(\.isSecureReceipt) {
+                    throw protocolFailure(h, a, "a client's diagnostics in clear under secure aggregation")
                 }
                 if us.contains(where: { $0.update.map { $0.count != a.global.count } ?? false }) {
                     throw protocolFailure(

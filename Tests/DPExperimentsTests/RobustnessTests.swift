@@ -27,18 +27,23 @@ private let tinyConfig = """
     """
 
 @Test func thePlanOfABackdoorRunCountsTheAddedExamples() throws {
-    // 600 training examples and 20 appended backdoor copies: the plan printed before training
-    // has q = 60 / 620 and the steps of 620, as the run itself (it used to print q = 60 / 600).
-    let config = try parse(tinyConfig)
+    // 600 training examples and 60 appended backdoor copies: the plan printed before training
+    // has q = 60 / 660 and the 11 steps of 660, as the run itself (it used to print q = 60 / 600
+    // and 10 steps, and the run made a second plan).
+    let config = try parse(tinyConfig.replacingOccurrences(of: "count: 20", with: "count: 60"))
     let run = try #require(config.runs.first { $0.config.training.adversarial == nil })
     let plan = try TrainingExecutor().plan(run)
-    #expect(plan.samplingProbability == 60.0 / 620.0)
-    #expect(plan.steps == 620 / 60)
+    #expect(plan.samplingProbability == 60.0 / 660.0)
+    #expect(plan.steps == 11)
     let (_, _, folder) = try trainInTemporaryFolder(config)
     defer { try? FileManager.default.removeItem(at: folder) }
     let rows = CSV.parse(try String(contentsOf: folder.appendingPathComponent("runs.csv"), encoding: .utf8))
-    let q = try #require(rows[0].firstIndex(of: "sampling_probability"))
-    #expect(rows.dropFirst().filter { $0.count == rows[0].count }.allSatisfy { Double($0[q]) == 60.0 / 620.0 })
+    let header = rows[0]
+    let finished = rows.dropFirst().filter { $0.count == header.count }
+    let q = try #require(header.firstIndex(of: "sampling_probability"))
+    let steps = try #require(header.firstIndex(of: "steps"))
+    #expect(finished.count == 3)
+    #expect(finished.allSatisfy { Double($0[q]) == 60.0 / 660.0 && $0[steps] == "11" })
 }
 
 @Test func evaluationAndPoisoningColumnsEndToEnd() throws {

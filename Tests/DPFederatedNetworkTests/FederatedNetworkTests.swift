@@ -284,7 +284,7 @@ func threeClientProcessesOverTLSGiveTheSimulationsModelBitForBit(secure: Bool) t
         switch m {
         case .updates(let us):
             // Who answered, nothing more: no update, no loss, no example count.
-            #expect(us.allSatisfy { $0.update == nil && $0.loss.isNaN && $0.examples == 0 && $0.finite })
+            #expect(us.allSatisfy { $0.isSecureReceipt })
             diagnostics += 1
         case .maskedInputs(let ms):
             let round = diagnostics / 3 - 1
