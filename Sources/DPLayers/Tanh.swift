@@ -9,6 +9,7 @@ public final class Tanh: ParameterFreeLayer {
     var output = Tensor<Float>(zeros: [0])
     var spareOutput = Tensor<Float>(zeros: [0]) // the other buffer (next layer holds one)
     var inputGradient = Tensor<Float>(zeros: [0])
+    var spareInputGradient = Tensor<Float>(zeros: [0]) // a Linear layer before keeps one as its output gradient
 
     public init() {}
     public var description: String { "Tanh" }
@@ -31,7 +32,7 @@ public final class Tanh: ParameterFreeLayer {
             dy.shape == output.shape, "Tanh.backward: gradient \(dy.shape) differs from output \(output.shape)")
         // One pass into the layer's own buffer: `dy` is still referenced by the caller (and
         // cached by the layer after), so modifying a copy of it would copy it first.
-        inputGradient.reuseForOverwrite(shape: dy.shape)
+        inputGradient.reuseForOverwrite(shape: dy.shape, alternatingWith: &spareInputGradient)
         dy.withUnsafeBufferPointer { pd in
             output.withUnsafeBufferPointer { py in
                 inputGradient.withUnsafeMutableBufferPointer { dx in
