@@ -43,16 +43,27 @@ public enum BLASRuntime {
     /// keep polling (`sched_yield`) on the other cores, and the ``ParallelBatch`` slices that run
     /// between BLAS calls (im2col, pooling, activations, norms, noise) then find no free core, so
     /// the calling thread runs them all. The timeout is read only when the worker threads start,
-    /// so this sets the variable, has OpenBLAS re-read its environment, and restarts the workers.
+    /// so this sets the variable, has OpenBLAS re-read its environment (`openblas_read_env`), and
+    /// restarts the workers (`blas_thread_shutdown_`, `blas_thread_init`): entry points of
+    /// OpenBLAS 0.3's thread server that `cblas.h` does not declare, looked up at run time, so
+    /// that a single-threaded OpenBLAS without them is left alone (the call returns `false`).
     /// Call it first thing in `main`, before any other thread uses BLAS.
     @discardableResult
     public static func setIdleThreadTimeout(log2Cycles: Int) -> Bool {
         let env = ProcessInfo.processInfo.environment
         if env[threadTimeoutVariable] != nil || env["GOTO_THREAD_TIMEOUT"] != nil { return false }
+        typealias Entry = @convention(c) () -> Int32
+        typealias VoidEntry = @convention(c) () -> Void
+        guard let process = dlopen(nil, RTLD_NOW) else { return false }
+        defer { dlclose(process) }
+        guard let readEnv = dlsym(process, "openblas_read_env"),
+            let shutdown = dlsym(process, "blas_thread_shutdown_"),
+            let start = dlsym(process, "blas_thread_init")
+        else { return false }
         setenv(threadTimeoutVariable, String(log2Cycles), 1)
-        openblas_read_env()
-        _ = blas_thread_shutdown_()
-        _ = blas_thread_init()
+        unsafeBitCast(readEnv, to: VoidEntry.self)()
+        _ = unsafeBitCast(shutdown, to: Entry.self)()
+        _ = unsafeBitCast(start, to: Entry.self)()
         return true
     }
 
