@@ -36,6 +36,10 @@ public final class Linear: Layer {
     var batchSize = 0
     var positions = 1
 
+    // Outputs, written in place when the caller let go of last step's (no allocation).
+    var output = Tensor<Float>(zeros: [0, 0]) // [rows, outputs]
+    var inputGradient = Tensor<Float>(zeros: [0, 0]) // [rows, inputs]
+
     // Workspaces, re-allocated only when the batch shape changes.
     var inputNorms = Tensor<Float>(zeros: [0])
     var gradientNorms = Tensor<Float>(zeros: [0])
@@ -86,12 +90,12 @@ public final class Linear: Layer {
         positions = batchSize == 0 ? x.shape.trailingCount / inputCount : rows / batchSize
         input = x.reshaped([rows, inputCount])
         // gemm with beta 0 writes every output (inputCount > 0): no zero fill.
-        var y = Tensor<Float>(unsafeUninitializedShape: [rows, outputCount]) { _ in }
-        gemm(input, transposed: false, weight.value, transposed: true, into: &y)
-        if let b = bias { y.addRowVector(b.value) }
+        output.reuseForOverwrite(shape: [rows, outputCount])
+        gemm(input, transposed: false, weight.value, transposed: true, into: &output)
+        if let b = bias { output.addRowVector(b.value) }
         var outShape = x.shape
         outShape[outShape.rank - 1] = outputCount
-        return y.reshaped(outShape)
+        return output.reshaped(outShape)
     }
 
     public func backward(_ dy: Tensor<Float>) -> Tensor<Float> {
@@ -108,9 +112,9 @@ public final class Linear: Layer {
             return zeroInputGradient
         }
         // gemm with beta 0 writes every scalar (outputCount > 0): no zero fill.
-        var dx = Tensor<Float>(unsafeUninitializedShape: [rows, inputCount]) { _ in }
-        gemm(outputGradient, weight.value, into: &dx)
-        return dx.reshaped(inShape)
+        inputGradient.reuseForOverwrite(shape: [rows, inputCount])
+        gemm(outputGradient, weight.value, into: &inputGradient)
+        return inputGradient.reshaped(inShape)
     }
 
     // MARK: - Per-sample gradients

@@ -14,6 +14,7 @@ public final class MaxPool2d: ParameterFreeLayer {
     /// suffice for any plane below 2^31 scalars whatever the batch size.
     var argmax: [Int32] = []
     var output = Tensor<Float>(zeros: [0, 0, 0, 0])
+    var spareOutput = Tensor<Float>(zeros: [0, 0, 0, 0]) // the other buffer (next layer holds one)
     var inputGradient = Tensor<Float>(zeros: [0, 0, 0, 0])
 
     public init(kernel: Int, stride: Int? = nil) {
@@ -31,7 +32,7 @@ public final class MaxPool2d: ParameterFreeLayer {
         let ho = pooledSize(h, kernel: kernel, stride: stride), wo = pooledSize(w, kernel: kernel, stride: stride)
         inputShape = x.shape
         // Every output is written by the kernel: no zero fill.
-        output.reuseForOverwrite(shape: [b, c, ho, wo])
+        output.reuseForOverwrite(shape: [b, c, ho, wo], alternatingWith: &spareOutput)
         let count = b * c * ho * wo
         if argmax.count != count { argmax = [Int32](repeating: 0, count: count) }
         precondition(h * w <= Int(Int32.max), "\(description): input planes \(h)x\(w) too large for 32-bit indices")

@@ -7,15 +7,18 @@ import DPTensor
 /// tempered sigmoid with scale 2, temperature 2 and offset 1.
 public final class Tanh: ParameterFreeLayer {
     var output = Tensor<Float>(zeros: [0])
+    var spareOutput = Tensor<Float>(zeros: [0]) // the other buffer (next layer holds one)
     var inputGradient = Tensor<Float>(zeros: [0])
+    var spareInputGradient = Tensor<Float>(zeros: [0]) // a Linear layer before keeps one as its output gradient
 
     public init() {}
     public var description: String { "Tanh" }
     public func outputShape(forExampleShape inputShape: Shape) -> Shape { inputShape }
 
-    /// Writes into the output buffer of the last step when nothing else holds it (no allocation).
+    /// Writes into one of two output buffers that nothing else holds any more (no allocation):
+    /// a Linear or Conv2d layer after this one keeps last step's output until its own forward pass.
     public func forward(_ x: Tensor<Float>, context: inout ForwardContext) -> Tensor<Float> {
-        output.reuseForOverwrite(shape: x.shape)
+        output.reuseForOverwrite(shape: x.shape, alternatingWith: &spareOutput)
         x.withUnsafeBufferPointer { px in
             output.withUnsafeMutableBufferPointer { py in
                 if px.count > 0 { Float.vectorizableTanh(px.baseAddress!, into: py.baseAddress!, count: px.count) }
@@ -29,7 +32,7 @@ public final class Tanh: ParameterFreeLayer {
             dy.shape == output.shape, "Tanh.backward: gradient \(dy.shape) differs from output \(output.shape)")
         // One pass into the layer's own buffer: `dy` is still referenced by the caller (and
         // cached by the layer after), so modifying a copy of it would copy it first.
-        inputGradient.reuseForOverwrite(shape: dy.shape)
+        inputGradient.reuseForOverwrite(shape: dy.shape, alternatingWith: &spareInputGradient)
         dy.withUnsafeBufferPointer { pd in
             output.withUnsafeBufferPointer { py in
                 inputGradient.withUnsafeMutableBufferPointer { dx in

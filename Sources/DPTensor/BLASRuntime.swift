@@ -26,6 +26,47 @@ public enum BLASRuntime {
         openblas_set_num_threads(Int32(n))
     }
 
+    /// The environment variable OpenBLAS reads for how long its idle threads poll for work.
+    public static let threadTimeoutVariable = "OPENBLAS_THREAD_TIMEOUT"
+
+    /// The idle timeout the `dpkit` tool sets (``setIdleThreadTimeout(log2Cycles:)``): 2^16
+    /// cycles, some tens of microseconds, enough to bridge back-to-back BLAS calls. Measured on
+    /// the tanh CNN at 2 threads (BENCHMARKS.md): 2^4, 2^12 and 2^16 gave about the same
+    /// throughput, 1.2-1.3x OpenBLAS's default 2^28; 2^20 was erratic.
+    public static let dpkitIdleThreadTimeout = 16
+
+    /// Makes OpenBLAS's idle worker threads sleep after about `2^log2Cycles` CPU cycles without
+    /// work (OpenBLAS clamps the exponent to 4...30), unless the user set
+    /// `OPENBLAS_THREAD_TIMEOUT` or `GOTO_THREAD_TIMEOUT`; returns whether it changed anything.
+    ///
+    /// OpenBLAS's default is 2^28 cycles (about 0.1 s): after every threaded BLAS call its workers
+    /// keep polling (`sched_yield`) on the other cores, and the ``ParallelBatch`` slices that run
+    /// between BLAS calls (im2col, pooling, activations, norms, noise) then find no free core, so
+    /// the calling thread runs them all. The timeout is read only when the worker threads start,
+    /// so this sets the variable, has OpenBLAS re-read its environment (`openblas_read_env`), and
+    /// restarts the workers (`blas_thread_shutdown_`, `blas_thread_init`): entry points of
+    /// OpenBLAS 0.3's thread server that `cblas.h` does not declare, looked up at run time, so
+    /// that a single-threaded OpenBLAS without them is left alone (the call returns `false`).
+    /// Call it first thing in `main`, before any other thread uses BLAS.
+    @discardableResult
+    public static func setIdleThreadTimeout(log2Cycles: Int) -> Bool {
+        let env = ProcessInfo.processInfo.environment
+        if env[threadTimeoutVariable] != nil || env["GOTO_THREAD_TIMEOUT"] != nil { return false }
+        typealias Entry = @convention(c) () -> Int32
+        typealias VoidEntry = @convention(c) () -> Void
+        guard let process = dlopen(nil, RTLD_NOW) else { return false }
+        defer { dlclose(process) }
+        guard let readEnv = dlsym(process, "openblas_read_env"),
+            let shutdown = dlsym(process, "blas_thread_shutdown_"),
+            let start = dlsym(process, "blas_thread_init")
+        else { return false }
+        setenv(threadTimeoutVariable, String(log2Cycles), 1)
+        unsafeBitCast(readEnv, to: VoidEntry.self)()
+        _ = unsafeBitCast(shutdown, to: Entry.self)()
+        _ = unsafeBitCast(start, to: Entry.self)()
+        return true
+    }
+
     /// The OpenBLAS build configuration string.
     public static var configuration: String { String(cString: openblas_get_config()) }
 

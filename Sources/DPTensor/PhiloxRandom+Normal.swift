@@ -113,15 +113,37 @@ extension PhiloxRandom {
     /// CPU has them, baseline x86-64 otherwise). The kernel computes the same operations in the
     /// same order without fused multiply-adds, so the values match the Swift path; the tests allow
     /// 4 ulps. Consumes `24 * ceil(count / 64)` blocks, as the reference does.
+    ///
+    /// Large buffers are split across ``ParallelBatch`` threads in slices of whole groups of
+    /// ``normalsPerSliceGroup`` outputs: output `i` comes from blocks `block + 24 (i / 64)`
+    /// whoever computes it, so each slice starts its kernel call at `block + 24 (start / 64)`
+    /// and writes the values the single call would have written there, bit for bit, whatever
+    /// the thread count.
     mutating func fillNormalFloat(
         _ p: UnsafeMutablePointer<Float>?, count n: Int, mean: Float,
         standardDeviation sd: Float, accumulate: Bool
     ) {
         guard n > 0, let p else { return }
-        dpk_philox_normal_f32(key, stream, _block, p, Int64(n), mean, sd, accumulate ? 1 : 0)
+        let (key, stream, first) = (key, stream, _block)
+        let add: Int32 = accumulate ? 1 : 0
+        let group = PhiloxRandom.normalsPerSliceGroup
+        let groups = (n + group - 1) / group
+        ParallelBatch.forEachSlice(of: groups, minimumSlice: PhiloxRandom.parallelNormalsMinimumGroups) { _, r in
+            let start = r.lowerBound * group, end = Swift.min(n, r.upperBound * group)
+            let firstBlock = first &+ UInt64(start / 64) &* 24
+            dpk_philox_normal_f32(key, stream, firstBlock, p + start, Int64(end - start), mean, sd, add)
+        }
         _block &+= 24 &* UInt64((n + 63) / 64)
         used = 4
     }
+
+    /// The outputs of one iteration of the C kernel (two groups of 24 blocks, 64 normals each):
+    /// the unit a slice of a parallel fill starts on.
+    static let normalsPerSliceGroup = 128
+
+    /// The fewest groups of ``normalsPerSliceGroup`` outputs per thread (16,384 normals, about
+    /// 20-40 microseconds of work) before a fill is split across threads.
+    static let parallelNormalsMinimumGroups = 128
 
     /// One Box-Muller pair computed by the C kernel's code (`dpk_box_muller_f32`) from chosen
     /// words, `(r cos theta, r sin theta)`: for tests, which cannot steer Philox to given words.

@@ -169,6 +169,16 @@ public struct Tensor<Scalar: TensorScalar>: @unchecked Sendable {
         self = Tensor(storage: TensorStorage(uninitializedCount: newShape.scalarCount), offset: 0, shape: newShape)
     }
 
+    /// ``reuseForOverwrite(shape:)`` for a layer output that the next layer keeps (as its input)
+    /// until that layer's own forward pass, which comes after this one's: if this buffer is still
+    /// shared, `self` and `spare` swap first, so a layer that alternates between two buffers
+    /// allocates nothing in the steady state. Whatever still holds the old buffer keeps it intact.
+    public mutating func reuseForOverwrite(shape newShape: Shape, alternatingWith spare: inout Tensor) {
+        let reusable = offset == 0 && storage.count == newShape.scalarCount && isKnownUniquelyReferenced(&storage)
+        if !reusable { swap(&self, &spare) }
+        reuseForOverwrite(shape: newShape)
+    }
+
     /// True if the two tensors view the same storage (for tests of no-copy views).
     public func sharesStorage(with other: Tensor) -> Bool { storage === other.storage }
 }

@@ -14,6 +14,9 @@ case .slow(_, let advice):
     FileHandleStderr.write("warning: \(advice)\n")
 default: break
 }
+// OpenBLAS's idle threads sleep soon after a call instead of polling for 0.1 s, so that the
+// batch-parallel work between BLAS calls finds the other cores free (see BENCHMARKS.md).
+BLASRuntime.setIdleThreadTimeout(log2Cycles: BLASRuntime.dpkitIdleThreadTimeout)
 // The tool has said what it has to say about the kernel: trainers need not repeat it.
 BLASRuntime.slowKernelWarningEnabled = false
 DPKitCommand.main()

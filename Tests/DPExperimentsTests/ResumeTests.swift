@@ -48,17 +48,6 @@ func interruptedRunContinuesFromItsCheckpoint() throws {
     #expect(r.resumedModel == r.fullModel, "the resumed model differs from the uninterrupted one")
 }
 
-/// The `dpkit` executable beside the test bundle (built with the package).
-private func dpkitExecutable() -> URL? {
-    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    for _ in 0..<3 {
-        let candidate = dir.appendingPathComponent("dpkit")
-        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-        dir = dir.deletingLastPathComponent()
-    }
-    return nil
-}
-
 private func dpkit(_ arguments: [String], log: URL? = nil, environment extra: [String: String] = [:]) throws -> Process
 {
     let p = Process()

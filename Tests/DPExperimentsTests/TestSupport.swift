@@ -242,3 +242,14 @@ func trainInterruptedAndResumed(
         fullModel: try Data(contentsOf: fullContext.model!), resumedModel: try Data(contentsOf: context.model!),
         checkpoint: context.checkpoint!)
 }
+
+/// The `dpkit` executable beside the test bundle (built with the package).
+func dpkitExecutable() -> URL? {
+    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for _ in 0..<3 {
+        let candidate = dir.appendingPathComponent("dpkit")
+        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        dir = dir.deletingLastPathComponent()
+    }
+    return nil
+}

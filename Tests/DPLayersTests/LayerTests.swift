@@ -143,3 +143,55 @@ func emptyBatchPassesThrough(_ c: LayerCase) {
     var eval = ForwardContext(training: false)
     #expect(layer.forward(x, context: &eval) == x)
 }
+
+// MARK: - Output buffers
+
+/// A Linear layer after Tanh, ReLU or MaxPool2d keeps last step's output as its input until its own
+/// forward pass: the layer alternates between two buffers (no allocation after the second
+/// step), never writes into the one still held, and computes the same values as a fresh layer.
+@Test("Tanh, ReLU and MaxPool2d alternate between two output (and input-gradient) buffers while a neighbour holds one")
+func heldOutputsAlternate() {
+    let makers: [() -> any Layer] = [{ Tanh() }, { ReLU() }, { MaxPool2d(kernel: 2) }]
+    for make in makers {
+        let layer = make()
+        var context = ForwardContext(training: true)
+        var held = layer.forward(randomTensor([3, 2, 6, 6], seed: 10), context: &context)
+        var addresses: [UnsafePointer<Float>?] = []
+        for step in 1...4 {
+            let x = randomTensor([3, 2, 6, 6], seed: UInt64(10 + step))
+            let heldValues = held.scalars
+            let y = layer.forward(x, context: &context)
+            var fresh = ForwardContext(training: true)
+            #expect(y == make().forward(x, context: &fresh), "\(layer) step \(step): values")
+            #expect(held.scalars == heldValues, "\(layer) step \(step): wrote into the output still held")
+            #expect(!y.sharesStorage(with: held))
+            addresses.append(y.withUnsafeBufferPointer { UnsafePointer($0.baseAddress) })
+            held = y
+        }
+        #expect(addresses[2] == addresses[0] && addresses[3] == addresses[1], "\(layer): not two alternating buffers")
+    }
+    // The input gradients of Tanh and ReLU likewise (a Linear layer before keeps one as its
+    // output gradient until its next backward pass).
+    let activations: [() -> any Layer] = [{ Tanh() }, { ReLU() }]
+    for make in activations {
+        let layer = make()
+        var context = ForwardContext(training: true)
+        let x = randomTensor([3, 2, 6, 6], seed: 20)
+        _ = layer.forward(x, context: &context)
+        var held = layer.backward(randomTensor([3, 2, 6, 6], seed: 21))
+        var addresses: [UnsafePointer<Float>?] = []
+        for step in 1...4 {
+            let dy = randomTensor([3, 2, 6, 6], seed: UInt64(21 + step))
+            let heldValues = held.scalars
+            let dx = layer.backward(dy)
+            let reference = make()
+            var fresh = ForwardContext(training: true)
+            _ = reference.forward(x, context: &fresh)
+            #expect(dx == reference.backward(dy), "\(layer) backward step \(step): values")
+            #expect(held.scalars == heldValues)
+            addresses.append(dx.withUnsafeBufferPointer { UnsafePointer($0.baseAddress) })
+            held = dx
+        }
+        #expect(addresses[2] == addresses[0] && addresses[3] == addresses[1], "\(layer): not two alternating gradients")
+    }
+}

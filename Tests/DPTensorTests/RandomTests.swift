@@ -371,6 +371,43 @@ func normalKernelMatchesReference(key: UInt64, stream: UInt64, words: Int) {
     }
 }
 
+/// The noise of a large gradient is split across threads by block ranges: the same bits at 1, 2
+/// and 3 threads, the reference's values, and the same generator position. (Checked by hand: a
+/// slice that starts one group of 24 blocks late fails the bit-for-bit and the reference checks.)
+@Test(
+    "large Float normal fills give the same bits at 1, 2 and 3 threads, and the Swift reference's values",
+    arguments: [false, true])
+func normalKernelIsIndependentOfTheThreadCount(accumulate: Bool) {
+    // Above three slices' minimum (so 3 threads split it in 3), not a multiple of 64 or 128, from
+    // a partly used block.
+    let count = 3 * PhiloxRandom.parallelNormalsMinimumGroups * PhiloxRandom.normalsPerSliceGroup + 1_000 + 37
+    let start = philox(key: 2027, stream: 11, words: 6)
+    let base = (0..<count).map { Float($0 % 13) * 0.5 - 3 }
+    var reference = base
+    var slow = start
+    slow.fillNormalFloatReference(
+        &reference, count: count, mean: 0.25, standardDeviation: 1.5, accumulate: accumulate)
+    var one: [Float] = []
+    for threads in [1, 2, 3] {
+        var rng = start
+        var out = base
+        withThreads(threads) {
+            if accumulate {
+                out.withUnsafeMutableBufferPointer { rng.addNormal(to: $0, standardDeviation: 1.5) }
+            } else {
+                out.withUnsafeMutableBufferPointer { rng.fillNormal($0, mean: 0.25, standardDeviation: 1.5) }
+            }
+        }
+        if threads == 1 { one = out }
+        let differing = zip(out, one).filter { $0.bitPattern != $1.bitPattern }.count
+        #expect(differing == 0, "\(threads) threads: \(differing) of \(count) normals differ from 1 thread")
+        let worst = zip(out, reference).map { ulps($0, $1) }.max() ?? 0
+        let worstAbs = zip(out, reference).map { abs($0 - $1) }.max() ?? 0
+        #expect(worst <= 4 || worstAbs <= 1e-6, "\(threads) threads: \(worst) ulp, \(worstAbs) from the reference")
+        #expect(rng == slow, "\(threads) threads: the generator advances as the reference's")
+    }
+}
+
 @Test("Float normals through the C kernel resume from a saved state mid-stream")
 func normalKernelResumes() {
     var rng = PhiloxRandom(seed: 31, stream: 9)
