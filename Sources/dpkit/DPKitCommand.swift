@@ -18,6 +18,20 @@ func reportFailure(_ error: Error, hint: String? = nil) -> ExitCode {
     return ExitCode(status.rawValue)
 }
 
+extension ParsableCommand {
+    /// Ends the process with a usage error found after parsing (a `--seed` or `--shard` that the
+    /// config read later does not allow): the message and this subcommand's usage line, as
+    /// ArgumentParser prints its own, and exit status 64. (A `ValidationError` thrown from
+    /// `run()` would print the root command's usage instead.)
+    static func exitWithUsageError(_ message: String) -> Never {
+        let usage = DPKitCommand.usageString(for: Self.self)
+        let name = usage.split(separator: " ").prefix { !$0.hasPrefix("<") && !$0.hasPrefix("[") }
+            .joined(separator: " ")
+        FileHandleStderr.write("Error: \(message)\nUsage: \(usage)\n  See '\(name) --help' for more information.\n")
+        Foundation.exit(ExitCode.validationFailure.rawValue)
+    }
+}
+
 /// Runs `body`; a failure is reported as ``reportFailure(_:hint:)`` does and becomes its exit code.
 func reportingFailure<T>(hint: String? = nil, _ body: () throws -> T) throws -> T {
     do { return try body() } catch { throw reportFailure(error, hint: hint) }

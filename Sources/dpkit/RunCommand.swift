@@ -47,10 +47,14 @@ struct RunCommand: ParsableCommand {
         do { experiment = try ExperimentConfig.load(file: config) } catch {
             throw reportFailure(error)
         }
+        // Bad --seed or --shard values are usage errors of `dpkit run` (its usage line, exit 64),
+        // found only once the config is read.
         do { try experiment.restrict(toSeeds: onlySeeds, source: config) } catch let error as UnknownSeedsError {
-            throw ValidationError("--seed \(error)")
+            Self.exitWithUsageError("--seed \(error)")
         }
-        try restrictToShard(&experiment)
+        do { try restrictToShard(&experiment) } catch let error as ValidationError {
+            Self.exitWithUsageError(error.message)
+        }
         let out = URL(fileURLWithPath: output ?? "runs/\(experiment.name)")
         print("DPKit \(DPKitVersion.string); \(BLASRuntime.summary)")
         var started = false
