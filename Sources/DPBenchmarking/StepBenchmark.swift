@@ -69,6 +69,9 @@ public enum StepBenchmark {
         /// Data-parallel ranks (`mpirun -np K dpkit bench`) and the physical chunk size.
         public var ranks = 1
         public var physicalBatchSize: Int
+        /// The examples per chunk the trainer processes (``DPTraining/DPSGDTrainer/chunkSize``):
+        /// the physical batch size, or fewer so that a chunk stays in cache.
+        public var chunkSize = 0
         /// Mean milliseconds per timed step in each phase (``DPTraining/DataParallelTimings``):
         /// this rank's chunks; waiting for the slowest rank (ranks > 1); the exchange of the
         /// chunks' sums (all-to-all by segment, then all-gather of the summed segments); the
@@ -81,6 +84,7 @@ public enum StepBenchmark {
         enum CodingKeys: String, CodingKey {
             case ranks
             case physicalBatchSize = "physical_batch_size"
+            case chunkSize = "chunk_size"
             case computeMs = "compute_ms"
             case waitingMs = "waiting_ms"
             case exchangeMs = "exchange_ms"
@@ -133,6 +137,7 @@ public enum StepBenchmark {
             achievedGflops: achieved, gemmPeakGflops: peak, fractionOfGemmPeak: achieved / peak,
             peakRssMB: peakResidentMegabytes(), physicalBatchSize: physicalBatchSize ?? batchSize)
         result.ranks = communicator?.size ?? 1
+        result.chunkSize = trainer.chunkSize
         let perStep = 1000 / Double(max(1, steps))
         result.computeMs = (after.compute - before.compute) * perStep
         result.waitingMs = (after.waiting - before.waiting) * perStep

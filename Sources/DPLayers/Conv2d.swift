@@ -109,6 +109,12 @@ public final class Conv2d: Layer {
         return [outChannels, g.outputHeight, g.outputWidth]
     }
 
+    /// The output and the im2col columns (`Cout L + K L` scalars per example).
+    public func cachedScalars(forExampleShape s: Shape) -> Int {
+        let g = geometry(for: s)
+        return (outChannels + patchSize) * g.outputPositions
+    }
+
     /// The rule the cost model picks for example shape `[Cin, H, W]` (ignoring any override).
     public func normRule(forExampleShape s: Shape) -> PerSampleNormRule {
         let g = geometry(for: s)

@@ -25,6 +25,15 @@ extension Layer {
     }
 }
 
+// MARK: - Working set
+
+extension Layer {
+    /// The output alone: what most layers keep for the backward pass.
+    public func cachedScalars(forExampleShape inputShape: Shape) -> Int {
+        outputShape(forExampleShape: inputShape).scalarCount
+    }
+}
+
 // MARK: - Helpers for per-layer clipping
 
 extension Layer {

@@ -63,4 +63,9 @@ public protocol Layer: AnyObject {
     var needsInputGradient: Bool { get set }
     func addPerSampleGradientSquaredNorms(into norms: inout Tensor<Float>)
     func accumulateGradients(exampleWeights: Tensor<Float>?)
+    /// The scalars one example of shape `inputShape` occupies in what the layer keeps between
+    /// its forward pass and the per-sample phases: its output, plus a convolution's im2col
+    /// columns (default: the output). The trainer sizes its chunks from the sum over a model's
+    /// layers, so that a chunk's tensors stay in cache (``Sequential/cachedScalars(forExampleShape:)``).
+    func cachedScalars(forExampleShape inputShape: Shape) -> Int
 }

@@ -49,6 +49,18 @@ public final class Sequential: Layer {
         layers.reduce(inputShape) { $1.outputShape(forExampleShape: $0) }
     }
 
+    /// Every layer's cached scalars (``Layer/cachedScalars(forExampleShape:)``) for one
+    /// example: what a batch holds per example between the forward pass and the per-sample
+    /// phases, besides its input and the gradients of the same size.
+    public func cachedScalars(forExampleShape inputShape: Shape) -> Int {
+        var shape = inputShape, total = 0
+        for layer in layers {
+            total += layer.cachedScalars(forExampleShape: shape)
+            shape = layer.outputShape(forExampleShape: shape)
+        }
+        return total
+    }
+
     // MARK: - Forward and backward
 
     public func forward(_ x: Tensor<Float>, context: inout ForwardContext) -> Tensor<Float> {

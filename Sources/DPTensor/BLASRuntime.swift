@@ -26,6 +26,22 @@ public enum BLASRuntime {
         openblas_set_num_threads(Int32(n))
     }
 
+    /// Serialises ``withThreadCount(_:_:)`` across threads (recursive: a body may call it again).
+    nonisolated(unsafe) static let threadCountLock = NSRecursiveLock()
+
+    /// Runs `body` with OpenBLAS (and so ``ParallelBatch``) on `n` threads, then restores the
+    /// count. The count is process-wide: calls from several threads wait for each other, so
+    /// that a body sees the count it asked for throughout (the trainer's parallel chunks, which
+    /// run BLAS on one thread per chunk, and tests that compare thread counts).
+    public static func withThreadCount<T>(_ n: Int, _ body: () throws -> T) rethrows -> T {
+        threadCountLock.lock()
+        defer { threadCountLock.unlock() }
+        let before = threadCount
+        setThreadCount(n)
+        defer { setThreadCount(before) }
+        return try body()
+    }
+
     /// The environment variable OpenBLAS reads for how long its idle threads poll for work.
     public static let threadTimeoutVariable = "OPENBLAS_THREAD_TIMEOUT"
 

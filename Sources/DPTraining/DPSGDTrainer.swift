@@ -166,17 +166,19 @@ public final class DPSGDTrainer {
     /// Every privacy event this run composed, in order. Never reset.
     public private(set) var ledger: PrivacyLedger
 
-    private let loss = SoftmaxCrossEntropy()
-    private var indices: [Int] = []
-    private var chunkIndices: [Int] = []
-    private var batch: Tensor<Float>
-    /// The other half of a double buffer: the layers keep the previous chunk's input cached,
-    /// so gathering into it would copy it first (copy-on-write); alternating avoids that copy.
-    private var spareBatch: Tensor<Float>
-    private var batchLabels: [Int] = []
-    private var norms: Tensor<Float> = Tensor(zeros: [0])
-    private var weights: Tensor<Float> = Tensor(zeros: [0])
-    private var perLayerWeights: [Tensor<Float>] = []
+    let loss = SoftmaxCrossEntropy()
+    var indices: [Int] = []
+    /// Examples per chunk: the physical batch cap, or fewer so that a chunk's tensors stay in
+    /// cache (``chunkSize(model:exampleShape:maxPhysicalBatchSize:)``).
+    public let chunkSize: Int
+    /// The trainer's own model and chunk buffers.
+    let mainWorker: ChunkWorker
+    /// Replicas of the model for chunks processed on other threads (built on first use).
+    var replicaWorkers: [ChunkWorker] = []
+    /// The threads that processed the last step's chunks (tests).
+    var lastChunkWorkers = 0
+    /// Why chunks are not processed in parallel (nil: they can be), decided once.
+    lazy var chunkParallelismRefusal: String? = refusalOfParallelChunks()
     private var secureRandom: SystemRandom?
     /// Steps the budget still allows (nil: no budget).
     public private(set) var stepsRemaining: Int?
@@ -215,12 +217,12 @@ public final class DPSGDTrainer {
     public var measuresWaiting = false
     /// Each chunk's clipped sum (parameters flattened, cut into one segment per rank) as sent
     /// and received, this rank's segment of the step's sum, the whole sum, and the chunks' figures.
-    private var chunkSums: [Float] = []
+    var chunkSums: [Float] = []
     private var receivedSums: [Float] = []
     private var flatGradient: [Float] = []
     private var segmentSum: [Float] = []
     private var stepSum: [Float] = []
-    private var chunkFigures: [Double] = []
+    var chunkFigures: [Double] = []
     private var gatheredFigures: [Double] = []
 
     /// Makes a trainer. The learning rate is the optimizer's (`SGD(learningRate:)`,
@@ -279,8 +281,9 @@ public final class DPSGDTrainer {
         self.dropoutRandom = root.split(stream: RandomStream.dropout.rawValue)
         self.clippingNorm = configuration.privacy?.clippingNorm ?? .infinity
         self.ledger = ledger
-        self.batch = Tensor(zeros: data.batchShape(0))
-        self.spareBatch = Tensor(zeros: data.batchShape(0))
+        self.chunkSize = Self.chunkSize(
+            model: model, exampleShape: data.exampleShape, maxPhysicalBatchSize: configuration.maxPhysicalBatchSize)
+        self.mainWorker = ChunkWorker(model: model, batchShape: data.batchShape(0))
         self.secureRandom = secure ? SystemRandom() : nil
         self.budgetAccountant = budgetAccountant
         try recomputeBudget()
@@ -367,14 +370,15 @@ public final class DPSGDTrainer {
         var report = StepReport(
             step: step, batchSize: indices.count, lossSum: 0, correct: 0,
             clippedCount: 0, clippingNorm: clippingNorm)
-        // The logical batch is cut into physical chunks of `maxPhysicalBatchSize`; chunk j is
-        // processed by rank j mod K (in its slot j / K), and its clipped sum S_j is computed from
-        // zero. The flattened parameters are cut into K segments of L; rank r receives segment r
+        // The logical batch is cut into chunks of `chunkSize` (at most `maxPhysicalBatchSize`);
+        // chunk j is processed by rank j mod K (in its slot j / K), and its clipped sum S_j is
+        // computed from zero (on one rank, chunks may run on several threads, each with a model
+        // replica: see `processChunksInParallel`). The flattened parameters are cut into K segments of L; rank r receives segment r
         // of every chunk's sum (all-to-all) and adds them in chunk order, ((S_0 + S_1) + S_2) + ...,
         // then the segments are gathered: a reduce-scatter and an all-gather, as an allreduce,
         // but in a fixed order. One process does exactly the same (K = 1: one segment), so K ranks
         // give the same sum bit for bit, given the same BLAS kernel and thread count per process.
-        let chunk = configuration.maxPhysicalBatchSize
+        let chunk = chunkSize
         let chunkCount = (indices.count + chunk - 1) / chunk
         let ranks = communicator.size, rank = communicator.rank
         let slots = (chunkCount + ranks - 1) / ranks
@@ -394,19 +398,34 @@ public final class DPSGDTrainer {
         }
         // One process and one chunk: the gradients are the sum already (nothing to move).
         let direct = ranks == 1 && chunkCount <= 1
-        for slot in 0..<slots {
-            let j = slot * ranks + rank
-            var stats = ChunkStats(lossSum: 0, correct: 0, clipped: 0, unclipped: 0)
-            if j < chunkCount {
-                for p in parameters { p.gradient.fill(0) }
-                let start = j * chunk, end = min(indices.count, start + chunk)
-                chunkIndices.removeAll(keepingCapacity: true)
-                chunkIndices.append(contentsOf: indices[start..<end])
-                do { stats = try processChunk() } catch let error as TrainingError { stats.error = error }
-                if !direct { packSegments(parameters, slot: slot, slots: slots, segment: segment) }
+        let workerCount = ranks == 1 ? parallelChunkWorkers(chunkCount: chunkCount) : 1
+        lastChunkWorkers = workerCount
+        if workerCount > 1 {
+            try processChunksInParallel(
+                workers: workerCount, chunkCount: chunkCount, chunk: chunk, width: width,
+                figuresWidth: figuresWidth, batchIdentity: batchIdentity)
+        } else {
+            for slot in 0..<slots {
+                let j = slot * ranks + rank
+                var stats = ChunkStats(lossSum: 0, correct: 0, clipped: 0, unclipped: 0)
+                if j < chunkCount {
+                    for p in parameters { p.gradient.fill(0) }
+                    let start = j * chunk, end = min(indices.count, start + chunk)
+                    mainWorker.indices.removeAll(keepingCapacity: true)
+                    mainWorker.indices.append(contentsOf: indices[start..<end])
+                    // Secure mode: each forward pass keys its dropout masks with fresh OS randomness.
+                    let dropoutKey = secureRandom != nil ? PhiloxRandom(seed: secureRandom!.next()) : dropoutRandom
+                    var context = ForwardContext(training: true, rng: dropoutKey)
+                    do {
+                        stats = try processChunk(mainWorker, context: &context)
+                    } catch let error as TrainingError { stats.error = error }
+                    if secureRandom == nil { dropoutRandom = context.rng }
+                    if !direct { packSegments(parameters, slot: slot, slots: slots, segment: segment) }
+                }
+                chunkFigures.withUnsafeMutableBufferPointer { figures in
+                    stats.write(into: figures, at: slot * figuresWidth, identity: batchIdentity)
+                }
             }
-            stats.write(into: &chunkFigures, at: slot * figuresWidth)
-            for (i, v) in batchIdentity.enumerated() { chunkFigures[slot * figuresWidth + ChunkStats.width + i] = v }
         }
         if chunkCount == 0 { for p in parameters { p.gradient.fill(0) } }
         lap(\.compute)
@@ -580,7 +599,7 @@ public final class DPSGDTrainer {
         }
     }
 
-    private struct ChunkStats {
+    struct ChunkStats {
         var lossSum: Double, correct: Int
         /// Examples scaled down (per-layer: any layer), and examples left whole.
         var clipped: Int, unclipped: Int
@@ -600,7 +619,9 @@ public final class DPSGDTrainer {
             self.layerClipped = layerClipped
         }
 
-        func write(into buffer: inout [Double], at o: Int) {
+        /// Writes the figures at `o`, then the batch's identity (step, size, checksum).
+        func write(into buffer: UnsafeMutableBufferPointer<Double>, at o: Int, identity: [Double]) {
+            for (i, v) in identity.enumerated() { buffer[o + Self.width + i] = v }
             buffer[o] = lossSum
             buffer[o + 1] = Double(correct)
             buffer[o + 2] = Double(clipped)
@@ -638,62 +659,64 @@ public final class DPSGDTrainer {
         }
     }
 
-    private func processChunk() throws -> ChunkStats {
-        let m = chunkIndices.count
-        swap(&batch, &spareBatch)
-        if batch.leadingCount != m { batch = Tensor(zeros: data.batchShape(m)) }
-        data.gather(indices: chunkIndices, into: &batch, labels: &batchLabels)
+    /// Forward, backward, per-example norms, clipping and the clipped sum of the chunk
+    /// `worker.indices`, on `worker`'s model, whose parameter gradients must be zero. Reads
+    /// only the trainer's settings and state of this step, so workers may run it concurrently.
+    func processChunk(_ worker: ChunkWorker, context: inout ForwardContext) throws -> ChunkStats {
+        let m = worker.indices.count
+        let model = worker.model
+        swap(&worker.batch, &worker.spareBatch)
+        if worker.batch.leadingCount != m { worker.batch = Tensor(zeros: data.batchShape(m)) }
+        data.gather(indices: worker.indices, into: &worker.batch, labels: &worker.labels)
         // Adversarial training: each example replaced by its adversarial copy (a function of that
         // example and the current parameters only, so its clipped gradient is still its own).
-        inputPerturbation?.perturb(&batch, labels: batchLabels, model: model, step: step)
-        // Secure mode: each forward pass keys its dropout masks with fresh OS randomness.
-        let dropoutKey = secureRandom != nil ? PhiloxRandom(seed: secureRandom!.next()) : dropoutRandom
-        var context = ForwardContext(training: true, rng: dropoutKey)
-        let logits = model.forward(batch, context: &context)
-        if secureRandom == nil { dropoutRandom = context.rng }
-        let (losses, dLogits) = loss(logits: logits, labels: batchLabels)
+        inputPerturbation?.perturb(&worker.batch, labels: worker.labels, model: model, step: step)
+        let logits = model.forward(worker.batch, context: &context)
+        let (losses, dLogits) = loss(logits: logits, labels: worker.labels)
         let lossSum = Double(losses.sum())
-        let correct = Evaluation.correctCount(logits: logits, labels: batchLabels)
+        let correct = Evaluation.correctCount(logits: logits, labels: worker.labels)
         _ = model.backward(dLogits)
 
         guard let privacy = configuration.privacy else {
             model.accumulateGradients(exampleWeights: nil)
             return ChunkStats(lossSum: lossSum, correct: correct, clipped: 0, unclipped: m)
         }
-        if norms.scalarCount != m {
-            norms = Tensor(zeros: [m])
-            weights = Tensor(zeros: [m])
+        if worker.norms.scalarCount != m {
+            worker.norms = Tensor(zeros: [m])
+            worker.weights = Tensor(zeros: [m])
         }
         if !lossSum.isFinite { throw TrainingError.nonFiniteLoss(step: step, loss: lossSum) }
         var clipped = 0, layerClipped = 0
         let c = Float(clippingNorm)
         switch privacy.clipping {
         case .flat, .adaptive:
-            norms.fill(0)
-            model.addPerSampleGradientSquaredNorms(into: &norms)
-            try checkFinite(norms)
-            clipped = ClipFactors.flat(squaredNorms: norms, clippingNorm: c, into: &weights)
-            model.accumulateGradients(exampleWeights: weights)
+            worker.norms.fill(0)
+            model.addPerSampleGradientSquaredNorms(into: &worker.norms)
+            try checkFinite(worker.norms)
+            clipped = ClipFactors.flat(squaredNorms: worker.norms, clippingNorm: c, into: &worker.weights)
+            model.accumulateGradients(exampleWeights: worker.weights)
         case .automatic(let stability):
-            norms.fill(0)
-            model.addPerSampleGradientSquaredNorms(into: &norms)
-            try checkFinite(norms)
-            ClipFactors.automatic(squaredNorms: norms, clippingNorm: c, stability: Float(stability), into: &weights)
+            worker.norms.fill(0)
+            model.addPerSampleGradientSquaredNorms(into: &worker.norms)
+            try checkFinite(worker.norms)
+            ClipFactors.automatic(
+                squaredNorms: worker.norms, clippingNorm: c, stability: Float(stability), into: &worker.weights)
             clipped = m
-            model.accumulateGradients(exampleWeights: weights)
+            model.accumulateGradients(exampleWeights: worker.weights)
         case .perLayer(let thresholds):
             let layerNorms = model.perLayerSquaredNorms()
             let equalC = c / Float(layerNorms.count).squareRoot()
-            if perLayerWeights.count != layerNorms.count || perLayerWeights.first?.scalarCount != m {
-                perLayerWeights = layerNorms.map { _ in Tensor<Float>(zeros: [m]) }
+            if worker.perLayerWeights.count != layerNorms.count || worker.perLayerWeights.first?.scalarCount != m {
+                worker.perLayerWeights = layerNorms.map { _ in Tensor<Float>(zeros: [m]) }
             }
             for (l, n) in layerNorms.enumerated() {
                 try checkFinite(n)
                 let perLayerC = thresholds.map { Float($0[l]) } ?? equalC
-                layerClipped += ClipFactors.flat(squaredNorms: n, clippingNorm: perLayerC, into: &perLayerWeights[l])
+                layerClipped += ClipFactors.flat(
+                    squaredNorms: n, clippingNorm: perLayerC, into: &worker.perLayerWeights[l])
             }
-            clipped = ClipFactors.countAnyClipped(perLayerWeights)
-            model.accumulateGradients(perLayerWeights: perLayerWeights)
+            clipped = ClipFactors.countAnyClipped(worker.perLayerWeights)
+            model.accumulateGradients(perLayerWeights: worker.perLayerWeights)
         }
         return ChunkStats(
             lossSum: lossSum, correct: correct, clipped: clipped, unclipped: m - clipped,

@@ -69,8 +69,9 @@ struct BenchCommand: ParsableCommand {
             print(
                 String(
                     format:
-                        "%d rank(s), chunks of %d: per step %.3f ms compute, %.3f ms waiting, %.3f ms exchange, %.3f ms reduce+update",
-                    r.ranks, r.physicalBatchSize, r.computeMs, r.waitingMs, r.exchangeMs, r.reduceAndUpdateMs))
+                        "%d rank(s), chunks of %d (physical batch %d): per step %.3f ms compute, %.3f ms waiting, %.3f ms exchange, %.3f ms reduce+update",
+                    r.ranks, r.chunkSize, r.physicalBatchSize, r.computeMs, r.waitingMs, r.exchangeMs,
+                    r.reduceAndUpdateMs))
         }
     }
 }

@@ -8,10 +8,7 @@ import Testing
 
 /// Runs `body` with `threads` BLAS (and so ``ParallelBatch``) threads, then restores the count.
 func withThreads<T>(_ threads: Int, _ body: () throws -> T) rethrows -> T {
-    let before = BLASRuntime.threadCount
-    BLASRuntime.setThreadCount(threads)
-    defer { BLASRuntime.setThreadCount(before) }
-    return try body()
+    try BLASRuntime.withThreadCount(threads, body)
 }
 
 /// Geometries the layers accept: odd sizes, rectangular kernels, strides 1 to 3 per axis,

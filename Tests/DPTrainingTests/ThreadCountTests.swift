@@ -10,9 +10,10 @@ import Testing
 
 /// The parameters after `steps` private steps of the tanh CNN with `threads` threads.
 private func tanhCNNParameters(threads: Int, clipping: ClippingMode, steps: Int = 2) throws -> [[Float]] {
-    let before = BLASRuntime.threadCount
-    BLASRuntime.setThreadCount(threads)
-    defer { BLASRuntime.setThreadCount(before) }
+    try BLASRuntime.withThreadCount(threads) { try tanhCNNParametersNow(clipping: clipping, steps: steps) }
+}
+
+private func tanhCNNParametersNow(clipping: ClippingMode, steps: Int) throws -> [[Float]] {
     var rng = PhiloxRandom(seed: 5, stream: 3)
     let n = 160
     let x = Tensor<Float>(uniform: [n, 1, 28, 28], in: 0...1, using: &rng)
