@@ -114,10 +114,13 @@ struct OuterProductNorms {
         }
         let matrixSize = rule == .ghost ? 2 * l * l : c * k
         let perThread = matrixSize + (bias ? c : 0)
-        let threads = ParallelBatch.threadCount
-        ensureShape(&workspace, [threads, perThread])
-        if bias && ones.shape != [l] { ones = Tensor(repeating: 1, shape: [l]) }
         let gemmSize = rule == .ghost ? l * l * max(k, c) : c * k * l
+        // Read once: the workspace has one row per slice, whatever the thread count does meanwhile.
+        let slices = ParallelBatch.sliceCount(for: batch, gemmSize: gemmSize)
+        if workspace.shape[0] < slices || workspace.shape[1] != perThread {
+            workspace = Tensor(zeros: [max(slices, ParallelBatch.threadCount), perThread])
+        }
+        if bias && ones.shape != [l] { ones = Tensor(repeating: 1, shape: [l]) }
         a.withUnsafeBufferPointer { pa in
             d.withUnsafeBufferPointer { pd in
                 ones.withUnsafeBufferPointer { po in
@@ -125,7 +128,7 @@ struct OuterProductNorms {
                         norms.withUnsafeMutableBufferPointer { out in
                             let a0 = pa.baseAddress!, d0 = pd.baseAddress!, one = po.baseAddress
                             let w0 = pw.baseAddress!, n0 = out.baseAddress!
-                            ParallelBatch.forEachSlice(of: batch, gemmSize: gemmSize) { s, range in
+                            ParallelBatch.forEachSlice(of: batch, slices: slices) { s, range in
                                 for i in range {
                                     let keep = kept.map { $0 + i * (c * k + c) }
                                     let m = keep ?? w0 + s * perThread, bg = keep.map { $0 + c * k } ?? m + matrixSize

@@ -19,8 +19,18 @@ public enum ParallelBatch {
     public static func forEachSlice(
         of count: Int, minimumSlice: Int = 1, _ body: (_ slice: Int, _ range: Range<Int>) -> Void
     ) {
+        forEachSlice(of: count, slices: sliceCount(for: count, minimumSlice: minimumSlice), body)
+    }
+
+    /// Calls `body(slice, range)` for exactly `slices` contiguous slices of `0..<count` (`slices`
+    /// from ``sliceCount(for:minimumSlice:)``, read once by a caller that sizes per-slice
+    /// workspaces with it: the thread count can change meanwhile, see
+    /// ``BLASRuntime/withThreadCount(_:_:)``).
+    public static func forEachSlice(
+        of count: Int, slices: Int, _ body: (_ slice: Int, _ range: Range<Int>) -> Void
+    ) {
+        precondition(slices >= 1, "ParallelBatch.forEachSlice: \(slices) slices")
         if count <= 0 { return }
-        let slices = sliceCount(for: count, minimumSlice: minimumSlice)
         if slices == 1 {
             body(0, 0..<count)
             return
@@ -56,10 +66,11 @@ extension ParallelBatch {
     public static func forEachSlice(
         of count: Int, gemmSize: Int, _ body: (_ slice: Int, _ range: Range<Int>) -> Void
     ) {
-        if gemmSize > singleThreadedGemmLimit {
-            if count > 0 { body(0, 0..<count) }
-            return
-        }
-        forEachSlice(of: count, minimumSlice: 1, body)
+        forEachSlice(of: count, slices: sliceCount(for: count, gemmSize: gemmSize), body)
+    }
+
+    /// The number of slices ``forEachSlice(of:gemmSize:_:)`` uses.
+    public static func sliceCount(for count: Int, gemmSize: Int) -> Int {
+        gemmSize > singleThreadedGemmLimit ? 1 : sliceCount(for: count)
     }
 }

@@ -32,36 +32,41 @@ extension DPSGDTrainer {
     /// replica of the model (rebuilt from its ``Sequential/architecture``), and nothing in a
     /// chunk may depend on the chunks before it: dropout draws its masks from one stream in
     /// chunk order, and adversarial training perturbs the examples with the trainer's model.
+    /// Checked before every step (``inputPerturbation`` may be set at any time).
     func refusalOfParallelChunks() -> String? {
         if model.architecture == nil { return "the model was assembled by hand (no architecture to replicate)" }
         if model.layers.contains(where: { $0 is Dropout }) { return "dropout (one mask stream in chunk order)" }
         if inputPerturbation != nil { return "adversarial training" }
-        return nil
+        return replicaFailure
     }
 
     /// How many threads process this step's `chunkCount` chunks: 1 unless the chunks can run
     /// in parallel (``refusalOfParallelChunks()``), else up to the thread count.
     func parallelChunkWorkers(chunkCount: Int) -> Int {
         let threads = BLASRuntime.threadCount
-        guard threads > 1, chunkCount > 1, chunkParallelismRefusal == nil else { return 1 }
+        guard threads > 1, chunkCount > 1, refusalOfParallelChunks() == nil else { return 1 }
         if replicaWorkers.count < threads - 1 {
             guard let architecture = model.architecture else { return 1 }
             do {
                 while replicaWorkers.count < threads - 1 {
                     let replica = try ModelBuilder.build(
                         specs: architecture.specs, inputShape: Shape(architecture.inputShape), seed: 0)
-                    guard replica.parameters.map(\.value.shape) == model.parameters.map(\.value.shape) else {
-                        chunkParallelismRefusal = "the rebuilt model's parameters differ in shape"
+                    // The same layers with the same settings (each description names them) and
+                    // parameters of the same shapes, or the replica would compute another step.
+                    guard replica.description == model.description,
+                        replica.parameters.map(\.value.shape) == model.parameters.map(\.value.shape)
+                    else {
+                        replicaFailure = "the model rebuilt from its architecture differs from the model trained"
                         return 1
                     }
-                    replica.needsInputGradient = model.needsInputGradient
                     replicaWorkers.append(ChunkWorker(model: replica, batchShape: data.batchShape(0)))
                 }
             } catch {
-                chunkParallelismRefusal = "the model could not be rebuilt (\(error))"
+                replicaFailure = "the model could not be rebuilt from its architecture (\(error))"
                 return 1
             }
         }
+        for w in replicaWorkers { w.model.needsInputGradient = model.needsInputGradient }
         return min(threads, chunkCount)
     }
 
@@ -98,6 +103,7 @@ extension DPSGDTrainer {
                             var stats = ChunkStats(lossSum: 0, correct: 0, clipped: 0, unclipped: 0)
                             for p in parameters { p.gradient.fill(0) }
                             let start = j * chunk, end = min(order.count, start + chunk)
+                            worker.start = start
                             worker.indices.removeAll(keepingCapacity: true)
                             worker.indices.append(contentsOf: order[start..<end])
                             // No layer of this model draws from the context (no dropout).
@@ -130,6 +136,8 @@ extension DPSGDTrainer {
 /// the chunk it is processing.
 final class ChunkWorker {
     let model: Sequential
+    /// The chunk's examples: positions `start ..< start + indices.count` of the batch.
+    var start = 0
     var indices: [Int] = []
     var batch: Tensor<Float>
     /// The other half of a double buffer: the layers keep the previous chunk's input cached,

@@ -177,8 +177,8 @@ public final class DPSGDTrainer {
     var replicaWorkers: [ChunkWorker] = []
     /// The threads that processed the last step's chunks (tests).
     var lastChunkWorkers = 0
-    /// Why chunks are not processed in parallel (nil: they can be), decided once.
-    lazy var chunkParallelismRefusal: String? = refusalOfParallelChunks()
+    /// Why the model cannot be replicated for parallel chunks (nil: not tried, or it can).
+    var replicaFailure: String?
     private var secureRandom: SystemRandom?
     /// Steps the budget still allows (nil: no budget).
     public private(set) var stepsRemaining: Int?
@@ -411,6 +411,7 @@ public final class DPSGDTrainer {
                 if j < chunkCount {
                     for p in parameters { p.gradient.fill(0) }
                     let start = j * chunk, end = min(indices.count, start + chunk)
+                    mainWorker.start = start
                     mainWorker.indices.removeAll(keepingCapacity: true)
                     mainWorker.indices.append(contentsOf: indices[start..<end])
                     // Secure mode: each forward pass keys its dropout masks with fresh OS randomness.
@@ -692,13 +693,13 @@ public final class DPSGDTrainer {
         case .flat, .adaptive:
             worker.norms.fill(0)
             model.addPerSampleGradientSquaredNorms(into: &worker.norms)
-            try checkFinite(worker.norms)
+            try checkFinite(worker.norms, firstExample: worker.start)
             clipped = ClipFactors.flat(squaredNorms: worker.norms, clippingNorm: c, into: &worker.weights)
             model.accumulateGradients(exampleWeights: worker.weights)
         case .automatic(let stability):
             worker.norms.fill(0)
             model.addPerSampleGradientSquaredNorms(into: &worker.norms)
-            try checkFinite(worker.norms)
+            try checkFinite(worker.norms, firstExample: worker.start)
             ClipFactors.automatic(
                 squaredNorms: worker.norms, clippingNorm: c, stability: Float(stability), into: &worker.weights)
             clipped = m
@@ -710,7 +711,7 @@ public final class DPSGDTrainer {
                 worker.perLayerWeights = layerNorms.map { _ in Tensor<Float>(zeros: [m]) }
             }
             for (l, n) in layerNorms.enumerated() {
-                try checkFinite(n)
+                try checkFinite(n, firstExample: worker.start)
                 let perLayerC = thresholds.map { Float($0[l]) } ?? equalC
                 layerClipped += ClipFactors.flat(
                     squaredNorms: n, clippingNorm: perLayerC, into: &worker.perLayerWeights[l])
@@ -725,11 +726,12 @@ public final class DPSGDTrainer {
 
     /// A NaN or infinite per-example norm would get clip weight 1 (NaN) or poison the sum (inf):
     /// stop before anything is accumulated, updated or composed.
-    private func checkFinite(_ squaredNorms: Tensor<Float>) throws {
+    /// `firstExample`: the chunk's first position in the batch (the error names the batch position).
+    private func checkFinite(_ squaredNorms: Tensor<Float>, firstExample: Int) throws {
         let bad = squaredNorms.withUnsafeBufferPointer { n in n.firstIndex { !$0.isFinite } }
         if let i = bad {
             let value = squaredNorms.withUnsafeBufferPointer { Double($0[i]) }
-            throw TrainingError.nonFiniteGradientNorm(step: step, exampleInBatch: i, squaredNorm: value)
+            throw TrainingError.nonFiniteGradientNorm(step: step, exampleInBatch: firstExample + i, squaredNorm: value)
         }
     }
 

@@ -102,5 +102,29 @@ func dropoutKeepsChunksSequential() throws {
             privacy: PrivacySettings(noiseMultiplier: 1, clippingNorm: 1, delta: 1e-5), seed: 9))
     try BLASRuntime.withThreadCount(2) { _ = try trainer.trainStep() }
     #expect(trainer.lastChunkWorkers == 1)
-    #expect(trainer.chunkParallelismRefusal?.contains("dropout") == true)
+    #expect(trainer.refusalOfParallelChunks()?.contains("dropout") == true)
+}
+
+@Test("Poisson batches of about five chunks give the same bits on 1 and 2 threads, step after step")
+func poissonChunksAreIndependentOfTheThreadCount() throws {
+    func train(threads: Int) throws -> (parameters: [[Float]], workers: Int, batches: [Int]) {
+        let model = try tanhCNN()
+        let trainer = try DPSGDTrainer(
+            model: model, optimizer: SGD(learningRate: 0.5, momentum: 0.9), data: images(400),
+            configuration: TrainerConfiguration(
+                sampling: .poisson, expectedBatchSize: 150, maxPhysicalBatchSize: 1024,
+                privacy: PrivacySettings(noiseMultiplier: 1, clippingNorm: 0.1, delta: 1e-5), seed: 4))
+        var batches: [Int] = []
+        try BLASRuntime.withThreadCount(threads) {
+            for _ in 0..<3 { batches.append(try trainer.trainStep().batchSize) }
+        }
+        return (model.parameters.map(\.value.scalars), trainer.lastChunkWorkers, batches)
+    }
+    let one = try train(threads: 1), two = try train(threads: 2)
+    #expect(one.workers == 1 && two.workers == 2)
+    #expect(one.batches == two.batches && one.batches.allSatisfy { $0 > 3 * 32 }) // more chunks than threads
+    for (p, (a, b)) in zip(one.parameters, two.parameters).enumerated() {
+        let differing = zip(a, b).filter { $0.bitPattern != $1.bitPattern }.count
+        #expect(differing == 0, "parameter \(p): \(differing) of \(a.count) scalars differ between 1 and 2 threads")
+    }
 }

@@ -4,16 +4,21 @@ import DPTensor
 import DPTraining
 import Testing
 
-// Results for a fixed seed do not depend on the thread count: the layers split examples across
-// ParallelBatch threads, compute each example's values by the same operations whatever the
-// split, and reduce across examples in fixed groups.
+// Results for a fixed seed do not depend on the thread count. A batch of one chunk runs on
+// every thread inside the layers: they split examples across ParallelBatch threads, compute each
+// example's values by the same operations whatever the split, and reduce across examples in fixed
+// groups, with OpenBLAS on every thread. A batch of several chunks runs them on every thread,
+// one model replica per thread and OpenBLAS on one thread (ChunkTests).
 
-/// The parameters after `steps` private steps of the tanh CNN with `threads` threads.
-private func tanhCNNParameters(threads: Int, clipping: ClippingMode, steps: Int = 2) throws -> [[Float]] {
-    try BLASRuntime.withThreadCount(threads) { try tanhCNNParametersNow(clipping: clipping, steps: steps) }
+/// The parameters after `steps` private steps of the tanh CNN with `threads` threads, on
+/// batches of `batch` examples (the tanh CNN's chunks hold 32: 32 is one chunk, 80 three).
+private func tanhCNNParameters(threads: Int, clipping: ClippingMode, batch: Int, steps: Int = 2) throws -> [[Float]] {
+    try BLASRuntime.withThreadCount(threads) {
+        try tanhCNNParametersNow(clipping: clipping, batch: batch, steps: steps)
+    }
 }
 
-private func tanhCNNParametersNow(clipping: ClippingMode, steps: Int) throws -> [[Float]] {
+private func tanhCNNParametersNow(clipping: ClippingMode, batch: Int, steps: Int) throws -> [[Float]] {
     var rng = PhiloxRandom(seed: 5, stream: 3)
     let n = 160
     let x = Tensor<Float>(uniform: [n, 1, 28, 28], in: 0...1, using: &rng)
@@ -24,7 +29,7 @@ private func tanhCNNParametersNow(clipping: ClippingMode, steps: Int) throws -> 
     let trainer = try DPSGDTrainer(
         model: model, optimizer: SGD(learningRate: 0.5, momentum: 0.9), data: data,
         configuration: TrainerConfiguration(
-            sampling: .fixedSize, expectedBatchSize: 80, maxPhysicalBatchSize: 80,
+            sampling: .fixedSize, expectedBatchSize: batch, maxPhysicalBatchSize: batch,
             privacy: PrivacySettings(noiseMultiplier: 1, clippingNorm: 0.1, clipping: clipping, delta: 1e-5),
             seed: 9))
     for _ in 0..<steps { try trainer.trainStep() }
@@ -32,11 +37,11 @@ private func tanhCNNParametersNow(clipping: ClippingMode, steps: Int) throws -> 
 }
 
 @Test(
-    "a private tanh-CNN step gives the same bits on 1 and 2 threads",
-    arguments: [ClippingMode.flat, .perLayer(thresholds: nil)])
-func tanhCNNStepIsIndependentOfTheThreadCount(_ clipping: ClippingMode) throws {
-    let one = try tanhCNNParameters(threads: 1, clipping: clipping)
-    let two = try tanhCNNParameters(threads: 2, clipping: clipping)
+    "a private tanh-CNN step gives the same bits on 1 and 2 threads, in one chunk and in three",
+    arguments: [ClippingMode.flat, .perLayer(thresholds: nil)], [32, 80])
+func tanhCNNStepIsIndependentOfTheThreadCount(_ clipping: ClippingMode, batch: Int) throws {
+    let one = try tanhCNNParameters(threads: 1, clipping: clipping, batch: batch)
+    let two = try tanhCNNParameters(threads: 2, clipping: clipping, batch: batch)
     #expect(one.count == two.count)
     for (p, (a, b)) in zip(one, two).enumerated() {
         let differing = zip(a, b).filter { $0.bitPattern != $1.bitPattern }.count
