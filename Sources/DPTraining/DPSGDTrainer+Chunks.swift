@@ -185,3 +185,19 @@ final class ChunkFailures: @unchecked Sendable {
 
     var first: (any Error)? { errors.min { $0.chunk < $1.chunk }?.error }
 }
+
+/// Per-chunk results written by several threads, read in chunk order.
+final class ChunkResults<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var slots: [T?]
+
+    init(count: Int) { slots = Array(repeating: nil, count: count) }
+
+    func set(_ j: Int, _ value: T) {
+        lock.lock()
+        slots[j] = value
+        lock.unlock()
+    }
+
+    func values() -> [T] { slots.map { $0! } }
+}

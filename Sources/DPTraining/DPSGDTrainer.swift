@@ -779,10 +779,13 @@ public enum Evaluation {
         let n = dataset.count
         guard n > 0 else { return (.nan, .nan) }
         let loss = SoftmaxCrossEntropy()
+        let perChunk = mapChunks(model: model, dataset: dataset, batchSize: batchSize) { logits, labels in
+            (Double(loss.losses(logits: logits, labels: labels).sum()), correctCount(logits: logits, labels: labels))
+        }
         var total = 0.0, correct = 0
-        forEachBatch(model: model, dataset: dataset, batchSize: batchSize) { logits, labels in
-            total += Double(loss.losses(logits: logits, labels: labels).sum())
-            correct += correctCount(logits: logits, labels: labels)
+        for (l, c) in perChunk {
+            total += l
+            correct += c
         }
         return (total / Double(n), Double(correct) / Double(n))
     }
@@ -791,33 +794,69 @@ public enum Evaluation {
     /// attacks' raw signal).
     public static func perExampleLosses(model: Sequential, dataset: Dataset, batchSize: Int = 1024) -> [Double] {
         let loss = SoftmaxCrossEntropy()
-        var out: [Double] = []
-        out.reserveCapacity(dataset.count)
-        forEachBatch(model: model, dataset: dataset, batchSize: batchSize) { logits, labels in
-            loss.losses(logits: logits, labels: labels).withUnsafeBufferPointer {
-                out.append(contentsOf: $0.map(Double.init))
-            }
+        let perChunk = mapChunks(model: model, dataset: dataset, batchSize: batchSize) { logits, labels in
+            loss.losses(logits: logits, labels: labels).withUnsafeBufferPointer { $0.map(Double.init) }
         }
-        return out
+        return Array(perChunk.joined())
     }
 
-    /// Runs the model over `dataset` in order, in chunks, and hands each chunk's logits over.
-    static func forEachBatch(
-        model: Sequential, dataset: Dataset, batchSize: Int, _ body: (Tensor<Float>, [Int]) -> Void
-    ) {
+    /// Runs the model over `dataset` in order, in evaluation mode, in chunks of at most
+    /// `batchSize` examples sized for the cache (``DPSGDTrainer/chunkSize(model:exampleShape:maxPhysicalBatchSize:)``),
+    /// and returns `body(logits, labels)` of each chunk in chunk order. On several threads the
+    /// chunks run in parallel on replicas of the model (rebuilt from its architecture, sharing
+    /// its parameter values), OpenBLAS on one thread meanwhile; `body` must then be safe to call
+    /// concurrently. Each example's logits do not depend on the split.
+    static func mapChunks<T>(
+        model: Sequential, dataset: Dataset, batchSize: Int, _ body: (Tensor<Float>, [Int]) -> T
+    ) -> [T] {
         let n = dataset.count
-        var x = Tensor<Float>(zeros: dataset.batchShape(0))
-        var labels: [Int] = []
-        var start = 0
-        while start < n {
-            let end = min(n, start + batchSize)
-            let idx = Array(start..<end)
-            if x.leadingCount != idx.count { x = Tensor(zeros: dataset.batchShape(idx.count)) }
-            dataset.gather(indices: idx, into: &x, labels: &labels)
-            var ctx = ForwardContext(training: false)
-            body(model.forward(x, context: &ctx), labels)
-            start = end
+        let chunk = DPSGDTrainer.chunkSize(
+            model: model, exampleShape: dataset.exampleShape, maxPhysicalBatchSize: max(1, batchSize))
+        let chunkCount = (n + chunk - 1) / chunk
+        func run(_ m: Sequential, chunk j: Int, input x: inout Tensor<Float>, labels: inout [Int]) -> T {
+            let start = j * chunk, end = min(n, start + chunk)
+            if x.leadingCount != end - start { x = Tensor(zeros: dataset.batchShape(end - start)) }
+            dataset.gather(indices: Array(start..<end), into: &x, labels: &labels)
+            var context = ForwardContext(training: false)
+            return body(m.forward(x, context: &context), labels)
         }
+        let replicas = evaluationReplicas(of: model, count: min(BLASRuntime.threadCount, chunkCount) - 1)
+        if replicas.isEmpty {
+            var x = Tensor<Float>(zeros: dataset.batchShape(0))
+            var labels: [Int] = []
+            return (0..<chunkCount).map { run(model, chunk: $0, input: &x, labels: &labels) }
+        }
+        let models = [model] + replicas
+        let results = ChunkResults<T>(count: chunkCount)
+        let next = ChunkCounter()
+        BLASRuntime.withThreadCount(1) {
+            DispatchQueue.concurrentPerform(iterations: models.count) { w in
+                var x = Tensor<Float>(zeros: dataset.batchShape(0))
+                var labels: [Int] = []
+                while let j = next.take(below: chunkCount) {
+                    results.set(j, run(models[w], chunk: j, input: &x, labels: &labels))
+                }
+            }
+        }
+        return results.values()
+    }
+
+    /// `count` replicas of `model` sharing its parameter values, or none if it cannot be
+    /// rebuilt from its architecture exactly (then evaluation runs on one model).
+    static func evaluationReplicas(of model: Sequential, count: Int) -> [Sequential] {
+        guard count > 0, let architecture = model.architecture else { return [] }
+        var replicas: [Sequential] = []
+        for _ in 0..<count {
+            guard
+                let replica = try? ModelBuilder.build(
+                    specs: architecture.specs, inputShape: Shape(architecture.inputShape), seed: 0),
+                replica.description == model.description,
+                replica.parameters.map(\.value.shape) == model.parameters.map(\.value.shape)
+            else { return [] }
+            for (p, q) in zip(replica.parameters, model.parameters) { p.value = q.value }
+            replicas.append(replica)
+        }
+        return replicas
     }
 
     /// How many rows of `logits` have their largest entry at the label.

@@ -128,3 +128,29 @@ func poissonChunksAreIndependentOfTheThreadCount() throws {
         #expect(differing == 0, "parameter \(p): \(differing) of \(a.count) scalars differ between 1 and 2 threads")
     }
 }
+
+@Test("evaluation in chunks on 1 and 2 threads gives each example's loss of a batch-of-one pass, in order")
+func evaluationInChunksMatchesBatchOfOnePasses() throws {
+    let model = try tanhCNN()
+    let data = images(100)
+    let one = BLASRuntime.withThreadCount(1) { Evaluation.perExampleLosses(model: model, dataset: data) }
+    let two = BLASRuntime.withThreadCount(2) { Evaluation.perExampleLosses(model: model, dataset: data) }
+    #expect(one.map(\.bitPattern) == two.map(\.bitPattern))
+    let loss = SoftmaxCrossEntropy()
+    var reference: [Double] = []
+    var correct = 0
+    for i in 0..<data.count {
+        var x = Tensor<Float>(zeros: data.batchShape(1))
+        var y: [Int] = []
+        data.gather(indices: [i], into: &x, labels: &y)
+        let logits = model(x)
+        reference.append(Double(loss.losses(logits: logits, labels: y).scalars[0]))
+        correct += Evaluation.correctCount(logits: logits, labels: y)
+    }
+    #expect(two.count == reference.count)
+    let worst = zip(two, reference).map { abs($0 - $1) / (1e-5 * max(1, abs($1))) }.max() ?? .infinity
+    #expect(worst <= 1, "largest error / tolerance \(worst)")
+    let (meanLoss, accuracy) = BLASRuntime.withThreadCount(2) { Evaluation.evaluate(model: model, dataset: data) }
+    #expect(abs(meanLoss - reference.reduce(0, +) / 100) <= 1e-5)
+    #expect(accuracy == Double(correct) / 100)
+}
