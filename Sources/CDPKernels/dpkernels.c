@@ -340,10 +340,43 @@ int dpk_col2im_f32(const float *cols, float *x, int64_t batch, int64_t channels,
         ar[ox] = idx;                                                                           \
     }
 
+/// The largest plane (h w) that the flattened 2x2 stride-1 kernel below holds on the stack.
+#define DPK_POOL_FLAT_MAX 4096
+
 DPK_CLONES
 void dpk_maxpool2d_f32(const float *x, float *y, int32_t *argmax, int64_t planes, int64_t h, int64_t w,
                        int64_t k, int64_t s) {
     const int64_t ho = h >= k ? (h - k) / s + 1 : 0, wo = w >= k ? (w - k) / s + 1 : 0;
+    if (k == 2 && s == 1 && ho > 0 && wo > 0 && h * w <= DPK_POOL_FLAT_MAX) {
+        // Window (oy, ox) starts at t = oy w + ox: over the flattened plane every t in
+        // [0, (ho - 1) w + wo) is one vector loop (the t with ox >= wo are computed and dropped),
+        // instead of rows of wo outputs too short to vectorise. The same comparisons in the same
+        // order as DPK_POOL2_ROW, so the same values and argmax (ties: the first in window order).
+        float values[DPK_POOL_FLAT_MAX];
+        int32_t indices[DPK_POOL_FLAT_MAX];
+        const int64_t span = (ho - 1) * w + wo;
+        for (int64_t p = 0; p < planes; p++) {
+            const float *xp = x + p * h * w;
+            for (int64_t t = 0; t < span; t++) {
+                float best = xp[t];
+                int32_t idx = (int32_t)t;
+                const float v1 = xp[t + 1], v2 = xp[t + w], v3 = xp[t + w + 1];
+                idx = v1 > best ? (int32_t)(t + 1) : idx;
+                best = v1 > best ? v1 : best;
+                idx = v2 > best ? (int32_t)(t + w) : idx;
+                best = v2 > best ? v2 : best;
+                idx = v3 > best ? (int32_t)(t + w + 1) : idx;
+                best = v3 > best ? v3 : best;
+                values[t] = best;
+                indices[t] = idx;
+            }
+            for (int64_t oy = 0; oy < ho; oy++) {
+                memcpy(y + (p * ho + oy) * wo, values + oy * w, (size_t)wo * sizeof(float));
+                memcpy(argmax + (p * ho + oy) * wo, indices + oy * w, (size_t)wo * sizeof(int32_t));
+            }
+        }
+        return;
+    }
     for (int64_t p = 0; p < planes; p++) {
         const float *xp = x + p * h * w;
         for (int64_t oy = 0; oy < ho; oy++) {

@@ -559,6 +559,11 @@ public final class DPSGDTrainer {
     /// Copies the gradients into `chunkSums` for the all-to-all: segment q of the flattened
     /// gradient goes to `[q][slot]` (segments of `segment` floats, the last one padded).
     private func packSegments(_ parameters: [Parameter], slot: Int, slots: Int, segment: Int) {
+        if communicator.size == 1 {
+            // One segment: the flattened gradient is the slot.
+            pack(parameters, into: &chunkSums, at: slot * segment)
+            return
+        }
         let width = parameters.reduce(0) { $0 + $1.gradient.scalarCount }
         if flatGradient.count != width { flatGradient = [Float](repeating: 0, count: width) }
         pack(parameters, into: &flatGradient, at: 0)
@@ -580,7 +585,7 @@ public final class DPSGDTrainer {
         buffer.withUnsafeMutableBufferPointer { out in
             for p in parameters {
                 p.gradient.withUnsafeBufferPointer { g in
-                    for i in 0..<g.count { out[o + i] = g[i] }
+                    (out.baseAddress! + o).update(from: g.baseAddress!, count: g.count)
                     o += g.count
                 }
             }
@@ -593,7 +598,7 @@ public final class DPSGDTrainer {
         buffer.withUnsafeBufferPointer { src in
             for p in parameters {
                 p.gradient.withUnsafeMutableBufferPointer { g in
-                    for i in 0..<g.count { g[i] = src[o + i] }
+                    g.baseAddress!.update(from: src.baseAddress! + o, count: g.count)
                     o += g.count
                 }
             }
