@@ -242,6 +242,15 @@ static inline __attribute__((always_inline)) void dpk_gather_row(float *restrict
     for (int64_t t = 0; t < l; t++) row[t] = base[table[t]];
 }
 
+// base[table[t]] += row[t]. Within one row the offsets are distinct (different output positions
+// of one kernel offset read different inputs), so the loop may run as gather, add and scatter:
+// each input still receives one add per row, rows in the same order.
+static inline __attribute__((always_inline)) void dpk_scatter_add_row(float *restrict base, const float *restrict row,
+                                                                      const int32_t *restrict table, int64_t l) {
+#pragma clang loop vectorize(assume_safety)
+    for (int64_t t = 0; t < l; t++) base[table[t]] += row[t];
+}
+
 DPK_CLONES
 int dpk_im2col_f32(const float *x, float *cols, int64_t batch, int64_t channels, int64_t h, int64_t w,
                    int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
@@ -305,7 +314,7 @@ int dpk_col2im_f32(const float *cols, float *x, int64_t batch, int64_t channels,
                     const float *row = cols + b * example_stride + ((c * kh + i) * kw + j) * row_stride;
                     // One offset gets at most one entry per (c, i, j): the sums keep the order
                     // of the generic col2im.
-                    for (int64_t t = 0; t < l; t++) base[table[t]] += row[t];
+                    dpk_scatter_add_row(base, row, table, l);
                 }
             }
         }
