@@ -22,6 +22,8 @@ import Paired
 // 3. "DP-SGD step mlp b256 (mallocs)" and "... cnn-tanh ...": the library's own metrics on one
 //    private step per iteration: wall clock, throughput and mallocCountTotal, i.e. mallocs per
 //    step (issue 17).
+// 4. "step cnn-tanh b256 2 threads vs 1": the private step at 2 threads against 1, alternately
+//    (chunks on model replicas, one per thread; issue 17).
 //
 // The thresholds guard the ratios (which carry across machines and load): "private/non-private
 // throughput" (= non-private time / private time, higher is better) and
@@ -31,6 +33,9 @@ import Paired
 
 let benchmarks: @Sendable () -> Void = {
     if case .slow(_, let advice) = BLASRuntime.ensureFastKernel() { print("warning: \(advice)") }
+    // As `dpkit` does: OpenBLAS's idle workers sleep after 2^16 cycles instead of polling for
+    // 0.1 s, which would take the second core from the trainer's chunk threads.
+    BLASRuntime.setIdleThreadTimeout(log2Cycles: BLASRuntime.dpkitIdleThreadTimeout)
     if ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] == nil { BLASRuntime.setThreadCount(1) }
     print(
         "DPSGD suite; \(BLASRuntime.summary); CPU \(Figures.cpuModel()); load average \(Figures.loadAverage()); slowdown x\(Figures.slowdown)"
@@ -65,6 +70,35 @@ let benchmarks: @Sendable () -> Void = {
                 Figures.record(benchmark, privateRate, milli: Double(batch) / r.measured)
                 Figures.record(benchmark, plainRate, milli: Double(batch) / r.reference)
             }
+        }
+    }
+
+    // MARK: - Both cores
+    // The tanh CNN's private step at 2 threads against 1 (chunks of 32 on model replicas, one per
+    // thread): about 1.4-1.8x on the 2-core test machine (BENCHMARKS.md, issue 17). Registered
+    // only with 2 or more cores.
+    if ProcessInfo.processInfo.activeProcessorCount >= 2 {
+        let speedUp = Figures.ratio("2-thread/1-thread throughput")
+        Benchmark(
+            "step cnn-tanh b256 2 threads vs 1", configuration: Figures.configuration([speedUp])
+        ) { benchmark in
+            let two = try StepBenchmark.makeTrainer(workload: .cnnTanh, private: true, batchSize: 256)
+            let one = try StepBenchmark.makeTrainer(workload: .cnnTanh, private: true, batchSize: 256)
+            var failure: Error?
+            let r = Figures.paired(
+                repetitions: 11,
+                measured: {
+                    BLASRuntime.withThreadCount(2) {
+                        do { try two.trainStep() } catch { failure = error }
+                    }
+                },
+                reference: {
+                    BLASRuntime.withThreadCount(1) {
+                        do { try one.trainStep() } catch { failure = error }
+                    }
+                })
+            if let failure { throw failure }
+            Figures.record(benchmark, speedUp, milli: r.ratio)
         }
     }
 
