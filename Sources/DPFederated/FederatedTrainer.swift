@@ -81,6 +81,8 @@ public final class FederatedTrainer {
     var noise: NoiseSource
     var dropoutRandom: PhiloxRandom
     let loss = SoftmaxCrossEntropy()
+    /// Replicas of ``model`` for clients trained on other threads (``clientUpdates(clients:assignment:)``).
+    var clientReplicas: [Sequential] = []
 
     /// - Throws: ``FederatedError`` from ``FederatedConfiguration/validate(clientCount:)``, a
     ///   partition that does not index `data`, or an attack that does not fit the data.
@@ -176,9 +178,13 @@ public final class FederatedTrainer {
 
     // MARK: - Parameters as flat vectors
 
-    public func flatParameters() -> [Float] { model.parameters.flatMap(\.value.scalars) }
+    public func flatParameters() -> [Float] { Self.flatParameters(of: model) }
 
-    public func setParameters(_ flat: [Float]) {
+    public func setParameters(_ flat: [Float]) { setParameters(flat, of: model) }
+
+    static func flatParameters(of model: Sequential) -> [Float] { model.parameters.flatMap(\.value.scalars) }
+
+    func setParameters(_ flat: [Float], of model: Sequential) {
         precondition(flat.count == layout.count, "setParameters: \(flat.count) scalars for \(layout.count)")
         var start = 0
         for p in model.parameters {
@@ -262,8 +268,32 @@ public final class FederatedTrainer {
     /// model (the server's ``finishRound(_:outcome:localSeconds:)`` restores it).
     /// - Throws: ``TrainingError/nonFiniteLoss(step:loss:)`` for a non-finite loss without DP.
     public func clientUpdate(client k: Int, assignment: RoundAssignment) throws -> ClientUpdate {
+        try clientUpdate(client: k, assignment: assignment, on: model)
+    }
+
+    /// The updates of `clients` for `assignment`, in that order: on several threads (OpenBLAS's
+    /// thread count) each client trains on a replica of the model (``Sequential/replica()``)
+    /// with OpenBLAS on one thread, one client per thread at a time; otherwise one after another
+    /// on this trainer's model. A client's update depends only on the assignment, its data and
+    /// its own random stream, so the updates have the same bits either way. The first client (in
+    /// `clients` order) whose training throws stops the round with that error, as one after
+    /// another would.
+    public func clientUpdates(clients: [Int], assignment: RoundAssignment) throws -> [ClientUpdate] {
+        let workers = min(BLASRuntime.threadCount, clients.count)
+        while clientReplicas.count < workers - 1, let replica = model.replica() { clientReplicas.append(replica) }
+        let models = [model] + clientReplicas.prefix(max(0, workers - 1))
+        if models.count <= 1 { return try clients.map { try clientUpdate(client: $0, assignment: assignment) } }
+        let results = BLASRuntime.withThreadCount(1) {
+            ParallelBatch.map(clients.count, workers: models.count) { w, i in
+                Result { try clientUpdate(client: clients[i], assignment: assignment, on: models[w]) }
+            }
+        }
+        return try results.map { try $0.get() }
+    }
+
+    func clientUpdate(client k: Int, assignment: RoundAssignment, on model: Sequential) throws -> ClientUpdate {
         precondition(k >= 0 && k < clientCount, "clientUpdate: client \(k) of \(clientCount)")
-        let (update, l) = try localUpdate(client: k, round: assignment.round, from: assignment.global)
+        let (update, l) = try localUpdate(client: k, round: assignment.round, from: assignment.global, on: model)
         guard var u = update else {
             // Only under DP (localUpdate throws otherwise): a zero update, counted as clipped.
             return ClientUpdate(client: k, update: nil, loss: .nan, examples: clientData[k].count, finite: false)
@@ -407,8 +437,10 @@ public final class FederatedTrainer {
     /// mean loss in the last epoch; under DP a nil update when the local loss became non-finite.
     /// Its shuffles come from Philox stream `0xfed3_0000_0000 + t N + k` of the seed.
     /// - Throws: ``TrainingError/nonFiniteLoss(step:loss:)`` for a non-finite loss without DP.
-    func localUpdate(client k: Int, round: Int, from global: [Float]) throws -> ([Float]?, Double) {
-        setParameters(global)
+    func localUpdate(
+        client k: Int, round: Int, from global: [Float], on model: Sequential
+    ) throws -> ([Float]?, Double) {
+        setParameters(global, of: model)
         let data = clientData[k]
         let local = configuration.local
         let optimizer = SGD(learningRate: local.learningRate, momentum: local.momentum)
@@ -444,7 +476,7 @@ public final class FederatedTrainer {
             }
             if epoch == local.epochs - 1 { lastLoss = epochLoss / Double(data.count) }
         }
-        let trained = flatParameters()
+        let trained = Self.flatParameters(of: model)
         return (zip(trained, global).map { $0 - $1 }, lastLoss)
     }
 

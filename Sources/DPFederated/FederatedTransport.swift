@@ -119,7 +119,7 @@ public struct InProcessTransport: FederatedTransport {
     public init(trainer: FederatedTrainer) { self.trainer = trainer }
 
     public mutating func collect(_ a: RoundAssignment) throws -> RoundOutcome {
-        var updates = try a.sampledClients.map { try trainer.clientUpdate(client: $0, assignment: a) }
+        var updates = try trainer.clientUpdates(clients: a.sampledClients, assignment: a)
         guard let p = a.secure else { return RoundOutcome(updates: updates) }
         var sum: [UInt32]? = nil
         if p.unmask {

@@ -7,7 +7,7 @@ import NIOSSL
 
 /// A client process of a federated run over the network: it hosts the clients `k` with
 /// `k mod K == I` (`--hosts I/K`), connects to the server with TLS (the server's certificate
-/// must chain to `--ca`), and answers each round with ``FederatedTrainer/clientUpdate(client:assignment:)``
+/// must chain to `--ca`), and answers each round with ``FederatedTrainer/clientUpdates(clients:assignment:)``
 /// on its own trainer; under secure aggregation it runs the clients' side of the protocol
 /// (``SecureAggregationClient``), sealing every share for its receiver.
 public final class FederatedClient {
@@ -191,7 +191,7 @@ public final class FederatedClient {
                 "round \(a.round + 1): the server's assignment does not fit this config (clients 0..<\(trainer.clientCount), a model of \(trainer.flatParameters().count) parameters)"
             )
         }
-        let results = try mine.map { try trainer.clientUpdate(client: $0.client, assignment: a) }
+        let results = try trainer.clientUpdates(clients: mine.map(\.client), assignment: a)
         guard let p = a.secure else {
             peer?.send(.updates(results))
             return

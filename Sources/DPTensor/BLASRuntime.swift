@@ -27,7 +27,7 @@ public enum BLASRuntime {
     }
 
     /// Serialises ``withThreadCount(_:_:)`` across threads (recursive: a body may call it again).
-    nonisolated(unsafe) static let threadCountLock = NSRecursiveLock()
+    static let threadCountLock = NSRecursiveLock()
 
     /// Runs `body` with OpenBLAS (and so ``ParallelBatch``) on `n` threads, then restores the
     /// count. The count is process-wide: calls from several threads wait for each other, so

@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 
 /// Splits work on a batch across threads, for the per-example work that runs outside BLAS
 /// (im2col, pooling, activations, per-example norms and GEMMs).
@@ -72,5 +73,49 @@ extension ParallelBatch {
     /// The number of slices ``forEachSlice(of:gemmSize:_:)`` uses.
     public static func sliceCount(for count: Int, gemmSize: Int) -> Int {
         gemmSize > singleThreadedGemmLimit ? 1 : sliceCount(for: count)
+    }
+}
+
+extension ParallelBatch {
+    /// Calls `body(worker, item)` once for every item of `0..<count`, on `workers` threads
+    /// (concurrently when more than one) that each take the next item as they finish one.
+    /// Which worker takes which item depends on timing, so `body`'s result for an item must not
+    /// depend on the worker (each worker holding, say, a replica of the same model).
+    public static func forEachItem(of count: Int, workers: Int, _ body: (_ worker: Int, _ item: Int) -> Void) {
+        if count <= 0 { return }
+        if workers <= 1 {
+            for i in 0..<count { body(0, i) }
+            return
+        }
+        let next = ItemCounter()
+        withoutActuallyEscaping(body) { body in
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                while let i = next.take(below: count) { body(w, i) }
+            }
+        }
+    }
+
+    /// ``forEachItem(of:workers:_:)`` collecting `body`'s results in item order.
+    public static func map<T>(_ count: Int, workers: Int, _ body: (_ worker: Int, _ item: Int) -> T) -> [T] {
+        var results = [T?](repeating: nil, count: max(0, count))
+        results.withUnsafeMutableBufferPointer { out in
+            // Each item's slot is written by the one thread that took the item.
+            forEachItem(of: count, workers: workers) { w, i in out[i] = body(w, i) }
+        }
+        return results.map { $0! }
+    }
+}
+
+/// The next item of ``ParallelBatch/forEachItem(of:workers:_:)``, shared by its threads.
+final class ItemCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+
+    func take(below limit: Int) -> Int? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard value < limit else { return nil }
+        value += 1
+        return value - 1
     }
 }

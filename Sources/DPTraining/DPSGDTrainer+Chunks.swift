@@ -45,29 +45,15 @@ extension DPSGDTrainer {
     func parallelChunkWorkers(chunkCount: Int) -> Int {
         let threads = BLASRuntime.threadCount
         guard threads > 1, chunkCount > 1, refusalOfParallelChunks() == nil else { return 1 }
-        if replicaWorkers.count < threads - 1 {
-            guard let architecture = model.architecture else { return 1 }
-            do {
-                while replicaWorkers.count < threads - 1 {
-                    let replica = try ModelBuilder.build(
-                        specs: architecture.specs, inputShape: Shape(architecture.inputShape), seed: 0)
-                    // The same layers with the same settings (each description names them) and
-                    // parameters of the same shapes, or the replica would compute another step.
-                    guard replica.description == model.description,
-                        replica.parameters.map(\.value.shape) == model.parameters.map(\.value.shape)
-                    else {
-                        replicaFailure = "the model rebuilt from its architecture differs from the model trained"
-                        return 1
-                    }
-                    replicaWorkers.append(ChunkWorker(model: replica, batchShape: data.batchShape(0)))
-                }
-            } catch {
-                replicaFailure = "the model could not be rebuilt from its architecture (\(error))"
+        let workers = min(threads, chunkCount)
+        while replicaWorkers.count < workers - 1 {
+            guard let replica = model.replica() else {
+                replicaFailure = "the model rebuilt from its architecture differs from the model trained"
                 return 1
             }
+            replicaWorkers.append(ChunkWorker(model: replica, batchShape: data.batchShape(0)))
         }
-        for w in replicaWorkers { w.model.needsInputGradient = model.needsInputGradient }
-        return min(threads, chunkCount)
+        return workers
     }
 
     /// Processes the step's chunks on `workers` threads, one model per thread (the trainer's
@@ -80,50 +66,40 @@ extension DPSGDTrainer {
         batchIdentity: [Double]
     ) throws {
         let workers = [mainWorker] + replicaWorkers.prefix(workerCount - 1)
-        let values = model.parameters.map(\.value)
-        for w in workers.dropFirst() {
-            for (p, v) in zip(w.model.parameters, values) { p.value = v }
-        }
-        defer {
-            // Let go of the shared values, so that the optimizer updates them in place.
-            for w in workers.dropFirst() {
-                for p in w.model.parameters { p.value = ChunkWorker.released }
-            }
-        }
-        let next = ChunkCounter()
+        for w in workers.dropFirst() { w.model.shareParameterValues(with: model) }
+        // Let go of the shared values afterwards, so that the optimizer updates them in place.
+        defer { for w in workers.dropFirst() { w.model.releaseParameterValues() } }
         let failures = ChunkFailures()
         let order = indices
         BLASRuntime.withThreadCount(1) {
             chunkSums.withUnsafeMutableBufferPointer { sums in
                 chunkFigures.withUnsafeMutableBufferPointer { figures in
-                    DispatchQueue.concurrentPerform(iterations: workerCount) { wi in
+                    ParallelBatch.forEachItem(of: chunkCount, workers: workerCount) { wi, j in
                         let worker = workers[wi]
                         let parameters = worker.model.parameters
-                        while let j = next.take(below: chunkCount) {
-                            var stats = ChunkStats(lossSum: 0, correct: 0, clipped: 0, unclipped: 0)
-                            for p in parameters { p.gradient.fill(0) }
-                            let start = j * chunk, end = min(order.count, start + chunk)
-                            worker.start = start
-                            worker.indices.removeAll(keepingCapacity: true)
-                            worker.indices.append(contentsOf: order[start..<end])
-                            // No layer of this model draws from the context (no dropout).
-                            var context = ForwardContext(training: true)
-                            do {
-                                stats = try processChunk(worker, context: &context)
-                            } catch let error as TrainingError {
-                                stats.error = error
-                            } catch {
-                                failures.record(error, chunk: j)
-                            }
-                            var o = j * width
-                            for p in parameters {
-                                p.gradient.withUnsafeBufferPointer { g in
-                                    (sums.baseAddress! + o).update(from: g.baseAddress!, count: g.count)
-                                    o += g.count
-                                }
-                            }
-                            stats.write(into: figures, at: j * figuresWidth, identity: batchIdentity)
+                        var stats = ChunkStats(lossSum: 0, correct: 0, clipped: 0, unclipped: 0)
+                        for p in parameters { p.gradient.fill(0) }
+                        let start = j * chunk, end = min(order.count, start + chunk)
+                        worker.start = start
+                        worker.indices.removeAll(keepingCapacity: true)
+                        worker.indices.append(contentsOf: order[start..<end])
+                        // No layer of this model draws from the context (no dropout).
+                        var context = ForwardContext(training: true)
+                        do {
+                            stats = try processChunk(worker, context: &context)
+                        } catch let error as TrainingError {
+                            stats.error = error
+                        } catch {
+                            failures.record(error, chunk: j)
                         }
+                        var o = j * width
+                        for p in parameters {
+                            p.gradient.withUnsafeBufferPointer { g in
+                                (sums.baseAddress! + o).update(from: g.baseAddress!, count: g.count)
+                                o += g.count
+                            }
+                        }
+                        stats.write(into: figures, at: j * figuresWidth, identity: batchIdentity)
                     }
                 }
             }
@@ -148,27 +124,10 @@ final class ChunkWorker {
     var weights = Tensor<Float>(zeros: [0])
     var perLayerWeights: [Tensor<Float>] = []
 
-    /// What a replica's parameter values hold between steps.
-    nonisolated(unsafe) static let released = Tensor<Float>(zeros: [0])
-
     init(model: Sequential, batchShape: Shape) {
         self.model = model
         batch = Tensor(zeros: batchShape)
         spareBatch = Tensor(zeros: batchShape)
-    }
-}
-
-/// The next chunk to process, shared by the threads of a step.
-final class ChunkCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = 0
-
-    func take(below limit: Int) -> Int? {
-        lock.lock()
-        defer { lock.unlock() }
-        guard value < limit else { return nil }
-        value += 1
-        return value - 1
     }
 }
 
@@ -184,20 +143,4 @@ final class ChunkFailures: @unchecked Sendable {
     }
 
     var first: (any Error)? { errors.min { $0.chunk < $1.chunk }?.error }
-}
-
-/// Per-chunk results written by several threads, read in chunk order.
-final class ChunkResults<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var slots: [T?]
-
-    init(count: Int) { slots = Array(repeating: nil, count: count) }
-
-    func set(_ j: Int, _ value: T) {
-        lock.lock()
-        slots[j] = value
-        lock.unlock()
-    }
-
-    func values() -> [T] { slots.map { $0! } }
 }

@@ -810,11 +810,13 @@ public enum Evaluation {
     /// and returns `body(logits, labels)` of each chunk in chunk order. On several threads the
     /// chunks run in parallel on replicas of the model (rebuilt from its architecture, sharing
     /// its parameter values), OpenBLAS on one thread meanwhile; `body` must then be safe to call
-    /// concurrently. Each example's logits do not depend on the split.
+    /// concurrently. The split depends on the model and `batchSize` only, so the results have the
+    /// same bits at every thread count.
     static func mapChunks<T>(
         model: Sequential, dataset: Dataset, batchSize: Int, _ body: (Tensor<Float>, [Int]) -> T
     ) -> [T] {
         let n = dataset.count
+        if n == 0 { return [] }
         let chunk = DPSGDTrainer.chunkSize(
             model: model, exampleShape: dataset.exampleShape, maxPhysicalBatchSize: max(1, batchSize))
         let chunkCount = (n + chunk - 1) / chunk
@@ -832,33 +834,21 @@ public enum Evaluation {
             return (0..<chunkCount).map { run(model, chunk: $0, input: &x, labels: &labels) }
         }
         let models = [model] + replicas
-        let results = ChunkResults<T>(count: chunkCount)
-        let next = ChunkCounter()
-        BLASRuntime.withThreadCount(1) {
-            DispatchQueue.concurrentPerform(iterations: models.count) { w in
+        return BLASRuntime.withThreadCount(1) {
+            ParallelBatch.map(chunkCount, workers: models.count) { w, j in
                 var x = Tensor<Float>(zeros: dataset.batchShape(0))
                 var labels: [Int] = []
-                while let j = next.take(below: chunkCount) {
-                    results.set(j, run(models[w], chunk: j, input: &x, labels: &labels))
-                }
+                return run(models[w], chunk: j, input: &x, labels: &labels)
             }
         }
-        return results.values()
     }
 
-    /// `count` replicas of `model` sharing its parameter values, or none if it cannot be
-    /// rebuilt from its architecture exactly (then evaluation runs on one model).
+    /// `count` replicas of `model` sharing its parameter values (``Sequential/replica()``), or
+    /// none if it cannot be replicated (then evaluation runs on one model).
     static func evaluationReplicas(of model: Sequential, count: Int) -> [Sequential] {
-        guard count > 0, let architecture = model.architecture else { return [] }
         var replicas: [Sequential] = []
-        for _ in 0..<count {
-            guard
-                let replica = try? ModelBuilder.build(
-                    specs: architecture.specs, inputShape: Shape(architecture.inputShape), seed: 0),
-                replica.description == model.description,
-                replica.parameters.map(\.value.shape) == model.parameters.map(\.value.shape)
-            else { return [] }
-            for (p, q) in zip(replica.parameters, model.parameters) { p.value = q.value }
+        for _ in 0..<max(0, count) {
+            guard let replica = model.replica() else { return [] }
             replicas.append(replica)
         }
         return replicas
