@@ -272,8 +272,8 @@ public final class FederatedTrainer {
     }
 
     /// The updates of `clients` for `assignment`, in that order: on several threads (OpenBLAS's
-    /// thread count) each client trains on a replica of the model (``Sequential/replica()``)
-    /// with OpenBLAS on one thread, one client per thread at a time; otherwise one after another
+    /// thread count) each client trains on a replica of the model (``Sequential/replica()``),
+    /// one client per thread at a time; otherwise one after another
     /// on this trainer's model. A client's update depends only on the assignment, its data and
     /// its own random stream, so the updates have the same bits either way. The first client (in
     /// `clients` order) whose training throws stops the round with that error, as one after
@@ -283,10 +283,8 @@ public final class FederatedTrainer {
         while clientReplicas.count < workers - 1, let replica = model.replica() { clientReplicas.append(replica) }
         let models = [model] + clientReplicas.prefix(max(0, workers - 1))
         if models.count <= 1 { return try clients.map { try clientUpdate(client: $0, assignment: assignment) } }
-        let results = BLASRuntime.withThreadCount(1) {
-            ParallelBatch.map(clients.count, workers: models.count) { w, i in
-                Result { try clientUpdate(client: clients[i], assignment: assignment, on: models[w]) }
-            }
+        let results = ParallelBatch.map(clients.count, workers: models.count) { w, i in
+            Result { try clientUpdate(client: clients[i], assignment: assignment, on: models[w]) }
         }
         return try results.map { try $0.get() }
     }

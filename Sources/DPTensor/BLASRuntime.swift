@@ -1,5 +1,6 @@
 import CBLAS
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -17,28 +18,59 @@ public enum BLASRuntime {
     /// The OpenBLAS kernel in use (`openblas_get_corename`), for example "SkylakeX".
     public static var coreName: String { String(cString: openblas_get_corename()) }
 
-    /// OpenBLAS's thread count (`OPENBLAS_NUM_THREADS` is respected by the library itself).
-    public static var threadCount: Int { Int(openblas_get_num_threads()) }
+    /// DPKit's thread count: how many threads ``ParallelBatch`` splits work across (chunks of
+    /// a batch, examples of a layer, blocks of a large GEMM). It starts at the count OpenBLAS
+    /// chose when it loaded (`OPENBLAS_NUM_THREADS`, else the cores), and ``setThreadCount(_:)``
+    /// changes it.
+    ///
+    /// OpenBLAS itself always runs on one thread (``pinToOneThread``): its threaded GEMM rounds
+    /// some shapes differently from its one-thread GEMM (measured: 26 of 720 outputs of a
+    /// `45 x 784 x 16` product differ), so results would depend on the thread count, and its
+    /// count is process-wide, so changing it for one computation would change another's.
+    /// DPKit splits large GEMMs itself into blocks that depend on the shapes only.
+    public static var threadCount: Int {
+        let set = chosenThreadCount.load(ordering: .relaxed)
+        return set > 0 ? set : initialThreadCount
+    }
 
-    /// Sets OpenBLAS's thread count for the rest of the process.
+    /// Sets DPKit's thread count for the rest of the process (OpenBLAS stays on one thread).
     public static func setThreadCount(_ n: Int) {
         precondition(n >= 1, "BLASRuntime.setThreadCount: \(n) threads; use 1 or more")
-        openblas_set_num_threads(Int32(n))
+        _ = pinToOneThread
+        chosenThreadCount.store(n, ordering: .relaxed)
     }
+
+    /// OpenBLAS's own count when it loaded, read once before it is set to 1.
+    static var initialThreadCount: Int {
+        _ = pinToOneThread
+        return initialThreadCountBeforePin
+    }
+
+    /// 0 until ``setThreadCount(_:)``.
+    static let chosenThreadCount = Atomic<Int>(0)
+
+    /// Sets OpenBLAS to one thread, once; every BLAS forwarder touches it first.
+    @usableFromInline static let pinToOneThread: Bool = {
+        _ = initialThreadCountBeforePin
+        openblas_set_num_threads(1)
+        return true
+    }()
+
+    /// Read before the pin (``initialThreadCount`` may be first read after it).
+    static let initialThreadCountBeforePin: Int = max(1, Int(openblas_get_num_threads()))
 
     /// Serialises ``withThreadCount(_:_:)`` across threads (recursive: a body may call it again).
     static let threadCountLock = NSRecursiveLock()
 
-    /// Runs `body` with OpenBLAS (and so ``ParallelBatch``) on `n` threads, then restores the
-    /// count. The count is process-wide: calls from several threads wait for each other, so
-    /// that a body sees the count it asked for throughout (the trainer's parallel chunks, which
-    /// run BLAS on one thread per chunk, and tests that compare thread counts).
+    /// Runs `body` with DPKit on `n` threads, then restores the count. The count is
+    /// process-wide: calls from several threads wait for each other, so that a body sees the
+    /// count it asked for throughout (tests that compare thread counts).
     public static func withThreadCount<T>(_ n: Int, _ body: () throws -> T) rethrows -> T {
         threadCountLock.lock()
         defer { threadCountLock.unlock() }
-        let before = threadCount
+        let before = chosenThreadCount.load(ordering: .relaxed)
         setThreadCount(n)
-        defer { setThreadCount(before) }
+        defer { chosenThreadCount.store(before, ordering: .relaxed) }
         return try body()
     }
 
@@ -66,6 +98,8 @@ public enum BLASRuntime {
     /// Call it first thing in `main`, before any other thread uses BLAS.
     @discardableResult
     public static func setIdleThreadTimeout(log2Cycles: Int) -> Bool {
+        _ = pinToOneThread // reads OpenBLAS's own count before the restart
+        defer { openblas_set_num_threads(1) }
         let env = ProcessInfo.processInfo.environment
         if env[threadTimeoutVariable] != nil || env["GOTO_THREAD_TIMEOUT"] != nil { return false }
         typealias Entry = @convention(c) () -> Int32

@@ -10,14 +10,22 @@ extension Double: TensorScalar {
         a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int,
         beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int
     ) {
-        cblas_dgemm(
-            CblasRowMajor, cblasTranspose(transA), cblasTranspose(transB),
-            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        _ = BLASRuntime.pinToOneThread
+        // Large products in blocks that depend on the shapes only, across DPKit's threads.
+        ParallelBatch.forEachGemmBlock(m: m, n: n, k: k) { rows, columns in
+            let ab = transA ? a + rows.lowerBound : a + rows.lowerBound * lda
+            let bb = transB ? b + columns.lowerBound * ldb : b + columns.lowerBound
+            cblas_dgemm(
+                CblasRowMajor, cblasTranspose(transA), cblasTranspose(transB),
+                Int32(rows.count), Int32(columns.count), Int32(k), alpha, ab, Int32(lda), bb, Int32(ldb), beta,
+                c + rows.lowerBound * ldc + columns.lowerBound, Int32(ldc))
+        }
     }
     @inlinable public static func blasGemv(
         trans: Bool, m: Int, n: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int,
         x: UnsafePointer<Double>, incx: Int, beta: Double, y: UnsafeMutablePointer<Double>, incy: Int
     ) {
+        _ = BLASRuntime.pinToOneThread
         cblas_dgemv(
             CblasRowMajor, cblasTranspose(trans), Int32(m), Int32(n), alpha, a, Int32(lda),
             x, Int32(incx), beta, y, Int32(incy))
@@ -25,18 +33,22 @@ extension Double: TensorScalar {
     @inlinable public static func blasAxpy(
         n: Int, alpha: Double, x: UnsafePointer<Double>, incx: Int, y: UnsafeMutablePointer<Double>, incy: Int
     ) {
+        _ = BLASRuntime.pinToOneThread
         cblas_daxpy(Int32(n), alpha, x, Int32(incx), y, Int32(incy))
     }
     @inlinable public static func blasScal(n: Int, alpha: Double, x: UnsafeMutablePointer<Double>, incx: Int) {
+        _ = BLASRuntime.pinToOneThread
         cblas_dscal(Int32(n), alpha, x, Int32(incx))
     }
     @inlinable public static func blasDot(
         n: Int, x: UnsafePointer<Double>, incx: Int, y: UnsafePointer<Double>, incy: Int
     ) -> Double {
-        cblas_ddot(Int32(n), x, Int32(incx), y, Int32(incy))
+        _ = BLASRuntime.pinToOneThread
+        return cblas_ddot(Int32(n), x, Int32(incx), y, Int32(incy))
     }
     @inlinable public static func blasNrm2(n: Int, x: UnsafePointer<Double>, incx: Int) -> Double {
-        cblas_dnrm2(Int32(n), x, Int32(incx))
+        _ = BLASRuntime.pinToOneThread
+        return cblas_dnrm2(Int32(n), x, Int32(incx))
     }
     @inlinable public static func exp(_ x: Double) -> Double { Glibc.exp(x) }
     @inlinable public static func log(_ x: Double) -> Double { Glibc.log(x) }

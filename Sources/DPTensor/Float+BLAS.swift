@@ -10,14 +10,22 @@ extension Float: TensorScalar {
         a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
         beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
-        cblas_sgemm(
-            CblasRowMajor, cblasTranspose(transA), cblasTranspose(transB),
-            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        _ = BLASRuntime.pinToOneThread
+        // Large products in blocks that depend on the shapes only, across DPKit's threads.
+        ParallelBatch.forEachGemmBlock(m: m, n: n, k: k) { rows, columns in
+            let ab = transA ? a + rows.lowerBound : a + rows.lowerBound * lda
+            let bb = transB ? b + columns.lowerBound * ldb : b + columns.lowerBound
+            cblas_sgemm(
+                CblasRowMajor, cblasTranspose(transA), cblasTranspose(transB),
+                Int32(rows.count), Int32(columns.count), Int32(k), alpha, ab, Int32(lda), bb, Int32(ldb), beta,
+                c + rows.lowerBound * ldc + columns.lowerBound, Int32(ldc))
+        }
     }
     @inlinable public static func blasGemv(
         trans: Bool, m: Int, n: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
         x: UnsafePointer<Float>, incx: Int, beta: Float, y: UnsafeMutablePointer<Float>, incy: Int
     ) {
+        _ = BLASRuntime.pinToOneThread
         cblas_sgemv(
             CblasRowMajor, cblasTranspose(trans), Int32(m), Int32(n), alpha, a, Int32(lda),
             x, Int32(incx), beta, y, Int32(incy))
@@ -25,18 +33,22 @@ extension Float: TensorScalar {
     @inlinable public static func blasAxpy(
         n: Int, alpha: Float, x: UnsafePointer<Float>, incx: Int, y: UnsafeMutablePointer<Float>, incy: Int
     ) {
+        _ = BLASRuntime.pinToOneThread
         cblas_saxpy(Int32(n), alpha, x, Int32(incx), y, Int32(incy))
     }
     @inlinable public static func blasScal(n: Int, alpha: Float, x: UnsafeMutablePointer<Float>, incx: Int) {
+        _ = BLASRuntime.pinToOneThread
         cblas_sscal(Int32(n), alpha, x, Int32(incx))
     }
     @inlinable public static func blasDot(
         n: Int, x: UnsafePointer<Float>, incx: Int, y: UnsafePointer<Float>, incy: Int
     ) -> Float {
-        cblas_sdot(Int32(n), x, Int32(incx), y, Int32(incy))
+        _ = BLASRuntime.pinToOneThread
+        return cblas_sdot(Int32(n), x, Int32(incx), y, Int32(incy))
     }
     @inlinable public static func blasNrm2(n: Int, x: UnsafePointer<Float>, incx: Int) -> Float {
-        cblas_snrm2(Int32(n), x, Int32(incx))
+        _ = BLASRuntime.pinToOneThread
+        return cblas_snrm2(Int32(n), x, Int32(incx))
     }
     @inlinable public static func exp(_ x: Float) -> Float { expf(x) }
     @inlinable public static func log(_ x: Float) -> Float { logf(x) }

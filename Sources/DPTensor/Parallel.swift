@@ -4,15 +4,33 @@ import Foundation
 /// Splits work on a batch across threads, for the per-example work that runs outside BLAS
 /// (im2col, pooling, activations, per-example norms and GEMMs).
 ///
-/// The thread count is OpenBLAS's (``BLASRuntime/threadCount``, set by `dpkit --threads` or
-/// `OPENBLAS_NUM_THREADS`), so one setting governs every core DPKit uses. Callers give each
-/// slice work whose results depend only on the examples in it, computed in a fixed order, so
-/// the results are the same bits whatever the thread count. Sums across examples are left to
-/// single BLAS calls (OpenBLAS splits a GEMM's or GEMV's outputs across its threads, never a
-/// sum), not to one partial sum per thread.
+/// The thread count is DPKit's (``BLASRuntime/threadCount``, set by `dpkit --threads` or
+/// `OPENBLAS_NUM_THREADS`); OpenBLAS itself runs on one thread, and large GEMMs are cut into
+/// blocks here (``forEachGemmBlock(m:n:k:_:)``). Callers give each slice work whose results
+/// depend only on the examples in it, computed in a fixed order, so the results are the same
+/// bits whatever the thread count. Sums across examples are left to single BLAS calls, not to
+/// one partial sum per thread.
 public enum ParallelBatch {
     /// The number of threads the batch is split across.
-    public static var threadCount: Int { max(1, BLASRuntime.threadCount) }
+    /// 1 on a thread that already runs one slice or item of a split (no nested splits).
+    public static var threadCount: Int { isWorker ? 1 : max(1, BLASRuntime.threadCount) }
+
+    /// Whether this thread runs one slice or item of a split.
+    static var isWorker: Bool { pthread_getspecific(workerKey) != nil }
+
+    static let workerKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    /// Runs `body` marked as a worker (``threadCount`` is 1 inside).
+    static func asWorker(_ body: () -> Void) {
+        let before = pthread_getspecific(workerKey)
+        pthread_setspecific(workerKey, UnsafeRawPointer(bitPattern: 1))
+        body()
+        pthread_setspecific(workerKey, before)
+    }
 
     /// Calls `body(slice, range)` for `min(threadCount, count / minimumSlice)` (at least 1)
     /// contiguous slices of `0..<count`, concurrently when there is more than one. `body` must
@@ -38,7 +56,7 @@ public enum ParallelBatch {
         }
         withoutActuallyEscaping(body) { body in
             DispatchQueue.concurrentPerform(iterations: slices) { s in
-                body(s, slice(s, of: slices, count: count))
+                asWorker { body(s, slice(s, of: slices, count: count)) }
             }
         }
     }
@@ -55,10 +73,10 @@ public enum ParallelBatch {
 }
 
 extension ParallelBatch {
-    /// The largest `m n k` of a GEMM that OpenBLAS 0.3 runs on one thread whatever its thread
-    /// count (`SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD = 65536 * 4`). Loops of
+    /// The largest `m n k` of a GEMM run as one block (OpenBLAS 0.3's own threshold for
+    /// threading, `SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD = 65536 * 4`). Loops of
     /// per-example GEMMs at most this size are split across threads here; larger ones run one
-    /// after another and OpenBLAS threads each of them, so the two never oversubscribe the cores.
+    /// after another, each cut into blocks across the threads (``forEachGemmBlock(m:n:k:_:)``).
     public static let singleThreadedGemmLimit = 262_144
 
     /// ``forEachSlice(of:minimumSlice:_:)`` for a loop over `count` examples whose BLAS calls
@@ -90,7 +108,7 @@ extension ParallelBatch {
         let next = ItemCounter()
         withoutActuallyEscaping(body) { body in
             DispatchQueue.concurrentPerform(iterations: workers) { w in
-                while let i = next.take(below: count) { body(w, i) }
+                asWorker { while let i = next.take(below: count) { body(w, i) } }
             }
         }
     }
@@ -117,5 +135,44 @@ final class ItemCounter: @unchecked Sendable {
         guard value < limit else { return nil }
         value += 1
         return value - 1
+    }
+}
+
+// MARK: - Large GEMMs in blocks
+
+extension ParallelBatch {
+    /// Rows per block when a large GEMM is split along the rows of `C`, and columns per block
+    /// when along its columns.
+    public static let gemmBlockRows = 128
+    public static let gemmBlockColumns = 256
+
+    /// Calls `body(rows, columns)` for the blocks of a row-major `C[m, n] = op(A) op(B)` (inner
+    /// size `k`), on ``threadCount`` threads. GEMMs of at most ``singleThreadedGemmLimit``
+    /// (`m n k`) are one block; larger ones are cut along the rows of `C` (blocks of
+    /// ``gemmBlockRows``, when `m >= 2 gemmBlockRows`) or its columns (``gemmBlockColumns``,
+    /// when `n >= 2 gemmBlockColumns`), whichever packs less again (a row block repacks `op(B)`,
+    /// a column block `op(A)`). The blocks depend on the shapes only, and each is one
+    /// single-threaded BLAS call whose sums run over all of `k`, so `C` has the same bits at every
+    /// thread count (OpenBLAS's own threads are not used: ``BLASRuntime/threadCount``).
+    public static func forEachGemmBlock(
+        m: Int, n: Int, k: Int, _ body: (_ rows: Range<Int>, _ columns: Range<Int>) -> Void
+    ) {
+        let byRows = m >= 2 * gemmBlockRows ? (m + gemmBlockRows - 1) / gemmBlockRows : 1
+        let byColumns = n >= 2 * gemmBlockColumns ? (n + gemmBlockColumns - 1) / gemmBlockColumns : 1
+        if m * n * k <= singleThreadedGemmLimit || (byRows == 1 && byColumns == 1) {
+            body(0..<m, 0..<n)
+            return
+        }
+        let rowsCost = byRows > 1 ? (byRows - 1) * k * n : Int.max
+        let columnsCost = byColumns > 1 ? (byColumns - 1) * m * k : Int.max
+        if rowsCost <= columnsCost {
+            forEachItem(of: byRows, workers: min(threadCount, byRows)) { _, b in
+                body((b * gemmBlockRows)..<min(m, (b + 1) * gemmBlockRows), 0..<n)
+            }
+        } else {
+            forEachItem(of: byColumns, workers: min(threadCount, byColumns)) { _, b in
+                body(0..<m, (b * gemmBlockColumns)..<min(n, (b + 1) * gemmBlockColumns))
+            }
+        }
     }
 }

@@ -92,7 +92,8 @@ public func symmetricEigendecomposition<S: TensorScalar>(_ a: Tensor<S>) throws 
     if n > 0 {
         let info = v.withUnsafeMutableBufferPointer { pa in
             w.withUnsafeMutableBufferPointer { pw in
-                S.lapackeSyevd(
+                _ = BLASRuntime.pinToOneThread
+                return S.lapackeSyevd(
                     LAPACK_ROW_MAJOR, lapackChar("V"), lapackChar("L"), Int32(n), pa.baseAddress, Int32(n),
                     pw.baseAddress)
             }
@@ -128,7 +129,8 @@ public func singularValueDecomposition<S: TensorScalar>(_ a: Tensor<S>) throws -
             s.withUnsafeMutableBufferPointer { ps in
                 u.withUnsafeMutableBufferPointer { pu in
                     vt.withUnsafeMutableBufferPointer { pv in
-                        S.lapackeGesdd(
+                        _ = BLASRuntime.pinToOneThread
+                        return S.lapackeGesdd(
                             LAPACK_ROW_MAJOR, lapackChar("S"), Int32(m), Int32(n), pa.baseAddress, Int32(n),
                             ps.baseAddress, pu.baseAddress, Int32(k), pv.baseAddress, Int32(n))
                     }
@@ -153,6 +155,7 @@ public func choleskyFactor<S: TensorScalar>(_ a: Tensor<S>) throws -> Tensor<S> 
     var l = a
     if n > 0 {
         let info = l.withUnsafeMutableBufferPointer { p in
+            _ = BLASRuntime.pinToOneThread
             let info = S.lapackePotrf(LAPACK_ROW_MAJOR, lapackChar("L"), Int32(n), p.baseAddress, Int32(n))
             for i in 0..<n { for j in (i + 1)..<Swift.max(i + 1, n) { p[i * n + j] = 0 } }
             return info

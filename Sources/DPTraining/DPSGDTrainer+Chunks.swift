@@ -57,8 +57,7 @@ extension DPSGDTrainer {
     }
 
     /// Processes the step's chunks on `workers` threads, one model per thread (the trainer's
-    /// and replicas that share its parameter values for the step), with OpenBLAS on one thread
-    /// meanwhile. Threads take the next chunk as they finish one; chunk j's clipped sum goes to
+    /// and replicas that share its parameter values for the step). Threads take the next chunk as they finish one; chunk j's clipped sum goes to
     /// slot j of `chunkSums` and its figures to slot j of `chunkFigures`, exactly as one thread
     /// writes them, so the ordered sum that follows has the same bits.
     func processChunksInParallel(
@@ -71,7 +70,7 @@ extension DPSGDTrainer {
         defer { for w in workers.dropFirst() { w.model.releaseParameterValues() } }
         let failures = ChunkFailures()
         let order = indices
-        BLASRuntime.withThreadCount(1) {
+        do {
             chunkSums.withUnsafeMutableBufferPointer { sums in
                 chunkFigures.withUnsafeMutableBufferPointer { figures in
                     ParallelBatch.forEachItem(of: chunkCount, workers: workerCount) { wi, j in

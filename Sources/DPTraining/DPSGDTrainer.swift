@@ -809,7 +809,7 @@ public enum Evaluation {
     /// `batchSize` examples sized for the cache (``DPSGDTrainer/chunkSize(model:exampleShape:maxPhysicalBatchSize:)``),
     /// and returns `body(logits, labels)` of each chunk in chunk order. On several threads the
     /// chunks run in parallel on replicas of the model (rebuilt from its architecture, sharing
-    /// its parameter values), OpenBLAS on one thread meanwhile; `body` must then be safe to call
+    /// its parameter values); `body` must then be safe to call
     /// concurrently. The split depends on the model and `batchSize` only, so the results have the
     /// same bits at every thread count.
     static func mapChunks<T>(
@@ -834,12 +834,10 @@ public enum Evaluation {
             return (0..<chunkCount).map { run(model, chunk: $0, input: &x, labels: &labels) }
         }
         let models = [model] + replicas
-        return BLASRuntime.withThreadCount(1) {
-            ParallelBatch.map(chunkCount, workers: models.count) { w, j in
-                var x = Tensor<Float>(zeros: dataset.batchShape(0))
-                var labels: [Int] = []
-                return run(models[w], chunk: j, input: &x, labels: &labels)
-            }
+        return ParallelBatch.map(chunkCount, workers: models.count) { w, j in
+            var x = Tensor<Float>(zeros: dataset.batchShape(0))
+            var labels: [Int] = []
+            return run(models[w], chunk: j, input: &x, labels: &labels)
         }
     }
 
