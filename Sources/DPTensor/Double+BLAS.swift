@@ -12,13 +12,12 @@ extension Double: TensorScalar {
     ) {
         _ = BLASRuntime.pinToOneThread
         // Large products in blocks that depend on the shapes only, across DPKit's threads.
-        ParallelBatch.forEachGemmBlock(m: m, n: n, k: k) { rows, columns in
-            let ab = transA ? a + rows.lowerBound : a + rows.lowerBound * lda
-            let bb = transB ? b + columns.lowerBound * ldb : b + columns.lowerBound
+        ParallelBatch.forEachGemmBlock(
+            transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc
+        ) { rows, columns, ab, bb, cb in
             cblas_dgemm(
-                CblasRowMajor, cblasTranspose(transA), cblasTranspose(transB),
-                Int32(rows.count), Int32(columns.count), Int32(k), alpha, ab, Int32(lda), bb, Int32(ldb), beta,
-                c + rows.lowerBound * ldc + columns.lowerBound, Int32(ldc))
+                CblasRowMajor, cblasTranspose(transA), cblasTranspose(transB), Int32(rows), Int32(columns),
+                Int32(k), alpha, ab, Int32(lda), bb, Int32(ldb), beta, cb, Int32(ldc))
         }
     }
     @inlinable public static func blasGemv(

@@ -176,3 +176,21 @@ extension ParallelBatch {
         }
     }
 }
+
+extension ParallelBatch {
+    /// ``forEachGemmBlock(m:n:k:_:)`` for a row-major `C = op(A) op(B)` given by pointers:
+    /// `body(rows, columns, A, B, C)` for each block, with the pointers moved to its first row of
+    /// `op(A)`, first column of `op(B)` and first entry of `C` (leading dimensions unchanged).
+    @inlinable
+    public static func forEachGemmBlock<S>(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<S>, lda: Int,
+        b: UnsafePointer<S>, ldb: Int, c: UnsafeMutablePointer<S>, ldc: Int,
+        _ body: (_ rows: Int, _ columns: Int, UnsafePointer<S>, UnsafePointer<S>, UnsafeMutablePointer<S>) -> Void
+    ) {
+        forEachGemmBlock(m: m, n: n, k: k) { r, cs in
+            body(
+                r.count, cs.count, transA ? a + r.lowerBound : a + r.lowerBound * lda,
+                transB ? b + cs.lowerBound * ldb : b + cs.lowerBound, c + r.lowerBound * ldc + cs.lowerBound)
+        }
+    }
+}

@@ -18,12 +18,16 @@ private func tanhCNNParameters(threads: Int, clipping: ClippingMode, batch: Int,
     }
 }
 
-private func tanhCNNParametersNow(clipping: ClippingMode, batch: Int, steps: Int) throws -> [[Float]] {
+/// `n` uniform 28 x 28 images with uniform labels of 10 classes.
+private func randomImages(_ n: Int) -> Dataset {
     var rng = PhiloxRandom(seed: 5, stream: 3)
-    let n = 160
     let x = Tensor<Float>(uniform: [n, 1, 28, 28], in: 0...1, using: &rng)
     let labels = (0..<n).map { _ in Int(rng.next32() % 10) }
-    let data = Dataset(name: "threads", features: x, labels: labels, classCount: 10)
+    return Dataset(name: "threads", features: x, labels: labels, classCount: 10)
+}
+
+private func tanhCNNParametersNow(clipping: ClippingMode, batch: Int, steps: Int) throws -> [[Float]] {
+    let data = randomImages(160)
     let model = try ModelBuilder.build(
         model: "cnn-tanh", input: ModelInput(exampleShape: [1, 28, 28], classes: 10), parameters: [:], seed: 7)
     let trainer = try DPSGDTrainer(
@@ -60,11 +64,7 @@ func denseModelIsIndependentOfTheThreadCount(isPrivate: Bool) throws {
     // (on model replicas).
     func train(threads: Int) throws -> [[Float]] {
         try BLASRuntime.withThreadCount(threads) {
-            var rng = PhiloxRandom(seed: 5, stream: 3)
-            let n = 600
-            let x = Tensor<Float>(uniform: [n, 1, 28, 28], in: 0...1, using: &rng)
-            let labels = (0..<n).map { _ in Int(rng.next32() % 10) }
-            let data = Dataset(name: "dense", features: x, labels: labels, classCount: 10)
+            let data = randomImages(600)
             let model = try ModelBuilder.build(
                 specs: [.flatten, .linear(outputs: 16, bias: true), .tanh, .linear(outputs: 10, bias: true)],
                 inputShape: [1, 28, 28], seed: 7)
