@@ -33,8 +33,8 @@ import Paired
 
 let benchmarks: @Sendable () -> Void = {
     if case .slow(_, let advice) = BLASRuntime.ensureFastKernel() { print("warning: \(advice)") }
-    // As `dpkit` does: OpenBLAS's idle workers sleep after 2^16 cycles instead of polling for
-    // 0.1 s, which would take the second core from the trainer's chunk threads.
+    // As `dpkit` does. DPKit keeps OpenBLAS on one thread, so this matters only if that changes:
+    // OpenBLAS's idle workers would then poll for 0.1 s and take the chunk threads' second core.
     if !BLASRuntime.setIdleThreadTimeout(log2Cycles: BLASRuntime.dpkitIdleThreadTimeout) {
         print(
             "warning: OpenBLAS's idle timeout was not set (OPENBLAS_THREAD_TIMEOUT given, or no thread server): \"step cnn-tanh b256 2 threads vs 1\" may fail for that reason alone"

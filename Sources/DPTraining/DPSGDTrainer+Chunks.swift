@@ -70,39 +70,38 @@ extension DPSGDTrainer {
         defer { for w in workers.dropFirst() { w.model.releaseParameterValues() } }
         let failures = ChunkFailures()
         let order = indices
-        do {
-            chunkSums.withUnsafeMutableBufferPointer { sums in
-                chunkFigures.withUnsafeMutableBufferPointer { figures in
-                    ParallelBatch.forEachItem(of: chunkCount, workers: workerCount) { wi, j in
-                        let worker = workers[wi]
-                        let parameters = worker.model.parameters
-                        var stats = ChunkStats(lossSum: 0, correct: 0, clipped: 0, unclipped: 0)
-                        for p in parameters { p.gradient.fill(0) }
-                        let start = j * chunk, end = min(order.count, start + chunk)
-                        worker.start = start
-                        worker.indices.removeAll(keepingCapacity: true)
-                        worker.indices.append(contentsOf: order[start..<end])
-                        // No layer of this model draws from the context (no dropout).
-                        var context = ForwardContext(training: true)
-                        do {
-                            stats = try processChunk(worker, context: &context)
-                        } catch let error as TrainingError {
-                            stats.error = error
-                        } catch {
-                            failures.record(error, chunk: j)
-                        }
-                        var o = j * width
-                        for p in parameters {
-                            p.gradient.withUnsafeBufferPointer { g in
-                                (sums.baseAddress! + o).update(from: g.baseAddress!, count: g.count)
-                                o += g.count
-                            }
-                        }
-                        stats.write(into: figures, at: j * figuresWidth, identity: batchIdentity)
+        chunkSums.withUnsafeMutableBufferPointer { sums in
+            chunkFigures.withUnsafeMutableBufferPointer { figures in
+                ParallelBatch.forEachItem(of: chunkCount, workers: workerCount) { wi, j in
+                    let worker = workers[wi]
+                    let parameters = worker.model.parameters
+                    var stats = ChunkStats(lossSum: 0, correct: 0, clipped: 0, unclipped: 0)
+                    for p in parameters { p.gradient.fill(0) }
+                    let start = j * chunk, end = min(order.count, start + chunk)
+                    worker.start = start
+                    worker.indices.removeAll(keepingCapacity: true)
+                    worker.indices.append(contentsOf: order[start..<end])
+                    // No layer of this model draws from the context (no dropout).
+                    var context = ForwardContext(training: true)
+                    do {
+                        stats = try processChunk(worker, context: &context)
+                    } catch let error as TrainingError {
+                        stats.error = error
+                    } catch {
+                        failures.record(error, chunk: j)
                     }
+                    var o = j * width
+                    for p in parameters {
+                        p.gradient.withUnsafeBufferPointer { g in
+                            (sums.baseAddress! + o).update(from: g.baseAddress!, count: g.count)
+                            o += g.count
+                        }
+                    }
+                    stats.write(into: figures, at: j * figuresWidth, identity: batchIdentity)
                 }
             }
         }
+
         if let error = failures.first { throw error }
     }
 }

@@ -154,3 +154,26 @@ func evaluationInChunksMatchesBatchOfOnePasses() throws {
     #expect(abs(meanLoss - reference.reduce(0, +) / 100) <= 1e-5)
     #expect(accuracy == Double(correct) / 100)
 }
+
+@Test("a NaN image in a later chunk stops the step on 1 and 2 threads alike, with nothing updated")
+func nonFiniteChunkStopsTheStepAtAnyThreadCount() throws {
+    for threads in [1, 2] {
+        var rng = PhiloxRandom(seed: 5, stream: 3)
+        var x = Tensor<Float>(uniform: [80, 1, 28, 28], in: 0...1, using: &rng)
+        x.withUnsafeMutableBufferPointer { $0[70 * 784 + 5] = .nan } // example 70: the third chunk
+        let data = Dataset(name: "nan", features: x, labels: (0..<80).map { $0 % 10 }, classCount: 10)
+        let model = try tanhCNN()
+        let before = model.parameters.map(\.value.scalars)
+        let trainer = try DPSGDTrainer(
+            model: model, optimizer: SGD(learningRate: 0.1), data: data,
+            configuration: TrainerConfiguration(
+                sampling: .fixedSize, expectedBatchSize: 80, maxPhysicalBatchSize: 80,
+                privacy: PrivacySettings(noiseMultiplier: 1, clippingNorm: 1, delta: 1e-5), seed: 9))
+        #expect(throws: TrainingError.self) {
+            try BLASRuntime.withThreadCount(threads) { _ = try trainer.trainStep() }
+        }
+        #expect(trainer.lastChunkWorkers == threads, "\(threads) threads")
+        #expect(model.parameters.map(\.value.scalars) == before, "\(threads) threads: parameters changed")
+        #expect(trainer.ledger.entries.isEmpty, "\(threads) threads: a step was composed")
+    }
+}
